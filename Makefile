@@ -1,0 +1,130 @@
+# textok - build, test, install.
+#   make                  build everything into build/
+#   make test             compile checks (C99, C11, C++, TEXTOK_STATIC, two-TU link, gcc/clang
+#                         -Werror), then the test runner, also built with BLAS and OpenMP off
+#   make asan             the test runner under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make bench            build/bench: GFLOP/s table
+#   make install / uninstall   PREFIX (default /usr/local) and DESTDIR honoured
+#   make clean
+# Options: BLAS=openblas|none (default openblas), OPENMP=1|0 (default 1), CC, CFLAGS, LDFLAGS.
+
+CC      ?= cc
+CXX     ?= g++
+CFLAGS  ?= -O2 -g
+PREFIX  ?= /usr/local
+BLAS    ?= openblas
+OPENMP  ?= 1
+BUILD   ?= build
+
+WARN          := -Wall -Wextra -Wpedantic
+TEXTOK_CFLAGS := -std=c99 $(WARN) -I. -Itests
+TEXTOK_LIBS   := -lm
+
+ifeq ($(OPENMP),1)
+  TEXTOK_CFLAGS += -fopenmp
+  TEXTOK_LIBS   += -fopenmp
+  $(info textok: OpenMP on (OPENMP=0 to turn off))
+else ifeq ($(OPENMP),0)
+  $(info textok: OpenMP off)
+else
+  $(error OPENMP must be 1 or 0, not '$(OPENMP)')
+endif
+
+ifeq ($(BLAS),openblas)
+  OPENBLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
+  OPENBLAS_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null)
+  ifeq ($(OPENBLAS_LIBS),)
+    $(error BLAS=openblas but pkg-config cannot find openblas: apt-get install libopenblas-dev pkg-config, or build with BLAS=none)
+  endif
+  TEXTOK_CFLAGS += -DTEXTOK_USE_BLAS $(OPENBLAS_CFLAGS)
+  TEXTOK_LIBS   += $(OPENBLAS_LIBS)
+  $(info textok: BLAS = OpenBLAS (BLAS=none for the portable blocked GEMM))
+else ifeq ($(BLAS),none)
+  $(info textok: BLAS off, portable blocked GEMM)
+else
+  $(error BLAS must be openblas or none, not '$(BLAS)')
+endif
+
+# Debian's OpenBLAS 0.3.21 misdetects some AVX-512 CPUs and falls back to an SSE3 kernel (5x
+# slower). Where the CPU has AVX-512 and the user has not chosen, pick the right kernel for the
+# programs make runs. It is read when libopenblas loads, so it must be in the environment.
+ifeq ($(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null && echo y),y)
+  export OPENBLAS_CORETYPE ?= SkylakeX
+endif
+
+HDR        := textok.h
+TEST_SRC   := tests/test_main.c tests/check.c tests/test_kernels.c tests/test_io.c tests/textok_impl.c
+TEST_HDR   := tests/check.h
+PROGRAMS   := $(BUILD)/selfcheck $(BUILD)/bench $(BUILD)/test_runner
+CLANG      := $(shell command -v clang 2>/dev/null)
+
+.PHONY: all test check asan bench compile-checks install uninstall clean
+all: $(PROGRAMS)
+
+$(BUILD)/selfcheck: examples/selfcheck.c $(HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(TEXTOK_CFLAGS) $< -o $@ $(LDFLAGS) $(TEXTOK_LIBS)
+
+$(BUILD)/bench: examples/bench.c $(HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(TEXTOK_CFLAGS) $< -o $@ $(LDFLAGS) $(TEXTOK_LIBS)
+
+$(BUILD)/test_runner: $(TEST_SRC) $(TEST_HDR) $(HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(TEXTOK_CFLAGS) $(TEST_SRC) -o $@ $(LDFLAGS) $(TEXTOK_LIBS)
+
+# The header must compile warning-free in every configuration a user may pick.
+CHECK := tests/compile_check.c
+compile-checks: $(HDR) $(CHECK) tests/link_b.c
+	@mkdir -p $(BUILD)/cc
+	$(CC)  -std=c99   $(WARN) -Werror -I. -c $(CHECK) -o $(BUILD)/cc/c99.o
+	$(CC)  -std=c11   $(WARN) -Werror -I. -c $(CHECK) -o $(BUILD)/cc/c11.o
+	$(CC)  -std=c99   $(WARN) -Werror -I. -DTEXTOK_STATIC -c $(CHECK) -o $(BUILD)/cc/static.o
+	$(CC)  -std=c99   $(WARN) -Werror -I. -DTEXTOK_NO_STDIO -c $(CHECK) -o $(BUILD)/cc/nostdio.o
+	$(CC)  -std=c99   $(WARN) -Werror -I. -fopenmp -DTEXTOK_USE_BLAS $(OPENBLAS_CFLAGS) -c $(CHECK) -o $(BUILD)/cc/blas_omp.o
+	$(CXX) -x c++ -std=c++11 $(WARN) -Werror -I. -c $(CHECK) -o $(BUILD)/cc/cxx.o
+	$(CXX) -x c++ -std=c++11 $(WARN) -Werror -I. -DTEXTOK_STATIC -c $(CHECK) -o $(BUILD)/cc/cxx_static.o
+	$(CC)  -std=c99   $(WARN) -Werror -I. $(CHECK) tests/link_b.c -o $(BUILD)/cc/link -lm && $(BUILD)/cc/link
+ifneq ($(CLANG),)
+	clang -std=c99 $(WARN) -Werror -I. -c $(CHECK) -o $(BUILD)/cc/clang.o
+	clang -std=c99 $(WARN) -Werror -I. -fopenmp -DTEXTOK_USE_BLAS $(OPENBLAS_CFLAGS) -c $(CHECK) -o $(BUILD)/cc/clang_omp.o
+else
+	@echo "textok: clang not found, skipping the clang compile checks"
+endif
+	@echo "compile checks: ok"
+
+# BLAS and OpenMP off: the portable path must pass the same tests.
+$(BUILD)/plain/test_runner: $(TEST_SRC) $(TEST_HDR) $(HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -std=c99 $(WARN) -I. -Itests $(TEST_SRC) -o $@ $(LDFLAGS) -lm
+
+test check: compile-checks $(BUILD)/test_runner $(BUILD)/plain/test_runner $(BUILD)/selfcheck
+	$(BUILD)/selfcheck
+	@echo "== portable build (BLAS=none OPENMP=0) =="
+	$(BUILD)/plain/test_runner
+	@echo "== default build =="
+	$(BUILD)/test_runner
+
+SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+$(BUILD)/asan/test_runner: $(TEST_SRC) $(TEST_HDR) $(HDR)
+	@mkdir -p $(@D)
+	$(CC) -O1 -g $(SAN) $(TEXTOK_CFLAGS) $(TEST_SRC) -o $@ $(LDFLAGS) $(TEXTOK_LIBS)
+asan: $(BUILD)/asan/test_runner
+	ASAN_OPTIONS=detect_leaks=1 $(BUILD)/asan/test_runner
+
+bench: $(BUILD)/bench
+	$(BUILD)/bench
+
+textok.pc: textok.pc.in $(HDR)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/^#define TEXTOK_VERSION_STRING "\(.*\)"/\1/p' $(HDR))|' $< > $@
+
+install: textok.pc
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 $(HDR) $(DESTDIR)$(PREFIX)/include/textok.h
+	install -m 644 textok.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/textok.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/include/textok.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/textok.pc
+
+clean:
+	rm -rf $(BUILD) textok.pc

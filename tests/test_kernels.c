@@ -1,0 +1,742 @@
+/* test_kernels.c - every kernel, forward and backward:
+     1. against the PyTorch goldens in tests/golden/ (tools/gen_golden.py, computed in float64),
+        through both CPU tables (the naive reference and the fast one);
+     2. by central finite differences (the loss and quotient in double) on the reference table;
+     3. fast table against the reference table with textok_kernels_compare.
+
+   Golden tolerance: relative L2 error <= 1e-5 for every tensor (the issue's bound for fp32). The
+   figures printed show the actual margins: most tensors land at 1e-7..1e-6. */
+#include "textok.h"
+#include "check.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GOLD_TOL 1e-5
+
+/* ----- golden files ------------------------------------------------------------------------- */
+typedef struct gold {
+    textok_safetensors st;
+    const char *op;
+    int n_cases;
+    int ok;
+} gold;
+
+static int gold_open(tt_stats *s, gold *g, const char *op)
+{
+    char path[512];
+    const char *magic, *version, *n;
+    snprintf(path, sizeof path, "%s/%s.safetensors", tt_golden_dir, op);
+    memset(g, 0, sizeof *g);
+    g->op = op;
+    if (textok_st_open(&g->st, path) != TEXTOK_OK) {
+        tt_check(s, 0, "golden %-14s cannot open: %s (HINT: /usr/bin/python3 tools/gen_golden.py)", op, textok_last_error());
+        return 0;
+    }
+    magic = textok_st_meta(&g->st, "magic");
+    version = textok_st_meta(&g->st, "version");
+    n = textok_st_meta(&g->st, "n_cases");
+    if (!magic || strcmp(magic, "textok-golden") || !version || strcmp(version, "1") || !n) {
+        tt_check(s, 0, "golden %-14s %s: not a version-1 textok golden file (HINT: regenerate with /usr/bin/python3 tools/gen_golden.py)", op, path);
+        textok_st_close(&g->st);
+        return 0;
+    }
+    g->n_cases = atoi(n);
+    g->ok = 1;
+    return 1;
+}
+
+/* Value of key in the case's dims string "k=v,k=v" */
+static double gold_dim(gold *g, int c, const char *key)
+{
+    char mk[32];
+    const char *dims, *p;
+    size_t kl = strlen(key);
+    snprintf(mk, sizeof mk, "c%d.dims", c);
+    dims = textok_st_meta(&g->st, mk);
+    for (p = dims; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+        if (!strncmp(p, key, kl) && p[kl] == '=') return atof(p + kl + 1);
+    fprintf(stderr, "golden %s case %d: no dim '%s'\n", g->op, c, key);
+    return 0.0;
+}
+
+/* A golden tensor as a fresh float array (NULL if absent: optional tensors) */
+static float *gold_get(gold *g, int c, const char *name, size_t *n)
+{
+    char full[64];
+    const textok_st_tensor *t;
+    float *x;
+    snprintf(full, sizeof full, "c%d.%s", c, name);
+    t = textok_st_find(&g->st, full);
+    if (!t) return NULL;
+    x = (float *)malloc(t->numel * sizeof(float) + 1);
+    if (x && textok_st_read_f32(&g->st, t, x, t->numel) != TEXTOK_OK) { free(x); return NULL; }
+    if (n) *n = t->numel;
+    return x;
+}
+
+static float *zeros(size_t n) { return (float *)calloc(n ? n : 1, sizeof(float)); }
+
+/* Compare got with golden tensor `name` of case c */
+static void gold_cmp(tt_stats *s, gold *g, const textok_kernels *k, int c, const char *name, const float *got)
+{
+    char label[96];
+    size_t n = 0;
+    float *ref = gold_get(g, c, name, &n);
+    snprintf(label, sizeof label, "golden %s/%s c%d %s", g->op, k->name, c, name);
+    if (!ref) { tt_check(s, 0, "%s: tensor missing from golden file", label); return; }
+    tt_compare(s, label, got, ref, n, GOLD_TOL);
+    free(ref);
+}
+
+/* ----- one golden runner per op ------------------------------------------------------------- */
+static void golden_matmul(tt_stats *s, gold *g, const textok_kernels *k, int c)
+{
+    textok_matmul_dims d;
+    size_t na, nb, no;
+    int has_bias = (int)gold_dim(g, c, "has_bias");
+    float *a = gold_get(g, c, "a", &na), *b = gold_get(g, c, "b", &nb), *bias = gold_get(g, c, "bias", NULL);
+    float *dout = gold_get(g, c, "dout", &no), *out = zeros(no), *da = zeros(na), *db = zeros(nb);
+    float *dbias = zeros((size_t)gold_dim(g, c, "N"));
+    d.batch = (int)gold_dim(g, c, "batch"); d.M = (int)gold_dim(g, c, "M"); d.N = (int)gold_dim(g, c, "N");
+    d.K = (int)gold_dim(g, c, "K"); d.trans_a = (int)gold_dim(g, c, "trans_a"); d.trans_b = (int)gold_dim(g, c, "trans_b");
+    k->matmul_forward(k, out, a, b, has_bias ? bias : NULL, &d);
+    k->matmul_backward(k, da, db, has_bias ? dbias : NULL, dout, a, b, &d);
+    gold_cmp(s, g, k, c, "out", out);
+    gold_cmp(s, g, k, c, "da", da);
+    gold_cmp(s, g, k, c, "db", db);
+    if (has_bias) gold_cmp(s, g, k, c, "dbias", dbias);
+    free(a); free(b); free(bias); free(dout); free(out); free(da); free(db); free(dbias);
+}
+
+static void golden_layernorm(tt_stats *s, gold *g, const textok_kernels *k, int c)
+{
+    int N = (int)gold_dim(g, c, "N"), C = (int)gold_dim(g, c, "C"), affine = (int)gold_dim(g, c, "affine");
+    size_t n;
+    float *x = gold_get(g, c, "x", &n), *w = gold_get(g, c, "weight", NULL), *b = gold_get(g, c, "bias", NULL);
+    float *dout = gold_get(g, c, "dout", NULL), *out = zeros(n), *mean = zeros((size_t)N), *rstd = zeros((size_t)N);
+    float *dx = zeros(n), *dw = zeros((size_t)C), *db = zeros((size_t)C);
+    k->layernorm_forward(k, out, mean, rstd, x, affine ? w : NULL, affine ? b : NULL, N, C, (float)gold_dim(g, c, "eps"));
+    k->layernorm_backward(k, dx, affine ? dw : NULL, affine ? db : NULL, dout, x, affine ? w : NULL, mean, rstd, N, C);
+    gold_cmp(s, g, k, c, "out", out);
+    gold_cmp(s, g, k, c, "mean", mean);
+    gold_cmp(s, g, k, c, "rstd", rstd);
+    gold_cmp(s, g, k, c, "dx", dx);
+    if (affine) { gold_cmp(s, g, k, c, "dweight", dw); gold_cmp(s, g, k, c, "dbias", db); }
+    free(x); free(w); free(b); free(dout); free(out); free(mean); free(rstd); free(dx); free(dw); free(db);
+}
+
+static void golden_rmsnorm(tt_stats *s, gold *g, const textok_kernels *k, int c)
+{
+    int N = (int)gold_dim(g, c, "N"), C = (int)gold_dim(g, c, "C");
+    size_t n;
+    float *x = gold_get(g, c, "x", &n), *w = gold_get(g, c, "weight", NULL), *dout = gold_get(g, c, "dout", NULL);
+    float *out = zeros(n), *rstd = zeros((size_t)N), *dx = zeros(n), *dw = zeros((size_t)C);
+    k->rmsnorm_forward(k, out, rstd, x, w, N, C, (float)gold_dim(g, c, "eps"));
+    k->rmsnorm_backward(k, dx, dw, dout, x, w, rstd, N, C);
+    gold_cmp(s, g, k, c, "out", out);
+    gold_cmp(s, g, k, c, "rstd", rstd);
+    gold_cmp(s, g, k, c, "dx", dx);
+    gold_cmp(s, g, k, c, "dweight", dw);
+    free(x); free(w); free(dout); free(out); free(rstd); free(dx); free(dw);
+}
+
+static void golden_gelu(tt_stats *s, gold *g, const textok_kernels *k, int c)
+{
+    size_t n;
+    int approx = (int)gold_dim(g, c, "approx");
+    float *x = gold_get(g, c, "x", &n), *dout = gold_get(g, c, "dout", NULL), *out = zeros(n), *dx = zeros(n);
+    k->gelu_forward(k, out, x, n, approx);
+    k->gelu_backward(k, dx, dout, x, n, approx);
+    gold_cmp(s, g, k, c, "out", out);
+    gold_cmp(s, g, k, c, "dx", dx);
+    free(x); free(dout); free(out); free(dx);
+}
+
+static void golden_silu(tt_stats *s, gold *g, const textok_kernels *k, int c)
+{
+    size_t n;
+    float *x = gold_get(g, c, "x", &n), *dout = gold_get(g, c, "dout", NULL), *out = zeros(n), *dx = zeros(n);
+    k->silu_forward(k, out, x, n);
+    k->silu_backward(k, dx, dout, x, n);
+    gold_cmp(s, g, k, c, "out", out);
+    gold_cmp(s, g, k, c, "dx", dx);
+    free(x); free(dout); free(out); free(dx);
+}
+
+static void golden_softmax(tt_stats *s, gold *g, const textok_kernels *k, int c)
+{
+    size_t n;
+    int rows = (int)gold_dim(g, c, "rows"), cols = (int)gold_dim(g, c, "cols");
+    float *x = gold_get(g, c, "x", &n), *dout = gold_get(g, c, "dout", NULL), *out = zeros(n), *dx = zeros(n);
+    k->softmax_forward(k, out, x, rows, cols);
+    k->softmax_backward(k, dx, dout, out, rows, cols);
+    gold_cmp(s, g, k, c, "out", out);
+    gold_cmp(s, g, k, c, "dx", dx);
+    free(x); free(dout); free(out); free(dx);
+}
+
+static void golden_attention(tt_stats *s, gold *g, const textok_kernels *k, int c)
+{
+    textok_attention_dims d;
+    size_t nq, nk, nb, i;
+    int has_bias = (int)gold_dim(g, c, "has_bias"), has_mask = (int)gold_dim(g, c, "has_mask");
+    float *q, *key, *v, *bias, *maskf, *dout, *out, *lse, *dq, *dk, *dv, *dbias, *work;
+    unsigned char *mask = NULL;
+    d.B = (int)gold_dim(g, c, "B"); d.Tq = (int)gold_dim(g, c, "Tq"); d.Tk = (int)gold_dim(g, c, "Tk");
+    d.C = (int)gold_dim(g, c, "C"); d.H = (int)gold_dim(g, c, "H"); d.scale = (float)gold_dim(g, c, "scale");
+    q = gold_get(g, c, "q", &nq); key = gold_get(g, c, "k", &nk); v = gold_get(g, c, "v", NULL);
+    bias = gold_get(g, c, "bias", NULL); maskf = gold_get(g, c, "mask", NULL); dout = gold_get(g, c, "dout", NULL);
+    nb = (size_t)d.H * d.Tq * d.Tk;
+    out = zeros(nq); lse = zeros((size_t)d.B * d.H * d.Tq); dq = zeros(nq); dk = zeros(nk); dv = zeros(nk);
+    dbias = zeros(nb); work = zeros(textok_attention_work_floats(&d));
+    if (has_mask && maskf) {
+        mask = (unsigned char *)malloc((size_t)d.B * d.Tk);
+        for (i = 0; i < (size_t)d.B * d.Tk; i++) mask[i] = maskf[i] != 0.0f;
+    }
+    k->attention_forward(k, out, lse, q, key, v, has_bias ? bias : NULL, mask, &d, work);
+    k->attention_backward(k, dq, dk, dv, has_bias ? dbias : NULL, dout, q, key, v, has_bias ? bias : NULL,
+                          mask, out, lse, &d, work);
+    gold_cmp(s, g, k, c, "out", out);
+    gold_cmp(s, g, k, c, "lse", lse);
+    gold_cmp(s, g, k, c, "dq", dq);
+    gold_cmp(s, g, k, c, "dk", dk);
+    gold_cmp(s, g, k, c, "dv", dv);
+    if (has_bias) gold_cmp(s, g, k, c, "dbias", dbias);
+    free(q); free(key); free(v); free(bias); free(maskf); free(dout); free(out); free(lse);
+    free(dq); free(dk); free(dv); free(dbias); free(work); free(mask);
+}
+
+static void golden_add(tt_stats *s, gold *g, const textok_kernels *k, int c)
+{
+    size_t n;
+    float *a = gold_get(g, c, "a", &n), *b = gold_get(g, c, "b", NULL), *dout = gold_get(g, c, "dout", NULL);
+    float *out = zeros(n), *da = zeros(n), *db = zeros(n);
+    k->add_forward(k, out, a, b, n);
+    k->add_backward(k, da, db, dout, n);
+    gold_cmp(s, g, k, c, "out", out);
+    gold_cmp(s, g, k, c, "da", da);
+    gold_cmp(s, g, k, c, "db", db);
+    free(a); free(b); free(dout); free(out); free(da); free(db);
+}
+
+static void golden_modulate(tt_stats *s, gold *g, const textok_kernels *k, int c)
+{
+    int B = (int)gold_dim(g, c, "B"), T = (int)gold_dim(g, c, "T"), C = (int)gold_dim(g, c, "C");
+    size_t n, nbc = (size_t)B * C;
+    float *x = gold_get(g, c, "x", &n), *shift = gold_get(g, c, "shift", NULL), *scale = gold_get(g, c, "scale", NULL);
+    float *dout = gold_get(g, c, "dout", NULL), *out = zeros(n), *dx = zeros(n), *dshift = zeros(nbc), *dscale = zeros(nbc);
+    k->modulate_forward(k, out, x, shift, scale, B, T, C);
+    k->modulate_backward(k, dx, dshift, dscale, dout, x, scale, B, T, C);
+    gold_cmp(s, g, k, c, "out", out);
+    gold_cmp(s, g, k, c, "dx", dx);
+    gold_cmp(s, g, k, c, "dshift", dshift);
+    gold_cmp(s, g, k, c, "dscale", dscale);
+    free(x); free(shift); free(scale); free(dout); free(out); free(dx); free(dshift); free(dscale);
+}
+
+static void golden_gate(tt_stats *s, gold *g, const textok_kernels *k, int c)
+{
+    int B = (int)gold_dim(g, c, "B"), T = (int)gold_dim(g, c, "T"), C = (int)gold_dim(g, c, "C");
+    size_t n, nbc = (size_t)B * C;
+    float *r = gold_get(g, c, "resid", &n), *x = gold_get(g, c, "x", NULL), *gate = gold_get(g, c, "gate", NULL);
+    float *dout = gold_get(g, c, "dout", NULL), *out = zeros(n), *dr = zeros(n), *dx = zeros(n), *dgate = zeros(nbc);
+    k->gate_forward(k, out, r, x, gate, B, T, C);
+    k->gate_backward(k, dr, dx, dgate, dout, x, gate, B, T, C);
+    gold_cmp(s, g, k, c, "out", out);
+    gold_cmp(s, g, k, c, "dresid", dr);
+    gold_cmp(s, g, k, c, "dx", dx);
+    gold_cmp(s, g, k, c, "dgate", dgate);
+    free(r); free(x); free(gate); free(dout); free(out); free(dr); free(dx); free(dgate);
+}
+
+static void golden_conv2d(tt_stats *s, gold *g, const textok_kernels *k, int c)
+{
+    textok_conv2d_dims d;
+    size_t nx, nw, no;
+    int has_bias = (int)gold_dim(g, c, "has_bias");
+    float *x, *w, *bias, *dout, *out, *dx, *dw, *db, *work;
+    d.B = (int)gold_dim(g, c, "B"); d.C = (int)gold_dim(g, c, "C"); d.H = (int)gold_dim(g, c, "H");
+    d.W = (int)gold_dim(g, c, "W"); d.OC = (int)gold_dim(g, c, "OC"); d.KH = (int)gold_dim(g, c, "KH");
+    d.KW = (int)gold_dim(g, c, "KW"); d.stride = (int)gold_dim(g, c, "stride"); d.pad = (int)gold_dim(g, c, "pad");
+    x = gold_get(g, c, "x", &nx); w = gold_get(g, c, "weight", &nw); bias = gold_get(g, c, "bias", NULL);
+    dout = gold_get(g, c, "dout", &no);
+    out = zeros(no); dx = zeros(nx); dw = zeros(nw); db = zeros((size_t)d.OC); work = zeros(textok_conv2d_work_floats(&d));
+    k->conv2d_forward(k, out, x, w, has_bias ? bias : NULL, &d, work);
+    k->conv2d_backward(k, dx, dw, has_bias ? db : NULL, dout, x, w, &d, work);
+    gold_cmp(s, g, k, c, "out", out);
+    gold_cmp(s, g, k, c, "dx", dx);
+    gold_cmp(s, g, k, c, "dweight", dw);
+    if (has_bias) gold_cmp(s, g, k, c, "dbias", db);
+    free(x); free(w); free(bias); free(dout); free(out); free(dx); free(dw); free(db); free(work);
+}
+
+static void golden_groupnorm(tt_stats *s, gold *g, const textok_kernels *k, int c)
+{
+    int B = (int)gold_dim(g, c, "B"), C = (int)gold_dim(g, c, "C"), G = (int)gold_dim(g, c, "G");
+    int HW = (int)gold_dim(g, c, "H") * (int)gold_dim(g, c, "W");
+    size_t n, ng = (size_t)B * G;
+    float *x = gold_get(g, c, "x", &n), *w = gold_get(g, c, "weight", NULL), *b = gold_get(g, c, "bias", NULL);
+    float *dout = gold_get(g, c, "dout", NULL), *out = zeros(n), *mean = zeros(ng), *rstd = zeros(ng);
+    float *dx = zeros(n), *dw = zeros((size_t)C), *db = zeros((size_t)C);
+    k->groupnorm_forward(k, out, mean, rstd, x, w, b, B, C, HW, G, (float)gold_dim(g, c, "eps"));
+    k->groupnorm_backward(k, dx, dw, db, dout, x, w, mean, rstd, B, C, HW, G);
+    gold_cmp(s, g, k, c, "out", out);
+    gold_cmp(s, g, k, c, "mean", mean);
+    gold_cmp(s, g, k, c, "rstd", rstd);
+    gold_cmp(s, g, k, c, "dx", dx);
+    gold_cmp(s, g, k, c, "dweight", dw);
+    gold_cmp(s, g, k, c, "dbias", db);
+    free(x); free(w); free(b); free(dout); free(out); free(mean); free(rstd); free(dx); free(dw); free(db);
+}
+
+static void golden_upsample(tt_stats *s, gold *g, const textok_kernels *k, int c)
+{
+    int BC = (int)gold_dim(g, c, "B") * (int)gold_dim(g, c, "C"), H = (int)gold_dim(g, c, "H");
+    int W = (int)gold_dim(g, c, "W"), f = (int)gold_dim(g, c, "factor");
+    size_t nx, no;
+    float *x = gold_get(g, c, "x", &nx), *dout = gold_get(g, c, "dout", &no), *out = zeros(no), *dx = zeros(nx);
+    k->upsample_forward(k, out, x, BC, H, W, f);
+    k->upsample_backward(k, dx, dout, BC, H, W, f);
+    gold_cmp(s, g, k, c, "out", out);
+    gold_cmp(s, g, k, c, "dx", dx);
+    free(x); free(dout); free(out); free(dx);
+}
+
+static void golden_codebook(tt_stats *s, gold *g, const textok_kernels *k, int c)
+{
+    int N = (int)gold_dim(g, c, "N"), K = (int)gold_dim(g, c, "K"), D = (int)gold_dim(g, c, "D"), i, same = 0, close = 0;
+    float *z = gold_get(g, c, "z", NULL), *e = gold_get(g, c, "codebook", NULL), *idx_ref = gold_get(g, c, "idx", NULL);
+    float *margin = gold_get(g, c, "margin", NULL), *dist = zeros((size_t)N), *work = zeros(textok_codebook_work_floats(N, K, D));
+    int32_t *idx = (int32_t *)calloc((size_t)N, sizeof(int32_t));
+    k->codebook_search(k, idx, dist, z, e, N, K, D, work);
+    /* indices must be identical wherever the golden gap between best and second best is
+       above float rounding of the distances (1e-4 here); the margins in the file are >= 8e-3 */
+    for (i = 0; i < N; i++) {
+        if ((float)idx[i] == idx_ref[i]) same++;
+        else if (margin[i] <= 1e-4f) close++;
+    }
+    tt_check(s, same + close == N, "golden codebook/%s c%d idx: %d/%d identical, %d differ at near-ties", k->name, c, same, N, close);
+    gold_cmp(s, g, k, c, "dist", dist);
+    free(z); free(e); free(idx_ref); free(margin); free(dist); free(work); free(idx);
+}
+
+static void golden_cross_entropy(tt_stats *s, gold *g, const textok_kernels *k, int c)
+{
+    int N = (int)gold_dim(g, c, "N"), V = (int)gold_dim(g, c, "V"), i;
+    float ls = (float)gold_dim(g, c, "label_smoothing");
+    size_t nl;
+    float *logits = gold_get(g, c, "logits", &nl), *tf = gold_get(g, c, "targets", NULL), *dl = gold_get(g, c, "dlosses", NULL);
+    float *losses = zeros((size_t)N), *probs = zeros(nl), *dlogits = zeros(nl);
+    int32_t *t = (int32_t *)calloc((size_t)N, sizeof(int32_t));
+    for (i = 0; i < N; i++) t[i] = (int32_t)tf[i];
+    k->cross_entropy_forward(k, losses, probs, logits, t, N, V, ls);
+    k->cross_entropy_backward(k, dlogits, dl, probs, t, N, V, ls);
+    gold_cmp(s, g, k, c, "losses", losses);
+    gold_cmp(s, g, k, c, "dlogits", dlogits);
+    free(logits); free(tf); free(dl); free(losses); free(probs); free(dlogits); free(t);
+}
+
+static void golden_adamw(tt_stats *s, gold *g, const textok_kernels *k, int c)
+{
+    textok_adamw_params hp;
+    int n = (int)gold_dim(g, c, "n"), steps = (int)gold_dim(g, c, "steps"), t;
+    float *p = gold_get(g, c, "params0", NULL), *grads = gold_get(g, c, "grads", NULL), *m = zeros((size_t)n), *v = zeros((size_t)n);
+    hp.lr = gold_dim(g, c, "lr"); hp.beta1 = gold_dim(g, c, "beta1"); hp.beta2 = gold_dim(g, c, "beta2");
+    hp.eps = gold_dim(g, c, "eps"); hp.weight_decay = gold_dim(g, c, "weight_decay");
+    for (t = 1; t <= steps; t++) k->adamw_update(k, p, grads + (size_t)(t - 1) * n, m, v, (size_t)n, &hp, t);
+    gold_cmp(s, g, k, c, "params", p);
+    gold_cmp(s, g, k, c, "m", m);
+    gold_cmp(s, g, k, c, "v", v);
+    free(p); free(grads); free(m); free(v);
+}
+
+typedef void (*golden_fn)(tt_stats *, gold *, const textok_kernels *, int);
+static const struct { const char *op; golden_fn fn; } golden_ops[] = {
+    { "matmul", golden_matmul }, { "layernorm", golden_layernorm }, { "rmsnorm", golden_rmsnorm },
+    { "gelu", golden_gelu }, { "silu", golden_silu }, { "softmax", golden_softmax },
+    { "attention", golden_attention }, { "add", golden_add }, { "modulate", golden_modulate },
+    { "gate", golden_gate }, { "conv2d", golden_conv2d }, { "groupnorm", golden_groupnorm },
+    { "upsample", golden_upsample }, { "codebook", golden_codebook },
+    { "cross_entropy", golden_cross_entropy }, { "adamw", golden_adamw } };
+
+void test_kernels_golden(tt_stats *s)
+{
+    textok_kernels tables[2];
+    size_t o;
+    int t, c;
+    tables[0] = textok_cpu_ref_kernels();
+    tables[1] = textok_cpu_kernels(0);
+    for (o = 0; o < sizeof golden_ops / sizeof golden_ops[0]; o++) {
+        gold g;
+        if (!gold_open(s, &g, golden_ops[o].op)) continue;
+        for (t = 0; t < 2; t++)
+            for (c = 0; c < g.n_cases; c++) golden_ops[o].fn(s, &g, &tables[t], c);
+        textok_st_close(&g.st);
+    }
+}
+
+/* ----- RNG against torch.rand --------------------------------------------------------------- */
+void test_rng(tt_stats *s)
+{
+    gold g;
+    int c;
+    if (!gold_open(s, &g, "rng")) return;
+    for (c = 0; c < g.n_cases; c++) {
+        size_t n, i, diff = 0;
+        float *u = gold_get(&g, c, "uniform", &n);
+        textok_rng r;
+        textok_rng_seed(&r, (uint64_t)gold_dim(&g, c, "seed"));
+        for (i = 0; i < n; i++) diff += textok_rng_uniform(&r) != u[i];
+        tt_check(s, u && diff == 0, "rng: seed %d reproduces torch.rand(%zu) bit for bit (%zu differ)",
+                 (int)gold_dim(&g, c, "seed"), n, diff);
+        free(u);
+    }
+    textok_st_close(&g.st);
+    {   /* determinism and moments of the normal generator */
+        textok_rng a, b;
+        double m = 0, v = 0;
+        int i, same = 1;
+        textok_rng_seed(&a, 7); textok_rng_seed(&b, 7);
+        for (i = 0; i < 100000; i++) {
+            float x = textok_rng_normal(&a);
+            same &= x == textok_rng_normal(&b);
+            m += x; v += (double)x * x;
+        }
+        m /= 100000; v = v / 100000 - m * m;
+        tt_check(s, same && fabs(m) < 0.02 && fabs(v - 1.0) < 0.02,
+                 "rng: normal is deterministic, mean %.4f var %.4f over 1e5 draws (bounds +-0.02)", m, v);
+    }
+}
+
+/* ----- finite differences ------------------------------------------------------------------- */
+/* For each op: L = sum(out . w) with a fixed random w; the analytic gradient is backward with
+   dout = w. For up to FD_POINTS elements of every differentiable input, the central difference
+   (L(x+h) - L(x-h)) / 2h is formed in double on the reference table and compared with it.
+   Error model for h = 1e-2 on O(1) inputs: truncation h^2 f'''/6 ~ 2e-5 relative; rounding of
+   the float outputs ~ sqrt(n) 6e-8 |out| / h ~ 1e-4. Tolerance 2e-3 on the relative L2 error:
+   a wrong formula or index gives O(1). */
+#define FD_POINTS 24
+#define FD_H 1e-2f
+#define FD_TOL 2e-3
+#define FD_MAXIN 6
+
+typedef struct fd_case fd_case;
+struct fd_case {
+    const char *name;
+    const textok_kernels *k;
+    int n_in;
+    float *in[FD_MAXIN];
+    size_t in_n[FD_MAXIN];
+    const char *in_name[FD_MAXIN];
+    float *out, *w, *aux[3];      /* output, loss weights (= dout), saved statistics / work */
+    size_t out_n;
+    int d[10];
+    float f;
+    unsigned char *mask;
+    void (*fwd)(fd_case *c);
+    void (*bwd)(fd_case *c, float **din);
+};
+
+static double fd_loss(fd_case *c)
+{
+    double L = 0.0;
+    size_t i;
+    c->fwd(c);
+    for (i = 0; i < c->out_n; i++) L += (double)c->out[i] * c->w[i];
+    return L;
+}
+
+static void fd_run(tt_stats *s, fd_case *c, textok_rng *r)
+{
+    float *din[FD_MAXIN];
+    int t;
+    c->w = zeros(c->out_n);
+    textok_rng_fill_normal(r, c->w, c->out_n, 0.0f, 1.0f);
+    for (t = 0; t < c->n_in; t++) din[t] = zeros(c->in_n[t]);
+    c->fwd(c);
+    c->bwd(c, din);
+    for (t = 0; t < c->n_in; t++) {
+        float an[FD_POINTS], fd[FD_POINTS];
+        char label[96];
+        size_t n = c->in_n[t], m = n < FD_POINTS ? n : FD_POINTS, j;
+        for (j = 0; j < m; j++) {
+            size_t i = j * n / m;
+            float x0 = c->in[t][i];
+            double lp, lm;
+            c->in[t][i] = x0 + FD_H; lp = fd_loss(c);
+            c->in[t][i] = x0 - FD_H; lm = fd_loss(c);
+            c->in[t][i] = x0;
+            fd[j] = (float)((lp - lm) / (2.0 * (double)FD_H));
+            an[j] = din[t][i];
+        }
+        snprintf(label, sizeof label, "finite-diff %s d%s (%zu of %zu)", c->name, c->in_name[t], m, n);
+        tt_compare(s, label, an, fd, m, FD_TOL);
+        free(din[t]);
+    }
+    for (t = 0; t < c->n_in; t++) free(c->in[t]);
+    free(c->out); free(c->w); free(c->aux[0]); free(c->aux[1]); free(c->aux[2]); free(c->mask);
+}
+
+static void fd_input(fd_case *c, textok_rng *r, const char *name, size_t n, float mean, float std)
+{
+    c->in[c->n_in] = zeros(n);
+    c->in_n[c->n_in] = n;
+    c->in_name[c->n_in] = name;
+    textok_rng_fill_normal(r, c->in[c->n_in], n, mean, std);
+    c->n_in++;
+}
+
+static fd_case *fd_new(fd_case *c, const textok_kernels *k, const char *name, size_t out_n)
+{
+    memset(c, 0, sizeof *c);
+    c->k = k;
+    c->name = name;
+    c->out_n = out_n;
+    c->out = zeros(out_n);
+    return c;
+}
+
+static textok_matmul_dims fd_mm(fd_case *c)
+{
+    textok_matmul_dims d;
+    d.batch = c->d[0]; d.M = c->d[1]; d.N = c->d[2]; d.K = c->d[3]; d.trans_a = c->d[4]; d.trans_b = c->d[5];
+    return d;
+}
+static void fd_matmul_f(fd_case *c) { textok_matmul_dims d = fd_mm(c); c->k->matmul_forward(c->k, c->out, c->in[0], c->in[1], c->in[2], &d); }
+static void fd_matmul_b(fd_case *c, float **g) { textok_matmul_dims d = fd_mm(c); c->k->matmul_backward(c->k, g[0], g[1], g[2], c->w, c->in[0], c->in[1], &d); }
+
+static void fd_layernorm_f(fd_case *c) { c->k->layernorm_forward(c->k, c->out, c->aux[0], c->aux[1], c->in[0], c->in[1], c->in[2], c->d[0], c->d[1], c->f); }
+static void fd_layernorm_b(fd_case *c, float **g) { c->k->layernorm_backward(c->k, g[0], g[1], g[2], c->w, c->in[0], c->in[1], c->aux[0], c->aux[1], c->d[0], c->d[1]); }
+static void fd_rmsnorm_f(fd_case *c) { c->k->rmsnorm_forward(c->k, c->out, c->aux[0], c->in[0], c->in[1], c->d[0], c->d[1], c->f); }
+static void fd_rmsnorm_b(fd_case *c, float **g) { c->k->rmsnorm_backward(c->k, g[0], g[1], c->w, c->in[0], c->in[1], c->aux[0], c->d[0], c->d[1]); }
+static void fd_gelu_f(fd_case *c) { c->k->gelu_forward(c->k, c->out, c->in[0], c->out_n, c->d[0]); }
+static void fd_gelu_b(fd_case *c, float **g) { c->k->gelu_backward(c->k, g[0], c->w, c->in[0], c->out_n, c->d[0]); }
+static void fd_silu_f(fd_case *c) { c->k->silu_forward(c->k, c->out, c->in[0], c->out_n); }
+static void fd_silu_b(fd_case *c, float **g) { c->k->silu_backward(c->k, g[0], c->w, c->in[0], c->out_n); }
+static void fd_softmax_f(fd_case *c) { c->k->softmax_forward(c->k, c->out, c->in[0], c->d[0], c->d[1]); }
+static void fd_softmax_b(fd_case *c, float **g) { c->k->softmax_backward(c->k, g[0], c->w, c->out, c->d[0], c->d[1]); }
+static void fd_add_f(fd_case *c) { c->k->add_forward(c->k, c->out, c->in[0], c->in[1], c->out_n); }
+static void fd_add_b(fd_case *c, float **g) { c->k->add_backward(c->k, g[0], g[1], c->w, c->out_n); }
+static void fd_modulate_f(fd_case *c) { c->k->modulate_forward(c->k, c->out, c->in[0], c->in[1], c->in[2], c->d[0], c->d[1], c->d[2]); }
+static void fd_modulate_b(fd_case *c, float **g) { c->k->modulate_backward(c->k, g[0], g[1], g[2], c->w, c->in[0], c->in[2], c->d[0], c->d[1], c->d[2]); }
+static void fd_gate_f(fd_case *c) { c->k->gate_forward(c->k, c->out, c->in[0], c->in[1], c->in[2], c->d[0], c->d[1], c->d[2]); }
+static void fd_gate_b(fd_case *c, float **g) { c->k->gate_backward(c->k, g[0], g[1], g[2], c->w, c->in[1], c->in[2], c->d[0], c->d[1], c->d[2]); }
+static void fd_groupnorm_f(fd_case *c) { c->k->groupnorm_forward(c->k, c->out, c->aux[0], c->aux[1], c->in[0], c->in[1], c->in[2], c->d[0], c->d[1], c->d[2], c->d[3], c->f); }
+static void fd_groupnorm_b(fd_case *c, float **g) { c->k->groupnorm_backward(c->k, g[0], g[1], g[2], c->w, c->in[0], c->in[1], c->aux[0], c->aux[1], c->d[0], c->d[1], c->d[2], c->d[3]); }
+static void fd_upsample_f(fd_case *c) { c->k->upsample_forward(c->k, c->out, c->in[0], c->d[0], c->d[1], c->d[2], c->d[3]); }
+static void fd_upsample_b(fd_case *c, float **g) { c->k->upsample_backward(c->k, g[0], c->w, c->d[0], c->d[1], c->d[2], c->d[3]); }
+
+static textok_attention_dims fd_att(fd_case *c)
+{
+    textok_attention_dims d;
+    d.B = c->d[0]; d.Tq = c->d[1]; d.Tk = c->d[2]; d.C = c->d[3]; d.H = c->d[4];
+    d.scale = 1.0f / sqrtf((float)(d.C / d.H));
+    return d;
+}
+static void fd_attention_f(fd_case *c) { textok_attention_dims d = fd_att(c); c->k->attention_forward(c->k, c->out, c->aux[0], c->in[0], c->in[1], c->in[2], c->in[3], c->mask, &d, c->aux[1]); }
+static void fd_attention_b(fd_case *c, float **g)
+{
+    textok_attention_dims d = fd_att(c);
+    c->k->attention_backward(c->k, g[0], g[1], g[2], g[3], c->w, c->in[0], c->in[1], c->in[2], c->in[3], c->mask, c->out, c->aux[0], &d, c->aux[1]);
+}
+
+static textok_conv2d_dims fd_conv(fd_case *c)
+{
+    textok_conv2d_dims d;
+    d.B = c->d[0]; d.C = c->d[1]; d.H = c->d[2]; d.W = c->d[3]; d.OC = c->d[4]; d.KH = c->d[5]; d.KW = c->d[6];
+    d.stride = c->d[7]; d.pad = c->d[8];
+    return d;
+}
+static void fd_conv_f(fd_case *c) { textok_conv2d_dims d = fd_conv(c); c->k->conv2d_forward(c->k, c->out, c->in[0], c->in[1], c->in[2], &d, c->aux[0]); }
+static void fd_conv_b(fd_case *c, float **g) { textok_conv2d_dims d = fd_conv(c); c->k->conv2d_backward(c->k, g[0], g[1], g[2], c->w, c->in[0], c->in[1], &d, c->aux[0]); }
+
+/* cross-entropy: out = losses; targets live in aux[1] as int32 */
+static void fd_ce_f(fd_case *c) { c->k->cross_entropy_forward(c->k, c->out, c->aux[0], c->in[0], (const int32_t *)c->aux[1], c->d[0], c->d[1], c->f); }
+static void fd_ce_b(fd_case *c, float **g) { c->k->cross_entropy_backward(c->k, g[0], c->w, c->aux[0], (const int32_t *)c->aux[1], c->d[0], c->d[1], c->f); }
+
+void test_kernels_fd(tt_stats *s)
+{
+    textok_kernels ref = textok_cpu_ref_kernels();
+    const textok_kernels *k = &ref;
+    textok_rng r;
+    fd_case c;
+    int i;
+    textok_rng_seed(&r, 99);
+    for (i = 0; i < 2; i++) {   /* matmul: plain with bias, and both transposed */
+        static const int mm[2][6] = { { 2, 5, 4, 3, 0, 0 }, { 1, 4, 6, 5, 1, 1 } };
+        fd_new(&c, k, i ? "matmul(tA,tB)" : "matmul", (size_t)mm[i][0] * mm[i][1] * mm[i][2]);
+        memcpy(c.d, mm[i], sizeof mm[i]);
+        fd_input(&c, &r, "a", (size_t)mm[i][0] * mm[i][1] * mm[i][3], 0, 1);
+        fd_input(&c, &r, "b", (size_t)mm[i][0] * mm[i][3] * mm[i][2], 0, 1);
+        fd_input(&c, &r, "bias", (size_t)mm[i][2], 0, 1);
+        c.fwd = fd_matmul_f; c.bwd = fd_matmul_b;
+        fd_run(s, &c, &r);
+    }
+    fd_new(&c, k, "layernorm", 4 * 9);
+    c.d[0] = 4; c.d[1] = 9; c.f = 1e-5f;
+    fd_input(&c, &r, "x", 36, 0.5f, 1); fd_input(&c, &r, "w", 9, 1, 0.5f); fd_input(&c, &r, "b", 9, 0, 0.5f);
+    c.aux[0] = zeros(4); c.aux[1] = zeros(4);
+    c.fwd = fd_layernorm_f; c.bwd = fd_layernorm_b;
+    fd_run(s, &c, &r);
+
+    fd_new(&c, k, "rmsnorm", 3 * 10);
+    c.d[0] = 3; c.d[1] = 10; c.f = 1e-6f;
+    fd_input(&c, &r, "x", 30, 0.3f, 1); fd_input(&c, &r, "w", 10, 1, 0.5f);
+    c.aux[0] = zeros(3);
+    c.fwd = fd_rmsnorm_f; c.bwd = fd_rmsnorm_b;
+    fd_run(s, &c, &r);
+
+    for (i = 0; i < 2; i++) {
+        fd_new(&c, k, i ? "gelu(tanh)" : "gelu(erf)", 40);
+        c.d[0] = i;
+        fd_input(&c, &r, "x", 40, 0, 2);
+        c.fwd = fd_gelu_f; c.bwd = fd_gelu_b;
+        fd_run(s, &c, &r);
+    }
+    fd_new(&c, k, "silu", 40);
+    fd_input(&c, &r, "x", 40, 0, 2);
+    c.fwd = fd_silu_f; c.bwd = fd_silu_b;
+    fd_run(s, &c, &r);
+
+    fd_new(&c, k, "softmax", 3 * 7);
+    c.d[0] = 3; c.d[1] = 7;
+    fd_input(&c, &r, "x", 21, 0, 2);
+    c.fwd = fd_softmax_f; c.bwd = fd_softmax_b;
+    fd_run(s, &c, &r);
+
+    fd_new(&c, k, "attention(bias,mask)", 2 * 4 * 8);
+    c.d[0] = 2; c.d[1] = 4; c.d[2] = 5; c.d[3] = 8; c.d[4] = 2;
+    fd_input(&c, &r, "q", 2 * 4 * 8, 0, 1); fd_input(&c, &r, "key", 2 * 5 * 8, 0, 1);
+    fd_input(&c, &r, "v", 2 * 5 * 8, 0, 1); fd_input(&c, &r, "bias", 2 * 4 * 5, 0, 1);
+    c.mask = (unsigned char *)calloc(10, 1);
+    for (i = 0; i < 10; i++) c.mask[i] = (unsigned char)(i != 2 && i != 8);   /* one key masked per batch */
+    { textok_attention_dims d = fd_att(&c); c.aux[0] = zeros(2 * 2 * 4); c.aux[1] = zeros(textok_attention_work_floats(&d)); }
+    c.fwd = fd_attention_f; c.bwd = fd_attention_b;
+    fd_run(s, &c, &r);
+
+    fd_new(&c, k, "add", 30);
+    fd_input(&c, &r, "a", 30, 0, 1); fd_input(&c, &r, "b", 30, 0, 1);
+    c.fwd = fd_add_f; c.bwd = fd_add_b;
+    fd_run(s, &c, &r);
+
+    fd_new(&c, k, "modulate", 2 * 3 * 5);
+    c.d[0] = 2; c.d[1] = 3; c.d[2] = 5;
+    fd_input(&c, &r, "x", 30, 0, 1); fd_input(&c, &r, "shift", 10, 0, 1); fd_input(&c, &r, "scale", 10, 0, 0.5f);
+    c.fwd = fd_modulate_f; c.bwd = fd_modulate_b;
+    fd_run(s, &c, &r);
+
+    fd_new(&c, k, "gate", 2 * 3 * 5);
+    c.d[0] = 2; c.d[1] = 3; c.d[2] = 5;
+    fd_input(&c, &r, "resid", 30, 0, 1); fd_input(&c, &r, "x", 30, 0, 1); fd_input(&c, &r, "gate", 10, 0, 1);
+    c.fwd = fd_gate_f; c.bwd = fd_gate_b;
+    fd_run(s, &c, &r);
+
+    for (i = 0; i < 2; i++) {   /* 3x3 pad 1, and the 4x4 stride-2 blur shape */
+        static const int cv[2][9] = { { 1, 2, 5, 4, 3, 3, 3, 1, 1 }, { 2, 2, 6, 5, 2, 4, 4, 2, 1 } };
+        textok_conv2d_dims d;
+        memset(&c, 0, sizeof c);
+        memcpy(c.d, cv[i], sizeof cv[i]);
+        d = fd_conv(&c);
+        fd_new(&c, k, i ? "conv2d(k4 s2)" : "conv2d(k3 p1)", (size_t)d.B * d.OC * textok_conv2d_out_h(&d) * textok_conv2d_out_w(&d));
+        memcpy(c.d, cv[i], sizeof cv[i]);
+        fd_input(&c, &r, "x", (size_t)d.B * d.C * d.H * d.W, 0, 1);
+        fd_input(&c, &r, "w", (size_t)d.OC * d.C * d.KH * d.KW, 0, 0.5f);
+        fd_input(&c, &r, "bias", (size_t)d.OC, 0, 1);
+        c.aux[0] = zeros(textok_conv2d_work_floats(&d));
+        c.fwd = fd_conv_f; c.bwd = fd_conv_b;
+        fd_run(s, &c, &r);
+    }
+
+    fd_new(&c, k, "groupnorm", 2 * 6 * 4);
+    c.d[0] = 2; c.d[1] = 6; c.d[2] = 4; c.d[3] = 3; c.f = 1e-6f;
+    fd_input(&c, &r, "x", 48, 1, 2); fd_input(&c, &r, "w", 6, 1, 0.5f); fd_input(&c, &r, "b", 6, 0, 0.5f);
+    c.aux[0] = zeros(6); c.aux[1] = zeros(6);
+    c.fwd = fd_groupnorm_f; c.bwd = fd_groupnorm_b;
+    fd_run(s, &c, &r);
+
+    fd_new(&c, k, "upsample", 2 * 3 * 2 * 4);
+    c.d[0] = 2; c.d[1] = 3; c.d[2] = 2; c.d[3] = 2;
+    fd_input(&c, &r, "x", 12, 0, 1);
+    c.fwd = fd_upsample_f; c.bwd = fd_upsample_b;
+    fd_run(s, &c, &r);
+
+    fd_new(&c, k, "cross_entropy(ls=0.1)", 5);
+    c.d[0] = 5; c.d[1] = 7; c.f = 0.1f;
+    fd_input(&c, &r, "logits", 35, 0, 2);
+    c.aux[0] = zeros(35);
+    c.aux[1] = zeros(5);
+    { int32_t t[5] = { 3, 0, -1, 6, 2 }; memcpy(c.aux[1], t, sizeof t); }   /* one ignored row */
+    c.fwd = fd_ce_f; c.bwd = fd_ce_b;
+    fd_run(s, &c, &r);
+}
+
+/* ----- fast table against the reference ----------------------------------------------------- */
+static void cmp_row(const textok_compare_result *r, void *user)
+{
+    tt_check((tt_stats *)user, r->ok, "compare %-15s %-30s %-6s max_abs=%.2e max_rel=%.2e nmse=%.2e tol=%.0e %s",
+             r->kernel, r->shape, r->output, r->max_abs, r->max_rel, r->nmse, r->tol_nmse, r->why);
+}
+
+/* Deliberately wrong kernels: the checker must catch each one. */
+static void bad_add_forward(const textok_kernels *k, float *out, const float *a, const float *b, size_t n)
+{
+    size_t i;
+    (void)k;
+    for (i = 0; i < n; i++) out[i] = a[i] - b[i];                  /* wrong sign */
+}
+static void overflowing_add_forward(const textok_kernels *k, float *out, const float *a, const float *b, size_t n)
+{
+    size_t i;
+    (void)k;
+    for (i = 0; i <= n; i++) out[i] = (i < n) ? a[i] + b[i] : 0.0f;   /* one past the end: hits the canary */
+}
+static void nan_silu_forward(const textok_kernels *k, float *out, const float *inp, size_t n)
+{
+    size_t i;
+    (void)k;
+    for (i = 0; i < n; i++) out[i] = i == n / 2 ? (float)NAN : inp[i] / (1.0f + expf(-inp[i]));
+}
+
+typedef struct { int rows, failed; const char *why; } why_count;
+static void count_row(const textok_compare_result *r, void *user)
+{
+    why_count *w = (why_count *)user;
+    w->rows++;
+    if (!r->ok && !strcmp(r->why, w->why)) w->failed++;
+}
+
+void test_kernels_compare(tt_stats *s)
+{
+    textok_kernels ref = textok_cpu_ref_kernels(), fast = textok_cpu_kernels(0), t;
+    int fails = textok_kernels_compare(&ref, &fast, 1234, cmp_row, s);
+    why_count w;
+    tt_check(s, fails == 0, "compare: fast CPU table (%d threads) against the reference: %d failing rows", fast.n_threads, fails);
+
+    t = ref; t.name = "wrong-sign add"; t.add_forward = bad_add_forward;
+    memset(&w, 0, sizeof w); w.why = "tolerance";
+    fails = textok_kernels_compare(&ref, &t, 1, count_row, &w);
+    tt_check(s, fails > 0 && w.failed == fails, "compare catches a wrong kernel: %d rows fail on tolerance", w.failed);
+
+    t = ref; t.name = "overflowing add"; t.add_forward = overflowing_add_forward;
+    memset(&w, 0, sizeof w); w.why = "canary";
+    fails = textok_kernels_compare(&ref, &t, 1, count_row, &w);
+    tt_check(s, fails > 0 && w.failed == fails, "compare catches a write past the end: %d rows fail on the canary", w.failed);
+
+    t = ref; t.name = "nan silu"; t.silu_forward = nan_silu_forward;
+    memset(&w, 0, sizeof w); w.why = "NaN";
+    fails = textok_kernels_compare(&ref, &t, 1, count_row, &w);
+    tt_check(s, fails > 0 && w.failed == fails, "compare catches a NaN: %d rows fail on NaN", w.failed);
+
+    t = ref; t.name = "partial"; t.softmax_forward = NULL; t.conv2d_backward = NULL;
+    memset(&w, 0, sizeof w); w.why = "";
+    fails = textok_kernels_compare(&ref, &t, 1, count_row, &w);
+    {
+        why_count all;
+        memset(&all, 0, sizeof all); all.why = "";
+        textok_kernels_compare(&ref, &ref, 1, count_row, &all);
+        tt_check(s, fails == 0 && w.rows > 0 && w.rows < all.rows,
+                 "compare skips kernels a table lacks (NULL): %d of %d rows run, %d fail", w.rows, all.rows, fails);
+    }
+}
