@@ -84,6 +84,7 @@ compile-checks: $(HDR) $(CHECK) tests/link_b.c
 	$(CC)  -std=c99   $(WARN) -Werror -I. -fopenmp -DTEXTOK_USE_BLAS $(OPENBLAS_CFLAGS) -c $(CHECK) -o $(BUILD)/cc/blas_omp.o
 	$(CXX) -x c++ -std=c++11 $(WARN) -Werror -I. -c $(CHECK) -o $(BUILD)/cc/cxx.o
 	$(CXX) -x c++ -std=c++11 $(WARN) -Werror -I. -DTEXTOK_STATIC -c $(CHECK) -o $(BUILD)/cc/cxx_static.o
+	$(CXX) -x c++ -std=c++11 $(WARN) -Werror -I. -fopenmp -DTEXTOK_USE_BLAS $(OPENBLAS_CFLAGS) -c $(CHECK) -o $(BUILD)/cc/cxx_blas_omp.o
 	$(CC)  -std=c99   $(WARN) -Werror -I. $(CHECK) tests/link_b.c -o $(BUILD)/cc/link -lm && $(BUILD)/cc/link
 ifneq ($(CLANG),)
 	clang -std=c99 $(WARN) -Werror -I. -c $(CHECK) -o $(BUILD)/cc/clang.o

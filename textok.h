@@ -492,15 +492,6 @@ static void *textok__calloc(size_t count, size_t size)
     if (p) memset(p, 0, n);
     return p;
 }
-static char *textok__strdup(const char *s, size_t len)
-{
-    char *d = (char *)textok__malloc(len + 1);
-    if (!d) return NULL;
-    memcpy(d, s, len);
-    d[len] = 0;
-    return d;
-}
-
 TEXTOKDEF int textok_default_threads(void)
 {
     const char *env = getenv("TEXTOK_THREADS");

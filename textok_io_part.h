@@ -601,8 +601,8 @@ static int textok__read_file(const char *path, const char *name, unsigned char *
     if (fseek(f, 0, SEEK_END) == 0 && (hint = ftell(f)) >= 0) cap = (size_t)(hint < (1L << 30) ? hint + 1 : (1L << 30));
     rewind(f);
     for (;;) {
-        if (n == cap) {
-            size_t nc = cap < 4096 ? 4096 : cap * 2;
+        if (!buf || n == cap) {   /* the first allocation takes the hint */
+            size_t nc = !buf && cap ? cap : cap < 4096 ? 4096 : cap * 2;
             unsigned char *nb = cap > SIZE_MAX / 2 ? NULL : (unsigned char *)TEXTOK_REALLOC(buf, nc);
             if (!nb) {
                 TEXTOK_FREE(buf);
@@ -702,10 +702,11 @@ TEXTOKDEF const char *textok_st_meta(const textok_safetensors *st, const char *k
 TEXTOKDEF int textok_st_read_f32(const textok_safetensors *st, const textok_st_tensor *t, float *dst, size_t dst_numel)
 {
     char s1[TEXTOK__SHAPE_STR];
+    size_t end, need;
     if (!st || !t) return textok__fail(TEXTOK_ERR_ARG, "textok_st_read_f32: st and t must not be NULL");
     /* t might come from another (or a closed) file: re-check its range against this buffer */
-    if (t->dtype < 0 || t->dtype > TEXTOK_DTYPE_BF16 || t->offset > st->buffer_size ||
-        t->nbytes > st->buffer_size - t->offset || t->nbytes != t->numel * textok__dtype_size[t->dtype])
+    if (t->dtype < 0 || t->dtype > TEXTOK_DTYPE_BF16 || !textok__add_size(t->offset, t->nbytes, &end) ||
+        end > st->buffer_size || !textok__mul_size(t->numel, textok__dtype_size[t->dtype], &need) || need != t->nbytes)
         return textok__fail(TEXTOK_ERR_ARG, "%s: tensor '%.120s' does not belong to this file", st->path,
                             t->name ? t->name : "?");
     if (dst_numel != t->numel)
@@ -858,7 +859,7 @@ TEXTOKDEF int textok_st_save(const char *path, const textok_st_entry *entries, i
 {
     textok__sbuf h;
     textok__wfile w;
-    size_t total = 0, off = 0, numel, nbytes, esz, m;
+    size_t total = 0, off = 0, numel = 0, nbytes, esz, m;
     const char **names, *dup = NULL;
     unsigned char len8[8];
     char s1[TEXTOK__SHAPE_STR];
@@ -1028,7 +1029,7 @@ TEXTOKDEF int textok_npy_read_memory(const void *bytes, size_t size, const char 
     const char *name = name_for_errors ? name_for_errors : "<memory>";
     textok__cur c;
     size_t pre, hlen, numel, nbytes, have;
-    int64_t sh[TEXTOK_MAX_DIMS];
+    int64_t sh[TEXTOK_MAX_DIMS] = { 0 };
     int nd = 0, rc, i;
     char s1[TEXTOK__SHAPE_STR];
     float *out;

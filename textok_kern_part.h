@@ -9,6 +9,21 @@
      - cblas_sgemm:          under TEXTOK_USE_BLAS.
    beta == 0 never reads C (it may hold garbage or NaN), as in BLAS. */
 
+/* OpenMP through _Pragma, so that a build without OpenMP sees no pragma at all (no
+   -Wunknown-pragmas) and the loop simply runs on one thread. TEXTOK__PARALLEL_FOR(k, cond) goes
+   right before a for loop: threads from the table, and only when cond says the loop is big
+   enough to pay for waking them. */
+#define TEXTOK__PRAGMA(x) _Pragma(#x)
+#ifdef _OPENMP
+#define TEXTOK__OMP(x) TEXTOK__PRAGMA(x)
+#define TEXTOK__PARALLEL_FOR(k, cond) TEXTOK__PRAGMA(omp parallel for num_threads(textok__nt(k)) if (cond))
+#else
+#define TEXTOK__OMP(x)
+#define TEXTOK__PARALLEL_FOR(k, cond) (void)textok__nt(k);
+#endif
+static int textok__nt(const textok_kernels *k) { return k->n_threads > 0 ? k->n_threads : 1; }
+
+#ifndef TEXTOK_USE_BLAS
 #define TEXTOK__GEMM_MB 32   /* rows of C per task */
 #define TEXTOK__GEMM_NB 128  /* columns of C per task (tile width) */
 #define TEXTOK__GEMM_KB 128  /* depth of the packed B tile: KB*NB floats = 64 KiB on the stack */
@@ -21,7 +36,7 @@ static void textok__gemm_blocked(int ta, int tb, int M, int N, int K, float alph
     int nblocks = (N + TEXTOK__GEMM_NB - 1) / TEXTOK__GEMM_NB;
     int task, ntasks = mblocks * nblocks;
     (void)n_threads;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(n_threads) if (ntasks > 1 && (double)M * N * K > 1e5)
+TEXTOK__OMP(omp parallel for schedule(dynamic, 1) num_threads(n_threads) if (ntasks > 1 && (double)M * N * K > 1e5))
     for (task = 0; task < ntasks; task++) {
         float tile[TEXTOK__GEMM_KB * TEXTOK__GEMM_NB];   /* op(B)[k0:k1, j0:j1], row-major */
         int i0 = (task / nblocks) * TEXTOK__GEMM_MB, j0 = (task % nblocks) * TEXTOK__GEMM_NB;
@@ -50,6 +65,8 @@ static void textok__gemm_blocked(int ta, int tb, int M, int N, int K, float alph
         }
     }
 }
+
+#endif /* !TEXTOK_USE_BLAS */
 
 /* The GEMM the fast kernels use. Must not be called from inside an OpenMP parallel region. */
 static void textok__gemm(const textok_kernels *k, int ta, int tb, int M, int N, int K, float alpha,
@@ -82,7 +99,6 @@ static void textok__gemm(const textok_kernels *k, int ta, int tb, int M, int N, 
    pass over memory there is nothing to make fast beyond threads, and the one function serves
    both tables (said at the spot). Dims letters: see the top of the file. */
 
-#define TEXTOK__NT(k) num_threads((k)->n_threads > 0 ? (k)->n_threads : 1)
 
 /* ----- matmul ------------------------------------------------------------------------------- */
 /* out[b] (M,N) = op(a[b]) . op(b[b]) + bias. Index helpers for the reference: */
@@ -165,7 +181,7 @@ static void textok__matmul_backward_ref(const textok_kernels *k, float *da, floa
 static void textok__sum_rows(const textok_kernels *k, float *acc, const float *x, size_t rows, int cols)
 {
     int c0;
-#pragma omp parallel for TEXTOK__NT(k) if (rows * (size_t)cols > 65536)
+TEXTOK__PARALLEL_FOR(k, rows * (size_t)cols > 65536)
     for (c0 = 0; c0 < cols; c0 += 64) {
         double s[64];
         int c1 = c0 + 64 < cols ? c0 + 64 : cols, c;
@@ -209,7 +225,7 @@ static void textok__layernorm_forward(const textok_kernels *k, float *out, float
                                       int N, int C, float eps)
 {
     int n;
-#pragma omp parallel for TEXTOK__NT(k) if ((size_t)N * C > 16384)
+TEXTOK__PARALLEL_FOR(k, (size_t)N * C > 16384)
     for (n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float *o = out + (size_t)n * C;
@@ -240,7 +256,7 @@ static void textok__layernorm_backward(const textok_kernels *k, float *dinp, flo
 {
     int n, c0;
     if (dinp) {
-#pragma omp parallel for TEXTOK__NT(k) if ((size_t)N * C > 16384)
+TEXTOK__PARALLEL_FOR(k, (size_t)N * C > 16384)
         for (n = 0; n < N; n++) {
             const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
             float *dx = dinp + (size_t)n * C;
@@ -261,7 +277,7 @@ static void textok__layernorm_backward(const textok_kernels *k, float *dinp, flo
         }
     }
     if (!dweight && !dbias) return;
-#pragma omp parallel for TEXTOK__NT(k) if ((size_t)N * C > 16384)
+TEXTOK__PARALLEL_FOR(k, (size_t)N * C > 16384)
     for (c0 = 0; c0 < C; c0 += 64) {
         double sw[64], sb[64];
         int c1 = c0 + 64 < C ? c0 + 64 : C, c, r;
@@ -286,7 +302,7 @@ static void textok__rmsnorm_forward(const textok_kernels *k, float *out, float *
                                     const float *weight, int N, int C, float eps)
 {
     int n;
-#pragma omp parallel for TEXTOK__NT(k) if ((size_t)N * C > 16384)
+TEXTOK__PARALLEL_FOR(k, (size_t)N * C > 16384)
     for (n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float *o = out + (size_t)n * C;
@@ -307,7 +323,7 @@ static void textok__rmsnorm_backward(const textok_kernels *k, float *dinp, float
 {
     int n, c0;
     if (dinp) {
-#pragma omp parallel for TEXTOK__NT(k) if ((size_t)N * C > 16384)
+TEXTOK__PARALLEL_FOR(k, (size_t)N * C > 16384)
         for (n = 0; n < N; n++) {
             const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
             float *dx = dinp + (size_t)n * C;
@@ -322,7 +338,7 @@ static void textok__rmsnorm_backward(const textok_kernels *k, float *dinp, float
         }
     }
     if (!dweight) return;
-#pragma omp parallel for TEXTOK__NT(k) if ((size_t)N * C > 16384)
+TEXTOK__PARALLEL_FOR(k, (size_t)N * C > 16384)
     for (c0 = 0; c0 < C; c0 += 64) {
         double sw[64];
         int c1 = c0 + 64 < C ? c0 + 64 : C, c, r;
@@ -346,7 +362,7 @@ static void textok__gelu_forward(const textok_kernels *k, float *out, const floa
                                  int approx_tanh)
 {
     long i, nn = (long)n;
-#pragma omp parallel for TEXTOK__NT(k) if (n > 65536)
+TEXTOK__PARALLEL_FOR(k, n > 65536)
     for (i = 0; i < nn; i++) {
         float x = inp[i];
         out[i] = approx_tanh
@@ -359,7 +375,7 @@ static void textok__gelu_backward(const textok_kernels *k, float *dinp, const fl
                                   const float *inp, size_t n, int approx_tanh)
 {
     long i, nn = (long)n;
-#pragma omp parallel for TEXTOK__NT(k) if (n > 65536)
+TEXTOK__PARALLEL_FOR(k, n > 65536)
     for (i = 0; i < nn; i++) {
         float x = inp[i], g;
         if (approx_tanh) {
@@ -377,7 +393,7 @@ static void textok__gelu_backward(const textok_kernels *k, float *dinp, const fl
 static void textok__silu_forward(const textok_kernels *k, float *out, const float *inp, size_t n)
 {
     long i, nn = (long)n;
-#pragma omp parallel for TEXTOK__NT(k) if (n > 65536)
+TEXTOK__PARALLEL_FOR(k, n > 65536)
     for (i = 0; i < nn; i++) out[i] = inp[i] / (1.0f + expf(-inp[i]));
 }
 
@@ -385,7 +401,7 @@ static void textok__silu_backward(const textok_kernels *k, float *dinp, const fl
                                   const float *inp, size_t n)
 {
     long i, nn = (long)n;
-#pragma omp parallel for TEXTOK__NT(k) if (n > 65536)
+TEXTOK__PARALLEL_FOR(k, n > 65536)
     for (i = 0; i < nn; i++) {
         float s = 1.0f / (1.0f + expf(-inp[i]));
         dinp[i] += dout[i] * s * (1.0f + inp[i] * (1.0f - s));
@@ -407,7 +423,7 @@ static void textok__softmax_row(float *o, const float *x, int cols)
 static void textok__softmax_forward(const textok_kernels *k, float *out, const float *inp, int rows, int cols)
 {
     int r;
-#pragma omp parallel for TEXTOK__NT(k) if ((size_t)rows * cols > 16384)
+TEXTOK__PARALLEL_FOR(k, (size_t)rows * cols > 16384)
     for (r = 0; r < rows; r++) textok__softmax_row(out + (size_t)r * cols, inp + (size_t)r * cols, cols);
 }
 
@@ -416,7 +432,7 @@ static void textok__softmax_backward(const textok_kernels *k, float *dinp, const
                                      const float *out, int rows, int cols)
 {
     int r;
-#pragma omp parallel for TEXTOK__NT(k) if ((size_t)rows * cols > 16384)
+TEXTOK__PARALLEL_FOR(k, (size_t)rows * cols > 16384)
     for (r = 0; r < rows; r++) {
         const float *y = out + (size_t)r * cols, *dy = dout + (size_t)r * cols;
         float *dx = dinp + (size_t)r * cols;
@@ -541,7 +557,7 @@ static void textok__attention_scores(const textok_kernels *k, float *S, const fl
     int i, Tq = d->Tq, Tk = d->Tk;
     textok__gemm(k, 0, 1, Tq, Tk, d->C / d->H, d->scale, q_bh, d->C, k_bh, d->C, 0.0f, S, Tk);
     if (!bias_h && !mask_b) return;
-#pragma omp parallel for TEXTOK__NT(k) if ((size_t)Tq * Tk > 16384)
+TEXTOK__PARALLEL_FOR(k, (size_t)Tq * Tk > 16384)
     for (i = 0; i < Tq; i++) {
         float *s = S + (size_t)i * Tk;
         int j;
@@ -570,7 +586,7 @@ static void textok__attention_forward(const textok_kernels *k, float *out, float
             }
             textok__attention_scores(k, S, q + (size_t)b * Tq * C + h * hd, key + (size_t)b * Tk * C + h * hd,
                                      bias ? bias + (size_t)h * Tq * Tk : NULL, mask_b, d);
-#pragma omp parallel for TEXTOK__NT(k) if ((size_t)Tq * Tk > 16384)
+TEXTOK__PARALLEL_FOR(k, (size_t)Tq * Tk > 16384)
             for (i = 0; i < Tq; i++) {
                 float *s = S + (size_t)i * Tk, m = -INFINITY;
                 double sum = 0.0;
@@ -600,7 +616,7 @@ static void textok__attention_backward(const textok_kernels *k, float *dq, float
             size_t oq = (size_t)b * Tq * C + h * hd, ok = (size_t)b * Tk * C + h * hd;
             const float *lse_bh = lse + ((size_t)b * H + h) * Tq;
             textok__attention_scores(k, P, q + oq, key + ok, bias ? bias + (size_t)h * Tq * Tk : NULL, mask_b, d);
-#pragma omp parallel for TEXTOK__NT(k) if ((size_t)Tq * Tk > 16384)
+TEXTOK__PARALLEL_FOR(k, (size_t)Tq * Tk > 16384)
             for (i = 0; i < Tq; i++) {
                 float *p = P + (size_t)i * Tk;
                 const float *dy = dout + oq + (size_t)i * C, *y = out + oq + (size_t)i * C;
@@ -613,7 +629,7 @@ static void textok__attention_backward(const textok_kernels *k, float *dq, float
             if (dv) textok__gemm(k, 1, 0, Tk, hd, Tq, 1.0f, P, Tk, dout + oq, C, 1.0f, dv + ok, C);
             /* dP = dout_h . v_h^T, then dS = P * (dP - D) */
             textok__gemm(k, 0, 1, Tq, Tk, hd, 1.0f, dout + oq, C, v + ok, C, 0.0f, dS, Tk);
-#pragma omp parallel for TEXTOK__NT(k) if ((size_t)Tq * Tk > 16384)
+TEXTOK__PARALLEL_FOR(k, (size_t)Tq * Tk > 16384)
             for (i = 0; i < Tq; i++) {
                 float *ds = dS + (size_t)i * Tk;
                 const float *p = P + (size_t)i * Tk;
@@ -635,14 +651,14 @@ static void textok__attention_backward(const textok_kernels *k, float *dq, float
 static void textok__add_forward(const textok_kernels *k, float *out, const float *a, const float *b, size_t n)
 {
     long i, nn = (long)n;
-#pragma omp parallel for TEXTOK__NT(k) if (n > 65536)
+TEXTOK__PARALLEL_FOR(k, n > 65536)
     for (i = 0; i < nn; i++) out[i] = a[i] + b[i];
 }
 
 static void textok__add_backward(const textok_kernels *k, float *da, float *db, const float *dout, size_t n)
 {
     long i, nn = (long)n;
-#pragma omp parallel for TEXTOK__NT(k) if (n > 65536)
+TEXTOK__PARALLEL_FOR(k, n > 65536)
     for (i = 0; i < nn; i++) {
         if (da) da[i] += dout[i];
         if (db) db[i] += dout[i];
@@ -654,7 +670,7 @@ static void textok__modulate_forward(const textok_kernels *k, float *out, const 
                                      const float *shift, const float *scale, int B, int T, int C)
 {
     int bt;
-#pragma omp parallel for TEXTOK__NT(k) if ((size_t)B * T * C > 65536)
+TEXTOK__PARALLEL_FOR(k, (size_t)B * T * C > 65536)
     for (bt = 0; bt < B * T; bt++) {
         const float *x = inp + (size_t)bt * C, *sh = shift + (size_t)(bt / T) * C, *sc = scale + (size_t)(bt / T) * C;
         float *o = out + (size_t)bt * C;
@@ -669,7 +685,7 @@ static void textok__modulate_backward(const textok_kernels *k, float *dinp, floa
                                       const float *scale, int B, int T, int C)
 {
     int b;
-#pragma omp parallel for TEXTOK__NT(k) if ((size_t)B * T * C > 65536)
+TEXTOK__PARALLEL_FOR(k, (size_t)B * T * C > 65536)
     for (b = 0; b < B; b++) {
         int t, c;
         for (t = 0; t < T; t++) {
@@ -688,7 +704,7 @@ static void textok__gate_forward(const textok_kernels *k, float *out, const floa
                                  const float *inp, const float *gate, int B, int T, int C)
 {
     int bt;
-#pragma omp parallel for TEXTOK__NT(k) if ((size_t)B * T * C > 65536)
+TEXTOK__PARALLEL_FOR(k, (size_t)B * T * C > 65536)
     for (bt = 0; bt < B * T; bt++) {
         const float *r = resid + (size_t)bt * C, *x = inp + (size_t)bt * C, *g = gate + (size_t)(bt / T) * C;
         float *o = out + (size_t)bt * C;
@@ -702,7 +718,7 @@ static void textok__gate_backward(const textok_kernels *k, float *dresid, float 
                                   int B, int T, int C)
 {
     int b;
-#pragma omp parallel for TEXTOK__NT(k) if ((size_t)B * T * C > 65536)
+TEXTOK__PARALLEL_FOR(k, (size_t)B * T * C > 65536)
     for (b = 0; b < B; b++) {
         int t, c;
         for (t = 0; t < T; t++) {
@@ -784,7 +800,7 @@ static int textok__conv2d_is_pointwise(const textok_conv2d_dims *d)
 static void textok__im2col(const textok_kernels *k, float *col, const float *img, const textok_conv2d_dims *d)
 {
     int OH = textok_conv2d_out_h(d), OW = textok_conv2d_out_w(d), c;
-#pragma omp parallel for TEXTOK__NT(k) if ((size_t)d->C * d->KH * d->KW * OH * OW > 65536)
+TEXTOK__PARALLEL_FOR(k, (size_t)d->C * d->KH * d->KW * OH * OW > 65536)
     for (c = 0; c < d->C; c++) {
         int ky, kx, oy, ox;
         for (ky = 0; ky < d->KH; ky++)
@@ -806,7 +822,7 @@ static void textok__im2col(const textok_kernels *k, float *col, const float *img
 static void textok__col2im(const textok_kernels *k, float *img, const float *col, const textok_conv2d_dims *d)
 {
     int OH = textok_conv2d_out_h(d), OW = textok_conv2d_out_w(d), c;
-#pragma omp parallel for TEXTOK__NT(k) if ((size_t)d->C * d->KH * d->KW * OH * OW > 65536)
+TEXTOK__PARALLEL_FOR(k, (size_t)d->C * d->KH * d->KW * OH * OW > 65536)
     for (c = 0; c < d->C; c++) {
         int ky, kx, oy, ox;
         for (ky = 0; ky < d->KH; ky++)
@@ -879,7 +895,7 @@ static void textok__groupnorm_forward(const textok_kernels *k, float *out, float
                                       int B, int C, int HW, int G, float eps)
 {
     int bg, cg = C / G;
-#pragma omp parallel for TEXTOK__NT(k) if ((size_t)B * C * HW > 16384)
+TEXTOK__PARALLEL_FOR(k, (size_t)B * C * HW > 16384)
     for (bg = 0; bg < B * G; bg++) {
         size_t n = (size_t)cg * HW, i;
         const float *x = inp + (size_t)bg * n;
@@ -908,7 +924,7 @@ static void textok__groupnorm_backward(const textok_kernels *k, float *dinp, flo
 {
     int bg, c, cg = C / G;
     if (dinp) {
-#pragma omp parallel for TEXTOK__NT(k) if ((size_t)B * C * HW > 16384)
+TEXTOK__PARALLEL_FOR(k, (size_t)B * C * HW > 16384)
         for (bg = 0; bg < B * G; bg++) {
             size_t n = (size_t)cg * HW, i;
             const float *x = inp + (size_t)bg * n, *dy = dout + (size_t)bg * n;
@@ -928,7 +944,7 @@ static void textok__groupnorm_backward(const textok_kernels *k, float *dinp, flo
         }
     }
     if (!dweight && !dbias) return;
-#pragma omp parallel for TEXTOK__NT(k) if ((size_t)B * C * HW > 16384)
+TEXTOK__PARALLEL_FOR(k, (size_t)B * C * HW > 16384)
     for (c = 0; c < C; c++) {
         double sw = 0.0, sb = 0.0;
         int b, i;
@@ -951,7 +967,7 @@ static void textok__upsample_forward(const textok_kernels *k, float *out, const 
                                      int BC, int H, int W, int f)
 {
     int p;
-#pragma omp parallel for TEXTOK__NT(k) if ((size_t)BC * H * W * f * f > 65536)
+TEXTOK__PARALLEL_FOR(k, (size_t)BC * H * W * f * f > 65536)
     for (p = 0; p < BC; p++) {
         int y, x;
         for (y = 0; y < H * f; y++)
@@ -964,7 +980,7 @@ static void textok__upsample_backward(const textok_kernels *k, float *dinp, cons
                                       int BC, int H, int W, int f)
 {
     int p;
-#pragma omp parallel for TEXTOK__NT(k) if ((size_t)BC * H * W * f * f > 65536)
+TEXTOK__PARALLEL_FOR(k, (size_t)BC * H * W * f * f > 65536)
     for (p = 0; p < BC; p++) {
         int y, x, dy, dx;
         for (y = 0; y < H; y++)
@@ -1020,7 +1036,7 @@ static void textok__codebook_search(const textok_kernels *k, int32_t *idx, float
 {
     float *ee = work, *S = work + K;
     int j, i0;
-#pragma omp parallel for TEXTOK__NT(k) if ((size_t)K * D > 65536)
+TEXTOK__PARALLEL_FOR(k, (size_t)K * D > 65536)
     for (j = 0; j < K; j++) {
         double s = 0.0;
         int c;
@@ -1030,7 +1046,7 @@ static void textok__codebook_search(const textok_kernels *k, int32_t *idx, float
     for (i0 = 0; i0 < N; i0 += TEXTOK__CB_ROWS) {
         int rows = N - i0 < TEXTOK__CB_ROWS ? N - i0 : TEXTOK__CB_ROWS, r;
         textok__gemm(k, 0, 1, rows, K, D, -2.0f, z + (size_t)i0 * D, D, codebook, D, 0.0f, S, K);
-#pragma omp parallel for TEXTOK__NT(k) if ((size_t)rows * K > 16384)
+TEXTOK__PARALLEL_FOR(k, (size_t)rows * K > 16384)
         for (r = 0; r < rows; r++) {
             const float *s = S + (size_t)r * K, *zi = z + (size_t)(i0 + r) * D;
             float best = FLT_MAX, zz = 0.0f;
@@ -1054,7 +1070,7 @@ static void textok__cross_entropy_forward(const textok_kernels *k, float *losses
                                           float label_smoothing)
 {
     int n;
-#pragma omp parallel for TEXTOK__NT(k) if ((size_t)N * V > 16384)
+TEXTOK__PARALLEL_FOR(k, (size_t)N * V > 16384)
     for (n = 0; n < N; n++) {
         const float *x = logits + (size_t)n * V;
         float *p = probs + (size_t)n * V, m = -FLT_MAX;
@@ -1074,7 +1090,7 @@ static void textok__cross_entropy_backward(const textok_kernels *k, float *dlogi
                                            float label_smoothing)
 {
     int n;
-#pragma omp parallel for TEXTOK__NT(k) if ((size_t)N * V > 16384)
+TEXTOK__PARALLEL_FOR(k, (size_t)N * V > 16384)
     for (n = 0; n < N; n++) {
         const float *p = probs + (size_t)n * V;
         float *dx = dlogits + (size_t)n * V, g = dlosses[n], off = label_smoothing / V;
@@ -1099,7 +1115,7 @@ static void textok__adamw_update(const textok_kernels *k, float *params, const f
     const float step_size = (float)(hp->lr / (1.0 - pow(hp->beta1, step)));
     const float bc2_sqrt = (float)sqrt(1.0 - pow(hp->beta2, step));
     const float decay = (float)(1.0 - hp->lr * hp->weight_decay), eps = (float)hp->eps;
-#pragma omp parallel for TEXTOK__NT(k) if (n > 65536)
+TEXTOK__PARALLEL_FOR(k, n > 65536)
     for (i = 0; i < nn; i++) {
         float g = grads[i];
         params[i] *= decay;

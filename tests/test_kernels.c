@@ -415,11 +415,11 @@ void test_rng(tt_stats *s)
    dout = w. For up to FD_POINTS elements of every differentiable input, the central difference
    (L(x+h) - L(x-h)) / 2h is formed in double on the reference table and compared with it.
    Error model for h = 1e-2 on O(1) inputs: truncation h^2 f'''/6 ~ 2e-5 relative; rounding of
-   the float outputs ~ sqrt(n) 6e-8 |out| / h ~ 1e-4. Tolerance 2e-3 on the relative L2 error:
-   a wrong formula or index gives O(1). */
+   the float outputs ~ sqrt(n) 6e-8 |out| / h ~ 1e-5..1e-4. Measured worst: 2.4e-5 (attention
+   dkey, layernorm dx). Tolerance 5e-4 on the relative L2 error; a wrong formula or index gives O(1). */
 #define FD_POINTS 24
 #define FD_H 1e-2f
-#define FD_TOL 2e-3
+#define FD_TOL 5e-4
 #define FD_MAXIN 6
 
 typedef struct fd_case fd_case;

@@ -5,6 +5,7 @@ Regenerate with:
 
     /usr/bin/python3 tools/gen_golden.py           # write tests/golden/*, then self-check
     /usr/bin/python3 tools/gen_golden.py --check   # only re-read and validate existing files
+    /usr/bin/python3 tools/gen_golden.py --out DIR # write into DIR instead (CI: reproducibility)
 
 Needs Debian's system Python (torch 1.13); uses only torch, torch.nn.functional,
 torch.optim.AdamW and the stdlib.  It never reads the C sources: this is an
@@ -723,7 +724,14 @@ def run_check():
 
 
 def main():
-    if "--check" not in sys.argv[1:]:
+    global GOLDEN_DIR
+    args = sys.argv[1:]
+    if "--out" in args:   # write elsewhere (CI compares a fresh run with the committed files)
+        i = args.index("--out")
+        if i + 1 >= len(args):
+            sys.exit("usage: gen_golden.py [--check] [--out DIR]")
+        GOLDEN_DIR = args[i + 1]
+    if "--check" not in args:
         torch.set_num_threads(1)
         os.makedirs(GOLDEN_DIR, exist_ok=True)
         for op, fn, seed in OPS:
