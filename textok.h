@@ -574,9 +574,3092 @@ TEXTOKDEF void textok_rng_fill_normal(textok_rng *r, float *x, size_t n, float m
 }
 
 /* ---------------------------------------------------------------------------------------------
-   3. Files (temporary include while developed in parallel; spliced in before commit) */
-#include "textok_io_part.h"
-#include "textok_kern_part.h"
+   3. Files: a strict JSON subset, safetensors read/write, npy read/write
+
+   Everything that comes from a file is checked before it is used: lengths against the bytes
+   that are really there, every size product overflow-checked in size_t. The two header parsers
+   are schema-directed (they know what a safetensors header and an npy header dict contain), so
+   there is no generic recursion: nesting depth is fixed by the schema (at most 3), and anything
+   outside it is an error that says what was expected. Both formats are little-endian. */
+
+#ifndef TEXTOK_NO_STDIO
+#include <errno.h>
+#endif
+
+/* ---- 3.1 F16 / BF16 <-> F32 ---------------------------------------------------------------- */
+
+/* IEEE binary16 -> binary32. Exact for every input: subnormals, +-inf, NaN (payload kept). */
+TEXTOKDEF float textok_f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
+    uint32_t bits;
+    float f;
+    if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (man << 13);           /* inf or NaN */
+    } else if (exp != 0) {
+        bits = sign | ((exp + 112) << 23) | (man << 13);   /* rebias 15 -> 127 */
+    } else if (man == 0) {
+        bits = sign;                                       /* +-0 */
+    } else {                                               /* subnormal: normalise */
+        uint32_t e = 113;
+        while (!(man & 0x400u)) { man <<= 1; e--; }
+        bits = sign | (e << 23) | ((man & 0x3ffu) << 13);
+    }
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* binary32 -> binary16, round to nearest even. Overflow gives inf; NaN stays a (quiet) NaN. */
+TEXTOKDEF uint16_t textok_f32_to_f16(float f)
+{
+    uint32_t u, sign, man, q, rem, half;
+    int e;
+    memcpy(&u, &f, sizeof u);
+    sign = (u >> 16) & 0x8000u;
+    man = u & 0x7fffffu;
+    e = (int)((u >> 23) & 0xffu) - 127 + 15;                /* the binary16 exponent field */
+    if (e == 0xff - 127 + 15) return (uint16_t)(sign | 0x7c00u | (man ? 0x200u | (man >> 13) : 0));
+    if (e >= 31) return (uint16_t)(sign | 0x7c00u);
+    if (e >= 1) {                                          /* normal: drop 13 mantissa bits */
+        q = ((uint32_t)e << 10) | (man >> 13);
+        rem = man & 0x1fffu;
+        half = 0x1000u;
+    } else {                          /* subnormal: q = (1.man * 2^23) >> shift, in units 2^-24 */
+        int shift = 14 - e;
+        if (shift > 24) return (uint16_t)sign;             /* below half the smallest subnormal */
+        man |= 0x800000u;
+        q = man >> shift;
+        rem = man & ((1u << shift) - 1);
+        half = 1u << (shift - 1);
+    }
+    if (rem > half || (rem == half && (q & 1u))) q++;      /* a carry into the exponent is right */
+    return (uint16_t)(sign | q);
+}
+
+/* bfloat16 is the top half of a binary32. */
+TEXTOKDEF float textok_bf16_to_f32(uint16_t h)
+{
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* ---- 3.2 Small helpers shared by both formats ---------------------------------------------- */
+
+#define TEXTOK__SHAPE_STR 192   /* holds "[d0, ..., d7]" with 20-character dims */
+#define TEXTOK__ST_MAX_HEADER 100000000u   /* safetensors' own MAX_HEADER_SIZE */
+
+static const size_t textok__dtype_size[3] = { 4, 2, 2 };
+static const char  *textok__dtype_name[3] = { "F32", "F16", "BF16" };
+
+static int textok__is_le(void)
+{
+    const uint32_t one = 1;
+    unsigned char b;
+    memcpy(&b, &one, 1);
+    return b == 1;
+}
+
+/* Unsigned little-endian integer of n <= 8 bytes. */
+static uint64_t textok__le(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    while (n-- > 0) v = (v << 8) | p[n];
+    return v;
+}
+
+/* n little-endian F32/F16/BF16 values from possibly unaligned bytes into dst. */
+static void textok__load_floats(float *dst, const unsigned char *src, size_t n, int dtype)
+{
+    size_t i;
+    if (dtype == TEXTOK_DTYPE_F32 && textok__is_le()) {
+        memcpy(dst, src, n * 4);
+    } else if (dtype == TEXTOK_DTYPE_F32) {
+        for (i = 0; i < n; i++) {
+            uint32_t u = (uint32_t)textok__le(src + 4 * i, 4);
+            memcpy(&dst[i], &u, 4);
+        }
+    } else if (dtype == TEXTOK_DTYPE_F16) {
+        for (i = 0; i < n; i++) dst[i] = textok_f16_to_f32((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
+    } else {
+        for (i = 0; i < n; i++) dst[i] = textok_bf16_to_f32((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
+    }
+}
+
+/* Product of the dims as a size_t; 0 if a dim is negative or the product overflows. */
+static int textok__numel(int ndim, const int64_t *shape, size_t *numel)
+{
+    size_t n = 1;
+    int i;
+    for (i = 0; i < ndim; i++)
+        if (shape[i] < 0 || (uint64_t)(size_t)shape[i] != (uint64_t)shape[i] ||
+            !textok__mul_size(n, (size_t)shape[i], &n)) return 0;
+    *numel = n;
+    return 1;
+}
+
+/* "[768, 3]" into buf (TEXTOK__SHAPE_STR bytes); returns buf. */
+static const char *textok__shape_str(char *buf, int ndim, const int64_t *shape)
+{
+    size_t n = 1;
+    int i;
+    buf[0] = '[';
+    for (i = 0; i < ndim && i < TEXTOK_MAX_DIMS; i++)
+        n += (size_t)snprintf(buf + n, TEXTOK__SHAPE_STR - n, i ? ", %lld" : "%lld", (long long)shape[i]);
+    buf[n] = ']';
+    buf[n + 1] = 0;
+    return buf;
+}
+
+static int textok__cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Sorts names in place and returns a name that occurs twice, or NULL. O(n log n): a header can
+   hold millions of names, so a pairwise check would be a denial of service. */
+static const char *textok__find_dup(const char **names, size_t n)
+{
+    size_t i;
+    if (n < 2) return NULL;
+    qsort(names, n, sizeof *names, textok__cmp_str);
+    for (i = 1; i < n; i++)
+        if (!strcmp(names[i - 1], names[i])) return names[i];
+    return NULL;
+}
+
+/* Makes room for one more element in a growable array (capacity doubles). Returns the possibly
+   moved array, or NULL when out of memory (the old array is then still valid). */
+static void *textok__grow(void *arr, int n, int *cap, size_t elem)
+{
+    size_t bytes;
+    int nc;
+    void *p;
+    if (n < *cap) return arr;
+    if (*cap > INT_MAX / 2) return NULL;
+    nc = *cap ? *cap * 2 : 16;
+    if (!textok__mul_size((size_t)nc, elem, &bytes)) return NULL;
+    p = TEXTOK_REALLOC(arr, bytes);
+    if (p) *cap = nc;
+    return p;
+}
+
+/* ---- 3.3 A cursor over header text, and the scanners both parsers use ---------------------- */
+
+typedef struct textok__cur {
+    const char *p, *beg, *end;   /* position, start and end of the header text */
+    const char *file;            /* for messages */
+    const char *tensor;          /* the tensor being parsed, or NULL */
+} textok__cur;
+
+/* Fails with "file: [tensor 'name': ]message". */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static int textok__cfail(const textok__cur *c, int status, const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (c->tensor) return textok__fail(status, "%s: tensor '%.120s': %s", c->file, c->tensor, msg);
+    return textok__fail(status, "%s: %s", c->file, msg);
+}
+
+static size_t textok__pos(const textok__cur *c) { return (size_t)(c->p - c->beg); }
+
+/* A syntax error at the cursor: "header byte 17: expected ':' but found 'x'". */
+static int textok__csyntax(const textok__cur *c, const char *expected)
+{
+    char found[32] = "the header ends";
+    unsigned char ch = c->p < c->end ? (unsigned char)*c->p : 0;
+    if (c->p < c->end)
+        snprintf(found, sizeof found, ch >= 0x20 && ch < 0x7f ? "found '%c'" : "found byte 0x%02x", ch);
+    return textok__cfail(c, TEXTOK_ERR_FORMAT, "header byte %zu: expected %s but %s", textok__pos(c),
+                         expected, found);
+}
+
+static void textok__ws(textok__cur *c)
+{
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r')) c->p++;
+}
+
+/* Skips whitespace, then consumes ch if it comes next. */
+static int textok__eat(textok__cur *c, char ch)
+{
+    textok__ws(c);
+    if (c->p < c->end && *c->p == ch) { c->p++; return 1; }
+    return 0;
+}
+
+static int textok__isdigit(const textok__cur *c, const char *q)
+{
+    return q < c->end && *q >= '0' && *q <= '9';
+}
+
+/* Scans a non-negative integer literal <= 2^63-1 into *v (JSON rules: no leading zeros, no
+   fraction or exponent). Returns NULL, or why the text is not one; on failure the cursor stays
+   at the start of the offending text. */
+static const char *textok__scan_int(textok__cur *c, int64_t *v)
+{
+    const char *q;
+    uint64_t x = 0;
+    textok__ws(c);
+    q = c->p;
+    if (q < c->end && *q == '-' && textok__isdigit(c, q + 1)) return "a negative value is not allowed";
+    if (!textok__isdigit(c, q)) return "expected a non-negative integer";
+    if (*q == '0' && textok__isdigit(c, q + 1)) return "leading zeros are not allowed";
+    for (; textok__isdigit(c, q); q++) {
+        if (x > (uint64_t)(INT64_MAX - (*q - '0')) / 10) return "integer overflow (more than 2^63-1)";
+        x = x * 10 + (uint64_t)(*q - '0');
+    }
+    if (q < c->end && (*q == '.' || *q == 'e' || *q == 'E'))
+        return "expected an integer, found a fraction";
+    c->p = q;
+    *v = (int64_t)x;
+    return NULL;
+}
+
+/* Fails for a bad integer in `what`, quoting the offending text. */
+static int textok__int_fail(const textok__cur *c, const char *what, const char *why)
+{
+    int n = 0;
+    while (n < 24 && c->p + n < c->end && c->p[n] && !strchr(",]}) \t\r\n", c->p[n])) n++;
+    return textok__cfail(c, TEXTOK_ERR_FORMAT, "%s: %s at header byte %zu ('%.*s')", what, why,
+                         textok__pos(c), n, c->p);
+}
+
+/* Four hex digits of a \u escape, before lim. */
+static int textok__hex4(textok__cur *c, const char *lim, uint32_t *cp)
+{
+    uint32_t v = 0;
+    int i;
+    if (lim - c->p < 4) return 0;
+    for (i = 0; i < 4; i++) {
+        char h = *c->p++;
+        if (h >= '0' && h <= '9') v = v << 4 | (uint32_t)(h - '0');
+        else if (h >= 'a' && h <= 'f') v = v << 4 | (uint32_t)(h - 'a' + 10);
+        else if (h >= 'A' && h <= 'F') v = v << 4 | (uint32_t)(h - 'A' + 10);
+        else return 0;
+    }
+    *cp = v;
+    return 1;
+}
+
+/* The XXXX of a \uXXXX escape (with the low half of a surrogate pair) as UTF-8 at *o, before lim.
+   Returns NULL, or what is wrong. */
+static const char *textok__json_uescape(textok__cur *c, const char *lim, char **o)
+{
+    static const unsigned char lead[5] = { 0, 0, 0xc0, 0xe0, 0xf0 };   /* UTF-8 first byte by length */
+    uint32_t cp, lo = 0;
+    int len, k;
+    if (!textok__hex4(c, lim, &cp)) return "bad \\u escape (4 hex digits needed)";
+    if (cp >= 0xd800 && cp < 0xdc00 && lim - c->p >= 6 && c->p[0] == '\\' && c->p[1] == 'u') {
+        c->p += 2;   /* a high surrogate: the low one must follow */
+        if (textok__hex4(c, lim, &lo) && lo >= 0xdc00 && lo < 0xe000)
+            cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+    }
+    if (cp >= 0xd800 && cp < 0xe000) return "unpaired UTF-16 surrogate in a \\u escape";
+    if (cp == 0) return "\\u0000 is not allowed in a name";
+    len = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+    for (k = len - 1; k > 0; k--, cp >>= 6) (*o)[k] = (char)(0x80 | (cp & 0x3f));
+    (*o)[0] = (char)(lead[len] | cp);
+    *o += len;
+    return NULL;
+}
+
+/* Parses a JSON string into a new NUL-terminated UTF-8 buffer (*out; the caller frees it).
+   Escapes are decoded, \uXXXX with surrogate pairs; raw control characters, lone surrogates
+   and \u0000 (names are C strings) are errors. */
+static int textok__json_str(textok__cur *c, char **out)
+{
+    const char *q;
+    char *s, *o;
+    textok__ws(c);
+    if (c->p >= c->end || *c->p != '"') return textok__csyntax(c, "a string");
+    /* find the closing quote first: the decoded string is never longer than the raw text */
+    for (q = c->p + 1; q < c->end && *q != '"'; q++)
+        if (*q == '\\' && ++q == c->end) break;
+    if (q >= c->end)
+        return textok__cfail(c, TEXTOK_ERR_FORMAT, "header byte %zu: unterminated string",
+                             textok__pos(c));
+    s = o = (char *)textok__malloc((size_t)(q - c->p));
+    if (!s) return textok__cfail(c, TEXTOK_ERR_NOMEM, "out of memory");
+    for (c->p++; c->p < q;) {
+        static const char esc_in[] = "\"\\/bfnrt", esc_out[] = "\"\\/\b\f\n\r\t";
+        const char *at = c->p, *bad = NULL, *e;
+        unsigned char ch = (unsigned char)*c->p++;
+        if (ch < 0x20) bad = "control character in a string (it must be escaped)";
+        else if (ch != '\\') *o++ = (char)ch;
+        else if (*c->p == 'u') { c->p++; bad = textok__json_uescape(c, q, &o); }
+        else if (*c->p && (e = strchr(esc_in, *c->p))) { *o++ = esc_out[e - esc_in]; c->p++; }
+        else bad = "unknown escape sequence in a string";
+        if (bad) {
+            TEXTOK_FREE(s);
+            return textok__cfail(c, TEXTOK_ERR_FORMAT, "header byte %zu: %s", (size_t)(at - c->beg), bad);
+        }
+    }
+    *o = 0;
+    c->p = q + 1;
+    *out = s;
+    return TEXTOK_OK;
+}
+
+/* Parses a JSON array of at most max non-negative integers into v; *n gets the count. More than
+   max entries fails with too_many (the status). */
+static int textok__json_ints(textok__cur *c, const char *what, int64_t *v, int max, int *n, int too_many)
+{
+    const char *why;
+    *n = 0;
+    if (!textok__eat(c, '['))
+        return textok__cfail(c, TEXTOK_ERR_FORMAT, "%s must be an array of integers", what);
+    if (textok__eat(c, ']')) return TEXTOK_OK;
+    do {
+        if (*n == max) return textok__cfail(c, too_many, "%s has more than %d entries", what, max);
+        if ((why = textok__scan_int(c, &v[*n]))) return textok__int_fail(c, what, why);
+        (*n)++;
+    } while (textok__eat(c, ','));
+    return textok__eat(c, ']') ? TEXTOK_OK : textok__csyntax(c, "',' or ']'");
+}
+
+/* ---- 3.4 safetensors: header parsing and validation ---------------------------------------- */
+
+/* "F32" | "F16" | "BF16"; any other dtype is valid safetensors that this reader cannot convert. */
+static int textok__st_parse_dtype(textok__cur *c, int *dtype)
+{
+    char *s;
+    int rc = textok__json_str(c, &s);
+    if (rc) return rc;
+    *dtype = !strcmp(s, "F32") ? TEXTOK_DTYPE_F32 : !strcmp(s, "F16") ? TEXTOK_DTYPE_F16
+           : !strcmp(s, "BF16") ? TEXTOK_DTYPE_BF16 : -1;
+    if (*dtype < 0)
+        rc = textok__cfail(c, TEXTOK_ERR_UNSUPPORTED, "dtype '%.40s' is not supported (only F32, F16, BF16)",
+                           s);
+    TEXTOK_FREE(s);
+    return rc;
+}
+
+/* One tensor's {"dtype", "shape", "data_offsets"} object into t (whose name is set), each field
+   exactly once; then the checks that need only this tensor: element and byte counts without
+   overflow, and a byte range that matches them and lies inside the data buffer. */
+static int textok__st_parse_tensor(textok__cur *c, textok_st_tensor *t, size_t buffer_size)
+{
+    int64_t off[2] = { 0, 0 };
+    int seen = 0, rc = TEXTOK_OK, n_off = 0;
+    size_t need;
+    char s1[TEXTOK__SHAPE_STR];
+    if (!textok__eat(c, '{'))
+        return textok__cfail(c, TEXTOK_ERR_FORMAT,
+                             "expected an object {\"dtype\", \"shape\", \"data_offsets\"}");
+    if (!textok__eat(c, '}')) {
+        do {
+            char *key;
+            int bit;
+            if ((rc = textok__json_str(c, &key))) return rc;
+            bit = !strcmp(key, "dtype") ? 1 : !strcmp(key, "shape") ? 2
+                : !strcmp(key, "data_offsets") ? 4 : 0;
+            if (!bit)
+                rc = textok__cfail(c, TEXTOK_ERR_FORMAT,
+                                   "unknown field '%.60s' (only dtype, shape, data_offsets)", key);
+            else if (seen & bit) rc = textok__cfail(c, TEXTOK_ERR_FORMAT, "duplicate field '%s'", key);
+            TEXTOK_FREE(key);
+            if (rc) return rc;
+            seen |= bit;
+            if (!textok__eat(c, ':')) return textok__csyntax(c, "':'");
+            if (bit == 1) {
+                rc = textok__st_parse_dtype(c, &t->dtype);
+            } else if (bit == 2) {
+                rc = textok__json_ints(c, "shape", t->shape, TEXTOK_MAX_DIMS, &t->ndim,
+                                       TEXTOK_ERR_UNSUPPORTED);
+            } else {
+                rc = textok__json_ints(c, "data_offsets", off, 2, &n_off, TEXTOK_ERR_FORMAT);
+                if (!rc && n_off != 2)
+                    rc = textok__cfail(c, TEXTOK_ERR_FORMAT,
+                                       "data_offsets must be [begin, end], found %d entries", n_off);
+            }
+            if (rc) return rc;
+        } while (textok__eat(c, ','));
+        if (!textok__eat(c, '}')) return textok__csyntax(c, "',' or '}'");
+    }
+    if (seen != 7)
+        return textok__cfail(c, TEXTOK_ERR_FORMAT, "missing field '%s'",
+                             !(seen & 1) ? "dtype" : !(seen & 2) ? "shape" : "data_offsets");
+
+    textok__shape_str(s1, t->ndim, t->shape);
+    if (!textok__numel(t->ndim, t->shape, &t->numel))
+        return textok__cfail(c, TEXTOK_ERR_FORMAT,
+                             "shape %s has more elements than fit in size_t (overflow)", s1);
+    if (!textok__mul_size(t->numel, textok__dtype_size[t->dtype], &need))
+        return textok__cfail(c, TEXTOK_ERR_FORMAT,
+                             "shape %s %s needs more bytes than fit in size_t (overflow)",
+                             s1, textok__dtype_name[t->dtype]);
+    if (off[0] > off[1])
+        return textok__cfail(c, TEXTOK_ERR_FORMAT, "data_offsets [%lld, %lld]: begin is after end",
+                             (long long)off[0], (long long)off[1]);
+    if ((uint64_t)(off[1] - off[0]) != (uint64_t)need)
+        return textok__cfail(c, TEXTOK_ERR_FORMAT,
+                             "data_offsets [%lld, %lld] span %lld bytes but shape %s %s needs %zu",
+                             (long long)off[0], (long long)off[1], (long long)(off[1] - off[0]), s1,
+                             textok__dtype_name[t->dtype], need);
+    if ((uint64_t)off[1] > (uint64_t)buffer_size)
+        return textok__cfail(c, TEXTOK_ERR_FORMAT,
+                             "data_offsets [%lld, %lld] run past the end of the data buffer (%zu bytes)",
+                             (long long)off[0], (long long)off[1], buffer_size);
+    t->offset = (size_t)off[0];
+    t->nbytes = need;
+    return TEXTOK_OK;
+}
+
+/* "__metadata__": {"key": "value", ...}, string values only. */
+static int textok__st_parse_meta(textok__cur *c, textok_safetensors *st)
+{
+    int cap_k = 0, cap_v = 0, rc;
+    if (!textok__eat(c, '{'))
+        return textok__cfail(c, TEXTOK_ERR_FORMAT, "__metadata__ must be an object of strings");
+    if (textok__eat(c, '}')) return TEXTOK_OK;
+    do {
+        void *k = textok__grow(st->meta_keys, st->n_meta, &cap_k, sizeof(char *)), *v;
+        if (k) st->meta_keys = (char **)k;
+        v = k ? textok__grow(st->meta_values, st->n_meta, &cap_v, sizeof(char *)) : NULL;
+        if (!v) return textok__cfail(c, TEXTOK_ERR_NOMEM, "out of memory reading __metadata__");
+        st->meta_values = (char **)v;
+        st->meta_keys[st->n_meta] = st->meta_values[st->n_meta] = NULL;   /* owned by st from here */
+        st->n_meta++;
+        if ((rc = textok__json_str(c, &st->meta_keys[st->n_meta - 1]))) return rc;
+        if (!textok__eat(c, ':')) return textok__csyntax(c, "':'");
+        textok__ws(c);
+        if (c->p < c->end && *c->p != '"')
+            return textok__cfail(c, TEXTOK_ERR_FORMAT,
+                                 "__metadata__ value for key '%.80s' must be a string",
+                                 st->meta_keys[st->n_meta - 1]);
+        if ((rc = textok__json_str(c, &st->meta_values[st->n_meta - 1]))) return rc;
+    } while (textok__eat(c, ','));
+    return textok__eat(c, '}') ? TEXTOK_OK : textok__csyntax(c, "',' or '}'");
+}
+
+/* The header object: "__metadata__" at most once, every other key a tensor. */
+static int textok__st_parse_header(textok_safetensors *st, const char *json, size_t len)
+{
+    textok__cur c;
+    int rc = TEXTOK_OK, cap_t = 0, seen_meta = 0;
+    c.p = c.beg = json;
+    c.end = json + len;
+    c.file = st->path;
+    c.tensor = NULL;
+    if (!textok__eat(&c, '{'))
+        return textok__cfail(&c, TEXTOK_ERR_FORMAT,
+                             "the header is not a JSON object (it must start with '{')");
+    if (!textok__eat(&c, '}')) {
+        do {
+            char *key;
+            if ((rc = textok__json_str(&c, &key))) return rc;
+            if (!textok__eat(&c, ':')) { TEXTOK_FREE(key); return textok__csyntax(&c, "':'"); }
+            if (!strcmp(key, "__metadata__")) {
+                TEXTOK_FREE(key);
+                if (seen_meta++)
+                    return textok__cfail(&c, TEXTOK_ERR_FORMAT, "duplicate key '__metadata__'");
+                rc = textok__st_parse_meta(&c, st);
+            } else {
+                textok_st_tensor *t;
+                void *p = textok__grow(st->tensors, st->n_tensors, &cap_t, sizeof *st->tensors);
+                if (!p) { TEXTOK_FREE(key); return textok__cfail(&c, TEXTOK_ERR_NOMEM, "out of memory"); }
+                st->tensors = (textok_st_tensor *)p;
+                t = &st->tensors[st->n_tensors++];
+                memset(t, 0, sizeof *t);
+                t->name = key;                                /* owned by st from here */
+                c.tensor = key;
+                rc = textok__st_parse_tensor(&c, t, st->buffer_size);
+                c.tensor = NULL;
+            }
+            if (rc) return rc;
+        } while (textok__eat(&c, ','));
+        if (!textok__eat(&c, '}')) return textok__csyntax(&c, "',' or '}'");
+    }
+    textok__ws(&c);   /* writers pad the header with spaces */
+    if (c.p != c.end) return textok__csyntax(&c, "only spaces after the header object");
+    return TEXTOK_OK;
+}
+
+static int textok__cmp_offset(const void *a, const void *b)
+{
+    const textok_st_tensor *x = *(const textok_st_tensor *const *)a;
+    const textok_st_tensor *y = *(const textok_st_tensor *const *)b;
+    if (x->offset != y->offset) return x->offset < y->offset ? -1 : 1;
+    return (x->nbytes > y->nbytes) - (x->nbytes < y->nbytes);
+}
+
+/* Checks across tensors: unique tensor names and metadata keys, no two byte ranges overlapping.
+   Holes (and trailing bytes) are tolerated, unlike the reference reader: they cannot make a read
+   go wrong. */
+static int textok__st_check_layout(textok_safetensors *st)
+{
+    size_t n = (size_t)st->n_tensors, m = n > (size_t)st->n_meta ? n : (size_t)st->n_meta, i, end = 0;
+    const char **names = (const char **)textok__calloc(m, sizeof *names);
+    const textok_st_tensor **order = (const textok_st_tensor **)textok__calloc(n, sizeof *order);
+    const textok_st_tensor *last = NULL;
+    const char *dup;
+    int rc = TEXTOK_OK;
+    if (!names || !order) rc = textok__fail(TEXTOK_ERR_NOMEM, "%s: out of memory", st->path);
+    if (!rc) {
+        for (i = 0; i < n; i++) names[i] = st->tensors[i].name;
+        if ((dup = textok__find_dup(names, n)))
+            rc = textok__fail(TEXTOK_ERR_FORMAT, "%s: duplicate tensor name '%.120s'", st->path, dup);
+    }
+    if (!rc) {
+        for (i = 0; i < (size_t)st->n_meta; i++) names[i] = st->meta_keys[i];
+        if ((dup = textok__find_dup(names, (size_t)st->n_meta)))
+            rc = textok__fail(TEXTOK_ERR_FORMAT, "%s: duplicate __metadata__ key '%.120s'", st->path, dup);
+    }
+    if (!rc) {
+        for (i = 0; i < n; i++) order[i] = &st->tensors[i];
+        qsort(order, n, sizeof *order, textok__cmp_offset);
+        for (i = 0; i < n && !rc; i++) {
+            const textok_st_tensor *t = order[i];
+            if (t->nbytes == 0) continue;   /* an empty range overlaps nothing */
+            if (last && t->offset < end)
+                rc = textok__fail(TEXTOK_ERR_FORMAT,
+                                  "%s: tensors '%.100s' [%zu, %zu] and '%.100s' [%zu, %zu] overlap",
+                                  st->path, last->name, last->offset, last->offset + last->nbytes,
+                                  t->name, t->offset, t->offset + t->nbytes);
+            if (t->offset + t->nbytes > end) { end = t->offset + t->nbytes; last = t; }
+        }
+    }
+    TEXTOK_FREE((void *)names);
+    TEXTOK_FREE((void *)order);
+    return rc;
+}
+
+/* Validates st->data/size (already set) and fills the tensor and metadata tables. */
+static int textok__st_parse(textok_safetensors *st)
+{
+    uint64_t hlen;
+    int rc;
+    if (st->size < 8)
+        return textok__fail(TEXTOK_ERR_FORMAT,
+                            "%s: file is %zu bytes, too short for the 8-byte header length",
+                            st->path, st->size);
+    hlen = textok__le(st->data, 8);
+    if (hlen > TEXTOK__ST_MAX_HEADER)
+        return textok__fail(TEXTOK_ERR_FORMAT,
+                            "%s: header length %llu is over the limit of %u bytes (not a safetensors file?)",
+                            st->path, (unsigned long long)hlen, TEXTOK__ST_MAX_HEADER);
+    if (hlen > st->size - 8)
+        return textok__fail(TEXTOK_ERR_FORMAT,
+                            "%s: header length %llu runs past the end of the file (%zu bytes)",
+                            st->path, (unsigned long long)hlen, st->size);
+    st->buffer = st->data + 8 + (size_t)hlen;
+    st->buffer_size = st->size - 8 - (size_t)hlen;
+    rc = textok__st_parse_header(st, (const char *)st->data + 8, (size_t)hlen);
+    return rc ? rc : textok__st_check_layout(st);
+}
+
+/* Copies a name into st->path; a long one keeps its end, where the file name is. */
+static void textok__st_set_path(textok_safetensors *st, const char *name)
+{
+    size_t n = strlen(name), cap = sizeof st->path - 1;
+    if (n <= cap) { memcpy(st->path, name, n + 1); return; }
+    memcpy(st->path, "...", 3);
+    memcpy(st->path + 3, name + n - (cap - 3), cap - 3 + 1);
+}
+
+/* ---- 3.5 safetensors: open, close, look up, read -------------------------------------------- */
+
+/* Opens a safetensors image that the caller keeps alive (and unchanged) until textok_st_close. */
+TEXTOKDEF int textok_st_open_memory(textok_safetensors *st, const void *data, size_t size,
+                                    const char *name_for_errors)
+{
+    int rc;
+    if (!st) return textok__fail(TEXTOK_ERR_ARG, "textok_st_open_memory: st is NULL");
+    memset(st, 0, sizeof *st);
+    textok__st_set_path(st, name_for_errors ? name_for_errors : "<memory>");
+    if (!data && size) return textok__fail(TEXTOK_ERR_ARG, "%s: data is NULL", st->path);
+    st->data = (const unsigned char *)data;
+    st->size = size;
+    st->mapped = -1;
+    if ((rc = textok__st_parse(st))) textok_st_close(st);
+    return rc;
+}
+
+#ifndef TEXTOK_NO_STDIO
+/* Reads a whole file into a new heap buffer. name is what messages call it. */
+static int textok__read_file(const char *path, const char *name, unsigned char **out, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf = NULL;
+    size_t n = 0, cap = 0;
+    long hint;
+    int err;
+    if (!f) return textok__fail(TEXTOK_ERR_IO, "%s: cannot open: %s", name, strerror(errno));
+    /* the size only sizes the first allocation (at most 1 GiB: a directory can report a huge
+       size); the loop reads to EOF whatever it is, so pipes work too */
+    if (fseek(f, 0, SEEK_END) == 0 && (hint = ftell(f)) >= 0)
+        cap = (size_t)(hint < (1L << 30) ? hint + 1 : (1L << 30));
+    rewind(f);
+    for (;;) {
+        if (!buf || n == cap) {   /* the first allocation takes the hint */
+            size_t nc = !buf && cap ? cap : cap < 4096 ? 4096 : cap * 2;
+            unsigned char *nb = cap > SIZE_MAX / 2 ? NULL : (unsigned char *)TEXTOK_REALLOC(buf, nc);
+            if (!nb) {
+                TEXTOK_FREE(buf);
+                fclose(f);
+                return textok__fail(TEXTOK_ERR_NOMEM, "%s: out of memory reading %zu bytes", name, nc);
+            }
+            buf = nb;
+            cap = nc;
+        }
+        n += fread(buf + n, 1, cap - n, f);
+        if (n < cap) break;   /* a short read is EOF or an error */
+    }
+    err = ferror(f) ? errno : 0;
+    fclose(f);
+    if (err) {
+        TEXTOK_FREE(buf);
+        return textok__fail(TEXTOK_ERR_IO, "%s: read error: %s", name, strerror(err));
+    }
+    *out = buf;
+    *size = n;
+    return TEXTOK_OK;
+}
+
+/* Opens a file: mmapped where the platform has it (st->mapped = 1), else read into the heap. */
+TEXTOKDEF int textok_st_open(textok_safetensors *st, const char *path)
+{
+    int rc;
+    if (!st || !path) return textok__fail(TEXTOK_ERR_ARG, "textok_st_open: st and path must not be NULL");
+    memset(st, 0, sizeof *st);
+    textok__st_set_path(st, path);
+#ifdef TEXTOK__HAVE_MMAP
+    {
+        struct stat sb;
+        int fd = open(path, O_RDONLY);
+        if (fd < 0) return textok__fail(TEXTOK_ERR_IO, "%s: cannot open: %s", st->path, strerror(errno));
+        if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0 &&
+            (off_t)(size_t)sb.st_size == sb.st_size) {
+            void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+            if (m != MAP_FAILED) {
+                st->data = (const unsigned char *)m;
+                st->size = (size_t)sb.st_size;
+                st->mapped = 1;
+            }
+        }
+        close(fd);   /* the mapping stays valid */
+    }
+    if (!st->mapped)   /* empty, not a regular file, or mmap refused: read it instead */
+#endif
+    {
+        unsigned char *buf;
+        if ((rc = textok__read_file(path, st->path, &buf, &st->size))) return rc;
+        st->data = buf;
+    }
+    if ((rc = textok__st_parse(st))) textok_st_close(st);
+    return rc;
+}
+#endif /* TEXTOK_NO_STDIO */
+
+/* Frees everything and zeroes st; safe on a zeroed, failed or already closed struct. */
+TEXTOKDEF void textok_st_close(textok_safetensors *st)
+{
+    int i;
+    if (!st) return;
+    for (i = 0; i < st->n_tensors; i++) TEXTOK_FREE(st->tensors[i].name);
+    for (i = 0; i < st->n_meta; i++) {
+        TEXTOK_FREE(st->meta_keys[i]);
+        TEXTOK_FREE(st->meta_values[i]);
+    }
+    TEXTOK_FREE(st->tensors);
+    TEXTOK_FREE(st->meta_keys);
+    TEXTOK_FREE(st->meta_values);
+#ifdef TEXTOK__HAVE_MMAP
+    if (st->mapped == 1) munmap((void *)st->data, st->size);
+#endif
+    if (st->mapped == 0) TEXTOK_FREE((void *)st->data);
+    memset(st, 0, sizeof *st);
+}
+
+/* The tensor with this name, or NULL. A linear scan: lookups happen once per load. */
+TEXTOKDEF const textok_st_tensor *textok_st_find(const textok_safetensors *st, const char *name)
+{
+    int i;
+    if (!st || !name) return NULL;
+    for (i = 0; i < st->n_tensors; i++)
+        if (!strcmp(st->tensors[i].name, name)) return &st->tensors[i];
+    return NULL;
+}
+
+/* The __metadata__ value for key, or NULL. */
+TEXTOKDEF const char *textok_st_meta(const textok_safetensors *st, const char *key)
+{
+    int i;
+    if (!st || !key) return NULL;
+    for (i = 0; i < st->n_meta; i++)
+        if (!strcmp(st->meta_keys[i], key)) return st->meta_values[i];
+    return NULL;
+}
+
+/* Converts t's data (F32, F16 or BF16, at any alignment) into dst, which holds dst_numel floats. */
+TEXTOKDEF int textok_st_read_f32(const textok_safetensors *st, const textok_st_tensor *t, float *dst,
+                                 size_t dst_numel)
+{
+    char s1[TEXTOK__SHAPE_STR];
+    size_t end, need;
+    if (!st || !t) return textok__fail(TEXTOK_ERR_ARG, "textok_st_read_f32: st and t must not be NULL");
+    /* t might come from another (or a closed) file: re-check its range against this buffer */
+    if (t->dtype < 0 || t->dtype > TEXTOK_DTYPE_BF16 || !textok__add_size(t->offset, t->nbytes, &end) ||
+        end > st->buffer_size || !textok__mul_size(t->numel, textok__dtype_size[t->dtype], &need) ||
+        need != t->nbytes)
+        return textok__fail(TEXTOK_ERR_ARG, "%s: tensor '%.120s' does not belong to this file", st->path,
+                            t->name ? t->name : "?");
+    if (dst_numel != t->numel)
+        return textok__fail(TEXTOK_ERR_SHAPE,
+                            "%s: tensor '%.120s': destination holds %zu floats but shape %s has %zu",
+                            st->path, t->name, dst_numel, textok__shape_str(s1, t->ndim, t->shape),
+                            t->numel);
+    if (t->numel == 0) return TEXTOK_OK;
+    if (!dst) return textok__fail(TEXTOK_ERR_ARG, "%s: tensor '%.120s': dst is NULL", st->path, t->name);
+    textok__load_floats(dst, st->buffer + t->offset, t->numel, t->dtype);
+    return TEXTOK_OK;
+}
+
+/* Find + shape check + read: the usual way to fill one weight array. */
+TEXTOKDEF int textok_st_load(const textok_safetensors *st, const char *name, int ndim, const int64_t *shape,
+                             float *dst)
+{
+    const textok_st_tensor *t;
+    char s1[TEXTOK__SHAPE_STR], s2[TEXTOK__SHAPE_STR];
+    int i, same;
+    if (!st || !name || ndim < 0 || ndim > TEXTOK_MAX_DIMS || (ndim && !shape))
+        return textok__fail(TEXTOK_ERR_ARG, "textok_st_load: bad arguments (NULL, or ndim %d)", ndim);
+    if (!(t = textok_st_find(st, name)))
+        return textok__fail(TEXTOK_ERR_NOT_FOUND,
+                            "%s: tensor '%.120s' not found (the file has %d tensors)",
+                            st->path, name, st->n_tensors);
+    same = t->ndim == ndim;
+    for (i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
+    if (!same)
+        return textok__fail(TEXTOK_ERR_SHAPE, "%s: tensor '%.120s': expected %s but file has %s",
+                            st->path, name,
+                            textok__shape_str(s1, ndim, shape), textok__shape_str(s2, t->ndim, t->shape));
+    return textok_st_read_f32(st, t, dst, t->numel);
+}
+
+/* ---- 3.6 Writing: temp file + rename, and the safetensors writer ---------------------------- */
+#ifndef TEXTOK_NO_STDIO
+
+/* A file written as "<path>.tmp" and renamed over path once complete, so that no reader ever
+   sees half a file. The first failure is remembered and later writes are skipped. */
+typedef struct textok__wfile {
+    FILE       *f;
+    char       *tmp;
+    const char *path;
+    int         failed;   /* 0, 1 write/close failed, 2 rename failed */
+    int         err;      /* errno of the failure */
+} textok__wfile;
+
+static int textok__wopen(textok__wfile *w, const char *path)
+{
+    size_t n = strlen(path);
+    memset(w, 0, sizeof *w);
+    w->path = path;
+    if (!(w->tmp = (char *)textok__malloc(n + 5)))
+        return textok__fail(TEXTOK_ERR_NOMEM, "%s: out of memory", path);
+    memcpy(w->tmp, path, n);
+    memcpy(w->tmp + n, ".tmp", 5);
+    if (!(w->f = fopen(w->tmp, "wb"))) {
+        int rc = textok__fail(TEXTOK_ERR_IO, "%s: cannot create '%s': %s", path, w->tmp, strerror(errno));
+        TEXTOK_FREE(w->tmp);
+        return rc;
+    }
+    return TEXTOK_OK;
+}
+
+static void textok__wbytes(textok__wfile *w, const void *p, size_t n)
+{
+    if (!w->failed && n && fwrite(p, 1, n, w->f) != n) { w->failed = 1; w->err = errno; }
+}
+
+/* n floats as little-endian F32 or F16, converted through a fixed-size buffer. */
+static void textok__wfloats(textok__wfile *w, const float *x, size_t n, int dtype)
+{
+    unsigned char buf[4096];
+    size_t i, j, k, b, esz = textok__dtype_size[dtype], per = sizeof buf / esz;
+    if (dtype == TEXTOK_DTYPE_F32 && textok__is_le()) { textok__wbytes(w, x, n * 4); return; }
+    for (i = 0; i < n; i += k) {
+        k = n - i < per ? n - i : per;
+        for (j = 0; j < k; j++) {
+            uint32_t u;
+            if (dtype == TEXTOK_DTYPE_F16) u = textok_f32_to_f16(x[i + j]);
+            else memcpy(&u, &x[i + j], 4);
+            for (b = 0; b < esz; b++) buf[j * esz + b] = (unsigned char)(u >> (8 * b));
+        }
+        textok__wbytes(w, buf, k * esz);
+    }
+}
+
+/* Flushes, closes and renames into place; on any failure removes the temp file instead. */
+static int textok__wclose(textok__wfile *w)
+{
+    int rc = TEXTOK_OK;
+    if (!w->failed && fflush(w->f) != 0) { w->failed = 1; w->err = errno; }
+    if (fclose(w->f) != 0 && !w->failed) { w->failed = 1; w->err = errno; }
+    if (!w->failed) {
+#ifdef _WIN32
+        remove(w->path);   /* rename does not replace an existing file there */
+#endif
+        if (rename(w->tmp, w->path) != 0) { w->failed = 2; w->err = errno; }
+    }
+    if (w->failed) {
+        remove(w->tmp);
+        rc = textok__fail(TEXTOK_ERR_IO, "%s: %s failed: %s", w->path,
+                          w->failed == 2 ? "renaming the .tmp file into place" : "writing",
+                          strerror(w->err));
+    }
+    TEXTOK_FREE(w->tmp);
+    return rc;
+}
+
+/* A growable byte buffer for building a header; oom is sticky. */
+typedef struct textok__sbuf { char *p; size_t n, cap; int oom; } textok__sbuf;
+
+static void textok__sput(textok__sbuf *s, const char *p, size_t n)
+{
+    if (s->oom) return;
+    if (n > s->cap - s->n) {
+        size_t nc = s->cap ? s->cap : 256;
+        char *q;
+        while (nc - s->n < n) {
+            if (nc > SIZE_MAX / 2) { s->oom = 1; return; }
+            nc *= 2;
+        }
+        if (!(q = (char *)TEXTOK_REALLOC(s->p, nc))) { s->oom = 1; return; }
+        s->p = q;
+        s->cap = nc;
+    }
+    memcpy(s->p + s->n, p, n);
+    s->n += n;
+}
+
+static void textok__sputs(textok__sbuf *s, const char *str) { textok__sput(s, str, strlen(str)); }
+
+static void textok__sput_int(textok__sbuf *s, unsigned long long v)
+{
+    char num[24];
+    textok__sput(s, num, (size_t)snprintf(num, sizeof num, "%llu", v));
+}
+
+/* str as a JSON string literal: quotes, backslashes and control characters escaped; other
+   bytes (UTF-8) as they are. */
+static void textok__sput_json(textok__sbuf *s, const char *str)
+{
+    textok__sput(s, "\"", 1);
+    for (; *str; str++) {
+        unsigned char ch = (unsigned char)*str;
+        char esc[8];
+        if (ch == '"' || ch == '\\') { esc[0] = '\\'; esc[1] = (char)ch; textok__sput(s, esc, 2); }
+        else if (ch < 0x20) textok__sput(s, esc, (size_t)snprintf(esc, sizeof esc, "\\u%04x", ch));
+        else textok__sput(s, str, 1);
+    }
+    textok__sput(s, "\"", 1);
+}
+
+/* Writes entries (F32 data) as dtype F32 or F16, in the order given, with metadata first. */
+TEXTOKDEF int textok_st_save(const char *path, const textok_st_entry *entries, int n_entries,
+                             const char *const *meta_kv, int n_meta, int dtype)
+{
+    textok__sbuf h;
+    textok__wfile w;
+    size_t total = 0, off = 0, numel = 0, nbytes, esz, m;
+    const char **names, *dup = NULL;
+    unsigned char len8[8];
+    char s1[TEXTOK__SHAPE_STR];
+    int i, j, rc = TEXTOK_OK;
+    if (!path || n_entries < 0 || (n_entries && !entries) || n_meta < 0 || (n_meta && !meta_kv))
+        return textok__fail(TEXTOK_ERR_ARG,
+                            "textok_st_save: bad arguments (path, entries or meta_kv NULL, or a count < 0)");
+    if (dtype != TEXTOK_DTYPE_F32 && dtype != TEXTOK_DTYPE_F16)
+        return textok__fail(TEXTOK_ERR_ARG, "%s: can only write F32 or F16, not dtype %d", path, dtype);
+    esz = textok__dtype_size[dtype];
+    for (i = 0; i < n_entries; i++) {
+        const textok_st_entry *e = &entries[i];
+        if (!e->name || !strcmp(e->name, "__metadata__"))
+            return textok__fail(TEXTOK_ERR_ARG,
+                                "%s: entry %d has no name or the reserved name __metadata__", path, i);
+        if (e->ndim < 0 || e->ndim > TEXTOK_MAX_DIMS)
+            return textok__fail(TEXTOK_ERR_ARG, "%s: tensor '%.120s': ndim %d is outside [0, %d]", path,
+                                e->name, e->ndim, TEXTOK_MAX_DIMS);
+        textok__shape_str(s1, e->ndim, e->shape);
+        for (j = 0; j < e->ndim; j++)
+            if (e->shape[j] < 0)
+                return textok__fail(TEXTOK_ERR_ARG, "%s: tensor '%.120s': shape %s has a negative dim",
+                                    path, e->name, s1);
+        if (!textok__numel(e->ndim, e->shape, &numel) || !textok__mul_size(numel, esz, &nbytes) ||
+            !textok__add_size(total, nbytes, &total))
+            return textok__fail(TEXTOK_ERR_ARG,
+                                "%s: tensor '%.120s': shape %s: byte size overflows size_t", path,
+                                e->name, s1);
+        if (!e->data && numel)
+            return textok__fail(TEXTOK_ERR_ARG, "%s: tensor '%.120s': data is NULL for shape %s", path,
+                                e->name, s1);
+    }
+    for (i = 0; i < 2 * n_meta; i++)
+        if (!meta_kv[i])
+            return textok__fail(TEXTOK_ERR_ARG, "%s: metadata %s %d is NULL", path,
+                                i % 2 ? "value" : "key", i / 2);
+    m = (size_t)(n_entries > n_meta ? n_entries : n_meta);
+    if (!(names = (const char **)textok__calloc(m, sizeof *names)))
+        return textok__fail(TEXTOK_ERR_NOMEM, "%s: out of memory", path);
+    for (i = 0; i < n_entries; i++) names[i] = entries[i].name;
+    if ((dup = textok__find_dup(names, (size_t)n_entries)))
+        rc = textok__fail(TEXTOK_ERR_ARG, "%s: duplicate tensor name '%.120s'", path, dup);
+    for (i = 0; !dup && i < n_meta; i++) names[i] = meta_kv[2 * i];
+    if (!dup && (dup = textok__find_dup(names, (size_t)n_meta)))
+        rc = textok__fail(TEXTOK_ERR_ARG, "%s: duplicate metadata key '%.120s'", path, dup);
+    TEXTOK_FREE((void *)names);
+    if (dup) return rc;
+
+    /* header: compact JSON as the reference writer makes it, padded with spaces to a multiple
+       of 8 so that data starts 8-aligned in the file */
+    memset(&h, 0, sizeof h);
+    textok__sputs(&h, "{");
+    if (n_meta) {
+        textok__sputs(&h, "\"__metadata__\":{");
+        for (i = 0; i < n_meta; i++) {
+            if (i) textok__sputs(&h, ",");
+            textok__sput_json(&h, meta_kv[2 * i]);
+            textok__sputs(&h, ":");
+            textok__sput_json(&h, meta_kv[2 * i + 1]);
+        }
+        textok__sputs(&h, n_entries ? "}," : "}");
+    }
+    for (i = 0; i < n_entries; i++) {
+        const textok_st_entry *e = &entries[i];
+        textok__numel(e->ndim, e->shape, &numel);
+        if (i) textok__sputs(&h, ",");
+        textok__sput_json(&h, e->name);
+        textok__sputs(&h, ":{\"dtype\":\"");
+        textok__sputs(&h, textok__dtype_name[dtype]);
+        textok__sputs(&h, "\",\"shape\":[");
+        for (j = 0; j < e->ndim; j++) {
+            if (j) textok__sputs(&h, ",");
+            textok__sput_int(&h, (unsigned long long)e->shape[j]);
+        }
+        textok__sputs(&h, "],\"data_offsets\":[");
+        textok__sput_int(&h, off);
+        textok__sputs(&h, ",");
+        off += numel * esz;
+        textok__sput_int(&h, off);
+        textok__sputs(&h, "]}");
+    }
+    textok__sputs(&h, "}");
+    while (!h.oom && h.n % 8) textok__sputs(&h, " ");
+    if (h.oom) {
+        TEXTOK_FREE(h.p);
+        return textok__fail(TEXTOK_ERR_NOMEM, "%s: out of memory building the header", path);
+    }
+    for (i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)h.n >> (8 * i));
+
+    if ((rc = textok__wopen(&w, path))) { TEXTOK_FREE(h.p); return rc; }
+    textok__wbytes(&w, len8, 8);
+    textok__wbytes(&w, h.p, h.n);
+    TEXTOK_FREE(h.p);
+    for (i = 0; i < n_entries; i++) {
+        textok__numel(entries[i].ndim, entries[i].shape, &numel);
+        textok__wfloats(&w, entries[i].data, numel, dtype);
+    }
+    return textok__wclose(&w);
+}
+#endif /* TEXTOK_NO_STDIO */
+
+/* ---- 3.7 npy: float32, C order ------------------------------------------------------------- */
+
+/* A Python string literal without escapes ('...' or "...") into buf, truncated to cap-1 chars
+   (a truncated key or descr then fails to match, which is the right error). 0 if none here. */
+static int textok__py_str(textok__cur *c, char *buf, size_t cap)
+{
+    const char *q;
+    size_t n = 0;
+    textok__ws(c);
+    if (c->p >= c->end || (*c->p != '\'' && *c->p != '"')) return 0;
+    for (q = c->p + 1; q < c->end && *q != *c->p; q++)
+        if (n + 1 < cap) buf[n++] = *q;
+    if (q >= c->end) return 0;
+    buf[n] = 0;
+    c->p = q + 1;
+    return 1;
+}
+
+/* The header dict {'descr': '<f4', 'fortran_order': False, 'shape': (d0, d1), }: these three
+   keys exactly once each (as numpy itself requires), in any order, trailing commas allowed. */
+static int textok__npy_parse_dict(textok__cur *c, int *ndim, int64_t *shape)
+{
+    int seen = 0, bit;
+    char key[32], val[32];
+    const char *why;
+    if (!textok__eat(c, '{'))
+        return textok__cfail(c, TEXTOK_ERR_FORMAT,
+                             "the header is not a Python dict (it must start with '{')");
+    while (!textok__eat(c, '}')) {
+        if (!textok__py_str(c, key, sizeof key)) return textok__csyntax(c, "a quoted key or '}'");
+        bit = !strcmp(key, "descr") ? 1 : !strcmp(key, "fortran_order") ? 2 : !strcmp(key, "shape") ? 4
+            : 0;
+        if (!bit) return textok__cfail(c, TEXTOK_ERR_FORMAT, "unknown key '%s' in the header dict", key);
+        if (seen & bit)
+            return textok__cfail(c, TEXTOK_ERR_FORMAT, "duplicate key '%s' in the header dict", key);
+        seen |= bit;
+        if (!textok__eat(c, ':')) return textok__csyntax(c, "':'");
+        textok__ws(c);
+        if (bit == 1) {
+            if (!textok__py_str(c, val, sizeof val))
+                return textok__cfail(c, TEXTOK_ERR_UNSUPPORTED,
+                                     "descr is not a type string (structured dtypes are not supported)");
+            if (strcmp(val, "<f4"))
+                return textok__cfail(c, TEXTOK_ERR_UNSUPPORTED,
+                                     "descr '%s' is not supported (only '<f4', little-endian float32)", val);
+        } else if (bit == 2) {
+            if ((size_t)(c->end - c->p) >= 4 && !memcmp(c->p, "True", 4))
+                return textok__cfail(c, TEXTOK_ERR_UNSUPPORTED,
+                                     "fortran_order True (column-major data) is not supported");
+            if ((size_t)(c->end - c->p) < 5 || memcmp(c->p, "False", 5))
+                return textok__csyntax(c, "True or False for fortran_order");
+            c->p += 5;
+        } else {
+            if (!textok__eat(c, '(')) return textok__csyntax(c, "a tuple for shape");
+            for (*ndim = 0; !textok__eat(c, ')');) {
+                if (*ndim == TEXTOK_MAX_DIMS)
+                    return textok__cfail(c, TEXTOK_ERR_UNSUPPORTED, "shape has more than %d dims",
+                                         TEXTOK_MAX_DIMS);
+                if ((why = textok__scan_int(c, &shape[*ndim]))) return textok__int_fail(c, "shape", why);
+                if (c->p < c->end && *c->p == 'L') c->p++;   /* Python 2 long, as old numpy wrote it */
+                (*ndim)++;
+                if (textok__eat(c, ',')) continue;
+                if (textok__eat(c, ')')) break;
+                return textok__csyntax(c, "',' or ')' in shape");
+            }
+        }
+        if (textok__eat(c, ',')) continue;
+        if (textok__eat(c, '}')) break;
+        return textok__csyntax(c, "',' or '}'");
+    }
+    if (seen != 7)
+        return textok__cfail(c, TEXTOK_ERR_FORMAT, "missing key '%s' in the header dict",
+                             !(seen & 1) ? "descr" : !(seen & 2) ? "fortran_order" : "shape");
+    textok__ws(c);   /* numpy pads with spaces and a final '\n' */
+    return c->p == c->end ? TEXTOK_OK : textok__csyntax(c, "only spaces after the header dict");
+}
+
+/* Reads a float32 .npy image; *data is allocated with the library allocator (textok_free).
+   Outputs are written only on success; shape entries past ndim are set to 0. */
+TEXTOKDEF int textok_npy_read_memory(const void *bytes, size_t size, const char *name_for_errors,
+                                     float **data, int *ndim, int64_t shape[TEXTOK_MAX_DIMS])
+{
+    const unsigned char *b = (const unsigned char *)bytes;
+    const char *name = name_for_errors ? name_for_errors : "<memory>";
+    textok__cur c;
+    size_t pre, hlen, numel, nbytes, have;
+    int64_t sh[TEXTOK_MAX_DIMS] = { 0 };
+    int nd = 0, rc, i;
+    char s1[TEXTOK__SHAPE_STR];
+    float *out;
+    if (!data || !ndim || !shape || (!bytes && size))
+        return textok__fail(TEXTOK_ERR_ARG, "textok_npy_read_memory: %s: NULL argument", name);
+    if (size < 8 || memcmp(b, "\x93NUMPY", 6))
+        return textok__fail(TEXTOK_ERR_FORMAT, "%s: not a .npy file (no \\x93NUMPY magic)", name);
+    if ((b[6] != 1 && b[6] != 2 && b[6] != 3) || b[7] != 0)
+        return textok__fail(TEXTOK_ERR_UNSUPPORTED,
+                            "%s: .npy version %d.%d is not supported (1.0, 2.0, 3.0 are)", name, b[6], b[7]);
+    pre = b[6] == 1 ? 10 : 12;   /* magic, version, then a u16 (1.0) or u32 header length */
+    if (size < pre)
+        return textok__fail(TEXTOK_ERR_FORMAT, "%s: file ends inside the header length", name);
+    hlen = (size_t)textok__le(b + 8, (int)pre - 8);
+    if (hlen > size - pre)
+        return textok__fail(TEXTOK_ERR_FORMAT,
+                            "%s: header length %zu runs past the end of the file (%zu bytes)", name, hlen,
+                            size);
+    c.p = c.beg = (const char *)b + pre;
+    c.end = c.p + hlen;
+    c.file = name;
+    c.tensor = NULL;
+    if ((rc = textok__npy_parse_dict(&c, &nd, sh))) return rc;
+    textok__shape_str(s1, nd, sh);
+    if (!textok__numel(nd, sh, &numel) || !textok__mul_size(numel, 4, &nbytes))
+        return textok__fail(TEXTOK_ERR_FORMAT,
+                            "%s: shape %s has more bytes than fit in size_t (overflow)", name, s1);
+    have = size - pre - hlen;
+    if (have < nbytes)
+        return textok__fail(TEXTOK_ERR_FORMAT,
+                            "%s: data is truncated: shape %s needs %zu bytes but %zu follow the header",
+                            name, s1, nbytes, have);
+    if (have > nbytes)
+        return textok__fail(TEXTOK_ERR_FORMAT, "%s: %zu trailing bytes after the %zu bytes of shape %s",
+                            name, have - nbytes, nbytes, s1);
+    if (!(out = (float *)textok__malloc(nbytes)))
+        return textok__fail(TEXTOK_ERR_NOMEM, "%s: out of memory for %zu bytes", name, nbytes);
+    textok__load_floats(out, b + pre + hlen, numel, TEXTOK_DTYPE_F32);
+    *data = out;
+    *ndim = nd;
+    for (i = 0; i < TEXTOK_MAX_DIMS; i++) shape[i] = i < nd ? sh[i] : 0;
+    return TEXTOK_OK;
+}
+
+#ifndef TEXTOK_NO_STDIO
+/* Reads a whole .npy file into memory, then parses it as textok_npy_read_memory does. */
+TEXTOKDEF int textok_npy_read(const char *path, float **data, int *ndim, int64_t shape[TEXTOK_MAX_DIMS])
+{
+    unsigned char *bytes;
+    size_t size;
+    int rc;
+    if (!path) return textok__fail(TEXTOK_ERR_ARG, "textok_npy_read: path is NULL");
+    if ((rc = textok__read_file(path, path, &bytes, &size))) return rc;
+    rc = textok_npy_read_memory(bytes, size, path, data, ndim, shape);
+    TEXTOK_FREE(bytes);
+    return rc;
+}
+
+/* Writes version 1.0 with numpy's layout: header padded with spaces and a final '\n' so that
+   magic + length + header is a multiple of 64 bytes. */
+TEXTOKDEF int textok_npy_write(const char *path, const float *data, int ndim, const int64_t *shape)
+{
+    textok__wfile w;
+    char hdr[384], s1[TEXTOK__SHAPE_STR];
+    unsigned char pre[10] = { 0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, 0, 0 };
+    size_t n, pad, numel, nbytes;
+    int i, rc;
+    if (!path || ndim < 0 || ndim > TEXTOK_MAX_DIMS || (ndim && !shape))
+        return textok__fail(TEXTOK_ERR_ARG, "textok_npy_write: bad arguments (NULL, or ndim %d)", ndim);
+    textok__shape_str(s1, ndim, shape);
+    for (i = 0; i < ndim; i++)
+        if (shape[i] < 0)
+            return textok__fail(TEXTOK_ERR_ARG, "%s: shape %s has a negative dim", path, s1);
+    if (!textok__numel(ndim, shape, &numel) || !textok__mul_size(numel, 4, &nbytes))
+        return textok__fail(TEXTOK_ERR_ARG, "%s: shape %s: byte size overflows size_t", path, s1);
+    if (!data && numel) return textok__fail(TEXTOK_ERR_ARG, "%s: data is NULL for shape %s", path, s1);
+    /* the dict exactly as numpy writes it: a 1-tuple keeps its trailing comma, "(5,)" */
+    n = (size_t)snprintf(hdr, sizeof hdr, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
+    for (i = 0; i < ndim; i++)
+        n += (size_t)snprintf(hdr + n, sizeof hdr - n, i ? ", %lld" : "%lld", (long long)shape[i]);
+    n += (size_t)snprintf(hdr + n, sizeof hdr - n, "%s), }", ndim == 1 ? "," : "");
+    pad = 64 - (sizeof pre + n + 1) % 64;   /* 1..64 spaces, as numpy's _wrap_header */
+    memset(hdr + n, ' ', pad);
+    hdr[n + pad] = '\n';
+    n += pad + 1;
+    pre[8] = (unsigned char)(n & 0xff);
+    pre[9] = (unsigned char)(n >> 8);
+    if ((rc = textok__wopen(&w, path))) return rc;
+    textok__wbytes(&w, pre, sizeof pre);
+    textok__wbytes(&w, hdr, n);
+    textok__wfloats(&w, data, numel, TEXTOK_DTYPE_F32);
+    return textok__wclose(&w);
+}
+#endif /* TEXTOK_NO_STDIO */
+
+/* ---------------------------------------------------------------------------------------------
+   4. GEMM. Every matrix product in the library goes through textok__gemm, which is
+      C (M,N) = alpha * op(A) (M,K) . op(B) (K,N) + beta * C,   all row-major with leading dims,
+   with op(X) = X or X^T (BLAS semantics, row-major). Two versions behind it:
+     - the reference is not here: it is matmul_forward_ref (the triple loop, summing in double).
+     - textok__gemm_blocked: cache-blocked, B packed into a tile, vectorisable inner loop; used when
+                             the library is built without BLAS. Threads over blocks of C, so each
+                             element of C is summed by one thread in a fixed order (deterministic).
+     - cblas_sgemm:          under TEXTOK_USE_BLAS.
+   beta == 0 never reads C (it may hold garbage or NaN), as in BLAS. */
+
+/* OpenMP through _Pragma, so that a build without OpenMP sees no pragma at all (no
+   -Wunknown-pragmas) and the loop simply runs on one thread. TEXTOK__PARALLEL_FOR(k, cond) goes
+   right before a for loop: threads from the table, and only when cond says the loop is big
+   enough to pay for waking them. */
+#define TEXTOK__PRAGMA(x) _Pragma(#x)
+#ifdef _OPENMP
+#define TEXTOK__OMP(x) TEXTOK__PRAGMA(x)
+#define TEXTOK__PARALLEL_FOR(k, cond) TEXTOK__PRAGMA(omp parallel for num_threads(textok__nt(k)) if (cond))
+#else
+#define TEXTOK__OMP(x)
+#define TEXTOK__PARALLEL_FOR(k, cond) (void)textok__nt(k);
+#endif
+static int textok__nt(const textok_kernels *k) { return k->n_threads > 0 ? k->n_threads : 1; }
+
+#ifndef TEXTOK_USE_BLAS
+#define TEXTOK__GEMM_MB 32   /* rows of C per task */
+#define TEXTOK__GEMM_NB 128  /* columns of C per task (tile width) */
+#define TEXTOK__GEMM_KB 128  /* depth of the packed B tile: KB*NB floats = 64 KiB on the stack */
+
+static void textok__gemm_blocked(int ta, int tb, int M, int N, int K, float alpha,
+                                 const float *A, int lda, const float *B, int ldb,
+                                 float beta, float *C, int ldc, int n_threads)
+{
+    int mblocks = (M + TEXTOK__GEMM_MB - 1) / TEXTOK__GEMM_MB;
+    int nblocks = (N + TEXTOK__GEMM_NB - 1) / TEXTOK__GEMM_NB;
+    int task, ntasks = mblocks * nblocks;
+    (void)n_threads;
+TEXTOK__OMP(omp parallel for schedule(dynamic, 1) num_threads(n_threads) if (ntasks > 1 && (double)M * N * K > 1e5))
+    for (task = 0; task < ntasks; task++) {
+        float tile[TEXTOK__GEMM_KB * TEXTOK__GEMM_NB];   /* op(B)[k0:k1, j0:j1], row-major */
+        int i0 = (task / nblocks) * TEXTOK__GEMM_MB, j0 = (task % nblocks) * TEXTOK__GEMM_NB;
+        int i1 = i0 + TEXTOK__GEMM_MB < M ? i0 + TEXTOK__GEMM_MB : M;
+        int j1 = j0 + TEXTOK__GEMM_NB < N ? j0 + TEXTOK__GEMM_NB : N;
+        int nj = j1 - j0, i, j, p, k0;
+        for (i = i0; i < i1; i++) {
+            float *c = C + (size_t)i * ldc;
+            for (j = j0; j < j1; j++) c[j] = beta == 0.0f ? 0.0f : beta * c[j];
+        }
+        for (k0 = 0; k0 < K; k0 += TEXTOK__GEMM_KB) {
+            int k1 = k0 + TEXTOK__GEMM_KB < K ? k0 + TEXTOK__GEMM_KB : K;
+            for (p = k0; p < k1; p++) {
+                float *t = tile + (size_t)(p - k0) * nj;
+                if (tb) for (j = 0; j < nj; j++) t[j] = B[(size_t)(j0 + j) * ldb + p];
+                else    memcpy(t, B + (size_t)p * ldb + j0, (size_t)nj * sizeof(float));
+            }
+            for (i = i0; i < i1; i++) {
+                float *c = C + (size_t)i * ldc + j0;
+                for (p = k0; p < k1; p++) {
+                    const float a = alpha * (ta ? A[(size_t)p * lda + i] : A[(size_t)i * lda + p]);
+                    const float *t = tile + (size_t)(p - k0) * nj;
+                    for (j = 0; j < nj; j++) c[j] += a * t[j];
+                }
+            }
+        }
+    }
+}
+
+#endif /* !TEXTOK_USE_BLAS */
+
+/* The GEMM the fast kernels use. Must not be called from inside an OpenMP parallel region. */
+static void textok__gemm(const textok_kernels *k, int ta, int tb, int M, int N, int K, float alpha,
+                         const float *A, int lda, const float *B, int ldb,
+                         float beta, float *C, int ldc)
+{
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {   /* nothing to multiply: C = beta * C */
+        int i, j;
+        for (i = 0; i < M; i++)
+            for (j = 0; j < N; j++)
+                C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
+        return;
+    }
+#ifdef _OPENMP
+    TEXTOK_ASSERT(!omp_in_parallel());
+#endif
+#ifdef TEXTOK_USE_BLAS
+    (void)k;
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#else
+    textok__gemm_blocked(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, k->n_threads);
+#endif
+}
+
+/* ---------------------------------------------------------------------------------------------
+   5. Kernels. For each op: the naive reference (suffix _ref: plain loops, one thread, sums in
+   double) and the fast version beside it (no suffix: GEMM, threads). Where an op is a single
+   pass over memory there is nothing to make fast beyond threads, and the one function serves
+   both tables (said at the spot). Dims letters: see the top of the file. */
+
+
+/* ----- matmul ------------------------------------------------------------------------------- */
+/* out[b] (M,N) = op(a[b]) . op(b[b]) + bias. Index helpers for the reference: */
+/* offset of op(A)[i][p] in A and of op(B)[p][j] in B */
+#define TEXTOK__AI(d, i, p) ((d)->trans_a ? (size_t)(p) * (d)->M + (i) : (size_t)(i) * (d)->K + (p))
+#define TEXTOK__BI(d, p, j) ((d)->trans_b ? (size_t)(j) * (d)->K + (p) : (size_t)(p) * (d)->N + (j))
+
+static void textok__matmul_forward_ref(const textok_kernels *k, float *out, const float *a,
+                                       const float *b, const float *bias, const textok_matmul_dims *d)
+{
+    size_t sa = (size_t)d->M * d->K, sb = (size_t)d->K * d->N, so = (size_t)d->M * d->N;
+    int bt, i, j, p;
+    (void)k;
+    for (bt = 0; bt < d->batch; bt++) {
+        const float *a_b = a + bt * sa, *b_b = b + bt * sb;
+        float *out_b = out + bt * so;
+        for (i = 0; i < d->M; i++)
+            for (j = 0; j < d->N; j++) {
+                double acc = bias ? bias[j] : 0.0;
+                for (p = 0; p < d->K; p++) acc += (double)a_b[TEXTOK__AI(d, i, p)] * b_b[TEXTOK__BI(d, p, j)];
+                out_b[(size_t)i * d->N + j] = (float)acc;
+            }
+    }
+}
+
+static void textok__matmul_forward(const textok_kernels *k, float *out, const float *a,
+                                   const float *b, const float *bias, const textok_matmul_dims *d)
+{
+    size_t sa = (size_t)d->M * d->K, sb = (size_t)d->K * d->N, so = (size_t)d->M * d->N;
+    int bt, i;
+    int lda = d->trans_a ? d->M : d->K, ldb = d->trans_b ? d->K : d->N;
+    for (bt = 0; bt < d->batch; bt++) {
+        float *out_b = out + bt * so;
+        if (bias) for (i = 0; i < d->M; i++) memcpy(out_b + (size_t)i * d->N, bias, (size_t)d->N * sizeof(float));
+        textok__gemm(k, d->trans_a, d->trans_b, d->M, d->N, d->K, 1.0f, a + bt * sa, lda,
+                     b + bt * sb, ldb, bias ? 1.0f : 0.0f, out_b, d->N);
+    }
+}
+
+/* dop(A) = dout . op(B)^T,  dop(B) = op(A)^T . dout,  dbias = sum of dout over batch and rows */
+static void textok__matmul_backward_ref(const textok_kernels *k, float *da, float *db, float *dbias,
+                                        const float *dout, const float *a, const float *b,
+                                        const textok_matmul_dims *d)
+{
+    size_t sa = (size_t)d->M * d->K, sb = (size_t)d->K * d->N, so = (size_t)d->M * d->N;
+    int bt, i, j, p;
+    (void)k;
+    for (bt = 0; bt < d->batch; bt++) {
+        const float *a_b = a + bt * sa, *b_b = b + bt * sb, *dout_b = dout + bt * so;
+        if (da) {
+            float *da_b = da + bt * sa;
+            for (i = 0; i < d->M; i++)
+                for (p = 0; p < d->K; p++) {
+                    double acc = 0.0;
+                    for (j = 0; j < d->N; j++) acc += (double)dout_b[(size_t)i * d->N + j] * b_b[TEXTOK__BI(d, p, j)];
+                    da_b[TEXTOK__AI(d, i, p)] += (float)acc;
+                }
+        }
+        if (db) {
+            float *db_b = db + bt * sb;
+            for (p = 0; p < d->K; p++)
+                for (j = 0; j < d->N; j++) {
+                    double acc = 0.0;
+                    for (i = 0; i < d->M; i++) acc += (double)a_b[TEXTOK__AI(d, i, p)] * dout_b[(size_t)i * d->N + j];
+                    db_b[TEXTOK__BI(d, p, j)] += (float)acc;
+                }
+        }
+    }
+    if (dbias)
+        for (j = 0; j < d->N; j++) {
+            double acc = 0.0;
+            for (bt = 0; bt < d->batch; bt++)
+                for (i = 0; i < d->M; i++) acc += dout[bt * so + (size_t)i * d->N + j];
+            dbias[j] += (float)acc;
+        }
+}
+
+/* Sum the rows of x (rows, cols) into acc (cols), accumulating. Threads over column chunks so
+   that each output is summed by one thread, rows in order: deterministic for any thread count. */
+static void textok__sum_rows(const textok_kernels *k, float *acc, const float *x, size_t rows, int cols)
+{
+    int c0;
+TEXTOK__PARALLEL_FOR(k, rows * (size_t)cols > 65536)
+    for (c0 = 0; c0 < cols; c0 += 64) {
+        double s[64];
+        int c1 = c0 + 64 < cols ? c0 + 64 : cols, c;
+        size_t r;
+        for (c = c0; c < c1; c++) s[c - c0] = 0.0;
+        for (r = 0; r < rows; r++) {
+            const float *xr = x + r * cols;
+            for (c = c0; c < c1; c++) s[c - c0] += xr[c];
+        }
+        for (c = c0; c < c1; c++) acc[c] += (float)s[c - c0];
+    }
+}
+
+static void textok__matmul_backward(const textok_kernels *k, float *da, float *db, float *dbias,
+                                    const float *dout, const float *a, const float *b,
+                                    const textok_matmul_dims *d)
+{
+    size_t sa = (size_t)d->M * d->K, sb = (size_t)d->K * d->N, so = (size_t)d->M * d->N;
+    int bt, M = d->M, N = d->N, K = d->K, ta = d->trans_a, tb = d->trans_b;
+    int lda = ta ? M : K, ldb = tb ? K : N;
+    for (bt = 0; bt < d->batch; bt++) {
+        const float *a_b = a + bt * sa, *b_b = b + bt * sb, *dout_b = dout + bt * so;
+        if (da) {
+            if (!ta) textok__gemm(k, 0, !tb, M, K, N, 1.0f, dout_b, N, b_b, ldb, 1.0f, da + bt * sa, K);   /* (M,K) */
+            else     textok__gemm(k, tb, 1, K, M, N, 1.0f, b_b, ldb, dout_b, N, 1.0f, da + bt * sa, M);    /* (K,M) */
+        }
+        if (db) {
+            if (!tb) textok__gemm(k, !ta, 0, K, N, M, 1.0f, a_b, lda, dout_b, N, 1.0f, db + bt * sb, N);   /* (K,N) */
+            else     textok__gemm(k, 1, ta, N, K, M, 1.0f, dout_b, N, a_b, lda, 1.0f, db + bt * sb, K);    /* (N,K) */
+        }
+    }
+    if (dbias) textok__sum_rows(k, dbias, dout, (size_t)d->batch * M, N);
+}
+
+/* ----- layernorm ---------------------------------------------------------------------------- */
+/* out = (x - mean) * rstd * weight + bias over the last dim; rstd = 1/sqrt(biased var + eps).
+   The same code serves both tables: one pass per row, rows in parallel (the reference runs it
+   with one thread). Statistics in double: matches PyTorch to ~1e-7 even for large means. */
+static void textok__layernorm_forward(const textok_kernels *k, float *out, float *mean, float *rstd,
+                                      const float *inp, const float *weight, const float *bias,
+                                      int N, int C, float eps)
+{
+    int n;
+TEXTOK__PARALLEL_FOR(k, (size_t)N * C > 16384)
+    for (n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *o = out + (size_t)n * C;
+        double m = 0.0, v = 0.0;
+        float mf, sf;
+        int c;
+        for (c = 0; c < C; c++) m += x[c];
+        m /= C;
+        for (c = 0; c < C; c++) v += (x[c] - m) * (x[c] - m);
+        v /= C;
+        mf = (float)m;
+        sf = (float)(1.0 / sqrt(v + eps));
+        for (c = 0; c < C; c++) {
+            float y = (x[c] - mf) * sf;
+            o[c] = weight ? y * weight[c] + (bias ? bias[c] : 0.0f) : y;
+        }
+        if (mean) mean[n] = mf;
+        if (rstd) rstd[n] = sf;
+    }
+}
+
+/* dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dout * weight;
+   dweight += sum_n dout * xhat; dbias += sum_n dout. */
+static void textok__layernorm_backward(const textok_kernels *k, float *dinp, float *dweight,
+                                       float *dbias, const float *dout, const float *inp,
+                                       const float *weight, const float *mean, const float *rstd,
+                                       int N, int C)
+{
+    int n, c0;
+    if (dinp) {
+TEXTOK__PARALLEL_FOR(k, (size_t)N * C > 16384)
+        for (n = 0; n < N; n++) {
+            const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+            float *dx = dinp + (size_t)n * C;
+            double sg = 0.0, sgx = 0.0, mg, mgx;
+            int c;
+            for (c = 0; c < C; c++) {
+                double g = (double)dy[c] * (weight ? weight[c] : 1.0f);
+                sg += g;
+                sgx += g * ((x[c] - mean[n]) * rstd[n]);
+            }
+            mg = sg / C;
+            mgx = sgx / C;
+            for (c = 0; c < C; c++) {
+                double g = (double)dy[c] * (weight ? weight[c] : 1.0f);
+                double xhat = (x[c] - mean[n]) * rstd[n];
+                dx[c] += (float)(rstd[n] * (g - mg - xhat * mgx));
+            }
+        }
+    }
+    if (!dweight && !dbias) return;
+TEXTOK__PARALLEL_FOR(k, (size_t)N * C > 16384)
+    for (c0 = 0; c0 < C; c0 += 64) {
+        double sw[64], sb[64];
+        int c1 = c0 + 64 < C ? c0 + 64 : C, c, r;
+        for (c = c0; c < c1; c++) sw[c - c0] = sb[c - c0] = 0.0;
+        for (r = 0; r < N; r++) {
+            const float *x = inp + (size_t)r * C, *dy = dout + (size_t)r * C;
+            for (c = c0; c < c1; c++) {
+                sw[c - c0] += (double)dy[c] * ((x[c] - mean[r]) * rstd[r]);
+                sb[c - c0] += dy[c];
+            }
+        }
+        for (c = c0; c < c1; c++) {
+            if (dweight) dweight[c] += (float)sw[c - c0];
+            if (dbias) dbias[c] += (float)sb[c - c0];
+        }
+    }
+}
+
+/* ----- RMSNorm (T5) ------------------------------------------------------------------------- */
+/* out = x * rstd * weight, rstd = 1/sqrt(mean(x^2) + eps). One function for both tables. */
+static void textok__rmsnorm_forward(const textok_kernels *k, float *out, float *rstd, const float *inp,
+                                    const float *weight, int N, int C, float eps)
+{
+    int n;
+TEXTOK__PARALLEL_FOR(k, (size_t)N * C > 16384)
+    for (n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *o = out + (size_t)n * C;
+        double ss = 0.0;
+        float r;
+        int c;
+        for (c = 0; c < C; c++) ss += (double)x[c] * x[c];
+        r = (float)(1.0 / sqrt(ss / C + eps));
+        for (c = 0; c < C; c++) o[c] = x[c] * r * (weight ? weight[c] : 1.0f);
+        if (rstd) rstd[n] = r;
+    }
+}
+
+/* dx = rstd * (g - x * rstd^2 * mean(g * x)) with g = dout * weight; dweight += sum dout*x*rstd */
+static void textok__rmsnorm_backward(const textok_kernels *k, float *dinp, float *dweight,
+                                     const float *dout, const float *inp, const float *weight,
+                                     const float *rstd, int N, int C)
+{
+    int n, c0;
+    if (dinp) {
+TEXTOK__PARALLEL_FOR(k, (size_t)N * C > 16384)
+        for (n = 0; n < N; n++) {
+            const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+            float *dx = dinp + (size_t)n * C;
+            double sgx = 0.0, r = rstd[n], coef;
+            int c;
+            for (c = 0; c < C; c++) sgx += (double)dy[c] * (weight ? weight[c] : 1.0f) * x[c];
+            coef = r * r * sgx / C;
+            for (c = 0; c < C; c++) {
+                double g = (double)dy[c] * (weight ? weight[c] : 1.0f);
+                dx[c] += (float)(r * (g - x[c] * coef));
+            }
+        }
+    }
+    if (!dweight) return;
+TEXTOK__PARALLEL_FOR(k, (size_t)N * C > 16384)
+    for (c0 = 0; c0 < C; c0 += 64) {
+        double sw[64];
+        int c1 = c0 + 64 < C ? c0 + 64 : C, c, r;
+        for (c = c0; c < c1; c++) sw[c - c0] = 0.0;
+        for (r = 0; r < N; r++) {
+            const float *x = inp + (size_t)r * C, *dy = dout + (size_t)r * C;
+            for (c = c0; c < c1; c++) sw[c - c0] += (double)dy[c] * x[c] * rstd[r];
+        }
+        for (c = c0; c < c1; c++) dweight[c] += (float)sw[c - c0];
+    }
+}
+
+/* ----- GELU, SiLU --------------------------------------------------------------------------- */
+/* Pointwise: one function for both tables. GELU erf: x/2 (1 + erf(x/sqrt2)).
+   tanh form: x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
+#define TEXTOK__SQRT_2_OVER_PI 0.7978845608028654f
+#define TEXTOK__INV_SQRT_2     0.7071067811865476f
+#define TEXTOK__INV_SQRT_2PI   0.3989422804014327f
+
+static void textok__gelu_forward(const textok_kernels *k, float *out, const float *inp, size_t n,
+                                 int approx_tanh)
+{
+    long i, nn = (long)n;
+TEXTOK__PARALLEL_FOR(k, n > 65536)
+    for (i = 0; i < nn; i++) {
+        float x = inp[i];
+        out[i] = approx_tanh
+            ? 0.5f * x * (1.0f + tanhf(TEXTOK__SQRT_2_OVER_PI * (x + 0.044715f * x * x * x)))
+            : 0.5f * x * (1.0f + erff(x * TEXTOK__INV_SQRT_2));
+    }
+}
+
+static void textok__gelu_backward(const textok_kernels *k, float *dinp, const float *dout,
+                                  const float *inp, size_t n, int approx_tanh)
+{
+    long i, nn = (long)n;
+TEXTOK__PARALLEL_FOR(k, n > 65536)
+    for (i = 0; i < nn; i++) {
+        float x = inp[i], g;
+        if (approx_tanh) {
+            float u = TEXTOK__SQRT_2_OVER_PI * (x + 0.044715f * x * x * x);
+            float t = tanhf(u);
+            g = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * TEXTOK__SQRT_2_OVER_PI * (1.0f + 3.0f * 0.044715f * x * x);
+        } else {
+            g = 0.5f * (1.0f + erff(x * TEXTOK__INV_SQRT_2)) + x * TEXTOK__INV_SQRT_2PI * expf(-0.5f * x * x);
+        }
+        dinp[i] += dout[i] * g;
+    }
+}
+
+/* SiLU: x * sigmoid(x); derivative s * (1 + x (1 - s)). */
+static void textok__silu_forward(const textok_kernels *k, float *out, const float *inp, size_t n)
+{
+    long i, nn = (long)n;
+TEXTOK__PARALLEL_FOR(k, n > 65536)
+    for (i = 0; i < nn; i++) out[i] = inp[i] / (1.0f + expf(-inp[i]));
+}
+
+static void textok__silu_backward(const textok_kernels *k, float *dinp, const float *dout,
+                                  const float *inp, size_t n)
+{
+    long i, nn = (long)n;
+TEXTOK__PARALLEL_FOR(k, n > 65536)
+    for (i = 0; i < nn; i++) {
+        float s = 1.0f / (1.0f + expf(-inp[i]));
+        dinp[i] += dout[i] * s * (1.0f + inp[i] * (1.0f - s));
+    }
+}
+
+/* ----- softmax ------------------------------------------------------------------------------ */
+/* Row softmax, max subtracted (as PyTorch). One function for both tables. */
+static void textok__softmax_row(float *o, const float *x, int cols)
+{
+    float m = -FLT_MAX;
+    double s = 0.0;
+    int c;
+    for (c = 0; c < cols; c++) m = x[c] > m ? x[c] : m;
+    for (c = 0; c < cols; c++) { o[c] = expf(x[c] - m); s += o[c]; }
+    for (c = 0; c < cols; c++) o[c] = (float)(o[c] / s);
+}
+
+static void textok__softmax_forward(const textok_kernels *k, float *out, const float *inp, int rows, int cols)
+{
+    int r;
+TEXTOK__PARALLEL_FOR(k, (size_t)rows * cols > 16384)
+    for (r = 0; r < rows; r++) textok__softmax_row(out + (size_t)r * cols, inp + (size_t)r * cols, cols);
+}
+
+/* dx = y * (dy - sum(dy * y)) */
+static void textok__softmax_backward(const textok_kernels *k, float *dinp, const float *dout,
+                                     const float *out, int rows, int cols)
+{
+    int r;
+TEXTOK__PARALLEL_FOR(k, (size_t)rows * cols > 16384)
+    for (r = 0; r < rows; r++) {
+        const float *y = out + (size_t)r * cols, *dy = dout + (size_t)r * cols;
+        float *dx = dinp + (size_t)r * cols;
+        double s = 0.0;
+        int c;
+        for (c = 0; c < cols; c++) s += (double)dy[c] * y[c];
+        for (c = 0; c < cols; c++) dx[c] += y[c] * (dy[c] - (float)s);
+    }
+}
+
+/* ----- multi-head attention ----------------------------------------------------------------- */
+/* For each batch b, head h and query i:
+     s_j   = scale * q_i . key_j + bias[h,i,j]     over keys j with key_mask[b,j] != 0
+     lse_i = log sum_j exp(s_j),  p_j = exp(s_j - lse_i),  out_i = sum_j p_j v_j
+   Backward recomputes p from lse (nothing of size Tq x Tk is kept between the passes):
+     dv_j += p_j dout_i;  dp_j = dout_i . v_j;  ds_j = p_j (dp_j - dout_i . out_i)
+     dq_i += scale sum_j ds_j key_j;  dkey_j += scale ds_j q_i;  dbias[h,i,j] += ds_j
+   A query with every key masked has out = 0 and lse = 0, and gets no gradient. */
+
+TEXTOKDEF size_t textok_attention_work_floats(const textok_attention_dims *d)
+{
+    return 2 * (size_t)d->Tq * (size_t)d->Tk + (size_t)d->Tq;  /* scores, dscores, row sums */
+}
+
+static int textok__any_key(const unsigned char *key_mask, int b, int Tk)
+{
+    int j;
+    if (!key_mask) return 1;
+    for (j = 0; j < Tk; j++) if (key_mask[(size_t)b * Tk + j]) return 1;
+    return 0;
+}
+
+/* Reference: one query row at a time, work holds that row's scores (Tk floats). */
+static void textok__attention_forward_ref(const textok_kernels *k, float *out, float *lse,
+                                          const float *q, const float *key, const float *v,
+                                          const float *bias, const unsigned char *key_mask,
+                                          const textok_attention_dims *d, float *work)
+{
+    int B = d->B, Tq = d->Tq, Tk = d->Tk, C = d->C, H = d->H, hd = C / H, b, h, i, j, c;
+    (void)k;
+    for (b = 0; b < B; b++)
+        for (h = 0; h < H; h++)
+            for (i = 0; i < Tq; i++) {
+                const float *q_i = q + ((size_t)b * Tq + i) * C + h * hd;
+                float *o_i = out + ((size_t)b * Tq + i) * C + h * hd;
+                double m = -DBL_MAX, s = 0.0;
+                for (c = 0; c < hd; c++) o_i[c] = 0.0f;
+                lse[((size_t)b * H + h) * Tq + i] = 0.0f;
+                if (!textok__any_key(key_mask, b, Tk)) continue;
+                for (j = 0; j < Tk; j++) {
+                    const float *k_j = key + ((size_t)b * Tk + j) * C + h * hd;
+                    double dot = 0.0;
+                    if (key_mask && !key_mask[(size_t)b * Tk + j]) continue;
+                    for (c = 0; c < hd; c++) dot += (double)q_i[c] * k_j[c];
+                    work[j] = (float)(d->scale * dot + (bias ? bias[((size_t)h * Tq + i) * Tk + j] : 0.0f));
+                    if (work[j] > m) m = work[j];
+                }
+                for (j = 0; j < Tk; j++)
+                    if (!key_mask || key_mask[(size_t)b * Tk + j]) s += exp(work[j] - m);
+                lse[((size_t)b * H + h) * Tq + i] = (float)(m + log(s));
+                for (c = 0; c < hd; c++) {
+                    double acc = 0.0;
+                    for (j = 0; j < Tk; j++)
+                        if (!key_mask || key_mask[(size_t)b * Tk + j])
+                            acc += exp(work[j] - m) / s * v[((size_t)b * Tk + j) * C + h * hd + c];
+                    o_i[c] = (float)acc;
+                }
+            }
+}
+
+static void textok__attention_backward_ref(const textok_kernels *k, float *dq, float *dkey, float *dv,
+                                           float *dbias, const float *dout, const float *q,
+                                           const float *key, const float *v, const float *bias,
+                                           const unsigned char *key_mask, const float *out,
+                                           const float *lse, const textok_attention_dims *d, float *work)
+{
+    int B = d->B, Tq = d->Tq, Tk = d->Tk, C = d->C, H = d->H, hd = C / H, b, h, i, j, c;
+    float *p = work, *ds = work + Tk;   /* one row of probabilities and of score gradients */
+    (void)k;
+    for (b = 0; b < B; b++)
+        for (h = 0; h < H; h++)
+            for (i = 0; i < Tq; i++) {
+                size_t qi = ((size_t)b * Tq + i) * C + h * hd;
+                double D = 0.0;
+                if (!textok__any_key(key_mask, b, Tk)) continue;
+                for (c = 0; c < hd; c++) D += (double)dout[qi + c] * out[qi + c];
+                for (j = 0; j < Tk; j++) {
+                    size_t kj = ((size_t)b * Tk + j) * C + h * hd;
+                    double dot = 0.0, dp = 0.0;
+                    p[j] = ds[j] = 0.0f;
+                    if (key_mask && !key_mask[(size_t)b * Tk + j]) continue;
+                    for (c = 0; c < hd; c++) dot += (double)q[qi + c] * key[kj + c];
+                    dot = d->scale * dot + (bias ? bias[((size_t)h * Tq + i) * Tk + j] : 0.0f);
+                    p[j] = (float)exp(dot - lse[((size_t)b * H + h) * Tq + i]);
+                    for (c = 0; c < hd; c++) dp += (double)dout[qi + c] * v[kj + c];
+                    ds[j] = (float)(p[j] * (dp - D));
+                }
+                for (j = 0; j < Tk; j++) {
+                    size_t kj = ((size_t)b * Tk + j) * C + h * hd;
+                    if (dbias) dbias[((size_t)h * Tq + i) * Tk + j] += ds[j];
+                    for (c = 0; c < hd; c++) {
+                        if (dv) dv[kj + c] += p[j] * dout[qi + c];
+                        if (dkey) dkey[kj + c] += d->scale * ds[j] * q[qi + c];
+                    }
+                }
+                if (dq)
+                    for (c = 0; c < hd; c++) {
+                        double acc = 0.0;
+                        for (j = 0; j < Tk; j++) acc += (double)ds[j] * key[((size_t)b * Tk + j) * C + h * hd + c];
+                        dq[qi + c] += (float)(d->scale * acc);
+                    }
+            }
+}
+
+/* Fast: one (batch, head) at a time, its score block S (Tq,Tk) in work. The products are GEMMs
+   on strided head slices (leading dimension C), so no head is ever copied out; the row-wise
+   softmax runs in parallel between them. */
+static void textok__attention_scores(const textok_kernels *k, float *S, const float *q_bh,
+                                     const float *k_bh, const float *bias_h,
+                                     const unsigned char *mask_b, const textok_attention_dims *d)
+{
+    int i, Tq = d->Tq, Tk = d->Tk;
+    textok__gemm(k, 0, 1, Tq, Tk, d->C / d->H, d->scale, q_bh, d->C, k_bh, d->C, 0.0f, S, Tk);
+    if (!bias_h && !mask_b) return;
+TEXTOK__PARALLEL_FOR(k, (size_t)Tq * Tk > 16384)
+    for (i = 0; i < Tq; i++) {
+        float *s = S + (size_t)i * Tk;
+        int j;
+        for (j = 0; j < Tk; j++) {
+            if (bias_h) s[j] += bias_h[(size_t)i * Tk + j];
+            if (mask_b && !mask_b[j]) s[j] = -INFINITY;
+        }
+    }
+}
+
+static void textok__attention_forward(const textok_kernels *k, float *out, float *lse,
+                                      const float *q, const float *key, const float *v,
+                                      const float *bias, const unsigned char *key_mask,
+                                      const textok_attention_dims *d, float *work)
+{
+    int B = d->B, Tq = d->Tq, Tk = d->Tk, C = d->C, H = d->H, hd = C / H, b, h, i;
+    float *S = work;
+    for (b = 0; b < B; b++) {
+        const unsigned char *mask_b = key_mask ? key_mask + (size_t)b * Tk : NULL;
+        int any = textok__any_key(key_mask, b, Tk);
+        for (h = 0; h < H; h++) {
+            float *out_bh = out + (size_t)b * Tq * C + h * hd, *lse_bh = lse + ((size_t)b * H + h) * Tq;
+            if (!any) {
+                for (i = 0; i < Tq; i++) { memset(out_bh + (size_t)i * C, 0, (size_t)hd * sizeof(float)); lse_bh[i] = 0.0f; }
+                continue;
+            }
+            textok__attention_scores(k, S, q + (size_t)b * Tq * C + h * hd, key + (size_t)b * Tk * C + h * hd,
+                                     bias ? bias + (size_t)h * Tq * Tk : NULL, mask_b, d);
+TEXTOK__PARALLEL_FOR(k, (size_t)Tq * Tk > 16384)
+            for (i = 0; i < Tq; i++) {
+                float *s = S + (size_t)i * Tk, m = -INFINITY;
+                double sum = 0.0;
+                int j;
+                for (j = 0; j < Tk; j++) m = s[j] > m ? s[j] : m;
+                for (j = 0; j < Tk; j++) { s[j] = expf(s[j] - m); sum += s[j]; }
+                for (j = 0; j < Tk; j++) s[j] = (float)(s[j] / sum);
+                lse_bh[i] = m + (float)log(sum);
+            }
+            textok__gemm(k, 0, 0, Tq, hd, Tk, 1.0f, S, Tk, v + (size_t)b * Tk * C + h * hd, C, 0.0f, out_bh, C);
+        }
+    }
+}
+
+static void textok__attention_backward(const textok_kernels *k, float *dq, float *dkey, float *dv,
+                                       float *dbias, const float *dout, const float *q,
+                                       const float *key, const float *v, const float *bias,
+                                       const unsigned char *key_mask, const float *out,
+                                       const float *lse, const textok_attention_dims *d, float *work)
+{
+    int B = d->B, Tq = d->Tq, Tk = d->Tk, C = d->C, H = d->H, hd = C / H, b, h, i;
+    float *P = work, *dS = work + (size_t)Tq * Tk, *D = work + 2 * (size_t)Tq * Tk;
+    for (b = 0; b < B; b++) {
+        const unsigned char *mask_b = key_mask ? key_mask + (size_t)b * Tk : NULL;
+        if (!textok__any_key(key_mask, b, Tk)) continue;
+        for (h = 0; h < H; h++) {
+            size_t oq = (size_t)b * Tq * C + h * hd, ok = (size_t)b * Tk * C + h * hd;
+            const float *lse_bh = lse + ((size_t)b * H + h) * Tq;
+            textok__attention_scores(k, P, q + oq, key + ok, bias ? bias + (size_t)h * Tq * Tk : NULL, mask_b, d);
+TEXTOK__PARALLEL_FOR(k, (size_t)Tq * Tk > 16384)
+            for (i = 0; i < Tq; i++) {
+                float *p = P + (size_t)i * Tk;
+                const float *dy = dout + oq + (size_t)i * C, *y = out + oq + (size_t)i * C;
+                double s = 0.0;
+                int j, c;
+                for (j = 0; j < Tk; j++) p[j] = expf(p[j] - lse_bh[i]);
+                for (c = 0; c < hd; c++) s += (double)dy[c] * y[c];
+                D[i] = (float)s;
+            }
+            if (dv) textok__gemm(k, 1, 0, Tk, hd, Tq, 1.0f, P, Tk, dout + oq, C, 1.0f, dv + ok, C);
+            /* dP = dout_h . v_h^T, then dS = P * (dP - D) */
+            textok__gemm(k, 0, 1, Tq, Tk, hd, 1.0f, dout + oq, C, v + ok, C, 0.0f, dS, Tk);
+TEXTOK__PARALLEL_FOR(k, (size_t)Tq * Tk > 16384)
+            for (i = 0; i < Tq; i++) {
+                float *ds = dS + (size_t)i * Tk;
+                const float *p = P + (size_t)i * Tk;
+                int j;
+                for (j = 0; j < Tk; j++) ds[j] = p[j] * (ds[j] - D[i]);
+                if (dbias) {
+                    float *db = dbias + ((size_t)h * Tq + i) * Tk;
+                    for (j = 0; j < Tk; j++) db[j] += ds[j];
+                }
+            }
+            if (dq) textok__gemm(k, 0, 0, Tq, hd, Tk, d->scale, dS, Tk, key + ok, C, 1.0f, dq + oq, C);
+            if (dkey) textok__gemm(k, 1, 0, Tk, hd, Tq, d->scale, dS, Tk, q + oq, C, 1.0f, dkey + ok, C);
+        }
+    }
+}
+
+/* ----- residual add, adaLN modulate and gate ------------------------------------------------ */
+/* Pointwise or nearly so: one function per op for both tables. */
+static void textok__add_forward(const textok_kernels *k, float *out, const float *a, const float *b, size_t n)
+{
+    long i, nn = (long)n;
+TEXTOK__PARALLEL_FOR(k, n > 65536)
+    for (i = 0; i < nn; i++) out[i] = a[i] + b[i];
+}
+
+static void textok__add_backward(const textok_kernels *k, float *da, float *db, const float *dout, size_t n)
+{
+    long i, nn = (long)n;
+TEXTOK__PARALLEL_FOR(k, n > 65536)
+    for (i = 0; i < nn; i++) {
+        if (da) da[i] += dout[i];
+        if (db) db[i] += dout[i];
+    }
+}
+
+/* out[b,t,c] = inp[b,t,c] * (1 + scale[b,c]) + shift[b,c] */
+static void textok__modulate_forward(const textok_kernels *k, float *out, const float *inp,
+                                     const float *shift, const float *scale, int B, int T, int C)
+{
+    int bt;
+TEXTOK__PARALLEL_FOR(k, (size_t)B * T * C > 65536)
+    for (bt = 0; bt < B * T; bt++) {
+        const float *x = inp + (size_t)bt * C, *sh = shift + (size_t)(bt / T) * C, *sc = scale + (size_t)(bt / T) * C;
+        float *o = out + (size_t)bt * C;
+        int c;
+        for (c = 0; c < C; c++) o[c] = x[c] * (1.0f + sc[c]) + sh[c];
+    }
+}
+
+/* dinp += dout * (1 + scale); dshift[b] += sum_t dout; dscale[b] += sum_t dout * inp */
+static void textok__modulate_backward(const textok_kernels *k, float *dinp, float *dshift,
+                                      float *dscale, const float *dout, const float *inp,
+                                      const float *scale, int B, int T, int C)
+{
+    int b;
+TEXTOK__PARALLEL_FOR(k, (size_t)B * T * C > 65536)
+    for (b = 0; b < B; b++) {
+        int t, c;
+        for (t = 0; t < T; t++) {
+            size_t o = ((size_t)b * T + t) * C;
+            for (c = 0; c < C; c++) {
+                if (dinp) dinp[o + c] += dout[o + c] * (1.0f + scale[(size_t)b * C + c]);
+                if (dshift) dshift[(size_t)b * C + c] += dout[o + c];
+                if (dscale) dscale[(size_t)b * C + c] += dout[o + c] * inp[o + c];
+            }
+        }
+    }
+}
+
+/* out[b,t,c] = resid[b,t,c] + gate[b,c] * inp[b,t,c] */
+static void textok__gate_forward(const textok_kernels *k, float *out, const float *resid,
+                                 const float *inp, const float *gate, int B, int T, int C)
+{
+    int bt;
+TEXTOK__PARALLEL_FOR(k, (size_t)B * T * C > 65536)
+    for (bt = 0; bt < B * T; bt++) {
+        const float *r = resid + (size_t)bt * C, *x = inp + (size_t)bt * C, *g = gate + (size_t)(bt / T) * C;
+        float *o = out + (size_t)bt * C;
+        int c;
+        for (c = 0; c < C; c++) o[c] = r[c] + g[c] * x[c];
+    }
+}
+
+static void textok__gate_backward(const textok_kernels *k, float *dresid, float *dinp, float *dgate,
+                                  const float *dout, const float *inp, const float *gate,
+                                  int B, int T, int C)
+{
+    int b;
+TEXTOK__PARALLEL_FOR(k, (size_t)B * T * C > 65536)
+    for (b = 0; b < B; b++) {
+        int t, c;
+        for (t = 0; t < T; t++) {
+            size_t o = ((size_t)b * T + t) * C;
+            for (c = 0; c < C; c++) {
+                if (dresid) dresid[o + c] += dout[o + c];
+                if (dinp) dinp[o + c] += dout[o + c] * gate[(size_t)b * C + c];
+                if (dgate) dgate[(size_t)b * C + c] += dout[o + c] * inp[o + c];
+            }
+        }
+    }
+}
+
+/* ----- conv2d ------------------------------------------------------------------------------- */
+TEXTOKDEF int textok_conv2d_out_h(const textok_conv2d_dims *d) { return (d->H + 2 * d->pad - d->KH) / d->stride + 1; }
+TEXTOKDEF int textok_conv2d_out_w(const textok_conv2d_dims *d) { return (d->W + 2 * d->pad - d->KW) / d->stride + 1; }
+TEXTOKDEF size_t textok_conv2d_work_floats(const textok_conv2d_dims *d)
+{
+    /* one image's im2col matrix: (C*KH*KW, OH*OW) */
+    return (size_t)d->C * d->KH * d->KW * (size_t)textok_conv2d_out_h(d) * textok_conv2d_out_w(d);
+}
+
+/* Reference: the direct 7-deep loop. */
+static void textok__conv2d_forward_ref(const textok_kernels *k, float *out, const float *inp,
+                                       const float *weight, const float *bias,
+                                       const textok_conv2d_dims *d, float *work)
+{
+    int OH = textok_conv2d_out_h(d), OW = textok_conv2d_out_w(d), b, o, oy, ox, c, ky, kx;
+    (void)k; (void)work;
+    for (b = 0; b < d->B; b++)
+        for (o = 0; o < d->OC; o++)
+            for (oy = 0; oy < OH; oy++)
+                for (ox = 0; ox < OW; ox++) {
+                    double acc = bias ? bias[o] : 0.0;
+                    for (c = 0; c < d->C; c++)
+                        for (ky = 0; ky < d->KH; ky++)
+                            for (kx = 0; kx < d->KW; kx++) {
+                                int y = oy * d->stride - d->pad + ky, x = ox * d->stride - d->pad + kx;
+                                if (y < 0 || y >= d->H || x < 0 || x >= d->W) continue;
+                                acc += (double)inp[(((size_t)b * d->C + c) * d->H + y) * d->W + x] *
+                                       weight[(((size_t)o * d->C + c) * d->KH + ky) * d->KW + kx];
+                            }
+                    out[(((size_t)b * d->OC + o) * OH + oy) * OW + ox] = (float)acc;
+                }
+}
+
+static void textok__conv2d_backward_ref(const textok_kernels *k, float *dinp, float *dweight, float *dbias,
+                                        const float *dout, const float *inp, const float *weight,
+                                        const textok_conv2d_dims *d, float *work)
+{
+    int OH = textok_conv2d_out_h(d), OW = textok_conv2d_out_w(d), b, o, oy, ox, c, ky, kx;
+    (void)k; (void)work;
+    for (b = 0; b < d->B; b++)
+        for (o = 0; o < d->OC; o++)
+            for (oy = 0; oy < OH; oy++)
+                for (ox = 0; ox < OW; ox++) {
+                    float g = dout[(((size_t)b * d->OC + o) * OH + oy) * OW + ox];
+                    if (dbias) dbias[o] += g;
+                    for (c = 0; c < d->C; c++)
+                        for (ky = 0; ky < d->KH; ky++)
+                            for (kx = 0; kx < d->KW; kx++) {
+                                int y = oy * d->stride - d->pad + ky, x = ox * d->stride - d->pad + kx;
+                                size_t wi = (((size_t)o * d->C + c) * d->KH + ky) * d->KW + kx;
+                                size_t xi = (((size_t)b * d->C + c) * d->H + y) * d->W + x;
+                                if (y < 0 || y >= d->H || x < 0 || x >= d->W) continue;
+                                if (dinp) dinp[xi] += g * weight[wi];
+                                if (dweight) dweight[wi] += g * inp[xi];
+                            }
+                }
+}
+
+/* Fast: im2col, then out_b (OC, OH*OW) = weight (OC, C*KH*KW) . col + bias. A 1x1, stride-1,
+   unpadded conv needs no im2col: the image already is the column matrix. */
+static int textok__conv2d_is_pointwise(const textok_conv2d_dims *d)
+{
+    return d->KH == 1 && d->KW == 1 && d->stride == 1 && d->pad == 0;
+}
+
+static void textok__im2col(const textok_kernels *k, float *col, const float *img, const textok_conv2d_dims *d)
+{
+    int OH = textok_conv2d_out_h(d), OW = textok_conv2d_out_w(d), c;
+TEXTOK__PARALLEL_FOR(k, (size_t)d->C * d->KH * d->KW * OH * OW > 65536)
+    for (c = 0; c < d->C; c++) {
+        int ky, kx, oy, ox;
+        for (ky = 0; ky < d->KH; ky++)
+            for (kx = 0; kx < d->KW; kx++) {
+                float *row = col + (((size_t)c * d->KH + ky) * d->KW + kx) * OH * OW;
+                for (oy = 0; oy < OH; oy++) {
+                    int y = oy * d->stride - d->pad + ky;
+                    for (ox = 0; ox < OW; ox++) {
+                        int x = ox * d->stride - d->pad + kx;
+                        row[(size_t)oy * OW + ox] = (y < 0 || y >= d->H || x < 0 || x >= d->W)
+                                                    ? 0.0f : img[((size_t)c * d->H + y) * d->W + x];
+                    }
+                }
+            }
+    }
+}
+
+/* img += col2im(col); threads over channels, so no two threads touch the same pixel */
+static void textok__col2im(const textok_kernels *k, float *img, const float *col, const textok_conv2d_dims *d)
+{
+    int OH = textok_conv2d_out_h(d), OW = textok_conv2d_out_w(d), c;
+TEXTOK__PARALLEL_FOR(k, (size_t)d->C * d->KH * d->KW * OH * OW > 65536)
+    for (c = 0; c < d->C; c++) {
+        int ky, kx, oy, ox;
+        for (ky = 0; ky < d->KH; ky++)
+            for (kx = 0; kx < d->KW; kx++) {
+                const float *row = col + (((size_t)c * d->KH + ky) * d->KW + kx) * OH * OW;
+                for (oy = 0; oy < OH; oy++) {
+                    int y = oy * d->stride - d->pad + ky;
+                    if (y < 0 || y >= d->H) continue;
+                    for (ox = 0; ox < OW; ox++) {
+                        int x = ox * d->stride - d->pad + kx;
+                        if (x >= 0 && x < d->W) img[((size_t)c * d->H + y) * d->W + x] += row[(size_t)oy * OW + ox];
+                    }
+                }
+            }
+    }
+}
+
+static void textok__conv2d_forward(const textok_kernels *k, float *out, const float *inp,
+                                   const float *weight, const float *bias,
+                                   const textok_conv2d_dims *d, float *work)
+{
+    int P = textok_conv2d_out_h(d) * textok_conv2d_out_w(d), CKK = d->C * d->KH * d->KW, b, o;
+    for (b = 0; b < d->B; b++) {
+        const float *img = inp + (size_t)b * d->C * d->H * d->W, *col = img;
+        float *out_b = out + (size_t)b * d->OC * P;
+        if (!textok__conv2d_is_pointwise(d)) { textok__im2col(k, work, img, d); col = work; }
+        if (bias) for (o = 0; o < d->OC; o++) { int p; for (p = 0; p < P; p++) out_b[(size_t)o * P + p] = bias[o]; }
+        textok__gemm(k, 0, 0, d->OC, P, CKK, 1.0f, weight, CKK, col, P, bias ? 1.0f : 0.0f, out_b, P);
+    }
+}
+
+/* dweight += dout_b . col^T;  dcol = weight^T . dout_b, scattered back by col2im;
+   dbias += sum over pixels of dout. */
+static void textok__conv2d_backward(const textok_kernels *k, float *dinp, float *dweight, float *dbias,
+                                    const float *dout, const float *inp, const float *weight,
+                                    const textok_conv2d_dims *d, float *work)
+{
+    int P = textok_conv2d_out_h(d) * textok_conv2d_out_w(d), CKK = d->C * d->KH * d->KW, b, o;
+    int pointwise = textok__conv2d_is_pointwise(d);
+    for (b = 0; b < d->B; b++) {
+        const float *img = inp + (size_t)b * d->C * d->H * d->W, *dout_b = dout + (size_t)b * d->OC * P;
+        float *dimg = dinp ? dinp + (size_t)b * d->C * d->H * d->W : NULL;
+        if (dweight) {
+            const float *col = img;
+            if (!pointwise) { textok__im2col(k, work, img, d); col = work; }
+            textok__gemm(k, 0, 1, d->OC, CKK, P, 1.0f, dout_b, P, col, P, 1.0f, dweight, CKK);
+        }
+        if (dimg) {
+            if (pointwise) textok__gemm(k, 1, 0, CKK, P, d->OC, 1.0f, weight, CKK, dout_b, P, 1.0f, dimg, P);
+            else {
+                textok__gemm(k, 1, 0, CKK, P, d->OC, 1.0f, weight, CKK, dout_b, P, 0.0f, work, P);
+                textok__col2im(k, dimg, work, d);
+            }
+        }
+        if (dbias)
+            for (o = 0; o < d->OC; o++) {
+                double s = 0.0;
+                int p;
+                for (p = 0; p < P; p++) s += dout_b[(size_t)o * P + p];
+                dbias[o] += (float)s;
+            }
+    }
+}
+
+/* ----- groupnorm ---------------------------------------------------------------------------- */
+/* Group g of image b is the contiguous run of (C/G)*HW values starting at channel g*C/G.
+   Statistics as layernorm (biased variance, double sums). One function for both tables. */
+static void textok__groupnorm_forward(const textok_kernels *k, float *out, float *mean, float *rstd,
+                                      const float *inp, const float *weight, const float *bias,
+                                      int B, int C, int HW, int G, float eps)
+{
+    int bg, cg = C / G;
+TEXTOK__PARALLEL_FOR(k, (size_t)B * C * HW > 16384)
+    for (bg = 0; bg < B * G; bg++) {
+        size_t n = (size_t)cg * HW, i;
+        const float *x = inp + (size_t)bg * n;
+        float *o = out + (size_t)bg * n, mf, sf;
+        double m = 0.0, v = 0.0;
+        for (i = 0; i < n; i++) m += x[i];
+        m /= (double)n;
+        for (i = 0; i < n; i++) v += (x[i] - m) * (x[i] - m);
+        v /= (double)n;
+        mf = (float)m;
+        sf = (float)(1.0 / sqrt(v + eps));
+        for (i = 0; i < n; i++) {
+            int c = (bg % G) * cg + (int)(i / HW);
+            float y = (x[i] - mf) * sf;
+            o[i] = weight ? y * weight[c] + (bias ? bias[c] : 0.0f) : y;
+        }
+        if (mean) mean[bg] = mf;
+        if (rstd) rstd[bg] = sf;
+    }
+}
+
+static void textok__groupnorm_backward(const textok_kernels *k, float *dinp, float *dweight,
+                                       float *dbias, const float *dout, const float *inp,
+                                       const float *weight, const float *mean, const float *rstd,
+                                       int B, int C, int HW, int G)
+{
+    int bg, c, cg = C / G;
+    if (dinp) {
+TEXTOK__PARALLEL_FOR(k, (size_t)B * C * HW > 16384)
+        for (bg = 0; bg < B * G; bg++) {
+            size_t n = (size_t)cg * HW, i;
+            const float *x = inp + (size_t)bg * n, *dy = dout + (size_t)bg * n;
+            float *dx = dinp + (size_t)bg * n;
+            double sg = 0.0, sgx = 0.0, mg, mgx;
+            for (i = 0; i < n; i++) {
+                double g = (double)dy[i] * (weight ? weight[(bg % G) * cg + (int)(i / HW)] : 1.0f);
+                sg += g;
+                sgx += g * ((x[i] - mean[bg]) * rstd[bg]);
+            }
+            mg = sg / (double)n;
+            mgx = sgx / (double)n;
+            for (i = 0; i < n; i++) {
+                double g = (double)dy[i] * (weight ? weight[(bg % G) * cg + (int)(i / HW)] : 1.0f);
+                dx[i] += (float)(rstd[bg] * (g - mg - ((x[i] - mean[bg]) * rstd[bg]) * mgx));
+            }
+        }
+    }
+    if (!dweight && !dbias) return;
+TEXTOK__PARALLEL_FOR(k, (size_t)B * C * HW > 16384)
+    for (c = 0; c < C; c++) {
+        double sw = 0.0, sb = 0.0;
+        int b, i;
+        for (b = 0; b < B; b++) {
+            int bgi = b * G + c / cg;
+            const float *x = inp + ((size_t)b * C + c) * HW, *dy = dout + ((size_t)b * C + c) * HW;
+            for (i = 0; i < HW; i++) {
+                sw += (double)dy[i] * ((x[i] - mean[bgi]) * rstd[bgi]);
+                sb += dy[i];
+            }
+        }
+        if (dweight) dweight[c] += (float)sw;
+        if (dbias) dbias[c] += (float)sb;
+    }
+}
+
+/* ----- nearest upsampling ------------------------------------------------------------------- */
+/* out[y][x] = inp[y/f][x/f]; backward sums each f x f block. One function for both tables. */
+static void textok__upsample_forward(const textok_kernels *k, float *out, const float *inp,
+                                     int BC, int H, int W, int f)
+{
+    int p;
+TEXTOK__PARALLEL_FOR(k, (size_t)BC * H * W * f * f > 65536)
+    for (p = 0; p < BC; p++) {
+        int y, x;
+        for (y = 0; y < H * f; y++)
+            for (x = 0; x < W * f; x++)
+                out[((size_t)p * H * f + y) * W * f + x] = inp[((size_t)p * H + y / f) * W + x / f];
+    }
+}
+
+static void textok__upsample_backward(const textok_kernels *k, float *dinp, const float *dout,
+                                      int BC, int H, int W, int f)
+{
+    int p;
+TEXTOK__PARALLEL_FOR(k, (size_t)BC * H * W * f * f > 65536)
+    for (p = 0; p < BC; p++) {
+        int y, x, dy, dx;
+        for (y = 0; y < H; y++)
+            for (x = 0; x < W; x++) {
+                float s = 0.0f;
+                for (dy = 0; dy < f; dy++)
+                    for (dx = 0; dx < f; dx++)
+                        s += dout[((size_t)p * H * f + y * f + dy) * W * f + x * f + dx];
+                dinp[((size_t)p * H + y) * W + x] += s;
+            }
+    }
+}
+
+/* ----- nearest-codebook search -------------------------------------------------------------- */
+/* d_ij = |z_i|^2 + |e_j|^2 - 2 z_i.e_j, the expanded form PyTorch's quantizers use (it decides
+   near-ties the same way); argmin with ties to the lowest j. */
+#define TEXTOK__CB_ROWS 64   /* rows of z per GEMM block */
+
+TEXTOKDEF size_t textok_codebook_work_floats(int N, int K, int D)
+{
+    (void)D;
+    return (size_t)K + (size_t)(N < TEXTOK__CB_ROWS ? N : TEXTOK__CB_ROWS) * K;
+}
+
+static void textok__codebook_search_ref(const textok_kernels *k, int32_t *idx, float *dist,
+                                        const float *z, const float *codebook, int N, int K, int D,
+                                        float *work)
+{
+    int i, j, c;
+    (void)k; (void)work;
+    for (i = 0; i < N; i++) {
+        double best = DBL_MAX, zz = 0.0;
+        int arg = 0;
+        for (c = 0; c < D; c++) zz += (double)z[(size_t)i * D + c] * z[(size_t)i * D + c];
+        for (j = 0; j < K; j++) {
+            double ee = 0.0, ze = 0.0, dij;
+            for (c = 0; c < D; c++) {
+                ee += (double)codebook[(size_t)j * D + c] * codebook[(size_t)j * D + c];
+                ze += (double)z[(size_t)i * D + c] * codebook[(size_t)j * D + c];
+            }
+            dij = zz + ee - 2.0 * ze;
+            if (dij < best) { best = dij; arg = j; }
+        }
+        idx[i] = arg;
+        if (dist) dist[i] = (float)best;
+    }
+}
+
+/* Fast: |e_j|^2 once, then blocks of 64 rows: S = z_blk . E^T by GEMM, argmin per row. */
+static void textok__codebook_search(const textok_kernels *k, int32_t *idx, float *dist,
+                                    const float *z, const float *codebook, int N, int K, int D,
+                                    float *work)
+{
+    float *ee = work, *S = work + K;
+    int j, i0;
+TEXTOK__PARALLEL_FOR(k, (size_t)K * D > 65536)
+    for (j = 0; j < K; j++) {
+        double s = 0.0;
+        int c;
+        for (c = 0; c < D; c++) s += (double)codebook[(size_t)j * D + c] * codebook[(size_t)j * D + c];
+        ee[j] = (float)s;
+    }
+    for (i0 = 0; i0 < N; i0 += TEXTOK__CB_ROWS) {
+        int rows = N - i0 < TEXTOK__CB_ROWS ? N - i0 : TEXTOK__CB_ROWS, r;
+        textok__gemm(k, 0, 1, rows, K, D, -2.0f, z + (size_t)i0 * D, D, codebook, D, 0.0f, S, K);
+TEXTOK__PARALLEL_FOR(k, (size_t)rows * K > 16384)
+        for (r = 0; r < rows; r++) {
+            const float *s = S + (size_t)r * K, *zi = z + (size_t)(i0 + r) * D;
+            float best = FLT_MAX, zz = 0.0f;
+            int arg = 0, jj, c;
+            for (c = 0; c < D; c++) zz += zi[c] * zi[c];
+            for (jj = 0; jj < K; jj++) {
+                float dj = ee[jj] + s[jj];
+                if (dj < best) { best = dj; arg = jj; }
+            }
+            idx[i0 + r] = arg;
+            if (dist) dist[i0 + r] = zz + best;
+        }
+    }
+}
+
+/* ----- softmax cross-entropy ---------------------------------------------------------------- */
+/* loss_i = (1-ls) (lse - x_y) + ls/V sum_c (lse - x_c), PyTorch's label smoothing;
+   d loss_i / d x_c = p_c - (1-ls) [c == y] - ls/V. One function for both tables. */
+static void textok__cross_entropy_forward(const textok_kernels *k, float *losses, float *probs,
+                                          const float *logits, const int32_t *targets, int N, int V,
+                                          float label_smoothing)
+{
+    int n;
+TEXTOK__PARALLEL_FOR(k, (size_t)N * V > 16384)
+    for (n = 0; n < N; n++) {
+        const float *x = logits + (size_t)n * V;
+        float *p = probs + (size_t)n * V, m = -FLT_MAX;
+        double s = 0.0, lse, sum_x = 0.0;
+        int c, y = targets[n];
+        for (c = 0; c < V; c++) m = x[c] > m ? x[c] : m;
+        for (c = 0; c < V; c++) { s += exp((double)x[c] - m); sum_x += x[c]; }
+        lse = m + log(s);
+        for (c = 0; c < V; c++) p[c] = (float)exp(x[c] - lse);
+        if (y < 0 || y >= V) { losses[n] = 0.0f; continue; }   /* ignored (negative) target */
+        losses[n] = (float)((1.0 - label_smoothing) * (lse - x[y]) + label_smoothing * (lse - sum_x / V));
+    }
+}
+
+static void textok__cross_entropy_backward(const textok_kernels *k, float *dlogits, const float *dlosses,
+                                           const float *probs, const int32_t *targets, int N, int V,
+                                           float label_smoothing)
+{
+    int n;
+TEXTOK__PARALLEL_FOR(k, (size_t)N * V > 16384)
+    for (n = 0; n < N; n++) {
+        const float *p = probs + (size_t)n * V;
+        float *dx = dlogits + (size_t)n * V, g = dlosses[n], off = label_smoothing / V;
+        int c, y = targets[n];
+        if (y < 0 || y >= V) continue;
+        for (c = 0; c < V; c++) dx[c] += g * (p[c] - off - (c == y ? 1.0f - label_smoothing : 0.0f));
+    }
+}
+
+/* ----- AdamW -------------------------------------------------------------------------------- */
+/* In the order of torch.optim.AdamW (single-tensor path), so results agree to rounding:
+     p *= 1 - lr*wd;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
+     p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+   One function for both tables. */
+static void textok__adamw_update(const textok_kernels *k, float *params, const float *grads, float *m,
+                                 float *v, size_t n, const textok_adamw_params *hp, int step)
+{
+    long i, nn = (long)n;
+    /* scalars formed in double, each rounded once to float, as PyTorch applies Python floats */
+    const float b1 = (float)hp->beta1, b2 = (float)hp->beta2;
+    const float one_minus_b1 = (float)(1.0 - hp->beta1), one_minus_b2 = (float)(1.0 - hp->beta2);
+    const float step_size = (float)(hp->lr / (1.0 - pow(hp->beta1, step)));
+    const float bc2_sqrt = (float)sqrt(1.0 - pow(hp->beta2, step));
+    const float decay = (float)(1.0 - hp->lr * hp->weight_decay), eps = (float)hp->eps;
+TEXTOK__PARALLEL_FOR(k, n > 65536)
+    for (i = 0; i < nn; i++) {
+        float g = grads[i];
+        params[i] *= decay;
+        m[i] = b1 * m[i] + one_minus_b1 * g;
+        v[i] = b2 * v[i] + one_minus_b2 * g * g;
+        params[i] -= step_size * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+   6. The CPU kernel tables */
+
+static void *textok__cpu_alloc(const textok_kernels *k, size_t bytes) { (void)k; return textok__malloc(bytes); }
+static void  textok__cpu_free(const textok_kernels *k, void *p) { (void)k; TEXTOK_FREE(p); }
+static int   textok__cpu_copy(const textok_kernels *k, void *dst, const void *src, size_t bytes)
+{
+    (void)k;
+    if (bytes) memcpy(dst, src, bytes);
+    return TEXTOK_OK;
+}
+
+/* Positional initialisers with the field name in a comment keep this valid C89..C++ (ggml). */
+TEXTOKDEF textok_kernels textok_cpu_ref_kernels(void)
+{
+    textok_kernels k = {
+        /* .name                   = */ "cpu-ref",
+        /* .n_threads              = */ 1,
+        /* .state                  = */ NULL,
+        /* .alloc                  = */ textok__cpu_alloc,
+        /* .free                   = */ textok__cpu_free,
+        /* .to_device              = */ textok__cpu_copy,
+        /* .to_host                = */ textok__cpu_copy,
+        /* .matmul_forward         = */ textok__matmul_forward_ref,
+        /* .matmul_backward        = */ textok__matmul_backward_ref,
+        /* .layernorm_forward      = */ textok__layernorm_forward,
+        /* .layernorm_backward     = */ textok__layernorm_backward,
+        /* .rmsnorm_forward        = */ textok__rmsnorm_forward,
+        /* .rmsnorm_backward       = */ textok__rmsnorm_backward,
+        /* .gelu_forward           = */ textok__gelu_forward,
+        /* .gelu_backward          = */ textok__gelu_backward,
+        /* .silu_forward           = */ textok__silu_forward,
+        /* .silu_backward          = */ textok__silu_backward,
+        /* .softmax_forward        = */ textok__softmax_forward,
+        /* .softmax_backward       = */ textok__softmax_backward,
+        /* .attention_forward      = */ textok__attention_forward_ref,
+        /* .attention_backward     = */ textok__attention_backward_ref,
+        /* .add_forward            = */ textok__add_forward,
+        /* .add_backward           = */ textok__add_backward,
+        /* .modulate_forward       = */ textok__modulate_forward,
+        /* .modulate_backward      = */ textok__modulate_backward,
+        /* .gate_forward           = */ textok__gate_forward,
+        /* .gate_backward          = */ textok__gate_backward,
+        /* .conv2d_forward         = */ textok__conv2d_forward_ref,
+        /* .conv2d_backward        = */ textok__conv2d_backward_ref,
+        /* .groupnorm_forward      = */ textok__groupnorm_forward,
+        /* .groupnorm_backward     = */ textok__groupnorm_backward,
+        /* .upsample_forward       = */ textok__upsample_forward,
+        /* .upsample_backward      = */ textok__upsample_backward,
+        /* .codebook_search        = */ textok__codebook_search_ref,
+        /* .cross_entropy_forward  = */ textok__cross_entropy_forward,
+        /* .cross_entropy_backward = */ textok__cross_entropy_backward,
+        /* .adamw_update           = */ textok__adamw_update
+    };
+    return k;
+}
+
+/* The fast table: the reference table with GEMM-based kernels swapped in and threads on.
+   With OpenBLAS the thread count is also handed to OpenBLAS (a process-wide setting of it). */
+#if defined(TEXTOK_USE_BLAS) && defined(OPENBLAS_VERSION)
+#define TEXTOK__SET_BLAS_THREADS(n) openblas_set_num_threads(n)
+#else
+#define TEXTOK__SET_BLAS_THREADS(n) ((void)(n))
+#endif
+TEXTOKDEF textok_kernels textok_cpu_kernels(int n_threads)
+{
+    textok_kernels k = textok_cpu_ref_kernels();
+    k.name = "cpu";
+    k.n_threads = n_threads > 0 ? n_threads : textok_default_threads();
+    TEXTOK__SET_BLAS_THREADS(k.n_threads);
+    k.matmul_forward = textok__matmul_forward;
+    k.matmul_backward = textok__matmul_backward;
+    k.attention_forward = textok__attention_forward;
+    k.attention_backward = textok__attention_backward;
+    k.conv2d_forward = textok__conv2d_forward;
+    k.conv2d_backward = textok__conv2d_backward;
+    k.codebook_search = textok__codebook_search;
+    return k;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   7. textok_kernels_compare. Each case names a kernel family, a shape, its buffers (inputs,
+   then outputs) and a run function that calls the family's forward and backward through a table.
+   The harness makes the inputs and the initial contents of every output (random, the same for
+   both tables: backward kernels accumulate, and this checks that they do), uploads them into
+   buffers with canary bytes on both sides, runs, downloads, and compares the test table's
+   outputs with the reference table's. */
+
+enum {
+    TEXTOK__IN_F32,    /* random normal input */
+    TEXTOK__IN_I32,    /* class targets in [0, range), about 1 in 8 set to -1 (ignored) */
+    TEXTOK__IN_MASK,   /* key mask bytes, rows of `range` keys, 3 in 4 on, first key always on */
+    TEXTOK__OUT_F32,   /* output compared by error figures; starts random normal (|normal| if range 1) */
+    TEXTOK__OUT_IDX,   /* int32 codebook indices: equal, or equally near within rounding */
+    TEXTOK__SCRATCH    /* work buffer: only its canaries are checked */
+};
+#define TEXTOK__CMP_MAXBUF 16
+#define TEXTOK__CMP_CANARY 256   /* bytes on each side of every buffer */
+#define TEXTOK__CMP_BYTE   0xA5
+
+typedef struct textok__cmp_case textok__cmp_case;
+struct textok__cmp_case {
+    const char *kernel;
+    char        shape[64];
+    int         dims[10];
+    float       fdim;                        /* eps, label smoothing, ... */
+    double      tol;                         /* NMSE threshold for every output of the case */
+    int         n_buf;
+    const char *name[TEXTOK__CMP_MAXBUF];
+    int         kind[TEXTOK__CMP_MAXBUF];
+    size_t      count[TEXTOK__CMP_MAXBUF];   /* elements */
+    int         range[TEXTOK__CMP_MAXBUF];
+    int (*run)(const textok_kernels *k, const textok__cmp_case *c, void **buf);  /* 1 = unsupported */
+};
+
+#define TEXTOK__F(p) ((float *)(p))
+
+static int textok__cmp_run_matmul(const textok_kernels *k, const textok__cmp_case *c, void **b)
+{
+    textok_matmul_dims d;
+    int has_bias = c->dims[6];
+    if (!k->matmul_forward || !k->matmul_backward) return 1;
+    d.batch = c->dims[0]; d.M = c->dims[1]; d.N = c->dims[2]; d.K = c->dims[3];
+    d.trans_a = c->dims[4]; d.trans_b = c->dims[5];
+    /* buffers: a b bias dout | out da db dbias */
+    k->matmul_forward(k, TEXTOK__F(b[4]), TEXTOK__F(b[0]), TEXTOK__F(b[1]), has_bias ? TEXTOK__F(b[2]) : NULL, &d);
+    k->matmul_backward(k, TEXTOK__F(b[5]), TEXTOK__F(b[6]), has_bias ? TEXTOK__F(b[7]) : NULL,
+                       TEXTOK__F(b[3]), TEXTOK__F(b[0]), TEXTOK__F(b[1]), &d);
+    return 0;
+}
+
+static int textok__cmp_run_layernorm(const textok_kernels *k, const textok__cmp_case *c, void **b)
+{
+    int N = c->dims[0], C = c->dims[1], affine = c->dims[2];
+    if (!k->layernorm_forward || !k->layernorm_backward) return 1;
+    /* x w bias dout | out mean rstd dx dw db */
+    k->layernorm_forward(k, TEXTOK__F(b[4]), TEXTOK__F(b[5]), TEXTOK__F(b[6]), TEXTOK__F(b[0]),
+                         affine ? TEXTOK__F(b[1]) : NULL, affine ? TEXTOK__F(b[2]) : NULL, N, C, c->fdim);
+    k->layernorm_backward(k, TEXTOK__F(b[7]), affine ? TEXTOK__F(b[8]) : NULL, affine ? TEXTOK__F(b[9]) : NULL,
+                          TEXTOK__F(b[3]), TEXTOK__F(b[0]), affine ? TEXTOK__F(b[1]) : NULL,
+                          TEXTOK__F(b[5]), TEXTOK__F(b[6]), N, C);
+    return 0;
+}
+
+static int textok__cmp_run_rmsnorm(const textok_kernels *k, const textok__cmp_case *c, void **b)
+{
+    int N = c->dims[0], C = c->dims[1];
+    if (!k->rmsnorm_forward || !k->rmsnorm_backward) return 1;
+    /* x w dout | out rstd dx dw */
+    k->rmsnorm_forward(k, TEXTOK__F(b[3]), TEXTOK__F(b[4]), TEXTOK__F(b[0]), TEXTOK__F(b[1]), N, C, c->fdim);
+    k->rmsnorm_backward(k, TEXTOK__F(b[5]), TEXTOK__F(b[6]), TEXTOK__F(b[2]), TEXTOK__F(b[0]), TEXTOK__F(b[1]),
+                        TEXTOK__F(b[4]), N, C);
+    return 0;
+}
+
+static int textok__cmp_run_gelu(const textok_kernels *k, const textok__cmp_case *c, void **b)
+{
+    size_t n = (size_t)c->dims[0];
+    if (!k->gelu_forward || !k->gelu_backward) return 1;
+    /* x dout | out dx */
+    k->gelu_forward(k, TEXTOK__F(b[2]), TEXTOK__F(b[0]), n, c->dims[1]);
+    k->gelu_backward(k, TEXTOK__F(b[3]), TEXTOK__F(b[1]), TEXTOK__F(b[0]), n, c->dims[1]);
+    return 0;
+}
+
+static int textok__cmp_run_silu(const textok_kernels *k, const textok__cmp_case *c, void **b)
+{
+    size_t n = (size_t)c->dims[0];
+    if (!k->silu_forward || !k->silu_backward) return 1;
+    k->silu_forward(k, TEXTOK__F(b[2]), TEXTOK__F(b[0]), n);
+    k->silu_backward(k, TEXTOK__F(b[3]), TEXTOK__F(b[1]), TEXTOK__F(b[0]), n);
+    return 0;
+}
+
+static int textok__cmp_run_softmax(const textok_kernels *k, const textok__cmp_case *c, void **b)
+{
+    if (!k->softmax_forward || !k->softmax_backward) return 1;
+    k->softmax_forward(k, TEXTOK__F(b[2]), TEXTOK__F(b[0]), c->dims[0], c->dims[1]);
+    k->softmax_backward(k, TEXTOK__F(b[3]), TEXTOK__F(b[1]), TEXTOK__F(b[2]), c->dims[0], c->dims[1]);
+    return 0;
+}
+
+static int textok__cmp_run_attention(const textok_kernels *k, const textok__cmp_case *c, void **b)
+{
+    textok_attention_dims d;
+    int has_bias = c->dims[5], has_mask = c->dims[6];
+    if (!k->attention_forward || !k->attention_backward) return 1;
+    d.B = c->dims[0]; d.Tq = c->dims[1]; d.Tk = c->dims[2]; d.C = c->dims[3]; d.H = c->dims[4];
+    d.scale = 1.0f / sqrtf((float)(d.C / d.H));
+    /* q key v bias mask dout | out lse dq dkey dv dbias work */
+    k->attention_forward(k, TEXTOK__F(b[6]), TEXTOK__F(b[7]), TEXTOK__F(b[0]), TEXTOK__F(b[1]), TEXTOK__F(b[2]),
+                         has_bias ? TEXTOK__F(b[3]) : NULL, has_mask ? (const unsigned char *)b[4] : NULL,
+                         &d, TEXTOK__F(b[12]));
+    k->attention_backward(k, TEXTOK__F(b[8]), TEXTOK__F(b[9]), TEXTOK__F(b[10]), has_bias ? TEXTOK__F(b[11]) : NULL,
+                          TEXTOK__F(b[5]), TEXTOK__F(b[0]), TEXTOK__F(b[1]), TEXTOK__F(b[2]),
+                          has_bias ? TEXTOK__F(b[3]) : NULL, has_mask ? (const unsigned char *)b[4] : NULL,
+                          TEXTOK__F(b[6]), TEXTOK__F(b[7]), &d, TEXTOK__F(b[12]));
+    return 0;
+}
+
+static int textok__cmp_run_add(const textok_kernels *k, const textok__cmp_case *c, void **b)
+{
+    size_t n = (size_t)c->dims[0];
+    if (!k->add_forward || !k->add_backward) return 1;
+    /* a b dout | out da db */
+    k->add_forward(k, TEXTOK__F(b[3]), TEXTOK__F(b[0]), TEXTOK__F(b[1]), n);
+    k->add_backward(k, TEXTOK__F(b[4]), TEXTOK__F(b[5]), TEXTOK__F(b[2]), n);
+    return 0;
+}
+
+static int textok__cmp_run_modulate(const textok_kernels *k, const textok__cmp_case *c, void **b)
+{
+    int B = c->dims[0], T = c->dims[1], C = c->dims[2];
+    if (!k->modulate_forward || !k->modulate_backward) return 1;
+    /* x shift scale dout | out dx dshift dscale */
+    k->modulate_forward(k, TEXTOK__F(b[4]), TEXTOK__F(b[0]), TEXTOK__F(b[1]), TEXTOK__F(b[2]), B, T, C);
+    k->modulate_backward(k, TEXTOK__F(b[5]), TEXTOK__F(b[6]), TEXTOK__F(b[7]), TEXTOK__F(b[3]), TEXTOK__F(b[0]),
+                         TEXTOK__F(b[2]), B, T, C);
+    return 0;
+}
+
+static int textok__cmp_run_gate(const textok_kernels *k, const textok__cmp_case *c, void **b)
+{
+    int B = c->dims[0], T = c->dims[1], C = c->dims[2];
+    if (!k->gate_forward || !k->gate_backward) return 1;
+    /* resid x gate dout | out dresid dx dgate */
+    k->gate_forward(k, TEXTOK__F(b[4]), TEXTOK__F(b[0]), TEXTOK__F(b[1]), TEXTOK__F(b[2]), B, T, C);
+    k->gate_backward(k, TEXTOK__F(b[5]), TEXTOK__F(b[6]), TEXTOK__F(b[7]), TEXTOK__F(b[3]), TEXTOK__F(b[1]),
+                     TEXTOK__F(b[2]), B, T, C);
+    return 0;
+}
+
+static textok_conv2d_dims textok__cmp_conv_dims(const textok__cmp_case *c)
+{
+    textok_conv2d_dims d;
+    d.B = c->dims[0]; d.C = c->dims[1]; d.H = c->dims[2]; d.W = c->dims[3]; d.OC = c->dims[4];
+    d.KH = c->dims[5]; d.KW = c->dims[6]; d.stride = c->dims[7]; d.pad = c->dims[8];
+    return d;
+}
+
+static int textok__cmp_run_conv2d(const textok_kernels *k, const textok__cmp_case *c, void **b)
+{
+    textok_conv2d_dims d = textok__cmp_conv_dims(c);
+    if (!k->conv2d_forward || !k->conv2d_backward) return 1;
+    /* x w bias dout | out dx dw dbias work */
+    k->conv2d_forward(k, TEXTOK__F(b[4]), TEXTOK__F(b[0]), TEXTOK__F(b[1]), TEXTOK__F(b[2]), &d, TEXTOK__F(b[8]));
+    k->conv2d_backward(k, TEXTOK__F(b[5]), TEXTOK__F(b[6]), TEXTOK__F(b[7]), TEXTOK__F(b[3]), TEXTOK__F(b[0]),
+                       TEXTOK__F(b[1]), &d, TEXTOK__F(b[8]));
+    return 0;
+}
+
+static int textok__cmp_run_groupnorm(const textok_kernels *k, const textok__cmp_case *c, void **b)
+{
+    int B = c->dims[0], C = c->dims[1], HW = c->dims[2], G = c->dims[3];
+    if (!k->groupnorm_forward || !k->groupnorm_backward) return 1;
+    /* x w bias dout | out mean rstd dx dw db */
+    k->groupnorm_forward(k, TEXTOK__F(b[4]), TEXTOK__F(b[5]), TEXTOK__F(b[6]), TEXTOK__F(b[0]), TEXTOK__F(b[1]),
+                         TEXTOK__F(b[2]), B, C, HW, G, c->fdim);
+    k->groupnorm_backward(k, TEXTOK__F(b[7]), TEXTOK__F(b[8]), TEXTOK__F(b[9]), TEXTOK__F(b[3]), TEXTOK__F(b[0]),
+                          TEXTOK__F(b[1]), TEXTOK__F(b[5]), TEXTOK__F(b[6]), B, C, HW, G);
+    return 0;
+}
+
+static int textok__cmp_run_upsample(const textok_kernels *k, const textok__cmp_case *c, void **b)
+{
+    if (!k->upsample_forward || !k->upsample_backward) return 1;
+    /* x dout | out dx */
+    k->upsample_forward(k, TEXTOK__F(b[2]), TEXTOK__F(b[0]), c->dims[0], c->dims[1], c->dims[2], c->dims[3]);
+    k->upsample_backward(k, TEXTOK__F(b[3]), TEXTOK__F(b[1]), c->dims[0], c->dims[1], c->dims[2], c->dims[3]);
+    return 0;
+}
+
+static int textok__cmp_run_codebook(const textok_kernels *k, const textok__cmp_case *c, void **b)
+{
+    if (!k->codebook_search) return 1;
+    /* z codebook | idx dist work */
+    k->codebook_search(k, (int32_t *)b[2], TEXTOK__F(b[3]), TEXTOK__F(b[0]), TEXTOK__F(b[1]),
+                       c->dims[0], c->dims[1], c->dims[2], TEXTOK__F(b[4]));
+    return 0;
+}
+
+static int textok__cmp_run_cross_entropy(const textok_kernels *k, const textok__cmp_case *c, void **b)
+{
+    int N = c->dims[0], V = c->dims[1];
+    if (!k->cross_entropy_forward || !k->cross_entropy_backward) return 1;
+    /* logits targets dlosses | losses probs dlogits */
+    k->cross_entropy_forward(k, TEXTOK__F(b[3]), TEXTOK__F(b[4]), TEXTOK__F(b[0]), (const int32_t *)b[1], N, V, c->fdim);
+    k->cross_entropy_backward(k, TEXTOK__F(b[5]), TEXTOK__F(b[2]), TEXTOK__F(b[4]), (const int32_t *)b[1], N, V, c->fdim);
+    return 0;
+}
+
+static int textok__cmp_run_adamw(const textok_kernels *k, const textok__cmp_case *c, void **b)
+{
+    textok_adamw_params hp;
+    int step;
+    if (!k->adamw_update) return 1;
+    hp.lr = 1e-2; hp.beta1 = 0.9; hp.beta2 = 0.95; hp.eps = 1e-8; hp.weight_decay = 0.1;
+    /* grads | params m v  (m and v start random: any state is a valid state) */
+    for (step = 1; step <= c->dims[1]; step++)
+        k->adamw_update(k, TEXTOK__F(b[1]), TEXTOK__F(b[0]), TEXTOK__F(b[2]), TEXTOK__F(b[3]), (size_t)c->dims[0], &hp, step);
+    return 0;
+}
+
+/* --- building the case list --- */
+static textok__cmp_case *textok__cmp_new(textok__cmp_case *cs, int *n, const char *kernel, double tol,
+                                         int (*run)(const textok_kernels *, const textok__cmp_case *, void **))
+{
+    textok__cmp_case *c = &cs[(*n)++];
+    memset(c, 0, sizeof *c);
+    c->kernel = kernel;
+    c->tol = tol;
+    c->run = run;
+    return c;
+}
+static void textok__cmp_buf(textok__cmp_case *c, const char *name, int kind, size_t count, int range)
+{
+    TEXTOK_ASSERT(c->n_buf < TEXTOK__CMP_MAXBUF);
+    c->name[c->n_buf] = name;
+    c->kind[c->n_buf] = kind;
+    c->count[c->n_buf] = count;
+    c->range[c->n_buf] = range;
+    c->n_buf++;
+}
+
+/* Tolerances (NMSE). Kernels whose fast version is the reference code run with more threads agree
+   to the last bit, but the threshold still allows rounding (1e-12). GEMM-based kernels sum in
+   float in another order than the double-accumulating reference: each output then carries
+   ~6e-8 sqrt(K) relative error, i.e. NMSE ~4e-15 K, so 1e-10 leaves a 25x margin at K = 1024
+   and catches any indexing error (those give NMSE ~1). */
+#define TEXTOK__TOL_SAME 1e-12
+#define TEXTOK__TOL_GEMM 1e-10
+
+static int textok__cmp_build(textok__cmp_case *cs)
+{
+    static const int mm[][7] = { /* batch M N K trans_a trans_b bias */
+        { 1, 1, 1, 1, 0, 0, 1 }, { 2, 33, 17, 65, 0, 1, 1 }, { 1, 133, 257, 129, 1, 0, 1 }, { 3, 7, 5, 3, 1, 1, 0 } };
+    static const int ln[][3] = { { 5, 7, 1 }, { 133, 768, 1 }, { 17, 300, 0 } };
+    static const int at[][7] = { /* B Tq Tk C H bias mask */
+        { 2, 5, 5, 16, 2, 0, 0 }, { 1, 33, 17, 64, 4, 1, 1 }, { 2, 129, 129, 96, 3, 1, 0 } };
+    static const int cv[][9] = { /* B C H W OC KH KW stride pad */
+        { 2, 3, 8, 8, 4, 3, 3, 1, 1 }, { 1, 5, 9, 7, 6, 4, 4, 2, 1 }, { 1, 8, 6, 6, 16, 1, 1, 1, 0 }, { 1, 32, 17, 17, 33, 3, 3, 1, 1 } };
+    static const int gn[][4] = { { 2, 8, 16, 4 }, { 1, 64, 289, 32 } };
+    static const int cb[][3] = { { 10, 16, 8 }, { 133, 1025, 12 }, { 65, 4096, 16 } };
+    int n = 0, i;
+    textok__cmp_case *c;
+    for (i = 0; i < 4; i++) {
+        const int *s = mm[i];
+        size_t sa = (size_t)s[0] * s[1] * s[3], sb = (size_t)s[0] * s[3] * s[2], so = (size_t)s[0] * s[1] * s[2];
+        c = textok__cmp_new(cs, &n, "matmul", TEXTOK__TOL_GEMM, textok__cmp_run_matmul);
+        memcpy(c->dims, s, sizeof mm[0]);
+        snprintf(c->shape, sizeof c->shape, "b%d M%d N%d K%d tA%d tB%d%s", s[0], s[1], s[2], s[3], s[4], s[5], s[6] ? " bias" : "");
+        textok__cmp_buf(c, "a", TEXTOK__IN_F32, sa, 0);
+        textok__cmp_buf(c, "b", TEXTOK__IN_F32, sb, 0);
+        textok__cmp_buf(c, "bias", TEXTOK__IN_F32, (size_t)s[2], 0);
+        textok__cmp_buf(c, "dout", TEXTOK__IN_F32, so, 0);
+        textok__cmp_buf(c, "out", TEXTOK__OUT_F32, so, 0);
+        textok__cmp_buf(c, "da", TEXTOK__OUT_F32, sa, 0);
+        textok__cmp_buf(c, "db", TEXTOK__OUT_F32, sb, 0);
+        textok__cmp_buf(c, "dbias", TEXTOK__OUT_F32, (size_t)s[2], 0);
+    }
+    for (i = 0; i < 3; i++) {
+        size_t nc = (size_t)ln[i][0] * ln[i][1];
+        c = textok__cmp_new(cs, &n, "layernorm", TEXTOK__TOL_SAME, textok__cmp_run_layernorm);
+        memcpy(c->dims, ln[i], sizeof ln[0]);
+        c->fdim = 1e-5f;
+        snprintf(c->shape, sizeof c->shape, "N%d C%d%s", ln[i][0], ln[i][1], ln[i][2] ? " affine" : "");
+        textok__cmp_buf(c, "x", TEXTOK__IN_F32, nc, 0);
+        textok__cmp_buf(c, "w", TEXTOK__IN_F32, (size_t)ln[i][1], 0);
+        textok__cmp_buf(c, "bias", TEXTOK__IN_F32, (size_t)ln[i][1], 0);
+        textok__cmp_buf(c, "dout", TEXTOK__IN_F32, nc, 0);
+        textok__cmp_buf(c, "out", TEXTOK__OUT_F32, nc, 0);
+        textok__cmp_buf(c, "mean", TEXTOK__OUT_F32, (size_t)ln[i][0], 0);
+        textok__cmp_buf(c, "rstd", TEXTOK__OUT_F32, (size_t)ln[i][0], 0);
+        textok__cmp_buf(c, "dx", TEXTOK__OUT_F32, nc, 0);
+        textok__cmp_buf(c, "dw", TEXTOK__OUT_F32, (size_t)ln[i][1], 0);
+        textok__cmp_buf(c, "dbias", TEXTOK__OUT_F32, (size_t)ln[i][1], 0);
+
+        c = textok__cmp_new(cs, &n, "rmsnorm", TEXTOK__TOL_SAME, textok__cmp_run_rmsnorm);
+        memcpy(c->dims, ln[i], 2 * sizeof(int));
+        c->fdim = 1e-6f;
+        snprintf(c->shape, sizeof c->shape, "N%d C%d", ln[i][0], ln[i][1]);
+        textok__cmp_buf(c, "x", TEXTOK__IN_F32, nc, 0);
+        textok__cmp_buf(c, "w", TEXTOK__IN_F32, (size_t)ln[i][1], 0);
+        textok__cmp_buf(c, "dout", TEXTOK__IN_F32, nc, 0);
+        textok__cmp_buf(c, "out", TEXTOK__OUT_F32, nc, 0);
+        textok__cmp_buf(c, "rstd", TEXTOK__OUT_F32, (size_t)ln[i][0], 0);
+        textok__cmp_buf(c, "dx", TEXTOK__OUT_F32, nc, 0);
+        textok__cmp_buf(c, "dw", TEXTOK__OUT_F32, (size_t)ln[i][1], 0);
+    }
+    for (i = 0; i < 4; i++) {   /* gelu erf/tanh and silu, small and threaded sizes */
+        int len = i < 2 ? 1001 : 70001, approx = i & 1;
+        c = textok__cmp_new(cs, &n, "gelu", TEXTOK__TOL_SAME, textok__cmp_run_gelu);
+        c->dims[0] = len; c->dims[1] = approx;
+        snprintf(c->shape, sizeof c->shape, "n%d %s", len, approx ? "tanh" : "erf");
+        textok__cmp_buf(c, "x", TEXTOK__IN_F32, (size_t)len, 0);
+        textok__cmp_buf(c, "dout", TEXTOK__IN_F32, (size_t)len, 0);
+        textok__cmp_buf(c, "out", TEXTOK__OUT_F32, (size_t)len, 0);
+        textok__cmp_buf(c, "dx", TEXTOK__OUT_F32, (size_t)len, 0);
+        if (approx) continue;
+        c = textok__cmp_new(cs, &n, "silu", TEXTOK__TOL_SAME, textok__cmp_run_silu);
+        c->dims[0] = len;
+        snprintf(c->shape, sizeof c->shape, "n%d", len);
+        textok__cmp_buf(c, "x", TEXTOK__IN_F32, (size_t)len, 0);
+        textok__cmp_buf(c, "dout", TEXTOK__IN_F32, (size_t)len, 0);
+        textok__cmp_buf(c, "out", TEXTOK__OUT_F32, (size_t)len, 0);
+        textok__cmp_buf(c, "dx", TEXTOK__OUT_F32, (size_t)len, 0);
+
+        c = textok__cmp_new(cs, &n, "add", TEXTOK__TOL_SAME, textok__cmp_run_add);
+        c->dims[0] = len;
+        snprintf(c->shape, sizeof c->shape, "n%d", len);
+        textok__cmp_buf(c, "a", TEXTOK__IN_F32, (size_t)len, 0);
+        textok__cmp_buf(c, "b", TEXTOK__IN_F32, (size_t)len, 0);
+        textok__cmp_buf(c, "dout", TEXTOK__IN_F32, (size_t)len, 0);
+        textok__cmp_buf(c, "out", TEXTOK__OUT_F32, (size_t)len, 0);
+        textok__cmp_buf(c, "da", TEXTOK__OUT_F32, (size_t)len, 0);
+        textok__cmp_buf(c, "db", TEXTOK__OUT_F32, (size_t)len, 0);
+    }
+    for (i = 0; i < 3; i++) {
+        static const int sm[][2] = { { 5, 7 }, { 129, 257 }, { 3, 4097 } };
+        size_t nc = (size_t)sm[i][0] * sm[i][1];
+        c = textok__cmp_new(cs, &n, "softmax", TEXTOK__TOL_SAME, textok__cmp_run_softmax);
+        c->dims[0] = sm[i][0]; c->dims[1] = sm[i][1];
+        snprintf(c->shape, sizeof c->shape, "rows%d cols%d", sm[i][0], sm[i][1]);
+        textok__cmp_buf(c, "x", TEXTOK__IN_F32, nc, 0);
+        textok__cmp_buf(c, "dout", TEXTOK__IN_F32, nc, 0);
+        textok__cmp_buf(c, "out", TEXTOK__OUT_F32, nc, 0);
+        textok__cmp_buf(c, "dx", TEXTOK__OUT_F32, nc, 0);
+    }
+    for (i = 0; i < 3; i++) {
+        const int *s = at[i];
+        size_t nq = (size_t)s[0] * s[1] * s[3], nk = (size_t)s[0] * s[2] * s[3], nb = (size_t)s[4] * s[1] * s[2];
+        textok_attention_dims d;
+        d.B = s[0]; d.Tq = s[1]; d.Tk = s[2]; d.C = s[3]; d.H = s[4];
+        c = textok__cmp_new(cs, &n, "attention", TEXTOK__TOL_GEMM, textok__cmp_run_attention);
+        memcpy(c->dims, s, sizeof at[0]);
+        snprintf(c->shape, sizeof c->shape, "B%d Tq%d Tk%d C%d H%d%s%s", s[0], s[1], s[2], s[3], s[4],
+                 s[5] ? " bias" : "", s[6] ? " mask" : "");
+        textok__cmp_buf(c, "q", TEXTOK__IN_F32, nq, 0);
+        textok__cmp_buf(c, "key", TEXTOK__IN_F32, nk, 0);
+        textok__cmp_buf(c, "v", TEXTOK__IN_F32, nk, 0);
+        textok__cmp_buf(c, "bias", TEXTOK__IN_F32, nb, 0);
+        textok__cmp_buf(c, "mask", TEXTOK__IN_MASK, (size_t)s[0] * s[2], s[2]);
+        textok__cmp_buf(c, "dout", TEXTOK__IN_F32, nq, 0);
+        textok__cmp_buf(c, "out", TEXTOK__OUT_F32, nq, 0);
+        textok__cmp_buf(c, "lse", TEXTOK__OUT_F32, (size_t)s[0] * s[4] * s[1], 0);
+        textok__cmp_buf(c, "dq", TEXTOK__OUT_F32, nq, 0);
+        textok__cmp_buf(c, "dkey", TEXTOK__OUT_F32, nk, 0);
+        textok__cmp_buf(c, "dv", TEXTOK__OUT_F32, nk, 0);
+        textok__cmp_buf(c, "dbias", TEXTOK__OUT_F32, nb, 0);
+        textok__cmp_buf(c, "work", TEXTOK__SCRATCH, textok_attention_work_floats(&d), 0);
+    }
+    for (i = 0; i < 2; i++) {
+        static const int mo[][3] = { { 2, 5, 8 }, { 3, 129, 65 } };
+        size_t nx = (size_t)mo[i][0] * mo[i][1] * mo[i][2], nbc = (size_t)mo[i][0] * mo[i][2];
+        c = textok__cmp_new(cs, &n, "modulate", TEXTOK__TOL_SAME, textok__cmp_run_modulate);
+        memcpy(c->dims, mo[i], sizeof mo[0]);
+        snprintf(c->shape, sizeof c->shape, "B%d T%d C%d", mo[i][0], mo[i][1], mo[i][2]);
+        textok__cmp_buf(c, "x", TEXTOK__IN_F32, nx, 0);
+        textok__cmp_buf(c, "shift", TEXTOK__IN_F32, nbc, 0);
+        textok__cmp_buf(c, "scale", TEXTOK__IN_F32, nbc, 0);
+        textok__cmp_buf(c, "dout", TEXTOK__IN_F32, nx, 0);
+        textok__cmp_buf(c, "out", TEXTOK__OUT_F32, nx, 0);
+        textok__cmp_buf(c, "dx", TEXTOK__OUT_F32, nx, 0);
+        textok__cmp_buf(c, "dshift", TEXTOK__OUT_F32, nbc, 0);
+        textok__cmp_buf(c, "dscale", TEXTOK__OUT_F32, nbc, 0);
+
+        c = textok__cmp_new(cs, &n, "gate", TEXTOK__TOL_SAME, textok__cmp_run_gate);
+        memcpy(c->dims, mo[i], sizeof mo[0]);
+        snprintf(c->shape, sizeof c->shape, "B%d T%d C%d", mo[i][0], mo[i][1], mo[i][2]);
+        textok__cmp_buf(c, "resid", TEXTOK__IN_F32, nx, 0);
+        textok__cmp_buf(c, "x", TEXTOK__IN_F32, nx, 0);
+        textok__cmp_buf(c, "gate", TEXTOK__IN_F32, nbc, 0);
+        textok__cmp_buf(c, "dout", TEXTOK__IN_F32, nx, 0);
+        textok__cmp_buf(c, "out", TEXTOK__OUT_F32, nx, 0);
+        textok__cmp_buf(c, "dresid", TEXTOK__OUT_F32, nx, 0);
+        textok__cmp_buf(c, "dx", TEXTOK__OUT_F32, nx, 0);
+        textok__cmp_buf(c, "dgate", TEXTOK__OUT_F32, nbc, 0);
+    }
+    for (i = 0; i < 4; i++) {
+        const int *s = cv[i];
+        textok_conv2d_dims d;
+        size_t nx, nw, no;
+        c = textok__cmp_new(cs, &n, "conv2d", TEXTOK__TOL_GEMM, textok__cmp_run_conv2d);
+        memcpy(c->dims, s, sizeof cv[0]);
+        d = textok__cmp_conv_dims(c);
+        nx = (size_t)d.B * d.C * d.H * d.W;
+        nw = (size_t)d.OC * d.C * d.KH * d.KW;
+        no = (size_t)d.B * d.OC * textok_conv2d_out_h(&d) * textok_conv2d_out_w(&d);
+        snprintf(c->shape, sizeof c->shape, "B%d C%d %dx%d OC%d k%dx%d s%d p%d", s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8]);
+        textok__cmp_buf(c, "x", TEXTOK__IN_F32, nx, 0);
+        textok__cmp_buf(c, "w", TEXTOK__IN_F32, nw, 0);
+        textok__cmp_buf(c, "bias", TEXTOK__IN_F32, (size_t)d.OC, 0);
+        textok__cmp_buf(c, "dout", TEXTOK__IN_F32, no, 0);
+        textok__cmp_buf(c, "out", TEXTOK__OUT_F32, no, 0);
+        textok__cmp_buf(c, "dx", TEXTOK__OUT_F32, nx, 0);
+        textok__cmp_buf(c, "dw", TEXTOK__OUT_F32, nw, 0);
+        textok__cmp_buf(c, "dbias", TEXTOK__OUT_F32, (size_t)d.OC, 0);
+        textok__cmp_buf(c, "work", TEXTOK__SCRATCH, textok_conv2d_work_floats(&d), 0);
+    }
+    for (i = 0; i < 2; i++) {
+        const int *s = gn[i];
+        size_t nx = (size_t)s[0] * s[1] * s[2], ng = (size_t)s[0] * s[3];
+        c = textok__cmp_new(cs, &n, "groupnorm", TEXTOK__TOL_SAME, textok__cmp_run_groupnorm);
+        memcpy(c->dims, s, sizeof gn[0]);
+        c->fdim = 1e-6f;
+        snprintf(c->shape, sizeof c->shape, "B%d C%d HW%d G%d", s[0], s[1], s[2], s[3]);
+        textok__cmp_buf(c, "x", TEXTOK__IN_F32, nx, 0);
+        textok__cmp_buf(c, "w", TEXTOK__IN_F32, (size_t)s[1], 0);
+        textok__cmp_buf(c, "bias", TEXTOK__IN_F32, (size_t)s[1], 0);
+        textok__cmp_buf(c, "dout", TEXTOK__IN_F32, nx, 0);
+        textok__cmp_buf(c, "out", TEXTOK__OUT_F32, nx, 0);
+        textok__cmp_buf(c, "mean", TEXTOK__OUT_F32, ng, 0);
+        textok__cmp_buf(c, "rstd", TEXTOK__OUT_F32, ng, 0);
+        textok__cmp_buf(c, "dx", TEXTOK__OUT_F32, nx, 0);
+        textok__cmp_buf(c, "dw", TEXTOK__OUT_F32, (size_t)s[1], 0);
+        textok__cmp_buf(c, "dbias", TEXTOK__OUT_F32, (size_t)s[1], 0);
+    }
+    for (i = 0; i < 2; i++) {
+        static const int up[][4] = { { 6, 4, 5, 2 }, { 2, 3, 3, 3 } };
+        size_t nx = (size_t)up[i][0] * up[i][1] * up[i][2], no = nx * up[i][3] * up[i][3];
+        c = textok__cmp_new(cs, &n, "upsample", TEXTOK__TOL_SAME, textok__cmp_run_upsample);
+        memcpy(c->dims, up[i], sizeof up[0]);
+        snprintf(c->shape, sizeof c->shape, "BC%d %dx%d x%d", up[i][0], up[i][1], up[i][2], up[i][3]);
+        textok__cmp_buf(c, "x", TEXTOK__IN_F32, nx, 0);
+        textok__cmp_buf(c, "dout", TEXTOK__IN_F32, no, 0);
+        textok__cmp_buf(c, "out", TEXTOK__OUT_F32, no, 0);
+        textok__cmp_buf(c, "dx", TEXTOK__OUT_F32, nx, 0);
+    }
+    for (i = 0; i < 3; i++) {
+        const int *s = cb[i];
+        /* dist is |z|^2 + |e|^2 - 2 z.e in float: cancellation makes its relative error ~1e-6 */
+        c = textok__cmp_new(cs, &n, "codebook_search", 1e-9, textok__cmp_run_codebook);
+        memcpy(c->dims, s, sizeof cb[0]);
+        snprintf(c->shape, sizeof c->shape, "N%d K%d D%d", s[0], s[1], s[2]);
+        textok__cmp_buf(c, "z", TEXTOK__IN_F32, (size_t)s[0] * s[2], 0);
+        textok__cmp_buf(c, "codebook", TEXTOK__IN_F32, (size_t)s[1] * s[2], 0);
+        textok__cmp_buf(c, "idx", TEXTOK__OUT_IDX, (size_t)s[0], 0);
+        textok__cmp_buf(c, "dist", TEXTOK__OUT_F32, (size_t)s[0], 0);
+        textok__cmp_buf(c, "work", TEXTOK__SCRATCH, textok_codebook_work_floats(s[0], s[1], s[2]), 0);
+    }
+    for (i = 0; i < 2; i++) {
+        static const int ce[][2] = { { 8, 10 }, { 67, 1001 } };
+        size_t nl = (size_t)ce[i][0] * ce[i][1];
+        c = textok__cmp_new(cs, &n, "cross_entropy", TEXTOK__TOL_SAME, textok__cmp_run_cross_entropy);
+        c->dims[0] = ce[i][0]; c->dims[1] = ce[i][1];
+        c->fdim = i ? 0.1f : 0.0f;
+        snprintf(c->shape, sizeof c->shape, "N%d V%d ls%.1f", ce[i][0], ce[i][1], (double)c->fdim);
+        textok__cmp_buf(c, "logits", TEXTOK__IN_F32, nl, 0);
+        textok__cmp_buf(c, "targets", TEXTOK__IN_I32, (size_t)ce[i][0], ce[i][1]);
+        textok__cmp_buf(c, "dlosses", TEXTOK__IN_F32, (size_t)ce[i][0], 0);
+        textok__cmp_buf(c, "losses", TEXTOK__OUT_F32, (size_t)ce[i][0], 0);
+        textok__cmp_buf(c, "probs", TEXTOK__OUT_F32, nl, 0);
+        textok__cmp_buf(c, "dlogits", TEXTOK__OUT_F32, nl, 0);
+    }
+    for (i = 0; i < 2; i++) {
+        int len = i ? 70001 : 1001;
+        c = textok__cmp_new(cs, &n, "adamw", TEXTOK__TOL_SAME, textok__cmp_run_adamw);
+        c->dims[0] = len; c->dims[1] = 3;
+        snprintf(c->shape, sizeof c->shape, "n%d steps3", len);
+        textok__cmp_buf(c, "grads", TEXTOK__IN_F32, (size_t)len, 0);
+        textok__cmp_buf(c, "params", TEXTOK__OUT_F32, (size_t)len, 0);
+        textok__cmp_buf(c, "m", TEXTOK__OUT_F32, (size_t)len, 0);
+        textok__cmp_buf(c, "v", TEXTOK__OUT_F32, (size_t)len, 1);   /* second moments are >= 0 */
+    }
+    return n;
+}
+#define TEXTOK__CMP_MAXCASES 64
+
+static size_t textok__cmp_elsize(int kind)
+{
+    return kind == TEXTOK__IN_MASK ? 1 : 4;
+}
+
+/* Allocate, fill canaries, upload; returns the interior pointer or NULL. */
+static void *textok__cmp_upload(const textok_kernels *k, const void *host, size_t bytes, unsigned char *stage)
+{
+    unsigned char *dev = (unsigned char *)k->alloc(k, bytes + 2 * TEXTOK__CMP_CANARY);
+    if (!dev) return NULL;
+    memset(stage, TEXTOK__CMP_BYTE, TEXTOK__CMP_CANARY);
+    memcpy(stage + TEXTOK__CMP_CANARY, host, bytes);
+    memset(stage + TEXTOK__CMP_CANARY + bytes, TEXTOK__CMP_BYTE, TEXTOK__CMP_CANARY);
+    if (k->to_device(k, dev, stage, bytes + 2 * TEXTOK__CMP_CANARY) != TEXTOK_OK) { k->free(k, dev); return NULL; }
+    return dev + TEXTOK__CMP_CANARY;
+}
+
+/* Download into host; returns 1 if both canaries are intact, 0 if not, -1 if the copy failed. */
+static int textok__cmp_download(const textok_kernels *k, void *interior, void *host, size_t bytes, unsigned char *stage)
+{
+    size_t i;
+    unsigned char *dev = (unsigned char *)interior - TEXTOK__CMP_CANARY;
+    if (k->to_host(k, stage, dev, bytes + 2 * TEXTOK__CMP_CANARY) != TEXTOK_OK) return -1;
+    memcpy(host, stage + TEXTOK__CMP_CANARY, bytes);
+    for (i = 0; i < TEXTOK__CMP_CANARY; i++)
+        if (stage[i] != TEXTOK__CMP_BYTE || stage[TEXTOK__CMP_CANARY + bytes + i] != TEXTOK__CMP_BYTE) return 0;
+    return 1;
+}
+
+/* Run one case on one table: host[] holds inputs and initial outputs, results go to out[]. */
+static int textok__cmp_run_on(const textok_kernels *k, const textok__cmp_case *c, void **host, void **out,
+                              int *canary_ok, unsigned char *stage)
+{
+    void *dev[TEXTOK__CMP_MAXBUF];
+    int i, st = TEXTOK_OK, unsupported = 0;
+    memset(dev, 0, sizeof dev);
+    for (i = 0; i < c->n_buf; i++) {
+        dev[i] = textok__cmp_upload(k, host[i], c->count[i] * textok__cmp_elsize(c->kind[i]), stage);
+        if (!dev[i]) { st = textok__fail(TEXTOK_ERR_NOMEM, "kernels_compare: %s: allocating/uploading buffer '%s' on table '%s' failed", c->kernel, c->name[i], k->name); break; }
+    }
+    if (st == TEXTOK_OK) unsupported = c->run(k, c, dev);
+    for (i = 0; i < c->n_buf && dev[i]; i++) {
+        if (st == TEXTOK_OK && !unsupported) {
+            int r = textok__cmp_download(k, dev[i], out[i], c->count[i] * textok__cmp_elsize(c->kind[i]), stage);
+            if (r < 0) st = textok__fail(TEXTOK_ERR_IO, "kernels_compare: %s: downloading '%s' from table '%s' failed", c->kernel, c->name[i], k->name);
+            canary_ok[i] = r == 1;
+        }
+        k->free(k, (unsigned char *)dev[i] - TEXTOK__CMP_CANARY);
+    }
+    return st != TEXTOK_OK ? st : unsupported;
+}
+
+/* Codebook indices may differ only at near-ties: the distances of both picks, recomputed in
+   double from the inputs, must agree to 1e-5 relative. Returns the number of real mismatches. */
+static int textok__cmp_index_mismatches(const textok__cmp_case *c, void **host, const int32_t *ri, const int32_t *ti)
+{
+    const float *z = (const float *)host[0], *e = (const float *)host[1];
+    int N = c->dims[0], K = c->dims[1], D = c->dims[2], i, bad = 0, dd;
+    for (i = 0; i < N; i++) {
+        double dr = 0.0, dt = 0.0;
+        if (ri[i] == ti[i]) continue;
+        if (ti[i] < 0 || ti[i] >= K) { bad++; continue; }
+        for (dd = 0; dd < D; dd++) {
+            double a = z[(size_t)i * D + dd] - e[(size_t)ri[i] * D + dd], b = z[(size_t)i * D + dd] - e[(size_t)ti[i] * D + dd];
+            dr += a * a;
+            dt += b * b;
+        }
+        if (!(fabs(dt - dr) <= 1e-5 * (1.0 + dr))) bad++;
+    }
+    return bad;
+}
+
+static void textok__cmp_metrics(textok_compare_result *r, const float *ref, const float *test, size_t n)
+{
+    double se = 0.0, sr = 0.0;
+    size_t i;
+    r->max_abs = r->max_rel = 0.0;
+    for (i = 0; i < n; i++) {
+        double a = ref[i], b = test[i], d = fabs(a - b);
+        if (!isfinite(b) || !isfinite(a)) { r->why = isnan(b) || isnan(a) ? "NaN" : "Inf"; continue; }
+        if (d > r->max_abs) r->max_abs = d;
+        if (d / (fabs(a) + 1e-6) > r->max_rel) r->max_rel = d / (fabs(a) + 1e-6);
+        se += d * d;
+        sr += a * a;
+    }
+    r->nmse = sr > 0.0 ? se / sr : se;
+}
+
+TEXTOKDEF int textok_kernels_compare(const textok_kernels *ref, const textok_kernels *test,
+                                     uint64_t seed, textok_compare_report_fn report, void *user)
+{
+    textok__cmp_case *cs = (textok__cmp_case *)textok__calloc(TEXTOK__CMP_MAXCASES, sizeof *cs);
+    int n_cases, ci, fails = 0, st = TEXTOK_OK;
+    textok_rng rng;
+    if (!cs) return textok__fail(TEXTOK_ERR_NOMEM, "kernels_compare: out of memory");
+    if (!ref || !test || !ref->alloc || !test->alloc || !ref->free || !test->free || !ref->to_device ||
+        !test->to_device || !ref->to_host || !test->to_host) {
+        TEXTOK_FREE(cs);
+        return textok__fail(TEXTOK_ERR_ARG, "kernels_compare: both tables need alloc, free, to_device and to_host");
+    }
+    n_cases = textok__cmp_build(cs);
+    TEXTOK_ASSERT(n_cases <= TEXTOK__CMP_MAXCASES);
+    textok_rng_seed(&rng, seed);
+    for (ci = 0; ci < n_cases && st == TEXTOK_OK; ci++) {
+        const textok__cmp_case *c = &cs[ci];
+        void *host[TEXTOK__CMP_MAXBUF], *out_ref[TEXTOK__CMP_MAXBUF], *out_test[TEXTOK__CMP_MAXBUF];
+        int canary_ref[TEXTOK__CMP_MAXBUF], canary_test[TEXTOK__CMP_MAXBUF], i, r1, r2;
+        size_t maxbytes = 0;
+        unsigned char *stage;
+        memset(host, 0, sizeof host); memset(out_ref, 0, sizeof out_ref); memset(out_test, 0, sizeof out_test);
+        for (i = 0; i < c->n_buf; i++) {
+            size_t bytes = c->count[i] * textok__cmp_elsize(c->kind[i]), j;
+            host[i] = textok__malloc(bytes);
+            out_ref[i] = textok__malloc(bytes);
+            out_test[i] = textok__malloc(bytes);
+            if (!host[i] || !out_ref[i] || !out_test[i]) { st = textok__fail(TEXTOK_ERR_NOMEM, "kernels_compare: out of memory"); break; }
+            if (bytes > maxbytes) maxbytes = bytes;
+            if (c->kind[i] == TEXTOK__IN_I32) {
+                int32_t *t = (int32_t *)host[i];
+                for (j = 0; j < c->count[i]; j++)
+                    t[j] = (textok_rng_u32(&rng) % 8 == 0) ? -1 : (int32_t)(textok_rng_u32(&rng) % (uint32_t)c->range[i]);
+            } else if (c->kind[i] == TEXTOK__IN_MASK) {
+                unsigned char *m = (unsigned char *)host[i];
+                for (j = 0; j < c->count[i]; j++) m[j] = (unsigned char)(j % (size_t)c->range[i] == 0 || textok_rng_uniform(&rng) < 0.75f);
+            } else {
+                float *x = (float *)host[i];
+                textok_rng_fill_normal(&rng, x, c->count[i], 0.0f, 1.0f);
+                if (c->range[i] == 1) for (j = 0; j < c->count[i]; j++) x[j] = fabsf(x[j]);
+            }
+        }
+        stage = st == TEXTOK_OK ? (unsigned char *)textok__malloc(maxbytes + 2 * TEXTOK__CMP_CANARY) : NULL;
+        if (st == TEXTOK_OK && !stage) st = textok__fail(TEXTOK_ERR_NOMEM, "kernels_compare: out of memory");
+        if (st == TEXTOK_OK) {
+            r1 = textok__cmp_run_on(ref, c, host, out_ref, canary_ref, stage);
+            r2 = r1 == 0 ? textok__cmp_run_on(test, c, host, out_test, canary_test, stage) : r1;
+            if (r1 < 0) st = r1;
+            else if (r2 < 0) st = r2;
+            else if (r1 == 0 && r2 == 0) {
+                for (i = 0; i < c->n_buf; i++) {
+                    textok_compare_result res;
+                    if (c->kind[i] != TEXTOK__OUT_F32 && c->kind[i] != TEXTOK__OUT_IDX && c->kind[i] != TEXTOK__SCRATCH) continue;
+                    memset(&res, 0, sizeof res);
+                    res.kernel = c->kernel;
+                    res.output = c->name[i];
+                    res.why = "";
+                    res.tol_nmse = c->tol;
+                    snprintf(res.shape, sizeof res.shape, "%s", c->shape);
+                    if (c->kind[i] == TEXTOK__OUT_F32)
+                        textok__cmp_metrics(&res, (const float *)out_ref[i], (const float *)out_test[i], c->count[i]);
+                    else if (c->kind[i] == TEXTOK__OUT_IDX) {
+                        int bad = textok__cmp_index_mismatches(c, host, (const int32_t *)out_ref[i], (const int32_t *)out_test[i]);
+                        res.max_abs = bad;
+                        if (bad) res.why = "index";
+                    }
+                    if (!canary_test[i] || !canary_ref[i]) res.why = "canary";
+                    res.ok = !res.why[0] && (c->kind[i] != TEXTOK__OUT_F32 || res.nmse <= c->tol);
+                    if (!res.ok && !res.why[0]) res.why = "tolerance";
+                    if (!res.ok) fails++;
+                    if (c->kind[i] == TEXTOK__SCRATCH && res.ok) continue;   /* report scratch only on failure */
+                    if (report) report(&res, user);
+                }
+            }
+        }
+        TEXTOK_FREE(stage);
+        for (i = 0; i < c->n_buf; i++) { TEXTOK_FREE(host[i]); TEXTOK_FREE(out_ref[i]); TEXTOK_FREE(out_test[i]); }
+    }
+    TEXTOK_FREE(cs);
+    return st != TEXTOK_OK ? st : fails;
+}
+
 
 #endif /* TEXTOK_IMPLEMENTATION_DONE */
 #endif /* TEXTOK_IMPLEMENTATION */
+
+/*
+------------------------------------------------------------------------------
+This software is available under 2 licenses -- choose whichever you prefer.
+------------------------------------------------------------------------------
+ALTERNATIVE A - MIT License
+Copyright (c) 2026 the textok authors
+Permission is hereby granted, free of charge, to any person obtaining a copy of
+this software and associated documentation files (the "Software"), to deal in
+the Software without restriction, including without limitation the rights to
+use, copy, modify, merge, publish, distribute, sublicense, and/or sell copies
+of the Software, and to permit persons to whom the Software is furnished to do
+so, subject to the following conditions:
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
+------------------------------------------------------------------------------
+ALTERNATIVE B - Public Domain (www.unlicense.org)
+This is free and unencumbered software released into the public domain.
+Anyone is free to copy, modify, publish, use, compile, sell, or distribute this
+software, either in source code form or as a compiled binary, for any purpose,
+commercial or non-commercial, and by any means.
+In jurisdictions that recognize copyright laws, the author or authors of this
+software dedicate any and all copyright interest in the software to the public
+domain. We make this dedication for the benefit of the public at large and to
+the detriment of our heirs and successors. We intend this dedication to be an
+overt act of relinquishment in perpetuity of all present and future rights to
+this software under copyright law.
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER LIABILITY, WHETHER IN AN
+ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION
+WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.
+------------------------------------------------------------------------------
+*/

@@ -324,6 +324,60 @@ static void test_st_foreign(tt_stats *s)
     }
 }
 
+/* Header edge cases, each opened from memory with 16 zero bytes of data after the header. */
+static const struct { const char *json; int status; const char *expect; } JSON_CASES[] = {
+    { "{}", TEXTOK_OK, "" },
+    { " {\"w\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[0,4]}} \n\t ", TEXTOK_OK, "" },
+    { "{\"a\\/b\\\"c\\\\\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", TEXTOK_OK, "" },
+    { "{\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]},"
+      "\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", TEXTOK_OK, "" },
+    { "   ", TEXTOK_ERR_FORMAT, "not a JSON object" },
+    { "{\"a\\ud800\":{}}", TEXTOK_ERR_FORMAT, "unpaired UTF-16 surrogate" },
+    { "{\"a\\udc00b\":{}}", TEXTOK_ERR_FORMAT, "unpaired UTF-16 surrogate" },
+    { "{\"a\\ud800\\u0041\":{}}", TEXTOK_ERR_FORMAT, "unpaired UTF-16 surrogate" },
+    { "{\"\\u0000\":{}}", TEXTOK_ERR_FORMAT, "\\u0000 is not allowed" },
+    { "{\"\\u12g4\":{}}", TEXTOK_ERR_FORMAT, "bad \\u escape" },
+    { "{\"abc", TEXTOK_ERR_FORMAT, "unterminated string" },
+    { "{\"w\":5}", TEXTOK_ERR_FORMAT, "tensor 'w': expected an object" },
+    { "{\"w\":{\"dtype\":5}}", TEXTOK_ERR_FORMAT, "expected a string but found '5'" },
+    { "{\"w\":{\"dtype\":\"F32\",\"shape\":[01],\"data_offsets\":[0,4]}}", TEXTOK_ERR_FORMAT, "leading zeros" },
+    { "{\"w\":{\"dtype\":\"F32\",\"shape\":[1.0],\"data_offsets\":[0,4]}}", TEXTOK_ERR_FORMAT, "found a fraction" },
+    { "{\"w\":{\"dtype\":\"F32\",\"shape\":[true],\"data_offsets\":[0,4]}}", TEXTOK_ERR_FORMAT,
+      "expected a non-negative integer at header byte 29 ('true')" },
+    { "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4,8]}}", TEXTOK_ERR_FORMAT,
+      "data_offsets has more than 2 entries" },
+    { "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0]}}", TEXTOK_ERR_FORMAT, "found 1 entries" },
+    { "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},}", TEXTOK_ERR_FORMAT,
+      "expected a string but found '}'" },
+    { "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}", TEXTOK_ERR_FORMAT, "but the header ends" },
+    { "{\"__metadata__\":{\"a\":\"b\"},\"__metadata__\":{}}", TEXTOK_ERR_FORMAT, "duplicate key '__metadata__'" },
+    { "{\"__metadata__\":{\"a\":\"b\",\"a\":\"c\"}}", TEXTOK_ERR_FORMAT, "duplicate __metadata__ key 'a'" },
+    { "{\"__metadata__\":[]}", TEXTOK_ERR_FORMAT, "__metadata__ must be an object" },
+    { "{\"w\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904,2],\"data_offsets\":[0,4]}}", TEXTOK_ERR_FORMAT,
+      "needs more bytes than fit in size_t (overflow)" },
+    { "{\"a\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]},"
+      "\"b\":{\"dtype\":\"BF16\",\"shape\":[1],\"data_offsets\":[2,4]}}", TEXTOK_ERR_FORMAT, "overlap" },
+};
+
+static void test_st_json(tt_stats *s)
+{
+    size_t i, k, n = sizeof JSON_CASES / sizeof JSON_CASES[0];
+    for (i = 0; i < n; i++) {
+        unsigned char img[512];
+        size_t len = strlen(JSON_CASES[i].json);
+        textok_safetensors st;
+        int rc, ok;
+        for (k = 0; k < 8; k++) img[k] = (unsigned char)(len >> (8 * k));
+        memcpy(img + 8, JSON_CASES[i].json, len);
+        memset(img + 8 + len, 0, 16);
+        textok_clear_error();
+        rc = textok_st_open_memory(&st, img, 8 + len + 16, "edge");
+        ok = rc == JSON_CASES[i].status && (rc == TEXTOK_OK || contains(textok_last_error(), JSON_CASES[i].expect));
+        tt_check(s, ok, "io: header %-2zu -> %s%s", i, status_name(rc), rc ? err_of(rc) : " (valid)");
+        textok_st_close(&st);
+    }
+}
+
 static void test_st_errors(tt_stats *s)
 {
     char path[512], bad[600];
@@ -554,6 +608,7 @@ void test_io(tt_stats *s)
     test_st_roundtrip(s, TEXTOK_DTYPE_F32);
     test_st_roundtrip(s, TEXTOK_DTYPE_F16);
     test_st_foreign(s);
+    test_st_json(s);
     test_st_errors(s);
     test_npy(s);
     test_bad_files(s);
