@@ -1779,10 +1779,16 @@ TEXTOKDEF int textok_npy_write(const char *path, const float *data, int ndim, co
 static int textok__nt(const textok_kernels *k) { return k->n_threads > 0 ? k->n_threads : 1; }
 
 #ifndef TEXTOK_USE_BLAS
-#define TEXTOK__GEMM_MB 32   /* rows of C per task */
+#define TEXTOK__GEMM_MB 64   /* rows of C per task */
 #define TEXTOK__GEMM_NB 128  /* columns of C per task (tile width) */
 #define TEXTOK__GEMM_KB 128  /* depth of the packed B tile: KB*NB floats = 64 KiB on the stack */
+#define TEXTOK__GEMM_MR 4    /* micro-kernel: MR x NR block of C held in local accumulators */
+#define TEXTOK__GEMM_NR 16
 
+/* Tasks are (row block, column block) pairs of C. In each, op(B) is packed k-block by k-block
+   into a zero-padded tile, and 4 rows of alpha*op(A) into a small panel; the micro-kernel then
+   accumulates a 4 x 16 block of C in a local array with fixed trip counts, which compilers keep
+   in vector registers without any intrinsics. */
 static void textok__gemm_blocked(int ta, int tb, int M, int N, int K, float alpha,
                                  const float *A, int lda, const float *B, int ldb,
                                  float beta, float *C, int ldc, int n_threads)
@@ -1793,28 +1799,44 @@ static void textok__gemm_blocked(int ta, int tb, int M, int N, int K, float alph
     (void)n_threads;
 TEXTOK__OMP(omp parallel for schedule(dynamic, 1) num_threads(n_threads) if (ntasks > 1 && (double)M * N * K > 1e5))
     for (task = 0; task < ntasks; task++) {
-        float tile[TEXTOK__GEMM_KB * TEXTOK__GEMM_NB];   /* op(B)[k0:k1, j0:j1], row-major */
+        float tile[TEXTOK__GEMM_KB * TEXTOK__GEMM_NB];    /* op(B)[k0:k1, j0:j1], rows of NB */
+        float panel[TEXTOK__GEMM_KB * TEXTOK__GEMM_MR];   /* alpha*op(A)[i:i+MR, k0:k1], k-major */
         int i0 = (task / nblocks) * TEXTOK__GEMM_MB, j0 = (task % nblocks) * TEXTOK__GEMM_NB;
         int i1 = i0 + TEXTOK__GEMM_MB < M ? i0 + TEXTOK__GEMM_MB : M;
         int j1 = j0 + TEXTOK__GEMM_NB < N ? j0 + TEXTOK__GEMM_NB : N;
-        int nj = j1 - j0, i, j, p, k0;
+        int nj = j1 - j0, njr = (nj + TEXTOK__GEMM_NR - 1) / TEXTOK__GEMM_NR * TEXTOK__GEMM_NR;
+        int i, j, p, r, k0, jb;
         for (i = i0; i < i1; i++) {
             float *c = C + (size_t)i * ldc;
             for (j = j0; j < j1; j++) c[j] = beta == 0.0f ? 0.0f : beta * c[j];
         }
         for (k0 = 0; k0 < K; k0 += TEXTOK__GEMM_KB) {
-            int k1 = k0 + TEXTOK__GEMM_KB < K ? k0 + TEXTOK__GEMM_KB : K;
-            for (p = k0; p < k1; p++) {
-                float *t = tile + (size_t)(p - k0) * nj;
-                if (tb) for (j = 0; j < nj; j++) t[j] = B[(size_t)(j0 + j) * ldb + p];
-                else    memcpy(t, B + (size_t)p * ldb + j0, (size_t)nj * sizeof(float));
+            int kk = (K - k0 < TEXTOK__GEMM_KB ? K - k0 : TEXTOK__GEMM_KB);
+            for (p = 0; p < kk; p++) {
+                float *t = tile + (size_t)p * TEXTOK__GEMM_NB;
+                if (tb) for (j = 0; j < nj; j++) t[j] = B[(size_t)(j0 + j) * ldb + k0 + p];
+                else    memcpy(t, B + (size_t)(k0 + p) * ldb + j0, (size_t)nj * sizeof(float));
+                for (j = nj; j < njr; j++) t[j] = 0.0f;
             }
-            for (i = i0; i < i1; i++) {
-                float *c = C + (size_t)i * ldc + j0;
-                for (p = k0; p < k1; p++) {
-                    const float a = alpha * (ta ? A[(size_t)p * lda + i] : A[(size_t)i * lda + p]);
-                    const float *t = tile + (size_t)(p - k0) * nj;
-                    for (j = 0; j < nj; j++) c[j] += a * t[j];
+            for (i = i0; i < i1; i += TEXTOK__GEMM_MR) {
+                int mr = i1 - i < TEXTOK__GEMM_MR ? i1 - i : TEXTOK__GEMM_MR;
+                for (p = 0; p < kk; p++)
+                    for (r = 0; r < TEXTOK__GEMM_MR; r++)
+                        panel[p * TEXTOK__GEMM_MR + r] = r >= mr ? 0.0f
+                            : alpha * (ta ? A[(size_t)(k0 + p) * lda + i + r] : A[(size_t)(i + r) * lda + k0 + p]);
+                for (jb = 0; jb < nj; jb += TEXTOK__GEMM_NR) {
+                    float acc[TEXTOK__GEMM_MR][TEXTOK__GEMM_NR];
+                    int nr = nj - jb < TEXTOK__GEMM_NR ? nj - jb : TEXTOK__GEMM_NR;
+                    memset(acc, 0, sizeof acc);
+                    for (p = 0; p < kk; p++) {
+                        const float *t = tile + (size_t)p * TEXTOK__GEMM_NB + jb, *a = panel + p * TEXTOK__GEMM_MR;
+                        for (r = 0; r < TEXTOK__GEMM_MR; r++)
+                            for (j = 0; j < TEXTOK__GEMM_NR; j++) acc[r][j] += a[r] * t[j];
+                    }
+                    for (r = 0; r < mr; r++) {
+                        float *c = C + (size_t)(i + r) * ldc + j0 + jb;
+                        for (j = 0; j < nr; j++) c[j] += acc[r][j];
+                    }
                 }
             }
         }
