@@ -47,8 +47,10 @@
                              memory-based readers remain (implementing file only).
       TEXTOK_MALLOC(sz) / TEXTOK_REALLOC(p,sz) / TEXTOK_FREE(p)
                              define all three or none (implementing file only).
-      TEXTOK_ASSERT(x)       internal invariants only (programmer errors, never bad input);
-                             defaults to assert(x).
+      TEXTOK_ASSERT(x)       internal invariants only (a caller breaking a documented contract,
+                             never bad input or bad files); defaults to assert(x), which is off
+                             under NDEBUG. Define it as ((void)0) or your own handler to rule out
+                             abort() entirely.
 
    ERRORS
       Functions that can fail return an int status: TEXTOK_OK (0) or a negative TEXTOK_ERR_*
