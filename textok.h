@@ -1756,14 +1756,15 @@ TEXTOKDEF int textok_npy_write(const char *path, const float *data, int ndim, co
 #endif /* TEXTOK_NO_STDIO */
 
 /* ---------------------------------------------------------------------------------------------
-   4. GEMM. Every matrix product in the library goes through textok__gemm, which is
+   4. GEMM. Every matrix product of the fast kernels goes through textok__gemm,
       C (M,N) = alpha * op(A) (M,K) . op(B) (K,N) + beta * C,   all row-major with leading dims,
-   with op(X) = X or X^T (BLAS semantics, row-major). Two versions behind it:
-     - the reference is not here: it is matmul_forward_ref (the triple loop, summing in double).
-     - textok__gemm_blocked: cache-blocked, B packed into a tile, vectorisable inner loop; used when
+   with op(X) = X or X^T (BLAS semantics). Behind it, one of:
+     - textok__gemm_blocked: cache-blocked, op(B) packed into tiles, a 4x16 micro-kernel; used when
                              the library is built without BLAS. Threads over blocks of C, so each
                              element of C is summed by one thread in a fixed order (deterministic).
      - cblas_sgemm:          under TEXTOK_USE_BLAS.
+   The reference kernels (suffix _ref, section 5) do not use it: they are plain loops summing in
+   double, which is what both of the above are checked against.
    beta == 0 never reads C (it may hold garbage or NaN), as in BLAS. */
 
 /* OpenMP through _Pragma, so that a build without OpenMP sees no pragma at all (no
