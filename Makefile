@@ -53,9 +53,14 @@ ifeq ($(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null && echo y),y)
 endif
 
 HDR        := textok.h
-TEST_SRC   := tests/test_main.c tests/check.c tests/test_kernels.c tests/test_io.c tests/textok_impl.c
+TEST_SRC   := tests/test_main.c tests/check.c tests/test_kernels.c tests/test_io.c tests/test_titok.c \
+              tests/textok_impl.c
 TEST_HDR   := tests/check.h
-PROGRAMS   := $(BUILD)/selfcheck $(BUILD)/bench $(BUILD)/test_runner
+TOOLS      := $(BUILD)/convert $(BUILD)/tokenize $(BUILD)/reconstruct $(BUILD)/npycmp
+PROGRAMS   := $(BUILD)/selfcheck $(BUILD)/bench $(BUILD)/test_runner $(TOOLS)
+# stb_image / stb_image_write (Debian libstb-dev): examples only, never the library. -isystem
+# keeps stb's own code out of our warning flags.
+STB_CFLAGS := -isystem /usr/include/stb
 CLANG      := $(shell command -v clang 2>/dev/null)
 
 .PHONY: all test check asan bench compile-checks install uninstall clean
@@ -68,6 +73,19 @@ $(BUILD)/selfcheck: examples/selfcheck.c $(HDR)
 $(BUILD)/bench: examples/bench.c $(HDR)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(TEXTOK_CFLAGS) $< -o $@ $(LDFLAGS) $(TEXTOK_LIBS)
+
+$(BUILD)/convert: tools/convert.c $(HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(TEXTOK_CFLAGS) $< -o $@ $(LDFLAGS) $(TEXTOK_LIBS)
+
+$(BUILD)/npycmp: tools/npycmp.c $(HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(TEXTOK_CFLAGS) $< -o $@ $(LDFLAGS) $(TEXTOK_LIBS)
+
+$(BUILD)/tokenize $(BUILD)/reconstruct: $(BUILD)/%: examples/%.c examples/common.h $(HDR)
+	@mkdir -p $(@D)
+	@test -f /usr/include/stb/stb_image.h || { echo "textok: examples need stb_image: apt-get install libstb-dev"; exit 1; }
+	$(CC) $(CFLAGS) $(TEXTOK_CFLAGS) $(STB_CFLAGS) $< -o $@ $(LDFLAGS) $(TEXTOK_LIBS)
 
 $(BUILD)/test_runner: $(TEST_SRC) $(TEST_HDR) $(HDR)
 	@mkdir -p $(@D)
@@ -99,8 +117,10 @@ $(BUILD)/plain/test_runner: $(TEST_SRC) $(TEST_HDR) $(HDR)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -std=c99 $(WARN) -I. -Itests $(TEST_SRC) -o $@ $(LDFLAGS) -lm
 
-test check: compile-checks $(BUILD)/test_runner $(BUILD)/plain/test_runner $(BUILD)/selfcheck
+test check: compile-checks $(BUILD)/test_runner $(BUILD)/plain/test_runner $(BUILD)/selfcheck $(TOOLS)
 	$(BUILD)/selfcheck
+	@echo "== command-line tools: convert, tokenize, reconstruct =="
+	tests/test_cli.sh $(BUILD)
 	@echo "== portable build (BLAS=none OPENMP=0) =="
 	$(BUILD)/plain/test_runner
 	@echo "== default build =="

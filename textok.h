@@ -284,6 +284,40 @@ struct textok_kernels {
     /* one AdamW step (step counts from 1) on n parameters with moments m, v */
     void (*adamw_update)(const textok_kernels *k, float *params, const float *grads, float *m,
                          float *v, size_t n, const textok_adamw_params *hp, int step);
+
+    /* ----- added for the TiTok models (data movement and small pointwise ops) ----- */
+    /* tanh (TiTok's legacy decoder head); backward uses the saved output: dx += dy (1 - y^2) */
+    void (*tanh_forward)(const textok_kernels *k, float *out, const float *inp, size_t n);
+    void (*tanh_backward)(const textok_kernels *k, float *dinp, const float *dout, const float *out,
+                          size_t n);
+    /* batched transpose: inp (B,R,C) -> out (B,C,R), e.g. NCHW <-> (B,T,C) tokens */
+    void (*transpose_forward)(const textok_kernels *k, float *out, const float *inp, int B, int R, int C);
+    void (*transpose_backward)(const textok_kernels *k, float *dinp, const float *dout, int B, int R, int C);
+    /* row L2 normalisation as F.normalize: out = x / max(|x|_2, eps); inp (N,C) */
+    void (*l2norm_forward)(const textok_kernels *k, float *out, const float *inp, int N, int C, float eps);
+    void (*l2norm_backward)(const textok_kernels *k, float *dinp, const float *dout, const float *inp,
+                            int N, int C, float eps);
+    /* embedding lookup: out (N,D) = table[ids[i]] with table (V,D); ids are in [0,V) (callers
+       check ids coming from users before they reach a kernel); backward scatter-adds into dtable */
+    void (*embedding_forward)(const textok_kernels *k, float *out, const float *table,
+                              const int32_t *ids, int N, int D);
+    void (*embedding_backward)(const textok_kernels *k, float *dtable, const float *dout,
+                               const int32_t *ids, int N, int D);
+    /* unpatchify: inp (B, (H/p)*(W/p), p*p*C), patch-row-major, channel index (p1*p + p2)*C + c
+       -> image out (B,C,H,W): einops "b (h w) (p1 p2 c) -> b c (h p1) (w p2)" as in TiTok's
+       non-legacy head and DiT's final layer. backward (patchify) accumulates into dinp. */
+    void (*unpatchify_forward)(const textok_kernels *k, float *out, const float *inp,
+                               int B, int C, int H, int W, int p);
+    void (*unpatchify_backward)(const textok_kernels *k, float *dinp, const float *dout,
+                                int B, int C, int H, int W, int p);
+    /* diagonal Gaussian (VAE) sample: z = mean + exp(0.5 lv) * noise, lv = clamp(logvar, -30, 20);
+       mean, logvar, noise, z (n). backward: dmean += dz; dlogvar += dz noise 0.5 exp(0.5 lv)
+       where logvar is inside the clamp range, 0 outside (as torch.clamp's gradient). */
+    void (*gaussian_sample_forward)(const textok_kernels *k, float *z, const float *mean,
+                                    const float *logvar, const float *noise, size_t n);
+    void (*gaussian_sample_backward)(const textok_kernels *k, float *dmean, float *dlogvar,
+                                     const float *dz, const float *logvar, const float *noise,
+                                     size_t n);
 };
 
 /* Work-buffer sizes (in floats) shared by every backend */
@@ -386,6 +420,105 @@ TEXTOKDEF void textok_free(void *p);
 TEXTOKDEF float    textok_f16_to_f32(uint16_t h);
 TEXTOKDEF uint16_t textok_f32_to_f16(float f);
 TEXTOKDEF float    textok_bf16_to_f32(uint16_t h);
+
+/* ---------------------------------------------------------------------------------------------
+   Models: common parameters */
+typedef struct textok_params {
+    int   n_threads;                 /* 0 = textok_default_threads() */
+    int   max_batch;                 /* images per internal pass (default 1): the activation arena
+                                        is sized for it once; larger calls run in chunks of it */
+    const textok_kernels *kernels;   /* NULL = textok_cpu_kernels(n_threads); copied at load */
+} textok_params;
+TEXTOKDEF textok_params textok_default_params(void);
+
+/* One expected tensor of a model file: what loaders and tools/convert check names and shapes
+   against. */
+typedef struct textok_tensor_spec {
+    char    name[96];
+    int     ndim;
+    int64_t shape[4];
+} textok_tensor_spec;
+
+/* ---------------------------------------------------------------------------------------------
+   TiTok (Yu et al. 2024, bytedance/1d-tokenizer): a ViT encoder reads [cls, patches, K latent
+   tokens] and keeps the latents; a quantiser (VQ, or a diagonal Gaussian for the VAE family)
+   turns them into K ids or K continuous vectors; a ViT decoder reads [cls, mask tokens, latents]
+   and keeps the mask positions, which become the image either through a direct pixel head or
+   (legacy L-32/B-64/S-128) through proxy-code logits, a soft lookup in a 1024-entry codebook and
+   the MaskGIT-VQGAN convolutional decoder.
+
+   File layout ("textok layout"): safetensors whose tensor names and shapes are exactly the
+   official PyTorch state_dict names (architecture.md 1.8), F32 (F16/BF16 also accepted), with
+   the configuration below in __metadata__ as decimal strings under the field names, plus
+   "textok.model" = "titok", quantize_mode = "vq"|"vae", pixel_channel_mult = "1,1,2,2,4". */
+enum { TEXTOK_QUANT_VQ = 0, TEXTOK_QUANT_VAE = 1 };
+#define TEXTOK_MAX_LEVELS 8
+typedef struct textok_titok_config {
+    int image_size;            /* 256: square input and output images */
+    int patch_size;            /* 16 */
+    int num_latent_tokens;     /* K: 32, 64, 128, ... */
+    int token_size;            /* C: 12 (L/B/S), 64 (vq8k), 16 (vae c16) */
+    int enc_width, enc_layers, enc_heads, enc_mlp;   /* D_e, N_e, H_e, MLP hidden (4 D_e) */
+    int dec_width, dec_layers, dec_heads, dec_mlp;
+    int quantize_mode;         /* TEXTOK_QUANT_VQ or TEXTOK_QUANT_VAE */
+    int codebook_size;         /* V (vq); 0 for vae */
+    int use_l2_norm;           /* vq: F.normalize z and the codebook before the search */
+    int is_legacy;             /* legacy encoder reshape + proxy-code head + pixel decoder */
+    /* MaskGIT-VQGAN pixel decoder, legacy only (else zeros) */
+    int pixel_codebook_size;   /* 1024 proxy codes */
+    int pixel_z_channels;      /* 256: code dimension */
+    int pixel_hidden;          /* 128 */
+    int pixel_num_levels;      /* 5 resolutions: the grid is upsampled by 2^(levels-1) */
+    int pixel_channel_mult[TEXTOK_MAX_LEVELS];   /* 1,1,2,2,4 */
+    int pixel_res_blocks;      /* 2 */
+    int pixel_groups;          /* 32 GroupNorm groups */
+} textok_titok_config;
+
+typedef struct textok_titok textok_titok;   /* opaque: params, activations, kernel table */
+
+/* Checks a config for consistency (divisibility, ranges); the message names the field. */
+TEXTOKDEF int  textok_titok_config_check(const textok_titok_config *cfg);
+/* Reads the config from a textok-layout file's __metadata__. */
+TEXTOKDEF int  textok_titok_config_from_meta(textok_titok_config *cfg, const textok_safetensors *st);
+/* Writes the config as metadata: key/value strings into kv (2*max_pairs pointers) backed by
+   buf; returns the number of pairs, or a negative status when buf or max_pairs is too small. */
+TEXTOKDEF int  textok_titok_config_to_meta(const textok_titok_config *cfg, const char **kv,
+                                           int max_pairs, char *buf, size_t buf_size);
+/* Every tensor a file with this config must hold, in state_dict order. Returns the count
+   (fills min(count, max_specs) entries; call with max_specs = 0 to size the array). */
+TEXTOKDEF int  textok_titok_tensor_specs(const textok_titok_config *cfg, textok_tensor_spec *specs,
+                                         int max_specs);
+
+TEXTOKDEF int  textok_titok_load(textok_titok **model, const char *path, const textok_params *p);
+TEXTOKDEF int  textok_titok_load_st(textok_titok **model, const textok_safetensors *st,
+                                    const textok_params *p);
+TEXTOKDEF void textok_titok_free(textok_titok *m);
+TEXTOKDEF const textok_titok_config *textok_titok_get_config(const textok_titok *m);
+TEXTOKDEF size_t textok_titok_num_params(const textok_titok *m);
+
+/* Encode B images (B,3,S,S), float RGB in [0,1] (uint8/255; no mean/std normalisation), host
+   memory. Any output pointer may be NULL:
+     tokens    (B,K) int32 ids (vq only)
+     latents   (B,C,1,K): vq - the codebook vectors the decoder would see (re-normalised when
+               use_l2_norm); vae - the posterior mean, or a sample mean + std*N(0,1) drawn
+               from rng when rng != NULL
+     pre_quant (B,Cq,1,K): the encoder output before quantisation (vae: Cq = 2C, mean then
+               logvar), in the official (B, C, 1, K) memory layout.
+   Returns TEXTOK_OK or a negative status (textok_last_error() says why). */
+TEXTOKDEF int  textok_titok_encode(textok_titok *m, const float *images, int B, int32_t *tokens,
+                                   float *latents, float *pre_quant, textok_rng *rng);
+/* Decode (B,K) ids (vq; each must be < V) or (B,C,1,K) latents into images (B,3,S,S). The output
+   is NOT clamped (as TiTok.decode): callers clamp to [0,1] for display. */
+TEXTOKDEF int  textok_titok_decode_tokens(textok_titok *m, const int32_t *tokens, int B, float *images);
+TEXTOKDEF int  textok_titok_decode_latents(textok_titok *m, const float *latents, int B, float *images);
+
+/* Time spent in the last encode/decode call, split by stage (seconds), and the FLOPs it did:
+   for benchmarks. */
+typedef struct textok_titok_timing {
+    double encoder_s, quantize_s, decoder_s, pixel_decoder_s;
+    double encoder_flops, decoder_flops, pixel_decoder_flops;
+} textok_titok_timing;
+TEXTOKDEF textok_titok_timing textok_titok_last_timing(const textok_titok *m);
 
 #ifdef __cplusplus
 }
