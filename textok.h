@@ -175,6 +175,7 @@ struct textok_kernels {
     void  (*free)(const textok_kernels *k, void *ptr);
     int   (*to_device)(const textok_kernels *k, void *dst, const void *host_src, size_t bytes);
     int   (*to_host)(const textok_kernels *k, void *host_dst, const void *src, size_t bytes);
+    int   (*copy)(const textok_kernels *k, void *dst, const void *src, size_t bytes);  /* device to device */
 
     /* matmul: see textok_matmul_dims. bias may be NULL. */
     void (*matmul_forward)(const textok_kernels *k, float *out, const float *a, const float *b,
@@ -489,9 +490,12 @@ TEXTOKDEF int  textok_titok_config_to_meta(const textok_titok_config *cfg, const
 TEXTOKDEF int  textok_titok_tensor_specs(const textok_titok_config *cfg, textok_tensor_spec *specs,
                                          int max_specs);
 
+/* Load a textok-layout file (config from its metadata). load_st takes an open file and, when
+   cfg != NULL, that config instead of the metadata: official-named files without metadata can be
+   loaded directly that way. p may be NULL (defaults). */
 TEXTOKDEF int  textok_titok_load(textok_titok **model, const char *path, const textok_params *p);
 TEXTOKDEF int  textok_titok_load_st(textok_titok **model, const textok_safetensors *st,
-                                    const textok_params *p);
+                                    const textok_titok_config *cfg, const textok_params *p);
 TEXTOKDEF void textok_titok_free(textok_titok *m);
 TEXTOKDEF const textok_titok_config *textok_titok_get_config(const textok_titok *m);
 TEXTOKDEF size_t textok_titok_num_params(const textok_titok *m);
@@ -539,6 +543,7 @@ TEXTOKDEF textok_titok_timing textok_titok_last_timing(const textok_titok *m);
 #include <stdarg.h>
 #include <stdio.h>   /* vsnprintf is needed for messages even under TEXTOK_NO_STDIO */
 #include <stdlib.h>
+#include <time.h>    /* clock(): the timer when OpenMP (omp_get_wtime) is absent */
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -3038,6 +3043,189 @@ TEXTOK__PARALLEL_FOR(k, n > 65536)
     }
 }
 
+/* ----- tanh, transpose, L2 normalisation, embedding, unpatchify, Gaussian sample ------------ */
+/* Small ops the TiTok models need between the big ones. Each is memory-bound, so the naive loop
+   is also the fast one: one function serves both tables. */
+
+/* tanh; backward from the saved output: d tanh(x)/dx = 1 - y^2 */
+static void textok__tanh_forward(const textok_kernels *k, float *out, const float *inp, size_t n)
+{
+    long i, nn = (long)n;
+TEXTOK__PARALLEL_FOR(k, n > 65536)
+    for (i = 0; i < nn; i++) out[i] = tanhf(inp[i]);
+}
+
+static void textok__tanh_backward(const textok_kernels *k, float *dinp, const float *dout,
+                                  const float *out, size_t n)
+{
+    long i, nn = (long)n;
+TEXTOK__PARALLEL_FOR(k, n > 65536)
+    for (i = 0; i < nn; i++) dinp[i] += dout[i] * (1.0f - out[i] * out[i]);
+}
+
+/* out[b][c][r] = inp[b][r][c], in 32x32 tiles so that both sides stay in cache. The backward
+   of a transpose is the transpose back, accumulated. */
+#define TEXTOK__TR_TILE 32
+static void textok__transpose_tiles(const textok_kernels *k, float *out, const float *inp,
+                                    int B, int R, int C, int accumulate)
+{
+    int tiles_r = (R + TEXTOK__TR_TILE - 1) / TEXTOK__TR_TILE;
+    int tiles_c = (C + TEXTOK__TR_TILE - 1) / TEXTOK__TR_TILE;
+    long t, n_tiles = (long)B * tiles_r * tiles_c;
+TEXTOK__PARALLEL_FOR(k, (size_t)B * R * C > 65536)
+    for (t = 0; t < n_tiles; t++) {
+        int b = (int)(t / ((long)tiles_r * tiles_c)), rem = (int)(t % ((long)tiles_r * tiles_c));
+        int r0 = (rem / tiles_c) * TEXTOK__TR_TILE, c0 = (rem % tiles_c) * TEXTOK__TR_TILE;
+        int r1 = r0 + TEXTOK__TR_TILE < R ? r0 + TEXTOK__TR_TILE : R;
+        int c1 = c0 + TEXTOK__TR_TILE < C ? c0 + TEXTOK__TR_TILE : C, r, c;
+        const float *src = inp + (size_t)b * R * C;
+        float *dst = out + (size_t)b * R * C;
+        for (c = c0; c < c1; c++)
+            for (r = r0; r < r1; r++) {
+                float x = src[(size_t)r * C + c];
+                if (accumulate) dst[(size_t)c * R + r] += x; else dst[(size_t)c * R + r] = x;
+            }
+    }
+}
+
+static void textok__transpose_forward(const textok_kernels *k, float *out, const float *inp, int B, int R, int C)
+{
+    textok__transpose_tiles(k, out, inp, B, R, C, 0);
+}
+
+static void textok__transpose_backward(const textok_kernels *k, float *dinp, const float *dout, int B, int R, int C)
+{
+    textok__transpose_tiles(k, dinp, dout, B, C, R, 1);   /* dout is (B,C,R) */
+}
+
+/* F.normalize(x, dim=-1, eps): y = x / max(|x|, eps). Where |x| > eps the Jacobian is
+   (I - y y^T) / |x|; below eps the denominator is the constant eps, so dx = dy / eps. */
+static double textok__row_norm(const float *x, int C)
+{
+    double s = 0.0;
+    int c;
+    for (c = 0; c < C; c++) s += (double)x[c] * x[c];
+    return sqrt(s);
+}
+
+static void textok__l2norm_forward(const textok_kernels *k, float *out, const float *inp, int N, int C, float eps)
+{
+    int i;
+TEXTOK__PARALLEL_FOR(k, (size_t)N * C > 65536)
+    for (i = 0; i < N; i++) {
+        const float *x = inp + (size_t)i * C;
+        float *y = out + (size_t)i * C;
+        float nrm = (float)textok__row_norm(x, C), den = nrm > eps ? nrm : eps;
+        int c;
+        for (c = 0; c < C; c++) y[c] = x[c] / den;
+    }
+}
+
+static void textok__l2norm_backward(const textok_kernels *k, float *dinp, const float *dout, const float *inp,
+                                    int N, int C, float eps)
+{
+    int i;
+TEXTOK__PARALLEL_FOR(k, (size_t)N * C > 65536)
+    for (i = 0; i < N; i++) {
+        const float *x = inp + (size_t)i * C, *dy = dout + (size_t)i * C;
+        float *dx = dinp + (size_t)i * C;
+        double nrm = textok__row_norm(x, C), ydy = 0.0;
+        int c;
+        if (!(nrm > eps)) {
+            for (c = 0; c < C; c++) dx[c] += dy[c] / eps;
+            continue;
+        }
+        for (c = 0; c < C; c++) ydy += (double)x[c] * dy[c];
+        ydy /= nrm;                                   /* y . dy */
+        for (c = 0; c < C; c++) dx[c] += (float)((dy[c] - (x[c] / nrm) * ydy) / nrm);
+    }
+}
+
+/* Embedding lookup and its scatter-add. The backward walks the ids in order on one thread per
+   column block, so duplicate ids accumulate in a fixed order whatever the thread count. */
+static void textok__embedding_forward(const textok_kernels *k, float *out, const float *table,
+                                      const int32_t *ids, int N, int D)
+{
+    int i;
+TEXTOK__PARALLEL_FOR(k, (size_t)N * D > 65536)
+    for (i = 0; i < N; i++) memcpy(out + (size_t)i * D, table + (size_t)ids[i] * D, (size_t)D * sizeof(float));
+}
+
+static void textok__embedding_backward(const textok_kernels *k, float *dtable, const float *dout,
+                                       const int32_t *ids, int N, int D)
+{
+    int c0;
+TEXTOK__PARALLEL_FOR(k, (size_t)N * D > 65536)
+    for (c0 = 0; c0 < D; c0 += 64) {
+        int c1 = c0 + 64 < D ? c0 + 64 : D, i, c;
+        for (i = 0; i < N; i++)
+            for (c = c0; c < c1; c++) dtable[(size_t)ids[i] * D + c] += dout[(size_t)i * D + c];
+    }
+}
+
+/* out[b][c][y][x] = inp[b][(y/p)*(W/p) + x/p][((y%p)*p + x%p)*C + c]; the backward is the same
+   index map read the other way (patchify), accumulated. */
+static void textok__unpatchify(const textok_kernels *k, float *img, float *tok, int B, int C, int H, int W,
+                               int p, int to_image)
+{
+    int gw = W / p, bc;
+TEXTOK__PARALLEL_FOR(k, (size_t)B * C * H * W > 65536)
+    for (bc = 0; bc < B * C; bc++) {
+        int b = bc / C, c = bc % C, y, x;
+        float *plane = img + (size_t)bc * H * W;
+        const size_t tb = (size_t)b * (H / p) * gw * p * p * C;
+        for (y = 0; y < H; y++)
+            for (x = 0; x < W; x++) {
+                size_t ti = tb + ((size_t)(y / p) * gw + x / p) * p * p * C + ((size_t)(y % p) * p + x % p) * C + c;
+                if (to_image) plane[(size_t)y * W + x] = tok[ti];
+                else tok[ti] += plane[(size_t)y * W + x];
+            }
+    }
+}
+
+static void textok__unpatchify_forward(const textok_kernels *k, float *out, const float *inp,
+                                       int B, int C, int H, int W, int p)
+{
+    textok__unpatchify(k, out, (float *)inp, B, C, H, W, p, 1);   /* inp is only read */
+}
+
+static void textok__unpatchify_backward(const textok_kernels *k, float *dinp, const float *dout,
+                                        int B, int C, int H, int W, int p)
+{
+    textok__unpatchify(k, (float *)dout, dinp, B, C, H, W, p, 0);  /* dout is only read */
+}
+
+/* Diagonal Gaussian reparameterisation, as DiagonalGaussianDistribution.sample():
+   logvar clamped to [-30, 20], std = exp(0.5 logvar). */
+#define TEXTOK__LOGVAR_MIN (-30.0f)
+#define TEXTOK__LOGVAR_MAX 20.0f
+static void textok__gaussian_sample_forward(const textok_kernels *k, float *z, const float *mean,
+                                            const float *logvar, const float *noise, size_t n)
+{
+    long i, nn = (long)n;
+TEXTOK__PARALLEL_FOR(k, n > 65536)
+    for (i = 0; i < nn; i++) {
+        float lv = logvar[i] < TEXTOK__LOGVAR_MIN ? TEXTOK__LOGVAR_MIN
+                 : logvar[i] > TEXTOK__LOGVAR_MAX ? TEXTOK__LOGVAR_MAX : logvar[i];
+        z[i] = mean[i] + expf(0.5f * lv) * noise[i];
+    }
+}
+
+static void textok__gaussian_sample_backward(const textok_kernels *k, float *dmean, float *dlogvar,
+                                             const float *dz, const float *logvar, const float *noise,
+                                             size_t n)
+{
+    long i, nn = (long)n;
+TEXTOK__PARALLEL_FOR(k, n > 65536)
+    for (i = 0; i < nn; i++) {
+        float lv = logvar[i];
+        if (dmean) dmean[i] += dz[i];
+        /* torch.clamp passes the gradient where min <= x <= max */
+        if (dlogvar && lv >= TEXTOK__LOGVAR_MIN && lv <= TEXTOK__LOGVAR_MAX)
+            dlogvar[i] += dz[i] * noise[i] * 0.5f * expf(0.5f * lv);
+    }
+}
+
 /* ---------------------------------------------------------------------------------------------
    6. The CPU kernel tables */
 
@@ -3061,6 +3249,7 @@ TEXTOKDEF textok_kernels textok_cpu_ref_kernels(void)
         /* .free                   = */ textok__cpu_free,
         /* .to_device              = */ textok__cpu_copy,
         /* .to_host                = */ textok__cpu_copy,
+        /* .copy                   = */ textok__cpu_copy,
         /* .matmul_forward         = */ textok__matmul_forward_ref,
         /* .matmul_backward        = */ textok__matmul_backward_ref,
         /* .layernorm_forward      = */ textok__layernorm_forward,
@@ -3090,7 +3279,19 @@ TEXTOKDEF textok_kernels textok_cpu_ref_kernels(void)
         /* .codebook_search        = */ textok__codebook_search_ref,
         /* .cross_entropy_forward  = */ textok__cross_entropy_forward,
         /* .cross_entropy_backward = */ textok__cross_entropy_backward,
-        /* .adamw_update           = */ textok__adamw_update
+        /* .adamw_update           = */ textok__adamw_update,
+        /* .tanh_forward           = */ textok__tanh_forward,
+        /* .tanh_backward          = */ textok__tanh_backward,
+        /* .transpose_forward      = */ textok__transpose_forward,
+        /* .transpose_backward     = */ textok__transpose_backward,
+        /* .l2norm_forward         = */ textok__l2norm_forward,
+        /* .l2norm_backward        = */ textok__l2norm_backward,
+        /* .embedding_forward      = */ textok__embedding_forward,
+        /* .embedding_backward     = */ textok__embedding_backward,
+        /* .unpatchify_forward     = */ textok__unpatchify_forward,
+        /* .unpatchify_backward    = */ textok__unpatchify_backward,
+        /* .gaussian_sample_forward  = */ textok__gaussian_sample_forward,
+        /* .gaussian_sample_backward = */ textok__gaussian_sample_backward
     };
     return k;
 }
@@ -3129,6 +3330,7 @@ TEXTOKDEF textok_kernels textok_cpu_kernels(int n_threads)
 enum {
     TEXTOK__IN_F32,    /* random normal input */
     TEXTOK__IN_I32,    /* class targets in [0, range), about 1 in 8 set to -1 (ignored) */
+    TEXTOK__IN_IDS,    /* row ids in [0, range), repeats likely (embedding) */
     TEXTOK__IN_MASK,   /* key mask bytes, rows of `range` keys, 3 in 4 on, first key always on */
     TEXTOK__OUT_F32,   /* output compared by error figures; starts random normal (|normal| if range 1) */
     TEXTOK__OUT_IDX,   /* int32 codebook indices: equal, or equally near within rounding */
@@ -3301,6 +3503,58 @@ static int textok__cmp_run_groupnorm(const textok_kernels *k, const textok__cmp_
     return 0;
 }
 
+static int textok__cmp_run_tanh(const textok_kernels *k, const textok__cmp_case *c, void **b)
+{
+    size_t n = (size_t)c->dims[0];
+    if (!k->tanh_forward || !k->tanh_backward) return 1;
+    /* x dout | out dx */
+    k->tanh_forward(k, TEXTOK__F(b[2]), TEXTOK__F(b[0]), n);
+    k->tanh_backward(k, TEXTOK__F(b[3]), TEXTOK__F(b[1]), TEXTOK__F(b[2]), n);
+    return 0;
+}
+static int textok__cmp_run_transpose(const textok_kernels *k, const textok__cmp_case *c, void **b)
+{
+    if (!k->transpose_forward || !k->transpose_backward) return 1;
+    /* x dout | out dx */
+    k->transpose_forward(k, TEXTOK__F(b[2]), TEXTOK__F(b[0]), c->dims[0], c->dims[1], c->dims[2]);
+    k->transpose_backward(k, TEXTOK__F(b[3]), TEXTOK__F(b[1]), c->dims[0], c->dims[1], c->dims[2]);
+    return 0;
+}
+static int textok__cmp_run_l2norm(const textok_kernels *k, const textok__cmp_case *c, void **b)
+{
+    if (!k->l2norm_forward || !k->l2norm_backward) return 1;
+    /* x dout | out dx */
+    k->l2norm_forward(k, TEXTOK__F(b[2]), TEXTOK__F(b[0]), c->dims[0], c->dims[1], c->fdim);
+    k->l2norm_backward(k, TEXTOK__F(b[3]), TEXTOK__F(b[1]), TEXTOK__F(b[0]), c->dims[0], c->dims[1], c->fdim);
+    return 0;
+}
+static int textok__cmp_run_embedding(const textok_kernels *k, const textok__cmp_case *c, void **b)
+{
+    if (!k->embedding_forward || !k->embedding_backward) return 1;
+    /* table ids dout | out dtable */
+    k->embedding_forward(k, TEXTOK__F(b[3]), TEXTOK__F(b[0]), (const int32_t *)b[1], c->dims[0], c->dims[1]);
+    k->embedding_backward(k, TEXTOK__F(b[4]), TEXTOK__F(b[2]), (const int32_t *)b[1], c->dims[0], c->dims[1]);
+    return 0;
+}
+static int textok__cmp_run_unpatchify(const textok_kernels *k, const textok__cmp_case *c, void **b)
+{
+    const int *d = c->dims;
+    if (!k->unpatchify_forward || !k->unpatchify_backward) return 1;
+    /* x dout | out dx */
+    k->unpatchify_forward(k, TEXTOK__F(b[2]), TEXTOK__F(b[0]), d[0], d[1], d[2], d[3], d[4]);
+    k->unpatchify_backward(k, TEXTOK__F(b[3]), TEXTOK__F(b[1]), d[0], d[1], d[2], d[3], d[4]);
+    return 0;
+}
+static int textok__cmp_run_gaussian(const textok_kernels *k, const textok__cmp_case *c, void **b)
+{
+    size_t n = (size_t)c->dims[0];
+    if (!k->gaussian_sample_forward || !k->gaussian_sample_backward) return 1;
+    /* mean logvar noise dz | z dmean dlogvar */
+    k->gaussian_sample_forward(k, TEXTOK__F(b[4]), TEXTOK__F(b[0]), TEXTOK__F(b[1]), TEXTOK__F(b[2]), n);
+    k->gaussian_sample_backward(k, TEXTOK__F(b[5]), TEXTOK__F(b[6]), TEXTOK__F(b[3]), TEXTOK__F(b[1]),
+                                TEXTOK__F(b[2]), n);
+    return 0;
+}
 static int textok__cmp_run_upsample(const textok_kernels *k, const textok__cmp_case *c, void **b)
 {
     if (!k->upsample_forward || !k->upsample_backward) return 1;
@@ -3566,6 +3820,67 @@ static int textok__cmp_build(textok__cmp_case *cs)
         textok__cmp_buf(c, "out", TEXTOK__OUT_F32, no, 0);
         textok__cmp_buf(c, "dx", TEXTOK__OUT_F32, nx, 0);
     }
+    for (i = 0; i < 2; i++) {   /* the small TiTok ops: a small and a threaded size each */
+        static const int tr[][3] = { { 2, 33, 17 }, { 3, 257, 129 } };
+        static const int l2[][2] = { { 7, 12 }, { 4100, 17 } };
+        static const int em[][3] = { { 9, 13, 5 }, { 1100, 70, 64 } };      /* N D V */
+        static const int up[][5] = { { 2, 3, 12, 8, 4 }, { 2, 3, 64, 48, 16 } }; /* B C H W p */
+        int len = i ? 70001 : 1001;
+        size_t nt = (size_t)tr[i][0] * tr[i][1] * tr[i][2];
+        size_t nu = (size_t)up[i][0] * up[i][1] * up[i][2] * up[i][3];
+        c = textok__cmp_new(cs, &n, "tanh", TEXTOK__TOL_SAME, textok__cmp_run_tanh);
+        c->dims[0] = len;
+        snprintf(c->shape, sizeof c->shape, "n%d", len);
+        textok__cmp_buf(c, "x", TEXTOK__IN_F32, (size_t)len, 0);
+        textok__cmp_buf(c, "dout", TEXTOK__IN_F32, (size_t)len, 0);
+        textok__cmp_buf(c, "out", TEXTOK__OUT_F32, (size_t)len, 0);
+        textok__cmp_buf(c, "dx", TEXTOK__OUT_F32, (size_t)len, 0);
+
+        c = textok__cmp_new(cs, &n, "transpose", TEXTOK__TOL_SAME, textok__cmp_run_transpose);
+        memcpy(c->dims, tr[i], sizeof tr[0]);
+        snprintf(c->shape, sizeof c->shape, "B%d R%d C%d", tr[i][0], tr[i][1], tr[i][2]);
+        textok__cmp_buf(c, "x", TEXTOK__IN_F32, nt, 0);
+        textok__cmp_buf(c, "dout", TEXTOK__IN_F32, nt, 0);
+        textok__cmp_buf(c, "out", TEXTOK__OUT_F32, nt, 0);
+        textok__cmp_buf(c, "dx", TEXTOK__OUT_F32, nt, 0);
+
+        c = textok__cmp_new(cs, &n, "l2norm", TEXTOK__TOL_SAME, textok__cmp_run_l2norm);
+        memcpy(c->dims, l2[i], sizeof l2[0]);
+        c->fdim = 1e-12f;
+        snprintf(c->shape, sizeof c->shape, "N%d C%d", l2[i][0], l2[i][1]);
+        textok__cmp_buf(c, "x", TEXTOK__IN_F32, (size_t)l2[i][0] * l2[i][1], 0);
+        textok__cmp_buf(c, "dout", TEXTOK__IN_F32, (size_t)l2[i][0] * l2[i][1], 0);
+        textok__cmp_buf(c, "out", TEXTOK__OUT_F32, (size_t)l2[i][0] * l2[i][1], 0);
+        textok__cmp_buf(c, "dx", TEXTOK__OUT_F32, (size_t)l2[i][0] * l2[i][1], 0);
+
+        c = textok__cmp_new(cs, &n, "embedding", TEXTOK__TOL_SAME, textok__cmp_run_embedding);
+        memcpy(c->dims, em[i], sizeof em[0]);
+        snprintf(c->shape, sizeof c->shape, "N%d D%d V%d", em[i][0], em[i][1], em[i][2]);
+        textok__cmp_buf(c, "table", TEXTOK__IN_F32, (size_t)em[i][2] * em[i][1], 0);
+        textok__cmp_buf(c, "ids", TEXTOK__IN_IDS, (size_t)em[i][0], em[i][2]);
+        textok__cmp_buf(c, "dout", TEXTOK__IN_F32, (size_t)em[i][0] * em[i][1], 0);
+        textok__cmp_buf(c, "out", TEXTOK__OUT_F32, (size_t)em[i][0] * em[i][1], 0);
+        textok__cmp_buf(c, "dtable", TEXTOK__OUT_F32, (size_t)em[i][2] * em[i][1], 0);
+
+        c = textok__cmp_new(cs, &n, "unpatchify", TEXTOK__TOL_SAME, textok__cmp_run_unpatchify);
+        memcpy(c->dims, up[i], sizeof up[0]);
+        snprintf(c->shape, sizeof c->shape, "B%d C%d %dx%d p%d", up[i][0], up[i][1], up[i][2], up[i][3], up[i][4]);
+        textok__cmp_buf(c, "x", TEXTOK__IN_F32, nu, 0);
+        textok__cmp_buf(c, "dout", TEXTOK__IN_F32, nu, 0);
+        textok__cmp_buf(c, "out", TEXTOK__OUT_F32, nu, 0);
+        textok__cmp_buf(c, "dx", TEXTOK__OUT_F32, nu, 0);
+
+        c = textok__cmp_new(cs, &n, "gaussian_sample", TEXTOK__TOL_SAME, textok__cmp_run_gaussian);
+        c->dims[0] = len;
+        snprintf(c->shape, sizeof c->shape, "n%d", len);
+        textok__cmp_buf(c, "mean", TEXTOK__IN_F32, (size_t)len, 0);
+        textok__cmp_buf(c, "logvar", TEXTOK__IN_F32, (size_t)len, 0);
+        textok__cmp_buf(c, "noise", TEXTOK__IN_F32, (size_t)len, 0);
+        textok__cmp_buf(c, "dz", TEXTOK__IN_F32, (size_t)len, 0);
+        textok__cmp_buf(c, "z", TEXTOK__OUT_F32, (size_t)len, 0);
+        textok__cmp_buf(c, "dmean", TEXTOK__OUT_F32, (size_t)len, 0);
+        textok__cmp_buf(c, "dlogvar", TEXTOK__OUT_F32, (size_t)len, 0);
+    }
     for (i = 0; i < 3; i++) {
         const int *s = cb[i];
         /* dist is |z|^2 + |e|^2 - 2 z.e in float: cancellation makes its relative error ~1e-6 */
@@ -3604,7 +3919,7 @@ static int textok__cmp_build(textok__cmp_case *cs)
     }
     return n;
 }
-#define TEXTOK__CMP_MAXCASES 64
+#define TEXTOK__CMP_MAXCASES 96
 
 static size_t textok__cmp_elsize(int kind)
 {
@@ -3727,6 +4042,9 @@ TEXTOKDEF int textok_kernels_compare(const textok_kernels *ref, const textok_ker
                 int32_t *t = (int32_t *)host[i];
                 for (j = 0; j < c->count[i]; j++)
                     t[j] = (textok_rng_u32(&rng) % 8 == 0) ? -1 : (int32_t)(textok_rng_u32(&rng) % (uint32_t)c->range[i]);
+            } else if (c->kind[i] == TEXTOK__IN_IDS) {
+                int32_t *t = (int32_t *)host[i];
+                for (j = 0; j < c->count[i]; j++) t[j] = (int32_t)(textok_rng_u32(&rng) % (uint32_t)c->range[i]);
             } else if (c->kind[i] == TEXTOK__IN_MASK) {
                 unsigned char *m = (unsigned char *)host[i];
                 for (j = 0; j < c->count[i]; j++) m[j] = (unsigned char)(j % (size_t)c->range[i] == 0 || textok_rng_uniform(&rng) < 0.75f);
@@ -3775,6 +4093,1038 @@ TEXTOKDEF int textok_kernels_compare(const textok_kernels *ref, const textok_ker
     TEXTOK_FREE(cs);
     return st != TEXTOK_OK ? st : fails;
 }
+
+/* ---------------------------------------------------------------------------------------------
+   8. Layers. Models are written only in terms of these and the kernel table: they compute
+   offsets into buffers the table owns but never read or write those buffers directly, which is
+   what lets a GPU table run a whole model. Pointwise kernels (add, silu, gelu, tanh) are used
+   in place (out == inp); every backend must allow that. */
+
+static double textok__now(void)
+{
+#ifdef _OPENMP
+    return omp_get_wtime();
+#else
+    return (double)clock() / CLOCKS_PER_SEC;
+#endif
+}
+
+/* y (N, out) = x (N, in) . W^T + b: a PyTorch Linear, and also a 1x1 convolution applied to
+   token-major data (a Conv2d weight (out, in, 1, 1) has the same memory as a Linear weight). */
+static void textok__linear(const textok_kernels *k, float *y, const float *x, const float *w,
+                           const float *b, int N, int in, int out)
+{
+    textok_matmul_dims d;
+    d.batch = 1; d.M = N; d.N = out; d.K = in; d.trans_a = 0; d.trans_b = 1;
+    k->matmul_forward(k, y, x, w, b, &d);
+}
+
+/* 3x3 (pad 1) or 1x1 (pad 0) stride-1 convolution: Conv2dSame with an odd kernel is symmetric */
+static void textok__conv_same(const textok_kernels *k, float *out, const float *inp, const float *w,
+                              const float *b, int B, int C, int H, int W, int OC, int ksize, float *work)
+{
+    textok_conv2d_dims d;
+    d.B = B; d.C = C; d.H = H; d.W = W; d.OC = OC; d.KH = ksize; d.KW = ksize; d.stride = 1; d.pad = ksize / 2;
+    k->conv2d_forward(k, out, inp, w, b, &d, work);
+}
+
+/* ----- the pre-norm ViT stack (TiTok's ResidualAttentionBlock, torch nn.MultiheadAttention) ---- */
+typedef struct textok__vit_block {
+    float *ln1_w, *ln1_b;     /* (D) ln_1 */
+    float *qkv_w, *qkv_b;     /* (3D, D), (3D) attn.in_proj_weight / in_proj_bias: rows [Wq; Wk; Wv] */
+    float *proj_w, *proj_b;   /* (D, D), (D) attn.out_proj */
+    float *ln2_w, *ln2_b;     /* (D) ln_2 */
+    float *fc_w, *fc_b;       /* (M, D), (M) mlp.c_fc */
+    float *fc2_w, *fc2_b;     /* (D, M), (D) mlp.c_proj */
+} textok__vit_block;
+
+typedef struct textok__vit {
+    int D, L, H, M;                  /* width, depth, heads, MLP hidden */
+    float *ln_pre_w, *ln_pre_b;      /* (D) */
+    textok__vit_block *blocks;       /* (L), host array of pointers into the param block */
+    float *ln_post_w, *ln_post_b;    /* (D) */
+} textok__vit;
+
+typedef struct textok__vit_acts {    /* sized for the larger of encoder and decoder */
+    float *seq;      /* (B, T, D) the assembled input sequence, before ln_pre */
+    float *x;        /* (B, T, D) residual stream */
+    float *ln;       /* (B, T, D) layernorm output, then the branch output */
+    float *q, *k, *v, *att;   /* (B, T, D) */
+    float *mlp;      /* (B, T, M) */
+    float *lse;      /* (B, H, T) attention row log-sum-exp */
+    float *work;     /* attention work */
+} textok__vit_acts;
+
+/* x = blocks(ln_pre(seq)); the caller applies ln_post to the rows it reads out. LN eps 1e-5,
+   exact-erf GELU, no attention mask, scale 1/sqrt(head_dim) (architecture.md 1.3). */
+static void textok__vit_forward(const textok_kernels *k, const textok__vit *w, textok__vit_acts *a,
+                                int B, int T)
+{
+    const int D = w->D, M = w->M, BT = B * T;
+    const size_t n = (size_t)BT * D;
+    textok_attention_dims ad;
+    int l;
+    ad.B = B; ad.Tq = T; ad.Tk = T; ad.C = D; ad.H = w->H; ad.scale = (float)(1.0 / sqrt((double)D / w->H));
+    k->layernorm_forward(k, a->x, NULL, NULL, a->seq, w->ln_pre_w, w->ln_pre_b, BT, D, 1e-5f);
+    for (l = 0; l < w->L; l++) {
+        const textok__vit_block *b = &w->blocks[l];
+        k->layernorm_forward(k, a->ln, NULL, NULL, a->x, b->ln1_w, b->ln1_b, BT, D, 1e-5f);
+        textok__linear(k, a->q, a->ln, b->qkv_w, b->qkv_b, BT, D, D);
+        textok__linear(k, a->k, a->ln, b->qkv_w + (size_t)D * D, b->qkv_b + D, BT, D, D);
+        textok__linear(k, a->v, a->ln, b->qkv_w + 2 * (size_t)D * D, b->qkv_b + 2 * D, BT, D, D);
+        k->attention_forward(k, a->att, a->lse, a->q, a->k, a->v, NULL, NULL, &ad, a->work);
+        textok__linear(k, a->ln, a->att, b->proj_w, b->proj_b, BT, D, D);
+        k->add_forward(k, a->x, a->x, a->ln, n);
+        k->layernorm_forward(k, a->ln, NULL, NULL, a->x, b->ln2_w, b->ln2_b, BT, D, 1e-5f);
+        textok__linear(k, a->mlp, a->ln, b->fc_w, b->fc_b, BT, D, M);
+        k->gelu_forward(k, a->mlp, a->mlp, (size_t)BT * M, 0);
+        textok__linear(k, a->ln, a->mlp, b->fc2_w, b->fc2_b, BT, M, D);
+        k->add_forward(k, a->x, a->x, a->ln, n);
+    }
+}
+
+static double textok__vit_flops(const textok__vit *w, int B, int T)
+{
+    double D = w->D, M = w->M, t = (double)B * T;
+    return w->L * (2.0 * t * (4.0 * D * D + 2.0 * D * M) + 4.0 * B * (double)T * T * D);
+}
+
+/* ----- MaskGIT-VQGAN ResnetBlock (GroupNorm eps 1e-6, SiLU, 3x3 convs without bias) ----------- */
+typedef struct textok__resblock {
+    int cin, cout;
+    float *norm1_w, *norm1_b;   /* (cin) */
+    float *conv1_w;             /* (cout, cin, 3, 3) */
+    float *norm2_w, *norm2_b;   /* (cout) */
+    float *conv2_w;             /* (cout, cout, 3, 3) */
+    float *nin_w;               /* (cout, cout, 1, 1) when cin != cout, else NULL */
+} textok__resblock;
+
+typedef struct textok__pix_acts {
+    float *x, *t, *h;   /* (B, Cmax, HWmax) each: block input/output, normalised input, branch */
+    float *work;        /* conv im2col work for one image */
+} textok__pix_acts;
+
+/* x (B, cin, H, W) -> x (B, cout, H, W) in place. When the channel count changes, the upstream
+   block returns h + nin_shortcut(h): the 1x1 shortcut is applied to the branch h and the block
+   input is dropped (architecture.md 1.7 and 8.10). We reproduce that, since it is what the
+   published weights were trained with. */
+static void textok__resblock_forward(const textok_kernels *k, const textok__resblock *r, textok__pix_acts *a,
+                                     int B, int H, int W, int groups)
+{
+    const int HW = H * W;
+    k->groupnorm_forward(k, a->t, NULL, NULL, a->x, r->norm1_w, r->norm1_b, B, r->cin, HW, groups, 1e-6f);
+    k->silu_forward(k, a->t, a->t, (size_t)B * r->cin * HW);
+    textok__conv_same(k, a->h, a->t, r->conv1_w, NULL, B, r->cin, H, W, r->cout, 3, a->work);
+    k->groupnorm_forward(k, a->t, NULL, NULL, a->h, r->norm2_w, r->norm2_b, B, r->cout, HW, groups, 1e-6f);
+    k->silu_forward(k, a->t, a->t, (size_t)B * r->cout * HW);
+    textok__conv_same(k, a->h, a->t, r->conv2_w, NULL, B, r->cout, H, W, r->cout, 3, a->work);
+    if (r->nin_w) {
+        textok__conv_same(k, a->t, a->h, r->nin_w, NULL, B, r->cout, H, W, r->cout, 1, a->work);
+        k->add_forward(k, a->x, a->h, a->t, (size_t)B * r->cout * HW);
+    } else {
+        k->add_forward(k, a->x, a->x, a->h, (size_t)B * r->cout * HW);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+   9. TiTok: configuration, parameters, loading, encode and decode (architecture.md 1) */
+
+typedef struct textok__pixel_decoder {
+    float *codebook;                 /* (Vp, Z) pixel_quantize.embedding.weight */
+    float *conv_in_w, *conv_in_b;    /* (C_top, Z, 3, 3), (C_top) */
+    textok__resblock *mid;           /* (res_blocks) at C_top */
+    textok__resblock *up;            /* (levels * res_blocks): up.l.block.j at [l*res_blocks + j] */
+    float **upsample_w, **upsample_b;/* (levels): level l >= 1: (c, c, 3, 3), (c) upsample_conv */
+    float *norm_out_w, *norm_out_b;  /* (C_0) */
+    float *conv_out_w, *conv_out_b;  /* (3, C_0, 3, 3), (3) */
+} textok__pixel_decoder;
+
+struct textok_titok {
+    textok_titok_config cfg;
+    textok_kernels      k;           /* the table every buffer below belongs to */
+    int                 max_batch;
+    int P, T;                        /* patches (S/p)^2; sequence 1 + P + K (both stacks) */
+    int Cq;                          /* encoder output channels: C (vq), 2C (vae) */
+
+    /* parameters: one block from k.alloc, in state_dict order (textok__titok_walk) */
+    float  *params;
+    size_t  n_params;
+    float  *latent_tokens;                        /* (K, De) */
+    struct {
+        float *cls, *pos, *latent_pos;            /* (1, De), (1+P, De), (K, De) */
+        float *patch_w, *patch_b;                 /* (De, 3, p, p), (De) */
+        textok__vit vit;
+        float *out_w, *out_b;                     /* (Cq, De, 1, 1), (Cq) conv_out */
+    } enc;
+    struct {
+        float *cls, *pos, *mask_token, *latent_pos; /* (1, Dd), (1+P, Dd), (1, 1, Dd), (K, Dd) */
+        float *embed_w, *embed_b;                 /* (Dd, C), (Dd) decoder_embed */
+        textok__vit vit;
+        float *ffn0_w, *ffn0_b;                   /* legacy (2Dd, Dd, 1, 1); else (p*p*3, Dd, 1, 1) */
+        float *ffn2_w, *ffn2_b;                   /* legacy only: (Vp, 2Dd, 1, 1), (Vp) */
+        float *out_w, *out_b;                     /* non-legacy only: (3, 3, 3, 3), (3) conv_out */
+    } dec;
+    float *codebook;                              /* (V, C) quantize.embedding.weight (vq) */
+    textok__pixel_decoder pix;                    /* legacy only */
+    void  *host_arrays;                           /* the block/level arrays above (host memory) */
+
+    /* derived from the parameters once after loading (they are constants at inference) */
+    float *derived;
+    float *dec_mask_seq;       /* (P, Dd) mask_token + pos[1 + p] */
+    float *codebook_lookup;    /* (V, C) the codebook as searched and looked up: l2-normalised rows
+                                  when use_l2_norm (get_codebook_entry re-normalises), else codebook */
+
+    /* activations: one arena sized for max_batch images at load; nothing is allocated per call */
+    float *arena;
+    textok__vit_acts vit;
+    float *img;                /* (B, 3, S, S) input or output images */
+    float *img2;               /* (B, 3, S, S) non-legacy head before its conv_out */
+    float *patches;            /* (B, De, P) patch_embed output, NCHW */
+    float *conv_work;          /* im2col work, the largest conv of one image */
+    float *lat;                /* (B, K, max(De, Dd)) ln_post output at the latent / decoder rows */
+    float *zt;                 /* (B, K, Cq) encoder output, token-major */
+    float *zq;                 /* (B, K, C) what the quantiser searches (normalised if l2) */
+    float *zoff;               /* (B, Cq, K) encoder output in the official layout */
+    float *noise;              /* (B, C, K) VAE sampling noise */
+    int32_t *ids;              /* (B, K) token ids */
+    float *cb_work;            /* codebook search work */
+    float *dec_out;            /* (B, P, Dd) decoder ln_post at the mask positions */
+    float *head1;              /* (B, P, 2Dd) legacy ffn hidden; non-legacy (B, P, p*p*3) */
+    float *logits;             /* (B, P, Vp) legacy proxy-code logits, then their softmax */
+    float *codes;              /* (B, P, Z) soft pixel codes, token-major */
+    textok__pix_acts pixa;
+
+    textok_titok_timing timing;
+};
+
+/* ----- configuration ------------------------------------------------------------------------ */
+static int textok__pow2(int e) { return e >= 0 && e < 30 ? 1 << e : 0; }
+
+/* The pixel decoder's channel count at level l (C_l = hidden * mult[l]); the top of the stack
+   (conv_in, mid) runs at the last level's count. */
+static int textok__pix_ch(const textok_titok_config *c, int l) { return c->pixel_hidden * c->pixel_channel_mult[l]; }
+
+TEXTOKDEF int textok_titok_config_check(const textok_titok_config *c)
+{
+    int l;
+#define TEXTOK__CHK(cond, ...) do { if (!(cond)) return textok__fail(TEXTOK_ERR_SHAPE, "TiTok config: " __VA_ARGS__); } while (0)
+    if (!c) return textok__fail(TEXTOK_ERR_ARG, "textok_titok_config_check: NULL config");
+    TEXTOK__CHK(c->image_size >= 1 && c->image_size <= 8192, "image_size %d not in [1, 8192]", c->image_size);
+    TEXTOK__CHK(c->patch_size >= 1 && c->image_size % c->patch_size == 0,
+                "patch_size %d must divide image_size %d", c->patch_size, c->image_size);
+    TEXTOK__CHK(c->num_latent_tokens >= 1 && c->num_latent_tokens <= 65536, "num_latent_tokens %d not in [1, 65536]", c->num_latent_tokens);
+    TEXTOK__CHK(c->token_size >= 1 && c->token_size <= 65536, "token_size %d not in [1, 65536]", c->token_size);
+    TEXTOK__CHK(c->enc_width >= 1 && c->enc_width <= 65536 && c->dec_width >= 1 && c->dec_width <= 65536,
+                "widths %d/%d not in [1, 65536]", c->enc_width, c->dec_width);
+    TEXTOK__CHK(c->enc_layers >= 0 && c->enc_layers <= 1024 && c->dec_layers >= 0 && c->dec_layers <= 1024,
+                "layers %d/%d not in [0, 1024]", c->enc_layers, c->dec_layers);
+    TEXTOK__CHK(c->enc_heads >= 1 && c->enc_width % c->enc_heads == 0, "enc_heads %d must divide enc_width %d", c->enc_heads, c->enc_width);
+    TEXTOK__CHK(c->dec_heads >= 1 && c->dec_width % c->dec_heads == 0, "dec_heads %d must divide dec_width %d", c->dec_heads, c->dec_width);
+    TEXTOK__CHK(c->enc_mlp >= 1 && c->enc_mlp <= 262144 && c->dec_mlp >= 1 && c->dec_mlp <= 262144,
+                "mlp sizes %d/%d not in [1, 262144]", c->enc_mlp, c->dec_mlp);
+    TEXTOK__CHK(c->quantize_mode == TEXTOK_QUANT_VQ || c->quantize_mode == TEXTOK_QUANT_VAE, "quantize_mode %d is neither vq nor vae", c->quantize_mode);
+    if (c->quantize_mode == TEXTOK_QUANT_VQ)
+        TEXTOK__CHK(c->codebook_size >= 1 && c->codebook_size <= (1 << 24), "codebook_size %d not in [1, 2^24]", c->codebook_size);
+    TEXTOK__CHK(c->use_l2_norm == 0 || c->use_l2_norm == 1, "use_l2_norm %d is not 0 or 1", c->use_l2_norm);
+    TEXTOK__CHK(c->is_legacy == 0 || c->is_legacy == 1, "is_legacy %d is not 0 or 1", c->is_legacy);
+    if (c->is_legacy) {
+        TEXTOK__CHK(c->pixel_num_levels >= 1 && c->pixel_num_levels <= TEXTOK_MAX_LEVELS,
+                    "pixel_num_levels %d not in [1, %d]", c->pixel_num_levels, TEXTOK_MAX_LEVELS);
+        TEXTOK__CHK(c->patch_size == textok__pow2(c->pixel_num_levels - 1),
+                    "the pixel decoder upsamples by 2^(levels-1) = %d, which must equal patch_size %d",
+                    textok__pow2(c->pixel_num_levels - 1), c->patch_size);
+        TEXTOK__CHK(c->pixel_codebook_size >= 1 && c->pixel_codebook_size <= 65536, "pixel_codebook_size %d not in [1, 65536]", c->pixel_codebook_size);
+        TEXTOK__CHK(c->pixel_z_channels >= 1 && c->pixel_z_channels <= 65536, "pixel_z_channels %d not in [1, 65536]", c->pixel_z_channels);
+        TEXTOK__CHK(c->pixel_res_blocks >= 1 && c->pixel_res_blocks <= 64, "pixel_res_blocks %d not in [1, 64]", c->pixel_res_blocks);
+        TEXTOK__CHK(c->pixel_groups >= 1, "pixel_groups %d < 1", c->pixel_groups);
+        TEXTOK__CHK(c->pixel_hidden >= 1 && c->pixel_hidden <= 65536, "pixel_hidden %d not in [1, 65536]", c->pixel_hidden);
+        for (l = 0; l < c->pixel_num_levels; l++) {
+            TEXTOK__CHK(c->pixel_channel_mult[l] >= 1 && c->pixel_channel_mult[l] <= 64, "pixel_channel_mult[%d] = %d not in [1, 64]", l, c->pixel_channel_mult[l]);
+            TEXTOK__CHK(textok__pix_ch(c, l) % c->pixel_groups == 0, "pixel decoder level %d has %d channels, not a multiple of %d groups",
+                        l, textok__pix_ch(c, l), c->pixel_groups);
+        }
+    }
+#undef TEXTOK__CHK
+    return TEXTOK_OK;
+}
+
+/* The metadata fields, in one table so that reading and writing cannot drift apart. */
+typedef struct textok__cfg_field { const char *key; size_t offset; } textok__cfg_field;
+#define TEXTOK__CF(f) { #f, offsetof(textok_titok_config, f) }
+static const textok__cfg_field textok__cfg_fields[] = {
+    TEXTOK__CF(image_size), TEXTOK__CF(patch_size), TEXTOK__CF(num_latent_tokens), TEXTOK__CF(token_size),
+    TEXTOK__CF(enc_width), TEXTOK__CF(enc_layers), TEXTOK__CF(enc_heads), TEXTOK__CF(enc_mlp),
+    TEXTOK__CF(dec_width), TEXTOK__CF(dec_layers), TEXTOK__CF(dec_heads), TEXTOK__CF(dec_mlp),
+    TEXTOK__CF(codebook_size), TEXTOK__CF(use_l2_norm), TEXTOK__CF(is_legacy),
+    TEXTOK__CF(pixel_codebook_size), TEXTOK__CF(pixel_z_channels), TEXTOK__CF(pixel_hidden),
+    TEXTOK__CF(pixel_num_levels), TEXTOK__CF(pixel_res_blocks), TEXTOK__CF(pixel_groups)
+};
+#undef TEXTOK__CF
+#define TEXTOK__N_CFG_FIELDS ((int)(sizeof textok__cfg_fields / sizeof textok__cfg_fields[0]))
+
+static int textok__parse_int(const char *s, int *out)
+{
+    long v = 0;
+    int digits = 0;
+    if (*s == '-') return 0;
+    for (; *s >= '0' && *s <= '9'; s++, digits++) {
+        v = v * 10 + (*s - '0');
+        if (v > 1000000000L) return 0;
+    }
+    if (!digits || *s) return 0;
+    *out = (int)v;
+    return 1;
+}
+
+TEXTOKDEF int textok_titok_config_from_meta(textok_titok_config *cfg, const textok_safetensors *st)
+{
+    const char *v;
+    int i;
+    if (!cfg || !st) return textok__fail(TEXTOK_ERR_ARG, "textok_titok_config_from_meta: NULL argument");
+    memset(cfg, 0, sizeof *cfg);
+    v = textok_st_meta(st, "textok.model");
+    if (!v || strcmp(v, "titok") != 0)
+        return textok__fail(TEXTOK_ERR_FORMAT, "%s: not a textok-layout TiTok file (__metadata__ 'textok.model' is %s%s%s, "
+                            "expected \"titok\"); convert official checkpoints with build/convert",
+                            st->path, v ? "\"" : "absent", v ? v : "", v ? "\"" : "");
+    for (i = 0; i < TEXTOK__N_CFG_FIELDS; i++) {
+        int *dst = (int *)((char *)cfg + textok__cfg_fields[i].offset);
+        v = textok_st_meta(st, textok__cfg_fields[i].key);
+        if (!v) return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ lacks '%s'", st->path, textok__cfg_fields[i].key);
+        if (!textok__parse_int(v, dst))
+            return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ '%s' = \"%.40s\" is not a non-negative integer",
+                                st->path, textok__cfg_fields[i].key, v);
+    }
+    v = textok_st_meta(st, "quantize_mode");
+    if (v && strcmp(v, "vq") == 0) cfg->quantize_mode = TEXTOK_QUANT_VQ;
+    else if (v && strcmp(v, "vae") == 0) cfg->quantize_mode = TEXTOK_QUANT_VAE;
+    else return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ 'quantize_mode' must be \"vq\" or \"vae\"", st->path);
+    if (cfg->is_legacy) {
+        const char *p = textok_st_meta(st, "pixel_channel_mult");
+        int l = 0;
+        if (!p) return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ lacks 'pixel_channel_mult'", st->path);
+        while (*p) {
+            char num[16];
+            size_t len = strcspn(p, ",");
+            if (l >= TEXTOK_MAX_LEVELS || len == 0 || len >= sizeof num)
+                return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ 'pixel_channel_mult' is not a list of at most %d integers",
+                                    st->path, TEXTOK_MAX_LEVELS);
+            memcpy(num, p, len); num[len] = 0;
+            if (!textok__parse_int(num, &cfg->pixel_channel_mult[l++]))
+                return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ 'pixel_channel_mult' entry \"%s\" is not an integer", st->path, num);
+            p += len;
+            if (*p == ',') p++;
+        }
+        if (l != cfg->pixel_num_levels)
+            return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ 'pixel_channel_mult' has %d entries but pixel_num_levels is %d",
+                                st->path, l, cfg->pixel_num_levels);
+    }
+    return textok_titok_config_check(cfg);
+}
+
+TEXTOKDEF int textok_titok_config_to_meta(const textok_titok_config *cfg, const char **kv, int max_pairs,
+                                          char *buf, size_t buf_size)
+{
+    int n = 0, i, l;
+    size_t used = 0;
+#define TEXTOK__PUT(key, ...) do {                                                       \
+        int w_;                                                                          \
+        if (n >= max_pairs) return textok__fail(TEXTOK_ERR_ARG, "textok_titok_config_to_meta: more than %d pairs", max_pairs); \
+        w_ = snprintf(buf + used, buf_size - used, __VA_ARGS__);                          \
+        if (w_ < 0 || (size_t)w_ + 1 > buf_size - used)                                  \
+            return textok__fail(TEXTOK_ERR_ARG, "textok_titok_config_to_meta: buffer of %lu bytes too small", (unsigned long)buf_size); \
+        kv[2 * n] = (key); kv[2 * n + 1] = buf + used; used += (size_t)w_ + 1; n++;       \
+    } while (0)
+    if (!cfg || !kv || !buf) return textok__fail(TEXTOK_ERR_ARG, "textok_titok_config_to_meta: NULL argument");
+    TEXTOK__PUT("textok.model", "titok");
+    for (i = 0; i < TEXTOK__N_CFG_FIELDS; i++)
+        TEXTOK__PUT(textok__cfg_fields[i].key, "%d", *(const int *)((const char *)cfg + textok__cfg_fields[i].offset));
+    TEXTOK__PUT("quantize_mode", "%s", cfg->quantize_mode == TEXTOK_QUANT_VAE ? "vae" : "vq");
+    if (cfg->is_legacy) {
+        char list[TEXTOK_MAX_LEVELS * 12] = "";
+        size_t len = 0;
+        for (l = 0; l < cfg->pixel_num_levels && l < TEXTOK_MAX_LEVELS; l++)
+            len += (size_t)snprintf(list + len, sizeof list - len, l ? ",%d" : "%d", cfg->pixel_channel_mult[l]);
+        TEXTOK__PUT("pixel_channel_mult", "%s", list);
+    }
+#undef TEXTOK__PUT
+    return n;
+}
+
+/* ----- the parameter walk: one function lists every tensor with its shape, in state_dict order.
+   It serves three purposes: the spec list for tools/convert (m == NULL), sizing the parameter
+   block, and binding the model's named pointers to their place in that block. */
+typedef struct textok__walk {
+    textok_tensor_spec *specs;       /* fill up to max_specs entries, or NULL */
+    int                 max_specs, n;
+    float              *base;        /* bind slots to base + offset, or NULL */
+    size_t              offset;      /* floats so far */
+    int                 overflow;
+} textok__walk;
+
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 8, 9)))
+#endif
+static void textok__wt(textok__walk *w, float **slot, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3,
+                       const char *fmt, ...)
+{
+    int64_t dims[4];
+    size_t numel = 1;
+    int i;
+    dims[0] = d0; dims[1] = d1; dims[2] = d2; dims[3] = d3;
+    for (i = 0; i < ndim; i++)
+        if (!textok__mul_size(numel, (size_t)dims[i], &numel)) w->overflow = 1;
+    if (w->specs && w->n < w->max_specs) {
+        va_list ap;
+        textok_tensor_spec *s = &w->specs[w->n];
+        va_start(ap, fmt);
+        vsnprintf(s->name, sizeof s->name, fmt, ap);
+        va_end(ap);
+        s->ndim = ndim;
+        for (i = 0; i < 4; i++) s->shape[i] = i < ndim ? dims[i] : 0;
+    }
+    if (slot) *slot = w->base ? w->base + w->offset : NULL;
+    if (!textok__add_size(w->offset, numel, &w->offset)) w->overflow = 1;
+    w->n++;
+}
+
+#define TEXTOK__SLOT(m, field) ((m) ? &(m)->field : (float **)NULL)
+
+static void textok__walk_vit(textok__walk *w, textok__vit *v, const char *pre, int D, int L, int M)
+{
+    int i;
+    textok__wt(w, v ? &v->ln_pre_w : NULL, 1, D, 0, 0, 0, "%s.ln_pre.weight", pre);
+    textok__wt(w, v ? &v->ln_pre_b : NULL, 1, D, 0, 0, 0, "%s.ln_pre.bias", pre);
+    for (i = 0; i < L; i++) {
+        textok__vit_block *b = v ? &v->blocks[i] : NULL;
+        textok__wt(w, b ? &b->ln1_w : NULL, 1, D, 0, 0, 0, "%s.transformer.%d.ln_1.weight", pre, i);
+        textok__wt(w, b ? &b->ln1_b : NULL, 1, D, 0, 0, 0, "%s.transformer.%d.ln_1.bias", pre, i);
+        textok__wt(w, b ? &b->qkv_w : NULL, 2, 3 * (int64_t)D, D, 0, 0, "%s.transformer.%d.attn.in_proj_weight", pre, i);
+        textok__wt(w, b ? &b->qkv_b : NULL, 1, 3 * (int64_t)D, 0, 0, 0, "%s.transformer.%d.attn.in_proj_bias", pre, i);
+        textok__wt(w, b ? &b->proj_w : NULL, 2, D, D, 0, 0, "%s.transformer.%d.attn.out_proj.weight", pre, i);
+        textok__wt(w, b ? &b->proj_b : NULL, 1, D, 0, 0, 0, "%s.transformer.%d.attn.out_proj.bias", pre, i);
+        textok__wt(w, b ? &b->ln2_w : NULL, 1, D, 0, 0, 0, "%s.transformer.%d.ln_2.weight", pre, i);
+        textok__wt(w, b ? &b->ln2_b : NULL, 1, D, 0, 0, 0, "%s.transformer.%d.ln_2.bias", pre, i);
+        textok__wt(w, b ? &b->fc_w : NULL, 2, M, D, 0, 0, "%s.transformer.%d.mlp.c_fc.weight", pre, i);
+        textok__wt(w, b ? &b->fc_b : NULL, 1, M, 0, 0, 0, "%s.transformer.%d.mlp.c_fc.bias", pre, i);
+        textok__wt(w, b ? &b->fc2_w : NULL, 2, D, M, 0, 0, "%s.transformer.%d.mlp.c_proj.weight", pre, i);
+        textok__wt(w, b ? &b->fc2_b : NULL, 1, D, 0, 0, 0, "%s.transformer.%d.mlp.c_proj.bias", pre, i);
+    }
+    textok__wt(w, v ? &v->ln_post_w : NULL, 1, D, 0, 0, 0, "%s.ln_post.weight", pre);
+    textok__wt(w, v ? &v->ln_post_b : NULL, 1, D, 0, 0, 0, "%s.ln_post.bias", pre);
+}
+
+static void textok__walk_resblock(textok__walk *w, textok__resblock *r, const char *name, int cin, int cout)
+{
+    if (r) { r->cin = cin; r->cout = cout; r->nin_w = NULL; }
+    textok__wt(w, r ? &r->norm1_w : NULL, 1, cin, 0, 0, 0, "pixel_decoder.%s.norm1.weight", name);
+    textok__wt(w, r ? &r->norm1_b : NULL, 1, cin, 0, 0, 0, "pixel_decoder.%s.norm1.bias", name);
+    textok__wt(w, r ? &r->conv1_w : NULL, 4, cout, cin, 3, 3, "pixel_decoder.%s.conv1.weight", name);
+    textok__wt(w, r ? &r->norm2_w : NULL, 1, cout, 0, 0, 0, "pixel_decoder.%s.norm2.weight", name);
+    textok__wt(w, r ? &r->norm2_b : NULL, 1, cout, 0, 0, 0, "pixel_decoder.%s.norm2.bias", name);
+    textok__wt(w, r ? &r->conv2_w : NULL, 4, cout, cout, 3, 3, "pixel_decoder.%s.conv2.weight", name);
+    if (cin != cout)
+        textok__wt(w, r ? &r->nin_w : NULL, 4, cout, cout, 1, 1, "pixel_decoder.%s.nin_shortcut.weight", name);
+}
+
+static void textok__titok_walk(const textok_titok_config *c, textok_titok *m, textok__walk *w)
+{
+    const int K = c->num_latent_tokens, C = c->token_size, p = c->patch_size;
+    const int P = (c->image_size / p) * (c->image_size / p), De = c->enc_width, Dd = c->dec_width;
+    const int Cq = c->quantize_mode == TEXTOK_QUANT_VAE ? 2 * C : C;
+    textok__wt(w, TEXTOK__SLOT(m, latent_tokens), 2, K, De, 0, 0, "latent_tokens");
+    textok__wt(w, TEXTOK__SLOT(m, enc.cls), 2, 1, De, 0, 0, "encoder.class_embedding");
+    textok__wt(w, TEXTOK__SLOT(m, enc.pos), 2, 1 + (int64_t)P, De, 0, 0, "encoder.positional_embedding");
+    textok__wt(w, TEXTOK__SLOT(m, enc.latent_pos), 2, K, De, 0, 0, "encoder.latent_token_positional_embedding");
+    textok__wt(w, TEXTOK__SLOT(m, enc.patch_w), 4, De, 3, p, p, "encoder.patch_embed.weight");
+    textok__wt(w, TEXTOK__SLOT(m, enc.patch_b), 1, De, 0, 0, 0, "encoder.patch_embed.bias");
+    textok__walk_vit(w, m ? &m->enc.vit : NULL, "encoder", De, c->enc_layers, c->enc_mlp);
+    textok__wt(w, TEXTOK__SLOT(m, enc.out_w), 4, Cq, De, 1, 1, "encoder.conv_out.weight");
+    textok__wt(w, TEXTOK__SLOT(m, enc.out_b), 1, Cq, 0, 0, 0, "encoder.conv_out.bias");
+
+    textok__wt(w, TEXTOK__SLOT(m, dec.cls), 2, 1, Dd, 0, 0, "decoder.class_embedding");
+    textok__wt(w, TEXTOK__SLOT(m, dec.pos), 2, 1 + (int64_t)P, Dd, 0, 0, "decoder.positional_embedding");
+    textok__wt(w, TEXTOK__SLOT(m, dec.mask_token), 3, 1, 1, Dd, 0, "decoder.mask_token");
+    textok__wt(w, TEXTOK__SLOT(m, dec.latent_pos), 2, K, Dd, 0, 0, "decoder.latent_token_positional_embedding");
+    textok__wt(w, TEXTOK__SLOT(m, dec.embed_w), 2, Dd, C, 0, 0, "decoder.decoder_embed.weight");
+    textok__wt(w, TEXTOK__SLOT(m, dec.embed_b), 1, Dd, 0, 0, 0, "decoder.decoder_embed.bias");
+    textok__walk_vit(w, m ? &m->dec.vit : NULL, "decoder", Dd, c->dec_layers, c->dec_mlp);
+    if (c->is_legacy) {
+        textok__wt(w, TEXTOK__SLOT(m, dec.ffn0_w), 4, 2 * (int64_t)Dd, Dd, 1, 1, "decoder.ffn.0.weight");
+        textok__wt(w, TEXTOK__SLOT(m, dec.ffn0_b), 1, 2 * (int64_t)Dd, 0, 0, 0, "decoder.ffn.0.bias");
+        textok__wt(w, TEXTOK__SLOT(m, dec.ffn2_w), 4, c->pixel_codebook_size, 2 * (int64_t)Dd, 1, 1, "decoder.ffn.2.weight");
+        textok__wt(w, TEXTOK__SLOT(m, dec.ffn2_b), 1, c->pixel_codebook_size, 0, 0, 0, "decoder.ffn.2.bias");
+    } else {
+        textok__wt(w, TEXTOK__SLOT(m, dec.ffn0_w), 4, (int64_t)p * p * 3, Dd, 1, 1, "decoder.ffn.0.weight");
+        textok__wt(w, TEXTOK__SLOT(m, dec.ffn0_b), 1, (int64_t)p * p * 3, 0, 0, 0, "decoder.ffn.0.bias");
+        textok__wt(w, TEXTOK__SLOT(m, dec.out_w), 4, 3, 3, 3, 3, "decoder.conv_out.weight");
+        textok__wt(w, TEXTOK__SLOT(m, dec.out_b), 1, 3, 0, 0, 0, "decoder.conv_out.bias");
+    }
+    if (c->quantize_mode == TEXTOK_QUANT_VQ)
+        textok__wt(w, TEXTOK__SLOT(m, codebook), 2, c->codebook_size, C, 0, 0, "quantize.embedding.weight");
+    if (c->is_legacy) {
+        const int levels = c->pixel_num_levels, nb = c->pixel_res_blocks, top = textok__pix_ch(c, levels - 1);
+        textok__pixel_decoder *px = m ? &m->pix : NULL;
+        char name[48];
+        int l, j, cin;
+        textok__wt(w, TEXTOK__SLOT(m, pix.codebook), 2, c->pixel_codebook_size, c->pixel_z_channels, 0, 0, "pixel_quantize.embedding.weight");
+        textok__wt(w, TEXTOK__SLOT(m, pix.conv_in_w), 4, top, c->pixel_z_channels, 3, 3, "pixel_decoder.conv_in.weight");
+        textok__wt(w, TEXTOK__SLOT(m, pix.conv_in_b), 1, top, 0, 0, 0, "pixel_decoder.conv_in.bias");
+        /* mid holds pixel_res_blocks blocks (2 in every published config) */
+        for (j = 0; j < nb; j++) {
+            snprintf(name, sizeof name, "mid.%d", j);
+            textok__walk_resblock(w, px ? &px->mid[j] : NULL, name, top, top);
+        }
+        cin = top;
+        for (l = levels - 1; l >= 0; l--) {   /* forward order; names keep the index l */
+            int cout = textok__pix_ch(c, l);
+            for (j = 0; j < nb; j++) {
+                snprintf(name, sizeof name, "up.%d.block.%d", l, j);
+                textok__walk_resblock(w, px ? &px->up[l * nb + j] : NULL, name, cin, cout);
+                cin = cout;
+            }
+            if (l > 0) {
+                textok__wt(w, px ? &px->upsample_w[l] : NULL, 4, cout, cout, 3, 3, "pixel_decoder.up.%d.upsample_conv.weight", l);
+                textok__wt(w, px ? &px->upsample_b[l] : NULL, 1, cout, 0, 0, 0, "pixel_decoder.up.%d.upsample_conv.bias", l);
+            }
+        }
+        textok__wt(w, TEXTOK__SLOT(m, pix.norm_out_w), 1, cin, 0, 0, 0, "pixel_decoder.norm_out.weight");
+        textok__wt(w, TEXTOK__SLOT(m, pix.norm_out_b), 1, cin, 0, 0, 0, "pixel_decoder.norm_out.bias");
+        textok__wt(w, TEXTOK__SLOT(m, pix.conv_out_w), 4, 3, cin, 3, 3, "pixel_decoder.conv_out.weight");
+        textok__wt(w, TEXTOK__SLOT(m, pix.conv_out_b), 1, 3, 0, 0, 0, "pixel_decoder.conv_out.bias");
+    }
+}
+#undef TEXTOK__SLOT
+
+TEXTOKDEF int textok_titok_tensor_specs(const textok_titok_config *cfg, textok_tensor_spec *specs, int max_specs)
+{
+    textok__walk w;
+    int st;
+    if ((st = textok_titok_config_check(cfg)) != TEXTOK_OK) return st;
+    memset(&w, 0, sizeof w);
+    w.specs = specs;
+    w.max_specs = specs ? max_specs : 0;
+    textok__titok_walk(cfg, NULL, &w);
+    if (w.overflow) return textok__fail(TEXTOK_ERR_SHAPE, "TiTok config: parameter count overflows size_t");
+    return w.n;
+}
+
+/* ----- loading ------------------------------------------------------------------------------ */
+TEXTOKDEF textok_params textok_default_params(void)
+{
+    textok_params p;
+    p.n_threads = 0;
+    p.max_batch = 1;
+    p.kernels = NULL;
+    return p;
+}
+
+/* Host arrays of the per-block pointer structs (sizes from the config). */
+static int textok__titok_host_arrays(textok_titok *m)
+{
+    const textok_titok_config *c = &m->cfg;
+    size_t nb_levels = c->is_legacy ? (size_t)c->pixel_num_levels : 0, nb = c->is_legacy ? (size_t)c->pixel_res_blocks : 0;
+    size_t bytes = (size_t)(c->enc_layers + c->dec_layers) * sizeof(textok__vit_block)
+                 + (nb + nb_levels * nb) * sizeof(textok__resblock) + 2 * nb_levels * sizeof(float *);
+    unsigned char *p = (unsigned char *)textok__calloc(1, bytes);
+    if (!p) return textok__fail(TEXTOK_ERR_NOMEM, "TiTok: out of memory for %lu bytes of layer tables", (unsigned long)bytes);
+    m->host_arrays = p;
+    m->enc.vit.blocks = (textok__vit_block *)p;            p += (size_t)c->enc_layers * sizeof(textok__vit_block);
+    m->dec.vit.blocks = (textok__vit_block *)p;            p += (size_t)c->dec_layers * sizeof(textok__vit_block);
+    m->pix.mid = (textok__resblock *)p;                    p += nb * sizeof(textok__resblock);
+    m->pix.up = (textok__resblock *)p;                     p += nb_levels * nb * sizeof(textok__resblock);
+    m->pix.upsample_w = (float **)p;                       p += nb_levels * sizeof(float *);
+    m->pix.upsample_b = (float **)p;
+    m->enc.vit.D = c->enc_width; m->enc.vit.L = c->enc_layers; m->enc.vit.H = c->enc_heads; m->enc.vit.M = c->enc_mlp;
+    m->dec.vit.D = c->dec_width; m->dec.vit.L = c->dec_layers; m->dec.vit.H = c->dec_heads; m->dec.vit.M = c->dec_mlp;
+    return TEXTOK_OK;
+}
+
+/* The arena: every activation buffer, carved from one allocation. Run once with base NULL to
+   size it, then again to bind. Slices are rounded up to 16 floats (64 bytes). */
+typedef struct textok__carve { float *base; size_t used; int overflow; } textok__carve;
+static float *textok__take(textok__carve *a, size_t n)
+{
+    float *p = a->base ? a->base + a->used : NULL;
+    size_t r;
+    if (!textok__add_size(n, 15, &r) || !textok__add_size(a->used, r & ~(size_t)15, &a->used)) a->overflow = 1;
+    return p;
+}
+static size_t textok__max2(size_t a, size_t b) { return a > b ? a : b; }
+static size_t textok__mul3(size_t a, size_t b, size_t c, int *overflow)
+{
+    size_t r;
+    if (!textok__mul_size(a, b, &r) || !textok__mul_size(r, c, &r)) { *overflow = 1; return 0; }
+    return r;
+}
+
+static void textok__titok_carve(textok_titok *m, textok__carve *a)
+{
+    const textok_titok_config *c = &m->cfg;
+    const size_t B = (size_t)m->max_batch, T = (size_t)m->T, P = (size_t)m->P, K = (size_t)c->num_latent_tokens;
+    const size_t S = (size_t)c->image_size, p = (size_t)c->patch_size, C = (size_t)c->token_size;
+    const size_t Dmax = textok__max2((size_t)c->enc_width, (size_t)c->dec_width);
+    const size_t Mmax = textok__max2((size_t)c->enc_mlp, (size_t)c->dec_mlp);
+    const size_t Hmax = textok__max2((size_t)c->enc_heads, (size_t)c->dec_heads);
+    textok_attention_dims ad;
+    textok_conv2d_dims cd;
+    size_t conv_work, head1;
+    int *o = &a->overflow;
+    ad.B = (int)B; ad.Tq = ad.Tk = m->T; ad.C = (int)Dmax; ad.H = (int)Hmax; ad.scale = 1.0f;
+    m->vit.seq = textok__take(a, textok__mul3(B, T, Dmax, o));
+    m->vit.x   = textok__take(a, textok__mul3(B, T, Dmax, o));
+    m->vit.ln  = textok__take(a, textok__mul3(B, T, Dmax, o));
+    m->vit.q   = textok__take(a, textok__mul3(B, T, Dmax, o));
+    m->vit.k   = textok__take(a, textok__mul3(B, T, Dmax, o));
+    m->vit.v   = textok__take(a, textok__mul3(B, T, Dmax, o));
+    m->vit.att = textok__take(a, textok__mul3(B, T, Dmax, o));
+    m->vit.mlp = textok__take(a, textok__mul3(B, T, Mmax, o));
+    m->vit.lse = textok__take(a, textok__mul3(B, Hmax, T, o));
+    m->vit.work = textok__take(a, textok_attention_work_floats(&ad));
+    m->img     = textok__take(a, textok__mul3(B, 3, S * S, o));
+    m->img2    = c->is_legacy ? NULL : textok__take(a, textok__mul3(B, 3, S * S, o));
+    m->patches = textok__take(a, textok__mul3(B, (size_t)c->enc_width, P, o));
+    m->lat     = textok__take(a, textok__mul3(B, K, Dmax, o));
+    m->zt      = textok__take(a, textok__mul3(B, K, 2 * C, o));
+    m->zq      = textok__take(a, textok__mul3(B, K, C, o));
+    m->zoff    = textok__take(a, textok__mul3(B, K, 2 * C, o));
+    m->noise   = textok__take(a, textok__mul3(B, K, C, o));
+    m->ids     = (int32_t *)(void *)textok__take(a, B * K);
+    m->cb_work = c->quantize_mode == TEXTOK_QUANT_VQ
+               ? textok__take(a, textok_codebook_work_floats((int)(B * K), c->codebook_size, (int)C)) : NULL;
+    m->dec_out = textok__take(a, textok__mul3(B, P, (size_t)c->dec_width, o));
+    head1 = c->is_legacy ? 2 * (size_t)c->dec_width : p * p * 3;
+    m->head1   = textok__take(a, textok__mul3(B, P, head1, o));
+    /* the patch embedding is a stride-p conv; the non-legacy head ends with a 3x3 conv at S x S */
+    cd.B = 1; cd.C = 3; cd.H = cd.W = (int)S; cd.OC = c->enc_width; cd.KH = cd.KW = (int)p; cd.stride = (int)p; cd.pad = 0;
+    conv_work = textok_conv2d_work_floats(&cd);
+    cd.OC = 3; cd.KH = cd.KW = 3; cd.stride = 1; cd.pad = 1;
+    conv_work = textok__max2(conv_work, textok_conv2d_work_floats(&cd));
+    if (c->is_legacy) {
+        /* walk the pixel decoder's stages for its largest activation and largest conv */
+        size_t act = 0, hw = P;
+        int l, top = textok__pix_ch(c, c->pixel_num_levels - 1), cin = top;
+        m->logits = textok__take(a, textok__mul3(B, P, (size_t)c->pixel_codebook_size, o));
+        m->codes  = textok__take(a, textok__mul3(B, P, (size_t)c->pixel_z_channels, o));
+        act = textok__max2((size_t)c->pixel_z_channels, (size_t)top) * hw;
+        conv_work = textok__max2(conv_work, textok__mul3((size_t)textok__max2((size_t)c->pixel_z_channels, (size_t)top), 9, hw, o));
+        for (l = c->pixel_num_levels - 1; l >= 0; l--) {
+            int cout = textok__pix_ch(c, l);
+            act = textok__max2(act, textok__max2((size_t)cin, (size_t)cout) * hw);
+            conv_work = textok__max2(conv_work, textok__mul3(textok__max2((size_t)cin, (size_t)cout), 9, hw, o));
+            cin = cout;
+            if (l > 0) {
+                hw *= 4;
+                act = textok__max2(act, (size_t)cout * hw);
+                conv_work = textok__max2(conv_work, textok__mul3((size_t)cout, 9, hw, o));
+            }
+        }
+        m->pixa.x = textok__take(a, textok__mul3(B, act, 1, o));
+        m->pixa.t = textok__take(a, textok__mul3(B, act, 1, o));
+        m->pixa.h = textok__take(a, textok__mul3(B, act, 1, o));
+    }
+    m->conv_work = m->pixa.work = textok__take(a, conv_work);
+}
+
+/* Constants computed from the parameters (after loading; again after any parameter update). */
+static int textok__titok_derive(textok_titok *m)
+{
+    const textok_kernels *k = &m->k;
+    const textok_titok_config *c = &m->cfg;
+    const int Dd = c->dec_width;
+    int p;
+    /* the single learned mask token, repeated over the P mask positions, plus their positions */
+    for (p = 0; p < m->P; p++)
+        k->add_forward(k, m->dec_mask_seq + (size_t)p * Dd, m->dec.mask_token, m->dec.pos + (size_t)(1 + p) * Dd, (size_t)Dd);
+    if (c->quantize_mode == TEXTOK_QUANT_VQ) {
+        if (c->use_l2_norm)
+            k->l2norm_forward(k, m->codebook_lookup, m->codebook, c->codebook_size, c->token_size, 1e-12f);
+        else
+            m->codebook_lookup = m->codebook;
+    }
+    return TEXTOK_OK;
+}
+
+TEXTOKDEF void textok_titok_free(textok_titok *m)
+{
+    if (!m) return;
+    if (m->params) m->k.free(&m->k, m->params);
+    if (m->derived) m->k.free(&m->k, m->derived);
+    if (m->arena) m->k.free(&m->k, m->arena);
+    TEXTOK_FREE(m->host_arrays);
+    TEXTOK_FREE(m);
+}
+
+TEXTOKDEF int textok_titok_load_st(textok_titok **out, const textok_safetensors *st,
+                                  const textok_titok_config *cfg, const textok_params *params)
+{
+    textok_params prm = params ? *params : textok_default_params();
+    textok_titok *m;
+    textok__walk w;
+    textok__carve a;
+    textok_tensor_spec *specs = NULL;
+    float *stage = NULL;
+    size_t max_numel = 0, n_derived;
+    int i, n_specs, status;
+    if (!out || !st) return textok__fail(TEXTOK_ERR_ARG, "textok_titok_load: NULL argument");
+    *out = NULL;
+    if (prm.max_batch < 1 || prm.max_batch > 4096)
+        return textok__fail(TEXTOK_ERR_ARG, "textok_titok_load: max_batch %d not in [1, 4096]", prm.max_batch);
+    m = (textok_titok *)textok__calloc(1, sizeof *m);
+    if (!m) return textok__fail(TEXTOK_ERR_NOMEM, "textok_titok_load: out of memory");
+    m->k = prm.kernels ? *prm.kernels : textok_cpu_kernels(prm.n_threads);
+    m->max_batch = prm.max_batch;
+#define TEXTOK__TRY(x) do { if ((status = (x)) != TEXTOK_OK) goto fail; } while (0)
+    if (cfg) { m->cfg = *cfg; TEXTOK__TRY(textok_titok_config_check(&m->cfg)); }
+    else TEXTOK__TRY(textok_titok_config_from_meta(&m->cfg, st));
+    m->P = (m->cfg.image_size / m->cfg.patch_size) * (m->cfg.image_size / m->cfg.patch_size);
+    m->T = 1 + m->P + m->cfg.num_latent_tokens;
+    m->Cq = m->cfg.quantize_mode == TEXTOK_QUANT_VAE ? 2 * m->cfg.token_size : m->cfg.token_size;
+    TEXTOK__TRY(textok__titok_host_arrays(m));
+
+    /* the expected tensors; the file must hold exactly these */
+    n_specs = textok_titok_tensor_specs(&m->cfg, NULL, 0);
+    if (n_specs < 0) { status = n_specs; goto fail; }
+    specs = (textok_tensor_spec *)textok__calloc((size_t)n_specs, sizeof *specs);
+    if (!specs) { status = textok__fail(TEXTOK_ERR_NOMEM, "textok_titok_load: out of memory"); goto fail; }
+    textok_titok_tensor_specs(&m->cfg, specs, n_specs);
+    for (i = 0; i < st->n_tensors; i++) {
+        int j, found = 0;
+        for (j = 0; j < n_specs && !found; j++) found = strcmp(st->tensors[i].name, specs[j].name) == 0;
+        if (!found) { status = textok__fail(TEXTOK_ERR_SHAPE, "%s: unexpected tensor '%.120s' for this TiTok config", st->path, st->tensors[i].name); goto fail; }
+    }
+
+    /* parameters: size, allocate, bind, then load each tensor through a host staging buffer */
+    memset(&w, 0, sizeof w);
+    textok__titok_walk(&m->cfg, m, &w);
+    m->n_params = w.offset;
+    m->params = (float *)m->k.alloc(&m->k, w.offset * sizeof(float));
+    if (!m->params) { status = textok__fail(TEXTOK_ERR_NOMEM, "%s: cannot allocate %lu parameters", st->path, (unsigned long)w.offset); goto fail; }
+    memset(&w, 0, sizeof w);
+    w.base = m->params;
+    textok__titok_walk(&m->cfg, m, &w);
+    for (i = 0; i < n_specs; i++) {
+        size_t numel = 1;
+        int d;
+        for (d = 0; d < specs[i].ndim; d++) numel *= (size_t)specs[i].shape[d];
+        if (numel > max_numel) max_numel = numel;
+    }
+    stage = (float *)textok__malloc(max_numel * sizeof(float));
+    if (!stage) { status = textok__fail(TEXTOK_ERR_NOMEM, "textok_titok_load: out of memory"); goto fail; }
+    {
+        size_t offset = 0;
+        for (i = 0; i < n_specs; i++) {
+            size_t numel = 1;
+            int d;
+            for (d = 0; d < specs[i].ndim; d++) numel *= (size_t)specs[i].shape[d];
+            TEXTOK__TRY(textok_st_load(st, specs[i].name, specs[i].ndim, specs[i].shape, stage));
+            TEXTOK__TRY(m->k.to_device(&m->k, m->params + offset, stage, numel * sizeof(float)));
+            offset += numel;
+        }
+    }
+
+    /* derived constants and the activation arena */
+    n_derived = (size_t)m->cfg.dec_width * m->P
+              + (m->cfg.quantize_mode == TEXTOK_QUANT_VQ && m->cfg.use_l2_norm ? (size_t)m->cfg.codebook_size * m->cfg.token_size : 0);
+    m->derived = (float *)m->k.alloc(&m->k, n_derived * sizeof(float));
+    if (!m->derived) { status = textok__fail(TEXTOK_ERR_NOMEM, "textok_titok_load: out of memory"); goto fail; }
+    m->dec_mask_seq = m->derived;
+    m->codebook_lookup = m->dec_mask_seq + (size_t)m->P * m->cfg.dec_width;
+    TEXTOK__TRY(textok__titok_derive(m));
+    memset(&a, 0, sizeof a);
+    textok__titok_carve(m, &a);
+    if (a.overflow) { status = textok__fail(TEXTOK_ERR_SHAPE, "%s: activation sizes overflow", st->path); goto fail; }
+    m->arena = (float *)m->k.alloc(&m->k, a.used * sizeof(float));
+    if (!m->arena) { status = textok__fail(TEXTOK_ERR_NOMEM, "%s: cannot allocate %lu MB of activations for max_batch %d",
+                                           st->path, (unsigned long)(a.used * sizeof(float) >> 20), m->max_batch); goto fail; }
+    a.base = m->arena; a.used = 0;
+    textok__titok_carve(m, &a);
+#undef TEXTOK__TRY
+    TEXTOK_FREE(stage);
+    TEXTOK_FREE(specs);
+    *out = m;
+    return TEXTOK_OK;
+fail:
+    TEXTOK_FREE(stage);
+    TEXTOK_FREE(specs);
+    textok_titok_free(m);
+    return status;
+}
+
+#ifndef TEXTOK_NO_STDIO
+TEXTOKDEF int textok_titok_load(textok_titok **model, const char *path, const textok_params *p)
+{
+    textok_safetensors st;
+    int status;
+    if (!model || !path) return textok__fail(TEXTOK_ERR_ARG, "textok_titok_load: NULL argument");
+    *model = NULL;
+    if ((status = textok_st_open(&st, path)) != TEXTOK_OK) return status;
+    status = textok_titok_load_st(model, &st, NULL, p);
+    textok_st_close(&st);
+    return status;
+}
+#endif
+
+TEXTOKDEF const textok_titok_config *textok_titok_get_config(const textok_titok *m) { return m ? &m->cfg : NULL; }
+TEXTOKDEF size_t textok_titok_num_params(const textok_titok *m) { return m ? m->n_params : 0; }
+TEXTOKDEF textok_titok_timing textok_titok_last_timing(const textok_titok *m)
+{
+    textok_titok_timing t;
+    memset(&t, 0, sizeof t);
+    return m ? m->timing : t;
+}
+
+/* ----- encode ------------------------------------------------------------------------------- */
+/* B <= max_batch images in m->img (B, 3, S, S) -> m->zt (B, K, Cq) token-major and m->zoff
+   (B, Cq, K), the official (B, Cq, 1, K) layout. Returns the FLOPs done. */
+static double textok__titok_encoder(textok_titok *m, int B)
+{
+    const textok_kernels *k = &m->k;
+    const textok_titok_config *c = &m->cfg;
+    const int K = c->num_latent_tokens, D = c->enc_width, P = m->P, T = m->T, Cq = m->Cq, p = c->patch_size;
+    textok_conv2d_dims cd;
+    int b;
+    /* 1. patch_embed, a stride-p conv: (B, D, S/p, S/p), then tokens (B, P, D), patch index row*gs+col */
+    cd.B = B; cd.C = 3; cd.H = cd.W = c->image_size; cd.OC = D; cd.KH = cd.KW = cd.stride = p; cd.pad = 0;
+    k->conv2d_forward(k, m->patches, m->img, m->enc.patch_w, m->enc.patch_b, &cd, m->conv_work);
+    k->transpose_forward(k, m->vit.ln, m->patches, B, D, P);
+    /* 2. the sequence [cls, P patches, K latent tokens], each segment with its positions */
+    for (b = 0; b < B; b++) {
+        float *s = m->vit.seq + (size_t)b * T * D;
+        k->add_forward(k, s, m->enc.cls, m->enc.pos, (size_t)D);
+        k->add_forward(k, s + D, m->vit.ln + (size_t)b * P * D, m->enc.pos + D, (size_t)P * D);
+        k->add_forward(k, s + (size_t)(1 + P) * D, m->latent_tokens, m->enc.latent_pos, (size_t)K * D);
+    }
+    /* 3. ln_pre, the blocks, then ln_post on the K latent rows only */
+    textok__vit_forward(k, &m->enc.vit, &m->vit, B, T);
+    for (b = 0; b < B; b++)
+        k->layernorm_forward(k, m->lat + (size_t)b * K * D, NULL, NULL, m->vit.x + ((size_t)b * T + 1 + P) * D,
+                             m->enc.vit.ln_post_w, m->enc.vit.ln_post_b, K, D, 1e-5f);
+    /* 4. conv_out (1x1, D -> Cq). Legacy checkpoints reshape the (K, D) ln_post output to (D, K)
+       by REINTERPRETING its memory, not by transposing it (architecture.md 1.3 step 7): z'[c][k] =
+       flat[c*K + k]. As a matmul, out^T (K, Cq) = z'^T . W^T, where z'^T is A with trans_a = 1
+       over the flat buffer read as (D, K). Non-legacy models transpose for real, which is just
+       the token-major Linear. */
+    if (c->is_legacy) {
+        textok_matmul_dims d;
+        d.batch = 1; d.M = K; d.N = Cq; d.K = D; d.trans_a = 1; d.trans_b = 1;
+        for (b = 0; b < B; b++)
+            k->matmul_forward(k, m->zt + (size_t)b * K * Cq, m->lat + (size_t)b * K * D, m->enc.out_w, m->enc.out_b, &d);
+    } else {
+        textok__linear(k, m->zt, m->lat, m->enc.out_w, m->enc.out_b, B * K, D, Cq);
+    }
+    k->transpose_forward(k, m->zoff, m->zt, B, K, Cq);
+    return 2.0 * B * P * D * 3.0 * p * p + textok__vit_flops(&m->enc.vit, B, T) + 2.0 * B * K * D * Cq;
+}
+
+/* ----- decode ------------------------------------------------------------------------------- */
+/* MaskGIT-VQGAN decoder: m->pixa.x (B, Z, g, g) -> m->img (B, 3, S, S). Returns the FLOPs. */
+static double textok__pixel_decoder_forward(textok_titok *m, int B)
+{
+    const textok_kernels *k = &m->k;
+    const textok_titok_config *c = &m->cfg;
+    const textok__pixel_decoder *px = &m->pix;
+    const int nb = c->pixel_res_blocks, G = c->pixel_groups, top = textok__pix_ch(c, c->pixel_num_levels - 1);
+    textok__pix_acts a = m->pixa;
+    int H = c->image_size / c->patch_size, W = H, l, j, cin = top;
+    double flops = 2.0 * B * top * c->pixel_z_channels * 9.0 * H * W;
+    float *tmp;
+    textok__conv_same(k, a.t, a.x, px->conv_in_w, px->conv_in_b, B, c->pixel_z_channels, H, W, top, 3, a.work);
+    tmp = a.x; a.x = a.t; a.t = tmp;
+    for (j = 0; j < nb; j++) textok__resblock_forward(k, &px->mid[j], &a, B, H, W, G);
+    flops += nb * 2.0 * (2.0 * B * top * top * 9.0 * H * W);
+    for (l = c->pixel_num_levels - 1; l >= 0; l--) {   /* self.up is run reversed: coarse to fine */
+        int cout = textok__pix_ch(c, l);
+        for (j = 0; j < nb; j++) {
+            const textok__resblock *r = &px->up[l * nb + j];
+            textok__resblock_forward(k, r, &a, B, H, W, G);
+            flops += 2.0 * B * H * W * 9.0 * ((double)r->cin * r->cout + (double)r->cout * r->cout)
+                   + (r->nin_w ? 2.0 * B * H * W * (double)r->cout * r->cout : 0.0);
+            cin = cout;
+        }
+        if (l > 0) {   /* nearest x2, then a 3x3 conv */
+            k->upsample_forward(k, a.t, a.x, B * cout, H, W, 2);
+            H *= 2; W *= 2;
+            textok__conv_same(k, a.x, a.t, px->upsample_w[l], px->upsample_b[l], B, cout, H, W, cout, 3, a.work);
+            flops += 2.0 * B * H * W * 9.0 * (double)cout * cout;
+        }
+    }
+    k->groupnorm_forward(k, a.t, NULL, NULL, a.x, px->norm_out_w, px->norm_out_b, B, cin, H * W, G, 1e-6f);
+    k->silu_forward(k, a.t, a.t, (size_t)B * cin * H * W);
+    textok__conv_same(k, m->img, a.t, px->conv_out_w, px->conv_out_b, B, cin, H, W, 3, 3, a.work);
+    return flops + 2.0 * B * H * W * 9.0 * 3.0 * cin;
+}
+
+/* zt (B, K, C) token-major -> m->img (B, 3, S, S), unclamped. */
+static void textok__titok_decoder(textok_titok *m, const float *zt, int B)
+{
+    const textok_kernels *k = &m->k;
+    const textok_titok_config *c = &m->cfg;
+    const int K = c->num_latent_tokens, C = c->token_size, D = c->dec_width, P = m->P, T = m->T;
+    const int S = c->image_size, p = c->patch_size;
+    double t0 = textok__now(), flops;
+    int b;
+    /* 1. decoder_embed on the K tokens; the sequence [cls, P mask tokens, K tokens] */
+    textok__linear(k, m->lat, zt, m->dec.embed_w, m->dec.embed_b, B * K, C, D);
+    for (b = 0; b < B; b++) {
+        float *s = m->vit.seq + (size_t)b * T * D;
+        k->add_forward(k, s, m->dec.cls, m->dec.pos, (size_t)D);
+        k->copy(k, s + D, m->dec_mask_seq, (size_t)P * D * sizeof(float));
+        k->add_forward(k, s + (size_t)(1 + P) * D, m->lat + (size_t)b * K * D, m->dec.latent_pos, (size_t)K * D);
+    }
+    /* 2. the blocks; ln_post on the P mask positions, which become the (S/p, S/p) grid */
+    textok__vit_forward(k, &m->dec.vit, &m->vit, B, T);
+    for (b = 0; b < B; b++)
+        k->layernorm_forward(k, m->dec_out + (size_t)b * P * D, NULL, NULL, m->vit.x + ((size_t)b * T + 1) * D,
+                             m->dec.vit.ln_post_w, m->dec.vit.ln_post_b, P, D, 1e-5f);
+    flops = 2.0 * B * K * C * D + textok__vit_flops(&m->dec.vit, B, T);
+    if (c->is_legacy) {
+        /* 3a. ffn: 1x1 conv, tanh, 1x1 conv -> logits over the Vp proxy codes at each grid cell;
+           their softmax weights a convex combination of pixel-codebook rows (a soft lookup, not
+           an argmax), which the conv decoder turns into pixels */
+        const int Vp = c->pixel_codebook_size, Z = c->pixel_z_channels;
+        textok_matmul_dims d;
+        textok__linear(k, m->head1, m->dec_out, m->dec.ffn0_w, m->dec.ffn0_b, B * P, D, 2 * D);
+        k->tanh_forward(k, m->head1, m->head1, (size_t)B * P * 2 * D);
+        textok__linear(k, m->logits, m->head1, m->dec.ffn2_w, m->dec.ffn2_b, B * P, 2 * D, Vp);
+        k->softmax_forward(k, m->logits, m->logits, B * P, Vp);
+        d.batch = 1; d.M = B * P; d.N = Z; d.K = Vp; d.trans_a = 0; d.trans_b = 0;
+        k->matmul_forward(k, m->codes, m->logits, m->pix.codebook, NULL, &d);
+        k->transpose_forward(k, m->pixa.x, m->codes, B, P, Z);
+        flops += 2.0 * B * P * (2.0 * D * D + 2.0 * D * Vp + (double)Vp * Z);
+        m->timing.decoder_s += textok__now() - t0;
+        m->timing.decoder_flops += flops;
+        t0 = textok__now();
+        m->timing.pixel_decoder_flops += textok__pixel_decoder_forward(m, B);
+        m->timing.pixel_decoder_s += textok__now() - t0;
+    } else {
+        /* 3b. ffn: 1x1 conv to p*p*3 values per cell, rearranged to pixels (c fastest), then a
+           3x3 conv_out */
+        textok__linear(k, m->head1, m->dec_out, m->dec.ffn0_w, m->dec.ffn0_b, B * P, D, p * p * 3);
+        k->unpatchify_forward(k, m->img2, m->head1, B, 3, S, S, p);
+        textok__conv_same(k, m->img, m->img2, m->dec.out_w, m->dec.out_b, B, 3, S, S, 3, 3, m->conv_work);
+        flops += 2.0 * B * P * D * p * p * 3.0 + 2.0 * B * S * S * 81.0;
+        m->timing.decoder_s += textok__now() - t0;
+        m->timing.decoder_flops += flops;
+    }
+}
+
+/* ----- the public calls --------------------------------------------------------------------- */
+#define TEXTOK__CHECKED(x) do { int st_ = (x); if (st_ != TEXTOK_OK) return textok__fail(st_, "TiTok: a memory transfer failed: %s", textok_last_error()); } while (0)
+
+TEXTOKDEF int textok_titok_encode(textok_titok *m, const float *images, int B, int32_t *tokens,
+                                  float *latents, float *pre_quant, textok_rng *rng)
+{
+    const textok_kernels *k;
+    const textok_titok_config *c;
+    size_t img_n, K, C, Cq;
+    int b0;
+    if (!m || (!images && B > 0) || B < 0)
+        return textok__fail(TEXTOK_ERR_ARG, "textok_titok_encode: NULL model or images, or batch %d < 0", B);
+    k = &m->k; c = &m->cfg;
+    if (tokens && c->quantize_mode != TEXTOK_QUANT_VQ)
+        return textok__fail(TEXTOK_ERR_ARG, "textok_titok_encode: token ids requested from a VAE model (it has no codebook); ask for latents");
+    img_n = (size_t)3 * c->image_size * c->image_size;
+    K = (size_t)c->num_latent_tokens; C = (size_t)c->token_size; Cq = (size_t)m->Cq;
+    memset(&m->timing, 0, sizeof m->timing);
+    for (b0 = 0; b0 < B; b0 += m->max_batch) {
+        const int nb = B - b0 < m->max_batch ? B - b0 : m->max_batch;
+        const int N = nb * (int)K;
+        double t0 = textok__now(), t1;
+        int b;
+        TEXTOK__CHECKED(k->to_device(k, m->img, images + (size_t)b0 * img_n, (size_t)nb * img_n * sizeof(float)));
+        m->timing.encoder_flops += textok__titok_encoder(m, nb);
+        t1 = textok__now();
+        m->timing.encoder_s += t1 - t0;
+        if (pre_quant)
+            TEXTOK__CHECKED(k->to_host(k, pre_quant + (size_t)b0 * Cq * K, m->zoff, (size_t)nb * Cq * K * sizeof(float)));
+        if (c->quantize_mode == TEXTOK_QUANT_VQ) {
+            /* VectorQuantizer: F.normalize z and the codebook (when use_l2_norm), expanded-form
+               distances, first index on ties; the decoder gets the re-normalised entries */
+            if (c->use_l2_norm) k->l2norm_forward(k, m->zq, m->zt, N, (int)C, 1e-12f);
+            else k->copy(k, m->zq, m->zt, (size_t)N * C * sizeof(float));
+            k->codebook_search(k, m->ids, NULL, m->zq, m->codebook_lookup, N, c->codebook_size, (int)C, m->cb_work);
+            if (tokens) TEXTOK__CHECKED(k->to_host(k, tokens + (size_t)b0 * K, m->ids, (size_t)N * sizeof(int32_t)));
+            if (latents) {
+                k->embedding_forward(k, m->zq, m->codebook_lookup, m->ids, N, (int)C);
+                k->transpose_forward(k, m->zoff, m->zq, nb, (int)K, (int)C);
+                TEXTOK__CHECKED(k->to_host(k, latents + (size_t)b0 * C * K, m->zoff, (size_t)N * C * sizeof(float)));
+            }
+        } else if (latents) {
+            /* DiagonalGaussianDistribution over (B, 2C, 1, K): mean = channels [0, C), logvar =
+               [C, 2C). mode() by default; with an rng, mean + std * N(0, 1) with the noise in
+               (B, C, K) order (torch.randn's order; the normal stream itself is ours). The
+               caller's latents array holds the noise on its way to the device. */
+            float *out = latents + (size_t)b0 * C * K;
+            if (rng) {
+                textok_rng_fill_normal(rng, out, (size_t)N * C, 0.0f, 1.0f);
+                TEXTOK__CHECKED(k->to_device(k, m->noise, out, (size_t)N * C * sizeof(float)));
+                for (b = 0; b < nb; b++)
+                    k->gaussian_sample_forward(k, m->zq + (size_t)b * C * K, m->zoff + (size_t)b * Cq * K,
+                                               m->zoff + (size_t)b * Cq * K + C * K, m->noise + (size_t)b * C * K, C * K);
+                TEXTOK__CHECKED(k->to_host(k, out, m->zq, (size_t)N * C * sizeof(float)));
+            } else {
+                for (b = 0; b < nb; b++)
+                    TEXTOK__CHECKED(k->to_host(k, out + (size_t)b * C * K, m->zoff + (size_t)b * Cq * K, C * K * sizeof(float)));
+            }
+        }
+        m->timing.quantize_s += textok__now() - t1;
+    }
+    return TEXTOK_OK;
+}
+
+TEXTOKDEF int textok_titok_decode_tokens(textok_titok *m, const int32_t *tokens, int B, float *images)
+{
+    const textok_kernels *k;
+    const textok_titok_config *c;
+    size_t img_n, K, i;
+    int b0;
+    if (!m || (B > 0 && (!tokens || !images)) || B < 0)
+        return textok__fail(TEXTOK_ERR_ARG, "textok_titok_decode_tokens: NULL argument or batch %d < 0", B);
+    k = &m->k; c = &m->cfg;
+    if (c->quantize_mode != TEXTOK_QUANT_VQ)
+        return textok__fail(TEXTOK_ERR_ARG, "textok_titok_decode_tokens: a VAE model has no codebook; use textok_titok_decode_latents");
+    img_n = (size_t)3 * c->image_size * c->image_size;
+    K = (size_t)c->num_latent_tokens;
+    for (i = 0; i < (size_t)B * K; i++)   /* ids from users are checked before a kernel indexes with them */
+        if (tokens[i] < 0 || tokens[i] >= c->codebook_size)
+            return textok__fail(TEXTOK_ERR_ARG, "textok_titok_decode_tokens: token %lu of image %lu is %ld, outside [0, %d)",
+                                (unsigned long)(i % K), (unsigned long)(i / K), (long)tokens[i], c->codebook_size);
+    memset(&m->timing, 0, sizeof m->timing);
+    for (b0 = 0; b0 < B; b0 += m->max_batch) {
+        const int nb = B - b0 < m->max_batch ? B - b0 : m->max_batch, N = nb * (int)K;
+        TEXTOK__CHECKED(k->to_device(k, m->ids, tokens + (size_t)b0 * K, (size_t)N * sizeof(int32_t)));
+        k->embedding_forward(k, m->zq, m->codebook_lookup, m->ids, N, c->token_size);
+        textok__titok_decoder(m, m->zq, nb);
+        TEXTOK__CHECKED(k->to_host(k, images + (size_t)b0 * img_n, m->img, (size_t)nb * img_n * sizeof(float)));
+    }
+    return TEXTOK_OK;
+}
+
+TEXTOKDEF int textok_titok_decode_latents(textok_titok *m, const float *latents, int B, float *images)
+{
+    const textok_kernels *k;
+    const textok_titok_config *c;
+    size_t img_n, K, C;
+    int b0;
+    if (!m || (B > 0 && (!latents || !images)) || B < 0)
+        return textok__fail(TEXTOK_ERR_ARG, "textok_titok_decode_latents: NULL argument or batch %d < 0", B);
+    k = &m->k; c = &m->cfg;
+    img_n = (size_t)3 * c->image_size * c->image_size;
+    K = (size_t)c->num_latent_tokens; C = (size_t)c->token_size;
+    memset(&m->timing, 0, sizeof m->timing);
+    for (b0 = 0; b0 < B; b0 += m->max_batch) {
+        const int nb = B - b0 < m->max_batch ? B - b0 : m->max_batch;
+        /* (B, C, 1, K) -> (B, K, C): the decoder's real transpose (architecture.md 1.6 step 2) */
+        TEXTOK__CHECKED(k->to_device(k, m->zoff, latents + (size_t)b0 * C * K, (size_t)nb * C * K * sizeof(float)));
+        k->transpose_forward(k, m->zq, m->zoff, nb, (int)C, (int)K);
+        textok__titok_decoder(m, m->zq, nb);
+        TEXTOK__CHECKED(k->to_host(k, images + (size_t)b0 * img_n, m->img, (size_t)nb * img_n * sizeof(float)));
+    }
+    return TEXTOK_OK;
+}
+#undef TEXTOK__CHECKED
+
 
 
 #endif /* TEXTOK_IMPLEMENTATION_DONE */

@@ -26,4 +26,5 @@ void test_kernels_fd(tt_stats *s);
 void test_kernels_compare(tt_stats *s);
 void test_io(tt_stats *s);
 void test_rng(tt_stats *s);
+void test_titok(tt_stats *s);
 #endif

@@ -352,6 +352,160 @@ static void golden_adamw(tt_stats *s, gold *g, const textok_kernels *k, int c)
     free(p); free(grads); free(m); free(v);
 }
 
+/* ----- the TiTok additions: tanh, transpose, l2norm, embedding, unpatchify, gaussian_sample -----
+   Same scheme as above, plus two things the older runners do not do:
+   - a table may still lack one of these kernels (NULL): that is one FAIL per op and table,
+     "not implemented", instead of a call through a NULL pointer;
+   - backward kernels accumulate into their gradient buffers (the table's convention, which
+     textok_kernels_compare also relies on): every gradient is compared once from zero, then
+     backward runs a second time into the same buffer and must give exactly twice the golden
+     (doubling is exact in float, so the figures repeat those of the first comparison). */
+
+/* pure data movement (transpose, unpatchify, embedding lookup and the backward of the first
+   two, where every gradient element receives exactly one term): the outputs are copies of
+   stored float32 values, so they must match the golden bit for bit */
+#define GOLD_EXACT 0.0
+
+static int gold_impl(tt_stats *s, gold *g, const textok_kernels *k, int c, int present)
+{
+    if (!present && c == 0)
+        tt_check(s, 0, "golden %s/%s: kernel not implemented (NULL in the table), %d cases skipped",
+                 g->op, k->name, g->n_cases);
+    return present;
+}
+
+/* Like gold_cmp with an explicit tolerance; scale multiplies the golden (2 = after two
+   accumulating backward calls) */
+static void gold_cmp_x(tt_stats *s, gold *g, const textok_kernels *k, int c, const char *name,
+                       const float *got, double tol, float scale)
+{
+    char label[96];
+    size_t n = 0, i;
+    float *ref = gold_get(g, c, name, &n);
+    snprintf(label, sizeof label, "golden %s/%s c%d %s%s", g->op, k->name, c, name,
+             scale == 1.0f ? "" : " acc x2");
+    if (!ref) { tt_check(s, 0, "%s: tensor missing from golden file", label); return; }
+    for (i = 0; i < n; i++) ref[i] *= scale;
+    tt_compare(s, label, got, ref, n, tol);
+    free(ref);
+}
+
+static void golden_tanh(tt_stats *s, gold *g, const textok_kernels *k, int c)
+{
+    size_t n;
+    float *x, *dout, *out, *dx;
+    if (!gold_impl(s, g, k, c, k->tanh_forward && k->tanh_backward)) return;
+    x = gold_get(g, c, "x", &n); dout = gold_get(g, c, "dout", NULL); out = zeros(n); dx = zeros(n);
+    k->tanh_forward(k, out, x, n);
+    k->tanh_backward(k, dx, dout, out, n);   /* from the saved float output: ~1e-7 from the golden */
+    gold_cmp(s, g, k, c, "out", out);
+    gold_cmp(s, g, k, c, "dx", dx);
+    k->tanh_backward(k, dx, dout, out, n);
+    gold_cmp_x(s, g, k, c, "dx", dx, GOLD_TOL, 2.0f);
+    free(x); free(dout); free(out); free(dx);
+}
+
+static void golden_transpose(tt_stats *s, gold *g, const textok_kernels *k, int c)
+{
+    int B = (int)gold_dim(g, c, "B"), R = (int)gold_dim(g, c, "R"), C = (int)gold_dim(g, c, "C");
+    size_t nx, no;
+    float *x, *dout, *out, *dx;
+    if (!gold_impl(s, g, k, c, k->transpose_forward && k->transpose_backward)) return;
+    x = gold_get(g, c, "x", &nx); dout = gold_get(g, c, "dout", &no); out = zeros(no); dx = zeros(nx);
+    k->transpose_forward(k, out, x, B, R, C);
+    k->transpose_backward(k, dx, dout, B, R, C);
+    gold_cmp_x(s, g, k, c, "out", out, GOLD_EXACT, 1.0f);
+    gold_cmp_x(s, g, k, c, "dx", dx, GOLD_EXACT, 1.0f);
+    k->transpose_backward(k, dx, dout, B, R, C);
+    gold_cmp_x(s, g, k, c, "dx", dx, GOLD_EXACT, 2.0f);
+    free(x); free(dout); free(out); free(dx);
+}
+
+/* The golden rows include an all-zero row and rows below eps (out = x/eps, dx = dout/eps),
+   with dout scaled so that no row dominates the relative L2 error (see gen_golden.py). */
+static void golden_l2norm(tt_stats *s, gold *g, const textok_kernels *k, int c)
+{
+    int N = (int)gold_dim(g, c, "N"), C = (int)gold_dim(g, c, "C");
+    float eps = (float)gold_dim(g, c, "eps");
+    size_t n;
+    float *x, *dout, *out, *dx;
+    if (!gold_impl(s, g, k, c, k->l2norm_forward && k->l2norm_backward)) return;
+    x = gold_get(g, c, "x", &n); dout = gold_get(g, c, "dout", NULL); out = zeros(n); dx = zeros(n);
+    k->l2norm_forward(k, out, x, N, C, eps);
+    k->l2norm_backward(k, dx, dout, x, N, C, eps);
+    gold_cmp(s, g, k, c, "out", out);
+    gold_cmp(s, g, k, c, "dx", dx);
+    k->l2norm_backward(k, dx, dout, x, N, C, eps);
+    gold_cmp_x(s, g, k, c, "dx", dx, GOLD_TOL, 2.0f);
+    free(x); free(dout); free(out); free(dx);
+}
+
+/* ids are stored as float; repeated ids make backward sum several rows of dout into one row of
+   dtable (float order differs from the float64 golden: GOLD_TOL, not exact) */
+static void golden_embedding(tt_stats *s, gold *g, const textok_kernels *k, int c)
+{
+    int N = (int)gold_dim(g, c, "N"), D = (int)gold_dim(g, c, "D"), V = (int)gold_dim(g, c, "V"), i, bad = 0;
+    size_t nt;
+    float *table, *idsf, *dout, *out, *dtable;
+    int32_t *ids;
+    if (!gold_impl(s, g, k, c, k->embedding_forward && k->embedding_backward)) return;
+    table = gold_get(g, c, "table", &nt); idsf = gold_get(g, c, "ids", NULL); dout = gold_get(g, c, "dout", NULL);
+    out = zeros((size_t)N * D); dtable = zeros(nt);
+    ids = (int32_t *)calloc((size_t)N, sizeof(int32_t));
+    for (i = 0; i < N; i++) {   /* kernels trust their ids: a bad golden file must not reach them */
+        ids[i] = idsf ? (int32_t)idsf[i] : -1;
+        bad += ids[i] < 0 || ids[i] >= V;
+    }
+    if (bad) {
+        tt_check(s, 0, "golden embedding/%s c%d: %d ids outside [0,%d) in the golden file", k->name, c, bad, V);
+    } else {
+        k->embedding_forward(k, out, table, ids, N, D);
+        k->embedding_backward(k, dtable, dout, ids, N, D);
+        gold_cmp_x(s, g, k, c, "out", out, GOLD_EXACT, 1.0f);
+        gold_cmp(s, g, k, c, "dtable", dtable);
+        k->embedding_backward(k, dtable, dout, ids, N, D);
+        gold_cmp_x(s, g, k, c, "dtable", dtable, GOLD_TOL, 2.0f);
+    }
+    free(table); free(idsf); free(dout); free(out); free(dtable); free(ids);
+}
+
+static void golden_unpatchify(tt_stats *s, gold *g, const textok_kernels *k, int c)
+{
+    int B = (int)gold_dim(g, c, "B"), C = (int)gold_dim(g, c, "C"), H = (int)gold_dim(g, c, "H");
+    int W = (int)gold_dim(g, c, "W"), p = (int)gold_dim(g, c, "p");
+    size_t nx, no;
+    float *x, *dout, *out, *dx;
+    if (!gold_impl(s, g, k, c, k->unpatchify_forward && k->unpatchify_backward)) return;
+    x = gold_get(g, c, "x", &nx); dout = gold_get(g, c, "dout", &no); out = zeros(no); dx = zeros(nx);
+    k->unpatchify_forward(k, out, x, B, C, H, W, p);
+    k->unpatchify_backward(k, dx, dout, B, C, H, W, p);
+    gold_cmp_x(s, g, k, c, "out", out, GOLD_EXACT, 1.0f);
+    gold_cmp_x(s, g, k, c, "dx", dx, GOLD_EXACT, 1.0f);
+    k->unpatchify_backward(k, dx, dout, B, C, H, W, p);
+    gold_cmp_x(s, g, k, c, "dx", dx, GOLD_EXACT, 2.0f);
+    free(x); free(dout); free(out); free(dx);
+}
+
+/* case 0: logvar inside [-30,20]; case 1: below the clamp with mean = 0 (so z shows the clamp);
+   case 2: above it. Both bounds appear exactly once and pass the gradient, as torch.clamp does. */
+static void golden_gaussian_sample(tt_stats *s, gold *g, const textok_kernels *k, int c)
+{
+    size_t n;
+    float *mean, *logvar, *noise, *dz, *z, *dmean, *dlogvar;
+    if (!gold_impl(s, g, k, c, k->gaussian_sample_forward && k->gaussian_sample_backward)) return;
+    mean = gold_get(g, c, "mean", &n); logvar = gold_get(g, c, "logvar", NULL); noise = gold_get(g, c, "noise", NULL);
+    dz = gold_get(g, c, "dz", NULL); z = zeros(n); dmean = zeros(n); dlogvar = zeros(n);
+    k->gaussian_sample_forward(k, z, mean, logvar, noise, n);
+    k->gaussian_sample_backward(k, dmean, dlogvar, dz, logvar, noise, n);
+    gold_cmp(s, g, k, c, "z", z);
+    gold_cmp(s, g, k, c, "dmean", dmean);
+    gold_cmp(s, g, k, c, "dlogvar", dlogvar);
+    k->gaussian_sample_backward(k, dmean, dlogvar, dz, logvar, noise, n);
+    gold_cmp_x(s, g, k, c, "dmean", dmean, GOLD_TOL, 2.0f);
+    gold_cmp_x(s, g, k, c, "dlogvar", dlogvar, GOLD_TOL, 2.0f);
+    free(mean); free(logvar); free(noise); free(dz); free(z); free(dmean); free(dlogvar);
+}
+
 typedef void (*golden_fn)(tt_stats *, gold *, const textok_kernels *, int);
 static const struct { const char *op; golden_fn fn; } golden_ops[] = {
     { "matmul", golden_matmul }, { "layernorm", golden_layernorm }, { "rmsnorm", golden_rmsnorm },
@@ -359,7 +513,10 @@ static const struct { const char *op; golden_fn fn; } golden_ops[] = {
     { "attention", golden_attention }, { "add", golden_add }, { "modulate", golden_modulate },
     { "gate", golden_gate }, { "conv2d", golden_conv2d }, { "groupnorm", golden_groupnorm },
     { "upsample", golden_upsample }, { "codebook", golden_codebook },
-    { "cross_entropy", golden_cross_entropy }, { "adamw", golden_adamw } };
+    { "cross_entropy", golden_cross_entropy }, { "adamw", golden_adamw },
+    { "tanh", golden_tanh }, { "transpose", golden_transpose }, { "l2norm", golden_l2norm },
+    { "embedding", golden_embedding }, { "unpatchify", golden_unpatchify },
+    { "gaussian_sample", golden_gaussian_sample } };
 
 void test_kernels_golden(tt_stats *s)
 {
@@ -437,6 +594,7 @@ struct fd_case {
     unsigned char *mask;
     void (*fwd)(fd_case *c);
     void (*bwd)(fd_case *c, float **din);
+    int missing;                  /* the table lacks this kernel (NULL): one FAIL, no call */
 };
 
 static double fd_loss(fd_case *c)
@@ -452,6 +610,12 @@ static void fd_run(tt_stats *s, fd_case *c, textok_rng *r)
 {
     float *din[FD_MAXIN];
     int t;
+    if (c->missing) {
+        tt_check(s, 0, "finite-diff %s: kernel not implemented (NULL in the table)", c->name);
+        for (t = 0; t < c->n_in; t++) free(c->in[t]);
+        free(c->out); free(c->aux[0]); free(c->aux[1]); free(c->aux[2]); free(c->mask);
+        return;
+    }
     c->w = zeros(c->out_n);
     textok_rng_fill_normal(r, c->w, c->out_n, 0.0f, 1.0f);
     for (t = 0; t < c->n_in; t++) din[t] = zeros(c->in_n[t]);
@@ -555,6 +719,21 @@ static void fd_conv_b(fd_case *c, float **g) { textok_conv2d_dims d = fd_conv(c)
 /* cross-entropy: out = losses; targets live in aux[1] as int32 */
 static void fd_ce_f(fd_case *c) { c->k->cross_entropy_forward(c->k, c->out, c->aux[0], c->in[0], (const int32_t *)c->aux[1], c->d[0], c->d[1], c->f); }
 static void fd_ce_b(fd_case *c, float **g) { c->k->cross_entropy_backward(c->k, g[0], c->w, c->aux[0], (const int32_t *)c->aux[1], c->d[0], c->d[1], c->f); }
+
+static void fd_tanh_f(fd_case *c) { c->k->tanh_forward(c->k, c->out, c->in[0], c->out_n); }
+static void fd_tanh_b(fd_case *c, float **g) { c->k->tanh_backward(c->k, g[0], c->w, c->out, c->out_n); }
+static void fd_transpose_f(fd_case *c) { c->k->transpose_forward(c->k, c->out, c->in[0], c->d[0], c->d[1], c->d[2]); }
+static void fd_transpose_b(fd_case *c, float **g) { c->k->transpose_backward(c->k, g[0], c->w, c->d[0], c->d[1], c->d[2]); }
+static void fd_l2norm_f(fd_case *c) { c->k->l2norm_forward(c->k, c->out, c->in[0], c->d[0], c->d[1], c->f); }
+static void fd_l2norm_b(fd_case *c, float **g) { c->k->l2norm_backward(c->k, g[0], c->w, c->in[0], c->d[0], c->d[1], c->f); }
+/* embedding: ids live in aux[0] as int32; the gradient is w.r.t. the table */
+static void fd_embedding_f(fd_case *c) { c->k->embedding_forward(c->k, c->out, c->in[0], (const int32_t *)c->aux[0], c->d[0], c->d[1]); }
+static void fd_embedding_b(fd_case *c, float **g) { c->k->embedding_backward(c->k, g[0], c->w, (const int32_t *)c->aux[0], c->d[0], c->d[1]); }
+static void fd_unpatchify_f(fd_case *c) { c->k->unpatchify_forward(c->k, c->out, c->in[0], c->d[0], c->d[1], c->d[2], c->d[3], c->d[4]); }
+static void fd_unpatchify_b(fd_case *c, float **g) { c->k->unpatchify_backward(c->k, g[0], c->w, c->d[0], c->d[1], c->d[2], c->d[3], c->d[4]); }
+/* gaussian_sample: noise lives in aux[0] (no gradient); inputs mean, logvar */
+static void fd_gauss_f(fd_case *c) { c->k->gaussian_sample_forward(c->k, c->out, c->in[0], c->in[1], c->aux[0], c->out_n); }
+static void fd_gauss_b(fd_case *c, float **g) { c->k->gaussian_sample_backward(c->k, g[0], g[1], c->w, c->in[1], c->aux[0], c->out_n); }
 
 void test_kernels_fd(tt_stats *s)
 {
@@ -669,6 +848,54 @@ void test_kernels_fd(tt_stats *s)
     c.aux[1] = zeros(5);
     { int32_t t[5] = { 3, 0, -1, 6, 2 }; memcpy(c.aux[1], t, sizeof t); }   /* one ignored row */
     c.fwd = fd_ce_f; c.bwd = fd_ce_b;
+    fd_run(s, &c, &r);
+
+    fd_new(&c, k, "tanh", 40);
+    fd_input(&c, &r, "x", 40, 0, 1.5f);
+    c.missing = !k->tanh_forward || !k->tanh_backward;
+    c.fwd = fd_tanh_f; c.bwd = fd_tanh_b;
+    fd_run(s, &c, &r);
+
+    fd_new(&c, k, "transpose", 2 * 3 * 4);
+    c.d[0] = 2; c.d[1] = 3; c.d[2] = 4;
+    fd_input(&c, &r, "x", 24, 0, 1);
+    c.missing = !k->transpose_forward || !k->transpose_backward;
+    c.fwd = fd_transpose_f; c.bwd = fd_transpose_b;
+    fd_run(s, &c, &r);
+
+    /* rows of norm O(1), far from eps: the eps branch (|x| < eps) is the golden test's */
+    fd_new(&c, k, "l2norm", 3 * 5);
+    c.d[0] = 3; c.d[1] = 5; c.f = 1e-12f;
+    fd_input(&c, &r, "x", 15, 0.2f, 1);
+    c.missing = !k->l2norm_forward || !k->l2norm_backward;
+    c.fwd = fd_l2norm_f; c.bwd = fd_l2norm_b;
+    fd_run(s, &c, &r);
+
+    fd_new(&c, k, "embedding", 6 * 4);
+    c.d[0] = 6; c.d[1] = 4;
+    fd_input(&c, &r, "table", 5 * 4, 0, 1);
+    c.aux[0] = zeros(6);
+    { int32_t ids[6] = { 1, 3, 1, 0, 3, 1 }; memcpy(c.aux[0], ids, sizeof ids); }   /* repeats; rows 2, 4 unused */
+    c.missing = !k->embedding_forward || !k->embedding_backward;
+    c.fwd = fd_embedding_f; c.bwd = fd_embedding_b;
+    fd_run(s, &c, &r);
+
+    fd_new(&c, k, "unpatchify", 2 * 3 * 4 * 6);
+    c.d[0] = 2; c.d[1] = 3; c.d[2] = 4; c.d[3] = 6; c.d[4] = 2;
+    fd_input(&c, &r, "x", 2 * 6 * 12, 0, 1);
+    c.missing = !k->unpatchify_forward || !k->unpatchify_backward;
+    c.fwd = fd_unpatchify_f; c.bwd = fd_unpatchify_b;
+    fd_run(s, &c, &r);
+
+    /* logvar N(0, 1.5), except every 8th at -36, deep below the clamp (gradient 0 on both
+       sides): no point within h of -30 or 20, where the central difference straddles the kink */
+    fd_new(&c, k, "gaussian_sample", 30);
+    fd_input(&c, &r, "mean", 30, 0, 1); fd_input(&c, &r, "logvar", 30, 0, 1.5f);
+    for (i = 0; i < 30; i += 8) c.in[1][i] = -36.0f;
+    c.aux[0] = zeros(30);
+    textok_rng_fill_normal(&r, c.aux[0], 30, 0.0f, 1.0f);
+    c.missing = !k->gaussian_sample_forward || !k->gaussian_sample_backward;
+    c.fwd = fd_gauss_f; c.bwd = fd_gauss_b;
     fd_run(s, &c, &r);
 }
 

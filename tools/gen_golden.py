@@ -90,6 +90,25 @@ that flag in dims is 1.
       torch.optim.AdamW steps in float64
 17. rng: seed,n   uniform (n) = torch.manual_seed(seed); torch.rand(n)
       (float32 CPU generator stream, no float64 here)
+18. tanh: n          x, out, dout, dx (all (n))
+19. transpose: B,R,C  out = x.transpose(1, 2)
+      x (B,R,C), out (B,C,R), dout (B,C,R), dx (B,R,C)
+20. l2norm: N,C,eps  out = F.normalize(x, dim=-1, eps=eps) = x / max(|x|_2, eps)
+      x (N,C), out, dout, dx (all (N,C)).  Cases 0 and 2 hold an all-zero row and a
+      row with norm below eps (the eps branch: dx = dout/eps there), case 0 also a row
+      of norm ~1e-6 above eps; in those rows dout is scaled by the row's divisor so
+      that every dx row is O(1) and no row dominates the relative L2 error.
+21. embedding: N,D,V  out = F.embedding(ids, table)
+      table (V,D), ids (N) (float, exact integers in [0,V), with repeats), out (N,D),
+      dout (N,D), dtable (V,D) (rows of repeated ids accumulate; unused rows are 0)
+22. unpatchify: B,C,H,W,p  einops "b (h w) (p1 p2 c) -> b c (h p1) (w p2)", h = H/p, w = W/p
+      x (B,h*w,p*p*C) (channel index (p1*p + p2)*C + c), out (B,C,H,W), dout, dx
+23. gaussian_sample: n  z = mean + exp(0.5*clamp(logvar, -30, 20)) * noise
+      mean, logvar, noise, z, dz, dmean, dlogvar (all (n)); no gradient to noise.
+      dlogvar is 0 where logvar is outside [-30, 20] (torch.clamp passes the gradient
+      at the bounds themselves).  Case 0: logvar inside the range; case 1: logvar in
+      [-40,-22] and mean = 0 (exercises the lower clamp, which only shows in z when
+      mean does not swamp it), exact -30 included; case 2: logvar in [12,28], exact 20.
 """
 
 import json
@@ -577,6 +596,130 @@ def gen_rng(_g):
     return gf
 
 
+def gen_tanh(g):
+    gf = Golden("tanh")
+    for n in [1000, 37]:
+        x = randn(g, n, scale=2.0)
+        xd = leaf(x)
+        out = torch.tanh(xd)
+        dout = randn(g, n)
+        (dx,) = grads(out, [xd], dout)
+        gf.case(dict(n=n), x=x, out=out, dout=dout, dx=dx)
+    return gf
+
+
+def gen_transpose(g):
+    gf = Golden("transpose")
+    for B, R, C in [(2, 3, 5), (1, 7, 1), (3, 16, 9)]:
+        x = randn(g, B, R, C)
+        xd = leaf(x)
+        out = xd.transpose(1, 2)
+        dout = randn(g, B, C, R)
+        (dx,) = grads(out, [xd], dout)
+        gf.case(dict(B=B, R=R, C=C), x=x, out=out, dout=dout, dx=dx)
+    return gf
+
+
+def gen_l2norm(g):
+    gf = Golden("l2norm")
+    # (N, C, eps, {row: scale of x in that row}); rows not listed are plain normal
+    for N, C, eps, rows in [(5, 12, 1e-12, {1: 0.0, 3: 1e-14, 4: 1e-6}),
+                            (7, 3, 1e-12, {}),
+                            (4, 16, 1e-4, {0: 0.0, 2: 1e-6})]:
+        x = randn(g, N, C, offset=0.2)
+        for r, sc in rows.items():
+            x[r] *= sc
+        xd = leaf(x)
+        out = F.normalize(xd, p=2.0, dim=-1, eps=eps)
+        divisor = xd.detach().norm(dim=-1).clamp_min(eps)
+        with torch.no_grad():
+            assert close(out, xd / divisor[:, None], 1e-10)
+            for r, sc in rows.items():  # the listed rows sit where intended w.r.t. eps
+                assert (divisor[r] == eps) == (sc * math.sqrt(C) * 3 < eps), (N, C, r)
+        # dx ~ dout / divisor: scale dout per row so that every dx row is O(1)
+        dout = randn(g, N, C) * (divisor[:, None] / divisor.clamp_min(1.0)[:, None]).float()
+        (dx,) = grads(out, [xd], dout)
+        with torch.no_grad():  # textbook gradient: (dout - out (out . dout)) / |x|, or dout/eps
+            od = out.detach()
+            dd = dout.double()
+            manual = (dd - od * (od * dd).sum(-1, keepdim=True)) / divisor[:, None]
+            small = divisor == eps
+            manual[small] = dd[small] / eps
+            assert close(manual, dx, 1e-9)
+        gf.case(dict(N=N, C=C, eps=eps), x=x, out=out, dout=dout, dx=dx)
+    return gf
+
+
+def gen_embedding(g):
+    gf = Golden("embedding")
+    for N, D, V in [(7, 5, 4), (12, 16, 10), (5, 3, 9)]:
+        table = randn(g, V, D)
+        ids = torch.randint(0, V, (N,), generator=g)
+        ids[N - 1] = ids[0]      # at least one repeated id: backward must accumulate
+        ids[N // 2] = ids[0]
+        tabled = leaf(table)
+        out = F.embedding(ids, tabled)
+        dout = randn(g, N, D)
+        (dtable,) = grads(out, [tabled], dout)
+        with torch.no_grad():
+            manual = torch.zeros(V, D, dtype=torch.float64)
+            for i in range(N):
+                manual[ids[i]] += dout[i].double()
+            assert close(manual, dtable)
+        gf.case(dict(N=N, D=D, V=V), table=table, ids=ids.double(), out=out, dout=dout,
+                dtable=dtable)
+    return gf
+
+
+def gen_unpatchify(g):
+    gf = Golden("unpatchify")
+    for B, C, H, W, p in [(2, 3, 8, 12, 4), (1, 3, 6, 4, 2), (2, 2, 5, 10, 5), (1, 3, 3, 2, 1)]:
+        h, w = H // p, W // p
+        x = randn(g, B, h * w, p * p * C)
+        xd = leaf(x)
+        out = xd.reshape(B, h, w, p, p, C).permute(0, 5, 1, 3, 2, 4).reshape(B, C, H, W)
+        with torch.no_grad():  # the index formula of the einops pattern, element by element
+            manual = torch.empty(B, C, H, W, dtype=torch.float64)
+            for b in range(B):
+                for t in range(h * w):
+                    for p1 in range(p):
+                        for p2 in range(p):
+                            for c in range(C):
+                                manual[b, c, (t // w) * p + p1, (t % w) * p + p2] = \
+                                    xd[b, t, (p1 * p + p2) * C + c]
+            assert torch.equal(manual, out)
+        dout = randn(g, B, C, H, W)
+        (dx,) = grads(out, [xd], dout)
+        gf.case(dict(B=B, C=C, H=H, W=W, p=p), x=x, out=out, dout=dout, dx=dx)
+    return gf
+
+
+def gen_gaussian_sample(g):
+    gf = Golden("gaussian_sample")
+    for n, lo, hi, zero_mean, edge in [(100, None, None, 0, None), (37, -40.0, -22.0, 1, -30.0),
+                                       (37, 12.0, 28.0, 0, 20.0)]:
+        mean = torch.zeros(n) if zero_mean else randn(g, n)
+        if lo is None:
+            logvar = randn(g, n, scale=2.0)
+        else:
+            logvar = lo + (hi - lo) * torch.rand(n, generator=g)
+            logvar[n // 3] = edge   # exactly on the bound: torch.clamp passes the gradient
+        noise = randn(g, n)
+        md, lvd = leaf(mean), leaf(logvar)
+        z = md + torch.exp(0.5 * lvd.clamp(-30.0, 20.0)) * noise.double()
+        dz = randn(g, n)
+        dmean, dlogvar = grads(z, [md, lvd], dz)
+        with torch.no_grad():
+            inside = (logvar >= -30.0) & (logvar <= 20.0)
+            if lo is not None:
+                assert 0 < int(inside.sum()) < n
+            manual = dz.double() * noise.double() * 0.5 * torch.exp(0.5 * lvd) * inside
+            assert close(manual, dlogvar)
+        gf.case(dict(n=n), mean=mean, logvar=logvar, noise=noise, z=z, dz=dz, dmean=dmean,
+                dlogvar=dlogvar)
+    return gf
+
+
 # (op, generator function, seed of that op's torch.Generator)
 OPS = [
     ("matmul", gen_matmul, 1001),
@@ -596,6 +739,12 @@ OPS = [
     ("cross_entropy", gen_cross_entropy, 1015),
     ("adamw", gen_adamw, 1016),
     ("rng", gen_rng, 1017),
+    ("tanh", gen_tanh, 1018),
+    ("transpose", gen_transpose, 1019),
+    ("l2norm", gen_l2norm, 1020),
+    ("embedding", gen_embedding, 1021),
+    ("unpatchify", gen_unpatchify, 1022),
+    ("gaussian_sample", gen_gaussian_sample, 1023),
 ]
 
 
@@ -685,6 +834,27 @@ def expected_shapes(op, d):
         return {"params0": n, "grads": (d["steps"], d["n"]), "params": n, "m": n, "v": n}
     if op == "rng":
         return {"uniform": (d["n"],)}
+    if op == "tanh":
+        n = (d["n"],)
+        return {"x": n, "out": n, "dout": n, "dx": n}
+    if op == "transpose":
+        x, o = (d["B"], d["R"], d["C"]), (d["B"], d["C"], d["R"])
+        return {"x": x, "out": o, "dout": o, "dx": x}
+    if op == "l2norm":
+        s = (d["N"], d["C"])
+        return {"x": s, "out": s, "dout": s, "dx": s}
+    if op == "embedding":
+        N, D, V = d["N"], d["D"], d["V"]
+        return {"table": (V, D), "ids": (N,), "out": (N, D), "dout": (N, D),
+                "dtable": (V, D)}
+    if op == "unpatchify":
+        B, C, H, W, p = d["B"], d["C"], d["H"], d["W"], d["p"]
+        x = (B, (H // p) * (W // p), p * p * C)
+        o = (B, C, H, W)
+        return {"x": x, "out": o, "dout": o, "dx": x}
+    if op == "gaussian_sample":
+        n = (d["n"],)
+        return {k: n for k in ("mean", "logvar", "noise", "z", "dz", "dmean", "dlogvar")}
     raise KeyError(op)
 
 
@@ -711,14 +881,14 @@ def check_file(op, path):
 
 def run_check():
     total = 0
-    print("%-26s %6s %8s %10s" % ("file", "cases", "tensors", "bytes"))
+    print("%-28s %6s %8s %10s" % ("file", "cases", "tensors", "bytes"))
     for op, _, _ in OPS:
         path = os.path.join(GOLDEN_DIR, op + ".safetensors")
         n, nt = check_file(op, path)
         size = os.path.getsize(path)
         total += size
-        print("%-26s %6d %8d %10d" % (op + ".safetensors", n, nt, size))
-    print("%-26s %6s %8s %10d" % ("total", "", "", total))
+        print("%-28s %6d %8d %10d" % (op + ".safetensors", n, nt, size))
+    print("%-28s %6s %8s %10d" % ("total", "", "", total))
     assert total < 3 * 1024 * 1024, "golden data exceeds 3 MB"
     print("self-check OK")
 
