@@ -496,6 +496,10 @@ TEXTOKDEF int  textok_titok_tensor_specs(const textok_titok_config *cfg, textok_
 TEXTOKDEF int  textok_titok_load(textok_titok **model, const char *path, const textok_params *p);
 TEXTOKDEF int  textok_titok_load_st(textok_titok **model, const textok_safetensors *st,
                                     const textok_titok_config *cfg, const textok_params *p);
+/* A model with fresh weights drawn from seed as TiTok's own initialisation: for training from
+   scratch and for benchmarks. */
+TEXTOKDEF int  textok_titok_create(textok_titok **model, const textok_titok_config *cfg,
+                                   const textok_params *p, uint64_t seed);
 TEXTOKDEF void textok_titok_free(textok_titok *m);
 TEXTOKDEF const textok_titok_config *textok_titok_get_config(const textok_titok *m);
 TEXTOKDEF size_t textok_titok_num_params(const textok_titok *m);
@@ -4755,91 +4759,175 @@ TEXTOKDEF void textok_titok_free(textok_titok *m)
     TEXTOK_FREE(m);
 }
 
-TEXTOKDEF int textok_titok_load_st(textok_titok **out, const textok_safetensors *st,
-                                  const textok_titok_config *cfg, const textok_params *params)
+/* Allocate a model for cfg: host tables, the parameter block (bound, not filled) and the tensor
+   specs. The caller fills the parameters, then calls textok__titok_finish. */
+static int textok__titok_new(textok_titok **out, const textok_titok_config *cfg, const textok_params *params,
+                             textok_tensor_spec **specs_out, int *n_specs_out)
 {
     textok_params prm = params ? *params : textok_default_params();
     textok_titok *m;
     textok__walk w;
-    textok__carve a;
-    textok_tensor_spec *specs = NULL;
-    float *stage = NULL;
-    size_t max_numel = 0, n_derived;
-    int i, n_specs, status;
-    if (!out || !st) return textok__fail(TEXTOK_ERR_ARG, "textok_titok_load: NULL argument");
+    int n_specs, status;
     *out = NULL;
     if (prm.max_batch < 1 || prm.max_batch > 4096)
-        return textok__fail(TEXTOK_ERR_ARG, "textok_titok_load: max_batch %d not in [1, 4096]", prm.max_batch);
+        return textok__fail(TEXTOK_ERR_ARG, "TiTok: max_batch %d not in [1, 4096]", prm.max_batch);
+    if ((n_specs = textok_titok_tensor_specs(cfg, NULL, 0)) < 0) return n_specs;
     m = (textok_titok *)textok__calloc(1, sizeof *m);
-    if (!m) return textok__fail(TEXTOK_ERR_NOMEM, "textok_titok_load: out of memory");
+    if (!m) return textok__fail(TEXTOK_ERR_NOMEM, "TiTok: out of memory");
+    m->cfg = *cfg;
     m->k = prm.kernels ? *prm.kernels : textok_cpu_kernels(prm.n_threads);
     m->max_batch = prm.max_batch;
-#define TEXTOK__TRY(x) do { if ((status = (x)) != TEXTOK_OK) goto fail; } while (0)
-    if (cfg) { m->cfg = *cfg; TEXTOK__TRY(textok_titok_config_check(&m->cfg)); }
-    else TEXTOK__TRY(textok_titok_config_from_meta(&m->cfg, st));
-    m->P = (m->cfg.image_size / m->cfg.patch_size) * (m->cfg.image_size / m->cfg.patch_size);
-    m->T = 1 + m->P + m->cfg.num_latent_tokens;
-    m->Cq = m->cfg.quantize_mode == TEXTOK_QUANT_VAE ? 2 * m->cfg.token_size : m->cfg.token_size;
-    TEXTOK__TRY(textok__titok_host_arrays(m));
+    m->P = (cfg->image_size / cfg->patch_size) * (cfg->image_size / cfg->patch_size);
+    m->T = 1 + m->P + cfg->num_latent_tokens;
+    m->Cq = cfg->quantize_mode == TEXTOK_QUANT_VAE ? 2 * cfg->token_size : cfg->token_size;
+    if ((status = textok__titok_host_arrays(m)) != TEXTOK_OK) { textok_titok_free(m); return status; }
+    *specs_out = (textok_tensor_spec *)textok__calloc((size_t)n_specs, sizeof **specs_out);
+    if (!*specs_out) { textok_titok_free(m); return textok__fail(TEXTOK_ERR_NOMEM, "TiTok: out of memory"); }
+    textok_titok_tensor_specs(cfg, *specs_out, n_specs);
+    *n_specs_out = n_specs;
+    memset(&w, 0, sizeof w);
+    textok__titok_walk(&m->cfg, m, &w);
+    m->n_params = w.offset;
+    m->params = (float *)m->k.alloc(&m->k, w.offset * sizeof(float));
+    if (!m->params) {
+        TEXTOK_FREE(*specs_out); *specs_out = NULL;
+        textok_titok_free(m);
+        return textok__fail(TEXTOK_ERR_NOMEM, "TiTok: cannot allocate %lu parameters", (unsigned long)w.offset);
+    }
+    memset(&w, 0, sizeof w);
+    w.base = m->params;
+    textok__titok_walk(&m->cfg, m, &w);
+    *out = m;
+    return TEXTOK_OK;
+}
 
-    /* the expected tensors; the file must hold exactly these */
-    n_specs = textok_titok_tensor_specs(&m->cfg, NULL, 0);
-    if (n_specs < 0) { status = n_specs; goto fail; }
-    specs = (textok_tensor_spec *)textok__calloc((size_t)n_specs, sizeof *specs);
-    if (!specs) { status = textok__fail(TEXTOK_ERR_NOMEM, "textok_titok_load: out of memory"); goto fail; }
-    textok_titok_tensor_specs(&m->cfg, specs, n_specs);
+static size_t textok__spec_numel(const textok_tensor_spec *s)
+{
+    size_t n = 1;
+    int d;
+    for (d = 0; d < s->ndim; d++) n *= (size_t)s->shape[d];
+    return n;
+}
+
+/* Derived constants and the activation arena, once the parameters are in place. */
+static int textok__titok_finish(textok_titok *m)
+{
+    textok__carve a;
+    size_t n_derived = (size_t)m->cfg.dec_width * m->P
+                     + (m->cfg.quantize_mode == TEXTOK_QUANT_VQ && m->cfg.use_l2_norm ? (size_t)m->cfg.codebook_size * m->cfg.token_size : 0);
+    m->derived = (float *)m->k.alloc(&m->k, n_derived * sizeof(float));
+    if (!m->derived) return textok__fail(TEXTOK_ERR_NOMEM, "TiTok: out of memory");
+    m->dec_mask_seq = m->derived;
+    m->codebook_lookup = m->dec_mask_seq + (size_t)m->P * m->cfg.dec_width;
+    textok__titok_derive(m);
+    memset(&a, 0, sizeof a);
+    textok__titok_carve(m, &a);
+    if (a.overflow) return textok__fail(TEXTOK_ERR_SHAPE, "TiTok: activation sizes overflow size_t");
+    m->arena = (float *)m->k.alloc(&m->k, a.used * sizeof(float));
+    if (!m->arena)
+        return textok__fail(TEXTOK_ERR_NOMEM, "TiTok: cannot allocate %lu MB of activations for max_batch %d",
+                            (unsigned long)(a.used * sizeof(float) >> 20), m->max_batch);
+    a.base = m->arena; a.used = 0;
+    textok__titok_carve(m, &a);
+    return TEXTOK_OK;
+}
+
+TEXTOKDEF int textok_titok_load_st(textok_titok **out, const textok_safetensors *st,
+                                  const textok_titok_config *cfg, const textok_params *params)
+{
+    textok_titok_config file_cfg;
+    textok_titok *m = NULL;
+    textok_tensor_spec *specs = NULL;
+    float *stage = NULL;
+    size_t max_numel = 0, offset = 0;
+    int i, n_specs = 0, status;
+    if (!out || !st) return textok__fail(TEXTOK_ERR_ARG, "textok_titok_load: NULL argument");
+    *out = NULL;
+    if (!cfg) {
+        if ((status = textok_titok_config_from_meta(&file_cfg, st)) != TEXTOK_OK) return status;
+        cfg = &file_cfg;
+    }
+    if ((status = textok__titok_new(&m, cfg, params, &specs, &n_specs)) != TEXTOK_OK) return status;
+    /* the file must hold exactly the expected tensors: an extra one means a different model */
     for (i = 0; i < st->n_tensors; i++) {
         int j, found = 0;
         for (j = 0; j < n_specs && !found; j++) found = strcmp(st->tensors[i].name, specs[j].name) == 0;
         if (!found) { status = textok__fail(TEXTOK_ERR_SHAPE, "%s: unexpected tensor '%.120s' for this TiTok config", st->path, st->tensors[i].name); goto fail; }
     }
-
-    /* parameters: size, allocate, bind, then load each tensor through a host staging buffer */
-    memset(&w, 0, sizeof w);
-    textok__titok_walk(&m->cfg, m, &w);
-    m->n_params = w.offset;
-    m->params = (float *)m->k.alloc(&m->k, w.offset * sizeof(float));
-    if (!m->params) { status = textok__fail(TEXTOK_ERR_NOMEM, "%s: cannot allocate %lu parameters", st->path, (unsigned long)w.offset); goto fail; }
-    memset(&w, 0, sizeof w);
-    w.base = m->params;
-    textok__titok_walk(&m->cfg, m, &w);
-    for (i = 0; i < n_specs; i++) {
-        size_t numel = 1;
-        int d;
-        for (d = 0; d < specs[i].ndim; d++) numel *= (size_t)specs[i].shape[d];
-        if (numel > max_numel) max_numel = numel;
-    }
+    for (i = 0; i < n_specs; i++)
+        if (textok__spec_numel(&specs[i]) > max_numel) max_numel = textok__spec_numel(&specs[i]);
     stage = (float *)textok__malloc(max_numel * sizeof(float));
     if (!stage) { status = textok__fail(TEXTOK_ERR_NOMEM, "textok_titok_load: out of memory"); goto fail; }
-    {
-        size_t offset = 0;
-        for (i = 0; i < n_specs; i++) {
-            size_t numel = 1;
-            int d;
-            for (d = 0; d < specs[i].ndim; d++) numel *= (size_t)specs[i].shape[d];
-            TEXTOK__TRY(textok_st_load(st, specs[i].name, specs[i].ndim, specs[i].shape, stage));
-            TEXTOK__TRY(m->k.to_device(&m->k, m->params + offset, stage, numel * sizeof(float)));
-            offset += numel;
-        }
+    /* through a host staging buffer: the parameter block belongs to the table (maybe a GPU) */
+    for (i = 0; i < n_specs; i++) {
+        size_t numel = textok__spec_numel(&specs[i]);
+        if ((status = textok_st_load(st, specs[i].name, specs[i].ndim, specs[i].shape, stage)) != TEXTOK_OK) goto fail;
+        if ((status = m->k.to_device(&m->k, m->params + offset, stage, numel * sizeof(float))) != TEXTOK_OK) goto fail;
+        offset += numel;
     }
+    if ((status = textok__titok_finish(m)) != TEXTOK_OK) goto fail;
+    TEXTOK_FREE(stage);
+    TEXTOK_FREE(specs);
+    *out = m;
+    return TEXTOK_OK;
+fail:
+    TEXTOK_FREE(stage);
+    TEXTOK_FREE(specs);
+    textok_titok_free(m);
+    return status;
+}
 
-    /* derived constants and the activation arena */
-    n_derived = (size_t)m->cfg.dec_width * m->P
-              + (m->cfg.quantize_mode == TEXTOK_QUANT_VQ && m->cfg.use_l2_norm ? (size_t)m->cfg.codebook_size * m->cfg.token_size : 0);
-    m->derived = (float *)m->k.alloc(&m->k, n_derived * sizeof(float));
-    if (!m->derived) { status = textok__fail(TEXTOK_ERR_NOMEM, "textok_titok_load: out of memory"); goto fail; }
-    m->dec_mask_seq = m->derived;
-    m->codebook_lookup = m->dec_mask_seq + (size_t)m->P * m->cfg.dec_width;
-    TEXTOK__TRY(textok__titok_derive(m));
-    memset(&a, 0, sizeof a);
-    textok__titok_carve(m, &a);
-    if (a.overflow) { status = textok__fail(TEXTOK_ERR_SHAPE, "%s: activation sizes overflow", st->path); goto fail; }
-    m->arena = (float *)m->k.alloc(&m->k, a.used * sizeof(float));
-    if (!m->arena) { status = textok__fail(TEXTOK_ERR_NOMEM, "%s: cannot allocate %lu MB of activations for max_batch %d",
-                                           st->path, (unsigned long)(a.used * sizeof(float) >> 20), m->max_batch); goto fail; }
-    a.base = m->arena; a.used = 0;
-    textok__titok_carve(m, &a);
-#undef TEXTOK__TRY
+/* Fresh weights as TiTok._init_weights (architecture.md 1.2): Linear/Conv weights N(0, 0.02)
+   (torch truncates at +-2 std, i.e. +-0.04; we redraw beyond that), biases 0, LN/GN weight 1,
+   class/positional/latent/mask embeddings D^-0.5 N(0,1), codebooks U(-1/V, 1/V). */
+static int textok__ends(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+TEXTOKDEF int textok_titok_create(textok_titok **out, const textok_titok_config *cfg, const textok_params *params,
+                                  uint64_t seed)
+{
+    textok_titok *m = NULL;
+    textok_tensor_spec *specs = NULL;
+    textok_rng rng;
+    float *stage = NULL;
+    size_t max_numel = 0, offset = 0, j;
+    int i, n_specs = 0, status;
+    if (!out || !cfg) return textok__fail(TEXTOK_ERR_ARG, "textok_titok_create: NULL argument");
+    *out = NULL;
+    if ((status = textok__titok_new(&m, cfg, params, &specs, &n_specs)) != TEXTOK_OK) return status;
+    for (i = 0; i < n_specs; i++)
+        if (textok__spec_numel(&specs[i]) > max_numel) max_numel = textok__spec_numel(&specs[i]);
+    stage = (float *)textok__malloc(max_numel * sizeof(float));
+    if (!stage) { status = textok__fail(TEXTOK_ERR_NOMEM, "textok_titok_create: out of memory"); goto fail; }
+    textok_rng_seed(&rng, seed);
+    for (i = 0; i < n_specs; i++) {
+        const char *nm = specs[i].name;
+        size_t numel = textok__spec_numel(&specs[i]);
+        int64_t last = specs[i].shape[specs[i].ndim - 1];
+        if (textok__ends(nm, "embedding.weight")) {                 /* quantize, pixel_quantize */
+            float v = 1.0f / (float)specs[i].shape[0];
+            textok_rng_fill_uniform(&rng, stage, numel, -v, v);
+        } else if (textok__ends(nm, "latent_tokens") || textok__ends(nm, "class_embedding") ||
+                   textok__ends(nm, "positional_embedding") || textok__ends(nm, "mask_token")) {
+            textok_rng_fill_normal(&rng, stage, numel, 0.0f, (float)(1.0 / sqrt((double)last)));
+        } else if (textok__ends(nm, ".bias") || textok__ends(nm, "in_proj_bias")) {
+            memset(stage, 0, numel * sizeof(float));
+        } else if (specs[i].ndim == 1) {                             /* LayerNorm / GroupNorm weight */
+            for (j = 0; j < numel; j++) stage[j] = 1.0f;
+        } else {
+            for (j = 0; j < numel; j++) {
+                float x;
+                do x = textok_rng_normal(&rng); while (x < -2.0f || x > 2.0f);
+                stage[j] = 0.02f * x;
+            }
+        }
+        if ((status = m->k.to_device(&m->k, m->params + offset, stage, numel * sizeof(float))) != TEXTOK_OK) goto fail;
+        offset += numel;
+    }
+    if ((status = textok__titok_finish(m)) != TEXTOK_OK) goto fail;
     TEXTOK_FREE(stage);
     TEXTOK_FREE(specs);
     *out = m;

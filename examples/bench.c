@@ -1,8 +1,13 @@
 /* bench: GFLOP/s of the kernels at ViT shapes, naive reference beside the fast table, and the
    fraction of this machine's measured sgemm peak. A benchmark, not a test: numbers depend on the
    machine and its load; compare rows of one run with each other.
-     build/bench [--threads N] [--reps R] */
-#define _POSIX_C_SOURCE 199309L
+     build/bench [--threads N] [--reps R]
+     build/bench --titok [--models s128,b64,l32] [--batches 1,8] [--torch] [--threads N]
+   --titok times whole TiTok models (official sizes, random weights): encode, and decode split
+   into the ViT decoder and the pixel decoder, in ms per image. --torch first runs
+   tools/bench_torch.py (the PyTorch reference, same machine, same threads) and prints its time
+   next to ours with the ratio. */
+#define _POSIX_C_SOURCE 200112L   /* clock_gettime, popen, strtok_r */
 #define TEXTOK_IMPLEMENTATION
 #include "textok.h"
 #include <stdio.h>
@@ -96,9 +101,118 @@ static void row(const char *name, const char *shape, double flops, job *j, const
     fflush(stdout);
 }
 
+/* ----- whole models ----- */
+static int titok_preset(const char *name, textok_titok_config *c)
+{
+    static const int mult[5] = { 1, 1, 2, 2, 4 };
+    int w, l, h, K, i;
+    if (!strcmp(name, "s128")) { w = 512; l = 8; h = 8; K = 128; }
+    else if (!strcmp(name, "b64")) { w = 768; l = 12; h = 12; K = 64; }
+    else if (!strcmp(name, "l32")) { w = 1024; l = 24; h = 16; K = 32; }
+    else return 0;
+    memset(c, 0, sizeof *c);
+    c->image_size = 256; c->patch_size = 16; c->num_latent_tokens = K; c->token_size = 12;
+    c->enc_width = c->dec_width = w; c->enc_layers = c->dec_layers = l; c->enc_heads = c->dec_heads = h;
+    c->enc_mlp = c->dec_mlp = 4 * w;
+    c->quantize_mode = TEXTOK_QUANT_VQ; c->codebook_size = 4096; c->use_l2_norm = 1; c->is_legacy = 1;
+    c->pixel_codebook_size = 1024; c->pixel_z_channels = 256; c->pixel_hidden = 128; c->pixel_num_levels = 5;
+    for (i = 0; i < 5; i++) c->pixel_channel_mult[i] = mult[i];
+    c->pixel_res_blocks = 2; c->pixel_groups = 32;
+    return 1;
+}
+
+#define MAX_TORCH_ROWS 64
+typedef struct { char model[16], stage[16]; int batch; double ms; } torch_row;
+
+static int run_torch(const char *models, const char *batches, int threads, torch_row *rows)
+{
+    char cmd[512], line[256];
+    FILE *f;
+    int n = 0;
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tools/bench_torch.py --models %s --batches %s --threads %d",
+             models, batches, threads);
+    printf("running the PyTorch reference first: %s\n", cmd);
+    fflush(stdout);
+    if (!(f = popen(cmd, "r"))) { printf("  (could not run it)\n"); return 0; }
+    while (fgets(line, sizeof line, f) && n < MAX_TORCH_ROWS) {
+        torch_row *r = &rows[n];
+        if (sscanf(line, "torch %15s %d %15s %lf", r->model, &r->batch, r->stage, &r->ms) == 4) n++;
+        else if (line[0] == '#') printf("  %s", line);
+    }
+    if (pclose(f) != 0) printf("  (tools/bench_torch.py failed: is python3-torch installed?)\n");
+    return n;
+}
+
+static double torch_ms(const torch_row *rows, int n, const char *model, int batch, const char *stage)
+{
+    int i;
+    for (i = 0; i < n; i++)
+        if (!strcmp(rows[i].model, model) && rows[i].batch == batch && !strcmp(rows[i].stage, stage)) return rows[i].ms;
+    return 0.0;
+}
+
+static void titok_row(const char *model, int B, const char *stage, double s, double flops, double peak, double tms)
+{
+    double ms = 1e3 * s / B;
+    printf("%-6s %5d  %-13s %10.1f %9.1f %6.1f%%", model, B, stage, ms, flops / s * 1e-9, 100.0 * flops / s * 1e-9 / peak);
+    if (tms > 0.0) printf(" %10.1f %7.2fx\n", tms, tms / ms);
+    else printf(" %10s %8s\n", "-", "-");
+    fflush(stdout);
+}
+
+static int titok_bench(const char *models, const char *batches, int threads, int torch, double peak)
+{
+    torch_row rows[MAX_TORCH_ROWS];
+    int n_rows = torch ? run_torch(models, batches, threads, rows) : 0;
+    char list[256], *name, *save = NULL;
+    snprintf(list, sizeof list, "%s", models);
+    printf("\n%-6s %5s  %-13s %10s %9s %7s %10s %8s\n", "model", "batch", "stage", "ms/image", "GFLOP/s",
+           "%peak", "torch ms", "speedup");
+    for (name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
+        textok_titok_config cfg;
+        textok_params p = textok_default_params();
+        textok_titok *m = NULL;
+        char bl[64], *bs, *save2 = NULL;
+        int maxb = 1;
+        if (!titok_preset(name, &cfg)) { fprintf(stderr, "bench: unknown model '%s' (s128, b64, l32)\n", name); return 2; }
+        snprintf(bl, sizeof bl, "%s", batches);
+        for (bs = strtok_r(bl, ",", &save2); bs; bs = strtok_r(NULL, ",", &save2)) if (atoi(bs) > maxb) maxb = atoi(bs);
+        p.n_threads = threads; p.max_batch = maxb;
+        if (textok_titok_create(&m, &cfg, &p, 1) != TEXTOK_OK) { fprintf(stderr, "bench: %s\n", textok_last_error()); return 1; }
+        snprintf(bl, sizeof bl, "%s", batches);
+        for (bs = strtok_r(bl, ",", &save2); bs; bs = strtok_r(NULL, ",", &save2)) {
+            int B = atoi(bs);
+            size_t n = (size_t)B * 3 * 256 * 256;
+            float *img = (float *)malloc(n * sizeof(float)), *out = (float *)malloc(n * sizeof(float));
+            int32_t *ids = (int32_t *)malloc((size_t)B * cfg.num_latent_tokens * sizeof(int32_t));
+            textok_titok_timing te, td;
+            textok_rng r;
+            if (!img || !out || !ids || B < 1) { fprintf(stderr, "bench: bad batch or out of memory\n"); return 1; }
+            textok_rng_seed(&r, 2);
+            textok_rng_fill_uniform(&r, img, n, 0.0f, 1.0f);
+            textok_titok_encode(m, img, 1, ids, NULL, NULL, NULL);           /* warm-up */
+            textok_titok_encode(m, img, B, ids, NULL, NULL, NULL);
+            te = textok_titok_last_timing(m);
+            textok_titok_decode_tokens(m, ids, B, out);
+            td = textok_titok_last_timing(m);
+            titok_row(name, B, "encode", te.encoder_s + te.quantize_s, te.encoder_flops, peak, torch_ms(rows, n_rows, name, B, "encode"));
+            titok_row(name, B, "decode_vit", td.decoder_s, td.decoder_flops, peak, torch_ms(rows, n_rows, name, B, "decode_vit"));
+            titok_row(name, B, "decode_pixel", td.pixel_decoder_s, td.pixel_decoder_flops, peak, torch_ms(rows, n_rows, name, B, "decode_pixel"));
+            titok_row(name, B, "decode", td.decoder_s + td.pixel_decoder_s, td.decoder_flops + td.pixel_decoder_flops, peak,
+                      torch_ms(rows, n_rows, name, B, "decode"));
+            free(img); free(out); free(ids);
+        }
+        textok_titok_free(m);
+    }
+    printf("\nOne timed run after a warm-up (ours); torch: median of 3. decode_vit includes, on our side, the\n"
+           "softmax and soft code lookup that torch's row counts under decode_pixel (<1%% of the work).\n");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    int threads = 0, reps = 5, i, s, bi;
+    int threads = 0, reps = 5, i, s, bi, titok = 0, torch = 0;
+    const char *models = "s128,b64,l32", *batches = "1,8";
     textok_kernels ref = textok_cpu_ref_kernels(), fast;
     textok_rng r;
     double peak;
@@ -106,9 +220,22 @@ int main(int argc, char **argv)
     for (i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
-        else { fprintf(stderr, "usage: %s [--threads N] [--reps R]\nunknown or incomplete flag '%s'\n", argv[0], argv[i]); return 2; }
+        else if (!strcmp(argv[i], "--titok")) titok = 1;
+        else if (!strcmp(argv[i], "--torch")) torch = 1;
+        else if (!strcmp(argv[i], "--models") && i + 1 < argc) models = argv[++i];
+        else if (!strcmp(argv[i], "--batches") && i + 1 < argc) batches = argv[++i];
+        else {
+            fprintf(stderr, "usage: %s [--threads N] [--reps R] | --titok [--models s128,b64,l32] [--batches 1,8] [--torch]\n"
+                    "unknown or incomplete flag '%s'\n", argv[0], argv[i]);
+            return 2;
+        }
     }
     fast = textok_cpu_kernels(threads);
+    if (titok) {
+        peak = peak_gflops(&fast);
+        printf("textok %s: %d threads; measured sgemm peak %.1f GFLOP/s\n", textok_version(), fast.n_threads, peak);
+        return titok_bench(models, batches, fast.n_threads, torch, peak);
+    }
     textok_rng_seed(&r, 7);
 #ifdef TEXTOK_USE_BLAS
     printf("textok %s bench: %d threads, GEMM = cblas_sgemm", textok_version(), fast.n_threads);
