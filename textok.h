@@ -1,4 +1,4 @@
-/* textok.h - v0.1.0 - language-guided 1D image tokenization (TexTok, TiTok) in plain C
+/* textok.h - v0.2.0 - language-guided 1D image tokenization (TexTok, TiTok) in plain C
                       no warranty implied; use at your own risk. See end of file for license.
 
    Do this:
@@ -12,7 +12,8 @@
       for every kernel, a fast CPU version beside it, a checker that compares any two kernel tables,
       an explicit RNG, and strict readers/writers for .safetensors and .npy files. Models, losses
       and training are built on top of the kernel table only, so a GPU table (textok_cuda.cu) runs
-      the same code.
+      the same code. Models so far: the TiTok tokenizers (encode images to 1D token ids or VAE
+      latents, decode them back), reproducing the official PyTorch checkpoints.
 
    QUICK USAGE
       textok_kernels ref  = textok_cpu_ref_kernels();   // naive loops: the reference
@@ -27,6 +28,15 @@
       const textok_st_tensor *t = textok_st_find(&st, "encoder.ln_post.weight");
       textok_st_read_f32(&st, t, dst, n);              // F32/F16/BF16 -> F32
       textok_st_close(&st);
+
+   TITOK
+      textok_titok *m;
+      textok_params p = textok_default_params();      // threads, max_batch, kernel table
+      if (textok_titok_load(&m, "titok_s128.safetensors", &p) != TEXTOK_OK)   // made by build/convert
+          fprintf(stderr, "%s\n", textok_last_error());
+      textok_titok_encode(m, images, B, tokens, NULL, NULL, NULL);   // (B,3,256,256) in [0,1] -> (B,K) ids
+      textok_titok_decode_tokens(m, tokens, B, recon);                // -> (B,3,256,256), not clamped
+      textok_titok_free(m);
 
    DATA CONVENTIONS
       Every tensor is a contiguous row-major float32 array; shapes are written as (dim0, dim1, ...)
@@ -73,8 +83,13 @@
       5. Kernels, one subsection per op: naive reference, then fast version; forward, then backward
       6. The CPU kernel tables
       7. textok_kernels_compare: checking one table against another
+      8. Layers: linear, the pre-norm ViT stack, the MaskGIT-VQGAN ResnetBlock
+      9. TiTok: config and metadata, the parameter walk (names, shapes, binding), loading and
+         init, the activation arena, encoder (+ legacy reshape), quantisers, decoder, pixel decoder
 
    REVISION HISTORY
+      0.2.0 (2026-11-21)  TiTok inference (VQ/VAE, legacy and direct pixel heads); kernels tanh,
+                          transpose, l2norm, embedding, unpatchify, gaussian_sample; table copy.
       0.1.0 (2026-11-21)  kernel table with CPU reference and fast path, kernels_compare,
                           safetensors/npy I/O, RNG.
 */
@@ -86,9 +101,9 @@
 #include <stdint.h>
 
 #define TEXTOK_VERSION_MAJOR 0
-#define TEXTOK_VERSION_MINOR 1
+#define TEXTOK_VERSION_MINOR 2
 #define TEXTOK_VERSION_PATCH 0
-#define TEXTOK_VERSION_STRING "0.1.0"
+#define TEXTOK_VERSION_STRING "0.2.0"
 
 #ifndef TEXTOKDEF
 #ifdef TEXTOK_STATIC
@@ -144,7 +159,10 @@ TEXTOKDEF void     textok_rng_fill_normal(textok_rng *r, float *x, size_t n, flo
    state. Every kernel takes the table itself first (for the thread count, a BLAS/cuBLAS handle,
    ...). All pointers passed to kernels point into memory obtained from the same table's alloc.
    Backward kernels ACCUMULATE (+=) into every gradient they are given (weights and inputs alike),
-   so a caller zeroes gradients once; a NULL gradient pointer means "not needed". */
+   so a caller zeroes gradients once; a NULL gradient pointer means "not needed". The elementwise
+   and row-wise forwards (add, gelu, silu, tanh, softmax) may be called in place (out == inp),
+   and the models do so; a backend must allow that. Saved statistics (mean, rstd, lse) may be
+   NULL in inference. */
 typedef struct textok_kernels textok_kernels;
 
 /* out[b] (M,N) = op(A[b]) (M,K) . op(B[b]) (K,N) + bias (N); b < batch, each operand contiguous.
@@ -252,7 +270,7 @@ struct textok_kernels {
                             const float *dout, const float *inp, const float *weight,
                             const textok_conv2d_dims *d, float *work);
 
-    /* groupnorm: inp (B,C,HW), G groups, weight/bias (C) or NULL; mean, rstd (B,G) saved */
+    /* groupnorm: inp (B,C,HW), G groups, weight/bias (C) or NULL; mean, rstd (B,G) saved (or NULL) */
     void (*groupnorm_forward)(const textok_kernels *k, float *out, float *mean, float *rstd,
                               const float *inp, const float *weight, const float *bias,
                               int B, int C, int HW, int G, float eps);

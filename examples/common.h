@@ -1,0 +1,300 @@
+/* common.h - helpers shared by the example programs (tokenize.c, reconstruct.c).
+
+   These are for programs, not for the library: on a bad input they print a message that names
+   the culprit and exit (status 2 for a bad command line, 1 for everything else). ex_die also
+   removes every output file this run has already written (ex_wrote), so a failed run never leaves
+   a mix of new and stale outputs behind; each single file is written to "<path>.tmp" and renamed.
+
+   Include textok.h (with TEXTOK_IMPLEMENTATION in the one .c file) before this header. It brings
+   in stb_image / stb_image_write (Debian libstb-dev; the Makefile adds -isystem /usr/include/stb)
+   and defines their implementations, so include it from one .c file only. */
+#ifndef TEXTOK_EXAMPLES_COMMON_H
+#define TEXTOK_EXAMPLES_COMMON_H
+
+#include "textok.h"
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* stb compiles warning-free as C99 under -Wall -Wextra -Wpedantic; as C++ it trips
+   -Wmissing-field-initializers unless included as a system header (-isystem, as the Makefile does). */
+#define STB_IMAGE_IMPLEMENTATION
+#include <stb_image.h>
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#include <stb_image_write.h>
+
+/* ---------------------------------------------------------------------------------------------
+   Errors and outputs */
+
+/* a program may use only some of these helpers */
+#if defined(__GNUC__) || defined(__clang__)
+#define EX_STATIC static __attribute__((unused))
+#else
+#define EX_STATIC static
+#endif
+
+static const char *ex_prog = "textok";   /* program name for messages, set by ex_parse_flags */
+static const char *ex_written[8];       /* outputs this run has written, removed by ex_die */
+static int         ex_n_written;
+
+EX_STATIC void ex_wrote(const char *path)
+{
+    if (ex_n_written < (int)(sizeof ex_written / sizeof ex_written[0])) ex_written[ex_n_written++] = path;
+}
+
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 1, 2), noreturn))
+#endif
+EX_STATIC void ex_die(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s: ", ex_prog);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    while (ex_n_written > 0) remove(ex_written[--ex_n_written]);
+    exit(1);
+}
+
+EX_STATIC void *ex_malloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) ex_die("out of memory (%zu bytes)", n);
+    return p;
+}
+
+/* prefix + ext in a new string, e.g. ("out/cat", ".npy") -> "out/cat.npy" */
+EX_STATIC char *ex_join(const char *prefix, const char *ext)
+{
+    size_t a = strlen(prefix), b = strlen(ext);
+    char *s = (char *)ex_malloc(a + b + 1);
+    memcpy(s, prefix, a);
+    memcpy(s + a, ext, b + 1);
+    return s;
+}
+
+/* Renames the finished "<path>.tmp" onto path; on failure removes the temp file and dies. */
+EX_STATIC void ex_commit(const char *tmp, const char *path)
+{
+    if (rename(tmp, path) != 0) {
+        remove(tmp);
+        ex_die("cannot rename '%s' to '%s'", tmp, path);
+    }
+    ex_wrote(path);
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Command line: "--name VALUE" pairs only. An unknown flag, a flag without its value or a
+   missing required flag prints the usage on stderr and exits with status 2; --help prints it on
+   stdout and exits 0. */
+
+typedef struct ex_flag {
+    const char  *name;       /* "--weights" */
+    const char **value;      /* set to the argument that follows it */
+    int          required;
+} ex_flag;
+
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 2, 3), noreturn))
+#endif
+EX_STATIC void ex_usage(const char *usage, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s: ", ex_prog);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nusage: %s %s\n", ex_prog, usage);
+    exit(2);
+}
+
+EX_STATIC void ex_parse_flags(int argc, char **argv, ex_flag *flags, int n_flags, const char *usage)
+{
+    const char *slash = argc > 0 ? strrchr(argv[0], '/') : NULL;
+    int i, f;
+    if (argc > 0) ex_prog = slash ? slash + 1 : argv[0];
+    for (i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: %s %s\n", ex_prog, usage);
+            exit(0);
+        }
+        for (f = 0; f < n_flags && strcmp(argv[i], flags[f].name); f++) {}
+        if (f == n_flags) ex_usage(usage, "unknown argument '%s'", argv[i]);
+        if (i + 1 >= argc) ex_usage(usage, "%s needs a value", argv[i]);
+        *flags[f].value = argv[++i];
+    }
+    for (f = 0; f < n_flags; f++)
+        if (flags[f].required && !*flags[f].value) ex_usage(usage, "%s is required", flags[f].name);
+}
+
+/* An integer flag value in [lo, hi]; NULL (flag absent) gives def. */
+EX_STATIC int ex_parse_int(const char *s, const char *name, int lo, int hi, int def, const char *usage)
+{
+    char *end;
+    long v;
+    if (!s) return def;
+    v = strtol(s, &end, 10);
+    if (end == s || *end || v < lo || v > hi)
+        ex_usage(usage, "%s must be an integer in [%d, %d], not '%s'", name, lo, hi, s);
+    return (int)v;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Images. Memory layout everywhere: float (1,3,S,S) NCHW RGB, values in [0,1] (uint8 / 255),
+   which is what textok_titok_encode takes and textok_titok_decode_* returns. */
+
+/* Area (box) filter, as torch F.interpolate(mode='area') = adaptive_avg_pool2d: output pixel
+   (i,j) is the plain mean of input rows [floor(i*in/out), ceil((i+1)*in/out)) and the same range
+   of columns. For an integer ratio (256 -> 32) this is an exact 8x8 box average. The mean is
+   taken in double and rounded to float once: bit for bit what torch gives on a float64 tensor
+   (and what tools/gen_golden_titok.py feeds the reference), within 1 ulp of torch on float32. */
+EX_STATIC void ex_resize_area(const float *src, int in, float *dst, int out)
+{
+    int i, j, y, x;
+    for (i = 0; i < out; i++) {
+        int y0 = (int)((long long)i * in / out), y1 = (int)(((long long)(i + 1) * in + out - 1) / out);
+        for (j = 0; j < out; j++) {
+            int x0 = (int)((long long)j * in / out), x1 = (int)(((long long)(j + 1) * in + out - 1) / out);
+            double sum = 0;
+            for (y = y0; y < y1; y++)
+                for (x = x0; x < x1; x++) sum += src[(size_t)y * in + x];
+            dst[(size_t)i * out + j] = (float)(sum / (y1 - y0) / (x1 - x0));
+        }
+    }
+}
+
+/* Bilinear, as torch F.interpolate(mode='bilinear', align_corners=False, antialias=False): the
+   source coordinate of output pixel i is (i + 0.5) * in/out - 0.5, clamped below at 0; the two
+   neighbours are floor(src) and the next one (clamped to the edge), weighted by the fraction.
+   As in torch 1.13 (CPU), the ratio in/out is a float and the rest runs in double: this matches
+   it to float rounding (checked on the test images). Used only to enlarge. */
+EX_STATIC void ex_resize_bilinear(const float *src, int in, float *dst, int out)
+{
+    double scale = (float)in / (float)out;
+    int i, j;
+    for (i = 0; i < out; i++) {
+        double sy = scale * (i + 0.5) - 0.5, ly;
+        int y0, y1;
+        if (sy < 0) sy = 0;
+        y0 = (int)sy;
+        y1 = y0 < in - 1 ? y0 + 1 : y0;
+        ly = sy - y0;
+        for (j = 0; j < out; j++) {
+            double sx = scale * (j + 0.5) - 0.5, lx;
+            const float *r0 = src + (size_t)y0 * in, *r1 = src + (size_t)y1 * in;
+            int x0, x1;
+            if (sx < 0) sx = 0;
+            x0 = (int)sx;
+            x1 = x0 < in - 1 ? x0 + 1 : x0;
+            lx = sx - x0;
+            dst[(size_t)i * out + j] = (float)((1 - ly) * ((1 - lx) * r0[x0] + lx * r0[x1]) +
+                                               ly * ((1 - lx) * r1[x0] + lx * r1[x1]));
+        }
+    }
+}
+
+/* Loads any image stb_image reads (PNG, JPEG, BMP, ...; 16-bit PNGs are reduced to 8 bits) and
+   returns a new (1,3,size,size) float array. Grayscale is copied to R, G and B; an alpha channel
+   is dropped (not composited over any background). The longer side is centre-cropped to a square
+   (offset (L-S)/2, rounded down), the pixels are converted to float (/255) and only then resized
+   to size x size: area filter to shrink, bilinear to enlarge (both as torch, see above). */
+EX_STATIC float *ex_load_image(const char *path, int size)
+{
+    int w, h, n, side, ox, oy, c, y, x;
+    unsigned char *pix = stbi_load(path, &w, &h, &n, 0);
+    float *square, *img;
+    if (!pix) ex_die("cannot read image '%s': %s", path, stbi_failure_reason());
+    if (n < 1 || n > 4) {
+        stbi_image_free(pix);
+        ex_die("image '%s' has %d channels (expected 1 gray, 2 gray+alpha, 3 RGB or 4 RGBA)", path, n);
+    }
+    if (n == 2 || n == 4)
+        fprintf(stderr, "%s: note: '%s' has an alpha channel; it is ignored\n", ex_prog, path);
+    side = w < h ? w : h;
+    ox = (w - side) / 2;
+    oy = (h - side) / 2;
+    square = (float *)ex_malloc((size_t)3 * side * side * sizeof(float));
+    for (c = 0; c < 3; c++)
+        for (y = 0; y < side; y++)
+            for (x = 0; x < side; x++) {
+                const unsigned char *p = pix + ((size_t)(y + oy) * w + (x + ox)) * n;
+                square[((size_t)c * side + y) * side + x] = p[n >= 3 ? c : 0] / 255.0f;
+            }
+    stbi_image_free(pix);
+    img = (float *)ex_malloc((size_t)3 * size * size * sizeof(float));
+    for (c = 0; c < 3; c++) {
+        const float *s = square + (size_t)c * side * side;
+        float *d = img + (size_t)c * size * size;
+        if (side >= size) ex_resize_area(s, side, d, size);   /* equal sizes: an exact copy */
+        else ex_resize_bilinear(s, side, d, size);
+    }
+    free(square);
+    return img;
+}
+
+/* Writes a (1,3,S,S) float image as an 8-bit RGB PNG. Each value is clamped to [0,1], multiplied
+   by 255 and TRUNCATED (not rounded), exactly as the official TiTok demo's
+   (clamp(x, 0, 1) * 255).to(torch.uint8); NaN becomes 0. */
+EX_STATIC void ex_write_png(const char *path, const float *img, int S)
+{
+    unsigned char *rgb = (unsigned char *)ex_malloc((size_t)3 * S * S);
+    char *tmp = ex_join(path, ".tmp");
+    size_t i, plane = (size_t)S * S;
+    int c, ok;
+    for (i = 0; i < plane; i++)
+        for (c = 0; c < 3; c++) {
+            float v = img[c * plane + i];
+            v = v > 0 ? (v < 1 ? v : 1) : 0;   /* NaN fails v > 0 */
+            rgb[i * 3 + c] = (unsigned char)(v * 255.0f);
+        }
+    errno = 0;
+    ok = stbi_write_png(tmp, S, S, 3, rgb, 3 * S);
+    free(rgb);
+    if (!ok) {
+        const char *why = errno ? strerror(errno) : "stbi_write_png failed";
+        remove(tmp);
+        ex_die("cannot write '%s': %s", tmp, why);
+    }
+    ex_commit(tmp, path);
+    free(tmp);
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Other outputs */
+
+/* float32 .npy through textok_npy_write (which itself writes "<path>.tmp" and renames). */
+EX_STATIC void ex_write_npy(const char *path, const float *data, int ndim, const int64_t *shape)
+{
+    if (textok_npy_write(path, data, ndim, shape) != TEXTOK_OK) ex_die("%s", textok_last_error());
+    ex_wrote(path);
+}
+
+/* {"tokens": [id, ...]} for one image (B = 1), {"tokens": [[id, ...], ...]} for B > 1. */
+EX_STATIC void ex_write_tokens_json(const char *path, const int32_t *tokens, int B, int K)
+{
+    char *tmp = ex_join(path, ".tmp");
+    FILE *f = fopen(tmp, "wb");
+    int b, k, ok;
+    if (!f) ex_die("cannot create '%s': %s", tmp, strerror(errno));
+    fprintf(f, "{\"tokens\": %s", B > 1 ? "[" : "");
+    for (b = 0; b < B; b++) {
+        fprintf(f, "%s[", b ? ", " : "");
+        for (k = 0; k < K; k++) fprintf(f, k ? ", %d" : "%d", (int)tokens[(size_t)b * K + k]);
+        fputc(']', f);
+    }
+    fprintf(f, "%s}\n", B > 1 ? "]" : "");
+    ok = !ferror(f);
+    ok = (fclose(f) == 0) && ok;
+    if (!ok) {
+        remove(tmp);
+        ex_die("cannot write '%s'", tmp);
+    }
+    ex_commit(tmp, path);
+    free(tmp);
+}
+
+#endif /* TEXTOK_EXAMPLES_COMMON_H */
