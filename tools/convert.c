@@ -1,0 +1,1781 @@
+/* convert: a TiTok tokenizer checkpoint as published -> the textok layout (safetensors, F32)
+
+     build/convert IN OUT.safetensors [--l2-norm 0|1] [--quiet]
+
+   WHAT IT READS (told by the first bytes, never by the file name)
+     safetensors  8-byte little-endian header length, then a JSON header starting with '{'.
+                  Parsed by textok_st_open_memory: F32, F16 and BF16 tensors.
+     PyTorch zip  what torch.save writes since torch 1.6 (.bin/.pth/.pt), starting "PK\3\4": a ZIP
+                  archive whose entries all live under one top-level folder f/:
+                     f/data.pkl     a pickle of the state_dict
+                     f/data/<key>   the raw little-endian bytes of one storage
+                  Entries must be stored (uncompressed), as torch.save writes them; a compressed
+                  one is refused by name. Entries are found through the central directory, which
+                  is the only place torch records their sizes (its local headers carry zeros and a
+                  data descriptor); ZIP64 end records and ZIP64 extra fields are understood.
+     A bare pickle (torch.save before 1.6) is recognised and refused.
+
+   THE PICKLE SUBSET
+     data.pkl runs on a small stack machine that knows only what a state_dict needs:
+        framing     PROTO FRAME MARK STOP
+        memo        BINPUT LONG_BINPUT MEMOIZE BINGET LONG_BINGET
+        scalars     NONE NEWTRUE NEWFALSE BININT BININT1 BININT2 LONG1 BINFLOAT
+                    BINUNICODE SHORT_BINUNICODE BINUNICODE8
+        containers  EMPTY_DICT EMPTY_TUPLE EMPTY_LIST TUPLE TUPLE1 TUPLE2 TUPLE3
+                    SETITEM SETITEMS APPEND APPENDS
+        objects     GLOBAL STACK_GLOBAL REDUCE BUILD BINPERSID
+     and only these globals: collections.OrderedDict, torch._utils._rebuild_tensor_v2,
+     torch._utils._rebuild_parameter(_with_state) and torch.<Type>Storage. Nothing is executed: a
+     REDUCE of a known global builds the one value it stands for, and BUILD's state (attributes
+     such as a state_dict's _metadata) is dropped. Any other opcode or global is an error that
+     names it and its offset in data.pkl. The persistent id ("storage", torch.<Type>Storage, key,
+     location, numel) names the entry f/data/<key>, whose size must be numel elements. A tensor's
+     storage_offset, sizes and strides are honoured (non-contiguous tensors are gathered) and its
+     largest index must lie inside the storage. Float, Half and BFloat16 storages are converted;
+     other dtypes are refused, naming the tensor. The stack, the memo, the number of objects and
+     of container elements, and every length read from the file are bounded, so no input can
+     crash the reader. An output of more than CV_MAX_PARAMS parameters is refused: a stride-0
+     view can describe a huge tensor with a few bytes, and TiTok-L-32 has 641M.
+     A dict {"state_dict": sd} or {"model": sd} around the state_dict is unwrapped.
+
+   WHAT IT DOES WITH THE TENSORS
+     1. recognises the TiTok family from the parameter names (legacy VQ with the MaskGIT-VQGAN
+        pixel decoder, VQ with a pixel head, VAE) and infers every textok_titok_config field
+        from the shapes (architecture.md 1.8);
+     2. checks the file against textok_titok_tensor_specs(cfg) and reports every missing,
+        unexpected, mis-shaped and wrongly typed tensor (all of them), writing nothing if any;
+        buffers that are not parameters (*position_ids, *num_batches_tracked) are skipped;
+     3. writes OUT as F32 in state_dict order with the config in __metadata__ through
+        textok_st_save (OUT.tmp, then rename: a failure never leaves a partial file), and prints
+        the family and the parameter count of each component.
+   Exit status: 0 written, 1 bad input (the message on stderr says why), 2 bad command line.
+
+   SECTIONS: helpers and files | ZIP | pickle VM | tensor table | family recognition |
+             checks | write | main */
+
+#define TEXTOK_IMPLEMENTATION
+#include "textok.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#if (defined(__unix__) || defined(__APPLE__)) && !defined(CONVERT_NO_MMAP)
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#define CV_HAVE_MMAP 1   /* define CONVERT_NO_MMAP to read into the heap (for AddressSanitizer) */
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define CV_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define CV_PRINTF(a, b)
+#endif
+
+/* =============================================================================================
+   Helpers and files */
+
+static char cv_errbuf[1024];   /* the message of the last failure; main prints it */
+static int  cv_quiet;          /* --quiet: no report on stdout (errors still go to stderr) */
+
+CV_PRINTF(1, 2) static int cv_fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cv_errbuf, sizeof cv_errbuf, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+CV_PRINTF(1, 2) static void cv_info(const char *fmt, ...)
+{
+    va_list ap;
+    if (cv_quiet) return;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+}
+
+/* n bytes (n <= 8) as an unsigned little-endian integer */
+static uint64_t cv_le(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    while (n-- > 0) v = (v << 8) | p[n];
+    return v;
+}
+
+static int cv_mul_u64(uint64_t a, uint64_t b, uint64_t *out)
+{
+    if (a && b > UINT64_MAX / a) return 0;
+    *out = a * b;
+    return 1;
+}
+
+static int cv_add_u64(uint64_t a, uint64_t b, uint64_t *out)
+{
+    if (b > UINT64_MAX - a) return 0;
+    *out = a + b;
+    return 1;
+}
+
+/* grows *p (an array of elem-byte items, capacity *cap) to hold at least need items */
+static int cv_grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    size_t nc;
+    void *np;
+    if (need <= *cap) return 1;
+    nc = *cap ? *cap : 16;
+    while (nc < need) {
+        if (nc > SIZE_MAX / 2) return 0;
+        nc *= 2;
+    }
+    if (nc > SIZE_MAX / elem) return 0;
+    if (!(np = realloc(*p, nc * elem))) return 0;
+    *p = np;
+    *cap = nc;
+    return 1;
+}
+
+static char *cv_strndup(const char *s, size_t n)
+{
+    char *d = (char *)malloc(n + 1);
+    if (!d) return NULL;
+    memcpy(d, s, n);
+    d[n] = 0;
+    return d;
+}
+
+static int cv_ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && !memcmp(s + n - m, suffix, m);
+}
+
+/* "[768, 3, 16, 16]", as the library writes shapes */
+static const char *cv_shape_str(char *buf, size_t size, int ndim, const int64_t *shape)
+{
+    size_t n = 0;
+    int i;
+    n += (size_t)snprintf(buf, size, "[");
+    for (i = 0; i < ndim && n < size; i++)
+        n += (size_t)snprintf(buf + n, size - n, i ? ", %lld" : "%lld", (long long)shape[i]);
+    if (n < size) snprintf(buf + n, size - n, "]");
+    return buf;
+}
+
+/* 83674639 -> "83,674,639" */
+static const char *cv_commas(char *buf, size_t size, unsigned long long v)
+{
+    char tmp[32];
+    int n = snprintf(tmp, sizeof tmp, "%llu", v), i, o = 0;
+    for (i = 0; i < n && (size_t)o + 2 < size; i++) {
+        if (i && (n - i) % 3 == 0) buf[o++] = ',';
+        buf[o++] = tmp[i];
+    }
+    buf[o] = 0;
+    return buf;
+}
+
+/* The whole input file: mmapped where the platform has it, else read into the heap. */
+typedef struct cv_file {
+    const unsigned char *data;
+    size_t               size;
+    int                  mapped;
+} cv_file;
+
+static int cv_file_open(cv_file *f, const char *path)
+{
+    FILE *fp;
+    unsigned char *buf = NULL;
+    size_t n = 0, cap = 0;
+    int err;
+    memset(f, 0, sizeof *f);
+#ifdef CV_HAVE_MMAP
+    {
+        struct stat sb;
+        int fd = open(path, O_RDONLY);
+        if (fd < 0) return cv_fail("%s: cannot open: %s", path, strerror(errno));
+        if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0 &&
+            (off_t)(size_t)sb.st_size == sb.st_size) {
+            void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+            if (m != MAP_FAILED) {
+                f->data = (const unsigned char *)m;
+                f->size = (size_t)sb.st_size;
+                f->mapped = 1;
+                close(fd);
+                return 0;
+            }
+        }
+        close(fd);   /* empty, not a regular file, or mmap refused: read it instead */
+    }
+#endif
+    if (!(fp = fopen(path, "rb"))) return cv_fail("%s: cannot open: %s", path, strerror(errno));
+    for (;;) {
+        if (n == cap) {
+            void *p = buf;
+            if (!cv_grow(&p, &cap, cap + 65536, 1)) {
+                free(buf);
+                fclose(fp);
+                return cv_fail("%s: out of memory reading the file", path);
+            }
+            buf = (unsigned char *)p;
+        }
+        n += fread(buf + n, 1, cap - n, fp);
+        if (n < cap) break;   /* EOF or an error */
+    }
+    err = ferror(fp) ? errno : 0;
+    fclose(fp);
+    if (err) {
+        free(buf);
+        return cv_fail("%s: read error: %s", path, strerror(err));
+    }
+    f->data = buf;
+    f->size = n;
+    return 0;
+}
+
+static void cv_file_close(cv_file *f)
+{
+#ifdef CV_HAVE_MMAP
+    if (f->mapped) munmap((void *)f->data, f->size);
+    else
+#endif
+        free((void *)f->data);
+    memset(f, 0, sizeof *f);
+}
+
+/* =============================================================================================
+   ZIP: the central directory lists the entries; each entry's data follows its local header.
+   Only what torch.save produces is needed: one disk, stored entries, optional ZIP64 records. */
+
+typedef struct cv_zip_entry {
+    char    *name;
+    uint64_t local_offset;   /* of the local file header */
+    uint64_t size;           /* compressed size: the bytes in the file */
+    uint64_t usize;          /* uncompressed size */
+    int      method, flags;
+} cv_zip_entry;
+
+typedef struct cv_zip {
+    const unsigned char *data;
+    size_t               size;
+    const char          *path;
+    cv_zip_entry        *entries;   /* sorted by name */
+    size_t               n;
+} cv_zip;
+
+static int cv_cmp_entry(const void *a, const void *b)
+{
+    return strcmp(((const cv_zip_entry *)a)->name, ((const cv_zip_entry *)b)->name);
+}
+
+static void cv_zip_close(cv_zip *z)
+{
+    size_t i;
+    for (i = 0; i < z->n; i++) free(z->entries[i].name);
+    free(z->entries);
+    memset(z, 0, sizeof *z);
+}
+
+static int cv_zip_open(cv_zip *z, const unsigned char *d, size_t n, const char *path)
+{
+    size_t eocd = 0, lo, i;
+    uint64_t n_entries, cd_size, cd_off, cd_limit, p, cd_end;
+    int found = 0;
+    memset(z, 0, sizeof *z);
+    z->data = d;
+    z->size = n;
+    z->path = path;
+    if (n < 22) return cv_fail("%s: truncated: %zu bytes is too short for a ZIP archive", path, n);
+
+    /* end of central directory: 22 bytes plus a comment of up to 64 KiB, so search backwards;
+       the comment length must reach exactly to the end of the file */
+    lo = n - 22 > 65535 ? n - 22 - 65535 : 0;
+    for (i = n - 22 + 1; i-- > lo;)
+        if (cv_le(d + i, 4) == 0x06054b50 && i + 22 + cv_le(d + i + 20, 2) == n) {
+            eocd = i;
+            found = 1;
+            break;
+        }
+    if (!found)
+        return cv_fail("%s: truncated or damaged ZIP archive: no end-of-central-directory record "
+                       "at the end of the file", path);
+    n_entries = cv_le(d + eocd + 10, 2);
+    cd_size = cv_le(d + eocd + 12, 4);
+    cd_off = cv_le(d + eocd + 16, 4);
+    cd_limit = eocd;
+    if (eocd >= 20 && cv_le(d + eocd - 20, 4) == 0x07064b50) {
+        /* ZIP64 locator, then the ZIP64 end record it points to (56 bytes before any extension) */
+        uint64_t z64 = cv_le(d + eocd - 20 + 8, 8);
+        if (z64 > eocd - 20 || eocd - 20 - z64 < 56 || cv_le(d + z64, 4) != 0x06064b50)
+            return cv_fail("%s: damaged ZIP64 end-of-central-directory record", path);
+        if (cv_le(d + z64 + 16, 4) != 0 || cv_le(d + z64 + 20, 4) != 0)
+            return cv_fail("%s: multi-disk ZIP archives are not supported", path);
+        n_entries = cv_le(d + z64 + 32, 8);
+        cd_size = cv_le(d + z64 + 40, 8);
+        cd_off = cv_le(d + z64 + 48, 8);
+        cd_limit = z64;
+    } else if (n_entries == 0xFFFF || cd_size == 0xFFFFFFFFu || cd_off == 0xFFFFFFFFu) {
+        return cv_fail("%s: damaged ZIP archive: ZIP64 sizes but no ZIP64 locator", path);
+    } else if (cv_le(d + eocd + 4, 2) != 0 || cv_le(d + eocd + 6, 2) != 0) {
+        return cv_fail("%s: multi-disk ZIP archives are not supported", path);
+    }
+    if (cd_off > cd_limit || cd_size > cd_limit - cd_off)
+        return cv_fail("%s: truncated or damaged ZIP archive: the central directory (%llu bytes at "
+                       "offset %llu) lies outside the file", path, (unsigned long long)cd_size,
+                       (unsigned long long)cd_off);
+    if (n_entries > cd_size / 46)
+        return cv_fail("%s: damaged ZIP archive: %llu entries cannot fit a central directory of %llu "
+                       "bytes", path, (unsigned long long)n_entries, (unsigned long long)cd_size);
+    if (n_entries && !(z->entries = (cv_zip_entry *)calloc((size_t)n_entries, sizeof *z->entries)))
+        return cv_fail("%s: out of memory", path);
+
+    p = cd_off;
+    cd_end = cd_off + cd_size;
+    for (i = 0; i < (size_t)n_entries; i++) {
+        cv_zip_entry *e = &z->entries[i];
+        const unsigned char *h = d + p;
+        uint64_t nlen, elen, clen, x, xend;
+        if (cd_end - p < 46 || cv_le(h, 4) != 0x02014b50)
+            return cv_fail("%s: damaged ZIP central directory at entry %zu (offset %llu)", path, i,
+                           (unsigned long long)p);
+        e->flags = (int)cv_le(h + 8, 2);
+        e->method = (int)cv_le(h + 10, 2);
+        e->size = cv_le(h + 20, 4);
+        e->usize = cv_le(h + 24, 4);
+        nlen = cv_le(h + 28, 2);
+        elen = cv_le(h + 30, 2);
+        clen = cv_le(h + 32, 2);
+        e->local_offset = cv_le(h + 42, 4);
+        if (cd_end - p - 46 < nlen + elen + clen)
+            return cv_fail("%s: damaged ZIP central directory at entry %zu", path, i);
+        if (memchr(h + 46, 0, (size_t)nlen))
+            return cv_fail("%s: ZIP entry %zu has a NUL byte in its name", path, i);
+        if (!(e->name = cv_strndup((const char *)h + 46, (size_t)nlen)))
+            return cv_fail("%s: out of memory", path);
+        z->n = i + 1;   /* so that cv_zip_close frees the names read so far */
+        /* ZIP64 extra field (id 1): 8-byte values for exactly the 32-bit fields that are all ones,
+           in the order uncompressed size, compressed size, local header offset */
+        x = p + 46 + nlen;
+        xend = x + elen;
+        while (xend - x >= 4) {
+            uint64_t id = cv_le(d + x, 2), sz = cv_le(d + x + 2, 2), q = x + 4;
+            if (sz > xend - q) return cv_fail("%s: damaged extra field in ZIP entry '%s'", path, e->name);
+            if (id == 1) {
+                uint64_t *fields[3];
+                int k, nf = 0;
+                if (e->usize == 0xFFFFFFFFu) fields[nf++] = &e->usize;
+                if (e->size == 0xFFFFFFFFu) fields[nf++] = &e->size;
+                if (e->local_offset == 0xFFFFFFFFu) fields[nf++] = &e->local_offset;
+                if (sz < 8 * (uint64_t)nf)
+                    return cv_fail("%s: ZIP64 extra field of entry '%s' is too short", path, e->name);
+                for (k = 0; k < nf; k++) *fields[k] = cv_le(d + q + 8 * k, 8);
+            }
+            x = q + sz;
+        }
+        p += 46 + nlen + elen + clen;
+    }
+    qsort(z->entries, z->n, sizeof *z->entries, cv_cmp_entry);
+    for (i = 1; i < z->n; i++)
+        if (!strcmp(z->entries[i - 1].name, z->entries[i].name))
+            return cv_fail("%s: duplicate ZIP entry '%s'", path, z->entries[i].name);
+    return 0;
+}
+
+static const cv_zip_entry *cv_zip_find(const cv_zip *z, const char *name)
+{
+    cv_zip_entry key;
+    key.name = (char *)name;
+    if (!z->n) return NULL;
+    return (const cv_zip_entry *)bsearch(&key, z->entries, z->n, sizeof key, cv_cmp_entry);
+}
+
+/* The bytes of a stored entry: checks its local header and that the data lies inside the file. */
+static int cv_zip_data(const cv_zip *z, const cv_zip_entry *e, const unsigned char **out)
+{
+    const unsigned char *h;
+    uint64_t nlen, elen, off;
+    if (e->flags & 1) return cv_fail("%s: ZIP entry '%s' is encrypted", z->path, e->name);
+    if (e->method != 0)
+        return cv_fail("%s: ZIP entry '%s' is compressed (method %d%s); torch.save stores entries "
+                       "uncompressed and convert reads only stored entries: save the checkpoint "
+                       "again with torch.save (or re-zip it with 'zip -0')", z->path, e->name,
+                       e->method, e->method == 8 ? " = deflate" : "");
+    if (e->size != e->usize)
+        return cv_fail("%s: damaged ZIP entry '%s': stored, but its sizes differ (%llu, %llu)", z->path,
+                       e->name, (unsigned long long)e->size, (unsigned long long)e->usize);
+    if (e->local_offset > z->size || z->size - e->local_offset < 30 ||
+        cv_le(z->data + e->local_offset, 4) != 0x04034b50)
+        return cv_fail("%s: truncated or damaged ZIP archive: no local header for entry '%s' at "
+                       "offset %llu", z->path, e->name, (unsigned long long)e->local_offset);
+    h = z->data + e->local_offset;
+    nlen = cv_le(h + 26, 2);
+    elen = cv_le(h + 28, 2);
+    off = e->local_offset + 30 + nlen + elen;
+    if (nlen != strlen(e->name) || off > z->size || memcmp(h + 30, e->name, (size_t)nlen))
+        return cv_fail("%s: damaged ZIP archive: the local header of entry '%s' disagrees with the "
+                       "central directory", z->path, e->name);
+    if (e->size > z->size - off)
+        return cv_fail("%s: truncated: ZIP entry '%s' (%llu bytes at offset %llu) runs past the end "
+                       "of the file (%zu bytes)", z->path, e->name, (unsigned long long)e->size,
+                       (unsigned long long)off, z->size);
+    *out = z->data + off;
+    return 0;
+}
+
+/* =============================================================================================
+   Pickle VM: just enough of Python's unpickler to rebuild a state_dict (see the top comment).
+   Objects are never freed one by one: every object lives in vm->objs until pk_free. */
+
+enum { PK_NONE, PK_BOOL, PK_INT, PK_FLOAT, PK_STR, PK_TUPLE, PK_LIST, PK_DICT, PK_GLOBAL,
+       PK_STORAGE, PK_TENSOR };
+static const char *const pk_type_name[] = { "None", "bool", "int", "float", "str", "tuple", "list",
+                                            "dict", "global", "storage", "tensor" };
+
+/* the globals a state_dict pickle may name */
+enum { PKG_ORDERED_DICT, PKG_REBUILD_TENSOR_V2, PKG_REBUILD_PARAMETER,
+       PKG_REBUILD_PARAMETER_WITH_STATE, PKG_STORAGE };
+
+typedef struct cv_storage_type {
+    const char *name;    /* torch.<name> */
+    const char *dtype;   /* for messages */
+    int         textok_dtype;   /* TEXTOK_DTYPE_*, or -1: refused */
+    int         size;    /* bytes per element */
+} cv_storage_type;
+
+static const cv_storage_type cv_storage_types[] = {
+    { "FloatStorage", "F32", TEXTOK_DTYPE_F32, 4 },
+    { "HalfStorage", "F16", TEXTOK_DTYPE_F16, 2 },
+    { "BFloat16Storage", "BF16", TEXTOK_DTYPE_BF16, 2 },
+    { "DoubleStorage", "float64 (torch.DoubleStorage)", -1, 8 },
+    { "LongStorage", "int64 (torch.LongStorage)", -1, 8 },
+    { "IntStorage", "int32 (torch.IntStorage)", -1, 4 },
+    { "ShortStorage", "int16 (torch.ShortStorage)", -1, 2 },
+    { "CharStorage", "int8 (torch.CharStorage)", -1, 1 },
+    { "ByteStorage", "uint8 (torch.ByteStorage)", -1, 1 },
+    { "BoolStorage", "bool (torch.BoolStorage)", -1, 1 },
+    { "ComplexFloatStorage", "complex64 (torch.ComplexFloatStorage)", -1, 8 },
+    { "ComplexDoubleStorage", "complex128 (torch.ComplexDoubleStorage)", -1, 16 },
+};
+
+typedef struct pk_tensor {
+    struct pk_obj *storage;
+    int64_t        offset;                        /* storage_offset, in elements */
+    int            ndim;
+    int64_t        shape[TEXTOK_MAX_DIMS], stride[TEXTOK_MAX_DIMS];
+} pk_tensor;
+
+typedef struct pk_obj {
+    int                    type;    /* PK_* */
+    int64_t                i;       /* int, bool; global: PKG_*; storage: numel */
+    double                 f;       /* float */
+    char                  *s;       /* str; storage: its key */
+    struct pk_obj        **items;   /* tuple, list; dict: key0, value0, key1, value1, ... */
+    size_t                 n, cap;
+    const cv_storage_type *stype;   /* global PKG_STORAGE, storage */
+    const unsigned char   *bytes;   /* storage: the data of its ZIP entry */
+    pk_tensor             *tensor;  /* tensor */
+} pk_obj;
+
+/* Bounds: far beyond any real state_dict (TiTok-L-32: 692 tensors, ~10k objects), small enough
+   that a hostile data.pkl cannot exhaust memory. */
+#define PK_MAX_OBJECTS (1u << 21)
+#define PK_MAX_STACK   (1u << 20)
+#define PK_MAX_MARKS   (1u << 16)
+#define PK_MAX_MEMO    (1u << 21)
+#define PK_MAX_ITEMS   (1u << 24)   /* elements of all tuples, lists and dicts together */
+#define PK_MAX_LINE    256          /* a GLOBAL's module or name */
+
+typedef struct pk_vm {
+    const unsigned char *p;          /* data.pkl */
+    size_t               n, pos;
+    size_t               op_pos;     /* offset of the opcode being run, for messages */
+    int                  op;
+    pk_obj             **stack;
+    size_t               sp, stack_cap;
+    size_t              *marks;      /* stack heights at each MARK */
+    size_t               n_marks, marks_cap;
+    pk_obj             **memo;
+    size_t               memo_cap, memo_len;
+    pk_obj             **objs;       /* every object made, for pk_free */
+    size_t               n_objs, objs_cap;
+    size_t               n_items;    /* container elements so far, against PK_MAX_ITEMS */
+    const cv_zip        *zip;
+    const char          *prefix;     /* "archive/" */
+    const char          *path;       /* the input file, for messages */
+} pk_vm;
+
+static const char *pk_opname(int op)
+{
+    switch (op) {
+    case '(': return "MARK";          case '.': return "STOP";         case '0': return "POP";
+    case '1': return "POP_MARK";      case '2': return "DUP";          case 'F': return "FLOAT";
+    case 'I': return "INT";           case 'J': return "BININT";       case 'K': return "BININT1";
+    case 'L': return "LONG";          case 'M': return "BININT2";      case 'N': return "NONE";
+    case 'P': return "PERSID";        case 'Q': return "BINPERSID";    case 'R': return "REDUCE";
+    case 'S': return "STRING";        case 'T': return "BINSTRING";    case 'U': return "SHORT_BINSTRING";
+    case 'V': return "UNICODE";       case 'X': return "BINUNICODE";   case 'a': return "APPEND";
+    case 'b': return "BUILD";         case 'c': return "GLOBAL";       case 'd': return "DICT";
+    case '}': return "EMPTY_DICT";    case 'e': return "APPENDS";      case 'g': return "GET";
+    case 'h': return "BINGET";        case 'i': return "INST";         case 'j': return "LONG_BINGET";
+    case 'l': return "LIST";          case ']': return "EMPTY_LIST";   case 'o': return "OBJ";
+    case 'p': return "PUT";           case 'q': return "BINPUT";       case 'r': return "LONG_BINPUT";
+    case 's': return "SETITEM";       case 't': return "TUPLE";        case ')': return "EMPTY_TUPLE";
+    case 'u': return "SETITEMS";      case 'G': return "BINFLOAT";     case 'B': return "BINBYTES";
+    case 'C': return "SHORT_BINBYTES";
+    case 0x80: return "PROTO";        case 0x81: return "NEWOBJ";      case 0x82: return "EXT1";
+    case 0x83: return "EXT2";         case 0x84: return "EXT4";        case 0x85: return "TUPLE1";
+    case 0x86: return "TUPLE2";       case 0x87: return "TUPLE3";      case 0x88: return "NEWTRUE";
+    case 0x89: return "NEWFALSE";     case 0x8a: return "LONG1";       case 0x8b: return "LONG4";
+    case 0x8c: return "SHORT_BINUNICODE"; case 0x8d: return "BINUNICODE8"; case 0x8e: return "BINBYTES8";
+    case 0x8f: return "EMPTY_SET";    case 0x90: return "ADDITEMS";    case 0x91: return "FROZENSET";
+    case 0x92: return "NEWOBJ_EX";    case 0x93: return "STACK_GLOBAL"; case 0x94: return "MEMOIZE";
+    case 0x95: return "FRAME";        case 0x96: return "BYTEARRAY8";  case 0x97: return "NEXT_BUFFER";
+    case 0x98: return "READONLY_BUFFER";
+    default: return "not a pickle opcode";
+    }
+}
+
+/* a failure inside data.pkl: says where, and which opcode was running */
+CV_PRINTF(2, 3) static int pk_fail(const pk_vm *vm, const char *fmt, ...)
+{
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return cv_fail("%s: data.pkl offset %zu (opcode 0x%02x %s): %s", vm->path, vm->op_pos, vm->op,
+                   pk_opname(vm->op), msg);
+}
+
+static void pk_free(pk_vm *vm)
+{
+    size_t i;
+    for (i = 0; i < vm->n_objs; i++) {
+        free(vm->objs[i]->s);
+        free(vm->objs[i]->items);
+        free(vm->objs[i]->tensor);
+        free(vm->objs[i]);
+    }
+    free(vm->objs);
+    free(vm->stack);
+    free(vm->marks);
+    free(vm->memo);
+    vm->objs = vm->stack = vm->memo = NULL;
+    vm->marks = NULL;
+    vm->n_objs = vm->sp = vm->n_marks = vm->memo_len = 0;
+}
+
+static pk_obj *pk_new(pk_vm *vm, int type)
+{
+    pk_obj *o;
+    void *p = vm->objs;
+    if (vm->n_objs >= PK_MAX_OBJECTS) {
+        pk_fail(vm, "more than %u objects: not a plain state_dict", PK_MAX_OBJECTS);
+        return NULL;
+    }
+    if (!cv_grow(&p, &vm->objs_cap, vm->n_objs + 1, sizeof *vm->objs) ||
+        !(o = (pk_obj *)calloc(1, sizeof *o))) {
+        if (p) vm->objs = (pk_obj **)p;
+        pk_fail(vm, "out of memory");
+        return NULL;
+    }
+    vm->objs = (pk_obj **)p;
+    vm->objs[vm->n_objs++] = o;
+    o->type = type;
+    return o;
+}
+
+static int pk_push(pk_vm *vm, pk_obj *o)
+{
+    void *p = vm->stack;
+    if (!o) return -1;   /* pk_new failed and said why */
+    if (vm->sp >= PK_MAX_STACK) return pk_fail(vm, "stack deeper than %u", PK_MAX_STACK);
+    if (!cv_grow(&p, &vm->stack_cap, vm->sp + 1, sizeof *vm->stack)) return pk_fail(vm, "out of memory");
+    vm->stack = (pk_obj **)p;
+    vm->stack[vm->sp++] = o;
+    return 0;
+}
+
+/* the stack height below which the current MARK frame may not reach */
+static size_t pk_base(const pk_vm *vm) { return vm->n_marks ? vm->marks[vm->n_marks - 1] : 0; }
+
+static int pk_pop(pk_vm *vm, pk_obj **o)
+{
+    if (vm->sp <= pk_base(vm)) return pk_fail(vm, "stack underflow");
+    *o = vm->stack[--vm->sp];
+    return 0;
+}
+
+static int pk_top(pk_vm *vm, pk_obj **o)
+{
+    if (vm->sp <= pk_base(vm)) return pk_fail(vm, "stack underflow");
+    *o = vm->stack[vm->sp - 1];
+    return 0;
+}
+
+/* the object just below the items of a popped MARK frame that starts at first */
+static int pk_below(pk_vm *vm, size_t first, pk_obj **o)
+{
+    if (first <= pk_base(vm)) return pk_fail(vm, "stack underflow");
+    *o = vm->stack[first - 1];
+    return 0;
+}
+
+/* pops everything above the last MARK: items [*first, vm->sp) stay readable until the next push */
+static int pk_pop_mark(pk_vm *vm, size_t *first)
+{
+    if (!vm->n_marks) return pk_fail(vm, "no MARK to pop to");
+    *first = vm->marks[--vm->n_marks];
+    return 0;
+}
+
+static int pk_append(pk_vm *vm, pk_obj *container, pk_obj *item)
+{
+    void *p = container->items;
+    if (++vm->n_items > PK_MAX_ITEMS)
+        return pk_fail(vm, "more than %u container elements: not a plain state_dict", PK_MAX_ITEMS);
+    if (!cv_grow(&p, &container->cap, container->n + 1, sizeof *container->items))
+        return pk_fail(vm, "out of memory");
+    container->items = (pk_obj **)p;
+    container->items[container->n++] = item;
+    return 0;
+}
+
+/* needs k more bytes of data.pkl */
+static int pk_need(pk_vm *vm, uint64_t k)
+{
+    if (k > vm->n - vm->pos)
+        return pk_fail(vm, "truncated: needs %llu bytes, %zu remain", (unsigned long long)k,
+                       vm->n - vm->pos);
+    return 0;
+}
+
+static int pk_memo_put(pk_vm *vm, uint64_t idx)
+{
+    pk_obj *o;
+    void *p = vm->memo;
+    size_t old = vm->memo_cap, i;
+    if (pk_top(vm, &o)) return -1;
+    if (idx >= PK_MAX_MEMO) return pk_fail(vm, "memo index %llu is over the limit of %u",
+                                           (unsigned long long)idx, PK_MAX_MEMO);
+    if (!cv_grow(&p, &vm->memo_cap, (size_t)idx + 1, sizeof *vm->memo)) return pk_fail(vm, "out of memory");
+    vm->memo = (pk_obj **)p;
+    for (i = old; i < vm->memo_cap; i++) vm->memo[i] = NULL;
+    if (!vm->memo[idx]) vm->memo_len++;
+    vm->memo[idx] = o;
+    return 0;
+}
+
+static int pk_memo_get(pk_vm *vm, uint64_t idx)
+{
+    if (idx >= vm->memo_cap || !vm->memo[idx])
+        return pk_fail(vm, "memo index %llu was never stored", (unsigned long long)idx);
+    return pk_push(vm, vm->memo[idx]);
+}
+
+static int pk_push_str(pk_vm *vm, uint64_t len)
+{
+    pk_obj *o;
+    if (pk_need(vm, len)) return -1;
+    if (memchr(vm->p + vm->pos, 0, (size_t)len)) return pk_fail(vm, "a string holds a NUL byte");
+    if (!(o = pk_new(vm, PK_STR))) return -1;
+    if (!(o->s = cv_strndup((const char *)vm->p + vm->pos, (size_t)len))) return pk_fail(vm, "out of memory");
+    vm->pos += (size_t)len;
+    return pk_push(vm, o);
+}
+
+static int pk_push_int(pk_vm *vm, int64_t v)
+{
+    pk_obj *o = pk_new(vm, PK_INT);
+    if (o) o->i = v;
+    return pk_push(vm, o);
+}
+
+/* GLOBAL's newline-terminated module or name */
+static int pk_read_line(pk_vm *vm, char *buf)
+{
+    size_t k;
+    for (k = 0; vm->pos + k < vm->n && k < PK_MAX_LINE; k++)
+        if (vm->p[vm->pos + k] == '\n') {
+            memcpy(buf, vm->p + vm->pos, k);
+            buf[k] = 0;
+            if (memchr(buf, 0, k)) return pk_fail(vm, "a NUL byte in a GLOBAL name");
+            vm->pos += k + 1;
+            return 0;
+        }
+    return pk_fail(vm, "GLOBAL name not terminated by a newline within %d bytes", PK_MAX_LINE);
+}
+
+/* Turns module.name into a global object, or refuses it: the list below is all a state_dict of
+   float tensors needs, and nothing else is ever looked up. */
+static int pk_push_global(pk_vm *vm, const char *module, const char *name)
+{
+    pk_obj *o;
+    int id = -1;
+    size_t k;
+    const cv_storage_type *stype = NULL;
+    if (!strcmp(module, "collections") && !strcmp(name, "OrderedDict")) id = PKG_ORDERED_DICT;
+    else if (!strcmp(module, "torch._utils") && !strcmp(name, "_rebuild_tensor_v2")) id = PKG_REBUILD_TENSOR_V2;
+    else if (!strcmp(module, "torch._utils") && !strcmp(name, "_rebuild_parameter")) id = PKG_REBUILD_PARAMETER;
+    else if (!strcmp(module, "torch._utils") && !strcmp(name, "_rebuild_parameter_with_state"))
+        id = PKG_REBUILD_PARAMETER_WITH_STATE;
+    else if (!strcmp(module, "torch"))
+        for (k = 0; k < sizeof cv_storage_types / sizeof *cv_storage_types; k++)
+            if (!strcmp(name, cv_storage_types[k].name)) {
+                id = PKG_STORAGE;
+                stype = &cv_storage_types[k];
+            }
+    if (id < 0)
+        return pk_fail(vm, "unsupported global '%s.%s': a state_dict needs only collections.OrderedDict, "
+                       "torch._utils._rebuild_tensor_v2, torch._utils._rebuild_parameter and "
+                       "torch.<Type>Storage, and convert runs nothing else", module, name);
+    if (!(o = pk_new(vm, PK_GLOBAL))) return -1;
+    o->i = id;
+    o->stype = stype;
+    if (!(o->s = (char *)malloc(strlen(module) + strlen(name) + 2))) return pk_fail(vm, "out of memory");
+    sprintf(o->s, "%s.%s", module, name);
+    return pk_push(vm, o);
+}
+
+/* BINPERSID: ("storage", torch.<Type>Storage, key, location, numel) -> the bytes of data/<key> */
+static int pk_persistent_load(pk_vm *vm, const pk_obj *pid)
+{
+    char entry[2 * PK_MAX_LINE + 16];
+    const cv_zip_entry *e;
+    const unsigned char *bytes;
+    pk_obj *o;
+    uint64_t nbytes;
+    pk_obj *const *a = pid->items;
+    if (pid->type != PK_TUPLE || pid->n != 5 || a[0]->type != PK_STR || strcmp(a[0]->s, "storage") ||
+        a[1]->type != PK_GLOBAL || a[1]->i != PKG_STORAGE || a[2]->type != PK_STR ||
+        a[3]->type != PK_STR || a[4]->type != PK_INT || a[4]->i < 0)
+        return pk_fail(vm, "a persistent id must be ('storage', torch.<Type>Storage, key, location, "
+                       "numel), not a %s of %zu items", pk_type_name[pid->type],
+                       pid->type == PK_TUPLE ? pid->n : 0);
+    if (strlen(a[2]->s) > PK_MAX_LINE) return pk_fail(vm, "storage key longer than %d bytes", PK_MAX_LINE);
+    snprintf(entry, sizeof entry, "%sdata/%s", vm->prefix, a[2]->s);
+    if (!(e = cv_zip_find(vm->zip, entry)))
+        return pk_fail(vm, "storage '%s' is not in the archive (no entry '%s')", a[2]->s, entry);
+    if (cv_zip_data(vm->zip, e, &bytes)) return -1;
+    if (!cv_mul_u64((uint64_t)a[4]->i, (uint64_t)a[1]->stype->size, &nbytes) || nbytes != e->size)
+        return pk_fail(vm, "storage '%s' (%s, %lld elements of %d bytes) does not match its entry '%s' "
+                       "of %llu bytes", a[2]->s, a[1]->s, (long long)a[4]->i, a[1]->stype->size, entry,
+                       (unsigned long long)e->size);
+    if (!(o = pk_new(vm, PK_STORAGE))) return -1;
+    if (!(o->s = cv_strndup(a[2]->s, strlen(a[2]->s)))) return pk_fail(vm, "out of memory");
+    o->i = a[4]->i;
+    o->stype = a[1]->stype;
+    o->bytes = bytes;
+    return pk_push(vm, o);
+}
+
+/* _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks
+   [, metadata]): records the view; the bounds are checked once the tensor has a name. */
+static pk_obj *pk_rebuild_tensor(pk_vm *vm, const pk_obj *args)
+{
+    pk_obj *const *a = args->items;
+    pk_obj *o;
+    size_t k;
+    if ((args->n != 6 && args->n != 7) || a[0]->type != PK_STORAGE || a[1]->type != PK_INT ||
+        a[2]->type != PK_TUPLE || a[3]->type != PK_TUPLE || a[2]->n != a[3]->n) {
+        pk_fail(vm, "_rebuild_tensor_v2 expects (storage, offset, size tuple, stride tuple of the "
+                "same length, requires_grad, hooks)");
+        return NULL;
+    }
+    if (a[2]->n > TEXTOK_MAX_DIMS) {
+        pk_fail(vm, "a tensor with %zu dims (at most %d)", a[2]->n, TEXTOK_MAX_DIMS);
+        return NULL;
+    }
+    for (k = 0; k < a[2]->n; k++)
+        if (a[2]->items[k]->type != PK_INT || a[3]->items[k]->type != PK_INT) {
+            pk_fail(vm, "_rebuild_tensor_v2: size and stride must hold ints");
+            return NULL;
+        }
+    if (!(o = pk_new(vm, PK_TENSOR))) return NULL;
+    if (!(o->tensor = (pk_tensor *)calloc(1, sizeof *o->tensor))) {
+        pk_fail(vm, "out of memory");
+        return NULL;
+    }
+    o->tensor->storage = a[0];
+    o->tensor->offset = a[1]->i;
+    o->tensor->ndim = (int)a[2]->n;
+    for (k = 0; k < a[2]->n; k++) {
+        o->tensor->shape[k] = a[2]->items[k]->i;
+        o->tensor->stride[k] = a[3]->items[k]->i;
+    }
+    return o;
+}
+
+static int pk_reduce(pk_vm *vm)
+{
+    pk_obj *args, *fn, *r = NULL;
+    if (pk_pop(vm, &args) || pk_pop(vm, &fn)) return -1;
+    if (fn->type != PK_GLOBAL) return pk_fail(vm, "REDUCE calls a %s, not a global", pk_type_name[fn->type]);
+    if (args->type != PK_TUPLE)
+        return pk_fail(vm, "REDUCE arguments of %s are a %s, not a tuple", fn->s, pk_type_name[args->type]);
+    switch (fn->i) {
+    case PKG_ORDERED_DICT:
+        if (args->n) return pk_fail(vm, "collections.OrderedDict called with arguments");
+        r = pk_new(vm, PK_DICT);
+        break;
+    case PKG_REBUILD_TENSOR_V2:
+        r = pk_rebuild_tensor(vm, args);
+        break;
+    case PKG_REBUILD_PARAMETER:
+    case PKG_REBUILD_PARAMETER_WITH_STATE:
+        if (args->n != (fn->i == PKG_REBUILD_PARAMETER ? 3u : 4u) || args->items[0]->type != PK_TENSOR)
+            return pk_fail(vm, "%s expects (tensor, requires_grad, hooks%s)", fn->s,
+                           fn->i == PKG_REBUILD_PARAMETER ? "" : ", state");
+        r = args->items[0];   /* a Parameter is its data, for us */
+        break;
+    default:
+        return pk_fail(vm, "cannot call %s", fn->s);
+    }
+    return r ? pk_push(vm, r) : -1;
+}
+
+static int pk_make_tuple(pk_vm *vm, size_t first)
+{
+    pk_obj *t = pk_new(vm, PK_TUPLE);
+    size_t k, n = vm->sp - first;
+    if (!t) return -1;
+    if ((vm->n_items += n) > PK_MAX_ITEMS)
+        return pk_fail(vm, "more than %u container elements: not a plain state_dict", PK_MAX_ITEMS);
+    if (n && !(t->items = (pk_obj **)malloc(n * sizeof *t->items))) return pk_fail(vm, "out of memory");
+    for (k = 0; k < n; k++) t->items[k] = vm->stack[first + k];
+    t->n = t->cap = n;
+    vm->sp = first;
+    return pk_push(vm, t);
+}
+
+/* Runs data.pkl to STOP; *result is the unpickled object. */
+static int pk_run(pk_vm *vm, pk_obj **result)
+{
+    char module[PK_MAX_LINE + 1], name[PK_MAX_LINE + 1];
+    pk_obj *a, *b, *c;
+    size_t first, k;
+    uint64_t u;
+    for (;;) {
+        if (vm->pos >= vm->n) {
+            vm->op_pos = vm->pos;
+            vm->op = 0;
+            return cv_fail("%s: data.pkl is truncated: it ends at offset %zu without a STOP opcode",
+                           vm->path, vm->pos);
+        }
+        vm->op_pos = vm->pos;
+        vm->op = vm->p[vm->pos++];
+        switch (vm->op) {
+        case 0x80:   /* PROTO */
+            if (pk_need(vm, 1)) return -1;
+            if (vm->p[vm->pos] > 5) return pk_fail(vm, "pickle protocol %d is newer than 5", vm->p[vm->pos]);
+            vm->pos++;
+            break;
+        case 0x95:   /* FRAME: a length hint only */
+            if (pk_need(vm, 8)) return -1;
+            vm->pos += 8;
+            break;
+        case 'c':    /* GLOBAL */
+            if (pk_read_line(vm, module) || pk_read_line(vm, name) ||
+                pk_push_global(vm, module, name)) return -1;
+            break;
+        case 0x93:   /* STACK_GLOBAL */
+            if (pk_pop(vm, &b) || pk_pop(vm, &a)) return -1;
+            if (a->type != PK_STR || b->type != PK_STR) return pk_fail(vm, "module and name must be str");
+            if (pk_push_global(vm, a->s, b->s)) return -1;
+            break;
+        case 'q':    /* BINPUT */
+            if (pk_need(vm, 1) || pk_memo_put(vm, vm->p[vm->pos])) return -1;
+            vm->pos += 1;
+            break;
+        case 'r':    /* LONG_BINPUT */
+            if (pk_need(vm, 4) || pk_memo_put(vm, cv_le(vm->p + vm->pos, 4))) return -1;
+            vm->pos += 4;
+            break;
+        case 0x94:   /* MEMOIZE: the next key is the memo's length */
+            if (pk_memo_put(vm, vm->memo_len)) return -1;
+            break;
+        case 'h':    /* BINGET */
+            if (pk_need(vm, 1) || pk_memo_get(vm, vm->p[vm->pos])) return -1;
+            vm->pos += 1;
+            break;
+        case 'j':    /* LONG_BINGET */
+            if (pk_need(vm, 4) || pk_memo_get(vm, cv_le(vm->p + vm->pos, 4))) return -1;
+            vm->pos += 4;
+            break;
+        case '(': {  /* MARK */
+            void *p = vm->marks;
+            if (vm->n_marks >= PK_MAX_MARKS) return pk_fail(vm, "more than %u nested MARKs", PK_MAX_MARKS);
+            if (!cv_grow(&p, &vm->marks_cap, vm->n_marks + 1, sizeof *vm->marks))
+                return pk_fail(vm, "out of memory");
+            vm->marks = (size_t *)p;
+            vm->marks[vm->n_marks++] = vm->sp;
+            break;
+        }
+        case '}': if (pk_push(vm, pk_new(vm, PK_DICT))) return -1; break;    /* EMPTY_DICT */
+        case ']': if (pk_push(vm, pk_new(vm, PK_LIST))) return -1; break;    /* EMPTY_LIST */
+        case ')': if (pk_make_tuple(vm, vm->sp)) return -1; break;           /* EMPTY_TUPLE */
+        case 't':    /* TUPLE */
+            if (pk_pop_mark(vm, &first) || pk_make_tuple(vm, first)) return -1;
+            break;
+        case 0x85: case 0x86: case 0x87:   /* TUPLE1, TUPLE2, TUPLE3 */
+            k = (size_t)(vm->op - 0x84);
+            if (vm->sp - pk_base(vm) < k) return pk_fail(vm, "stack underflow");
+            if (pk_make_tuple(vm, vm->sp - k)) return -1;
+            break;
+        case 'J':    /* BININT: signed 32-bit */
+            if (pk_need(vm, 4)) return -1;
+            u = cv_le(vm->p + vm->pos, 4);
+            vm->pos += 4;
+            if (pk_push_int(vm, u >= 0x80000000u ? (int64_t)u - ((int64_t)1 << 32) : (int64_t)u)) return -1;
+            break;
+        case 'K':    /* BININT1: unsigned 8-bit */
+            if (pk_need(vm, 1) || pk_push_int(vm, vm->p[vm->pos])) return -1;
+            vm->pos += 1;
+            break;
+        case 'M':    /* BININT2: unsigned 16-bit */
+            if (pk_need(vm, 2) || pk_push_int(vm, (int64_t)cv_le(vm->p + vm->pos, 2))) return -1;
+            vm->pos += 2;
+            break;
+        case 0x8a: { /* LONG1: n-byte two's complement, little-endian */
+            int nb;
+            int64_t v;
+            if (pk_need(vm, 1)) return -1;
+            nb = vm->p[vm->pos++];
+            if (nb > 8) return pk_fail(vm, "an integer of %d bytes (at most 8)", nb);
+            if (pk_need(vm, (uint64_t)nb)) return -1;
+            u = cv_le(vm->p + vm->pos, nb);
+            if (nb > 0 && nb < 8 && (u >> (8 * nb - 1)) & 1) u |= ~(uint64_t)0 << (8 * nb);   /* sign */
+            memcpy(&v, &u, sizeof v);
+            vm->pos += (size_t)nb;
+            if (pk_push_int(vm, v)) return -1;
+            break;
+        }
+        case 'X':    /* BINUNICODE */
+            if (pk_need(vm, 4)) return -1;
+            u = cv_le(vm->p + vm->pos, 4);
+            vm->pos += 4;
+            if (pk_push_str(vm, u)) return -1;
+            break;
+        case 0x8c:   /* SHORT_BINUNICODE */
+            if (pk_need(vm, 1)) return -1;
+            u = vm->p[vm->pos++];
+            if (pk_push_str(vm, u)) return -1;
+            break;
+        case 0x8d:   /* BINUNICODE8 */
+            if (pk_need(vm, 8)) return -1;
+            u = cv_le(vm->p + vm->pos, 8);
+            vm->pos += 8;
+            if (pk_push_str(vm, u)) return -1;
+            break;
+        case 0x88: case 0x89:   /* NEWTRUE, NEWFALSE */
+            if (!(a = pk_new(vm, PK_BOOL))) return -1;
+            a->i = vm->op == 0x88;
+            if (pk_push(vm, a)) return -1;
+            break;
+        case 'N':    /* NONE */
+            if (pk_push(vm, pk_new(vm, PK_NONE))) return -1;
+            break;
+        case 'G':    /* BINFLOAT: big-endian double */
+            if (pk_need(vm, 8)) return -1;
+            if (!(a = pk_new(vm, PK_FLOAT))) return -1;
+            for (u = 0, k = 0; k < 8; k++) u = (u << 8) | vm->p[vm->pos + k];
+            memcpy(&a->f, &u, sizeof a->f);
+            vm->pos += 8;
+            if (pk_push(vm, a)) return -1;
+            break;
+        case 'Q':    /* BINPERSID */
+            if (pk_pop(vm, &a) || pk_persistent_load(vm, a)) return -1;
+            break;
+        case 'R':    /* REDUCE */
+            if (pk_reduce(vm)) return -1;
+            break;
+        case 'b':    /* BUILD: sets attributes (e.g. a state_dict's _metadata); not needed */
+            if (pk_pop(vm, &a) || pk_top(vm, &b)) return -1;
+            break;
+        case 's':    /* SETITEM */
+            if (pk_pop(vm, &c) || pk_pop(vm, &b) || pk_top(vm, &a)) return -1;
+            if (a->type != PK_DICT) return pk_fail(vm, "SETITEM on a %s", pk_type_name[a->type]);
+            if (pk_append(vm, a, b) || pk_append(vm, a, c)) return -1;
+            break;
+        case 'u':    /* SETITEMS */
+            if (pk_pop_mark(vm, &first) || pk_below(vm, first, &a)) return -1;
+            if (a->type != PK_DICT) return pk_fail(vm, "SETITEMS on a %s", pk_type_name[a->type]);
+            if ((vm->sp - first) % 2) return pk_fail(vm, "SETITEMS with an odd number of items");
+            for (k = first; k < vm->sp; k++)
+                if (pk_append(vm, a, vm->stack[k])) return -1;
+            vm->sp = first;
+            break;
+        case 'a':    /* APPEND */
+            if (pk_pop(vm, &b) || pk_top(vm, &a)) return -1;
+            if (a->type != PK_LIST) return pk_fail(vm, "APPEND to a %s", pk_type_name[a->type]);
+            if (pk_append(vm, a, b)) return -1;
+            break;
+        case 'e':    /* APPENDS */
+            if (pk_pop_mark(vm, &first) || pk_below(vm, first, &a)) return -1;
+            if (a->type != PK_LIST) return pk_fail(vm, "APPENDS to a %s", pk_type_name[a->type]);
+            for (k = first; k < vm->sp; k++)
+                if (pk_append(vm, a, vm->stack[k])) return -1;
+            vm->sp = first;
+            break;
+        case '.':    /* STOP */
+            return pk_pop(vm, result);
+        default:
+            return pk_fail(vm, "unsupported pickle opcode: convert runs only the opcodes torch.save "
+                           "uses for a state_dict");
+        }
+    }
+}
+
+/* =============================================================================================
+   Tensor table: every tensor of the input, whatever the format, with a way to read it as F32. */
+
+enum { CV_FMT_SAFETENSORS, CV_FMT_TORCH_ZIP };
+
+typedef struct cv_tensor {
+    const char             *name;
+    const char             *dtype_name;   /* "F32", "F16", "BF16", "int64 (torch.LongStorage)" */
+    int                     dtype;        /* TEXTOK_DTYPE_*, or -1: cannot be converted */
+    int                     ndim;
+    int64_t                 shape[TEXTOK_MAX_DIMS];
+    size_t                  numel;
+    int                     used;         /* matched by a spec */
+    const textok_st_tensor *st;           /* safetensors: the tensor */
+    const unsigned char    *bytes;        /* torch zip: storage data, element size, the view */
+    int                     esize;
+    int64_t                 offset;
+    int64_t                 stride[TEXTOK_MAX_DIMS];
+} cv_tensor;
+
+typedef struct cv_input {
+    const char        *path;
+    int                format;
+    cv_file            file;
+    textok_safetensors st;
+    cv_zip             zip;
+    pk_vm              vm;
+    char               prefix[PK_MAX_LINE + 2];   /* the zip's top-level folder, with its '/' */
+    const char        *wrapper;                   /* "state_dict"/"model" if unwrapped, else NULL */
+    cv_tensor         *t;
+    int                n;
+    int               *by_name;                   /* indices of t sorted by name */
+} cv_input;
+
+static const cv_input *cv_sort_ctx;   /* qsort has no user pointer in C99 */
+static int cv_cmp_by_name(const void *a, const void *b)
+{
+    return strcmp(cv_sort_ctx->t[*(const int *)a].name, cv_sort_ctx->t[*(const int *)b].name);
+}
+
+static const cv_tensor *cv_find(const cv_input *in, const char *name)
+{
+    int lo = 0, hi = in->n - 1;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2, c = strcmp(in->t[in->by_name[mid]].name, name);
+        if (!c) return &in->t[in->by_name[mid]];
+        if (c < 0) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return NULL;
+}
+
+/* Sorts the names for lookups and refuses duplicates. */
+static int cv_index(cv_input *in)
+{
+    int i;
+    if (!(in->by_name = (int *)malloc((size_t)(in->n ? in->n : 1) * sizeof *in->by_name)))
+        return cv_fail("%s: out of memory", in->path);
+    for (i = 0; i < in->n; i++) in->by_name[i] = i;
+    cv_sort_ctx = in;
+    qsort(in->by_name, (size_t)in->n, sizeof *in->by_name, cv_cmp_by_name);
+    for (i = 1; i < in->n; i++)
+        if (!strcmp(in->t[in->by_name[i - 1]].name, in->t[in->by_name[i]].name))
+            return cv_fail("%s: tensor '%s' appears twice", in->path, in->t[in->by_name[i]].name);
+    return 0;
+}
+
+static int cv_load_safetensors(cv_input *in)
+{
+    static const char *const names[] = { "F32", "F16", "BF16" };
+    int i;
+    if (textok_st_open_memory(&in->st, in->file.data, in->file.size, in->path))
+        return cv_fail("%s%s", textok_last_error(),
+                       strstr(textok_last_error(), "past the end") ? " (truncated file?)" : "");
+    if (!(in->t = (cv_tensor *)calloc((size_t)(in->st.n_tensors ? in->st.n_tensors : 1), sizeof *in->t)))
+        return cv_fail("%s: out of memory", in->path);
+    for (i = 0; i < in->st.n_tensors; i++) {
+        const textok_st_tensor *s = &in->st.tensors[i];
+        cv_tensor *t = &in->t[i];
+        t->name = s->name;
+        t->dtype = s->dtype;
+        t->dtype_name = s->dtype >= 0 && s->dtype < 3 ? names[s->dtype] : "?";
+        t->ndim = s->ndim;
+        memcpy(t->shape, s->shape, sizeof t->shape);
+        t->numel = s->numel;
+        t->st = s;
+    }
+    in->n = in->st.n_tensors;
+    return 0;
+}
+
+/* A tensor view of the pickle as a table row, after checking that every index it can reach
+   lies inside its storage. */
+static int cv_add_pickled(cv_input *in, cv_tensor *t, const char *name, const pk_tensor *pt)
+{
+    const pk_obj *s = pt->storage;
+    uint64_t numel = 1, last = (uint64_t)pt->offset, step;
+    char sh[256], st[256];
+    int k;
+    t->name = name;
+    t->dtype = s->stype->textok_dtype;
+    t->dtype_name = s->stype->dtype;
+    t->ndim = pt->ndim;
+    t->bytes = s->bytes;
+    t->esize = s->stype->size;
+    t->offset = pt->offset;
+    memcpy(t->shape, pt->shape, sizeof t->shape);
+    memcpy(t->stride, pt->stride, sizeof t->stride);
+    cv_shape_str(sh, sizeof sh, pt->ndim, pt->shape);
+    cv_shape_str(st, sizeof st, pt->ndim, pt->stride);
+    if (pt->offset < 0)
+        return cv_fail("%s: tensor '%s': negative storage_offset %lld", in->path, name,
+                       (long long)pt->offset);
+    for (k = 0; k < pt->ndim; k++) {
+        if (pt->shape[k] < 0 || pt->stride[k] < 0)
+            return cv_fail("%s: tensor '%s': size %s and stride %s must not be negative", in->path, name,
+                           sh, st);
+        if (!cv_mul_u64(numel, (uint64_t)pt->shape[k], &numel) || numel > SIZE_MAX / 4)
+            return cv_fail("%s: tensor '%s': size %s overflows", in->path, name, sh);
+    }
+    t->numel = (size_t)numel;
+    if (numel) {
+        for (k = 0; k < pt->ndim; k++)
+            if (!cv_mul_u64((uint64_t)(pt->shape[k] - 1), (uint64_t)pt->stride[k], &step) ||
+                !cv_add_u64(last, step, &last))
+                return cv_fail("%s: tensor '%s': offset %lld, size %s and stride %s overflow", in->path,
+                               name, (long long)pt->offset, sh, st);
+        if (last >= (uint64_t)s->i)
+            return cv_fail("%s: tensor '%s' (storage_offset %lld, size %s, stride %s) reaches element "
+                           "%llu of storage '%s', which holds only %lld elements", in->path, name,
+                           (long long)pt->offset, sh, st, (unsigned long long)last, s->s,
+                           (long long)s->i);
+    }
+    return 0;
+}
+
+static int cv_load_torch_zip(cv_input *in)
+{
+    char entry[PK_MAX_LINE + 64];
+    const cv_zip_entry *e, *pkl = NULL;
+    const unsigned char *bytes;
+    pk_obj *root = NULL, *sd;
+    size_t i, k, n_tensors = 0;
+    if (cv_zip_open(&in->zip, in->file.data, in->file.size, in->path)) return -1;
+
+    /* data.pkl sits in the one top-level folder; its name is free (torch uses the file's stem,
+       or "archive") */
+    for (i = 0; i < in->zip.n; i++) {
+        const char *nm = in->zip.entries[i].name, *slash = strchr(nm, '/');
+        if (slash && !strcmp(slash, "/data.pkl")) {
+            if (pkl) return cv_fail("%s: two data.pkl entries ('%s', '%s'): not a torch.save archive",
+                                    in->path, pkl->name, nm);
+            pkl = &in->zip.entries[i];
+        }
+    }
+    if (!pkl)
+        return cv_fail("%s: a ZIP archive without <folder>/data.pkl: not a torch.save checkpoint", in->path);
+    k = strlen(pkl->name) - strlen("data.pkl");
+    if (k > PK_MAX_LINE) return cv_fail("%s: archive folder name too long", in->path);
+    memcpy(in->prefix, pkl->name, k);
+    in->prefix[k] = 0;
+    snprintf(entry, sizeof entry, "%sbyteorder", in->prefix);
+    if ((e = cv_zip_find(&in->zip, entry))) {
+        if (cv_zip_data(&in->zip, e, &bytes)) return -1;
+        if (e->size != 6 || memcmp(bytes, "little", 6))
+            return cv_fail("%s: the archive's byteorder is not 'little': big-endian checkpoints are "
+                           "not supported", in->path);
+    }
+
+    if (cv_zip_data(&in->zip, pkl, &bytes)) return -1;
+    in->vm.p = bytes;
+    in->vm.n = (size_t)pkl->size;
+    in->vm.zip = &in->zip;
+    in->vm.prefix = in->prefix;
+    in->vm.path = in->path;
+    if (pk_run(&in->vm, &root)) return -1;
+
+    /* the state_dict, or a dict around it */
+    if (root->type != PK_DICT)
+        return cv_fail("%s: data.pkl holds a %s, not a state_dict (a dict of tensors)", in->path,
+                       pk_type_name[root->type]);
+    sd = root;
+    for (i = 1; i < root->n; i += 2) n_tensors += root->items[i]->type == PK_TENSOR;
+    if (!n_tensors) {
+        static const char *const wrappers[] = { "state_dict", "model" };
+        for (k = 0; k < 2 && sd == root; k++)
+            for (i = 0; i + 1 < root->n; i += 2)
+                if (root->items[i]->type == PK_STR && !strcmp(root->items[i]->s, wrappers[k]) &&
+                    root->items[i + 1]->type == PK_DICT) {
+                    sd = root->items[i + 1];
+                    in->wrapper = wrappers[k];
+                }
+        if (sd == root)
+            return cv_fail("%s: data.pkl holds a dict of %zu items, none a tensor, and no "
+                           "'state_dict' or 'model' dict inside: not a state_dict", in->path, root->n / 2);
+    }
+    if (!(in->t = (cv_tensor *)calloc(sd->n / 2 + 1, sizeof *in->t))) return cv_fail("%s: out of memory", in->path);
+    for (i = 0; i + 1 < sd->n; i += 2) {
+        const pk_obj *key = sd->items[i], *val = sd->items[i + 1];
+        if (key->type != PK_STR)
+            return cv_fail("%s: a key of the state_dict is a %s, not a str", in->path, pk_type_name[key->type]);
+        if (val->type != PK_TENSOR)
+            return cv_fail("%s: state_dict entry '%s' is a %s, not a tensor", in->path, key->s,
+                           pk_type_name[val->type]);
+        if (cv_add_pickled(in, &in->t[in->n], key->s, val->tensor)) return -1;
+        in->n++;
+    }
+    return 0;
+}
+
+/* element k of a storage (element size esize, dtype) as float */
+static float cv_elem(const unsigned char *p, int dtype)
+{
+    uint32_t u;
+    float f;
+    switch (dtype) {
+    case TEXTOK_DTYPE_F16: return textok_f16_to_f32((uint16_t)cv_le(p, 2));
+    case TEXTOK_DTYPE_BF16: return textok_bf16_to_f32((uint16_t)cv_le(p, 2));
+    default:
+        u = (uint32_t)cv_le(p, 4);
+        memcpy(&f, &u, sizeof f);
+        return f;
+    }
+}
+
+/* Reads t (F32/F16/BF16) into dst as F32. */
+static int cv_read_f32(const cv_input *in, const cv_tensor *t, float *dst)
+{
+    int64_t idx[TEXTOK_MAX_DIMS] = { 0 }, pos = t->offset;
+    size_t k;
+    int d, contiguous = 1;
+    int64_t expect = 1;
+    if (t->st) {
+        if (textok_st_read_f32(&in->st, t->st, dst, t->numel)) return cv_fail("%s", textok_last_error());
+        return 0;
+    }
+    for (d = t->ndim - 1; d >= 0; d--) {   /* size-1 dims may have any stride */
+        if (t->shape[d] != 1 && t->stride[d] != expect) contiguous = 0;
+        expect *= t->shape[d];
+    }
+    if (contiguous) {
+        const unsigned char *p = t->bytes + (size_t)t->offset * (size_t)t->esize;
+        for (k = 0; k < t->numel; k++) dst[k] = cv_elem(p + k * (size_t)t->esize, t->dtype);
+        return 0;
+    }
+    /* a strided view: walk the index like an odometer (bounds were checked in cv_add_pickled) */
+    for (k = 0; k < t->numel; k++) {
+        dst[k] = cv_elem(t->bytes + (size_t)pos * (size_t)t->esize, t->dtype);
+        for (d = t->ndim - 1; d >= 0; d--) {
+            pos += t->stride[d];
+            if (++idx[d] < t->shape[d]) break;
+            pos -= t->stride[d] * t->shape[d];
+            idx[d] = 0;
+        }
+    }
+    return 0;
+}
+
+static void cv_input_close(cv_input *in)
+{
+    textok_st_close(&in->st);
+    pk_free(&in->vm);
+    cv_zip_close(&in->zip);
+    cv_file_close(&in->file);
+    free(in->t);
+    free(in->by_name);
+    memset(in, 0, sizeof *in);
+}
+
+/* Opens the input and fills the tensor table; the format comes from the magic bytes. */
+static int cv_input_open(cv_input *in, const char *path)
+{
+    const unsigned char *d;
+    memset(in, 0, sizeof *in);
+    in->path = path;
+    if (cv_file_open(&in->file, path)) return -1;
+    d = in->file.data;
+    if (in->file.size == 0) return cv_fail("%s: empty file (0 bytes): not a checkpoint", path);
+    if (in->file.size >= 4 && d[0] == 'P' && d[1] == 'K' &&
+        ((d[2] == 3 && d[3] == 4) || (d[2] == 5 && d[3] == 6))) {
+        in->format = CV_FMT_TORCH_ZIP;
+        if (cv_load_torch_zip(in)) return -1;
+    } else if (in->file.size >= 9 && d[8] == '{' && cv_le(d, 8) < 100000000u) {
+        in->format = CV_FMT_SAFETENSORS;   /* the library bounds the header length the same way */
+        if (cv_load_safetensors(in)) return -1;
+    } else if (d[0] == 0x80 && in->file.size >= 2 && d[1] <= 5) {
+        return cv_fail("%s: a bare pickle, as torch.save wrote before torch 1.6 (or pickle.dump): not "
+                       "supported; load it in Python and save it again with torch.save (torch >= 1.6) "
+                       "or safetensors", path);
+    } else {
+        char hex[64];
+        size_t k, n = 0;
+        for (k = 0; k < 8 && k < in->file.size; k++)
+            n += (size_t)snprintf(hex + n, sizeof hex - n, k ? " %02x" : "%02x", d[k]);
+        return cv_fail("%s: not a checkpoint: the file starts with %s; expected a PyTorch zip "
+                       "(torch.save: 50 4b 03 04 = \"PK\\3\\4\") or safetensors (8-byte header "
+                       "length, then '{')", path, hex);
+    }
+    return cv_index(in);
+}
+
+/* =============================================================================================
+   Family recognition: which TiTok it is, and every config field from the shapes. */
+
+static const char *const cv_titok_markers[] = {
+    "latent_tokens", "encoder.patch_embed.weight", "encoder.positional_embedding",
+    "encoder.transformer.0.mlp.c_fc.weight", "decoder.decoder_embed.weight",
+    "decoder.transformer.0.mlp.c_fc.weight"
+};
+
+/* *out = shape[axis] of tensor name, which must exist with ndim dims; field is for messages */
+static int cv_dim(const cv_input *in, const char *name, int ndim, int axis, int *out, const char *field)
+{
+    const cv_tensor *t = cv_find(in, name);
+    char sh[256];
+    if (!t) return cv_fail("%s: cannot infer %s: tensor '%s' is missing", in->path, field, name);
+    if (t->ndim != ndim)
+        return cv_fail("%s: cannot infer %s: tensor '%s' has shape %s, expected %d dims", in->path, field,
+                       name, cv_shape_str(sh, sizeof sh, t->ndim, t->shape), ndim);
+    if (t->shape[axis] <= 0 || t->shape[axis] > (1 << 24))
+        return cv_fail("%s: cannot infer %s: tensor '%s' has shape %s", in->path, field, name,
+                       cv_shape_str(sh, sizeof sh, t->ndim, t->shape));
+    *out = (int)t->shape[axis];
+    return 0;
+}
+
+/* 1 + the largest i of names "<prefix><i>.<...>" (0 if none); i must stay below limit */
+static int cv_count(const cv_input *in, const char *prefix, int limit, int *count)
+{
+    size_t m = strlen(prefix);
+    int i;
+    *count = 0;
+    for (i = 0; i < in->n; i++) {
+        const char *s = in->t[i].name;
+        long v = 0;
+        int digits = 0;
+        if (strncmp(s, prefix, m)) continue;
+        for (s += m; *s >= '0' && *s <= '9' && digits < 9; s++, digits++) v = v * 10 + (*s - '0');
+        if (!digits || *s != '.') continue;   /* not an index, e.g. a sibling name */
+        if (v >= limit)
+            return cv_fail("%s: tensor '%s': index %ld is implausible (at most %d)", in->path,
+                           in->t[i].name, v, limit - 1);
+        if (v + 1 > *count) *count = (int)v + 1;
+    }
+    return 0;
+}
+
+static int cv_heads(const cv_input *in, const char *which, int width, int *heads)
+{
+    if (width % 64)
+        return cv_fail("%s: %s width %d is not a multiple of 64: TiTok heads are 64 channels wide "
+                       "(heads = width / 64)", in->path, which, width);
+    *heads = width / 64;
+    return 0;
+}
+
+/* Fills cfg from the names and shapes and describes the family in desc. l2 is --l2-norm (-1:
+   the default, which is is_legacy: the published L/B/S use it, the VQ8k models do not). */
+static int cv_recognise(const cv_input *in, int l2, textok_titok_config *cfg, char *desc, size_t desc_size)
+{
+    char absent[512];
+    size_t k, n = 0;
+    int rows, grid, l, legacy, pixel_head, dim;
+    memset(cfg, 0, sizeof *cfg);
+    absent[0] = 0;
+    for (k = 0; k < sizeof cv_titok_markers / sizeof *cv_titok_markers; k++)
+        if (!cv_find(in, cv_titok_markers[k]))
+            n += (size_t)snprintf(absent + n, n < sizeof absent ? sizeof absent - n : 0, "%s%s",
+                                  n ? ", " : "", cv_titok_markers[k]);
+    if (n) {
+        char seen[256];
+        size_t m = 0;
+        int i;
+        seen[0] = 0;
+        for (i = 0; i < in->n && i < 4; i++)
+            m += (size_t)snprintf(seen + m, m < sizeof seen ? sizeof seen - m : 0, "%s%s", i ? ", " : "",
+                                  in->t[i].name);
+        return cv_fail("%s: unknown architecture: not a TiTok tokenizer; expected keys absent: %s (the "
+                       "file holds %d tensors%s%s%s)", in->path, absent, in->n, in->n ? ": " : "", seen,
+                       in->n > 4 ? ", ..." : "");
+    }
+    legacy = cv_find(in, "decoder.ffn.2.weight") != NULL;
+    pixel_head = cv_find(in, "decoder.conv_out.weight") != NULL;
+    if (legacy == pixel_head)
+        return cv_fail("%s: unknown architecture: a TiTok decoder ends in decoder.ffn.2.weight (legacy: "
+                       "proxy codes and the MaskGIT-VQGAN pixel decoder) or decoder.conv_out.weight "
+                       "(pixel head), and this file has %s", in->path, legacy ? "both" : "neither");
+    cfg->is_legacy = legacy;
+    cfg->quantize_mode = (cv_find(in, "quantize.embedding.weight") || legacy) ? TEXTOK_QUANT_VQ
+                                                                               : TEXTOK_QUANT_VAE;
+
+    /* encoder: patch_embed (D_e, 3, p, p), positional_embedding (1 + (S/p)^2, D_e) */
+    if (cv_dim(in, "encoder.patch_embed.weight", 4, 0, &cfg->enc_width, "the encoder width") ||
+        cv_dim(in, "encoder.patch_embed.weight", 4, 2, &cfg->patch_size, "the patch size") ||
+        cv_dim(in, "encoder.patch_embed.weight", 4, 3, &dim, "the patch size") ||
+        cv_dim(in, "encoder.positional_embedding", 2, 0, &rows, "the image size") ||
+        cv_dim(in, "latent_tokens", 2, 0, &cfg->num_latent_tokens, "the number of latent tokens") ||
+        cv_count(in, "encoder.transformer.", 4096, &cfg->enc_layers) ||
+        cv_dim(in, "encoder.transformer.0.mlp.c_fc.weight", 2, 0, &cfg->enc_mlp, "the encoder MLP width") ||
+        cv_heads(in, "encoder", cfg->enc_width, &cfg->enc_heads))
+        return -1;
+    if (dim != cfg->patch_size)
+        return cv_fail("%s: encoder.patch_embed.weight has non-square %dx%d patches", in->path,
+                       cfg->patch_size, dim);
+    for (grid = 1; grid * grid < rows - 1; grid++) {}
+    if (rows < 2 || grid * grid != rows - 1)
+        return cv_fail("%s: encoder.positional_embedding has %d rows; expected 1 + (image/patch)^2",
+                       in->path, rows);
+    cfg->image_size = grid * cfg->patch_size;
+
+    /* decoder: decoder_embed (D_d, C) */
+    if (cv_dim(in, "decoder.decoder_embed.weight", 2, 0, &cfg->dec_width, "the decoder width") ||
+        cv_dim(in, "decoder.decoder_embed.weight", 2, 1, &cfg->token_size, "token_size") ||
+        cv_count(in, "decoder.transformer.", 4096, &cfg->dec_layers) ||
+        cv_dim(in, "decoder.transformer.0.mlp.c_fc.weight", 2, 0, &cfg->dec_mlp, "the decoder MLP width") ||
+        cv_heads(in, "decoder", cfg->dec_width, &cfg->dec_heads))
+        return -1;
+
+    /* quantiser */
+    if (cfg->quantize_mode == TEXTOK_QUANT_VQ) {
+        if (cv_dim(in, "quantize.embedding.weight", 2, 0, &cfg->codebook_size, "the codebook size"))
+            return -1;
+        cfg->use_l2_norm = l2 >= 0 ? l2 : legacy;
+    } else if (l2 == 1) {
+        return cv_fail("%s: --l2-norm 1 applies to VQ checkpoints; this one is a VAE (no "
+                       "quantize.embedding.weight)", in->path);
+    }
+
+    /* MaskGIT-VQGAN pixel decoder */
+    if (legacy) {
+        char name[96];
+        if (cv_dim(in, "pixel_quantize.embedding.weight", 2, 0, &cfg->pixel_codebook_size,
+                   "the pixel codebook size") ||
+            cv_dim(in, "pixel_quantize.embedding.weight", 2, 1, &cfg->pixel_z_channels,
+                   "the pixel decoder's z_channels") ||
+            cv_dim(in, "pixel_decoder.conv_out.weight", 4, 1, &cfg->pixel_hidden,
+                   "the pixel decoder's hidden channels") ||
+            cv_count(in, "pixel_decoder.up.", TEXTOK_MAX_LEVELS, &cfg->pixel_num_levels) ||
+            cv_count(in, "pixel_decoder.up.0.block.", 64, &cfg->pixel_res_blocks))
+            return -1;
+        if (!cfg->pixel_num_levels)
+            return cv_fail("%s: cannot infer the pixel decoder's levels: no pixel_decoder.up.{l} tensors",
+                           in->path);
+        for (l = 0; l < cfg->pixel_num_levels; l++) {
+            snprintf(name, sizeof name, "pixel_decoder.up.%d.block.0.conv1.weight", l);
+            if (cv_dim(in, name, 4, 0, &dim, "the pixel decoder's channel_mult")) return -1;
+            if (dim % cfg->pixel_hidden)
+                return cv_fail("%s: %s has %d output channels, not a multiple of the hidden width %d",
+                               in->path, name, dim, cfg->pixel_hidden);
+            cfg->pixel_channel_mult[l] = dim / cfg->pixel_hidden;
+        }
+        cfg->pixel_groups = 32;
+    }
+    if (textok_titok_config_check(cfg))
+        return cv_fail("%s: the inferred configuration is not valid: %s", in->path, textok_last_error());
+
+    n = (size_t)snprintf(desc, desc_size, "TiTok %s, encoder %dx%d (%d head%s), decoder %dx%d (%d head%s), "
+                         "K=%d, token_size %d",
+                         legacy ? "legacy VQ" : cfg->quantize_mode == TEXTOK_QUANT_VQ ? "VQ" : "VAE",
+                         cfg->enc_width, cfg->enc_layers, cfg->enc_heads, cfg->enc_heads == 1 ? "" : "s",
+                         cfg->dec_width, cfg->dec_layers, cfg->dec_heads, cfg->dec_heads == 1 ? "" : "s",
+                         cfg->num_latent_tokens, cfg->token_size);
+    if (n < desc_size && cfg->quantize_mode == TEXTOK_QUANT_VQ)
+        n += (size_t)snprintf(desc + n, desc_size - n, ", codebook %d%s", cfg->codebook_size,
+                              cfg->use_l2_norm ? " l2-normalised" : "");
+    else if (n < desc_size)
+        n += (size_t)snprintf(desc + n, desc_size - n, " (the encoder emits %d: mean and logvar)",
+                              2 * cfg->token_size);
+    if (n < desc_size)
+        n += (size_t)snprintf(desc + n, desc_size - n, ", %s\n  image %d, patch %d",
+                              legacy ? "MaskGIT-VQGAN pixel decoder" : "pixel head",
+                              cfg->image_size, cfg->patch_size);
+    if (legacy && n < desc_size) {
+        n += (size_t)snprintf(desc + n, desc_size - n, "; pixel decoder: %d codes x %d, hidden %d, "
+                              "channel_mult ", cfg->pixel_codebook_size, cfg->pixel_z_channels,
+                              cfg->pixel_hidden);
+        for (l = 0; l < cfg->pixel_num_levels && n < desc_size; l++)
+            n += (size_t)snprintf(desc + n, desc_size - n, l ? ",%d" : "%d", cfg->pixel_channel_mult[l]);
+        if (n < desc_size)
+            snprintf(desc + n, desc_size - n, ", %d res blocks per level, GroupNorm %d",
+                     cfg->pixel_res_blocks, cfg->pixel_groups);
+    }
+    return 0;
+}
+
+/* =============================================================================================
+   Checks: the file against the full list of tensors the config implies. Every problem is
+   printed (not just the first); the return value is how many there were. */
+
+static int cv_ignored(const char *name)
+{
+    return cv_ends_with(name, "position_ids") || cv_ends_with(name, "num_batches_tracked");
+}
+
+static int cv_check(cv_input *in, const textok_tensor_spec *specs, int n_specs)
+{
+    char s1[256], s2[256];
+    int i, problems = 0;
+    for (i = 0; i < n_specs; i++) {
+        const textok_tensor_spec *sp = &specs[i];
+        cv_tensor *t = (cv_tensor *)cv_find(in, sp->name);
+        int same = 1, d;
+        if (!t) {
+            fprintf(stderr, "convert: %s: missing tensor '%s' %s\n", in->path, sp->name,
+                    cv_shape_str(s1, sizeof s1, sp->ndim, sp->shape));
+            problems++;
+            continue;
+        }
+        t->used = 1;
+        if (t->ndim != sp->ndim) same = 0;
+        for (d = 0; same && d < sp->ndim; d++) same = t->shape[d] == sp->shape[d];
+        if (!same) {
+            fprintf(stderr, "convert: %s: tensor '%s' has shape %s, the config needs %s\n", in->path, sp->name,
+                    cv_shape_str(s1, sizeof s1, t->ndim, t->shape),
+                    cv_shape_str(s2, sizeof s2, sp->ndim, sp->shape));
+            problems++;
+        }
+        if (t->dtype < 0) {
+            fprintf(stderr, "convert: %s: tensor '%s' has dtype %s; convert reads F32, F16 and BF16\n",
+                    in->path, sp->name, t->dtype_name);
+            problems++;
+        }
+    }
+    for (i = 0; i < in->n; i++) {
+        const cv_tensor *t = &in->t[in->by_name[i]];
+        if (t->used) continue;
+        if (cv_ignored(t->name)) {
+            cv_info("note: skipping '%s' %s: a buffer, not a model parameter\n", t->name,
+                    cv_shape_str(s1, sizeof s1, t->ndim, t->shape));
+            continue;
+        }
+        fprintf(stderr, "convert: %s: unexpected tensor '%s' %s %s\n", in->path, t->name,
+                cv_shape_str(s1, sizeof s1, t->ndim, t->shape), t->dtype_name);
+        problems++;
+    }
+    return problems;
+}
+
+/* =============================================================================================
+   Write: F32 in state_dict order, the config as metadata; and the report. */
+
+#define CV_MAX_PARAMS ((size_t)1 << 31)   /* 8 GiB of F32 output; the largest TiTok has 641M */
+
+/* the components of architecture.md 1.8's table, by name prefix */
+static const char *const cv_components[] = { "latent_tokens", "encoder.", "decoder.", "quantize.",
+                                             "pixel_quantize.", "pixel_decoder." };
+#define CV_N_COMPONENTS 6
+
+static void cv_report_counts(const textok_tensor_spec *specs, int n_specs)
+{
+    unsigned long long count[CV_N_COMPONENTS] = { 0 }, transformer[CV_N_COMPONENTS] = { 0 }, total = 0;
+    char a[32], b[32], c[32];
+    int i, j, d;
+    for (i = 0; i < n_specs; i++) {
+        unsigned long long numel = 1;
+        for (d = 0; d < specs[i].ndim; d++) numel *= (unsigned long long)specs[i].shape[d];
+        total += numel;
+        for (j = 0; j < CV_N_COMPONENTS; j++)
+            if (!strncmp(specs[i].name, cv_components[j], strlen(cv_components[j]))) {
+                count[j] += numel;
+                if (!strncmp(specs[i].name + strlen(cv_components[j]), "transformer.", 12))
+                    transformer[j] += numel;
+                break;
+            }
+    }
+    cv_info("parameters:\n");
+    for (j = 0; j < CV_N_COMPONENTS; j++) {
+        int len = (int)strlen(cv_components[j]);
+        if (!count[j]) continue;
+        if (cv_components[j][len - 1] == '.') len--;
+        cv_info("  %-15.*s %15s", len, cv_components[j], cv_commas(a, sizeof a, count[j]));
+        if (transformer[j])
+            cv_info("  (transformer %s + rest %s)", cv_commas(b, sizeof b, transformer[j]),
+                    cv_commas(c, sizeof c, count[j] - transformer[j]));
+        cv_info("\n");
+    }
+    cv_info("  %-15s %15s\n", "total", cv_commas(a, sizeof a, total));
+}
+
+static int cv_write(const cv_input *in, const char *out, const textok_titok_config *cfg,
+                    const textok_tensor_spec *specs, int n_specs)
+{
+    const char *kv[2 * 64];
+    char meta[8192], count[32];
+    textok_st_entry *entries = NULL;
+    float *data = NULL;
+    size_t total = 0, off = 0, numel;
+    int i, d, n_meta, rc = -1;
+    if ((n_meta = textok_titok_config_to_meta(cfg, kv, 64, meta, sizeof meta)) < 0)
+        return cv_fail("cannot write the config as metadata: %s", textok_last_error());
+    for (i = 0; i < n_specs; i++) {   /* all present (checked); each numel < SIZE_MAX / 4 */
+        numel = cv_find(in, specs[i].name)->numel;
+        if (numel > CV_MAX_PARAMS || total > CV_MAX_PARAMS - numel)
+            return cv_fail("%s: more than %s parameters: refusing to build an output that large",
+                           in->path, cv_commas(count, sizeof count, CV_MAX_PARAMS));
+        total += numel;
+    }
+    if (total > SIZE_MAX / sizeof(float) ||
+        !(data = (float *)malloc((total ? total : 1) * sizeof *data)) ||
+        !(entries = (textok_st_entry *)calloc((size_t)n_specs + 1, sizeof *entries))) {
+        cv_fail("out of memory for %zu parameters", total);
+        goto done;
+    }
+    for (i = 0; i < n_specs; i++) {
+        const cv_tensor *t = cv_find(in, specs[i].name);
+        numel = t->numel;
+        if (cv_read_f32(in, t, data + off)) goto done;
+        entries[i].name = specs[i].name;
+        entries[i].data = data + off;
+        entries[i].ndim = specs[i].ndim;
+        for (d = 0; d < specs[i].ndim; d++) entries[i].shape[d] = specs[i].shape[d];
+        off += numel;
+    }
+    if (textok_st_save(out, entries, n_specs, kv, n_meta, TEXTOK_DTYPE_F32)) {
+        cv_fail("%s", textok_last_error());
+        goto done;
+    }
+    rc = 0;
+    cv_info("wrote %s: %d tensors, F32, %s parameters, config in __metadata__ (%d keys)\n", out,
+            n_specs, cv_commas(count, sizeof count, total), n_meta);
+done:
+    free(entries);
+    free(data);
+    return rc;
+}
+
+/* =============================================================================================
+   main */
+
+static void cv_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: convert IN OUT.safetensors [--l2-norm 0|1] [--quiet]\n"
+            "  Reads a TiTok tokenizer checkpoint as published (PyTorch .bin/.pth/.pt written by\n"
+            "  torch.save, or .safetensors; F32/F16/BF16), recognises the family from the tensor\n"
+            "  names, checks every tensor and writes the textok layout: F32 safetensors with the\n"
+            "  config in __metadata__.\n"
+            "  --l2-norm 0|1  VQ only: L2-normalise codes before the search (default: on for the\n"
+            "                 legacy L-32/B-64/S-128 family, off otherwise)\n"
+            "  --quiet        print nothing on success\n");
+}
+
+static void cv_describe_input(const cv_input *in)
+{
+    const char *seen[16];
+    int counts[16] = { 0 }, n_seen = 0, i, j;
+    char a[32];
+    size_t total = 0;
+    for (i = 0; i < in->n; i++) {
+        for (j = 0; j < n_seen && strcmp(seen[j], in->t[i].dtype_name); j++) {}
+        if (j == n_seen && n_seen < 16) seen[n_seen++] = in->t[i].dtype_name;
+        if (j < 16) counts[j]++;
+        total += in->t[i].numel;
+    }
+    cv_info("read %s: %s", in->path, in->format == CV_FMT_SAFETENSORS ? "safetensors" : "PyTorch zip (torch.save)");
+    if (in->format == CV_FMT_TORCH_ZIP) cv_info(", folder '%.*s'", (int)strlen(in->prefix) - 1, in->prefix);
+    if (in->wrapper) cv_info(", state_dict under '%s'", in->wrapper);
+    cv_info(", %d tensors, %s values, dtype", in->n, cv_commas(a, sizeof a, total));
+    for (j = 0; j < n_seen; j++) {
+        if (n_seen == 1) cv_info(" %s", seen[j]);
+        else cv_info("%s %s x%d", j ? "," : "", seen[j], counts[j]);
+    }
+    cv_info("\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *pos[2] = { NULL, NULL }, *in_path, *out_path;
+    char desc[1024];
+    int n_pos = 0, l2 = -1, i, n_specs, problems, rc = 1;
+    cv_input in;
+    textok_titok_config cfg;
+    textok_tensor_spec *specs = NULL;
+
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--l2-norm")) {
+            if (i + 1 >= argc || (strcmp(argv[i + 1], "0") && strcmp(argv[i + 1], "1"))) {
+                fprintf(stderr, "convert: --l2-norm takes 0 or 1\n");
+                cv_usage(stderr);
+                return 2;
+            }
+            l2 = argv[++i][0] - '0';
+        } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
+            cv_quiet = 1;
+        } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            cv_usage(stdout);
+            return 0;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "convert: unknown option '%s'\n", a);
+            cv_usage(stderr);
+            return 2;
+        } else if (n_pos < 2) {
+            pos[n_pos++] = a;
+        } else {
+            fprintf(stderr, "convert: too many arguments ('%s')\n", a);
+            cv_usage(stderr);
+            return 2;
+        }
+    }
+    if (n_pos != 2) {
+        fprintf(stderr, "convert: expected IN and OUT, got %d file argument%s\n", n_pos, n_pos == 1 ? "" : "s");
+        cv_usage(stderr);
+        return 2;
+    }
+    in_path = pos[0];
+    out_path = pos[1];
+
+    if (cv_input_open(&in, in_path)) {
+        fflush(stdout);
+        fprintf(stderr, "convert: %s\n", cv_errbuf);
+        cv_input_close(&in);
+        return 1;
+    }
+    cv_describe_input(&in);
+    if (cv_recognise(&in, l2, &cfg, desc, sizeof desc)) {
+        fflush(stdout);
+        fprintf(stderr, "convert: %s\n", cv_errbuf);
+        goto done;
+    }
+    cv_info("%s\n", desc);
+    n_specs = textok_titok_tensor_specs(&cfg, NULL, 0);
+    if (n_specs <= 0 || !(specs = (textok_tensor_spec *)calloc((size_t)n_specs, sizeof *specs)) ||
+        textok_titok_tensor_specs(&cfg, specs, n_specs) != n_specs) {
+        fflush(stdout);
+        fprintf(stderr, "convert: cannot list the tensors of this config: %s\n",
+                n_specs <= 0 ? textok_last_error() : "out of memory");
+        goto done;
+    }
+    fflush(stdout);   /* the report so far, before any problem lines on stderr */
+    problems = cv_check(&in, specs, n_specs);
+    if (problems) {
+        fprintf(stderr, "convert: %s: %d problem%s against the configuration inferred from it "
+                "(listed above); nothing written\n", in_path, problems, problems == 1 ? "" : "s");
+        goto done;
+    }
+    cv_report_counts(specs, n_specs);
+    if (cv_write(&in, out_path, &cfg, specs, n_specs)) {
+        fflush(stdout);
+        fprintf(stderr, "convert: %s\n", cv_errbuf);
+        goto done;
+    }
+    rc = 0;
+done:
+    free(specs);
+    cv_input_close(&in);
+    return rc;
+}
