@@ -2,6 +2,7 @@
 #   make                  build everything into build/
 #   make test             compile checks (C99, C11, C++, TEXTOK_STATIC, two-TU link, gcc/clang
 #                         -Werror), then the test runner, also built with BLAS and OpenMP off
+#   make check-full       full-size TiTok-S-128 through convert/tokenize/reconstruct vs PyTorch
 #   make asan             the test runner under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make bench            build/bench: GFLOP/s table
 #   make install / uninstall   PREFIX (default /usr/local) and DESTDIR honoured
@@ -67,7 +68,7 @@ PROGRAMS   := $(BUILD)/selfcheck $(BUILD)/bench $(BUILD)/test_runner $(TOOLS)
 STB_CFLAGS := -isystem /usr/include/stb
 CLANG      := $(shell command -v clang 2>/dev/null)
 
-.PHONY: all test check asan bench compile-checks install uninstall clean
+.PHONY: all test check check-full asan bench compile-checks install uninstall clean
 all: $(PROGRAMS)
 
 $(BUILD)/selfcheck: examples/selfcheck.c $(HDR)
@@ -130,12 +131,21 @@ test check: compile-checks $(BUILD)/test_runner $(BUILD)/plain/test_runner $(BUI
 	@echo "== default build =="
 	$(BUILD)/test_runner
 
+# Full-size acceptance check (TiTok-S-128, official names, .safetensors and .bin, against the
+# PyTorch reference; needs python3-torch, ~1 minute, ~1.5 GB in a temp dir).
+check-full: $(TOOLS)
+	tests/check_full.sh $(BUILD)
+
 SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 $(BUILD)/asan/test_runner: $(TEST_SRC) $(TEST_HDR) $(HDR)
 	@mkdir -p $(@D)
 	$(CC) -O1 -g $(SAN) $(TEXTOK_CFLAGS) $(TEST_SRC) -o $@ $(LDFLAGS) $(TEXTOK_LIBS)
 asan: $(BUILD)/asan/test_runner
 	ASAN_OPTIONS=detect_leaks=1 $(BUILD)/asan/test_runner
+	@echo "== command-line tools under ASan + UBSan =="
+	$(MAKE) --no-print-directory BUILD=$(BUILD)/asan CFLAGS="-O1 -g $(SAN)" LDFLAGS="$(SAN)" \
+	    $(addprefix $(BUILD)/asan/,convert tokenize reconstruct npycmp)
+	ASAN_OPTIONS=detect_leaks=1 tests/test_cli.sh $(BUILD)/asan
 
 bench: $(BUILD)/bench
 	$(BUILD)/bench

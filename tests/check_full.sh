@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The acceptance check at full size: a TiTok-S-128 with the official parameter names and seeded
+# random weights (tools/gen_golden_titok.py --full, ~1 minute, ~1 GB of files in a temp dir, not
+# committed), in both .safetensors and torch .bin form, goes through build/convert ->
+# build/tokenize / build/reconstruct on the two test images. The token ids must equal the
+# float64 PyTorch reference exactly; latents and pre-quantisation output within 1e-5 and the raw
+# decoded image within 1e-4 relative L2.
+# Run from the repository root: tests/check_full.sh build   (make check-full; CI runs it)
+set -u
+B=${1:-build}
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/textok_full.XXXXXX") || exit 1
+trap 'rm -rf "$TMP"' EXIT
+IMAGES=(tests/data/ILSVRC2012_val_00008636.png tests/data/ILSVRC2012_val_00010240.png)
+pass=0; fail=0
+check() { # WHAT CMD...
+  local what=$1; shift
+  if "$@" >"$TMP/log" 2>&1; then echo "PASS $what ($(tail -n 1 "$TMP/log"))"; pass=$((pass + 1))
+  else echo "FAIL $what: $(tail -n 3 "$TMP/log" | tr '\n' ' ')"; fail=$((fail + 1)); fi
+}
+if ! /usr/bin/python3 -c "import torch" 2>/dev/null; then
+  echo "check_full: python3-torch is not installed (apt-get install python3-torch); skipped"; exit 0
+fi
+t0=$(date +%s)
+/usr/bin/python3 tools/gen_golden_titok.py --full "$TMP" > "$TMP/gen.log" 2>&1 || { cat "$TMP/gen.log"; echo "FAIL generating the full-size reference"; exit 1; }
+echo "reference generated in $(( $(date +%s) - t0 )) s: $(grep -m1 "titok_s128" "$TMP/gen.log" | cut -c1-80) ..."
+REF=$TMP/titok_s128_ref.safetensors
+for fmt in safetensors bin; do
+  check "convert titok_s128.$fmt" "$B/convert" "$TMP/titok_s128.$fmt" "$TMP/s128_$fmt.st"
+  grep -h "total\|TiTok" "$TMP/log" | sed 's/^/    /'
+  for i in 0 1; do
+    img=${IMAGES[$i]}
+    check "[$fmt] tokenize image $i" "$B/tokenize" --weights "$TMP/s128_$fmt.st" --image "$img" --out "$TMP/t$i" --latents "$TMP/pre$i.npy"
+    check "[$fmt] image $i: 128 token ids identical" "$B/npycmp" "$TMP/t$i.json" "$REF:tokens@$i" --exact
+    check "[$fmt] image $i: latents" "$B/npycmp" "$TMP/t$i.npy" "$REF:latents@$i" --tol 1e-5
+    check "[$fmt] image $i: pre_quant" "$B/npycmp" "$TMP/pre$i.npy" "$REF:pre_quant@$i" --tol 1e-5
+    check "[$fmt] reconstruct image $i" "$B/reconstruct" --weights "$TMP/s128_$fmt.st" --image "$img" --out "$TMP/r$i.png" --raw "$TMP/r$i.npy"
+    check "[$fmt] image $i: decoded image" "$B/npycmp" "$TMP/r$i.npy" "$REF:decoded@$i" --tol 1e-4
+  done
+done
+echo "full-size check took $(( $(date +%s) - t0 )) s"
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
