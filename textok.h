@@ -4298,6 +4298,7 @@ struct textok_titok {
 
     /* activations: one arena sized for max_batch images at load; nothing is allocated per call */
     float *arena;
+    size_t arena_floats;
     textok__vit_acts vit;
     float *img;                /* (B, 3, S, S) input or output images */
     float *img2;               /* (B, 3, S, S) non-legacy head before its conv_out */
@@ -4441,7 +4442,12 @@ TEXTOKDEF int textok_titok_config_from_meta(textok_titok_config *cfg, const text
             return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ 'pixel_channel_mult' has %d entries but pixel_num_levels is %d",
                                 st->path, l, cfg->pixel_num_levels);
     }
-    return textok_titok_config_check(cfg);
+    if (textok_titok_config_check(cfg) != TEXTOK_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", textok_last_error());
+        return textok__fail(TEXTOK_ERR_SHAPE, "%s: %s", st->path, msg);
+    }
+    return TEXTOK_OK;
 }
 
 TEXTOKDEF int textok_titok_config_to_meta(const textok_titok_config *cfg, const char **kv, int max_pairs,
@@ -4663,12 +4669,15 @@ static int textok__titok_host_arrays(textok_titok *m)
 }
 
 /* The arena: every activation buffer, carved from one allocation. Run once with base NULL to
-   size it, then again to bind. Slices are rounded up to 16 floats (64 bytes). */
+   size it, then again to bind. Slices are rounded up to 16 floats (64 bytes). Kernels take
+   element counts as int, so no buffer may hold more than INT_MAX floats: a config from a
+   hostile file that asks for more is refused here rather than overflowing an int later. */
 typedef struct textok__carve { float *base; size_t used; int overflow; } textok__carve;
 static float *textok__take(textok__carve *a, size_t n)
 {
     float *p = a->base ? a->base + a->used : NULL;
     size_t r;
+    if (n > (size_t)INT_MAX) a->overflow = 1;
     if (!textok__add_size(n, 15, &r) || !textok__add_size(a->used, r & ~(size_t)15, &a->used)) a->overflow = 1;
     return p;
 }
@@ -4799,6 +4808,17 @@ static int textok__titok_new(textok_titok **out, const textok_titok_config *cfg,
     m->T = 1 + m->P + cfg->num_latent_tokens;
     m->Cq = cfg->quantize_mode == TEXTOK_QUANT_VAE ? 2 * cfg->token_size : cfg->token_size;
     if ((status = textok__titok_host_arrays(m)) != TEXTOK_OK) { textok_titok_free(m); return status; }
+    {   /* size the activation arena first: a config it cannot serve fails before any loading */
+        textok__carve a;
+        memset(&a, 0, sizeof a);
+        textok__titok_carve(m, &a);
+        if (a.overflow) {
+            textok_titok_free(m);
+            return textok__fail(TEXTOK_ERR_SHAPE, "TiTok: an activation buffer would exceed INT_MAX floats (image_size %d, patch_size %d, max_batch %d)",
+                                cfg->image_size, cfg->patch_size, prm.max_batch);
+        }
+        m->arena_floats = a.used;
+    }
     *specs_out = (textok_tensor_spec *)textok__calloc((size_t)n_specs, sizeof **specs_out);
     if (!*specs_out) { textok_titok_free(m); return textok__fail(TEXTOK_ERR_NOMEM, "TiTok: out of memory"); }
     textok_titok_tensor_specs(cfg, *specs_out, n_specs);
@@ -4838,14 +4858,12 @@ static int textok__titok_finish(textok_titok *m)
     m->dec_mask_seq = m->derived;
     m->codebook_lookup = m->dec_mask_seq + (size_t)m->P * m->cfg.dec_width;
     textok__titok_derive(m);
-    memset(&a, 0, sizeof a);
-    textok__titok_carve(m, &a);
-    if (a.overflow) return textok__fail(TEXTOK_ERR_SHAPE, "TiTok: activation sizes overflow size_t");
-    m->arena = (float *)m->k.alloc(&m->k, a.used * sizeof(float));
+    m->arena = (float *)m->k.alloc(&m->k, m->arena_floats * sizeof(float));
     if (!m->arena)
         return textok__fail(TEXTOK_ERR_NOMEM, "TiTok: cannot allocate %lu MB of activations for max_batch %d",
-                            (unsigned long)(a.used * sizeof(float) >> 20), m->max_batch);
-    a.base = m->arena; a.used = 0;
+                            (unsigned long)(m->arena_floats * sizeof(float) >> 20), m->max_batch);
+    memset(&a, 0, sizeof a);
+    a.base = m->arena;
     textok__titok_carve(m, &a);
     return TEXTOK_OK;
 }

@@ -177,6 +177,57 @@ done:
     free(a); free(b); free(d);
 }
 
+/* Hostile or broken metadata in a textok-layout file: a clear error, never a crash. The file
+   holds one dummy tensor; what matters is how the config is read and checked. */
+static void tt_bad_meta(tt_stats *s)
+{
+    static const char *base[] = {
+        "textok.model", "titok", "image_size", "32", "patch_size", "8", "num_latent_tokens", "5",
+        "token_size", "8", "enc_width", "64", "enc_layers", "1", "enc_heads", "1", "enc_mlp", "256",
+        "dec_width", "64", "dec_layers", "1", "dec_heads", "1", "dec_mlp", "256", "codebook_size", "32",
+        "use_l2_norm", "0", "is_legacy", "0", "pixel_codebook_size", "0", "pixel_z_channels", "0",
+        "pixel_hidden", "0", "pixel_num_levels", "0", "pixel_res_blocks", "0", "pixel_groups", "0",
+        "quantize_mode", "vq"
+    };
+    static const struct { const char *key, *value, *mention; int st; } cases[] = {
+        { "textok.model", "dit", "textok.model", TEXTOK_ERR_FORMAT },
+        { "enc_width", "sixty-four", "enc_width", TEXTOK_ERR_FORMAT },
+        { "enc_width", "-64", "enc_width", TEXTOK_ERR_FORMAT },
+        { "enc_heads", "3", "enc_heads", TEXTOK_ERR_SHAPE },
+        { "patch_size", "7", "patch_size", TEXTOK_ERR_SHAPE },
+        { "quantize_mode", "fsq", "quantize_mode", TEXTOK_ERR_FORMAT },
+        { "is_legacy", "1", "pixel_channel_mult", TEXTOK_ERR_FORMAT },      /* legacy without its decoder config */
+        { "num_latent_tokens", "99999999999", "num_latent_tokens", TEXTOK_ERR_FORMAT },
+        { "image_size", "8192", "INT_MAX", TEXTOK_ERR_SHAPE },              /* with patch 8: 1M patches... */
+        { NULL, NULL, "enc_mlp", TEXTOK_ERR_FORMAT }                         /* a key missing */
+    };
+    const char *path = "build/tt_bad_meta.safetensors";
+    float dummy[4] = { 0, 0, 0, 0 };
+    textok_st_entry e;
+    int i, j;
+    memset(&e, 0, sizeof e);
+    e.name = "latent_tokens"; e.data = dummy; e.ndim = 1; e.shape[0] = 4;
+    for (i = 0; i < (int)(sizeof cases / sizeof cases[0]); i++) {
+        const char *kv[64];
+        int n = 0, st;
+        textok_titok *m = NULL;
+        textok_params p = textok_default_params();
+        for (j = 0; j < (int)(sizeof base / sizeof base[0]); j += 2) {
+            if (!cases[i].key && !strcmp(base[j], "enc_mlp")) continue;
+            kv[n++] = base[j];
+            kv[n++] = cases[i].key && !strcmp(base[j], cases[i].key) ? cases[i].value : base[j + 1];
+        }
+        if (cases[i].key && !strcmp(cases[i].key, "image_size")) p.max_batch = 4096;   /* ... times 4096 images */
+        if (textok_st_save(path, &e, 1, kv, n / 2, TEXTOK_DTYPE_F32) != TEXTOK_OK) { tt_check(s, 0, "write %s: %s", path, textok_last_error()); return; }
+        st = textok_titok_load(&m, path, &p);
+        tt_check(s, st == cases[i].st && m == NULL && strstr(textok_last_error(), cases[i].mention) != NULL,
+                 "titok metadata %s = %s refused (status %d): %s", cases[i].key ? cases[i].key : "(enc_mlp missing)",
+                 cases[i].value ? cases[i].value : "-", st, textok_last_error());
+        textok_titok_free(m);
+    }
+    remove(path);
+}
+
 void test_titok(tt_stats *s)
 {
     static const char *names[] = { "tiny_legacy", "tiny_vq", "tiny_vae" };
@@ -197,4 +248,5 @@ void test_titok(tt_stats *s)
         if (c.cfg.quantize_mode == TEXTOK_QUANT_VAE) tt_vae_sample(s, &c, names[i]);
         tt_close_case(&c);
     }
+    tt_bad_meta(s);
 }
