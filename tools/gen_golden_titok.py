@@ -27,9 +27,11 @@ Files per tiny model <name> (tiny_legacy, tiny_vq, tiny_vae):
     tiny_vae     F32           BF16
 
 The reference runs in float64 on those float32-representable weights and inputs; outputs are rounded
-to float32 once.  Every safetensors __metadata__ holds the config under the textok_titok_config field
-names (decimal strings; quantize_mode "vq"/"vae"; pixel_channel_mult "1,1,2", "" for non-legacy),
-plus model, seed and precision.  Weights use init_weights(model, seed); the seed is the first one
+to float32 once.  The weights files carry only {"format": "pt"}, like a published file: the C
+side must infer the config from names and shapes (build/convert) or be given it.  The _ref file's
+__metadata__ holds the config under the textok_titok_config field names (decimal strings;
+quantize_mode "vq"/"vae"; pixel_channel_mult "1,1,2", "" for non-legacy), "textok.model" =
+"titok" (so textok_titok_config_from_meta reads it), plus model, seed and precision.  Weights use init_weights(model, seed); the seed is the first one
 from the model's base seed whose VQ decisions all have a relative margin
 (d_second - d_best) / (|z|^2 + |e_best|^2) >= 1e-3 (tiny) / 2e-4 (full size), so a float32 port
 cannot flip a token.
