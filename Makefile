@@ -104,6 +104,7 @@ compile-checks: $(HDR) $(CHECK) tests/link_b.c
 	$(CC)  -std=c11   $(WARN) -Werror -I. -c $(CHECK) -o $(BUILD)/cc/c11.o
 	$(CC)  -std=c99   $(WARN) -Werror -I. -DTEXTOK_STATIC -c $(CHECK) -o $(BUILD)/cc/static.o
 	$(CC)  -std=c99   $(WARN) -Werror -I. -DTEXTOK_NO_STDIO -c $(CHECK) -o $(BUILD)/cc/nostdio.o
+	$(CC)  -std=c99   $(WARN) -Werror -I. -DTEXTOK_NO_MMAP -c $(CHECK) -o $(BUILD)/cc/nommap.o
 	$(CC)  -std=c99   $(WARN) -Werror -I. -fopenmp -DTEXTOK_USE_BLAS $(OPENBLAS_CFLAGS) -c $(CHECK) -o $(BUILD)/cc/blas_omp.o
 	$(CXX) -x c++ -std=c++11 $(WARN) -Werror -I. -c $(CHECK) -o $(BUILD)/cc/cxx.o
 	$(CXX) -x c++ -std=c++11 $(WARN) -Werror -I. -DTEXTOK_STATIC -c $(CHECK) -o $(BUILD)/cc/cxx_static.o
@@ -143,7 +144,7 @@ $(BUILD)/asan/test_runner: $(TEST_SRC) $(TEST_HDR) $(HDR)
 asan: $(BUILD)/asan/test_runner
 	ASAN_OPTIONS=detect_leaks=1 $(BUILD)/asan/test_runner
 	@echo "== command-line tools under ASan + UBSan =="
-	$(MAKE) --no-print-directory BUILD=$(BUILD)/asan CFLAGS="-O1 -g $(SAN)" LDFLAGS="$(SAN)" \
+	$(MAKE) --no-print-directory BUILD=$(BUILD)/asan CFLAGS="-O1 -g $(SAN) -DTEXTOK_NO_MMAP" LDFLAGS="$(SAN)" \
 	    $(addprefix $(BUILD)/asan/,convert tokenize reconstruct npycmp)
 	ASAN_OPTIONS=detect_leaks=1 tests/test_cli.sh $(BUILD)/asan
 

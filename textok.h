@@ -53,6 +53,8 @@
                              is used.
       _OPENMP                set by the compiler under -fopenmp; without it everything runs on one
                              thread and the pragmas are ignored.
+      TEXTOK_NO_MMAP         read files into the heap instead of mapping them (lets
+                             AddressSanitizer see every read of file data).
       TEXTOK_NO_STDIO        no file functions (textok_st_open, textok_npy_*, writers); the
                              memory-based readers remain (implementing file only).
       TEXTOK_MALLOC(sz) / TEXTOK_REALLOC(p,sz) / TEXTOK_FREE(p)
@@ -402,6 +404,17 @@ typedef struct textok_safetensors {
     char                 path[256];   /* for error messages */
     int                  mapped;      /* 1 if data is an mmap, 0 if owned heap memory, -1 borrowed */
 } textok_safetensors;
+/* A whole file in memory, read-only: mmapped where the platform allows (mapped = 1), else read
+   into the heap (mapped = 0). What textok_st_open reads through; tools that parse other formats
+   (tools/convert.c: PyTorch zips) use it too. close is safe on a zeroed or failed struct. */
+typedef struct textok_file {
+    const unsigned char *data;
+    size_t               size;
+    int                  mapped;
+} textok_file;
+TEXTOKDEF int  textok_file_open(textok_file *f, const char *path);
+TEXTOKDEF void textok_file_close(textok_file *f);
+
 /* Open from a file (mmap where available) or from memory the caller keeps alive. */
 TEXTOKDEF int  textok_st_open(textok_safetensors *st, const char *path);
 TEXTOKDEF int  textok_st_open_memory(textok_safetensors *st, const void *data, size_t size,
@@ -572,7 +585,7 @@ TEXTOKDEF textok_titok_timing textok_titok_last_timing(const textok_titok *m);
 #ifdef TEXTOK_USE_BLAS
 #include <cblas.h>
 #endif
-#if !defined(TEXTOK_NO_STDIO) && (defined(__unix__) || defined(__APPLE__))
+#if !defined(TEXTOK_NO_STDIO) && !defined(TEXTOK_NO_MMAP) && (defined(__unix__) || defined(__APPLE__))
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -1318,12 +1331,18 @@ static int textok__st_parse(textok_safetensors *st)
 }
 
 /* Copies a name into st->path; a long one keeps its end, where the file name is. */
+/* A file name for messages, at most 255 characters: a long path keeps its end, where the file
+   name is ("...dir/file.safetensors"). */
+static void textok__short_path(char dst[256], const char *name)
+{
+    size_t n = strlen(name), cap = 255;
+    if (n <= cap) { memcpy(dst, name, n + 1); return; }
+    memcpy(dst, "...", 3);
+    memcpy(dst + 3, name + n - (cap - 3), cap - 3 + 1);
+}
 static void textok__st_set_path(textok_safetensors *st, const char *name)
 {
-    size_t n = strlen(name), cap = sizeof st->path - 1;
-    if (n <= cap) { memcpy(st->path, name, n + 1); return; }
-    memcpy(st->path, "...", 3);
-    memcpy(st->path + 3, name + n - (cap - 3), cap - 3 + 1);
+    textok__short_path(st->path, name);
 }
 
 /* ---- 3.5 safetensors: open, close, look up, read -------------------------------------------- */
@@ -1385,36 +1404,60 @@ static int textok__read_file(const char *path, const char *name, unsigned char *
     return TEXTOK_OK;
 }
 
-/* Opens a file: mmapped where the platform has it (st->mapped = 1), else read into the heap. */
-TEXTOKDEF int textok_st_open(textok_safetensors *st, const char *path)
+TEXTOKDEF int textok_file_open(textok_file *f, const char *path)
 {
+    unsigned char *buf;
+    char name[256];
     int rc;
-    if (!st || !path) return textok__fail(TEXTOK_ERR_ARG, "textok_st_open: st and path must not be NULL");
-    memset(st, 0, sizeof *st);
-    textok__st_set_path(st, path);
+    if (!f || !path) return textok__fail(TEXTOK_ERR_ARG, "textok_file_open: f and path must not be NULL");
+    memset(f, 0, sizeof *f);
+    textok__short_path(name, path);
 #ifdef TEXTOK__HAVE_MMAP
     {
         struct stat sb;
         int fd = open(path, O_RDONLY);
-        if (fd < 0) return textok__fail(TEXTOK_ERR_IO, "%s: cannot open: %s", st->path, strerror(errno));
+        if (fd < 0) return textok__fail(TEXTOK_ERR_IO, "%s: cannot open: %s", name, strerror(errno));
         if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0 &&
             (off_t)(size_t)sb.st_size == sb.st_size) {
             void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
             if (m != MAP_FAILED) {
-                st->data = (const unsigned char *)m;
-                st->size = (size_t)sb.st_size;
-                st->mapped = 1;
+                f->data = (const unsigned char *)m;
+                f->size = (size_t)sb.st_size;
+                f->mapped = 1;
             }
         }
         close(fd);   /* the mapping stays valid */
+        if (f->mapped) return TEXTOK_OK;
     }
-    if (!st->mapped)   /* empty, not a regular file, or mmap refused: read it instead */
 #endif
-    {
-        unsigned char *buf;
-        if ((rc = textok__read_file(path, st->path, &buf, &st->size))) return rc;
-        st->data = buf;
-    }
+    /* empty, not a regular file, mmap refused or not available: read it instead */
+    if ((rc = textok__read_file(path, name, &buf, &f->size))) return rc;
+    f->data = buf;
+    return TEXTOK_OK;
+}
+
+TEXTOKDEF void textok_file_close(textok_file *f)
+{
+    if (!f) return;
+#ifdef TEXTOK__HAVE_MMAP
+    if (f->mapped == 1) munmap((void *)f->data, f->size);
+#endif
+    if (f->mapped == 0) TEXTOK_FREE((void *)f->data);
+    memset(f, 0, sizeof *f);
+}
+
+/* Opens a file through textok_file_open (st->mapped as there), then parses it. */
+TEXTOKDEF int textok_st_open(textok_safetensors *st, const char *path)
+{
+    textok_file f;
+    int rc;
+    if (!st || !path) return textok__fail(TEXTOK_ERR_ARG, "textok_st_open: st and path must not be NULL");
+    memset(st, 0, sizeof *st);
+    textok__st_set_path(st, path);
+    if ((rc = textok_file_open(&f, path)) != TEXTOK_OK) return rc;
+    st->data = f.data;
+    st->size = f.size;
+    st->mapped = f.mapped;
     if ((rc = textok__st_parse(st))) textok_st_close(st);
     return rc;
 }

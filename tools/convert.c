@@ -62,13 +62,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#if (defined(__unix__) || defined(__APPLE__)) && !defined(CONVERT_NO_MMAP)
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-#define CV_HAVE_MMAP 1   /* define CONVERT_NO_MMAP to read into the heap (for AddressSanitizer) */
-#endif
 
 #if defined(__GNUC__) || defined(__clang__)
 #define CV_PRINTF(a, b) __attribute__((format(printf, a, b)))
@@ -178,74 +171,6 @@ static const char *cv_commas(char *buf, size_t size, unsigned long long v)
     }
     buf[o] = 0;
     return buf;
-}
-
-/* The whole input file: mmapped where the platform has it, else read into the heap. */
-typedef struct cv_file {
-    const unsigned char *data;
-    size_t               size;
-    int                  mapped;
-} cv_file;
-
-static int cv_file_open(cv_file *f, const char *path)
-{
-    FILE *fp;
-    unsigned char *buf = NULL;
-    size_t n = 0, cap = 0;
-    int err;
-    memset(f, 0, sizeof *f);
-#ifdef CV_HAVE_MMAP
-    {
-        struct stat sb;
-        int fd = open(path, O_RDONLY);
-        if (fd < 0) return cv_fail("%s: cannot open: %s", path, strerror(errno));
-        if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0 &&
-            (off_t)(size_t)sb.st_size == sb.st_size) {
-            void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-            if (m != MAP_FAILED) {
-                f->data = (const unsigned char *)m;
-                f->size = (size_t)sb.st_size;
-                f->mapped = 1;
-                close(fd);
-                return 0;
-            }
-        }
-        close(fd);   /* empty, not a regular file, or mmap refused: read it instead */
-    }
-#endif
-    if (!(fp = fopen(path, "rb"))) return cv_fail("%s: cannot open: %s", path, strerror(errno));
-    for (;;) {
-        if (n == cap) {
-            void *p = buf;
-            if (!cv_grow(&p, &cap, cap + 65536, 1)) {
-                free(buf);
-                fclose(fp);
-                return cv_fail("%s: out of memory reading the file", path);
-            }
-            buf = (unsigned char *)p;
-        }
-        n += fread(buf + n, 1, cap - n, fp);
-        if (n < cap) break;   /* EOF or an error */
-    }
-    err = ferror(fp) ? errno : 0;
-    fclose(fp);
-    if (err) {
-        free(buf);
-        return cv_fail("%s: read error: %s", path, strerror(err));
-    }
-    f->data = buf;
-    f->size = n;
-    return 0;
-}
-
-static void cv_file_close(cv_file *f)
-{
-#ifdef CV_HAVE_MMAP
-    if (f->mapped) munmap((void *)f->data, f->size);
-    else
-#endif
-        free((void *)f->data);
-    memset(f, 0, sizeof *f);
 }
 
 /* =============================================================================================
@@ -1054,7 +979,7 @@ typedef struct cv_tensor {
 typedef struct cv_input {
     const char        *path;
     int                format;
-    cv_file            file;
+    textok_file        file;       /* the whole input, mmapped (TEXTOK_NO_MMAP: in the heap) */
     textok_safetensors st;
     cv_zip             zip;
     pk_vm              vm;
@@ -1294,7 +1219,7 @@ static void cv_input_close(cv_input *in)
     textok_st_close(&in->st);
     pk_free(&in->vm);
     cv_zip_close(&in->zip);
-    cv_file_close(&in->file);
+    textok_file_close(&in->file);
     free(in->t);
     free(in->by_name);
     memset(in, 0, sizeof *in);
@@ -1306,7 +1231,7 @@ static int cv_input_open(cv_input *in, const char *path)
     const unsigned char *d;
     memset(in, 0, sizeof *in);
     in->path = path;
-    if (cv_file_open(&in->file, path)) return -1;
+    if (textok_file_open(&in->file, path) != TEXTOK_OK) return cv_fail("%s", textok_last_error());
     d = in->file.data;
     if (in->file.size == 0) return cv_fail("%s: empty file (0 bytes): not a checkpoint", path);
     if (in->file.size >= 4 && d[0] == 'P' && d[1] == 'K' &&
