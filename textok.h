@@ -339,6 +339,29 @@ struct textok_kernels {
     void (*gaussian_sample_backward)(const textok_kernels *k, float *dmean, float *dlogvar,
                                      const float *dz, const float *logvar, const float *noise,
                                      size_t n);
+
+    /* ----- added for training: vector helpers and the two pointwise losses ----- */
+    void (*fill)(const textok_kernels *k, float *x, size_t n, float value);      /* x = value */
+    void (*scale)(const textok_kernels *k, float *x, size_t n, float s);         /* x *= s */
+    /* out[0] = sum x^2, one float in device memory, reduced in an order fixed by n alone */
+    void (*sum_squares)(const textok_kernels *k, float *out, const float *x, size_t n);
+    /* weight EMA: ema -= one_minus_decay * (ema - p) */
+    void (*ema_update)(const textok_kernels *k, float *ema, const float *p, size_t n,
+                       float one_minus_decay);
+    /* reconstruction loss: loss[0] = mean (x - y)^2 (l1 = 0) or mean |x - y| (l1 = 1), as
+       F.mse_loss / F.l1_loss; one float in device memory. backward: dx += scale * d loss / dx
+       (scale is the host-side upstream gradient; sign(0) = 0 for L1, as torch) */
+    void (*diff_loss_forward)(const textok_kernels *k, float *loss, const float *x, const float *y,
+                              size_t n, int l1);
+    void (*diff_loss_backward)(const textok_kernels *k, float *dx, const float *x, const float *y,
+                               size_t n, int l1, float scale);
+    /* KL of N(mean, exp(lv)) against N(0, 1), summed over n: loss[0] = 0.5 sum(mean^2 + exp(lv)
+       - 1 - lv), lv = clamp(logvar, -30, 20) (DiagonalGaussianDistribution.kl). backward:
+       dmean += scale mean; dlogvar += scale 0.5 (exp(lv) - 1) inside the clamp range */
+    void (*kl_forward)(const textok_kernels *k, float *loss, const float *mean, const float *logvar,
+                       size_t n);
+    void (*kl_backward)(const textok_kernels *k, float *dmean, float *dlogvar, const float *mean,
+                        const float *logvar, size_t n, float scale);
 };
 
 /* Work-buffer sizes (in floats) shared by every backend */
@@ -3291,6 +3314,122 @@ TEXTOK__PARALLEL_FOR(k, n > 65536)
     }
 }
 
+/* ----- training helpers: fill, scale, sums of squares, EMA, reconstruction loss, KL ----------
+   The reductions (sum_squares, diff_loss, kl) return one float in device memory. The naive
+   versions sum in double in index order; the fast versions split the n elements into
+   TEXTOK__RED_BLOCKS contiguous blocks fixed by n alone, sum each block in double (in
+   parallel), then add the block sums in order: the result never depends on the thread count. */
+#define TEXTOK__RED_BLOCKS 64
+
+static void textok__fill(const textok_kernels *k, float *x, size_t n, float value)
+{
+    long i, nn = (long)n;
+TEXTOK__PARALLEL_FOR(k, n > 262144)
+    for (i = 0; i < nn; i++) x[i] = value;
+}
+
+static void textok__scale(const textok_kernels *k, float *x, size_t n, float s)
+{
+    long i, nn = (long)n;
+TEXTOK__PARALLEL_FOR(k, n > 262144)
+    for (i = 0; i < nn; i++) x[i] *= s;
+}
+
+/* ema -= omd * (ema - p): the form of torch's EMAModel.step (s_param.sub_(one_minus_decay *
+   (s_param - param))), rounded the same way */
+static void textok__ema_update(const textok_kernels *k, float *ema, const float *p, size_t n,
+                               float one_minus_decay)
+{
+    long i, nn = (long)n;
+TEXTOK__PARALLEL_FOR(k, n > 262144)
+    for (i = 0; i < nn; i++) ema[i] -= one_minus_decay * (ema[i] - p[i]);
+}
+
+/* The per-element terms of the three reductions; kind selects one. */
+enum { TEXTOK__RED_SQ, TEXTOK__RED_L2, TEXTOK__RED_L1, TEXTOK__RED_KL };
+static double textok__red_term(int kind, const float *x, const float *y, size_t i)
+{
+    switch (kind) {
+    case TEXTOK__RED_SQ: return (double)x[i] * x[i];
+    case TEXTOK__RED_L2: { float d = x[i] - y[i]; return (double)d * d; }
+    case TEXTOK__RED_L1: { float d = x[i] - y[i]; return fabs((double)d); }
+    default: {   /* x = mean, y = logvar: mean^2 + exp(lv) - 1 - lv with lv clamped */
+        float lv = y[i] < TEXTOK__LOGVAR_MIN ? TEXTOK__LOGVAR_MIN : y[i] > TEXTOK__LOGVAR_MAX ? TEXTOK__LOGVAR_MAX : y[i];
+        return (double)x[i] * x[i] + exp((double)lv) - 1.0 - lv;
+    }
+    }
+}
+static double textok__reduce_ref(int kind, const float *x, const float *y, size_t n)
+{
+    double s = 0.0;
+    size_t i;
+    for (i = 0; i < n; i++) s += textok__red_term(kind, x, y, i);
+    return s;
+}
+static double textok__reduce_fast(const textok_kernels *k, int kind, const float *x, const float *y, size_t n)
+{
+    double part[TEXTOK__RED_BLOCKS], s = 0.0;
+    int b;
+TEXTOK__PARALLEL_FOR(k, n > 65536)
+    for (b = 0; b < TEXTOK__RED_BLOCKS; b++) {
+        size_t i, lo = n / TEXTOK__RED_BLOCKS * (size_t)b + (n % TEXTOK__RED_BLOCKS < (size_t)b ? n % TEXTOK__RED_BLOCKS : (size_t)b);
+        size_t len = n / TEXTOK__RED_BLOCKS + ((size_t)b < n % TEXTOK__RED_BLOCKS);
+        double acc = 0.0;
+        for (i = lo; i < lo + len; i++) acc += textok__red_term(kind, x, y, i);
+        part[b] = acc;
+    }
+    for (b = 0; b < TEXTOK__RED_BLOCKS; b++) s += part[b];
+    return s;
+}
+
+/* out[0] = sum x^2 (the squared global gradient norm, one tensor at a time) */
+static void textok__sum_squares_ref(const textok_kernels *k, float *out, const float *x, size_t n)
+{ (void)k; out[0] = (float)textok__reduce_ref(TEXTOK__RED_SQ, x, NULL, n); }
+static void textok__sum_squares(const textok_kernels *k, float *out, const float *x, size_t n)
+{ out[0] = (float)textok__reduce_fast(k, TEXTOK__RED_SQ, x, NULL, n); }
+
+/* reconstruction loss, as F.mse_loss / F.l1_loss with reduction='mean' */
+static void textok__diff_loss_forward_ref(const textok_kernels *k, float *loss, const float *x, const float *y,
+                                          size_t n, int l1)
+{ (void)k; loss[0] = n ? (float)(textok__reduce_ref(l1 ? TEXTOK__RED_L1 : TEXTOK__RED_L2, x, y, n) / (double)n) : 0.0f; }
+static void textok__diff_loss_forward(const textok_kernels *k, float *loss, const float *x, const float *y,
+                                      size_t n, int l1)
+{ loss[0] = n ? (float)(textok__reduce_fast(k, l1 ? TEXTOK__RED_L1 : TEXTOK__RED_L2, x, y, n) / (double)n) : 0.0f; }
+
+/* dx += scale * 2 (x - y) / n   or   scale * sign(x - y) / n  (sign(0) = 0, as torch) */
+static void textok__diff_loss_backward(const textok_kernels *k, float *dx, const float *x, const float *y,
+                                       size_t n, int l1, float scale)
+{
+    long i, nn = (long)n;
+    const float g = n ? (l1 ? scale / (float)n : 2.0f * scale / (float)n) : 0.0f;
+TEXTOK__PARALLEL_FOR(k, n > 262144)
+    for (i = 0; i < nn; i++) {
+        float d = x[i] - y[i];
+        dx[i] += l1 ? (d > 0.0f ? g : d < 0.0f ? -g : 0.0f) : g * d;
+    }
+}
+
+/* KL(N(mean, exp(lv)) || N(0, 1)) summed over n: 0.5 sum(mean^2 + exp(lv) - 1 - lv), lv =
+   clamp(logvar, -30, 20), as DiagonalGaussianDistribution.kl() */
+static void textok__kl_forward_ref(const textok_kernels *k, float *loss, const float *mean, const float *logvar, size_t n)
+{ (void)k; loss[0] = (float)(0.5 * textok__reduce_ref(TEXTOK__RED_KL, mean, logvar, n)); }
+static void textok__kl_forward(const textok_kernels *k, float *loss, const float *mean, const float *logvar, size_t n)
+{ loss[0] = (float)(0.5 * textok__reduce_fast(k, TEXTOK__RED_KL, mean, logvar, n)); }
+
+/* dmean += scale mean; dlogvar += scale 0.5 (exp(lv) - 1) where logvar is inside the clamp */
+static void textok__kl_backward(const textok_kernels *k, float *dmean, float *dlogvar, const float *mean,
+                                const float *logvar, size_t n, float scale)
+{
+    long i, nn = (long)n;
+TEXTOK__PARALLEL_FOR(k, n > 262144)
+    for (i = 0; i < nn; i++) {
+        float lv = logvar[i];
+        if (dmean) dmean[i] += scale * mean[i];
+        if (dlogvar && lv >= TEXTOK__LOGVAR_MIN && lv <= TEXTOK__LOGVAR_MAX)
+            dlogvar[i] += scale * 0.5f * (expf(lv) - 1.0f);
+    }
+}
+
 /* ---------------------------------------------------------------------------------------------
    6. The CPU kernel tables */
 
@@ -3356,7 +3495,15 @@ TEXTOKDEF textok_kernels textok_cpu_ref_kernels(void)
         /* .unpatchify_forward     = */ textok__unpatchify_forward,
         /* .unpatchify_backward    = */ textok__unpatchify_backward,
         /* .gaussian_sample_forward  = */ textok__gaussian_sample_forward,
-        /* .gaussian_sample_backward = */ textok__gaussian_sample_backward
+        /* .gaussian_sample_backward = */ textok__gaussian_sample_backward,
+        /* .fill                   = */ textok__fill,
+        /* .scale                  = */ textok__scale,
+        /* .sum_squares            = */ textok__sum_squares_ref,
+        /* .ema_update             = */ textok__ema_update,
+        /* .diff_loss_forward      = */ textok__diff_loss_forward_ref,
+        /* .diff_loss_backward     = */ textok__diff_loss_backward,
+        /* .kl_forward             = */ textok__kl_forward_ref,
+        /* .kl_backward            = */ textok__kl_backward
     };
     return k;
 }
@@ -3381,6 +3528,9 @@ TEXTOKDEF textok_kernels textok_cpu_kernels(int n_threads)
     k.conv2d_forward = textok__conv2d_forward;
     k.conv2d_backward = textok__conv2d_backward;
     k.codebook_search = textok__codebook_search;
+    k.sum_squares = textok__sum_squares;
+    k.diff_loss_forward = textok__diff_loss_forward;
+    k.kl_forward = textok__kl_forward;
     return k;
 }
 
@@ -3618,6 +3768,25 @@ static int textok__cmp_run_gaussian(const textok_kernels *k, const textok__cmp_c
     k->gaussian_sample_forward(k, TEXTOK__F(b[4]), TEXTOK__F(b[0]), TEXTOK__F(b[1]), TEXTOK__F(b[2]), n);
     k->gaussian_sample_backward(k, TEXTOK__F(b[5]), TEXTOK__F(b[6]), TEXTOK__F(b[3]), TEXTOK__F(b[1]),
                                 TEXTOK__F(b[2]), n);
+    return 0;
+}
+/* the training helpers, on one set of vectors:
+   x y dl | fill scaled sumsq ema l2 dx2 l1 dx1 kl dmean dlogvar */
+static int textok__cmp_run_vector(const textok_kernels *k, const textok__cmp_case *c, void **b)
+{
+    size_t n = (size_t)c->dims[0];
+    if (!k->fill || !k->scale || !k->sum_squares || !k->ema_update || !k->diff_loss_forward ||
+        !k->diff_loss_backward || !k->kl_forward || !k->kl_backward) return 1;
+    k->fill(k, TEXTOK__F(b[2]), n, 0.375f);
+    k->scale(k, TEXTOK__F(b[3]), n, -1.75f);
+    k->sum_squares(k, TEXTOK__F(b[4]), TEXTOK__F(b[0]), n);
+    k->ema_update(k, TEXTOK__F(b[5]), TEXTOK__F(b[0]), n, 0.125f);
+    k->diff_loss_forward(k, TEXTOK__F(b[6]), TEXTOK__F(b[0]), TEXTOK__F(b[1]), n, 0);
+    k->diff_loss_backward(k, TEXTOK__F(b[7]), TEXTOK__F(b[0]), TEXTOK__F(b[1]), n, 0, 0.75f);
+    k->diff_loss_forward(k, TEXTOK__F(b[8]), TEXTOK__F(b[0]), TEXTOK__F(b[1]), n, 1);
+    k->diff_loss_backward(k, TEXTOK__F(b[9]), TEXTOK__F(b[0]), TEXTOK__F(b[1]), n, 1, 0.75f);
+    k->kl_forward(k, TEXTOK__F(b[10]), TEXTOK__F(b[0]), TEXTOK__F(b[1]), n);
+    k->kl_backward(k, TEXTOK__F(b[11]), TEXTOK__F(b[12]), TEXTOK__F(b[0]), TEXTOK__F(b[1]), n, 0.75f);
     return 0;
 }
 static int textok__cmp_run_upsample(const textok_kernels *k, const textok__cmp_case *c, void **b)
@@ -3945,6 +4114,19 @@ static int textok__cmp_build(textok__cmp_case *cs)
         textok__cmp_buf(c, "z", TEXTOK__OUT_F32, (size_t)len, 0);
         textok__cmp_buf(c, "dmean", TEXTOK__OUT_F32, (size_t)len, 0);
         textok__cmp_buf(c, "dlogvar", TEXTOK__OUT_F32, (size_t)len, 0);
+    }
+    for (i = 0; i < 2; i++) {   /* one case below the threading threshold, one above */
+        static const char *const outs[] = { "fill", "scaled", "sumsq", "ema", "l2", "dx_l2", "l1", "dx_l1",
+                                            "kl", "dmean", "dlogvar" };
+        static const int outn[] = { 0, 0, 1, 0, 1, 0, 1, 0, 1, 0, 0 };
+        int len = i ? 300007 : 1003, j;
+        /* the reductions differ from the reference only in summation order (double partials) */
+        c = textok__cmp_new(cs, &n, "training vector ops", TEXTOK__TOL_SAME, textok__cmp_run_vector);
+        c->dims[0] = len;
+        snprintf(c->shape, sizeof c->shape, "n%d", len);
+        textok__cmp_buf(c, "x", TEXTOK__IN_F32, (size_t)len, 0);
+        textok__cmp_buf(c, "y", TEXTOK__IN_F32, (size_t)len, 0);
+        for (j = 0; j < 11; j++) textok__cmp_buf(c, outs[j], TEXTOK__OUT_F32, outn[j] ? 1 : (size_t)len, 0);
     }
     for (i = 0; i < 3; i++) {
         const int *s = cb[i];
