@@ -582,6 +582,101 @@ typedef struct textok_titok_timing {
 } textok_titok_timing;
 TEXTOKDEF textok_titok_timing textok_titok_last_timing(const textok_titok *m);
 
+/* ---------------------------------------------------------------------------------------------
+   Training a tokenizer (architecture.md 2 and 5; textok-paper.md 1.3). One step:
+     1. forward the tokenizer in training mode, keeping every activation backward needs;
+     2. generator losses: recon (L2 or L1) + perceptual (LPIPS) + VQ codebook/commitment or KL
+        + the hinge GAN's generator term -mean D(x^), which switches on at disc_start;
+     3. backward into one grads block laid out like the params (llm.c), global-norm clipping,
+        AdamW (weight decay only where the official name rule allows it), warmup + cosine LR;
+     4. EMA of the weights;
+     5. the discriminator step (hinge + LeCAM with EMA anchors) with its own AdamW.
+   The loss networks are borrowed: the trainer never frees the model, the LPIPS net or the
+   discriminator. A checkpoint (textok_trainer_save) holds everything needed to resume bit for
+   bit: params, EMA, both AdamW states, the discriminator, the LeCAM EMAs, step counters and the
+   RNG state. */
+typedef struct textok_train_config {
+    int    batch;              /* images per step (the model's max_batch must be >= batch) */
+    int    recon_l1;           /* 0: mean squared error (TiTok, TexTok); 1: mean absolute error */
+    float  recon_weight;       /* 1.0 */
+    float  perceptual_weight;  /* LPIPS weight (0 = off; else an LPIPS net is required) */
+    float  quantizer_weight;   /* VQ: weight of codebook + commitment loss */
+    float  commitment_cost;    /* VQ: beta, 0.25 */
+    float  kl_weight;          /* VAE: weight of sum(KL) / B, 1e-6 */
+    int    vae_sample;         /* VAE: decode a posterior sample (1) or the mean (0) */
+    float  disc_weight;        /* generator-side GAN weight (0 = no GAN; else a discriminator) */
+    float  disc_factor;        /* 1.0: multiplies both GAN sides once they are on */
+    int    disc_start;         /* first step with GAN terms (and discriminator updates) */
+    float  lecam_weight;       /* LeCAM regularisation of the discriminator, 0.001 */
+    float  lecam_decay;        /* EMA decay of the LeCAM anchors, 0.999 */
+    double lr, end_lr;         /* tokenizer: peak and final learning rate */
+    double disc_lr, disc_end_lr;
+    int    warmup_steps;       /* linear warmup from 0, then cosine to end_lr at total_steps */
+    int    total_steps;
+    double beta1, beta2, eps, weight_decay;   /* AdamW, both optimisers */
+    float  grad_clip;          /* global-norm clip of each model's gradients, 0 = off */
+    double ema_decay;          /* weight EMA (0 = none), with the (1+n)/(10+n) warm-up */
+} textok_train_config;
+
+/* Presets with the published values (architecture.md 2, 3.2; textok-paper.md 1.3):
+     "titok-stage2"  l2 1.0, perceptual 0.1 (convnext in the original; LPIPS here), GAN 0.01 from
+                     20k, LeCAM 0.001, AdamW (0.9, 0.999) lr 1e-4 -> 1e-5, wd 1e-4, warmup 5k, 500k
+     "tatitok"       single stage: l2 1.0, perceptual 1.1, GAN 0.1 from 200k, LeCAM 0.001,
+                     quantizer 1.0 (VQ) / KL 1e-6 (VAE), AdamW (0.9, 0.99), warmup 10k, 1M
+     "textok"        l2 1.0, perceptual 0.1, GAN 0.1 from 80k, LeCAM 1e-4, lr 1e-4, EMA 0.999,
+                     KL 1e-6 (the paper's R1 penalty is not implemented: see README)
+     "tiny"          for tests and demos: l2 + LPIPS 0.1, GAN 0.1 from step 0, lr 1e-3, no decay
+   Every preset clips at 1.0 and keeps an EMA (0.999). Returns TEXTOK_ERR_ARG for another name. */
+TEXTOKDEF int textok_train_preset(textok_train_config *tc, const char *name);
+TEXTOKDEF int textok_train_config_check(const textok_train_config *tc);
+
+typedef struct textok_train_stats {
+    int    step;               /* steps done, this one included */
+    int    gan_on;             /* the GAN terms ran in this step */
+    double recon, perceptual, quantizer, kl, gen;   /* generator-side losses, unweighted */
+    double total;              /* the weighted sum that was differentiated */
+    double hinge, lecam, d_total;                   /* discriminator side (lecam weighted) */
+    double grad_norm, disc_grad_norm;               /* before clipping */
+    double lr, disc_lr;
+    double logits_real, logits_fake;                /* mean discriminator logits */
+} textok_train_stats;
+
+typedef struct textok_lpips textok_lpips;   /* section 10 */
+typedef struct textok_disc textok_disc;
+typedef struct textok_trainer textok_trainer;
+
+/* model: created or loaded with max_batch >= tc->batch; lpips is needed when
+   perceptual_weight > 0, disc when disc_weight > 0 (else both may be NULL). All three are
+   borrowed and must outlive the trainer; the trainer updates the model's and the
+   discriminator's parameters in place. seed seeds the trainer's RNG (VAE noise; examples also
+   draw their batches from it, textok_trainer_rng). */
+TEXTOKDEF int  textok_trainer_create(textok_trainer **out, textok_titok *model, textok_lpips *lpips,
+                                     textok_disc *disc, const textok_train_config *tc, uint64_t seed);
+TEXTOKDEF void textok_trainer_free(textok_trainer *t);
+/* One step on tc->batch images (B,3,S,S) in [0,1], host memory. A non-finite loss or gradient
+   stops the step before any parameter changes and returns TEXTOK_ERR_FORMAT. stats may be NULL. */
+TEXTOKDEF int  textok_trainer_step(textok_trainer *t, const float *images, textok_train_stats *stats);
+TEXTOKDEF int  textok_trainer_steps_done(const textok_trainer *t);
+TEXTOKDEF textok_rng *textok_trainer_rng(textok_trainer *t);
+/* The last step's reconstructions (tc->batch, 3, S, S), unclamped, host memory. */
+TEXTOKDEF int  textok_trainer_last_reconstruction(textok_trainer *t, float *images);
+/* Reads one named tensor into host memory: "param.<name>", "grad.<name>" (the clipped gradient
+   the last update used), "ema.<name>", "adam_m.<name>", "adam_v.<name>", "disc.param.<name>",
+   "disc.grad.<name>", "lecam_ema" (2: real, fake). n must equal the tensor's size. */
+TEXTOKDEF int  textok_trainer_get(textok_trainer *t, const char *name, float *out, size_t n);
+/* Overwrites one named "param.<name>" or "disc.param.<name>" tensor from host memory (to
+   freeze-and-probe, for finite differences, or to initialise a part from elsewhere). */
+TEXTOKDEF int  textok_trainer_set(textok_trainer *t, const char *name, const float *in, size_t n);
+/* LeCAM anchors (real, fake): set them, e.g. to continue from another run. */
+TEXTOKDEF void textok_trainer_set_lecam(textok_trainer *t, float ema_real, float ema_fake);
+/* Checkpoint: one safetensors file (temp file + rename) with everything needed to resume
+   bit-exactly. load checks that the model and discriminator configs match the trainer's. */
+TEXTOKDEF int  textok_trainer_save(textok_trainer *t, const char *path);
+TEXTOKDEF int  textok_trainer_load(textok_trainer *t, const char *path);
+/* A textok-layout TiTok file of the current weights (ema = 1: the EMA weights) that
+   textok_titok_load reads. */
+TEXTOKDEF int  textok_trainer_save_model(textok_trainer *t, const char *path, int ema);
+
 #ifdef __cplusplus
 }
 #endif
@@ -4631,7 +4726,7 @@ TEXTOKDEF int textok_titok_config_from_meta(textok_titok_config *cfg, const text
     if (!cfg || !st) return textok__fail(TEXTOK_ERR_ARG, "textok_titok_config_from_meta: NULL argument");
     memset(cfg, 0, sizeof *cfg);
     v = textok_st_meta(st, "textok.model");
-    if (!v || strcmp(v, "titok") != 0)
+    if (!v || (strcmp(v, "titok") != 0 && strcmp(v, "titok-trainer") != 0))   /* a checkpoint has the same config */
         return textok__fail(TEXTOK_ERR_FORMAT, "%s: not a textok-layout TiTok file (__metadata__ 'textok.model' is %s%s%s, "
                             "expected \"titok\"); convert official checkpoints with build/convert",
                             st->path, v ? "\"" : "absent", v ? v : "", v ? "\"" : "");
@@ -5105,6 +5200,10 @@ TEXTOKDEF int textok_titok_load_st(textok_titok **out, const textok_safetensors 
     if (!out || !st) return textok__fail(TEXTOK_ERR_ARG, "textok_titok_load: NULL argument");
     *out = NULL;
     if (!cfg) {
+        const char *kind = textok_st_meta(st, "textok.model");
+        if (kind && !strcmp(kind, "titok-trainer"))
+            return textok__fail(TEXTOK_ERR_FORMAT, "%s: a training checkpoint, not a model file; export the weights with "
+                                "textok_trainer_save_model (build/train_tokenizer --export)", st->path);
         if ((status = textok_titok_config_from_meta(&file_cfg, st)) != TEXTOK_OK) return status;
         cfg = &file_cfg;
     }
@@ -5473,6 +5572,1452 @@ TEXTOKDEF int textok_titok_decode_latents(textok_titok *m, const float *latents,
     return TEXTOK_OK;
 }
 #undef TEXTOK__CHECKED
+
+/* ---------------------------------------------------------------------------------------------
+   10. Loss networks: LPIPS (VGG16) and the PatchGAN discriminator   [STUB until merged] */
+typedef struct textok_disc_config { int hidden, stages, groups, pool; } textok_disc_config;
+struct textok_lpips { int unused; };
+struct textok_disc {
+    textok_disc_config cfg; int image_size; textok_kernels k;
+    float *params; size_t n_params; float *grads;
+    textok_tensor_spec *specs; size_t *offsets; int n_tensors;
+};
+static int textok__lpips_reserve(textok_lpips *lp, int B, int H, int W) { (void)lp; (void)B; (void)H; (void)W; return textok__fail(TEXTOK_ERR_UNSUPPORTED, "LPIPS: not in this build"); }
+static int textok__lpips_forward(textok_lpips *lp, float *d, const float *x, const float *y, int B, int H, int W) { (void)lp; (void)d; (void)x; (void)y; (void)B; (void)H; (void)W; return TEXTOK_ERR_UNSUPPORTED; }
+static int textok__lpips_backward(textok_lpips *lp, float *dx, const float *dd, int B, int H, int W) { (void)lp; (void)dx; (void)dd; (void)B; (void)H; (void)W; return TEXTOK_ERR_UNSUPPORTED; }
+static int textok__disc_reserve(textok_disc *d, int B) { (void)d; (void)B; return textok__fail(TEXTOK_ERR_UNSUPPORTED, "discriminator: not in this build"); }
+static void textok__disc_forward(textok_disc *d, float *logits, const float *img, int B) { (void)d; (void)logits; (void)img; (void)B; }
+static void textok__disc_backward(textok_disc *d, float *dimg, int pg, const float *dl, int B) { (void)d; (void)dimg; (void)pg; (void)dl; (void)B; }
+
+/* ---------------------------------------------------------------------------------------------
+   11. Training: the ViT and TiTok backward passes, losses, AdamW, EMA, checkpoints.
+   The inference path (section 9) overwrites its activations in place; training keeps every
+   activation that a backward pass reads, in a "tape" carved from one arena when the trainer
+   is created. Backward kernels accumulate, so each gradient scratch buffer is zeroed with
+   k->fill right before the kernel that writes it. */
+
+/* ----- the ViT stack with its tape ---------------------------------------------------------- */
+typedef struct textok__vit_layer_tape {
+    float *xin;                  /* (B, T, D) block input (layer 0: ln_pre output) */
+    float *ln1, *ln1_mean, *ln1_rstd;   /* (B, T, D), (B*T), (B*T) */
+    float *q, *k, *v, *att;      /* (B, T, D) */
+    float *lse;                  /* (B, H, T) */
+    float *xmid;                 /* (B, T, D) xin + attention branch */
+    float *ln2, *ln2_mean, *ln2_rstd;
+    float *fc, *gelu;            /* (B, T, M) before and after the GELU */
+} textok__vit_layer_tape;
+
+typedef struct textok__vit_tape {
+    textok__vit_layer_tape *layers;     /* (L) host array */
+    float *pre_mean, *pre_rstd;         /* (B*T) ln_pre statistics */
+    float *xout;                        /* (B, T, D) output of the last block */
+} textok__vit_tape;
+
+/* gradient scratch shared by both stacks (sized for the wider one) */
+typedef struct textok__vit_grad_scratch {
+    float *dx, *dln, *dq, *dk, *dv, *datt;   /* (B, T, Dmax) */
+    float *dmlp, *dfc;                       /* (B, T, Mmax) */
+    float *work;                             /* attention work */
+} textok__vit_grad_scratch;
+
+static void textok__vit_tape_carve(textok__carve *a, textok__vit_tape *t, int L, size_t B, size_t T, size_t D,
+                                   size_t M, size_t H)
+{
+    int l, *o = &a->overflow;
+    for (l = 0; l < L; l++) {
+        textok__vit_layer_tape *y = &t->layers[l];
+        y->xin = textok__take(a, textok__mul3(B, T, D, o));
+        y->ln1 = textok__take(a, textok__mul3(B, T, D, o));
+        y->ln1_mean = textok__take(a, B * T); y->ln1_rstd = textok__take(a, B * T);
+        y->q = textok__take(a, textok__mul3(B, T, D, o));
+        y->k = textok__take(a, textok__mul3(B, T, D, o));
+        y->v = textok__take(a, textok__mul3(B, T, D, o));
+        y->att = textok__take(a, textok__mul3(B, T, D, o));
+        y->lse = textok__take(a, textok__mul3(B, H, T, o));
+        y->xmid = textok__take(a, textok__mul3(B, T, D, o));
+        y->ln2 = textok__take(a, textok__mul3(B, T, D, o));
+        y->ln2_mean = textok__take(a, B * T); y->ln2_rstd = textok__take(a, B * T);
+        y->fc = textok__take(a, textok__mul3(B, T, M, o));
+        y->gelu = textok__take(a, textok__mul3(B, T, M, o));
+    }
+    t->pre_mean = textok__take(a, B * T);
+    t->pre_rstd = textok__take(a, B * T);
+    t->xout = textok__take(a, textok__mul3(B, T, D, o));
+}
+
+static textok_attention_dims textok__vit_ad(const textok__vit *w, int B, int T)
+{
+    textok_attention_dims ad;
+    ad.B = B; ad.Tq = T; ad.Tk = T; ad.C = w->D; ad.H = w->H; ad.scale = (float)(1.0 / sqrt((double)w->D / w->H));
+    return ad;
+}
+
+/* The same computation as textok__vit_forward, keeping the tape: seq (B, T, D) -> t->xout. */
+static void textok__vit_train_forward(const textok_kernels *k, const textok__vit *w, textok__vit_tape *t,
+                                      const float *seq, float *att_work, int B, int T)
+{
+    const int D = w->D, M = w->M, BT = B * T;
+    const size_t n = (size_t)BT * D;
+    textok_attention_dims ad = textok__vit_ad(w, B, T);
+    int l;
+    k->layernorm_forward(k, w->L ? t->layers[0].xin : t->xout, t->pre_mean, t->pre_rstd, seq,
+                         w->ln_pre_w, w->ln_pre_b, BT, D, 1e-5f);
+    for (l = 0; l < w->L; l++) {
+        const textok__vit_block *b = &w->blocks[l];
+        textok__vit_layer_tape *y = &t->layers[l];
+        float *xnext = l + 1 < w->L ? t->layers[l + 1].xin : t->xout;
+        k->layernorm_forward(k, y->ln1, y->ln1_mean, y->ln1_rstd, y->xin, b->ln1_w, b->ln1_b, BT, D, 1e-5f);
+        textok__linear(k, y->q, y->ln1, b->qkv_w, b->qkv_b, BT, D, D);
+        textok__linear(k, y->k, y->ln1, b->qkv_w + (size_t)D * D, b->qkv_b + D, BT, D, D);
+        textok__linear(k, y->v, y->ln1, b->qkv_w + 2 * (size_t)D * D, b->qkv_b + 2 * D, BT, D, D);
+        k->attention_forward(k, y->att, y->lse, y->q, y->k, y->v, NULL, NULL, &ad, att_work);
+        textok__linear(k, y->xmid, y->att, b->proj_w, b->proj_b, BT, D, D);
+        k->add_forward(k, y->xmid, y->xmid, y->xin, n);
+        k->layernorm_forward(k, y->ln2, y->ln2_mean, y->ln2_rstd, y->xmid, b->ln2_w, b->ln2_b, BT, D, 1e-5f);
+        textok__linear(k, y->fc, y->ln2, b->fc_w, b->fc_b, BT, D, M);
+        k->gelu_forward(k, y->gelu, y->fc, (size_t)BT * M, 0);
+        textok__linear(k, xnext, y->gelu, b->fc2_w, b->fc2_b, BT, M, D);
+        k->add_forward(k, xnext, xnext, y->xmid, n);
+    }
+}
+
+/* y = x W^T + b, backward: dx += dy W, dW += dy^T x, db += sum dy */
+static void textok__linear_backward(const textok_kernels *k, float *dx, float *dw, float *db, const float *dy,
+                                    const float *x, const float *w, int N, int in, int out)
+{
+    textok_matmul_dims d;
+    d.batch = 1; d.M = N; d.N = out; d.K = in; d.trans_a = 0; d.trans_b = 1;
+    k->matmul_backward(k, dx, dw, db, dy, x, w, &d);
+}
+
+/* dxout (B, T, D): the gradient at the stack's output, consumed (it becomes the running residual
+   gradient). dseq (B, T, D) += the gradient at the input sequence. g: the grads with the
+   layout of w. */
+static void textok__vit_train_backward(const textok_kernels *k, const textok__vit *w, const textok__vit *g,
+                                       const textok__vit_tape *t, const float *seq, float *dseq, float *dxout,
+                                       const textok__vit_grad_scratch *s, int B, int T)
+{
+    const int D = w->D, M = w->M, BT = B * T;
+    const size_t n = (size_t)BT * D, nm = (size_t)BT * M;
+    textok_attention_dims ad = textok__vit_ad(w, B, T);
+    float *dx = dxout;
+    int l, j;
+    for (l = w->L - 1; l >= 0; l--) {
+        const textok__vit_block *b = &w->blocks[l], *gb = &g->blocks[l];
+        const textok__vit_layer_tape *y = &t->layers[l];
+        /* xnext = xmid + fc2(gelu(fc(ln2(xmid)))): dx already is d xmid's residual share */
+        k->fill(k, s->dmlp, nm, 0.0f);
+        textok__linear_backward(k, s->dmlp, gb->fc2_w, gb->fc2_b, dx, y->gelu, b->fc2_w, BT, M, D);
+        k->fill(k, s->dfc, nm, 0.0f);
+        k->gelu_backward(k, s->dfc, s->dmlp, y->fc, nm, 0);
+        k->fill(k, s->dln, n, 0.0f);
+        textok__linear_backward(k, s->dln, gb->fc_w, gb->fc_b, s->dfc, y->ln2, b->fc_w, BT, D, M);
+        k->layernorm_backward(k, dx, gb->ln2_w, gb->ln2_b, s->dln, y->xmid, b->ln2_w, y->ln2_mean, y->ln2_rstd, BT, D);
+        /* xmid = xin + proj(attention(q, k, v)) with q, k, v = rows of in_proj applied to ln1 */
+        k->fill(k, s->datt, n, 0.0f);
+        textok__linear_backward(k, s->datt, gb->proj_w, gb->proj_b, dx, y->att, b->proj_w, BT, D, D);
+        k->fill(k, s->dq, n, 0.0f); k->fill(k, s->dk, n, 0.0f); k->fill(k, s->dv, n, 0.0f);
+        k->attention_backward(k, s->dq, s->dk, s->dv, NULL, s->datt, y->q, y->k, y->v, NULL, NULL,
+                              y->att, y->lse, &ad, s->work);
+        k->fill(k, s->dln, n, 0.0f);
+        for (j = 0; j < 3; j++) {
+            const float *dy = j == 0 ? s->dq : j == 1 ? s->dk : s->dv;
+            textok__linear_backward(k, s->dln, gb->qkv_w + (size_t)j * D * D, gb->qkv_b + (size_t)j * D, dy,
+                                    y->ln1, b->qkv_w + (size_t)j * D * D, BT, D, D);
+        }
+        k->layernorm_backward(k, dx, gb->ln1_w, gb->ln1_b, s->dln, y->xin, b->ln1_w, y->ln1_mean, y->ln1_rstd, BT, D);
+    }
+    k->layernorm_backward(k, dseq, g->ln_pre_w, g->ln_pre_b, dx, seq, w->ln_pre_w, t->pre_mean, t->pre_rstd, BT, D);
+}
+
+/* ----- the MaskGIT-VQGAN pixel decoder with its tape: a list of stages run in order ---------- */
+enum { TEXTOK__PX_CONV, TEXTOK__PX_RES, TEXTOK__PX_UP, TEXTOK__PX_OUT };
+typedef struct textok__px_stage {
+    int kind, cin, cout, H, W;          /* H, W: the stage's input size */
+    const float *w, *b;                 /* conv weight/bias (CONV, UP, OUT) */
+    float *gw, *gb;                     /* their gradients */
+    const textok__resblock *r;          /* RES: the block and its gradient twin */
+    const textok__resblock *gr;
+    const float *nw, *nb;               /* OUT: norm_out */
+    float *gnw, *gnb;
+    float *in, *out;                    /* (B, cin, H, W), (B, cout, H', W') */
+    float *t1, *m1, *r1, *s1, *h1, *t2, *m2, *r2, *s2, *h2;   /* RES internals; OUT: t1 m1 r1 s1; UP: t1 */
+} textok__px_stage;
+
+/* ----- the trainer --------------------------------------------------------------------------- */
+struct textok_trainer {
+    textok_train_config tc;
+    textok_titok       *m;              /* borrowed */
+    textok_lpips       *lpips;          /* borrowed, may be NULL */
+    textok_disc        *disc;           /* borrowed, may be NULL */
+    textok_kernels      k;
+    textok_rng          rng;
+    int                 step, disc_step;
+    float               lecam_real, lecam_fake;
+
+    /* tokenizer parameter-shaped blocks, each n_params floats in the model's layout */
+    textok_titok        g;              /* grads: a shadow model whose named pointers point into grads */
+    float              *grads, *adam_m, *adam_v, *ema;
+    textok_tensor_spec *specs;          /* (n_tensors) names/shapes; offsets below */
+    size_t             *offsets;
+    int                 n_tensors;
+    float              *disc_m, *disc_v;   /* discriminator AdamW moments */
+    size_t             *disc_offsets;   /* (n_tensors + 1) the discriminator's tensor offsets and end */
+
+    /* the tape and gradient scratch: one arena */
+    float  *arena;
+    size_t  arena_floats;
+    int     B, S, P, T, K, C, Cq;
+    float  *img, *recon;                /* (B, 3, S, S) input x, reconstruction x^ */
+    float  *patches, *tok;              /* (B, De, P), (B, P, De) */
+    float  *seq_e, *seq_d;              /* (B, T, De), (B, T, Dd) */
+    textok__vit_tape enc, dec;
+    float  *lat_e, *lat_e_mean, *lat_e_rstd;   /* (B, K, De), (B*K) encoder ln_post */
+    float  *zt;                         /* (B, K, Cq) encoder output, token-major */
+    float  *zn, *zq;                    /* VQ: (B*K, C) searched vectors, their codebook entries */
+    int32_t *ids;                       /* (B*K) */
+    float  *cb_work;
+    float  *zoff, *noise, *zs;          /* VAE: (B, 2C, K) official layout, (B, C, K) noise, sample */
+    float  *zdec;                       /* (B, K, C) the decoder's input */
+    float  *lat_d;                      /* (B, K, Dd) decoder_embed output */
+    float  *dec_out, *dec_mean, *dec_rstd;   /* (B, P, Dd), (B*P) decoder ln_post */
+    float  *head1;                      /* (B, P, p*p*3) or legacy (B, P, 2Dd) after tanh */
+    float  *img2;                       /* non-legacy: (B, 3, S, S) before conv_out */
+    float  *logits, *probs, *codes;     /* legacy: (B, P, Vp), (B, P, Vp), (B, P, Z) */
+    float  *px_in;                      /* legacy: (B, Z, g, g) */
+    textok__px_stage *px;               /* legacy: the pixel decoder's stages (host array) */
+    int     n_px;
+    float  *conv_work;
+    float  *scal;                       /* (16) device scalars: losses, norms */
+    /* gradient scratch */
+    textok__vit_grad_scratch vs;
+    float  *dseq, *dxout;               /* (B, T, Dmax) */
+    float  *drecon, *dimg2, *dhead1, *dhead1b, *ddec_out, *dlogits, *dprobs, *dcodes, *dpx_in;
+    float  *dpa, *dpb, *dpc, *dpd, *dpe, *dpf;   /* pixel-decoder gradient scratch (B * act) each */
+    float  *dlat, *dzt, *dzdec, *dzn, *dzq, *dzoff, *dzs, *dms, *dcb;
+    float  *dpatches, *dtok;
+    float  *dlogit_disc;                /* (2B * pool^2) */
+    float  *disc_in;                    /* (2B, 3, S, S) real then fake */
+    /* host staging */
+    float  *h_logits;                   /* (2B * pool^2) */
+    float  *h_noise;                    /* (B * C * K) */
+};
+
+static textok_conv2d_dims textok__same_dims(int B, int C, int H, int W, int OC, int ksize)
+{
+    textok_conv2d_dims d;
+    d.B = B; d.C = C; d.H = H; d.W = W; d.OC = OC; d.KH = ksize; d.KW = ksize; d.stride = 1; d.pad = ksize / 2;
+    return d;
+}
+
+/* The pixel decoder as a list of stages (count with st == NULL), buffers carved from a. */
+static int textok__px_build(textok_trainer *t, textok__carve *a, textok__px_stage *st, size_t *conv_work, size_t *act)
+{
+    const textok_titok_config *c = &t->m->cfg;
+    const textok__pixel_decoder *px = &t->m->pix, *gx = &t->g.pix;
+    const size_t B = (size_t)t->B, G = (size_t)c->pixel_groups;
+    const int nb = c->pixel_res_blocks, top = textok__pix_ch(c, c->pixel_num_levels - 1);
+    int n = 0, H = c->image_size / c->patch_size, l, j, *o = &a->overflow;
+    float *prev = t->px_in;
+#define TEXTOK__PX_NEW(kind_, cin_, cout_) do { \
+        textok__px_stage *s_ = st ? &st[n] : NULL; \
+        if (s_) { memset(s_, 0, sizeof *s_); s_->kind = (kind_); s_->cin = (cin_); s_->cout = (cout_); s_->H = H; s_->W = H; s_->in = prev; } \
+        cur = s_; n++; } while (0)
+    textok__px_stage tmp, *cur;
+    size_t hw = (size_t)H * H;
+    memset(&tmp, 0, sizeof tmp);
+    /* conv_in */
+    TEXTOK__PX_NEW(TEXTOK__PX_CONV, c->pixel_z_channels, top);
+    if (!cur) cur = &tmp;
+    cur->w = px->conv_in_w; cur->b = px->conv_in_b; cur->gw = gx->conv_in_w; cur->gb = gx->conv_in_b;
+    cur->out = prev = textok__take(a, textok__mul3(B, (size_t)top, hw, o));
+    *conv_work = textok__max2(*conv_work, textok__mul3((size_t)c->pixel_z_channels, 9, hw, o));
+    *act = textok__max2(*act, textok__max2((size_t)c->pixel_z_channels, (size_t)top) * hw);
+    for (l = c->pixel_num_levels; l >= 0; l--) {   /* l == levels: the mid blocks */
+        for (j = 0; j < nb; j++) {
+            const textok__resblock *r = l == c->pixel_num_levels ? &px->mid[j] : &px->up[l * nb + j];
+            const textok__resblock *gr = l == c->pixel_num_levels ? &gx->mid[j] : &gx->up[l * nb + j];
+            int cin = l == c->pixel_num_levels ? top : r->cin, cout = l == c->pixel_num_levels ? top : r->cout;
+            TEXTOK__PX_NEW(TEXTOK__PX_RES, cin, cout);
+            if (!cur) cur = &tmp;
+            cur->r = r; cur->gr = gr;
+            cur->t1 = textok__take(a, textok__mul3(B, (size_t)cin, hw, o));
+            cur->m1 = textok__take(a, B * G); cur->r1 = textok__take(a, B * G);
+            cur->s1 = textok__take(a, textok__mul3(B, (size_t)cin, hw, o));
+            cur->h1 = textok__take(a, textok__mul3(B, (size_t)cout, hw, o));
+            cur->t2 = textok__take(a, textok__mul3(B, (size_t)cout, hw, o));
+            cur->m2 = textok__take(a, B * G); cur->r2 = textok__take(a, B * G);
+            cur->s2 = textok__take(a, textok__mul3(B, (size_t)cout, hw, o));
+            cur->h2 = textok__take(a, textok__mul3(B, (size_t)cout, hw, o));
+            cur->out = prev = textok__take(a, textok__mul3(B, (size_t)cout, hw, o));
+            *conv_work = textok__max2(*conv_work, textok__mul3(textok__max2((size_t)cin, (size_t)cout), 9, hw, o));
+            *act = textok__max2(*act, textok__max2((size_t)cin, (size_t)cout) * hw);
+        }
+        if (l > 0 && l < c->pixel_num_levels) {   /* nearest x2 then a 3x3 conv */
+            int ch = textok__pix_ch(c, l);
+            TEXTOK__PX_NEW(TEXTOK__PX_UP, ch, ch);
+            if (!cur) cur = &tmp;
+            cur->w = px->upsample_w[l]; cur->b = px->upsample_b[l]; cur->gw = gx->upsample_w[l]; cur->gb = gx->upsample_b[l];
+            hw *= 4;
+            cur->t1 = textok__take(a, textok__mul3(B, (size_t)ch, hw, o));
+            cur->out = prev = textok__take(a, textok__mul3(B, (size_t)ch, hw, o));
+            *conv_work = textok__max2(*conv_work, textok__mul3((size_t)ch, 9, hw, o));
+            *act = textok__max2(*act, (size_t)ch * hw);
+            H *= 2;
+        }
+    }
+    {   /* norm_out, SiLU, conv_out -> the reconstruction */
+        int ch = textok__pix_ch(c, 0);
+        TEXTOK__PX_NEW(TEXTOK__PX_OUT, ch, 3);
+        if (!cur) cur = &tmp;
+        cur->w = px->conv_out_w; cur->b = px->conv_out_b; cur->gw = gx->conv_out_w; cur->gb = gx->conv_out_b;
+        cur->nw = px->norm_out_w; cur->nb = px->norm_out_b; cur->gnw = gx->norm_out_w; cur->gnb = gx->norm_out_b;
+        cur->t1 = textok__take(a, textok__mul3(B, (size_t)ch, hw, o));
+        cur->m1 = textok__take(a, B * G); cur->r1 = textok__take(a, B * G);
+        cur->s1 = textok__take(a, textok__mul3(B, (size_t)ch, hw, o));
+        cur->out = t->recon;
+        *conv_work = textok__max2(*conv_work, textok__mul3((size_t)ch, 9, hw, o));
+    }
+#undef TEXTOK__PX_NEW
+    return n;
+}
+
+/* Every tape and scratch buffer of the trainer (run once to size, once to bind). */
+static void textok__trainer_carve(textok_trainer *t, textok__carve *a)
+{
+    const textok_titok *m = t->m;
+    const textok_titok_config *c = &m->cfg;
+    const size_t B = (size_t)t->B, T = (size_t)t->T, P = (size_t)t->P, K = (size_t)t->K, C = (size_t)t->C;
+    const size_t Cq = (size_t)t->Cq, S = (size_t)t->S, p = (size_t)c->patch_size;
+    const size_t De = (size_t)c->enc_width, Dd = (size_t)c->dec_width;
+    const size_t Dmax = textok__max2(De, Dd), Mmax = textok__max2((size_t)c->enc_mlp, (size_t)c->dec_mlp);
+    const size_t img = textok__mul3(B, 3, S * S, &a->overflow);
+    size_t conv_work, act = 0, head1, hd;
+    textok_attention_dims ad;
+    textok_conv2d_dims cd;
+    int *o = &a->overflow;
+    t->img = textok__take(a, img);
+    t->recon = textok__take(a, img);
+    t->patches = textok__take(a, textok__mul3(B, De, P, o));
+    t->tok = textok__take(a, textok__mul3(B, P, De, o));
+    t->seq_e = textok__take(a, textok__mul3(B, T, De, o));
+    t->seq_d = textok__take(a, textok__mul3(B, T, Dd, o));
+    textok__vit_tape_carve(a, &t->enc, c->enc_layers, B, T, De, (size_t)c->enc_mlp, (size_t)c->enc_heads);
+    textok__vit_tape_carve(a, &t->dec, c->dec_layers, B, T, Dd, (size_t)c->dec_mlp, (size_t)c->dec_heads);
+    t->lat_e = textok__take(a, textok__mul3(B, K, De, o));
+    t->lat_e_mean = textok__take(a, B * K); t->lat_e_rstd = textok__take(a, B * K);
+    t->zt = textok__take(a, textok__mul3(B, K, Cq, o));
+    t->zn = textok__take(a, textok__mul3(B, K, C, o));
+    t->zq = textok__take(a, textok__mul3(B, K, C, o));
+    t->ids = (int32_t *)(void *)textok__take(a, B * K);
+    t->cb_work = c->quantize_mode == TEXTOK_QUANT_VQ
+               ? textok__take(a, textok_codebook_work_floats((int)(B * K), c->codebook_size, (int)C)) : NULL;
+    t->zoff = textok__take(a, textok__mul3(B, K, Cq, o));
+    t->noise = textok__take(a, textok__mul3(B, K, C, o));
+    t->zs = textok__take(a, textok__mul3(B, K, C, o));
+    t->zdec = textok__take(a, textok__mul3(B, K, C, o));
+    t->lat_d = textok__take(a, textok__mul3(B, K, Dd, o));
+    t->dec_out = textok__take(a, textok__mul3(B, P, Dd, o));
+    t->dec_mean = textok__take(a, B * P); t->dec_rstd = textok__take(a, B * P);
+    head1 = c->is_legacy ? 2 * Dd : p * p * 3;
+    t->head1 = textok__take(a, textok__mul3(B, P, head1, o));
+    cd.B = 1; cd.C = 3; cd.H = cd.W = (int)S; cd.OC = (int)De; cd.KH = cd.KW = (int)p; cd.stride = (int)p; cd.pad = 0;
+    conv_work = textok_conv2d_work_floats(&cd);
+    if (c->is_legacy) {
+        const size_t Vp = (size_t)c->pixel_codebook_size, Z = (size_t)c->pixel_z_channels;
+        t->img2 = NULL;
+        t->logits = textok__take(a, textok__mul3(B, P, Vp, o));
+        t->probs = textok__take(a, textok__mul3(B, P, Vp, o));
+        t->codes = textok__take(a, textok__mul3(B, P, Z, o));
+        t->px_in = textok__take(a, textok__mul3(B, P, Z, o));
+        t->n_px = textok__px_build(t, a, t->px, &conv_work, &act);
+    } else {
+        t->img2 = textok__take(a, img);
+        cd.OC = 3; cd.KH = cd.KW = 3; cd.stride = 1; cd.pad = 1;
+        conv_work = textok__max2(conv_work, textok_conv2d_work_floats(&cd));
+        t->logits = t->probs = t->codes = t->px_in = NULL;
+    }
+    t->conv_work = textok__take(a, conv_work);
+    t->scal = textok__take(a, 16);
+    /* gradient scratch */
+    ad.B = (int)B; ad.Tq = ad.Tk = (int)T; ad.C = (int)Dmax; ad.H = 1; ad.scale = 1.0f;
+    t->vs.dx = textok__take(a, textok__mul3(B, T, Dmax, o));
+    t->vs.dln = textok__take(a, textok__mul3(B, T, Dmax, o));
+    t->vs.dq = textok__take(a, textok__mul3(B, T, Dmax, o));
+    t->vs.dk = textok__take(a, textok__mul3(B, T, Dmax, o));
+    t->vs.dv = textok__take(a, textok__mul3(B, T, Dmax, o));
+    t->vs.datt = textok__take(a, textok__mul3(B, T, Dmax, o));
+    t->vs.dmlp = textok__take(a, textok__mul3(B, T, Mmax, o));
+    t->vs.dfc = textok__take(a, textok__mul3(B, T, Mmax, o));
+    t->vs.work = textok__take(a, textok_attention_work_floats(&ad));
+    t->dseq = textok__take(a, textok__mul3(B, T, Dmax, o));
+    t->dxout = textok__take(a, textok__mul3(B, T, Dmax, o));
+    t->drecon = textok__take(a, img);
+    t->dimg2 = c->is_legacy ? NULL : textok__take(a, img);
+    hd = head1;
+    t->dhead1 = textok__take(a, textok__mul3(B, P, hd, o));
+    t->dhead1b = textok__take(a, textok__mul3(B, P, hd, o));
+    t->ddec_out = textok__take(a, textok__mul3(B, P, Dd, o));
+    if (c->is_legacy) {
+        t->dcodes = textok__take(a, textok__mul3(B, P, (size_t)c->pixel_z_channels, o));
+        t->dpx_in = textok__take(a, textok__mul3(B, P, (size_t)c->pixel_z_channels, o));
+        t->dpa = textok__take(a, textok__mul3(B, act, 1, o));
+        t->dpb = textok__take(a, textok__mul3(B, act, 1, o));
+        t->dpc = textok__take(a, textok__mul3(B, act, 1, o));
+        t->dpd = textok__take(a, textok__mul3(B, act, 1, o));
+        t->dpe = textok__take(a, textok__mul3(B, act, 1, o));   /* the two rotating stage gradients */
+        t->dpf = textok__take(a, textok__mul3(B, act, 1, o));
+        t->dlogits = textok__take(a, textok__mul3(B, P, (size_t)c->pixel_codebook_size, o));
+        t->dprobs = textok__take(a, textok__mul3(B, P, (size_t)c->pixel_codebook_size, o));
+    }
+    t->dlat = textok__take(a, textok__mul3(B, K, Dmax, o));
+    t->dzt = textok__take(a, textok__mul3(B, K, Cq, o));
+    t->dzdec = textok__take(a, textok__mul3(B, K, C, o));
+    t->dzn = textok__take(a, textok__mul3(B, K, C, o));
+    t->dzq = textok__take(a, textok__mul3(B, K, C, o));
+    t->dzoff = textok__take(a, textok__mul3(B, K, Cq, o));
+    t->dzs = textok__take(a, textok__mul3(B, K, C, o));
+    t->dms = textok__take(a, textok__mul3(P, Dd, 1, o));
+    t->dcb = c->quantize_mode == TEXTOK_QUANT_VQ ? textok__take(a, textok__mul3((size_t)c->codebook_size, C, 1, o)) : NULL;
+    t->dpatches = textok__take(a, textok__mul3(B, De, P, o));
+    t->dtok = textok__take(a, textok__mul3(B, P, De, o));
+    if (t->disc) {
+        size_t pl = (size_t)t->disc->cfg.pool * (size_t)t->disc->cfg.pool;
+        t->dlogit_disc = textok__take(a, textok__mul3(2 * B, pl, 1, o));
+        t->disc_in = textok__take(a, textok__mul3(2, img, 1, o));
+    }
+}
+
+/* ----- TiTok forward in training mode (the same math as section 9, keeping the tape) --------- */
+static void textok__px_train_forward(textok_trainer *t)
+{
+    const textok_kernels *k = &t->k;
+    const int B = t->B, G = t->m->cfg.pixel_groups;
+    int i;
+    for (i = 0; i < t->n_px; i++) {
+        const textok__px_stage *s = &t->px[i];
+        const int HW = s->H * s->W;
+        switch (s->kind) {
+        case TEXTOK__PX_CONV:
+            textok__conv_same(k, s->out, s->in, s->w, s->b, B, s->cin, s->H, s->W, s->cout, 3, t->conv_work);
+            break;
+        case TEXTOK__PX_RES: {   /* GN SiLU conv GN SiLU conv, then the nin_shortcut quirk (8.10) */
+            const textok__resblock *r = s->r;
+            k->groupnorm_forward(k, s->t1, s->m1, s->r1, s->in, r->norm1_w, r->norm1_b, B, s->cin, HW, G, 1e-6f);
+            k->silu_forward(k, s->s1, s->t1, (size_t)B * s->cin * HW);
+            textok__conv_same(k, s->h1, s->s1, r->conv1_w, NULL, B, s->cin, s->H, s->W, s->cout, 3, t->conv_work);
+            k->groupnorm_forward(k, s->t2, s->m2, s->r2, s->h1, r->norm2_w, r->norm2_b, B, s->cout, HW, G, 1e-6f);
+            k->silu_forward(k, s->s2, s->t2, (size_t)B * s->cout * HW);
+            textok__conv_same(k, s->h2, s->s2, r->conv2_w, NULL, B, s->cout, s->H, s->W, s->cout, 3, t->conv_work);
+            if (r->nin_w) {
+                textok__conv_same(k, s->out, s->h2, r->nin_w, NULL, B, s->cout, s->H, s->W, s->cout, 1, t->conv_work);
+                k->add_forward(k, s->out, s->out, s->h2, (size_t)B * s->cout * HW);
+            } else {
+                k->add_forward(k, s->out, s->in, s->h2, (size_t)B * s->cout * HW);
+            }
+            break;
+        }
+        case TEXTOK__PX_UP:
+            k->upsample_forward(k, s->t1, s->in, B * s->cin, s->H, s->W, 2);
+            textok__conv_same(k, s->out, s->t1, s->w, s->b, B, s->cin, 2 * s->H, 2 * s->W, s->cout, 3, t->conv_work);
+            break;
+        default:   /* OUT */
+            k->groupnorm_forward(k, s->t1, s->m1, s->r1, s->in, s->nw, s->nb, B, s->cin, HW, G, 1e-6f);
+            k->silu_forward(k, s->s1, s->t1, (size_t)B * s->cin * HW);
+            textok__conv_same(k, s->out, s->s1, s->w, s->b, B, s->cin, s->H, s->W, 3, 3, t->conv_work);
+        }
+    }
+}
+
+/* img (B, 3, S, S) -> zt (B, K, Cq) */
+static void textok__titok_train_encoder(textok_trainer *t)
+{
+    const textok_kernels *k = &t->k;
+    const textok_titok *m = t->m;
+    const textok_titok_config *c = &m->cfg;
+    const int B = t->B, K = t->K, D = c->enc_width, P = t->P, T = t->T, Cq = t->Cq, p = c->patch_size;
+    textok_conv2d_dims cd;
+    int b;
+    cd.B = B; cd.C = 3; cd.H = cd.W = c->image_size; cd.OC = D; cd.KH = cd.KW = cd.stride = p; cd.pad = 0;
+    k->conv2d_forward(k, t->patches, t->img, m->enc.patch_w, m->enc.patch_b, &cd, t->conv_work);
+    k->transpose_forward(k, t->tok, t->patches, B, D, P);
+    for (b = 0; b < B; b++) {
+        float *s = t->seq_e + (size_t)b * T * D;
+        k->add_forward(k, s, m->enc.cls, m->enc.pos, (size_t)D);
+        k->add_forward(k, s + D, t->tok + (size_t)b * P * D, m->enc.pos + D, (size_t)P * D);
+        k->add_forward(k, s + (size_t)(1 + P) * D, m->latent_tokens, m->enc.latent_pos, (size_t)K * D);
+    }
+    textok__vit_train_forward(k, &m->enc.vit, &t->enc, t->seq_e, t->vs.work, B, T);
+    for (b = 0; b < B; b++)
+        k->layernorm_forward(k, t->lat_e + (size_t)b * K * D, t->lat_e_mean + (size_t)b * K, t->lat_e_rstd + (size_t)b * K,
+                             t->enc.xout + ((size_t)b * T + 1 + P) * D, m->enc.vit.ln_post_w, m->enc.vit.ln_post_b, K, D, 1e-5f);
+    if (c->is_legacy) {   /* the reinterpreting reshape, see textok__titok_encoder */
+        textok_matmul_dims d;
+        d.batch = 1; d.M = K; d.N = Cq; d.K = D; d.trans_a = 1; d.trans_b = 1;
+        for (b = 0; b < B; b++)
+            k->matmul_forward(k, t->zt + (size_t)b * K * Cq, t->lat_e + (size_t)b * K * D, m->enc.out_w, m->enc.out_b, &d);
+    } else {
+        textok__linear(k, t->zt, t->lat_e, m->enc.out_w, m->enc.out_b, B * K, D, Cq);
+    }
+}
+
+/* zdec (B, K, C) -> recon (B, 3, S, S) */
+static void textok__titok_train_decoder(textok_trainer *t)
+{
+    const textok_kernels *k = &t->k;
+    const textok_titok *m = t->m;
+    const textok_titok_config *c = &m->cfg;
+    const int B = t->B, K = t->K, C = t->C, D = c->dec_width, P = t->P, T = t->T, S = t->S, p = c->patch_size;
+    int b;
+    textok__linear(k, t->lat_d, t->zdec, m->dec.embed_w, m->dec.embed_b, B * K, C, D);
+    for (b = 0; b < B; b++) {
+        float *s = t->seq_d + (size_t)b * T * D;
+        k->add_forward(k, s, m->dec.cls, m->dec.pos, (size_t)D);
+        k->copy(k, s + D, m->dec_mask_seq, (size_t)P * D * sizeof(float));
+        k->add_forward(k, s + (size_t)(1 + P) * D, t->lat_d + (size_t)b * K * D, m->dec.latent_pos, (size_t)K * D);
+    }
+    textok__vit_train_forward(k, &m->dec.vit, &t->dec, t->seq_d, t->vs.work, B, T);
+    for (b = 0; b < B; b++)
+        k->layernorm_forward(k, t->dec_out + (size_t)b * P * D, t->dec_mean + (size_t)b * P, t->dec_rstd + (size_t)b * P,
+                             t->dec.xout + ((size_t)b * T + 1) * D, m->dec.vit.ln_post_w, m->dec.vit.ln_post_b, P, D, 1e-5f);
+    if (c->is_legacy) {
+        const int Vp = c->pixel_codebook_size, Z = c->pixel_z_channels;
+        textok_matmul_dims d;
+        textok__linear(k, t->head1, t->dec_out, m->dec.ffn0_w, m->dec.ffn0_b, B * P, D, 2 * D);
+        k->tanh_forward(k, t->head1, t->head1, (size_t)B * P * 2 * D);
+        textok__linear(k, t->logits, t->head1, m->dec.ffn2_w, m->dec.ffn2_b, B * P, 2 * D, Vp);
+        k->softmax_forward(k, t->probs, t->logits, B * P, Vp);
+        d.batch = 1; d.M = B * P; d.N = Z; d.K = Vp; d.trans_a = 0; d.trans_b = 0;
+        k->matmul_forward(k, t->codes, t->probs, m->pix.codebook, NULL, &d);
+        k->transpose_forward(k, t->px_in, t->codes, B, P, Z);
+        textok__px_train_forward(t);
+    } else {
+        textok__linear(k, t->head1, t->dec_out, m->dec.ffn0_w, m->dec.ffn0_b, B * P, D, p * p * 3);
+        k->unpatchify_forward(k, t->img2, t->head1, B, 3, S, S, p);
+        textok__conv_same(k, t->recon, t->img2, m->dec.out_w, m->dec.out_b, B, 3, S, S, 3, 3, t->conv_work);
+    }
+}
+
+/* ----- backward ------------------------------------------------------------------------------ */
+static void textok__conv_same_backward(const textok_kernels *k, float *dinp, float *dw, float *db, const float *dout,
+                                       const float *inp, const float *w, int B, int C, int H, int W, int OC,
+                                       int ksize, float *work)
+{
+    textok_conv2d_dims d = textok__same_dims(B, C, H, W, OC, ksize);
+    k->conv2d_backward(k, dinp, dw, db, dout, inp, w, &d, work);
+}
+
+/* drecon -> dpx_in (B, Z, g, g), every pixel-decoder gradient */
+static void textok__px_train_backward(textok_trainer *t)
+{
+    const textok_kernels *k = &t->k;
+    const int B = t->B, G = t->m->cfg.pixel_groups;
+    float *dcur = t->drecon, *dprev = NULL;
+    int i;
+    for (i = t->n_px - 1; i >= 0; i--) {
+        const textok__px_stage *s = &t->px[i];
+        const int HW = s->H * s->W;
+        const size_t nin = (size_t)B * s->cin * HW, nout = (size_t)B * s->cout * HW;
+        dprev = i == 0 ? t->dpx_in : (dcur == t->dpe ? t->dpf : t->dpe);
+        k->fill(k, dprev, nin, 0.0f);
+        switch (s->kind) {
+        case TEXTOK__PX_CONV:
+            textok__conv_same_backward(k, dprev, s->gw, s->gb, dcur, s->in, s->w, B, s->cin, s->H, s->W, s->cout, 3, t->conv_work);
+            break;
+        case TEXTOK__PX_RES: {
+            const textok__resblock *r = s->r, *gr = s->gr;
+            const float *dh2 = dcur;
+            if (r->nin_w) {   /* out = h2 + nin(h2): the block input gets nothing from the skip */
+                k->fill(k, t->dpa, nout, 0.0f);
+                k->add_backward(k, t->dpa, NULL, dcur, nout);
+                textok__conv_same_backward(k, t->dpa, gr->nin_w, NULL, dcur, s->h2, r->nin_w, B, s->cout, s->H, s->W, s->cout, 1, t->conv_work);
+                dh2 = t->dpa;
+            } else {
+                k->add_backward(k, dprev, NULL, dcur, nout);
+            }
+            k->fill(k, t->dpb, nout, 0.0f);
+            textok__conv_same_backward(k, t->dpb, gr->conv2_w, NULL, dh2, s->s2, r->conv2_w, B, s->cout, s->H, s->W, s->cout, 3, t->conv_work);
+            k->fill(k, t->dpc, nout, 0.0f);
+            k->silu_backward(k, t->dpc, t->dpb, s->t2, nout);
+            k->fill(k, t->dpd, nout, 0.0f);
+            k->groupnorm_backward(k, t->dpd, gr->norm2_w, gr->norm2_b, t->dpc, s->h1, r->norm2_w, s->m2, s->r2, B, s->cout, HW, G);
+            k->fill(k, t->dpb, nin, 0.0f);
+            textok__conv_same_backward(k, t->dpb, gr->conv1_w, NULL, t->dpd, s->s1, r->conv1_w, B, s->cin, s->H, s->W, s->cout, 3, t->conv_work);
+            k->fill(k, t->dpc, nin, 0.0f);
+            k->silu_backward(k, t->dpc, t->dpb, s->t1, nin);
+            k->groupnorm_backward(k, dprev, gr->norm1_w, gr->norm1_b, t->dpc, s->in, r->norm1_w, s->m1, s->r1, B, s->cin, HW, G);
+            break;
+        }
+        case TEXTOK__PX_UP:
+            k->fill(k, t->dpa, 4 * nin, 0.0f);
+            textok__conv_same_backward(k, t->dpa, s->gw, s->gb, dcur, s->t1, s->w, B, s->cin, 2 * s->H, 2 * s->W, s->cout, 3, t->conv_work);
+            k->upsample_backward(k, dprev, t->dpa, B * s->cin, s->H, s->W, 2);
+            break;
+        default:   /* OUT */
+            k->fill(k, t->dpa, nin, 0.0f);
+            textok__conv_same_backward(k, t->dpa, s->gw, s->gb, dcur, s->s1, s->w, B, s->cin, s->H, s->W, 3, 3, t->conv_work);
+            k->fill(k, t->dpb, nin, 0.0f);
+            k->silu_backward(k, t->dpb, t->dpa, s->t1, nin);
+            k->groupnorm_backward(k, dprev, s->gnw, s->gnb, t->dpb, s->in, s->nw, s->m1, s->r1, B, s->cin, HW, G);
+        }
+        dcur = dprev;
+    }
+}
+
+/* drecon -> dzdec (B, K, C) and the decoder's gradients */
+static void textok__titok_train_decoder_backward(textok_trainer *t)
+{
+    const textok_kernels *k = &t->k;
+    const textok_titok *m = t->m;
+    textok_titok *g = &t->g;
+    const textok_titok_config *c = &m->cfg;
+    const int B = t->B, K = t->K, C = t->C, D = c->dec_width, P = t->P, T = t->T, S = t->S, p = c->patch_size;
+    int b, i;
+    k->fill(k, t->ddec_out, (size_t)B * P * D, 0.0f);
+    if (c->is_legacy) {
+        const int Vp = c->pixel_codebook_size, Z = c->pixel_z_channels;
+        textok_matmul_dims d;
+        textok__px_train_backward(t);
+        k->fill(k, t->dcodes, (size_t)B * P * Z, 0.0f);
+        k->transpose_backward(k, t->dcodes, t->dpx_in, B, P, Z);
+        d.batch = 1; d.M = B * P; d.N = Z; d.K = Vp; d.trans_a = 0; d.trans_b = 0;
+        k->fill(k, t->dprobs, (size_t)B * P * Vp, 0.0f);
+        k->matmul_backward(k, t->dprobs, g->pix.codebook, NULL, t->dcodes, t->probs, m->pix.codebook, &d);
+        k->fill(k, t->dlogits, (size_t)B * P * Vp, 0.0f);
+        k->softmax_backward(k, t->dlogits, t->dprobs, t->probs, B * P, Vp);
+        k->fill(k, t->dhead1, (size_t)B * P * 2 * D, 0.0f);
+        textok__linear_backward(k, t->dhead1, g->dec.ffn2_w, g->dec.ffn2_b, t->dlogits, t->head1, m->dec.ffn2_w, B * P, 2 * D, Vp);
+        k->fill(k, t->dhead1b, (size_t)B * P * 2 * D, 0.0f);
+        k->tanh_backward(k, t->dhead1b, t->dhead1, t->head1, (size_t)B * P * 2 * D);
+        textok__linear_backward(k, t->ddec_out, g->dec.ffn0_w, g->dec.ffn0_b, t->dhead1b, t->dec_out, m->dec.ffn0_w, B * P, D, 2 * D);
+    } else {
+        const size_t n1 = (size_t)B * P * p * p * 3;
+        k->fill(k, t->dimg2, (size_t)B * 3 * S * S, 0.0f);
+        textok__conv_same_backward(k, t->dimg2, g->dec.out_w, g->dec.out_b, t->drecon, t->img2, m->dec.out_w, B, 3, S, S, 3, 3, t->conv_work);
+        k->fill(k, t->dhead1, n1, 0.0f);
+        k->unpatchify_backward(k, t->dhead1, t->dimg2, B, 3, S, S, p);
+        textok__linear_backward(k, t->ddec_out, g->dec.ffn0_w, g->dec.ffn0_b, t->dhead1, t->dec_out, m->dec.ffn0_w, B * P, D, p * p * 3);
+    }
+    /* ln_post on the mask rows, then the stack */
+    k->fill(k, t->dxout, (size_t)B * T * D, 0.0f);
+    for (b = 0; b < B; b++)
+        k->layernorm_backward(k, t->dxout + ((size_t)b * T + 1) * D, g->dec.vit.ln_post_w, g->dec.vit.ln_post_b,
+                              t->ddec_out + (size_t)b * P * D, t->dec.xout + ((size_t)b * T + 1) * D,
+                              m->dec.vit.ln_post_w, t->dec_mean + (size_t)b * P, t->dec_rstd + (size_t)b * P, P, D);
+    k->fill(k, t->dseq, (size_t)B * T * D, 0.0f);
+    textok__vit_train_backward(k, &m->dec.vit, &g->dec.vit, &t->dec, t->seq_d, t->dseq, t->dxout, &t->vs, B, T);
+    /* the sequence [cls + pos0, mask_token + pos[1..P], embed(z) + latent_pos] */
+    k->fill(k, t->dms, (size_t)P * D, 0.0f);
+    k->fill(k, t->dlat, (size_t)B * K * D, 0.0f);
+    for (b = 0; b < B; b++) {
+        const float *ds = t->dseq + (size_t)b * T * D;
+        k->add_backward(k, g->dec.cls, g->dec.pos, ds, (size_t)D);
+        k->add_backward(k, t->dms, NULL, ds + D, (size_t)P * D);
+        k->add_backward(k, t->dlat + (size_t)b * K * D, g->dec.latent_pos, ds + (size_t)(1 + P) * D, (size_t)K * D);
+    }
+    k->add_backward(k, g->dec.pos + D, NULL, t->dms, (size_t)P * D);
+    for (i = 0; i < P; i++) k->add_backward(k, g->dec.mask_token, NULL, t->dms + (size_t)i * D, (size_t)D);
+    k->fill(k, t->dzdec, (size_t)B * K * C, 0.0f);
+    textok__linear_backward(k, t->dzdec, g->dec.embed_w, g->dec.embed_b, t->dlat, t->zdec, m->dec.embed_w, B * K, C, D);
+}
+
+/* dzt (B, K, Cq) -> the encoder's gradients (the image needs none) */
+static void textok__titok_train_encoder_backward(textok_trainer *t)
+{
+    const textok_kernels *k = &t->k;
+    const textok_titok *m = t->m;
+    textok_titok *g = &t->g;
+    const textok_titok_config *c = &m->cfg;
+    const int B = t->B, K = t->K, D = c->enc_width, P = t->P, T = t->T, Cq = t->Cq, p = c->patch_size;
+    textok_conv2d_dims cd;
+    int b;
+    k->fill(k, t->dlat, (size_t)B * K * D, 0.0f);
+    if (c->is_legacy) {
+        textok_matmul_dims d;
+        d.batch = 1; d.M = K; d.N = Cq; d.K = D; d.trans_a = 1; d.trans_b = 1;
+        for (b = 0; b < B; b++)
+            k->matmul_backward(k, t->dlat + (size_t)b * K * D, g->enc.out_w, g->enc.out_b, t->dzt + (size_t)b * K * Cq,
+                               t->lat_e + (size_t)b * K * D, m->enc.out_w, &d);
+    } else {
+        textok__linear_backward(k, t->dlat, g->enc.out_w, g->enc.out_b, t->dzt, t->lat_e, m->enc.out_w, B * K, D, Cq);
+    }
+    k->fill(k, t->dxout, (size_t)B * T * D, 0.0f);
+    for (b = 0; b < B; b++)
+        k->layernorm_backward(k, t->dxout + ((size_t)b * T + 1 + P) * D, g->enc.vit.ln_post_w, g->enc.vit.ln_post_b,
+                              t->dlat + (size_t)b * K * D, t->enc.xout + ((size_t)b * T + 1 + P) * D, m->enc.vit.ln_post_w,
+                              t->lat_e_mean + (size_t)b * K, t->lat_e_rstd + (size_t)b * K, K, D);
+    k->fill(k, t->dseq, (size_t)B * T * D, 0.0f);
+    textok__vit_train_backward(k, &m->enc.vit, &g->enc.vit, &t->enc, t->seq_e, t->dseq, t->dxout, &t->vs, B, T);
+    k->fill(k, t->dtok, (size_t)B * P * D, 0.0f);
+    for (b = 0; b < B; b++) {
+        const float *ds = t->dseq + (size_t)b * T * D;
+        k->add_backward(k, g->enc.cls, g->enc.pos, ds, (size_t)D);
+        k->add_backward(k, t->dtok + (size_t)b * P * D, g->enc.pos + D, ds + D, (size_t)P * D);
+        k->add_backward(k, g->latent_tokens, g->enc.latent_pos, ds + (size_t)(1 + P) * D, (size_t)K * D);
+    }
+    k->fill(k, t->dpatches, (size_t)B * D * P, 0.0f);
+    k->transpose_backward(k, t->dpatches, t->dtok, B, D, P);
+    cd.B = B; cd.C = 3; cd.H = cd.W = c->image_size; cd.OC = D; cd.KH = cd.KW = cd.stride = p; cd.pad = 0;
+    k->conv2d_backward(k, NULL, g->enc.patch_w, g->enc.patch_b, t->dpatches, t->img, m->enc.patch_w, &cd, t->conv_work);
+}
+
+/* ----- presets and config ------------------------------------------------------------------ */
+TEXTOKDEF int textok_train_preset(textok_train_config *tc, const char *name)
+{
+    if (!tc || !name) return textok__fail(TEXTOK_ERR_ARG, "textok_train_preset: NULL argument");
+    memset(tc, 0, sizeof *tc);
+    tc->batch = 8; tc->recon_weight = 1.0f; tc->commitment_cost = 0.25f; tc->quantizer_weight = 1.0f;
+    tc->kl_weight = 1e-6f; tc->vae_sample = 1; tc->disc_factor = 1.0f; tc->lecam_weight = 0.001f;
+    tc->lecam_decay = 0.999f; tc->lr = 1e-4; tc->end_lr = 1e-5; tc->beta1 = 0.9; tc->beta2 = 0.999;
+    tc->eps = 1e-8; tc->weight_decay = 1e-4; tc->grad_clip = 1.0f; tc->ema_decay = 0.999;
+    if (!strcmp(name, "titok-stage2")) {          /* configs/training/TiTok/stage2 */
+        tc->perceptual_weight = 0.1f; tc->quantizer_weight = 0.0f; tc->commitment_cost = 0.0f;
+        tc->disc_weight = 0.01f; tc->disc_start = 20000; tc->warmup_steps = 5000; tc->total_steps = 500000;
+    } else if (!strcmp(name, "tatitok")) {        /* configs/training/TA-TiTok */
+        tc->perceptual_weight = 1.1f; tc->disc_weight = 0.1f; tc->disc_start = 200000; tc->beta2 = 0.99;
+        tc->warmup_steps = 10000; tc->total_steps = 1000000;
+    } else if (!strcmp(name, "textok")) {         /* textok-paper.md 1.3 */
+        tc->perceptual_weight = 0.1f; tc->disc_weight = 0.1f; tc->disc_start = 80000; tc->lecam_weight = 1e-4f;
+        tc->warmup_steps = 10000; tc->total_steps = 1000000;
+    } else if (!strcmp(name, "tiny")) {
+        tc->perceptual_weight = 0.1f; tc->disc_weight = 0.1f; tc->disc_start = 0; tc->lr = 1e-3; tc->end_lr = 1e-4;
+        tc->weight_decay = 0.0; tc->warmup_steps = 20; tc->total_steps = 1000;
+    } else {
+        return textok__fail(TEXTOK_ERR_ARG, "textok_train_preset: unknown preset '%.64s' (titok-stage2, tatitok, textok, tiny)", name);
+    }
+    tc->disc_lr = tc->lr; tc->disc_end_lr = tc->end_lr;
+    return TEXTOK_OK;
+}
+
+TEXTOKDEF int textok_train_config_check(const textok_train_config *tc)
+{
+#define TEXTOK__TC(cond, ...) do { if (!(cond)) return textok__fail(TEXTOK_ERR_ARG, "training config: " __VA_ARGS__); } while (0)
+    if (!tc) return textok__fail(TEXTOK_ERR_ARG, "training config: NULL");
+    TEXTOK__TC(tc->batch >= 1 && tc->batch <= 4096, "batch %d not in [1, 4096]", tc->batch);
+    TEXTOK__TC(tc->recon_l1 == 0 || tc->recon_l1 == 1, "recon_l1 must be 0 or 1");
+    TEXTOK__TC(tc->recon_weight >= 0 && tc->perceptual_weight >= 0 && tc->quantizer_weight >= 0 &&
+               tc->commitment_cost >= 0 && tc->kl_weight >= 0 && tc->disc_weight >= 0 && tc->disc_factor >= 0 &&
+               tc->lecam_weight >= 0, "loss weights must be finite and >= 0");
+    TEXTOK__TC(tc->lecam_decay >= 0 && tc->lecam_decay <= 1, "lecam_decay %g not in [0, 1]", tc->lecam_decay);
+    TEXTOK__TC(tc->lr >= 0 && tc->end_lr >= 0 && tc->disc_lr >= 0 && tc->disc_end_lr >= 0, "learning rates must be >= 0");
+    TEXTOK__TC(tc->warmup_steps >= 0 && tc->total_steps >= 1 && tc->disc_start >= 0, "warmup_steps/total_steps/disc_start out of range");
+    TEXTOK__TC(tc->beta1 >= 0 && tc->beta1 < 1 && tc->beta2 >= 0 && tc->beta2 < 1 && tc->eps > 0, "AdamW betas must be in [0, 1), eps > 0");
+    TEXTOK__TC(tc->weight_decay >= 0 && tc->grad_clip >= 0, "weight_decay and grad_clip must be >= 0");
+    TEXTOK__TC(tc->ema_decay >= 0 && tc->ema_decay < 1, "ema_decay %g not in [0, 1)", tc->ema_decay);
+#undef TEXTOK__TC
+    return TEXTOK_OK;
+}
+
+/* Linear warmup from 0, then cosine from base to end (utils/lr_schedulers.py), in double. */
+static double textok__lr_at(double base, double end, int step, int warmup, int total)
+{
+    double progress;
+    if (step < warmup) return base * (double)step / (double)warmup;
+    progress = (double)(step - warmup) / (double)(total - warmup > 1 ? total - warmup : 1);
+    if (progress > 1.0) progress = 1.0;
+    return end + (base - end) * 0.5 * (1.0 + cos(3.14159265358979323846 * progress));
+}
+
+/* The official weight-decay rule (utils/train_utils.py create_optimizer): no decay for 1-D
+   tensors and for any name that contains one of these words. */
+static int textok__decays(const textok_tensor_spec *s)
+{
+    static const char *const skip[] = { "ln", "bias", "latent_tokens", "mask_token", "embedding", "norm",
+                                        "gamma", "embed" };
+    size_t i;
+    if (s->ndim < 2) return 0;
+    for (i = 0; i < sizeof skip / sizeof skip[0]; i++) if (strstr(s->name, skip[i])) return 0;
+    return 1;
+}
+
+/* ----- create / free ------------------------------------------------------------------------ */
+TEXTOKDEF void textok_trainer_free(textok_trainer *t)
+{
+    if (!t) return;
+    if (t->grads) t->k.free(&t->k, t->grads);
+    if (t->adam_m) t->k.free(&t->k, t->adam_m);
+    if (t->adam_v) t->k.free(&t->k, t->adam_v);
+    if (t->ema) t->k.free(&t->k, t->ema);
+    if (t->disc_m) t->k.free(&t->k, t->disc_m);
+    if (t->disc_v) t->k.free(&t->k, t->disc_v);
+    if (t->arena) t->k.free(&t->k, t->arena);
+    TEXTOK_FREE(t->g.host_arrays);
+    TEXTOK_FREE(t->enc.layers);
+    TEXTOK_FREE(t->dec.layers);
+    TEXTOK_FREE(t->px);
+    TEXTOK_FREE(t->specs);
+    TEXTOK_FREE(t->offsets);
+    TEXTOK_FREE(t->disc_offsets);
+    TEXTOK_FREE(t->h_logits);
+    TEXTOK_FREE(t->h_noise);
+    TEXTOK_FREE(t);
+}
+
+static float *textok__alloc_zero(const textok_kernels *k, size_t n)
+{
+    float *p = (float *)k->alloc(k, (n ? n : 1) * sizeof(float));
+    if (p) k->fill(k, p, n, 0.0f);
+    return p;
+}
+
+TEXTOKDEF int textok_trainer_create(textok_trainer **out, textok_titok *model, textok_lpips *lpips,
+                                    textok_disc *disc, const textok_train_config *tc, uint64_t seed)
+{
+    textok_trainer *t;
+    const textok_titok_config *c;
+    textok__walk w;
+    textok__carve a;
+    size_t off = 0;
+    int i, st;
+    if (!out || !model || !tc) return textok__fail(TEXTOK_ERR_ARG, "textok_trainer_create: NULL argument");
+    *out = NULL;
+    if ((st = textok_train_config_check(tc)) != TEXTOK_OK) return st;
+    c = &model->cfg;
+    if (tc->batch > model->max_batch)
+        return textok__fail(TEXTOK_ERR_ARG, "textok_trainer_create: batch %d exceeds the model's max_batch %d (textok_params.max_batch)",
+                            tc->batch, model->max_batch);
+    if (tc->perceptual_weight > 0 && !lpips)
+        return textok__fail(TEXTOK_ERR_ARG, "textok_trainer_create: perceptual_weight %g needs an LPIPS network", tc->perceptual_weight);
+    if (tc->disc_weight > 0 && !disc)
+        return textok__fail(TEXTOK_ERR_ARG, "textok_trainer_create: disc_weight %g needs a discriminator", tc->disc_weight);
+    if (disc && disc->image_size != c->image_size)
+        return textok__fail(TEXTOK_ERR_SHAPE, "textok_trainer_create: the discriminator is for %dx%d images, the model makes %dx%d",
+                            disc->image_size, disc->image_size, c->image_size, c->image_size);
+    t = (textok_trainer *)textok__calloc(1, sizeof *t);
+    if (!t) return textok__fail(TEXTOK_ERR_NOMEM, "textok_trainer_create: out of memory");
+    t->tc = *tc; t->m = model; t->lpips = tc->perceptual_weight > 0 ? lpips : NULL;
+    t->disc = tc->disc_weight > 0 ? disc : NULL;
+    t->k = model->k;
+    textok_rng_seed(&t->rng, seed);
+    t->B = tc->batch; t->S = c->image_size; t->P = model->P; t->T = model->T; t->K = c->num_latent_tokens;
+    t->C = c->token_size; t->Cq = model->Cq;
+    /* the shadow model whose named pointers point into the grads block */
+    t->g.cfg = *c;
+    if ((st = textok__titok_host_arrays(&t->g)) != TEXTOK_OK) goto fail;
+    st = TEXTOK_ERR_NOMEM;
+    if (!(t->grads = textok__alloc_zero(&t->k, model->n_params)) || !(t->adam_m = textok__alloc_zero(&t->k, model->n_params)) ||
+        !(t->adam_v = textok__alloc_zero(&t->k, model->n_params))) goto nomem;
+    if (tc->ema_decay > 0) {
+        if (!(t->ema = (float *)t->k.alloc(&t->k, model->n_params * sizeof(float)))) goto nomem;
+        if ((st = t->k.copy(&t->k, t->ema, model->params, model->n_params * sizeof(float))) != TEXTOK_OK) goto fail;
+    }
+    memset(&w, 0, sizeof w);
+    w.base = t->grads;
+    textok__titok_walk(c, &t->g, &w);
+    /* names and offsets of every tensor, for AdamW's decay rule, get() and checkpoints */
+    t->n_tensors = textok_titok_tensor_specs(c, NULL, 0);
+    t->specs = (textok_tensor_spec *)textok__calloc((size_t)t->n_tensors, sizeof *t->specs);
+    t->offsets = (size_t *)textok__calloc((size_t)t->n_tensors + 1, sizeof *t->offsets);
+    if (!t->specs || !t->offsets) goto nomem;
+    textok_titok_tensor_specs(c, t->specs, t->n_tensors);
+    for (i = 0; i < t->n_tensors; i++) { t->offsets[i] = off; off += textok__spec_numel(&t->specs[i]); }
+    t->offsets[t->n_tensors] = off;
+    if (t->disc) {
+        if (!(t->disc_m = textok__alloc_zero(&t->k, t->disc->n_params)) || !(t->disc_v = textok__alloc_zero(&t->k, t->disc->n_params)))
+            goto nomem;
+        if ((st = textok__disc_reserve(t->disc, 2 * t->B)) != TEXTOK_OK) goto fail;
+        if (!(t->disc_offsets = (size_t *)textok__calloc((size_t)t->disc->n_tensors + 1, sizeof *t->disc_offsets))) goto nomem;
+        for (i = 0; i < t->disc->n_tensors; i++) t->disc_offsets[i] = t->disc->offsets[i];
+        t->disc_offsets[t->disc->n_tensors] = t->disc->n_params;
+        t->h_logits = (float *)textok__malloc((size_t)2 * t->B * t->disc->cfg.pool * t->disc->cfg.pool * sizeof(float));
+        if (!t->h_logits) goto nomem;
+    }
+    if (t->lpips && (st = textok__lpips_reserve(t->lpips, t->B, t->S, t->S)) != TEXTOK_OK) goto fail;
+    t->h_noise = (float *)textok__malloc((size_t)t->B * t->K * t->C * sizeof(float));
+    t->enc.layers = (textok__vit_layer_tape *)textok__calloc((size_t)c->enc_layers + 1, sizeof *t->enc.layers);
+    t->dec.layers = (textok__vit_layer_tape *)textok__calloc((size_t)c->dec_layers + 1, sizeof *t->dec.layers);
+    if (!t->h_noise || !t->enc.layers || !t->dec.layers) goto nomem;
+    if (c->is_legacy) {
+        memset(&a, 0, sizeof a);
+        {
+            size_t cw = 0, act = 0;
+            t->n_px = textok__px_build(t, &a, NULL, &cw, &act);
+        }
+        t->px = (textok__px_stage *)textok__calloc((size_t)t->n_px, sizeof *t->px);
+        if (!t->px) goto nomem;
+    }
+    memset(&a, 0, sizeof a);
+    textok__trainer_carve(t, &a);
+    if (a.overflow) {
+        st = textok__fail(TEXTOK_ERR_SHAPE, "textok_trainer_create: a training buffer would exceed INT_MAX floats (batch %d)", t->B);
+        goto fail;
+    }
+    t->arena_floats = a.used;
+    if (!(t->arena = (float *)t->k.alloc(&t->k, a.used * sizeof(float)))) goto nomem;
+    memset(&a, 0, sizeof a);
+    a.base = t->arena;
+    textok__trainer_carve(t, &a);
+    *out = t;
+    return TEXTOK_OK;
+nomem:
+    st = textok__fail(TEXTOK_ERR_NOMEM, "textok_trainer_create: out of memory (the model has %lu parameters, batch %d)",
+                      (unsigned long)model->n_params, tc->batch);
+fail:
+    textok_trainer_free(t);
+    return st;
+}
+
+TEXTOKDEF int textok_trainer_steps_done(const textok_trainer *t) { return t ? t->step : 0; }
+TEXTOKDEF textok_rng *textok_trainer_rng(textok_trainer *t) { return t ? &t->rng : NULL; }
+TEXTOKDEF void textok_trainer_set_lecam(textok_trainer *t, float ema_real, float ema_fake)
+{
+    if (t) { t->lecam_real = ema_real; t->lecam_fake = ema_fake; }
+}
+
+/* ----- one step ----------------------------------------------------------------------------- */
+static int textok__finite(double x) { return x == x && x - x == 0.0; }
+
+/* Reads device scalar i of t->scal. */
+static int textok__scalar(textok_trainer *t, int i, double *out)
+{
+    float v;
+    int st = t->k.to_host(&t->k, &v, t->scal + i, sizeof v);
+    *out = v;
+    return st;
+}
+
+/* Global L2 norm of n gradients, then clip_grad_norm_: g *= min(1, max_norm / (norm + 1e-6)). */
+static int textok__clip(textok_trainer *t, float *grads, size_t n, double *norm)
+{
+    double ss;
+    int st;
+    t->k.sum_squares(&t->k, t->scal + 15, grads, n);
+    if ((st = textok__scalar(t, 15, &ss)) != TEXTOK_OK) return st;
+    *norm = sqrt(ss);
+    if (t->tc.grad_clip > 0) {
+        float coef = (float)t->tc.grad_clip / (float)(*norm + 1e-6);
+        if (coef < 1.0f) t->k.scale(&t->k, grads, n, coef);
+    }
+    return TEXTOK_OK;
+}
+
+static void textok__adamw_tensors(textok_trainer *t, float *params, const float *grads, float *m, float *v,
+                                  const textok_tensor_spec *specs, const size_t *offsets, int n_tensors,
+                                  double lr, int step)
+{
+    textok_adamw_params hp;
+    int i;
+    hp.lr = lr; hp.beta1 = t->tc.beta1; hp.beta2 = t->tc.beta2; hp.eps = t->tc.eps;
+    for (i = 0; i < n_tensors; i++) {
+        size_t o = offsets[i], n = offsets[i + 1] - offsets[i];
+        hp.weight_decay = textok__decays(&specs[i]) ? t->tc.weight_decay : 0.0;
+        t->k.adamw_update(&t->k, params + o, grads + o, m + o, v + o, n, &hp, step);
+    }
+}
+
+#define TEXTOK__TRY(x) do { if ((st = (x)) != TEXTOK_OK) return st; } while (0)
+
+TEXTOKDEF int textok_trainer_step(textok_trainer *t, const float *images, textok_train_stats *stats)
+{
+    const textok_kernels *k;
+    const textok_train_config *tc;
+    const textok_titok_config *c;
+    textok_titok *m;
+    textok_train_stats s;
+    size_t img_n, N, i;
+    double lr, sum;
+    int st, b, gan_on;
+    float qscale = 0.0f;
+    if (!t || !images) return textok__fail(TEXTOK_ERR_ARG, "textok_trainer_step: NULL argument");
+    k = &t->k; tc = &t->tc; m = t->m; c = &m->cfg;
+    memset(&s, 0, sizeof s);
+    img_n = (size_t)t->B * 3 * t->S * t->S;
+    N = (size_t)t->B * t->K;
+    gan_on = t->disc && t->step >= tc->disc_start && tc->disc_weight > 0;
+    s.gan_on = gan_on;
+    TEXTOK__TRY(k->to_device(k, t->img, images, img_n * sizeof(float)));
+    k->fill(k, t->grads, m->n_params, 0.0f);
+
+    /* 1. forward */
+    textok__titok_train_encoder(t);
+    if (c->quantize_mode == TEXTOK_QUANT_VQ) {
+        /* VectorQuantizer.forward: search with normalised z (use_l2_norm), decode the codebook
+           entry; the decoder's input carries the straight-through gradient to zn */
+        if (c->use_l2_norm) k->l2norm_forward(k, t->zn, t->zt, (int)N, t->C, 1e-12f);
+        else k->copy(k, t->zn, t->zt, N * t->C * sizeof(float));
+        k->codebook_search(k, t->ids, NULL, t->zn, m->codebook_lookup, (int)N, c->codebook_size, t->C, t->cb_work);
+        k->embedding_forward(k, t->zq, m->codebook_lookup, t->ids, (int)N, t->C);
+        k->copy(k, t->zdec, t->zq, N * t->C * sizeof(float));
+        k->diff_loss_forward(k, t->scal + 2, t->zq, t->zn, N * t->C, 0);
+        TEXTOK__TRY(textok__scalar(t, 2, &sum));
+        s.quantizer = (1.0 + tc->commitment_cost) * (double)(float)sum;   /* commitment + codebook */
+    } else {
+        /* DiagonalGaussianDistribution on the official (B, 2C, 1, K) layout */
+        const size_t CK = (size_t)t->C * t->K;
+        k->transpose_forward(k, t->zoff, t->zt, t->B, t->K, t->Cq);
+        if (tc->vae_sample) {
+            textok_rng_fill_normal(&t->rng, t->h_noise, N * t->C, 0.0f, 1.0f);
+            TEXTOK__TRY(k->to_device(k, t->noise, t->h_noise, N * t->C * sizeof(float)));
+        }
+        s.kl = 0.0;
+        for (b = 0; b < t->B; b++) {
+            const float *mean = t->zoff + (size_t)b * 2 * CK, *lv = mean + CK;
+            if (tc->vae_sample) k->gaussian_sample_forward(k, t->zs + (size_t)b * CK, mean, lv, t->noise + (size_t)b * CK, CK);
+            else k->copy(k, t->zs + (size_t)b * CK, mean, CK * sizeof(float));
+            k->kl_forward(k, t->scal + 3, mean, lv, CK);
+            TEXTOK__TRY(textok__scalar(t, 3, &sum));
+            s.kl += sum;
+        }
+        s.kl /= t->B;
+        k->transpose_forward(k, t->zdec, t->zs, t->B, t->C, t->K);
+    }
+    textok__titok_train_decoder(t);
+
+    /* 2. generator losses and their gradient at the reconstruction */
+    k->diff_loss_forward(k, t->scal + 0, t->recon, t->img, img_n, tc->recon_l1);
+    TEXTOK__TRY(textok__scalar(t, 0, &s.recon));
+    k->fill(k, t->drecon, img_n, 0.0f);
+    k->diff_loss_backward(k, t->drecon, t->recon, t->img, img_n, tc->recon_l1, tc->recon_weight);
+    if (t->lpips) {
+        float d[4096], dd[4096];
+        TEXTOK__TRY(textok__lpips_forward(t->lpips, d, t->recon, t->img, t->B, t->S, t->S));
+        for (sum = 0.0, b = 0; b < t->B; b++) { sum += d[b]; dd[b] = tc->perceptual_weight / (float)t->B; }
+        s.perceptual = sum / t->B;
+        TEXTOK__TRY(textok__lpips_backward(t->lpips, t->drecon, dd, t->B, t->S, t->S));
+    }
+    if (gan_on) {   /* generator side of the hinge GAN: -mean D(x^); no gradient into D here */
+        const size_t nl = (size_t)t->B * t->disc->cfg.pool * t->disc->cfg.pool;
+        const float g = -(float)(tc->disc_weight * tc->disc_factor) / (float)nl;
+        textok__disc_forward(t->disc, t->dlogit_disc, t->recon, t->B);
+        TEXTOK__TRY(k->to_host(k, t->h_logits, t->dlogit_disc, nl * sizeof(float)));
+        for (sum = 0.0, i = 0; i < nl; i++) sum += t->h_logits[i];
+        s.gen = -sum / (double)nl;
+        for (i = 0; i < nl; i++) t->h_logits[i] = g;
+        TEXTOK__TRY(k->to_device(k, t->dlogit_disc, t->h_logits, nl * sizeof(float)));
+        textok__disc_backward(t->disc, t->drecon, 0, t->dlogit_disc, t->B);
+    }
+    s.total = tc->recon_weight * s.recon + tc->perceptual_weight * s.perceptual
+            + (c->quantize_mode == TEXTOK_QUANT_VQ ? tc->quantizer_weight * s.quantizer : tc->kl_weight * s.kl)
+            + (gan_on ? tc->disc_weight * tc->disc_factor * s.gen : 0.0);
+    if (!textok__finite(s.total))
+        return textok__fail(TEXTOK_ERR_FORMAT, "training step %d: the loss is not finite (recon %g, perceptual %g, quantizer %g, kl %g, gan %g); parameters left unchanged",
+                            t->step, s.recon, s.perceptual, s.quantizer, s.kl, s.gen);
+
+    /* 3. backward through the decoder, the bottleneck and the encoder */
+    textok__titok_train_decoder_backward(t);
+    k->fill(k, t->dzt, N * t->Cq, 0.0f);
+    if (c->quantize_mode == TEXTOK_QUANT_VQ) {
+        const size_t n = N * t->C;
+        /* d/dzn: the straight-through gradient plus commitment beta*mse(zn, sg(zq)); the codebook
+           gets only codebook_loss = mse(zq, sg(zn)), through the lookup (and the l2norm) */
+        qscale = tc->quantizer_weight;
+        k->fill(k, t->dzn, n, 0.0f);
+        k->add_backward(k, t->dzn, NULL, t->dzdec, n);
+        k->diff_loss_backward(k, t->dzn, t->zn, t->zq, n, 0, qscale * tc->commitment_cost);
+        k->fill(k, t->dzq, n, 0.0f);
+        k->diff_loss_backward(k, t->dzq, t->zq, t->zn, n, 0, qscale);
+        if (c->use_l2_norm) {
+            k->fill(k, t->dcb, (size_t)c->codebook_size * t->C, 0.0f);
+            k->embedding_backward(k, t->dcb, t->dzq, t->ids, (int)N, t->C);
+            k->l2norm_backward(k, t->g.codebook, t->dcb, m->codebook, c->codebook_size, t->C, 1e-12f);
+            k->l2norm_backward(k, t->dzt, t->dzn, t->zt, (int)N, t->C, 1e-12f);
+        } else {
+            k->embedding_backward(k, t->g.codebook, t->dzq, t->ids, (int)N, t->C);
+            k->add_backward(k, t->dzt, NULL, t->dzn, n);
+        }
+    } else {
+        const size_t CK = (size_t)t->C * t->K;
+        const float klw = tc->kl_weight / (float)t->B;
+        k->fill(k, t->dzs, N * t->C, 0.0f);
+        k->transpose_backward(k, t->dzs, t->dzdec, t->B, t->C, t->K);
+        k->fill(k, t->dzoff, N * t->Cq, 0.0f);
+        for (b = 0; b < t->B; b++) {
+            float *dmean = t->dzoff + (size_t)b * 2 * CK, *dlv = dmean + CK;
+            const float *mean = t->zoff + (size_t)b * 2 * CK, *lv = mean + CK;
+            if (tc->vae_sample)
+                k->gaussian_sample_backward(k, dmean, dlv, t->dzs + (size_t)b * CK, lv, t->noise + (size_t)b * CK, CK);
+            else
+                k->add_backward(k, dmean, NULL, t->dzs + (size_t)b * CK, CK);
+            if (klw > 0) k->kl_backward(k, dmean, dlv, mean, lv, CK, klw);
+        }
+        k->transpose_backward(k, t->dzt, t->dzoff, t->B, t->K, t->Cq);
+    }
+    textok__titok_train_encoder_backward(t);
+
+    /* 4. clip, AdamW, the derived constants, EMA */
+    TEXTOK__TRY(textok__clip(t, t->grads, m->n_params, &s.grad_norm));
+    if (!textok__finite(s.grad_norm))
+        return textok__fail(TEXTOK_ERR_FORMAT, "training step %d: the gradient norm is not finite; parameters left unchanged", t->step);
+    s.lr = lr = textok__lr_at(tc->lr, tc->end_lr, t->step, tc->warmup_steps, tc->total_steps);
+    textok__adamw_tensors(t, m->params, t->grads, t->adam_m, t->adam_v, t->specs, t->offsets, t->n_tensors, lr, t->step + 1);
+    TEXTOK__TRY(textok__titok_derive(m));
+    if (t->ema) {
+        double d = (1.0 + t->step) / (10.0 + t->step);
+        if (d > tc->ema_decay) d = tc->ema_decay;
+        k->ema_update(k, t->ema, m->params, m->n_params, (float)(1.0 - d));
+    }
+
+    /* 5. the discriminator: hinge on [x; sg(x^)] plus LeCAM against the EMA anchors */
+    if (gan_on) {
+        textok_disc *d = t->disc;
+        const size_t pl = (size_t)d->cfg.pool * d->cfg.pool, nl = (size_t)t->B * pl;
+        double mr = 0.0, mf = 0.0, hr = 0.0, hf = 0.0;
+        const float f = tc->disc_factor;
+        TEXTOK__TRY(k->copy(k, t->disc_in, t->img, img_n * sizeof(float)));
+        TEXTOK__TRY(k->copy(k, t->disc_in + img_n, t->recon, img_n * sizeof(float)));
+        k->fill(k, d->grads, d->n_params, 0.0f);
+        textok__disc_forward(d, t->dlogit_disc, t->disc_in, 2 * t->B);
+        TEXTOK__TRY(k->to_host(k, t->h_logits, t->dlogit_disc, 2 * nl * sizeof(float)));
+        for (i = 0; i < nl; i++) {
+            float r = t->h_logits[i], q = t->h_logits[nl + i];
+            mr += r; mf += q;
+            hr += 1.0f - r > 0.0f ? 1.0f - r : 0.0f;
+            hf += 1.0f + q > 0.0f ? 1.0f + q : 0.0f;
+        }
+        mr /= (double)nl; mf /= (double)nl; hr /= (double)nl; hf /= (double)nl;
+        s.logits_real = mr; s.logits_fake = mf;
+        s.hinge = f * 0.5 * (hr + hf);
+        {
+            /* lecam = w (relu(mean(D(x)) - ema_fake)^2 + relu(ema_real - mean(D(x^)))^2) */
+            double a1 = mr - t->lecam_fake, a2 = t->lecam_real - mf;
+            double ga = a1 > 0 ? 2.0 * tc->lecam_weight * a1 : 0.0, gb = a2 > 0 ? 2.0 * tc->lecam_weight * a2 : 0.0;
+            s.lecam = tc->lecam_weight * ((a1 > 0 ? a1 * a1 : 0.0) + (a2 > 0 ? a2 * a2 : 0.0));
+            for (i = 0; i < nl; i++) {
+                float r = t->h_logits[i], q = t->h_logits[nl + i];
+                t->h_logits[i] = (float)((1.0f - r > 0.0f ? -0.5 * f : 0.0) / (double)nl + ga / (double)nl);
+                t->h_logits[nl + i] = (float)((1.0f + q > 0.0f ? 0.5 * f : 0.0) / (double)nl - gb / (double)nl);
+            }
+        }
+        s.d_total = s.hinge + s.lecam;
+        if (!textok__finite(s.d_total))
+            return textok__fail(TEXTOK_ERR_FORMAT, "training step %d: the discriminator loss is not finite; the discriminator is left unchanged", t->step);
+        TEXTOK__TRY(k->to_device(k, t->dlogit_disc, t->h_logits, 2 * nl * sizeof(float)));
+        textok__disc_backward(d, NULL, 1, t->dlogit_disc, 2 * t->B);
+        TEXTOK__TRY(textok__clip(t, d->grads, d->n_params, &s.disc_grad_norm));
+        s.disc_lr = textok__lr_at(tc->disc_lr, tc->disc_end_lr, t->disc_step, tc->warmup_steps, tc->total_steps);
+        textok__adamw_tensors(t, d->params, d->grads, t->disc_m, t->disc_v, d->specs, t->disc_offsets, d->n_tensors,
+                              s.disc_lr, t->disc_step + 1);
+        t->disc_step++;
+        /* the anchors move after the loss used them, in float32 as the torch buffers */
+        t->lecam_real = t->lecam_real * tc->lecam_decay + (float)mr * (1.0f - tc->lecam_decay);
+        t->lecam_fake = t->lecam_fake * tc->lecam_decay + (float)mf * (1.0f - tc->lecam_decay);
+    }
+    t->step++;
+    s.step = t->step;
+    if (stats) *stats = s;
+    return TEXTOK_OK;
+}
+
+TEXTOKDEF int textok_trainer_last_reconstruction(textok_trainer *t, float *images)
+{
+    if (!t || !images) return textok__fail(TEXTOK_ERR_ARG, "textok_trainer_last_reconstruction: NULL argument");
+    return t->k.to_host(&t->k, images, t->recon, (size_t)t->B * 3 * t->S * t->S * sizeof(float));
+}
+
+/* ----- reading tensors, checkpoints -------------------------------------------------------- */
+/* The block and tensor a name like "grad.encoder.ln_pre.weight" refers to. */
+static int textok__trainer_find(textok_trainer *t, const char *name, float **block, size_t *off, size_t *n)
+{
+    static const char *const pre[] = { "param.", "grad.", "ema.", "adam_m.", "adam_v.",
+                                       "disc.param.", "disc.grad.", "disc.adam_m.", "disc.adam_v." };
+    size_t p, len;
+    int i, disc;
+    for (p = 0; p < sizeof pre / sizeof pre[0]; p++) {
+        len = strlen(pre[p]);
+        if (strncmp(name, pre[p], len)) continue;
+        disc = p >= 5;
+        if (disc && !t->disc) return TEXTOK_ERR_NOT_FOUND;
+        switch (p) {
+        case 0: *block = t->m->params; break;
+        case 1: *block = t->grads; break;
+        case 2: *block = t->ema; break;
+        case 3: *block = t->adam_m; break;
+        case 4: *block = t->adam_v; break;
+        case 5: *block = t->disc->params; break;
+        case 6: *block = t->disc->grads; break;
+        case 7: *block = t->disc_m; break;
+        default: *block = t->disc_v;
+        }
+        if (!*block) return TEXTOK_ERR_NOT_FOUND;
+        if (disc) {
+            for (i = 0; i < t->disc->n_tensors; i++)
+                if (!strcmp(t->disc->specs[i].name, name + len)) {
+                    *off = t->disc_offsets[i]; *n = t->disc_offsets[i + 1] - *off; return TEXTOK_OK;
+                }
+        } else {
+            for (i = 0; i < t->n_tensors; i++)
+                if (!strcmp(t->specs[i].name, name + len)) {
+                    *off = t->offsets[i]; *n = t->offsets[i + 1] - *off; return TEXTOK_OK;
+                }
+        }
+        return TEXTOK_ERR_NOT_FOUND;
+    }
+    return TEXTOK_ERR_NOT_FOUND;
+}
+
+TEXTOKDEF int textok_trainer_get(textok_trainer *t, const char *name, float *out, size_t n)
+{
+    float *block;
+    size_t off = 0, cnt = 0;
+    if (!t || !name || !out) return textok__fail(TEXTOK_ERR_ARG, "textok_trainer_get: NULL argument");
+    if (!strcmp(name, "lecam_ema")) {
+        if (n != 2) return textok__fail(TEXTOK_ERR_SHAPE, "textok_trainer_get: lecam_ema has 2 values, not %lu", (unsigned long)n);
+        out[0] = t->lecam_real; out[1] = t->lecam_fake;
+        return TEXTOK_OK;
+    }
+    if (textok__trainer_find(t, name, &block, &off, &cnt) != TEXTOK_OK)
+        return textok__fail(TEXTOK_ERR_NOT_FOUND, "textok_trainer_get: no tensor '%.120s' (prefixes param. grad. ema. adam_m. adam_v. disc.param. disc.grad. disc.adam_m. disc.adam_v., or lecam_ema)", name);
+    if (cnt != n)
+        return textok__fail(TEXTOK_ERR_SHAPE, "textok_trainer_get: '%.120s' has %lu values, not %lu", name, (unsigned long)cnt, (unsigned long)n);
+    return t->k.to_host(&t->k, out, block + off, n * sizeof(float));
+}
+
+TEXTOKDEF int textok_trainer_set(textok_trainer *t, const char *name, const float *in, size_t n)
+{
+    float *block;
+    size_t off = 0, cnt = 0;
+    int st;
+    if (!t || !name || !in) return textok__fail(TEXTOK_ERR_ARG, "textok_trainer_set: NULL argument");
+    if ((strncmp(name, "param.", 6) && strncmp(name, "disc.param.", 11)) ||
+        textok__trainer_find(t, name, &block, &off, &cnt) != TEXTOK_OK)
+        return textok__fail(TEXTOK_ERR_NOT_FOUND, "textok_trainer_set: no parameter '%.120s' (param.<name> or disc.param.<name>)", name);
+    if (cnt != n)
+        return textok__fail(TEXTOK_ERR_SHAPE, "textok_trainer_set: '%.120s' has %lu values, not %lu", name, (unsigned long)cnt, (unsigned long)n);
+    if ((st = t->k.to_device(&t->k, block + off, in, n * sizeof(float))) != TEXTOK_OK) return st;
+    return textok__titok_derive(t->m);
+}
+
+/* Metadata: the model config, the discriminator config, counters, the LeCAM anchors (as exact
+   float bit patterns) and the RNG state (hex). */
+#define TEXTOK__CKPT_META 96
+static int textok__ckpt_meta(textok_trainer *t, const char **kv, char *cfgbuf, size_t cfgsz, char *buf, size_t bufsz,
+                             char *rng_hex)
+{
+    int n = textok_titok_config_to_meta(&t->m->cfg, kv, TEXTOK__CKPT_META / 2 - 16, cfgbuf, cfgsz);
+    char *p = buf;
+    uint32_t u;
+    if (n < 0) return n;
+    kv[1] = "titok-trainer";   /* pair 0 is textok.model: a checkpoint is not a model file */
+#define TEXTOK__KV(key, ...) do { \
+        int w_ = snprintf(p, bufsz - (size_t)(p - buf), __VA_ARGS__); \
+        if (w_ < 0 || (size_t)w_ >= bufsz - (size_t)(p - buf)) return TEXTOK_ERR_ARG; \
+        kv[2 * n] = key; kv[2 * n + 1] = p; p += w_ + 1; n++; } while (0)
+    TEXTOK__KV("train.step", "%d", t->step);
+    TEXTOK__KV("train.disc_step", "%d", t->disc_step);
+    memcpy(&u, &t->lecam_real, 4); TEXTOK__KV("train.lecam_real", "%08lx", (unsigned long)u);
+    memcpy(&u, &t->lecam_fake, 4); TEXTOK__KV("train.lecam_fake", "%08lx", (unsigned long)u);
+    if (t->disc) {
+        TEXTOK__KV("disc.hidden", "%d", t->disc->cfg.hidden);
+        TEXTOK__KV("disc.stages", "%d", t->disc->cfg.stages);
+        TEXTOK__KV("disc.groups", "%d", t->disc->cfg.groups);
+        TEXTOK__KV("disc.pool", "%d", t->disc->cfg.pool);
+    }
+    kv[2 * n] = "train.rng"; kv[2 * n + 1] = rng_hex; n++;
+#undef TEXTOK__KV
+    return n;
+}
+
+/* 624 words + index + has_spare + the spare double's bits, as hex */
+static void textok__rng_to_hex(const textok_rng *r, char *hex)
+{
+    uint64_t sp;
+    int i;
+    for (i = 0; i < 624; i++) sprintf(hex + 8 * i, "%08lx", (unsigned long)r->mt[i]);
+    memcpy(&sp, &r->spare, 8);
+    sprintf(hex + 8 * 624, "%08lx%08lx%08lx%08lx", (unsigned long)(unsigned)r->index, (unsigned long)(unsigned)r->has_spare,
+            (unsigned long)(sp >> 32), (unsigned long)(sp & 0xffffffffu));
+}
+static int textok__rng_from_hex(textok_rng *r, const char *hex)
+{
+    uint32_t w[628];
+    uint64_t sp;
+    int i, j;
+    if (!hex || strlen(hex) != 8 * 628) return 0;
+    for (i = 0; i < 628; i++) {
+        uint32_t v = 0;
+        for (j = 0; j < 8; j++) {
+            char ch = hex[8 * i + j];
+            int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+            if (d < 0) return 0;
+            v = v << 4 | (uint32_t)d;
+        }
+        w[i] = v;
+    }
+    if (w[624] > 624 || w[625] > 1) return 0;
+    for (i = 0; i < 624; i++) r->mt[i] = w[i];
+    r->index = (int)w[624]; r->has_spare = (int)w[625];
+    sp = (uint64_t)w[626] << 32 | w[627];
+    memcpy(&r->spare, &sp, 8);
+    return 1;
+}
+
+TEXTOKDEF int textok_trainer_save(textok_trainer *t, const char *path)
+{
+    static const char *const blocks[] = { "param.", "ema.", "adam_m.", "adam_v.", "disc.param.", "disc.adam_m.", "disc.adam_v." };
+    const char *kv[2 * TEXTOK__CKPT_META];
+    char cfgmeta[4096], meta[1024], rng_hex[8 * 628 + 1], (*names)[112] = NULL;
+    textok_st_entry *e = NULL;
+    float *host = NULL;
+    size_t total = 0, off = 0;
+    int n_meta, n = 0, bl, i, st, nt;
+    if (!t || !path) return textok__fail(TEXTOK_ERR_ARG, "textok_trainer_save: NULL argument");
+    textok__rng_to_hex(&t->rng, rng_hex);
+    if ((n_meta = textok__ckpt_meta(t, kv, cfgmeta, sizeof cfgmeta, meta, sizeof meta, rng_hex)) < 0)
+        return textok__fail(TEXTOK_ERR_ARG, "textok_trainer_save: metadata does not fit");
+    nt = 7 * (t->n_tensors + (t->disc ? t->disc->n_tensors : 0));
+    e = (textok_st_entry *)textok__calloc((size_t)nt, sizeof *e);
+    names = (char (*)[112])textok__calloc((size_t)nt, sizeof *names);
+    total = 4 * t->m->n_params + (t->disc ? 3 * t->disc->n_params : 0);
+    host = (float *)textok__malloc(total * sizeof(float));
+    if (!e || !names || !host) { st = textok__fail(TEXTOK_ERR_NOMEM, "textok_trainer_save: out of memory"); goto done; }
+    for (bl = 0; bl < 7; bl++) {
+        const int disc = bl >= 4;
+        const textok_tensor_spec *specs = disc ? (t->disc ? t->disc->specs : NULL) : t->specs;
+        const int cnt = disc ? (t->disc ? t->disc->n_tensors : 0) : t->n_tensors;
+        const size_t np = disc ? (t->disc ? t->disc->n_params : 0) : t->m->n_params;
+        float *src = bl == 0 ? t->m->params : bl == 1 ? t->ema : bl == 2 ? t->adam_m : bl == 3 ? t->adam_v
+                   : bl == 4 ? (t->disc ? t->disc->params : NULL) : bl == 5 ? t->disc_m : t->disc_v;
+        if (!src || !cnt) continue;
+        if ((st = t->k.to_host(&t->k, host + off, src, np * sizeof(float))) != TEXTOK_OK) goto done;
+        for (i = 0; i < cnt; i++) {
+            const size_t o = disc ? t->disc_offsets[i] : t->offsets[i];
+            int d;
+            snprintf(names[n], sizeof names[n], "%s%s", blocks[bl], specs[i].name);
+            e[n].name = names[n];
+            e[n].data = host + off + o;
+            e[n].ndim = specs[i].ndim;
+            for (d = 0; d < specs[i].ndim; d++) e[n].shape[d] = specs[i].shape[d];
+            n++;
+        }
+        off += np;
+    }
+    st = textok_st_save(path, e, n, kv, n_meta, TEXTOK_DTYPE_F32);
+done:
+    TEXTOK_FREE(e); TEXTOK_FREE(names); TEXTOK_FREE(host);
+    return st;
+}
+
+static int textok__meta_int(const textok_safetensors *st, const char *key, int *v)
+{
+    const char *s = textok_st_meta(st, key);
+    return s && textok__parse_int(s, v);
+}
+static int textok__meta_hexf(const textok_safetensors *st, const char *key, float *v)
+{
+    const char *s = textok_st_meta(st, key);
+    unsigned long u = 0;
+    int j;
+    if (!s || strlen(s) != 8) return 0;
+    for (j = 0; j < 8; j++) {
+        int d = s[j] >= '0' && s[j] <= '9' ? s[j] - '0' : s[j] >= 'a' && s[j] <= 'f' ? s[j] - 'a' + 10 : -1;
+        if (d < 0) return 0;
+        u = u << 4 | (unsigned long)d;
+    }
+    { uint32_t w = (uint32_t)u; memcpy(v, &w, 4); }
+    return 1;
+}
+
+TEXTOKDEF int textok_trainer_load(textok_trainer *t, const char *path)
+{
+    static const char *const blocks[] = { "param.", "ema.", "adam_m.", "adam_v.", "disc.param.", "disc.adam_m.", "disc.adam_v." };
+    textok_safetensors st;
+    textok_titok_config cfg;
+    textok_rng rng;
+    float *host = NULL, lr_, lf_;
+    const char *model;
+    char name[160];
+    int s, bl, i, step, dstep;
+    if (!t || !path) return textok__fail(TEXTOK_ERR_ARG, "textok_trainer_load: NULL argument");
+    if ((s = textok_st_open(&st, path)) != TEXTOK_OK) return s;
+    model = textok_st_meta(&st, "textok.model");
+    if (!model || strcmp(model, "titok-trainer")) {
+        s = textok__fail(TEXTOK_ERR_FORMAT, "%s: not a training checkpoint (textok.model is '%s', expected 'titok-trainer')",
+                         st.path, model ? model : "(absent)");
+        goto done;
+    }
+    if ((s = textok_titok_config_from_meta(&cfg, &st)) != TEXTOK_OK) goto done;
+    if (memcmp(&cfg, &t->m->cfg, sizeof cfg)) {
+        s = textok__fail(TEXTOK_ERR_SHAPE, "%s: the checkpoint's model config differs from this trainer's model (image_size %d/%d, widths %d,%d/%d,%d, tokens %d/%d ...)",
+                         st.path, cfg.image_size, t->m->cfg.image_size, cfg.enc_width, cfg.dec_width, t->m->cfg.enc_width,
+                         t->m->cfg.dec_width, cfg.num_latent_tokens, t->m->cfg.num_latent_tokens);
+        goto done;
+    }
+    if (t->disc) {
+        int h, sg, gr, pl;
+        if (!textok__meta_int(&st, "disc.hidden", &h) || !textok__meta_int(&st, "disc.stages", &sg) ||
+            !textok__meta_int(&st, "disc.groups", &gr) || !textok__meta_int(&st, "disc.pool", &pl) ||
+            h != t->disc->cfg.hidden || sg != t->disc->cfg.stages || gr != t->disc->cfg.groups || pl != t->disc->cfg.pool) {
+            s = textok__fail(TEXTOK_ERR_SHAPE, "%s: the checkpoint has no discriminator or one with another config (hidden/stages/groups/pool must be %d/%d/%d/%d)",
+                             st.path, t->disc->cfg.hidden, t->disc->cfg.stages, t->disc->cfg.groups, t->disc->cfg.pool);
+            goto done;
+        }
+    }
+    if (!textok__meta_int(&st, "train.step", &step) || !textok__meta_int(&st, "train.disc_step", &dstep) || step < 0 || dstep < 0 ||
+        !textok__meta_hexf(&st, "train.lecam_real", &lr_) || !textok__meta_hexf(&st, "train.lecam_fake", &lf_) ||
+        !textok__rng_from_hex(&rng, textok_st_meta(&st, "train.rng"))) {
+        s = textok__fail(TEXTOK_ERR_FORMAT, "%s: missing or malformed train.step / train.disc_step / train.lecam_* / train.rng metadata", st.path);
+        goto done;
+    }
+    /* check every tensor before changing anything */
+    for (bl = 0; bl < 7; bl++) {
+        const int disc = bl >= 4;
+        const int cnt = disc ? (t->disc ? t->disc->n_tensors : 0) : t->n_tensors;
+        if ((bl == 1 && !t->ema) || (disc && !t->disc)) continue;
+        for (i = 0; i < cnt; i++) {
+            const textok_tensor_spec *sp = disc ? &t->disc->specs[i] : &t->specs[i];
+            const textok_st_tensor *tt;
+            int d, same;
+            snprintf(name, sizeof name, "%s%s", blocks[bl], sp->name);
+            if (!(tt = textok_st_find(&st, name))) {
+                s = textok__fail(TEXTOK_ERR_NOT_FOUND, "%s: tensor '%s' missing", st.path, name);
+                goto done;
+            }
+            same = tt->ndim == sp->ndim;
+            for (d = 0; same && d < sp->ndim; d++) same = tt->shape[d] == sp->shape[d];
+            if (!same) { s = textok__fail(TEXTOK_ERR_SHAPE, "%s: tensor '%s' has the wrong shape", st.path, name); goto done; }
+        }
+    }
+    for (bl = 0; bl < 7; bl++) {
+        const int disc = bl >= 4;
+        const int cnt = disc ? (t->disc ? t->disc->n_tensors : 0) : t->n_tensors;
+        const size_t np = disc ? (t->disc ? t->disc->n_params : 0) : t->m->n_params;
+        float *dst = bl == 0 ? t->m->params : bl == 1 ? t->ema : bl == 2 ? t->adam_m : bl == 3 ? t->adam_v
+                   : bl == 4 ? (t->disc ? t->disc->params : NULL) : bl == 5 ? t->disc_m : t->disc_v;
+        if (!dst || !cnt) continue;
+        if (!(host = (float *)textok__malloc(np * sizeof(float)))) { s = textok__fail(TEXTOK_ERR_NOMEM, "textok_trainer_load: out of memory"); goto done; }
+        for (i = 0; i < cnt; i++) {
+            const textok_tensor_spec *sp = disc ? &t->disc->specs[i] : &t->specs[i];
+            const size_t o = disc ? t->disc_offsets[i] : t->offsets[i];
+            snprintf(name, sizeof name, "%s%s", blocks[bl], sp->name);
+            if ((s = textok_st_read_f32(&st, textok_st_find(&st, name), host + o, textok__spec_numel(sp))) != TEXTOK_OK) goto done;
+        }
+        if ((s = t->k.to_device(&t->k, dst, host, np * sizeof(float))) != TEXTOK_OK) goto done;
+        TEXTOK_FREE(host); host = NULL;
+    }
+    t->step = step; t->disc_step = dstep; t->lecam_real = lr_; t->lecam_fake = lf_; t->rng = rng;
+    s = textok__titok_derive(t->m);
+done:
+    TEXTOK_FREE(host);
+    textok_st_close(&st);
+    return s;
+}
+
+TEXTOKDEF int textok_trainer_save_model(textok_trainer *t, const char *path, int ema)
+{
+    const char *kv[2 * TEXTOK__CKPT_META];
+    char meta[4096];
+    textok_st_entry *e = NULL;
+    float *host = NULL;
+    int n_meta, i, d, st;
+    if (!t || !path) return textok__fail(TEXTOK_ERR_ARG, "textok_trainer_save_model: NULL argument");
+    if (ema && !t->ema) return textok__fail(TEXTOK_ERR_ARG, "textok_trainer_save_model: this trainer keeps no EMA (ema_decay 0)");
+    if ((n_meta = textok_titok_config_to_meta(&t->m->cfg, kv, TEXTOK__CKPT_META - 1, meta, sizeof meta)) < 0) return n_meta;
+    e = (textok_st_entry *)textok__calloc((size_t)t->n_tensors, sizeof *e);
+    host = (float *)textok__malloc(t->m->n_params * sizeof(float));
+    if (!e || !host) { st = textok__fail(TEXTOK_ERR_NOMEM, "textok_trainer_save_model: out of memory"); goto done; }
+    if ((st = t->k.to_host(&t->k, host, ema ? t->ema : t->m->params, t->m->n_params * sizeof(float))) != TEXTOK_OK) goto done;
+    for (i = 0; i < t->n_tensors; i++) {
+        e[i].name = t->specs[i].name;
+        e[i].data = host + t->offsets[i];
+        e[i].ndim = t->specs[i].ndim;
+        for (d = 0; d < t->specs[i].ndim; d++) e[i].shape[d] = t->specs[i].shape[d];
+    }
+    st = textok_st_save(path, e, t->n_tensors, kv, n_meta, TEXTOK_DTYPE_F32);
+done:
+    TEXTOK_FREE(e); TEXTOK_FREE(host);
+    return st;
+}
+#undef TEXTOK__TRY
 
 
 

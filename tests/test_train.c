@@ -1,0 +1,363 @@
+/* Training: the tokenizer backward pass by finite differences, a seeded convergence run,
+   resume-equals-uninterrupted bit for bit, and the failure paths (non-finite loss, bad
+   checkpoints). The PyTorch comparison of whole training steps (every loss, every gradient,
+   AdamW) is in test_train_golden.
+
+   Finite differences: the trainer with lr = 0 computes the loss and its gradient without moving
+   the parameters, so each probe is textok_trainer_set + textok_trainer_step. The loss is a float
+   reduced in double; with h = 2e-3 the central difference carries ~1e-7 |L| / h rounding and
+   O(h^2) curvature error, so the probes are compared as one vector per model by relative L2
+   with tolerance 2e-2 (a wrong term or index gives O(1)). The non-smooth parts are handled
+   explicitly:
+     - VQ: the token ids must not change under a probe (checked), and only the decoder's
+       parameters are probed. The encoder and codebook gradients of a VQ model are NOT
+       derivatives of the loss (the straight-through estimator passes the decoder's gradient to
+       z; the codebook sees only the codebook term), so they are checked against PyTorch's
+       autograd of the same STE in the golden step instead;
+     - VAE: the posterior mean is decoded (vae_sample = 0) so the loss is smooth in every
+       parameter; the sampled path's gradient (reparameterisation) is the gaussian_sample
+       kernel's, checked by its own FD test and by the golden step;
+     - L1: |x - y| is smooth away from x = y, which random images never hit. */
+#include "check.h"
+#include "textok.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+
+#define TR_FD_H   2e-3f
+#define TR_FD_TOL 2e-2
+
+static textok_titok_config tr_config(int legacy, int vae)
+{
+    textok_titok_config c;
+    memset(&c, 0, sizeof c);
+    c.image_size = 16; c.patch_size = 4; c.num_latent_tokens = 4; c.token_size = 6;
+    c.enc_width = 32; c.enc_layers = 2; c.enc_heads = 2; c.enc_mlp = 64;
+    c.dec_width = 32; c.dec_layers = 1; c.dec_heads = 2; c.dec_mlp = 48;
+    c.quantize_mode = vae ? TEXTOK_QUANT_VAE : TEXTOK_QUANT_VQ;
+    c.codebook_size = vae ? 0 : 16;
+    c.use_l2_norm = !vae;
+    c.is_legacy = legacy;
+    if (legacy) {
+        c.pixel_codebook_size = 16; c.pixel_z_channels = 8; c.pixel_hidden = 8; c.pixel_num_levels = 3;
+        c.pixel_channel_mult[0] = 1; c.pixel_channel_mult[1] = 1; c.pixel_channel_mult[2] = 2;
+        c.pixel_res_blocks = 1; c.pixel_groups = 4;
+    }
+    return c;
+}
+
+/* Smooth, seeded images: sums of a few oriented sinusoids and a disc, in [0, 1]. */
+static void tr_images(float *img, int B, int S, unsigned seed)
+{
+    textok_rng r;
+    int b, ch, y, x;
+    textok_rng_seed(&r, seed);
+    for (b = 0; b < B; b++) {
+        float fx = 1.0f + 3.0f * textok_rng_uniform(&r), fy = 1.0f + 3.0f * textok_rng_uniform(&r);
+        float cx = S * textok_rng_uniform(&r), cy = S * textok_rng_uniform(&r), rad = S * (0.15f + 0.2f * textok_rng_uniform(&r));
+        for (ch = 0; ch < 3; ch++) {
+            float ph = 6.28f * textok_rng_uniform(&r), amp = 0.2f + 0.2f * textok_rng_uniform(&r), base = textok_rng_uniform(&r);
+            for (y = 0; y < S; y++)
+                for (x = 0; x < S; x++) {
+                    float v = 0.5f + amp * sinf(fx * 6.28f * x / S + fy * 6.28f * y / S + ph);
+                    if ((x - cx) * (x - cx) + (y - cy) * (y - cy) < rad * rad) v = base;
+                    img[(((size_t)b * 3 + ch) * S + y) * S + x] = v < 0 ? 0 : v > 1 ? 1 : v;
+                }
+        }
+    }
+}
+
+static int tr_starts(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
+
+/* FD of the total loss against the analytical gradient for up to 3 coordinates of every tensor
+   accepted by `probe` */
+static void tr_fd(tt_stats *s, const char *label, int legacy, int vae, int l1, int decoder_only)
+{
+    textok_titok_config cfg = tr_config(legacy, vae);
+    textok_params p = textok_default_params();
+    textok_train_config tc;
+    textok_titok *m = NULL;
+    textok_trainer *t = NULL;
+    textok_train_stats st;
+    textok_tensor_spec *specs = NULL;
+    float *img = NULL, *buf = NULL, *grad = NULL, an[1024], fd[1024];
+    int32_t ids0[64], ids1[64];
+    int n_specs, i, j, n = 0, ids_stable = 1;
+    size_t S = (size_t)cfg.image_size;
+    p.max_batch = 2;
+    textok_train_preset(&tc, "tiny");
+    tc.batch = 2; tc.perceptual_weight = 0; tc.disc_weight = 0; tc.lr = tc.end_lr = 0; tc.disc_lr = tc.disc_end_lr = 0;
+    tc.warmup_steps = 0; tc.grad_clip = 0; tc.ema_decay = 0; tc.recon_l1 = l1; tc.vae_sample = 0;
+    tc.kl_weight = 0.05f; tc.quantizer_weight = 0.5f; tc.commitment_cost = 0.25f;
+    if (textok_titok_create(&m, &cfg, &p, 77) != TEXTOK_OK || textok_trainer_create(&t, m, NULL, NULL, &tc, 5) != TEXTOK_OK) {
+        tt_check(s, 0, "train fd %s: create: %s", label, textok_last_error());
+        goto done;
+    }
+    img = (float *)malloc(2 * 3 * S * S * sizeof(float));
+    tr_images(img, 2, (int)S, 11);
+    n_specs = textok_titok_tensor_specs(&cfg, NULL, 0);
+    specs = (textok_tensor_spec *)calloc((size_t)n_specs, sizeof *specs);
+    textok_titok_tensor_specs(&cfg, specs, n_specs);
+    if (textok_trainer_step(t, img, &st) != TEXTOK_OK) { tt_check(s, 0, "train fd %s: step: %s", label, textok_last_error()); goto done; }
+    if (!vae) textok_titok_encode(m, img, 2, ids0, NULL, NULL, NULL);
+    for (i = 0; i < n_specs && n < 1000; i++) {
+        size_t numel = 1;
+        char name[160];
+        int d;
+        if (decoder_only && !(tr_starts(specs[i].name, "decoder.") || tr_starts(specs[i].name, "pixel_"))) continue;
+        for (d = 0; d < specs[i].ndim; d++) numel *= (size_t)specs[i].shape[d];
+        buf = (float *)realloc(buf, numel * sizeof(float));
+        grad = (float *)realloc(grad, numel * sizeof(float));
+        snprintf(name, sizeof name, "param.%s", specs[i].name);
+        textok_trainer_get(t, name, buf, numel);
+        snprintf(name, sizeof name, "grad.%s", specs[i].name);
+        if (textok_trainer_step(t, img, &st) != TEXTOK_OK) break;   /* refresh grads at the base point */
+        textok_trainer_get(t, name, grad, numel);
+        snprintf(name, sizeof name, "param.%s", specs[i].name);
+        for (j = 0; j < 3 && (size_t)j < numel; j++) {
+            size_t idx = (size_t)j * 7919 % numel;
+            float x0 = buf[idx];
+            double lp, lm;
+            buf[idx] = x0 + TR_FD_H; textok_trainer_set(t, name, buf, numel);
+            textok_trainer_step(t, img, &st); lp = st.total;
+            if (!vae) { textok_titok_encode(m, img, 2, ids1, NULL, NULL, NULL); ids_stable &= !memcmp(ids0, ids1, sizeof(int32_t) * 2 * cfg.num_latent_tokens); }
+            buf[idx] = x0 - TR_FD_H; textok_trainer_set(t, name, buf, numel);
+            textok_trainer_step(t, img, &st); lm = st.total;
+            if (!vae) { textok_titok_encode(m, img, 2, ids1, NULL, NULL, NULL); ids_stable &= !memcmp(ids0, ids1, sizeof(int32_t) * 2 * cfg.num_latent_tokens); }
+            buf[idx] = x0; textok_trainer_set(t, name, buf, numel);
+            an[n] = grad[idx];
+            fd[n] = (float)((lp - lm) / (2.0 * TR_FD_H));
+            n++;
+        }
+    }
+    if (!vae) tt_check(s, ids_stable, "train fd %s: token ids unchanged under every probe", label);
+    {
+        char nm[128];
+        snprintf(nm, sizeof nm, "train fd %s (%d probes)", label, n);
+        tt_compare(s, nm, an, fd, (size_t)n, TR_FD_TOL);
+    }
+done:
+    free(img); free(buf); free(grad); free(specs);
+    textok_trainer_free(t);
+    textok_titok_free(m);
+}
+
+/* mean squared reconstruction error of all n images through encode + decode */
+static double tr_mse(textok_titok *m, const float *img, int n, int S)
+{
+    const textok_titok_config *c = textok_titok_get_config(m);
+    size_t ni = (size_t)3 * S * S, i;
+    float *rec = (float *)malloc((size_t)n * ni * sizeof(float));
+    float *lat = (float *)malloc((size_t)n * c->token_size * c->num_latent_tokens * sizeof(float));
+    double e = 0.0;
+    textok_titok_encode(m, img, n, NULL, lat, NULL, NULL);
+    textok_titok_decode_latents(m, lat, n, rec);
+    for (i = 0; i < (size_t)n * ni; i++) e += ((double)rec[i] - img[i]) * ((double)rec[i] - img[i]);
+    free(rec); free(lat);
+    return e / ((double)n * ni);
+}
+
+/* 16 images, a few hundred steps: the reconstruction MSE must fall at least 10x */
+static void tr_converge(tt_stats *s, int vae)
+{
+    textok_titok_config cfg = tr_config(0, vae);
+    textok_params p = textok_default_params();
+    textok_train_config tc;
+    textok_titok *m = NULL;
+    textok_trainer *t = NULL;
+    textok_train_stats st;
+    const int n_img = 16, S = cfg.image_size, steps = 300;
+    size_t ni = (size_t)3 * S * S;
+    float *img = (float *)malloc(n_img * ni * sizeof(float)), *batch = (float *)malloc(4 * ni * sizeof(float));
+    double mse0, mse1;
+    int i, j, ok = 1;
+    cfg.codebook_size = 64;
+    p.max_batch = 16;
+    textok_train_preset(&tc, "tiny");
+    tc.batch = 4; tc.perceptual_weight = 0; tc.disc_weight = 0; tc.lr = 3e-3; tc.end_lr = 3e-4;
+    tc.warmup_steps = 10; tc.total_steps = steps; tc.kl_weight = 1e-6f;
+    tr_images(img, n_img, S, 2024);
+    if (textok_titok_create(&m, &cfg, &p, 3) != TEXTOK_OK || textok_trainer_create(&t, m, NULL, NULL, &tc, 9) != TEXTOK_OK) {
+        tt_check(s, 0, "train converge: create: %s", textok_last_error());
+        goto done;
+    }
+    mse0 = tr_mse(m, img, n_img, S);
+    for (i = 0; i < steps && ok; i++) {
+        for (j = 0; j < 4; j++) {   /* batches drawn from the trainer's RNG: part of its checkpointed state */
+            int pick = (int)(textok_rng_u32(textok_trainer_rng(t)) % (uint32_t)n_img);
+            memcpy(batch + j * ni, img + pick * ni, ni * sizeof(float));
+        }
+        ok = textok_trainer_step(t, batch, &st) == TEXTOK_OK;
+    }
+    mse1 = tr_mse(m, img, n_img, S);
+    tt_check(s, ok && mse1 * 10.0 <= mse0, "train converge %s: 16 images, %d steps: MSE %.5f -> %.5f (%.1fx, need >= 10x)",
+             vae ? "vae" : "vq", steps, mse0, mse1, mse0 / mse1);
+done:
+    free(img); free(batch);
+    textok_trainer_free(t);
+    textok_titok_free(m);
+}
+
+/* Runs `steps` steps from a fresh seeded model; when save_at >= 0, saves there, throws the
+   trainer and model away, and resumes from the file into a freshly created pair. Returns the
+   final parameter, EMA and moment blocks concatenated (caller frees). */
+static float *tr_run(tt_stats *s, int legacy, int vae, int steps, int save_at, size_t *n_out)
+{
+    textok_titok_config cfg = tr_config(legacy, vae);
+    textok_params p = textok_default_params();
+    textok_train_config tc;
+    textok_titok *m = NULL;
+    textok_trainer *t = NULL;
+    textok_tensor_spec *specs;
+    const char *path = "build/tr_resume.safetensors";
+    size_t ni = (size_t)3 * cfg.image_size * cfg.image_size, total = 0, off = 0;
+    float *img = (float *)malloc(2 * ni * sizeof(float)), *out = NULL;
+    int i, n_specs, b;
+    static const char *const blocks[] = { "param.", "ema.", "adam_m.", "adam_v." };
+    p.max_batch = 2;
+    textok_train_preset(&tc, "tiny");
+    tc.batch = 2; tc.perceptual_weight = 0; tc.disc_weight = 0; tc.warmup_steps = 2; tc.vae_sample = 1;
+    n_specs = textok_titok_tensor_specs(&cfg, NULL, 0);
+    specs = (textok_tensor_spec *)calloc((size_t)n_specs, sizeof *specs);
+    textok_titok_tensor_specs(&cfg, specs, n_specs);
+    for (i = 0; i <= steps; i++) {
+        if (i == 0 || i == save_at) {
+            if (i == save_at) {
+                if (textok_trainer_save(t, path) != TEXTOK_OK) { tt_check(s, 0, "resume: save: %s", textok_last_error()); break; }
+                textok_trainer_free(t); textok_titok_free(m); t = NULL; m = NULL;
+            }
+            if (textok_titok_create(&m, &cfg, &p, 21) != TEXTOK_OK || textok_trainer_create(&t, m, NULL, NULL, &tc, 4) != TEXTOK_OK) {
+                tt_check(s, 0, "resume: create: %s", textok_last_error());
+                break;
+            }
+            if (i == save_at && textok_trainer_load(t, path) != TEXTOK_OK) { tt_check(s, 0, "resume: load: %s", textok_last_error()); break; }
+        }
+        if (i == steps) break;
+        tr_images(img, 2, cfg.image_size, 100u + (unsigned)i);
+        if (textok_trainer_step(t, img, NULL) != TEXTOK_OK) { tt_check(s, 0, "resume: step: %s", textok_last_error()); break; }
+    }
+    if (t) {
+        size_t n_params = textok_titok_num_params(m);
+        total = 4 * n_params;
+        out = (float *)malloc(total * sizeof(float));
+        for (b = 0; b < 4; b++)
+            for (i = 0; i < n_specs; i++) {
+                char name[160];
+                size_t numel = 1;
+                int d;
+                for (d = 0; d < specs[i].ndim; d++) numel *= (size_t)specs[i].shape[d];
+                snprintf(name, sizeof name, "%s%s", blocks[b], specs[i].name);
+                textok_trainer_get(t, name, out + off, numel);
+                off += numel;
+            }
+    }
+    *n_out = total;
+    free(img); free(specs);
+    textok_trainer_free(t);
+    textok_titok_free(m);
+    return out;
+}
+
+static void tr_resume(tt_stats *s, int legacy, int vae)
+{
+    size_t n1 = 0, n2 = 0;
+    float *a = tr_run(s, legacy, vae, 6, -1, &n1), *b = tr_run(s, legacy, vae, 6, 3, &n2);
+    tt_check(s, a && b && n1 == n2 && n1 > 0 && !memcmp(a, b, n1 * sizeof(float)),
+             "resume %s %s: 6 steps uninterrupted == 3 steps, checkpoint, new process state, load, 3 steps: params, EMA and both moments bit-identical (%lu values)",
+             legacy ? "legacy" : "direct-head", vae ? "vae" : "vq", (unsigned long)n1);
+    free(a); free(b);
+}
+
+/* Bad input: a non-finite batch, checkpoints of another config or another kind, a truncated one */
+static void tr_bad(tt_stats *s)
+{
+    textok_titok_config cfg = tr_config(0, 1), other = tr_config(0, 1);
+    textok_params p = textok_default_params();
+    textok_train_config tc;
+    textok_titok *m = NULL, *m2 = NULL;
+    textok_trainer *t = NULL, *t2 = NULL;
+    size_t ni = (size_t)3 * cfg.image_size * cfg.image_size, np;
+    float *img = (float *)malloc(2 * ni * sizeof(float)), *before, *after;
+    int st;
+    FILE *f;
+    p.max_batch = 2;
+    textok_train_preset(&tc, "tiny");
+    tc.batch = 2; tc.perceptual_weight = 0; tc.disc_weight = 0;
+    if (textok_titok_create(&m, &cfg, &p, 1) != TEXTOK_OK || textok_trainer_create(&t, m, NULL, NULL, &tc, 1) != TEXTOK_OK) {
+        tt_check(s, 0, "train bad: create: %s", textok_last_error());
+        goto done;
+    }
+    np = textok_titok_num_params(m);
+    before = (float *)malloc(np * sizeof(float)); after = (float *)malloc(np * sizeof(float));
+    tr_images(img, 2, cfg.image_size, 5);
+    textok_trainer_save(t, "build/tr_good.safetensors");
+    textok_trainer_get(t, "param.decoder.ln_post.weight", before, (size_t)cfg.dec_width);
+    img[17] = (float)NAN;
+    st = textok_trainer_step(t, img, NULL);
+    textok_trainer_get(t, "param.decoder.ln_post.weight", after, (size_t)cfg.dec_width);
+    tt_check(s, st == TEXTOK_ERR_FORMAT && !memcmp(before, after, (size_t)cfg.dec_width * sizeof(float)) && textok_trainer_steps_done(t) == 0,
+             "train bad: NaN in the batch stops the step, parameters unchanged (status %d): %s", st, textok_last_error());
+    free(before); free(after);
+    other.dec_width = 48; other.dec_mlp = 96;
+    textok_titok_create(&m2, &other, &p, 1);
+    textok_trainer_create(&t2, m2, NULL, NULL, &tc, 1);
+    st = t2 ? textok_trainer_load(t2, "build/tr_good.safetensors") : -99;
+    tt_check(s, st == TEXTOK_ERR_SHAPE && strstr(textok_last_error(), "tr_good.safetensors"),
+             "train bad: resume into another config refused (status %d): %s", st, textok_last_error());
+    textok_trainer_save_model(t, "build/tr_model.safetensors", 1);
+    st = textok_trainer_load(t, "build/tr_model.safetensors");
+    tt_check(s, st == TEXTOK_ERR_FORMAT, "train bad: a model file is not a checkpoint (status %d): %s", st, textok_last_error());
+    st = textok_trainer_load(t, "build/does_not_exist.safetensors");
+    tt_check(s, st == TEXTOK_ERR_IO, "train bad: missing checkpoint (status %d): %s", st, textok_last_error());
+    f = fopen("build/tr_good.safetensors", "rb");
+    if (f) {
+        long size;
+        char *bytes;
+        fseek(f, 0, SEEK_END); size = ftell(f); fseek(f, 0, SEEK_SET);
+        bytes = (char *)malloc((size_t)size);
+        if (fread(bytes, 1, (size_t)size, f) != (size_t)size) size = 0;
+        fclose(f);
+        f = fopen("build/tr_trunc.safetensors", "wb");
+        if (f) { fwrite(bytes, 1, (size_t)size / 2, f); fclose(f); }
+        free(bytes);
+    }
+    st = textok_trainer_load(t, "build/tr_trunc.safetensors");
+    tt_check(s, st == TEXTOK_ERR_FORMAT, "train bad: a checkpoint cut in half is refused (status %d): %s", st, textok_last_error());
+    {   /* the model file written from the trainer loads as a model */
+        textok_titok *m3 = NULL;
+        st = textok_titok_load(&m3, "build/tr_model.safetensors", &p);
+        tt_check(s, st == TEXTOK_OK, "train: textok_trainer_save_model output loads with textok_titok_load (status %d)", st);
+        textok_titok_free(m3);
+    }
+    {
+        textok_trainer *t3 = NULL;
+        textok_train_config bad = tc;
+        bad.batch = 3;
+        st = textok_trainer_create(&t3, m, NULL, NULL, &bad, 1);
+        tt_check(s, st == TEXTOK_ERR_ARG && !t3, "train bad: batch above max_batch refused: %s", textok_last_error());
+        bad = tc; bad.perceptual_weight = 0.1f;
+        st = textok_trainer_create(&t3, m, NULL, NULL, &bad, 1);
+        tt_check(s, st == TEXTOK_ERR_ARG && !t3, "train bad: perceptual loss without an LPIPS net refused: %s", textok_last_error());
+        bad = tc; bad.ema_decay = 1.5;
+        st = textok_trainer_create(&t3, m, NULL, NULL, &bad, 1);
+        tt_check(s, st == TEXTOK_ERR_ARG && !t3, "train bad: ema_decay 1.5 refused: %s", textok_last_error());
+    }
+done:
+    free(img);
+    textok_trainer_free(t); textok_trainer_free(t2);
+    textok_titok_free(m); textok_titok_free(m2);
+}
+
+void test_train(tt_stats *s)
+{
+    tr_fd(s, "direct-head vae (l2, kl)", 0, 1, 0, 0);
+    tr_fd(s, "direct-head vae (l1, kl)", 0, 1, 1, 0);
+    tr_fd(s, "direct-head vq decoder", 0, 0, 0, 1);
+    tr_fd(s, "legacy vq decoder + pixel decoder", 1, 0, 0, 1);
+    tr_converge(s, 0);
+    tr_converge(s, 1);
+    tr_resume(s, 0, 1);
+    tr_resume(s, 1, 0);
+    tr_bad(s);
+}
