@@ -6642,7 +6642,9 @@ TEXTOKDEF int textok_trainer_step(textok_trainer *t, const float *images, textok
     textok__adamw_tensors(t, m->params, t->grads, t->adam_m, t->adam_v, t->specs, t->offsets, t->n_tensors, lr, t->step + 1);
     TEXTOK__TRY(textok__titok_derive(m));
     if (t->ema) {
-        double d = (1.0 + t->step) / (10.0 + t->step);
+        /* EMAModel.get_decay: 0 at the first update (the EMA becomes a copy), then
+           (1 + s) / (10 + s) capped at ema_decay, s = updates done before this one */
+        double d = t->step <= 0 ? 0.0 : (1.0 + t->step) / (10.0 + t->step);
         if (d > tc->ema_decay) d = tc->ema_decay;
         k->ema_update(k, t->ema, m->params, m->n_params, (float)(1.0 - d));
     }
@@ -6688,9 +6690,12 @@ TEXTOKDEF int textok_trainer_step(textok_trainer *t, const float *images, textok
         textok__adamw_tensors(t, d->params, d->grads, t->disc_m, t->disc_v, d->specs, t->disc_offsets, d->n_tensors,
                               s.disc_lr, t->disc_step + 1);
         t->disc_step++;
-        /* the anchors move after the loss used them, in float32 as the torch buffers */
-        t->lecam_real = t->lecam_real * tc->lecam_decay + (float)mr * (1.0f - tc->lecam_decay);
-        t->lecam_fake = t->lecam_fake * tc->lecam_decay + (float)mf * (1.0f - tc->lecam_decay);
+        /* the anchors move after the loss used them, in float32 as the torch buffers, and
+           only when LeCAM is on (as upstream) */
+        if (tc->lecam_weight > 0) {
+            t->lecam_real = t->lecam_real * tc->lecam_decay + (float)mr * (1.0f - tc->lecam_decay);
+            t->lecam_fake = t->lecam_fake * tc->lecam_decay + (float)mf * (1.0f - tc->lecam_decay);
+        }
     }
     t->step++;
     s.step = t->step;

@@ -26,7 +26,8 @@
 #include <math.h>
 
 #define TR_FD_H   2e-3f
-#define TR_FD_TOL 2e-2
+#define TR_FD_TOL 5e-3
+#define TR_FD_B   3     /* images per probe: more than 2, so per-image offsets are exercised */
 
 static textok_titok_config tr_config(int legacy, int vae)
 {
@@ -68,6 +69,21 @@ static void tr_images(float *img, int B, int S, unsigned seed)
     }
 }
 
+/* Linear colour ramps (3 numbers per channel): what a 24-number latent can hold for 16 images */
+static void tr_ramps(float *img, int B, int S, unsigned seed)
+{
+    textok_rng r;
+    int b, ch, y, x;
+    textok_rng_seed(&r, seed);
+    for (b = 0; b < B; b++)
+        for (ch = 0; ch < 3; ch++) {
+            float base = 0.2f + 0.6f * textok_rng_uniform(&r), gx = textok_rng_uniform(&r) - 0.5f, gy = textok_rng_uniform(&r) - 0.5f;
+            for (y = 0; y < S; y++)
+                for (x = 0; x < S; x++)
+                    img[(((size_t)b * 3 + ch) * S + y) * S + x] = base + 1.5f * gx * ((float)x / S - 0.5f) + 1.5f * gy * ((float)y / S - 0.5f);
+        }
+}
+
 static int tr_starts(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
 
 /* FD of the total loss against the analytical gradient for up to 3 coordinates of every tensor
@@ -85,22 +101,40 @@ static void tr_fd(tt_stats *s, const char *label, int legacy, int vae, int l1, i
     int32_t ids0[64], ids1[64];
     int n_specs, i, j, n = 0, ids_stable = 1;
     size_t S = (size_t)cfg.image_size;
-    p.max_batch = 2;
+    p.max_batch = TR_FD_B;
     textok_train_preset(&tc, "tiny");
-    tc.batch = 2; tc.perceptual_weight = 0; tc.disc_weight = 0; tc.lr = tc.end_lr = 0; tc.disc_lr = tc.disc_end_lr = 0;
+    tc.batch = TR_FD_B; tc.perceptual_weight = 0; tc.disc_weight = 0; tc.lr = tc.end_lr = 0; tc.disc_lr = tc.disc_end_lr = 0;
     tc.warmup_steps = 0; tc.grad_clip = 0; tc.ema_decay = 0; tc.recon_l1 = l1; tc.vae_sample = 0;
     tc.kl_weight = 0.05f; tc.quantizer_weight = 0.5f; tc.commitment_cost = 0.25f;
     if (textok_titok_create(&m, &cfg, &p, 77) != TEXTOK_OK || textok_trainer_create(&t, m, NULL, NULL, &tc, 5) != TEXTOK_OK) {
         tt_check(s, 0, "train fd %s: create: %s", label, textok_last_error());
         goto done;
     }
-    img = (float *)malloc(2 * 3 * S * S * sizeof(float));
-    tr_images(img, 2, (int)S, 11);
+    img = (float *)malloc(TR_FD_B * 3 * S * S * sizeof(float));
+    tr_images(img, TR_FD_B, (int)S, 11);
     n_specs = textok_titok_tensor_specs(&cfg, NULL, 0);
     specs = (textok_tensor_spec *)calloc((size_t)n_specs, sizeof *specs);
     textok_titok_tensor_specs(&cfg, specs, n_specs);
+    if (legacy) {
+        /* TiTok's init leaves the pixel decoder nearly degenerate (0.02-std convs over a
+           +-1/16 codebook, so GroupNorm divides by tiny variances and the loss is far from
+           linear over a probe); give it unit-scale activations first */
+        textok_rng r;
+        textok_rng_seed(&r, 8);
+        for (i = 0; i < n_specs; i++) {
+            size_t numel = 1;
+            int d;
+            char name[160];
+            if (!tr_starts(specs[i].name, "pixel_") || specs[i].ndim < 2) continue;
+            for (d = 0; d < specs[i].ndim; d++) numel *= (size_t)specs[i].shape[d];
+            buf = (float *)realloc(buf, numel * sizeof(float));
+            textok_rng_fill_normal(&r, buf, numel, 0.0f, specs[i].ndim == 4 ? 1.0f / sqrtf((float)(numel / (size_t)specs[i].shape[0])) : 1.0f);
+            snprintf(name, sizeof name, "param.%s", specs[i].name);
+            textok_trainer_set(t, name, buf, numel);
+        }
+    }
     if (textok_trainer_step(t, img, &st) != TEXTOK_OK) { tt_check(s, 0, "train fd %s: step: %s", label, textok_last_error()); goto done; }
-    if (!vae) textok_titok_encode(m, img, 2, ids0, NULL, NULL, NULL);
+    if (!vae) textok_titok_encode(m, img, TR_FD_B, ids0, NULL, NULL, NULL);
     for (i = 0; i < n_specs && n < 1000; i++) {
         size_t numel = 1;
         char name[160];
@@ -121,13 +155,14 @@ static void tr_fd(tt_stats *s, const char *label, int legacy, int vae, int l1, i
             double lp, lm;
             buf[idx] = x0 + TR_FD_H; textok_trainer_set(t, name, buf, numel);
             textok_trainer_step(t, img, &st); lp = st.total;
-            if (!vae) { textok_titok_encode(m, img, 2, ids1, NULL, NULL, NULL); ids_stable &= !memcmp(ids0, ids1, sizeof(int32_t) * 2 * cfg.num_latent_tokens); }
+            if (!vae) { textok_titok_encode(m, img, TR_FD_B, ids1, NULL, NULL, NULL); ids_stable &= !memcmp(ids0, ids1, sizeof(int32_t) * TR_FD_B * cfg.num_latent_tokens); }
             buf[idx] = x0 - TR_FD_H; textok_trainer_set(t, name, buf, numel);
             textok_trainer_step(t, img, &st); lm = st.total;
-            if (!vae) { textok_titok_encode(m, img, 2, ids1, NULL, NULL, NULL); ids_stable &= !memcmp(ids0, ids1, sizeof(int32_t) * 2 * cfg.num_latent_tokens); }
+            if (!vae) { textok_titok_encode(m, img, TR_FD_B, ids1, NULL, NULL, NULL); ids_stable &= !memcmp(ids0, ids1, sizeof(int32_t) * TR_FD_B * cfg.num_latent_tokens); }
             buf[idx] = x0; textok_trainer_set(t, name, buf, numel);
             an[n] = grad[idx];
             fd[n] = (float)((lp - lm) / (2.0 * TR_FD_H));
+            if (getenv("TR_VERBOSE")) printf("  %s[%lu] an %.6g fd %.6g\n", name, (unsigned long)idx, an[n], fd[n]);
             n++;
         }
     }
@@ -158,6 +193,33 @@ static double tr_mse(textok_titok *m, const float *img, int n, int S)
     return e / ((double)n * ni);
 }
 
+/* Re-initialises every matrix as N(0, 1/fan_in), embeddings as N(0, 0.25), as
+   tools/titok_ref.py's init_weights. TiTok's own init (trunc-normal 0.02, embeddings D^-1/2) is
+   made for 512-1024 wide stacks: on a 32-wide test model the decoder learns the mean image and
+   the latents stay unused for the first thousand steps (measured, and the same in PyTorch with
+   the same weights), so a few hundred steps would test nothing. */
+static void tr_reinit(textok_trainer *t, const textok_titok_config *cfg, unsigned seed)
+{
+    int n = textok_titok_tensor_specs(cfg, NULL, 0), i, d;
+    textok_tensor_spec *specs = (textok_tensor_spec *)calloc((size_t)n, sizeof *specs);
+    textok_rng r;
+    float *buf = NULL;
+    textok_rng_seed(&r, seed);
+    textok_titok_tensor_specs(cfg, specs, n);
+    for (i = 0; i < n; i++) {
+        size_t numel = 1;
+        char name[160];
+        int embed = strstr(specs[i].name, "embedding") || strstr(specs[i].name, "latent_tokens") || strstr(specs[i].name, "mask_token");
+        if (specs[i].ndim < 2) continue;
+        for (d = 0; d < specs[i].ndim; d++) numel *= (size_t)specs[i].shape[d];
+        buf = (float *)realloc(buf, numel * sizeof(float));
+        textok_rng_fill_normal(&r, buf, numel, 0.0f, embed ? 0.5f : 1.0f / sqrtf((float)(numel / (size_t)specs[i].shape[0])));
+        snprintf(name, sizeof name, "param.%s", specs[i].name);
+        textok_trainer_set(t, name, buf, numel);
+    }
+    free(buf); free(specs);
+}
+
 /* 16 images, a few hundred steps: the reconstruction MSE must fall at least 10x */
 static void tr_converge(tt_stats *s, int vae)
 {
@@ -167,7 +229,7 @@ static void tr_converge(tt_stats *s, int vae)
     textok_titok *m = NULL;
     textok_trainer *t = NULL;
     textok_train_stats st;
-    const int n_img = 16, S = cfg.image_size, steps = 300;
+    const int n_img = 16, S = cfg.image_size, steps = vae ? 800 : 400;
     size_t ni = (size_t)3 * S * S;
     float *img = (float *)malloc(n_img * ni * sizeof(float)), *batch = (float *)malloc(4 * ni * sizeof(float));
     double mse0, mse1;
@@ -175,13 +237,14 @@ static void tr_converge(tt_stats *s, int vae)
     cfg.codebook_size = 64;
     p.max_batch = 16;
     textok_train_preset(&tc, "tiny");
-    tc.batch = 4; tc.perceptual_weight = 0; tc.disc_weight = 0; tc.lr = 3e-3; tc.end_lr = 3e-4;
+    tc.batch = 4; tc.perceptual_weight = 0; tc.disc_weight = 0; tc.lr = 2e-3; tc.end_lr = 1e-3;
     tc.warmup_steps = 10; tc.total_steps = steps; tc.kl_weight = 1e-6f;
-    tr_images(img, n_img, S, 2024);
+    tr_ramps(img, n_img, S, 2024);
     if (textok_titok_create(&m, &cfg, &p, 3) != TEXTOK_OK || textok_trainer_create(&t, m, NULL, NULL, &tc, 9) != TEXTOK_OK) {
         tt_check(s, 0, "train converge: create: %s", textok_last_error());
         goto done;
     }
+    tr_reinit(t, &cfg, 4);
     mse0 = tr_mse(m, img, n_img, S);
     for (i = 0; i < steps && ok; i++) {
         for (j = 0; j < 4; j++) {   /* batches drawn from the trainer's RNG: part of its checkpointed state */
@@ -191,8 +254,22 @@ static void tr_converge(tt_stats *s, int vae)
         ok = textok_trainer_step(t, batch, &st) == TEXTOK_OK;
     }
     mse1 = tr_mse(m, img, n_img, S);
-    tt_check(s, ok && mse1 * 10.0 <= mse0, "train converge %s: 16 images, %d steps: MSE %.5f -> %.5f (%.1fx, need >= 10x)",
-             vae ? "vae" : "vq", steps, mse0, mse1, mse0 / mse1);
+    {   /* and well below the best constant image (the per-pixel variance over the set), so the
+           latents carry the images, not just their mean */
+        double var = 0.0, mean;
+        size_t q;
+        int b2;
+        for (q = 0; q < ni; q++) {
+            for (mean = 0.0, b2 = 0; b2 < n_img; b2++) mean += img[b2 * ni + q];
+            mean /= n_img;
+            for (b2 = 0; b2 < n_img; b2++) var += (img[b2 * ni + q] - mean) * (img[b2 * ni + q] - mean);
+        }
+        var /= (double)n_img * ni;
+        const double need = vae ? 1.5 : 0.0;   /* VQ through a 64-entry codebook takes thousands of steps to beat the mean image */
+        tt_check(s, ok && mse1 * 10.0 <= mse0 && mse1 * need <= var,
+                 "train converge %s: 16 images, %d steps: MSE %.5f -> %.5f (%.1fx, need >= 10x; %.2fx below the mean-image MSE %.5f, need >= %.1fx)",
+                 vae ? "vae" : "vq", steps, mse0, mse1, mse0 / mse1, var / mse1, var, need);
+    }
 done:
     free(img); free(batch);
     textok_trainer_free(t);
