@@ -154,10 +154,11 @@ class LPIPS(nn.Module):
     def normalize(f):
         return f / (torch.sqrt((f * f).sum(dim=1, keepdim=True)) + LPIPS_NORM_EPS)
 
-    def layers(self, x, y, mon=None):
-        """-> (5, B): the per-layer terms res_k (their sum over k is LPIPS)."""
+    def layers(self, x, y, mon_x=None, mon_y=None):
+        """-> (5, B): the per-layer terms res_k (their sum over k is LPIPS).  mon_x / mon_y record the
+        kink margins of x's / y's trunk (a constant target's trunk never carries a gradient)."""
         assert x.shape[-1] % 16 == 0 and x.shape[-2] % 16 == 0, "H, W must be multiples of 16"
-        fx, fy = self.net(self.scale(x), mon), self.net(self.scale(y), mon)
+        fx, fy = self.net(self.scale(x), mon_x), self.net(self.scale(y), mon_y)
         out = []
         for k in range(5):
             d = (self.normalize(fx[k]) - self.normalize(fy[k])) ** 2
@@ -166,7 +167,7 @@ class LPIPS(nn.Module):
         return torch.stack(out, 0)
 
     def forward(self, x, y, mon=None):
-        return self.layers(x, y, mon).sum(0)                                # (B)
+        return self.layers(x, y, mon, mon).sum(0)                           # (B)
 
 
 @torch.no_grad()
