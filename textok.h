@@ -13,7 +13,9 @@
       an explicit RNG, and strict readers/writers for .safetensors and .npy files. Models, losses
       and training are built on top of the kernel table only, so a GPU table (textok_cuda.cu) runs
       the same code. Models so far: the TiTok tokenizers (encode images to 1D token ids or VAE
-      latents, decode them back), reproducing the official PyTorch checkpoints.
+      latents, decode them back), reproducing the official PyTorch checkpoints; and the networks
+      their training losses use, LPIPS (VGG16) and the PatchGAN discriminator, forward and
+      backward.
 
    QUICK USAGE
       textok_kernels ref  = textok_cpu_ref_kernels();   // naive loops: the reference
@@ -37,6 +39,17 @@
       textok_titok_encode(m, images, B, tokens, NULL, NULL, NULL);   // (B,3,256,256) in [0,1] -> (B,K) ids
       textok_titok_decode_tokens(m, tokens, B, recon);                // -> (B,3,256,256), not clamped
       textok_titok_free(m);
+
+   LOSS NETWORKS (for training)
+      textok_lpips *lp;                                // textok-layout file made by build/convert
+      textok_lpips_load(&lp, "lpips_vgg.safetensors", &p);
+      textok_lpips_distance(lp, x, y, B, H, W, d);     // (B,3,H,W) pairs in [0,1] -> d (B); H,W % 16 == 0
+      textok_disc_config dc = textok_disc_default_config();
+      textok_disc *D;
+      textok_disc_create(&D, &dc, 256, &p, seed);      // or textok_disc_load
+      textok_disc_logits(D, images, B, logits);        // (B,3,256,256) -> (B,1,16,16)
+      The trainer drives both through internal calls on device memory (textok__lpips_reserve /
+      _forward / _backward, textok__disc_reserve / _forward / _backward; section 10).
 
    DATA CONVENTIONS
       Every tensor is a contiguous row-major float32 array; shapes are written as (dim0, dim1, ...)
@@ -88,6 +101,8 @@
       8. Layers: linear, the pre-norm ViT stack, the MaskGIT-VQGAN ResnetBlock
       9. TiTok: config and metadata, the parameter walk (names, shapes, binding), loading and
          init, the activation arena, encoder (+ legacy reshape), quantisers, decoder, pixel decoder
+     10. Loss networks: LPIPS (VGG16) and the PatchGAN discriminator, forward and backward over
+         a reserved arena (the internal calls the trainer uses), loading and init
 
    REVISION HISTORY
       0.2.0 (2026-11-21)  TiTok inference (VQ/VAE, legacy and direct pixel heads); kernels tanh,
@@ -162,9 +177,9 @@ TEXTOKDEF void     textok_rng_fill_normal(textok_rng *r, float *x, size_t n, flo
    ...). All pointers passed to kernels point into memory obtained from the same table's alloc.
    Backward kernels ACCUMULATE (+=) into every gradient they are given (weights and inputs alike),
    so a caller zeroes gradients once; a NULL gradient pointer means "not needed". The elementwise
-   and row-wise forwards (add, gelu, silu, tanh, softmax) may be called in place (out == inp),
-   and the models do so; a backend must allow that. Saved statistics (mean, rstd, lse) may be
-   NULL in inference. */
+   and row-wise forwards (add, gelu, silu, tanh, leaky_relu, softmax) may be called in place
+   (out == inp), and the models do so; a backend must allow that. Saved statistics (mean, rstd,
+   lse) may be NULL in inference. */
 typedef struct textok_kernels textok_kernels;
 
 /* out[b] (M,N) = op(A[b]) (M,K) . op(B[b]) (K,N) + bias (N); b < batch, each operand contiguous.
@@ -362,6 +377,29 @@ struct textok_kernels {
                        size_t n);
     void (*kl_backward)(const textok_kernels *k, float *dmean, float *dlogvar, const float *mean,
                         const float *logvar, size_t n, float scale);
+    /* ----- added for the loss networks (LPIPS, discriminator) ----- */
+    /* leaky ReLU: out = x > 0 ? x : slope * x (slope 0 = ReLU); backward from the input:
+       dinp += dout * (x > 0 ? 1 : slope)   (torch: gradient at exactly 0 is slope). For
+       slope >= 0 the output passes the same test, so the saved output may stand in for inp
+       (in-place use, out == inp, is allowed). */
+    void (*leaky_relu_forward)(const textok_kernels *k, float *out, const float *inp, size_t n, float slope);
+    void (*leaky_relu_backward)(const textok_kernels *k, float *dinp, const float *dout, const float *inp,
+                                size_t n, float slope);
+    /* adaptive max pooling as nn.AdaptiveMaxPool2d((OH, OW)): inp (BC,H,W) -> out (BC,OH,OW); output cell
+       (i,j) takes rows [floor(i*H/OH), ceil((i+1)*H/OH)) and likewise columns; it covers MaxPool2d(2,2)
+       on even sizes (OH = H/2) and upsampling-by-repeat when OH > H. Backward routes dout to the first
+       maximal element of each window (row-major scan order, as torch's CPU kernel), recomputed from inp. */
+    void (*maxpool_forward)(const textok_kernels *k, float *out, const float *inp, int BC, int H, int W, int OH, int OW);
+    void (*maxpool_backward)(const textok_kernels *k, float *dinp, const float *dout, const float *inp,
+                             int BC, int H, int W, int OH, int OW);
+    /* one LPIPS layer (architecture.md 6): f0, f1 (B,C,HW) feature maps; w (C) lin weights.
+       n_i = f_i / (sqrt(sum_c f_i^2) + 1e-10) per pixel; d[b] = mean_hw sum_c w[c] (n0 - n1)^2.
+       d (B) device memory, OVERWRITTEN (not accumulated).
+       backward: df0 += dd[b] * d d[b] / d f0 (df1 likewise, either may be NULL); dd (B) device. */
+    void (*lpips_layer_forward)(const textok_kernels *k, float *d, const float *f0, const float *f1,
+                                const float *w, int B, int C, int HW);
+    void (*lpips_layer_backward)(const textok_kernels *k, float *df0, float *df1, const float *dd,
+                                 const float *f0, const float *f1, const float *w, int B, int C, int HW);
 };
 
 /* Work-buffer sizes (in floats) shared by every backend */
@@ -583,6 +621,53 @@ typedef struct textok_titok_timing {
 TEXTOKDEF textok_titok_timing textok_titok_last_timing(const textok_titok *m);
 
 /* ---------------------------------------------------------------------------------------------
+   Loss networks for training the tokenizers (architecture.md 5 and 6).
+
+   LPIPS (Zhang et al. 2018), the VGG16 variant 1d-tokenizer uses as its perceptual loss: images
+   in [0,1] are mapped to 2x-1 and through the ScalingLayer (per-channel shift/scale constants,
+   in code), then the five VGG16 slices; at each slice's last ReLU (a "tap") both images'
+   features are unit-normalised over channels (eps 1e-10 added to the norm), their squared
+   difference is weighted by that layer's lin weights and averaged over pixels; the five
+   averages add up. H and W must be multiples of 16.
+   File (textok layout): safetensors, F32 (F16/BF16 also read), the official LPIPS(net='vgg')
+   state_dict names and shapes, trunk then lin layers: net.slice1.0.{weight,bias} (c0,3,3,3),
+   net.slice1.2 (c0,c0,3,3), net.slice2.{5,7}, net.slice3.{10,12,14}, net.slice4.{17,19,21},
+   net.slice5.{24,26,28} (all 3x3 with bias), lin{0..4}.model.1.weight (1,c_k,1,1) (no bias);
+   __metadata__ "textok.model" = "lpips", "channels" = "64,128,256,512,512" (c0..c4). */
+typedef struct textok_lpips textok_lpips;
+/* Every tensor of a file for these channels, in file order (count returned; max_specs 0 sizes). */
+TEXTOKDEF int  textok_lpips_tensor_specs(const int channels[5], textok_tensor_spec *specs, int max_specs);
+TEXTOKDEF int  textok_lpips_load(textok_lpips **out, const char *path, const textok_params *p);
+TEXTOKDEF int  textok_lpips_load_st(textok_lpips **out, const textok_safetensors *st, const textok_params *p);
+/* random weights for tests/benchmarks: convs as PyTorch's default init, lin weights uniform [0, 1/C) */
+TEXTOKDEF int  textok_lpips_create(textok_lpips **out, const int channels[5], const textok_params *p, uint64_t seed);
+TEXTOKDEF void textok_lpips_free(textok_lpips *lp);
+/* d (B) = LPIPS(x, y), x, y (B,3,H,W) in [0,1], HOST memory; runs in chunks of p->max_batch */
+TEXTOKDEF int  textok_lpips_distance(textok_lpips *lp, const float *x, const float *y, int B, int H, int W, float *d);
+
+/* The PatchGAN discriminator of 1d-tokenizer (NLayerDiscriminator, architecture.md 5.4): block_in
+   (Conv 5x5 3 -> hidden, LeakyReLU 0.1); `stages` stages of Conv 3x3, a fixed [1,3,3,1] blur with
+   stride 2, GroupNorm(groups, eps 1e-5), LeakyReLU 0.1, the channels going hidden, hidden,
+   2 hidden, 4 hidden, ... (stage i outputs hidden * 2^i); AdaptiveMaxPool2d((pool, pool)); then
+   Conv 1x1, LeakyReLU 0.1, Conv 5x5 to one logit per cell: logits (B,1,pool,pool). Images are
+   taken in [0,1] as given; image_size must be a multiple of 2^stages.
+   File (textok layout): block_in.0.{weight,bias}, blocks.{i}.0.{weight,bias} (conv),
+   blocks.{i}.2.{weight,bias} (GroupNorm), to_logits.0.{weight,bias}, to_logits.2.{weight,bias}
+   (the blur kernel is a code constant, not a file tensor); __metadata__ "textok.model" = "disc",
+   "hidden", "stages", "groups", "pool", "image_size" as decimal strings. */
+typedef struct textok_disc textok_disc;
+typedef struct textok_disc_config { int hidden, stages, groups, pool; } textok_disc_config;
+TEXTOKDEF textok_disc_config textok_disc_default_config(void);   /* 128, 3, 32, 16 */
+TEXTOKDEF int  textok_disc_tensor_specs(const textok_disc_config *c, textok_tensor_spec *specs, int max_specs);
+TEXTOKDEF int  textok_disc_create(textok_disc **out, const textok_disc_config *c, int image_size,
+                                  const textok_params *p, uint64_t seed);   /* PyTorch default init */
+TEXTOKDEF int  textok_disc_load(textok_disc **out, const char *path, const textok_params *p);
+TEXTOKDEF int  textok_disc_load_st(textok_disc **out, const textok_safetensors *st, const textok_params *p);
+TEXTOKDEF void textok_disc_free(textok_disc *d);
+/* logits (B,1,pool,pool) host, images (B,3,S,S) host */
+TEXTOKDEF int  textok_disc_logits(textok_disc *d, const float *images, int B, float *logits);
+
+/* ---------------------------------------------------------------------------------------------
    Training a tokenizer (architecture.md 2 and 5; textok-paper.md 1.3). One step:
      1. forward the tokenizer in training mode, keeping every activation backward needs;
      2. generator losses: recon (L2 or L1) + perceptual (LPIPS) + VQ codebook/commitment or KL
@@ -641,8 +726,6 @@ typedef struct textok_train_stats {
     double logits_real, logits_fake;                /* mean discriminator logits */
 } textok_train_stats;
 
-typedef struct textok_lpips textok_lpips;   /* section 10 */
-typedef struct textok_disc textok_disc;
 typedef struct textok_trainer textok_trainer;
 
 /* model: created or loaded with max_batch >= tc->batch; lpips is needed when
@@ -1524,7 +1607,7 @@ static int textok__read_file(const char *path, const char *name, unsigned char *
 
 TEXTOKDEF int textok_file_open(textok_file *f, const char *path)
 {
-    unsigned char *buf;
+    unsigned char *buf = NULL;   /* set by textok__read_file; gcc -O2 cannot see that when inlined */
     char name[256];
     int rc;
     if (!f || !path) return textok__fail(TEXTOK_ERR_ARG, "textok_file_open: f and path must not be NULL");
@@ -3525,6 +3608,285 @@ TEXTOK__PARALLEL_FOR(k, n > 262144)
     }
 }
 
+/* ----- leaky ReLU, adaptive max pooling, the LPIPS layer (for the loss networks) ------------ */
+/* The _ref versions are the plain loops on one thread; the fast ones thread them (and, for the
+   LPIPS layer, reorder the loops so that the inner loop runs along contiguous pixels). */
+
+/* Leaky ReLU, slope 0 = ReLU. The backward reads only the sign of `inp`; for slope >= 0 the
+   output has the same sign test (out > 0 exactly where inp > 0), so a caller may pass the saved
+   output instead: that is what lets the networks apply it in place and keep one buffer. */
+static void textok__leaky_relu_forward_ref(const textok_kernels *k, float *out, const float *inp, size_t n,
+                                           float slope)
+{
+    size_t i;
+    (void)k;
+    for (i = 0; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : slope * inp[i];
+}
+
+static void textok__leaky_relu_backward_ref(const textok_kernels *k, float *dinp, const float *dout,
+                                            const float *inp, size_t n, float slope)
+{
+    size_t i;
+    (void)k;
+    for (i = 0; i < n; i++) dinp[i] += inp[i] > 0.0f ? dout[i] : slope * dout[i];
+}
+
+static void textok__leaky_relu_forward(const textok_kernels *k, float *out, const float *inp, size_t n,
+                                       float slope)
+{
+    long i, nn = (long)n;
+TEXTOK__PARALLEL_FOR(k, n > 65536)
+    for (i = 0; i < nn; i++) out[i] = inp[i] > 0.0f ? inp[i] : slope * inp[i];
+}
+
+static void textok__leaky_relu_backward(const textok_kernels *k, float *dinp, const float *dout,
+                                        const float *inp, size_t n, float slope)
+{
+    long i, nn = (long)n;
+TEXTOK__PARALLEL_FOR(k, n > 65536)
+    for (i = 0; i < nn; i++) dinp[i] += inp[i] > 0.0f ? dout[i] : slope * dout[i];
+}
+
+/* Adaptive max pooling, nn.AdaptiveMaxPool2d: output row i reads input rows
+   [floor(i H / OH), ceil((i+1) H / OH)), likewise columns. The argmax is the first maximal
+   element in row-major order, a NaN wins (and the last NaN of a window stays), as torch's CPU
+   kernel scans. Backward recomputes that argmax from inp; overlapping windows (H not a multiple
+   of OH) add into the same input element, in output order. */
+static size_t textok__pool_argmax(const float *plane, int H, int W, int OH, int OW, int i, int j)
+{
+    int y0 = (int)(((long)i * H) / OH), y1 = (int)(((long)(i + 1) * H + OH - 1) / OH);
+    int x0 = (int)(((long)j * W) / OW), x1 = (int)(((long)(j + 1) * W + OW - 1) / OW), y, x;
+    size_t best = (size_t)y0 * W + x0;
+    float m = plane[best];
+    for (y = y0; y < y1; y++)
+        for (x = x0; x < x1; x++) {
+            float v = plane[(size_t)y * W + x];
+            if (v > m || isnan(v)) { m = v; best = (size_t)y * W + x; }
+        }
+    return best;
+}
+
+static void textok__maxpool_forward_ref(const textok_kernels *k, float *out, const float *inp,
+                                        int BC, int H, int W, int OH, int OW)
+{
+    int p, i, j;
+    (void)k;
+    for (p = 0; p < BC; p++) {
+        const float *plane = inp + (size_t)p * H * W;
+        for (i = 0; i < OH; i++)
+            for (j = 0; j < OW; j++)
+                out[((size_t)p * OH + i) * OW + j] = plane[textok__pool_argmax(plane, H, W, OH, OW, i, j)];
+    }
+}
+
+static void textok__maxpool_backward_ref(const textok_kernels *k, float *dinp, const float *dout,
+                                         const float *inp, int BC, int H, int W, int OH, int OW)
+{
+    int p, i, j;
+    (void)k;
+    for (p = 0; p < BC; p++) {
+        const float *plane = inp + (size_t)p * H * W;
+        for (i = 0; i < OH; i++)
+            for (j = 0; j < OW; j++)
+                dinp[(size_t)p * H * W + textok__pool_argmax(plane, H, W, OH, OW, i, j)] += dout[((size_t)p * OH + i) * OW + j];
+    }
+}
+
+/* Fast: one plane per thread, so overlapping windows still add in output order. */
+static void textok__maxpool_forward(const textok_kernels *k, float *out, const float *inp,
+                                    int BC, int H, int W, int OH, int OW)
+{
+    int p;
+TEXTOK__PARALLEL_FOR(k, (size_t)BC * H * W > 65536)
+    for (p = 0; p < BC; p++) {
+        const float *plane = inp + (size_t)p * H * W;
+        int i, j;
+        for (i = 0; i < OH; i++)
+            for (j = 0; j < OW; j++)
+                out[((size_t)p * OH + i) * OW + j] = plane[textok__pool_argmax(plane, H, W, OH, OW, i, j)];
+    }
+}
+
+static void textok__maxpool_backward(const textok_kernels *k, float *dinp, const float *dout,
+                                     const float *inp, int BC, int H, int W, int OH, int OW)
+{
+    int p;
+TEXTOK__PARALLEL_FOR(k, (size_t)BC * H * W > 65536)
+    for (p = 0; p < BC; p++) {
+        const float *plane = inp + (size_t)p * H * W;
+        int i, j;
+        for (i = 0; i < OH; i++)
+            for (j = 0; j < OW; j++)
+                dinp[(size_t)p * H * W + textok__pool_argmax(plane, H, W, OH, OW, i, j)] += dout[((size_t)p * OH + i) * OW + j];
+    }
+}
+
+/* One LPIPS layer (architecture.md 6). Per pixel, s_i = |f_i| over channels and
+   n_i = f_i / (s_i + 1e-10) (the eps is added to the norm, as lpips normalize_tensor);
+   d[b] = mean over pixels of sum_c w_c (n0_c - n1_c)^2.
+   Backward, per pixel with g_c = dd[b] / HW * 2 w_c (n0_c - n1_c) = dD/dn0_c = -dD/dn1_c:
+      df0_j += r0 g_j - f0_j r0^2 / s0 sum_c g_c f0_c,   r0 = 1 / (s0 + 1e-10),
+   and df1 the same with f1, r1, s1 and -g. Where a pixel's features are all zero (s = 0) the
+   norm has no derivative (torch gives NaN there, which the ReLU before the tap masks out); we
+   keep the finite r g term, which that same ReLU then zeroes. */
+#define TEXTOK__LPIPS_EPS 1e-10
+
+static void textok__lpips_layer_forward_ref(const textok_kernels *k, float *d, const float *f0, const float *f1,
+                                            const float *w, int B, int C, int HW)
+{
+    int b, p, c;
+    (void)k;
+    for (b = 0; b < B; b++) {
+        const float *x0 = f0 + (size_t)b * C * HW, *x1 = f1 + (size_t)b * C * HW;
+        double acc = 0.0;
+        for (p = 0; p < HW; p++) {
+            double s0 = 0.0, s1 = 0.0, r0, r1, dsum = 0.0;
+            for (c = 0; c < C; c++) {
+                s0 += (double)x0[(size_t)c * HW + p] * x0[(size_t)c * HW + p];
+                s1 += (double)x1[(size_t)c * HW + p] * x1[(size_t)c * HW + p];
+            }
+            r0 = 1.0 / (sqrt(s0) + TEXTOK__LPIPS_EPS);
+            r1 = 1.0 / (sqrt(s1) + TEXTOK__LPIPS_EPS);
+            for (c = 0; c < C; c++) {
+                double t = x0[(size_t)c * HW + p] * r0 - x1[(size_t)c * HW + p] * r1;
+                dsum += w[c] * t * t;
+            }
+            acc += dsum;
+        }
+        d[b] = (float)(acc / HW);
+    }
+}
+
+static void textok__lpips_layer_backward_ref(const textok_kernels *k, float *df0, float *df1, const float *dd,
+                                             const float *f0, const float *f1, const float *w,
+                                             int B, int C, int HW)
+{
+    int b, p, c;
+    (void)k;
+    for (b = 0; b < B; b++) {
+        const float *x0 = f0 + (size_t)b * C * HW, *x1 = f1 + (size_t)b * C * HW;
+        const double scale = 2.0 * dd[b] / HW;
+        for (p = 0; p < HW; p++) {
+            double s0 = 0.0, s1 = 0.0, r0, r1, a0 = 0.0, a1 = 0.0, q0, q1;
+            for (c = 0; c < C; c++) {
+                s0 += (double)x0[(size_t)c * HW + p] * x0[(size_t)c * HW + p];
+                s1 += (double)x1[(size_t)c * HW + p] * x1[(size_t)c * HW + p];
+            }
+            s0 = sqrt(s0); s1 = sqrt(s1);
+            r0 = 1.0 / (s0 + TEXTOK__LPIPS_EPS);
+            r1 = 1.0 / (s1 + TEXTOK__LPIPS_EPS);
+            for (c = 0; c < C; c++) {   /* a_i = sum_c g_c f_i,c */
+                size_t o = (size_t)c * HW + p;
+                double g = scale * w[c] * (x0[o] * r0 - x1[o] * r1);
+                a0 += g * x0[o];
+                a1 += g * x1[o];
+            }
+            q0 = s0 > 0.0 ? a0 * r0 * r0 / s0 : 0.0;
+            q1 = s1 > 0.0 ? a1 * r1 * r1 / s1 : 0.0;
+            for (c = 0; c < C; c++) {
+                size_t o = (size_t)c * HW + p;
+                double g = scale * w[c] * (x0[o] * r0 - x1[o] * r1);
+                if (df0) df0[(size_t)b * C * HW + o] += (float)(r0 * g - x0[o] * q0);
+                if (df1) df1[(size_t)b * C * HW + o] += (float)(-r1 * g + x1[o] * q1);
+            }
+        }
+    }
+}
+
+/* Fast: the same per-pixel math on blocks of TEXTOK__LP_PIX pixels, channel loop outside and the
+   pixel loop inside (contiguous). The forward's pixel sum is split into TEXTOK__LP_SLICES fixed
+   slices summed in order, so the result does not depend on the thread count. */
+#define TEXTOK__LP_PIX    64
+#define TEXTOK__LP_SLICES 64
+
+/* per-pixel 1 / (|f| + eps) and |f| of pixels [p0, p0+np) of one image */
+static void textok__lp_norms(const float *x, int C, int HW, int p0, int np, double *s, double *r)
+{
+    int c, p;
+    for (p = 0; p < np; p++) s[p] = 0.0;
+    for (c = 0; c < C; c++) {
+        const float *xc = x + (size_t)c * HW + p0;
+        for (p = 0; p < np; p++) s[p] += (double)xc[p] * xc[p];
+    }
+    for (p = 0; p < np; p++) { s[p] = sqrt(s[p]); r[p] = 1.0 / (s[p] + TEXTOK__LPIPS_EPS); }
+}
+
+static void textok__lpips_layer_forward(const textok_kernels *k, float *d, const float *f0, const float *f1,
+                                        const float *w, int B, int C, int HW)
+{
+    int b;
+    for (b = 0; b < B; b++) {
+        const float *x0 = f0 + (size_t)b * C * HW, *x1 = f1 + (size_t)b * C * HW;
+        double part[TEXTOK__LP_SLICES], acc = 0.0;
+        int sl;
+TEXTOK__PARALLEL_FOR(k, (size_t)C * HW > 16384)
+        for (sl = 0; sl < TEXTOK__LP_SLICES; sl++) {
+            int q0 = (int)((long)HW * sl / TEXTOK__LP_SLICES), q1 = (int)((long)HW * (sl + 1) / TEXTOK__LP_SLICES), p0;
+            double sum = 0.0;
+            for (p0 = q0; p0 < q1; p0 += TEXTOK__LP_PIX) {
+                double s0[TEXTOK__LP_PIX], s1[TEXTOK__LP_PIX], r0[TEXTOK__LP_PIX], r1[TEXTOK__LP_PIX], acc_p[TEXTOK__LP_PIX];
+                int np = q1 - p0 < TEXTOK__LP_PIX ? q1 - p0 : TEXTOK__LP_PIX, c, p;
+                textok__lp_norms(x0, C, HW, p0, np, s0, r0);
+                textok__lp_norms(x1, C, HW, p0, np, s1, r1);
+                for (p = 0; p < np; p++) acc_p[p] = 0.0;
+                for (c = 0; c < C; c++) {
+                    const float *a = x0 + (size_t)c * HW + p0, *bb = x1 + (size_t)c * HW + p0;
+                    for (p = 0; p < np; p++) {
+                        double t = a[p] * r0[p] - bb[p] * r1[p];
+                        acc_p[p] += w[c] * t * t;
+                    }
+                }
+                for (p = 0; p < np; p++) sum += acc_p[p];
+            }
+            part[sl] = sum;
+        }
+        for (sl = 0; sl < TEXTOK__LP_SLICES; sl++) acc += part[sl];
+        d[b] = (float)(acc / HW);
+    }
+}
+
+static void textok__lpips_layer_backward(const textok_kernels *k, float *df0, float *df1, const float *dd,
+                                         const float *f0, const float *f1, const float *w,
+                                         int B, int C, int HW)
+{
+    const int nblk = (HW + TEXTOK__LP_PIX - 1) / TEXTOK__LP_PIX;
+    long t, n_tasks = (long)B * nblk;
+TEXTOK__PARALLEL_FOR(k, (size_t)B * C * HW > 16384)
+    for (t = 0; t < n_tasks; t++) {   /* tasks write disjoint pixels */
+        const int b = (int)(t / nblk), p0 = (int)(t % nblk) * TEXTOK__LP_PIX;
+        const int np = HW - p0 < TEXTOK__LP_PIX ? HW - p0 : TEXTOK__LP_PIX;
+        const float *x0 = f0 + (size_t)b * C * HW, *x1 = f1 + (size_t)b * C * HW;
+        const double scale = 2.0 * dd[b] / HW;
+        double s0[TEXTOK__LP_PIX], s1[TEXTOK__LP_PIX], r0[TEXTOK__LP_PIX], r1[TEXTOK__LP_PIX];
+        double a0[TEXTOK__LP_PIX], a1[TEXTOK__LP_PIX];
+        int c, p;
+        textok__lp_norms(x0, C, HW, p0, np, s0, r0);
+        textok__lp_norms(x1, C, HW, p0, np, s1, r1);
+        for (p = 0; p < np; p++) a0[p] = a1[p] = 0.0;
+        for (c = 0; c < C; c++) {
+            const float *u = x0 + (size_t)c * HW + p0, *v = x1 + (size_t)c * HW + p0;
+            for (p = 0; p < np; p++) {
+                double g = scale * w[c] * (u[p] * r0[p] - v[p] * r1[p]);
+                a0[p] += g * u[p];
+                a1[p] += g * v[p];
+            }
+        }
+        for (p = 0; p < np; p++) {   /* a_i becomes the coefficient r_i^2 / s_i sum_c g_c f_i,c */
+            a0[p] = s0[p] > 0.0 ? a0[p] * r0[p] * r0[p] / s0[p] : 0.0;
+            a1[p] = s1[p] > 0.0 ? a1[p] * r1[p] * r1[p] / s1[p] : 0.0;
+        }
+        for (c = 0; c < C; c++) {
+            const size_t o = ((size_t)b * C + c) * HW + p0;
+            const float *u = f0 + o, *v = f1 + o;
+            for (p = 0; p < np; p++) {
+                double g = scale * w[c] * (u[p] * r0[p] - v[p] * r1[p]);
+                if (df0) df0[o + p] += (float)(r0[p] * g - u[p] * a0[p]);
+                if (df1) df1[o + p] += (float)(-r1[p] * g + v[p] * a1[p]);
+            }
+        }
+    }
+}
+
 /* ---------------------------------------------------------------------------------------------
    6. The CPU kernel tables */
 
@@ -3598,12 +3960,19 @@ TEXTOKDEF textok_kernels textok_cpu_ref_kernels(void)
         /* .diff_loss_forward      = */ textok__diff_loss_forward_ref,
         /* .diff_loss_backward     = */ textok__diff_loss_backward,
         /* .kl_forward             = */ textok__kl_forward_ref,
-        /* .kl_backward            = */ textok__kl_backward
+        /* .kl_backward            = */ textok__kl_backward,
+        /* .leaky_relu_forward     = */ textok__leaky_relu_forward_ref,
+        /* .leaky_relu_backward    = */ textok__leaky_relu_backward_ref,
+        /* .maxpool_forward        = */ textok__maxpool_forward_ref,
+        /* .maxpool_backward       = */ textok__maxpool_backward_ref,
+        /* .lpips_layer_forward    = */ textok__lpips_layer_forward_ref,
+        /* .lpips_layer_backward   = */ textok__lpips_layer_backward_ref
     };
     return k;
 }
 
-/* The fast table: the reference table with GEMM-based kernels swapped in and threads on.
+/* The fast table: the reference table with GEMM-based (and, for the loss-network kernels,
+   threaded) kernels swapped in, and threads on.
    With OpenBLAS the thread count is also handed to OpenBLAS (a process-wide setting of it). */
 #if defined(TEXTOK_USE_BLAS) && defined(OPENBLAS_VERSION)
 #define TEXTOK__SET_BLAS_THREADS(n) openblas_set_num_threads(n)
@@ -3626,6 +3995,12 @@ TEXTOKDEF textok_kernels textok_cpu_kernels(int n_threads)
     k.sum_squares = textok__sum_squares;
     k.diff_loss_forward = textok__diff_loss_forward;
     k.kl_forward = textok__kl_forward;
+    k.leaky_relu_forward = textok__leaky_relu_forward;
+    k.leaky_relu_backward = textok__leaky_relu_backward;
+    k.maxpool_forward = textok__maxpool_forward;
+    k.maxpool_backward = textok__maxpool_backward;
+    k.lpips_layer_forward = textok__lpips_layer_forward;
+    k.lpips_layer_backward = textok__lpips_layer_backward;
     return k;
 }
 
@@ -3890,6 +4265,35 @@ static int textok__cmp_run_upsample(const textok_kernels *k, const textok__cmp_c
     /* x dout | out dx */
     k->upsample_forward(k, TEXTOK__F(b[2]), TEXTOK__F(b[0]), c->dims[0], c->dims[1], c->dims[2], c->dims[3]);
     k->upsample_backward(k, TEXTOK__F(b[3]), TEXTOK__F(b[1]), c->dims[0], c->dims[1], c->dims[2], c->dims[3]);
+    return 0;
+}
+
+static int textok__cmp_run_leaky_relu(const textok_kernels *k, const textok__cmp_case *c, void **b)
+{
+    size_t n = (size_t)c->dims[0];
+    if (!k->leaky_relu_forward || !k->leaky_relu_backward) return 1;
+    /* x dout | out dx */
+    k->leaky_relu_forward(k, TEXTOK__F(b[2]), TEXTOK__F(b[0]), n, c->fdim);
+    k->leaky_relu_backward(k, TEXTOK__F(b[3]), TEXTOK__F(b[1]), TEXTOK__F(b[0]), n, c->fdim);
+    return 0;
+}
+static int textok__cmp_run_maxpool(const textok_kernels *k, const textok__cmp_case *c, void **b)
+{
+    const int *d = c->dims;
+    if (!k->maxpool_forward || !k->maxpool_backward) return 1;
+    /* x dout | out dx */
+    k->maxpool_forward(k, TEXTOK__F(b[2]), TEXTOK__F(b[0]), d[0], d[1], d[2], d[3], d[4]);
+    k->maxpool_backward(k, TEXTOK__F(b[3]), TEXTOK__F(b[1]), TEXTOK__F(b[0]), d[0], d[1], d[2], d[3], d[4]);
+    return 0;
+}
+static int textok__cmp_run_lpips_layer(const textok_kernels *k, const textok__cmp_case *c, void **b)
+{
+    const int *d = c->dims;
+    if (!k->lpips_layer_forward || !k->lpips_layer_backward) return 1;
+    /* f0 f1 w dd | d df0 df1 */
+    k->lpips_layer_forward(k, TEXTOK__F(b[4]), TEXTOK__F(b[0]), TEXTOK__F(b[1]), TEXTOK__F(b[2]), d[0], d[1], d[2]);
+    k->lpips_layer_backward(k, TEXTOK__F(b[5]), TEXTOK__F(b[6]), TEXTOK__F(b[3]), TEXTOK__F(b[0]), TEXTOK__F(b[1]),
+                            TEXTOK__F(b[2]), d[0], d[1], d[2]);
     return 0;
 }
 
@@ -4222,6 +4626,42 @@ static int textok__cmp_build(textok__cmp_case *cs)
         textok__cmp_buf(c, "x", TEXTOK__IN_F32, (size_t)len, 0);
         textok__cmp_buf(c, "y", TEXTOK__IN_F32, (size_t)len, 0);
         for (j = 0; j < 11; j++) textok__cmp_buf(c, outs[j], TEXTOK__OUT_F32, outn[j] ? 1 : (size_t)len, 0);
+    }
+    for (i = 0; i < 4; i++) {   /* the loss-network kernels: small and threaded sizes each */
+        /* maxpool: 2x2 on even sizes, overlapping adaptive windows, upsampling by repeat, threaded */
+        static const int mp[][5] = { { 6, 8, 6, 4, 3 }, { 3, 7, 5, 3, 2 }, { 2, 3, 3, 5, 4 }, { 64, 64, 34, 32, 17 } };
+        static const int lp[][3] = { { 2, 8, 63 }, { 3, 64, 1024 }, { 1, 5, 4100 }, { 2, 3, 1 } };   /* B C HW */
+        int len = i & 1 ? 70001 : 1001;
+        size_t nx = (size_t)mp[i][0] * mp[i][1] * mp[i][2], no = (size_t)mp[i][0] * mp[i][3] * mp[i][4];
+        size_t nf = (size_t)lp[i][0] * lp[i][1] * lp[i][2];
+        c = textok__cmp_new(cs, &n, "leaky_relu", TEXTOK__TOL_SAME, textok__cmp_run_leaky_relu);
+        c->dims[0] = len;
+        c->fdim = i < 2 ? 0.1f : 0.0f;
+        snprintf(c->shape, sizeof c->shape, "n%d slope%.1f", len, (double)c->fdim);
+        textok__cmp_buf(c, "x", TEXTOK__IN_F32, (size_t)len, 0);
+        textok__cmp_buf(c, "dout", TEXTOK__IN_F32, (size_t)len, 0);
+        textok__cmp_buf(c, "out", TEXTOK__OUT_F32, (size_t)len, 0);
+        textok__cmp_buf(c, "dx", TEXTOK__OUT_F32, (size_t)len, 0);
+
+        c = textok__cmp_new(cs, &n, "maxpool", TEXTOK__TOL_SAME, textok__cmp_run_maxpool);
+        memcpy(c->dims, mp[i], sizeof mp[0]);
+        snprintf(c->shape, sizeof c->shape, "BC%d %dx%d -> %dx%d", mp[i][0], mp[i][1], mp[i][2], mp[i][3], mp[i][4]);
+        textok__cmp_buf(c, "x", TEXTOK__IN_F32, nx, 0);
+        textok__cmp_buf(c, "dout", TEXTOK__IN_F32, no, 0);
+        textok__cmp_buf(c, "out", TEXTOK__OUT_F32, no, 0);
+        textok__cmp_buf(c, "dx", TEXTOK__OUT_F32, nx, 0);
+
+        /* both sum the same double terms in another order, then round once: last-bit agreement */
+        c = textok__cmp_new(cs, &n, "lpips_layer", TEXTOK__TOL_SAME, textok__cmp_run_lpips_layer);
+        memcpy(c->dims, lp[i], sizeof lp[0]);
+        snprintf(c->shape, sizeof c->shape, "B%d C%d HW%d", lp[i][0], lp[i][1], lp[i][2]);
+        textok__cmp_buf(c, "f0", TEXTOK__IN_F32, nf, 0);
+        textok__cmp_buf(c, "f1", TEXTOK__IN_F32, nf, 0);
+        textok__cmp_buf(c, "w", TEXTOK__IN_F32, (size_t)lp[i][1], 0);
+        textok__cmp_buf(c, "dd", TEXTOK__IN_F32, (size_t)lp[i][0], 0);
+        textok__cmp_buf(c, "d", TEXTOK__OUT_F32, (size_t)lp[i][0], 0);
+        textok__cmp_buf(c, "df0", TEXTOK__OUT_F32, nf, 0);
+        textok__cmp_buf(c, "df1", TEXTOK__OUT_F32, nf, 0);
     }
     for (i = 0; i < 3; i++) {
         const int *s = cb[i];
@@ -5574,20 +6014,982 @@ TEXTOKDEF int textok_titok_decode_latents(textok_titok *m, const float *latents,
 #undef TEXTOK__CHECKED
 
 /* ---------------------------------------------------------------------------------------------
-   10. Loss networks: LPIPS (VGG16) and the PatchGAN discriminator   [STUB until merged] */
-typedef struct textok_disc_config { int hidden, stages, groups, pool; } textok_disc_config;
-struct textok_lpips { int unused; };
-struct textok_disc {
-    textok_disc_config cfg; int image_size; textok_kernels k;
-    float *params; size_t n_params; float *grads;
-    textok_tensor_spec *specs; size_t *offsets; int n_tensors;
+   10. Loss networks: LPIPS (VGG16) and the PatchGAN discriminator (architecture.md 5.4, 6)
+
+   The two networks a tokenizer's training losses run through. LPIPS is frozen: its backward
+   gives the gradient with respect to the first image only (the reconstruction; the second is
+   the target), and no weight gradients. The discriminator is trained: its backward gives the
+   gradient with respect to the images and, on request, accumulates every parameter gradient
+   into one block laid out like the parameters.
+   Both follow the TiTok pattern: one walk lists every tensor (name, shape, in state_dict order)
+   and serves the spec list, the sizing and the binding of the named pointers; the parameters
+   are one block from the table's alloc; every activation lives in one arena that _reserve
+   allocates, and a forward/backward after that allocates nothing. The backward kernels
+   accumulate, so each gradient buffer is cleared right before the kernel that fills it. */
+
+/* ----- shared pieces ------------------------------------------------------------------------ */
+#if defined(__GNUC__) || defined(__clang__)
+#define TEXTOK__UNUSED __attribute__((unused))   /* internal calls the trainer (and the tests) use */
+#else
+#define TEXTOK__UNUSED
+#endif
+
+/* Gradient buffers are cleared by copies from a block of zeros each network keeps in its arena
+   (device memory, filled once at reserve): copy is in every table. */
+#define TEXTOK__NETS_ZERO 16384   /* floats */
+static void textok__nets_zero(const textok_kernels *k, float *dst, size_t n, const float *zeros)
+{
+    size_t off;
+    for (off = 0; off < n; off += TEXTOK__NETS_ZERO) {
+        size_t m = n - off < TEXTOK__NETS_ZERO ? n - off : TEXTOK__NETS_ZERO;
+        (void)k->copy(k, dst + off, zeros, m * sizeof(float));
+    }
+}
+static int textok__nets_fill_zeros(const textok_kernels *k, float *zeros)
+{
+    float *host = (float *)textok__calloc(TEXTOK__NETS_ZERO, sizeof(float));
+    int st;
+    if (!host) return textok__fail(TEXTOK_ERR_NOMEM, "out of memory");
+    st = k->to_device(k, zeros, host, TEXTOK__NETS_ZERO * sizeof(float));
+    TEXTOK_FREE(host);
+    return st;
+}
+
+static textok_conv2d_dims textok__cdims(int B, int C, int H, int W, int OC, int ks, int stride, int pad)
+{
+    textok_conv2d_dims d;
+    d.B = B; d.C = C; d.H = H; d.W = W; d.OC = OC; d.KH = ks; d.KW = ks; d.stride = stride; d.pad = pad;
+    return d;
+}
+
+/* Fill a parameter block from a file. The file must hold exactly the spec'd tensors (an extra
+   one means another model or another config), each with its spec's shape; the values go through
+   a host staging buffer because the block belongs to the table (maybe a GPU). */
+static int textok__nets_load_params(const textok_kernels *k, const textok_safetensors *st,
+                                    const textok_tensor_spec *specs, int n_specs, float *params,
+                                    const char *what)
+{
+    size_t max_numel = 0, offset = 0;
+    float *stage;
+    int i, status = TEXTOK_OK;
+    for (i = 0; i < st->n_tensors; i++) {
+        int j, found = 0;
+        for (j = 0; j < n_specs && !found; j++) found = strcmp(st->tensors[i].name, specs[j].name) == 0;
+        if (!found)
+            return textok__fail(TEXTOK_ERR_SHAPE, "%s: unexpected tensor '%.120s' for this %s config", st->path,
+                                st->tensors[i].name, what);
+    }
+    for (i = 0; i < n_specs; i++)
+        if (textok__spec_numel(&specs[i]) > max_numel) max_numel = textok__spec_numel(&specs[i]);
+    stage = (float *)textok__malloc(max_numel * sizeof(float));
+    if (!stage) return textok__fail(TEXTOK_ERR_NOMEM, "%s: out of memory loading %s", st->path, what);
+    for (i = 0; i < n_specs && status == TEXTOK_OK; i++) {
+        size_t numel = textok__spec_numel(&specs[i]);
+        status = textok_st_load(st, specs[i].name, specs[i].ndim, specs[i].shape, stage);
+        if (status == TEXTOK_OK) status = k->to_device(k, params + offset, stage, numel * sizeof(float));
+        offset += numel;
+    }
+    TEXTOK_FREE(stage);
+    return status;
+}
+
+/* PyTorch's default initialisation, as far as these networks use it: Conv2d weight
+   (kaiming_uniform_ with a = sqrt(5)) and bias both uniform in +-1/sqrt(fan_in), fan_in =
+   in_channels * kh * kw; GroupNorm weight 1, bias 0. `bound` carries a conv weight's fan-in over
+   to the bias that follows it in the walk. */
+static void textok__torch_init(textok_rng *r, const textok_tensor_spec *s, float *x, float *bound)
+{
+    size_t n = textok__spec_numel(s), i;
+    if (s->ndim == 4) {
+        *bound = (float)(1.0 / sqrt((double)(s->shape[1] * s->shape[2] * s->shape[3])));
+        textok_rng_fill_uniform(r, x, n, -*bound, *bound);
+    } else if (*bound > 0.0f) {                                  /* the conv's bias */
+        textok_rng_fill_uniform(r, x, n, -*bound, *bound);
+        *bound = 0.0f;
+    } else {                                                     /* GroupNorm weight, then bias */
+        for (i = 0; i < n; i++) x[i] = textok__ends(s->name, ".weight") ? 1.0f : 0.0f;
+    }
+}
+
+/* "a,b,c" into at most max ints; returns the count or -1 */
+static int textok__parse_int_list(const char *p, int *out, int max)
+{
+    int n = 0;
+    while (*p) {
+        char num[16];
+        size_t len = strcspn(p, ",");
+        if (n >= max || len == 0 || len >= sizeof num) return -1;
+        memcpy(num, p, len); num[len] = 0;
+        if (!textok__parse_int(num, &out[n++])) return -1;
+        p += len;
+        if (*p == ',' && !*++p) return -1;   /* a trailing comma */
+    }
+    return n;
+}
+
+static int textok__meta_model(const textok_safetensors *st, const char *model, const char *what)
+{
+    const char *v = textok_st_meta(st, "textok.model");
+    if (!v || strcmp(v, model) != 0)
+        return textok__fail(TEXTOK_ERR_FORMAT, "%s: not a textok-layout %s file (__metadata__ 'textok.model' is %s%s%s, "
+                            "expected \"%s\")", st->path, what, v ? "\"" : "absent", v ? v : "", v ? "\"" : "", model);
+    return TEXTOK_OK;
+}
+
+static int textok__meta_int(const textok_safetensors *st, const char *key, int *out)
+{
+    const char *v = textok_st_meta(st, key);
+    if (!v) return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ lacks '%s'", st->path, key);
+    if (!textok__parse_int(v, out))
+        return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ '%s' = \"%.40s\" is not a non-negative integer", st->path, key, v);
+    return TEXTOK_OK;
+}
+
+/* ----- LPIPS -------------------------------------------------------------------------------- */
+/* VGG16 `features` as LPIPS slices it: conv j is features[idx[j]] of slice lev[j] + 1 and runs
+   at level lev[j] (channels c_lev, spatial size H >> lev); a 2x2 max-pool precedes the first
+   conv of levels 1..4; the last conv of each level (after its ReLU) is that level's tap. */
+#define TEXTOK__VGG_CONVS 13
+static const int textok__vgg_idx[TEXTOK__VGG_CONVS] = { 0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28 };
+static const int textok__vgg_lev[TEXTOK__VGG_CONVS] = { 0, 0, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4 };
+static int textok__vgg_is_tap(int j) { return j == TEXTOK__VGG_CONVS - 1 || textok__vgg_lev[j + 1] != textok__vgg_lev[j]; }
+static int textok__vgg_after_pool(int j) { return j > 0 && textok__vgg_lev[j - 1] != textok__vgg_lev[j]; }
+/* ScalingLayer (lpips v0.1) constants, per RGB channel */
+static const double textok__lpips_shift[3] = { -0.030, -0.088, -0.188 };
+static const double textok__lpips_scale[3] = { 0.458, 0.448, 0.450 };
+
+struct textok_lpips {
+    int            channels[5];       /* c0..c4: 64,128,256,512,512 for VGG16 */
+    textok_kernels k;                 /* the table every buffer below belongs to */
+    int            max_batch;         /* pairs per pass of textok_lpips_distance */
+    float         *params;            /* one block from k.alloc, in file order (textok__lpips_walk) */
+    size_t         n_params;
+    float *conv_w[TEXTOK__VGG_CONVS]; /* (c_out, c_in, 3, 3) net.slice*.*.weight */
+    float *conv_b[TEXTOK__VGG_CONVS]; /* (c_out) */
+    float *lin[5];                    /* (1, c_l, 1, 1) lin*.model.1.weight */
+    float *consts;                    /* k.alloc: the ScalingLayer of 2x-1 as a 1x1 conv: */
+    float *scale_w, *scale_b;         /*   (3, 3, 1, 1) diag(2/scale), (3) (-1 - shift)/scale */
+
+    /* activations: one arena for up to res_B pairs of res_H x res_W (textok__lpips_reserve) */
+    float *arena;
+    size_t arena_floats;
+    int    res_B, res_H, res_W;
+    int    fwd_B;                     /* batch of the last forward; 0 = none (backward needs one) */
+    float *zeros;                     /* (TEXTOK__NETS_ZERO) kept zero */
+    float *xin, *yin;                 /* (B, 3, H, W) staging for textok_lpips_distance */
+    float *xs;                        /* (B, 3, H, W) scaled input */
+    float *act[TEXTOK__VGG_CONVS];    /* x: conv j output after its ReLU, (B, c_l, H>>l, W>>l) */
+    float *ytap[5];                   /* y: the five taps, (B, c_l, H>>l, W>>l) */
+    float *pool;                      /* a slice's max-pooled input (the largest of them) */
+    float *ga, *gb;                   /* backward: gradient ping-pong, the largest activation */
+    float *d5;                        /* (5, B) the per-layer distances */
+    float *dd;                        /* (B) upstream gradient of each distance */
+    float *work;                      /* conv im2col work, one image of the largest conv */
+    float *host_d;                    /* host (5, B): the per-layer distances on their way out */
 };
-static int textok__lpips_reserve(textok_lpips *lp, int B, int H, int W) { (void)lp; (void)B; (void)H; (void)W; return textok__fail(TEXTOK_ERR_UNSUPPORTED, "LPIPS: not in this build"); }
-static int textok__lpips_forward(textok_lpips *lp, float *d, const float *x, const float *y, int B, int H, int W) { (void)lp; (void)d; (void)x; (void)y; (void)B; (void)H; (void)W; return TEXTOK_ERR_UNSUPPORTED; }
-static int textok__lpips_backward(textok_lpips *lp, float *dx, const float *dd, int B, int H, int W) { (void)lp; (void)dx; (void)dd; (void)B; (void)H; (void)W; return TEXTOK_ERR_UNSUPPORTED; }
-static int textok__disc_reserve(textok_disc *d, int B) { (void)d; (void)B; return textok__fail(TEXTOK_ERR_UNSUPPORTED, "discriminator: not in this build"); }
-static void textok__disc_forward(textok_disc *d, float *logits, const float *img, int B) { (void)d; (void)logits; (void)img; (void)B; }
-static void textok__disc_backward(textok_disc *d, float *dimg, int pg, const float *dl, int B) { (void)d; (void)dimg; (void)pg; (void)dl; (void)B; }
+
+static int textok__lpips_cin(const int *ch, int j) { return j ? ch[textok__vgg_lev[j - 1]] : 3; }
+
+static void textok__lpips_walk(const int ch[5], textok_lpips *lp, textok__walk *w)
+{
+    int j, l;
+    for (j = 0; j < TEXTOK__VGG_CONVS; j++) {
+        int cin = textok__lpips_cin(ch, j), cout = ch[textok__vgg_lev[j]];
+        textok__wt(w, lp ? &lp->conv_w[j] : NULL, 4, cout, cin, 3, 3, "net.slice%d.%d.weight", textok__vgg_lev[j] + 1, textok__vgg_idx[j]);
+        textok__wt(w, lp ? &lp->conv_b[j] : NULL, 1, cout, 0, 0, 0, "net.slice%d.%d.bias", textok__vgg_lev[j] + 1, textok__vgg_idx[j]);
+    }
+    for (l = 0; l < 5; l++)
+        textok__wt(w, lp ? &lp->lin[l] : NULL, 4, 1, ch[l], 1, 1, "lin%d.model.1.weight", l);
+}
+
+TEXTOKDEF int textok_lpips_tensor_specs(const int channels[5], textok_tensor_spec *specs, int max_specs)
+{
+    textok__walk w;
+    int l;
+    if (!channels) return textok__fail(TEXTOK_ERR_ARG, "textok_lpips_tensor_specs: NULL channels");
+    for (l = 0; l < 5; l++)
+        if (channels[l] < 1 || channels[l] > 65536)
+            return textok__fail(TEXTOK_ERR_SHAPE, "LPIPS config: channels[%d] = %d not in [1, 65536]", l, channels[l]);
+    memset(&w, 0, sizeof w);
+    w.specs = specs;
+    w.max_specs = specs ? max_specs : 0;
+    textok__lpips_walk(channels, NULL, &w);
+    return w.n;
+}
+
+/* The arena for B pairs of H x W, in one place for sizing (base NULL) and binding. */
+static void textok__lpips_carve(textok_lpips *lp, textok__carve *a, int B, int H, int W)
+{
+    const int *ch = lp->channels;
+    const size_t img = textok__mul3((size_t)B, 3, (size_t)H * W, &a->overflow);
+    size_t pool = 0, grad = img, work;
+    textok_conv2d_dims cd = textok__cdims(1, 3, H, W, 3, 1, 1, 0);
+    int j, l;
+    work = textok_conv2d_work_floats(&cd);
+    lp->zeros = textok__take(a, TEXTOK__NETS_ZERO);
+    lp->xin = textok__take(a, img);
+    lp->yin = textok__take(a, img);
+    lp->xs = textok__take(a, img);
+    for (j = 0; j < TEXTOK__VGG_CONVS; j++) {
+        const int lev = textok__vgg_lev[j], h = H >> lev, w = W >> lev, cin = textok__lpips_cin(ch, j);
+        const size_t hw = (size_t)h * w;
+        lp->act[j] = textok__take(a, textok__mul3((size_t)B, (size_t)ch[lev], hw, &a->overflow));
+        grad = textok__max2(grad, textok__mul3((size_t)B, textok__max2((size_t)cin, (size_t)ch[lev]), hw, &a->overflow));
+        if (textok__vgg_after_pool(j)) {   /* the pool's input (2h x 2w) is a gradient buffer too */
+            pool = textok__max2(pool, textok__mul3((size_t)B, (size_t)cin, hw, &a->overflow));
+            grad = textok__max2(grad, textok__mul3((size_t)B, (size_t)cin, 4 * hw, &a->overflow));
+        }
+        cd = textok__cdims(1, cin, h, w, ch[lev], 3, 1, 1);
+        work = textok__max2(work, textok_conv2d_work_floats(&cd));
+    }
+    for (l = 0; l < 5; l++)
+        lp->ytap[l] = textok__take(a, textok__mul3((size_t)B, (size_t)ch[l], (size_t)(H >> l) * (W >> l), &a->overflow));
+    lp->pool = textok__take(a, pool);
+    lp->ga = textok__take(a, grad);
+    lp->gb = textok__take(a, grad);
+    lp->d5 = textok__take(a, 5 * (size_t)B);
+    lp->dd = textok__take(a, (size_t)B);
+    lp->work = textok__take(a, work);
+}
+
+/* Allocate the activation arena for up to B image pairs of H x W (once, outside the step). A
+   smaller batch of the same size reuses it; another size replaces it. */
+static int textok__lpips_reserve(textok_lpips *lp, int B, int H, int W)
+{
+    textok__carve a;
+    int st;
+    if (!lp) return textok__fail(TEXTOK_ERR_ARG, "LPIPS reserve: NULL model");
+    if (B < 1 || B > 4096) return textok__fail(TEXTOK_ERR_ARG, "LPIPS: batch %d not in [1, 4096]", B);
+    if (H < 16 || W < 16 || H % 16 || W % 16 || H > 16384 || W > 16384)
+        return textok__fail(TEXTOK_ERR_ARG, "LPIPS: images are %d x %d; H and W must be multiples of 16 in [16, 16384] "
+                            "(four 2x2 max-pools)", H, W);
+    if (lp->arena && H == lp->res_H && W == lp->res_W && B <= lp->res_B) return TEXTOK_OK;
+    if (lp->arena) lp->k.free(&lp->k, lp->arena);
+    TEXTOK_FREE(lp->host_d);
+    lp->arena = NULL; lp->host_d = NULL; lp->res_B = lp->res_H = lp->res_W = lp->fwd_B = 0;
+    memset(&a, 0, sizeof a);
+    textok__lpips_carve(lp, &a, B, H, W);
+    if (a.overflow)
+        return textok__fail(TEXTOK_ERR_SHAPE, "LPIPS: an activation buffer for %d pairs of %d x %d would exceed INT_MAX floats", B, H, W);
+    lp->arena = (float *)lp->k.alloc(&lp->k, a.used * sizeof(float));
+    lp->host_d = (float *)textok__malloc(5 * (size_t)B * sizeof(float));
+    if (!lp->arena || !lp->host_d) {
+        if (lp->arena) lp->k.free(&lp->k, lp->arena);
+        TEXTOK_FREE(lp->host_d);
+        lp->arena = NULL; lp->host_d = NULL;
+        return textok__fail(TEXTOK_ERR_NOMEM, "LPIPS: cannot allocate %lu MB of activations for %d pairs of %d x %d",
+                            (unsigned long)(a.used * sizeof(float) >> 20), B, H, W);
+    }
+    lp->arena_floats = a.used;
+    memset(&a, 0, sizeof a);
+    a.base = lp->arena;
+    textok__lpips_carve(lp, &a, B, H, W);
+    if ((st = textok__nets_fill_zeros(&lp->k, lp->zeros)) != TEXTOK_OK) return st;
+    lp->res_B = B; lp->res_H = H; lp->res_W = W;
+    return TEXTOK_OK;
+}
+
+/* The VGG trunk on B images: scaling, then the 13 convs with their ReLUs (in place) and the four
+   pools. keep = 1 (x): every conv output stays in act[] for backward. keep = 0 (y): act[] is
+   scratch (the x pass comes after) and only the taps are kept, in ytap[]. */
+static void textok__lpips_trunk(textok_lpips *lp, const float *img, int B, int keep)
+{
+    const textok_kernels *k = &lp->k;
+    const int H = lp->res_H, W = lp->res_W;
+    textok_conv2d_dims cd = textok__cdims(B, 3, H, W, 3, 1, 1, 0);
+    const float *in = lp->xs;
+    int j;
+    k->conv2d_forward(k, lp->xs, img, lp->scale_w, lp->scale_b, &cd, lp->work);
+    for (j = 0; j < TEXTOK__VGG_CONVS; j++) {
+        const int lev = textok__vgg_lev[j], h = H >> lev, w = W >> lev, cin = textok__lpips_cin(lp->channels, j);
+        const int cout = lp->channels[lev];
+        float *out = !keep && textok__vgg_is_tap(j) ? lp->ytap[lev] : lp->act[j];
+        if (textok__vgg_after_pool(j)) {
+            k->maxpool_forward(k, lp->pool, in, B * cin, 2 * h, 2 * w, h, w);
+            in = lp->pool;
+        }
+        textok__conv_same(k, out, in, lp->conv_w[j], lp->conv_b[j], B, cin, h, w, cout, 3, lp->work);
+        k->leaky_relu_forward(k, out, out, (size_t)B * cout * h * w, 0.0f);
+        in = out;
+    }
+}
+
+/* d_host (B) = LPIPS(x[b], y[b]) for x, y (B, 3, H, W) in [0, 1], DEVICE memory, B <= the
+   reserved batch and H x W the reserved size. Keeps x's activations for backward (y is a
+   constant target: only its five taps are kept). */
+static int textok__lpips_forward(textok_lpips *lp, float *d_host, const float *x, const float *y, int B, int H, int W)
+{
+    const textok_kernels *k;
+    int l, b, st;
+    if (!lp || !d_host || !x || !y) return textok__fail(TEXTOK_ERR_ARG, "LPIPS forward: NULL argument");
+    if (!lp->arena || B < 1 || B > lp->res_B || H != lp->res_H || W != lp->res_W)
+        return textok__fail(TEXTOK_ERR_ARG, "LPIPS forward: %d pairs of %d x %d but the reserved arena is for %d pairs of %d x %d",
+                            B, H, W, lp->res_B, lp->res_H, lp->res_W);
+    k = &lp->k;
+    lp->fwd_B = 0;
+    textok__lpips_trunk(lp, y, B, 0);
+    textok__lpips_trunk(lp, x, B, 1);
+    for (l = 0; l < 5; l++) {
+        int j = 0;
+        while (textok__vgg_lev[j] != l || !textok__vgg_is_tap(j)) j++;
+        k->lpips_layer_forward(k, lp->d5 + (size_t)l * B, lp->act[j], lp->ytap[l], lp->lin[l], B, lp->channels[l],
+                               (H >> l) * (W >> l));
+    }
+    if ((st = k->to_host(k, lp->host_d, lp->d5, 5 * (size_t)B * sizeof(float))) != TEXTOK_OK)
+        return textok__fail(st, "LPIPS forward: copying the distances to the host failed");
+    for (b = 0; b < B; b++) {   /* res[0] + res[1] + ... in float, in layer order (lpips.py) */
+        float v = lp->host_d[b];
+        for (l = 1; l < 5; l++) v += lp->host_d[(size_t)l * B + b];
+        d_host[b] = v;
+    }
+    lp->fwd_B = B;
+    return TEXTOK_OK;
+}
+
+/* dx (B, 3, H, W) += sum_b dd_host[b] d LPIPS_b / d x_b, after a forward with the same x, y, B,
+   H, W. Runs the trunk backwards from conv 12, adding each tap's LPIPS-layer gradient where the
+   gradient arrives at that tap (ga and gb take turns as source and destination). */
+static TEXTOK__UNUSED int textok__lpips_backward(textok_lpips *lp, float *dx, const float *dd_host, int B, int H, int W)
+{
+    const textok_kernels *k;
+    float *P, *Q, *tmp;
+    int j, st;
+    if (!lp || !dx || !dd_host) return textok__fail(TEXTOK_ERR_ARG, "LPIPS backward: NULL argument");
+    if (!lp->fwd_B || B != lp->fwd_B || H != lp->res_H || W != lp->res_W)
+        return textok__fail(TEXTOK_ERR_ARG, "LPIPS backward: %d pairs of %d x %d, but the last forward was %d pairs of %d x %d",
+                            B, H, W, lp->fwd_B, lp->res_H, lp->res_W);
+    k = &lp->k;
+    if ((st = k->to_device(k, lp->dd, dd_host, (size_t)B * sizeof(float))) != TEXTOK_OK)
+        return textok__fail(st, "LPIPS backward: copying dd to the device failed");
+    P = lp->ga; Q = lp->gb;
+    {   /* the gradient at the last tap: LPIPS layer 4 only */
+        const int h = H >> 4, w = W >> 4, c = lp->channels[4];
+        textok__nets_zero(k, P, (size_t)B * c * h * w, lp->zeros);
+        k->lpips_layer_backward(k, P, NULL, lp->dd, lp->act[TEXTOK__VGG_CONVS - 1], lp->ytap[4], lp->lin[4], B, c, h * w);
+    }
+    for (j = TEXTOK__VGG_CONVS - 1; j >= 0; j--) {
+        /* P: gradient with respect to act[j] (conv j after its ReLU) */
+        const int lev = textok__vgg_lev[j], h = H >> lev, w = W >> lev, cin = textok__lpips_cin(lp->channels, j);
+        const int cout = lp->channels[lev];
+        const size_t nout = (size_t)B * cout * h * w, nin = (size_t)B * cin * h * w;
+        textok_conv2d_dims cd = textok__cdims(B, cin, h, w, cout, 3, 1, 1);
+        textok__nets_zero(k, Q, nout, lp->zeros);
+        k->leaky_relu_backward(k, Q, P, lp->act[j], nout, 0.0f);    /* the ReLU's mask from its output */
+        /* the weights are frozen, so the conv's input (which only dweight reads) is not needed:
+           after a pool it is no longer in lp->pool, and that stale buffer is passed */
+        textok__nets_zero(k, P, nin, lp->zeros);
+        k->conv2d_backward(k, P, NULL, NULL, Q, j == 0 ? lp->xs : textok__vgg_after_pool(j) ? lp->pool : lp->act[j - 1],
+                           lp->conv_w[j], &cd, lp->work);
+        if (j == 0) {   /* through the ScalingLayer into the caller's dx */
+            cd = textok__cdims(B, 3, H, W, 3, 1, 1, 0);
+            k->conv2d_backward(k, dx, NULL, NULL, P, lp->xs, lp->scale_w, &cd, lp->work);
+        } else if (textok__vgg_after_pool(j)) {
+            /* P is the gradient at the pool's output: route it to the pool's input act[j-1],
+               the previous level's tap, and add that tap's own LPIPS-layer gradient */
+            const int pl = textok__vgg_lev[j - 1];
+            textok__nets_zero(k, Q, (size_t)B * cin * 4 * h * w, lp->zeros);
+            k->maxpool_backward(k, Q, P, lp->act[j - 1], B * cin, 2 * h, 2 * w, h, w);
+            k->lpips_layer_backward(k, Q, NULL, lp->dd, lp->act[j - 1], lp->ytap[pl], lp->lin[pl], B, cin, 4 * h * w);
+            tmp = P; P = Q; Q = tmp;
+        }
+    }
+    return TEXTOK_OK;
+}
+
+TEXTOKDEF void textok_lpips_free(textok_lpips *lp)
+{
+    if (!lp) return;
+    if (lp->params) lp->k.free(&lp->k, lp->params);
+    if (lp->consts) lp->k.free(&lp->k, lp->consts);
+    if (lp->arena) lp->k.free(&lp->k, lp->arena);
+    TEXTOK_FREE(lp->host_d);
+    TEXTOK_FREE(lp);
+}
+
+/* A model for channels: the parameter block (bound, not filled), the specs (caller frees) and
+   the ScalingLayer constants. */
+static int textok__lpips_new(textok_lpips **out, const int channels[5], const textok_params *params,
+                             textok_tensor_spec **specs_out, int *n_specs_out)
+{
+    textok_params prm = params ? *params : textok_default_params();
+    textok_lpips *lp;
+    textok__walk w;
+    float host[12];
+    int n_specs, c, st;
+    *out = NULL;
+    if (prm.max_batch < 1 || prm.max_batch > 4096)
+        return textok__fail(TEXTOK_ERR_ARG, "LPIPS: max_batch %d not in [1, 4096]", prm.max_batch);
+    if ((n_specs = textok_lpips_tensor_specs(channels, NULL, 0)) < 0) return n_specs;
+    lp = (textok_lpips *)textok__calloc(1, sizeof *lp);
+    *specs_out = (textok_tensor_spec *)textok__calloc((size_t)n_specs, sizeof **specs_out);
+    if (!lp || !*specs_out) {
+        TEXTOK_FREE(lp); TEXTOK_FREE(*specs_out); *specs_out = NULL;
+        return textok__fail(TEXTOK_ERR_NOMEM, "LPIPS: out of memory");
+    }
+    memcpy(lp->channels, channels, sizeof lp->channels);
+    lp->k = prm.kernels ? *prm.kernels : textok_cpu_kernels(prm.n_threads);
+    lp->max_batch = prm.max_batch;
+    textok_lpips_tensor_specs(channels, *specs_out, n_specs);
+    *n_specs_out = n_specs;
+    memset(&w, 0, sizeof w);
+    textok__lpips_walk(channels, lp, &w);
+    lp->n_params = w.offset;
+    lp->params = (float *)lp->k.alloc(&lp->k, w.offset * sizeof(float));
+    lp->consts = (float *)lp->k.alloc(&lp->k, 12 * sizeof(float));
+    if (!lp->params || !lp->consts) {
+        st = textok__fail(TEXTOK_ERR_NOMEM, "LPIPS: cannot allocate %lu parameters", (unsigned long)w.offset);
+        goto fail;
+    }
+    memset(&w, 0, sizeof w);
+    w.base = lp->params;
+    textok__lpips_walk(channels, lp, &w);
+    /* (2x - 1 - shift) / scale = (2/scale) x + (-1 - shift)/scale, per channel */
+    memset(host, 0, sizeof host);
+    for (c = 0; c < 3; c++) {
+        host[c * 3 + c] = (float)(2.0 / textok__lpips_scale[c]);
+        host[9 + c] = (float)((-1.0 - textok__lpips_shift[c]) / textok__lpips_scale[c]);
+    }
+    lp->scale_w = lp->consts;
+    lp->scale_b = lp->consts + 9;
+    if ((st = lp->k.to_device(&lp->k, lp->consts, host, sizeof host)) != TEXTOK_OK) goto fail;
+    *out = lp;
+    return TEXTOK_OK;
+fail:
+    TEXTOK_FREE(*specs_out); *specs_out = NULL;
+    textok_lpips_free(lp);
+    return st;
+}
+
+TEXTOKDEF int textok_lpips_load_st(textok_lpips **out, const textok_safetensors *st, const textok_params *p)
+{
+    textok_lpips *lp = NULL;
+    textok_tensor_spec *specs = NULL;
+    const char *v;
+    int channels[5], n_specs = 0, status;
+    if (!out || !st) return textok__fail(TEXTOK_ERR_ARG, "textok_lpips_load: NULL argument");
+    *out = NULL;
+    if ((status = textok__meta_model(st, "lpips", "LPIPS")) != TEXTOK_OK) return status;
+    v = textok_st_meta(st, "channels");
+    if (!v) return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ lacks 'channels' (e.g. \"64,128,256,512,512\")", st->path);
+    if (textok__parse_int_list(v, channels, 5) != 5)
+        return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ 'channels' = \"%.60s\" is not a list of 5 integers", st->path, v);
+    if ((status = textok__lpips_new(&lp, channels, p, &specs, &n_specs)) != TEXTOK_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", textok_last_error());
+        return textok__fail(status, "%s: %s", st->path, msg);
+    }
+    status = textok__nets_load_params(&lp->k, st, specs, n_specs, lp->params, "LPIPS");
+    TEXTOK_FREE(specs);
+    if (status != TEXTOK_OK) { textok_lpips_free(lp); return status; }
+    *out = lp;
+    return TEXTOK_OK;
+}
+
+TEXTOKDEF int textok_lpips_create(textok_lpips **out, const int channels[5], const textok_params *p, uint64_t seed)
+{
+    textok_lpips *lp = NULL;
+    textok_tensor_spec *specs = NULL;
+    textok_rng rng;
+    float *stage = NULL, bound = 0.0f;
+    size_t max_numel = 0, offset = 0, j;
+    int i, n_specs = 0, status;
+    if (!out || !channels) return textok__fail(TEXTOK_ERR_ARG, "textok_lpips_create: NULL argument");
+    *out = NULL;
+    if ((status = textok__lpips_new(&lp, channels, p, &specs, &n_specs)) != TEXTOK_OK) return status;
+    for (i = 0; i < n_specs; i++)
+        if (textok__spec_numel(&specs[i]) > max_numel) max_numel = textok__spec_numel(&specs[i]);
+    stage = (float *)textok__malloc(max_numel * sizeof(float));
+    if (!stage) { status = textok__fail(TEXTOK_ERR_NOMEM, "textok_lpips_create: out of memory"); goto done; }
+    textok_rng_seed(&rng, seed);
+    for (i = 0; i < n_specs && status == TEXTOK_OK; i++) {
+        size_t numel = textok__spec_numel(&specs[i]);
+        if (!strncmp(specs[i].name, "lin", 3)) {       /* lin weights >= 0 as the published ones */
+            float top = 1.0f / (float)specs[i].shape[1];
+            textok_rng_fill_uniform(&rng, stage, numel, 0.0f, top);
+            for (j = 0; j < numel; j++) if (stage[j] >= top) stage[j] = 0.0f;   /* [0, top) after rounding */
+        } else {
+            textok__torch_init(&rng, &specs[i], stage, &bound);
+        }
+        status = lp->k.to_device(&lp->k, lp->params + offset, stage, numel * sizeof(float));
+        offset += numel;
+    }
+done:
+    TEXTOK_FREE(stage);
+    TEXTOK_FREE(specs);
+    if (status != TEXTOK_OK) { textok_lpips_free(lp); return status; }
+    *out = lp;
+    return TEXTOK_OK;
+}
+
+#ifndef TEXTOK_NO_STDIO
+TEXTOKDEF int textok_lpips_load(textok_lpips **out, const char *path, const textok_params *p)
+{
+    textok_safetensors st;
+    int status;
+    if (!out || !path) return textok__fail(TEXTOK_ERR_ARG, "textok_lpips_load: NULL argument");
+    *out = NULL;
+    if ((status = textok_st_open(&st, path)) != TEXTOK_OK) return status;
+    status = textok_lpips_load_st(out, &st, p);
+    textok_st_close(&st);
+    return status;
+}
+#endif
+
+TEXTOKDEF int textok_lpips_distance(textok_lpips *lp, const float *x, const float *y, int B, int H, int W, float *d)
+{
+    const textok_kernels *k;
+    size_t img;
+    int b0, st;
+    if (!lp || B < 0 || (B > 0 && (!x || !y || !d)))
+        return textok__fail(TEXTOK_ERR_ARG, "textok_lpips_distance: NULL argument or batch %d < 0", B);
+    if (H < 16 || W < 16 || H % 16 || W % 16)
+        return textok__fail(TEXTOK_ERR_ARG, "textok_lpips_distance: images are %d x %d; H and W must be multiples of 16 "
+                            "(LPIPS max-pools four times by 2)", H, W);
+    if (B == 0) return TEXTOK_OK;
+    if ((st = textok__lpips_reserve(lp, B < lp->max_batch ? B : lp->max_batch, H, W)) != TEXTOK_OK) return st;
+    k = &lp->k;
+    img = (size_t)3 * H * W;
+    for (b0 = 0; b0 < B; b0 += lp->res_B) {
+        const int nb = B - b0 < lp->res_B ? B - b0 : lp->res_B;
+        if ((st = k->to_device(k, lp->xin, x + (size_t)b0 * img, (size_t)nb * img * sizeof(float))) != TEXTOK_OK ||
+            (st = k->to_device(k, lp->yin, y + (size_t)b0 * img, (size_t)nb * img * sizeof(float))) != TEXTOK_OK)
+            return textok__fail(st, "textok_lpips_distance: copying images to the device failed");
+        if ((st = textok__lpips_forward(lp, d + b0, lp->xin, lp->yin, nb, H, W)) != TEXTOK_OK) return st;
+    }
+    return TEXTOK_OK;
+}
+
+/* ----- the discriminator: 1d-tokenizer's NLayerDiscriminator ------------------------------- */
+/* block_in: Conv2dSame 5x5 3 -> hidden, LeakyReLU(0.1). Stage i: Conv2dSame 3x3 c_in -> c_out,
+   BlurBlock (depthwise outer([1,3,3,1])/64, stride 2, pad 1), GroupNorm(groups, eps 1e-5),
+   LeakyReLU(0.1), with c_out = hidden 2^i and c_in = hidden 2^(i-1) (hidden for i = 0), as the
+   official in_channel_mult = (1, 1, 2, 4, ...). Then AdaptiveMaxPool2d((pool, pool)) and
+   to_logits: Conv 1x1 C -> C, LeakyReLU(0.1), Conv 5x5 C -> 1, C = hidden 2^(stages-1).
+   The official BlurBlock pads 1/2 for an odd input; we require image_size to be a multiple of
+   2^stages, so every blur input is even and the padding is the symmetric 1/1 that conv2d does. */
+#define TEXTOK__DISC_SLOPE 0.1f
+#define TEXTOK__DISC_GN_EPS 1e-5f
+
+TEXTOKDEF textok_disc_config textok_disc_default_config(void)
+{
+    textok_disc_config c;
+    c.hidden = 128; c.stages = 3; c.groups = 32; c.pool = 16;
+    return c;
+}
+
+typedef struct textok__disc_stage {
+    int    cin, cout, S;              /* channels in and out; input size S x S (output S/2) */
+    float *conv_w, *conv_b;           /* (cout, cin, 3, 3), (cout) blocks.i.0 */
+    float *gn_w, *gn_b;               /* (cout) blocks.i.2 */
+    float *blur;                      /* (B, cout, S/2, S/2) blur output = the GroupNorm's input */
+    float *mean, *rstd;               /* (B, groups) GroupNorm statistics */
+    float *act;                       /* (B, cout, S/2, S/2) stage output after its LeakyReLU */
+} textok__disc_stage;
+
+struct textok_disc {
+    textok_disc_config cfg;
+    int                image_size;    /* S: the images it takes are (B, 3, S, S) */
+    textok_kernels     k;             /* the table every buffer below belongs to */
+    float  *params;                   /* one block from k.alloc, in state_dict order */
+    size_t  n_params;
+    float  *grads;                    /* same layout, zeroed at create; backward accumulates here */
+    textok_tensor_spec *specs;        /* host arrays: tensor i is at params + offsets[i] */
+    size_t *offsets;
+    int     n_tensors;
+    int     max_batch;                /* images per pass of textok_disc_logits */
+
+    float *in_w, *in_b;               /* (hidden, 3, 5, 5), (hidden) block_in.0 */
+    textok__disc_stage *stage;        /* (stages) host array */
+    float *l0_w, *l0_b;               /* (C, C, 1, 1), (C) to_logits.0 */
+    float *l2_w, *l2_b;               /* (1, C, 5, 5), (1) to_logits.2 */
+    float *blur_k;                    /* k.alloc (1, 1, 4, 4): outer([1,3,3,1]) / 64 */
+
+    /* activations: one arena for up to res_B images (textok__disc_reserve) */
+    float *arena;
+    size_t arena_floats;
+    int    res_B, fwd_B;              /* reserved batch; batch of the last forward (0 = none) */
+    float *zeros;                     /* (TEXTOK__NETS_ZERO) kept zero */
+    float *img;                       /* (B, 3, S, S) the forward's input (block_in's dweight reads it) */
+    float *a_in;                      /* (B, hidden, S, S) block_in output after its LeakyReLU */
+    float *pooled;                    /* (B, C, pool, pool) */
+    float *t0;                        /* (B, C, pool, pool) to_logits.0 output after its LeakyReLU */
+    float *logits;                    /* (B, 1, pool, pool) for textok_disc_logits */
+    float *ga, *gb;                   /* the stage conv's output in forward; gradients in backward */
+    float *work;                      /* conv im2col work, one image of the largest conv */
+};
+
+#define TEXTOK__DG(d, p) ((d)->grads + ((p) - (d)->params))   /* p's gradient, at the same offset */
+
+static int textok__disc_config_check(const textok_disc_config *c)
+{
+#define TEXTOK__CHK(cond, ...) do { if (!(cond)) return textok__fail(TEXTOK_ERR_SHAPE, "discriminator config: " __VA_ARGS__); } while (0)
+    if (!c) return textok__fail(TEXTOK_ERR_ARG, "discriminator: NULL config");
+    TEXTOK__CHK(c->stages >= 1 && c->stages <= 16, "stages %d not in [1, 16]", c->stages);
+    TEXTOK__CHK(c->hidden >= 1 && ((long)c->hidden << (c->stages - 1)) <= 65536,
+                "hidden %d not in [1, 65536 / 2^(stages-1)] (the last stage has hidden * 2^(stages-1) channels)", c->hidden);
+    TEXTOK__CHK(c->groups >= 1 && c->hidden % c->groups == 0, "groups %d must divide hidden %d", c->groups, c->hidden);
+    TEXTOK__CHK(c->pool >= 1 && c->pool <= 4096, "pool %d not in [1, 4096]", c->pool);
+#undef TEXTOK__CHK
+    return TEXTOK_OK;
+}
+
+static int textok__disc_size_check(const textok_disc_config *c, int S)
+{
+    if (S < (1 << c->stages) || S > 8192 || S % (1 << c->stages))
+        return textok__fail(TEXTOK_ERR_SHAPE, "discriminator config: image_size %d must be a multiple of 2^stages = %d in [%d, 8192] "
+                            "(each stage halves it; odd sizes would need the official asymmetric blur padding)",
+                            S, 1 << c->stages, 1 << c->stages);
+    return TEXTOK_OK;
+}
+
+static void textok__disc_walk(const textok_disc_config *c, textok_disc *d, textok__walk *w)
+{
+    const int h = c->hidden, C = h << (c->stages - 1);
+    int i;
+    textok__wt(w, d ? &d->in_w : NULL, 4, h, 3, 5, 5, "block_in.0.weight");
+    textok__wt(w, d ? &d->in_b : NULL, 1, h, 0, 0, 0, "block_in.0.bias");
+    for (i = 0; i < c->stages; i++) {
+        textok__disc_stage *s = d ? &d->stage[i] : NULL;
+        int cin = i ? h << (i - 1) : h, cout = h << i;
+        if (s) { s->cin = cin; s->cout = cout; }
+        textok__wt(w, s ? &s->conv_w : NULL, 4, cout, cin, 3, 3, "blocks.%d.0.weight", i);
+        textok__wt(w, s ? &s->conv_b : NULL, 1, cout, 0, 0, 0, "blocks.%d.0.bias", i);
+        textok__wt(w, s ? &s->gn_w : NULL, 1, cout, 0, 0, 0, "blocks.%d.2.weight", i);
+        textok__wt(w, s ? &s->gn_b : NULL, 1, cout, 0, 0, 0, "blocks.%d.2.bias", i);
+    }
+    textok__wt(w, d ? &d->l0_w : NULL, 4, C, C, 1, 1, "to_logits.0.weight");
+    textok__wt(w, d ? &d->l0_b : NULL, 1, C, 0, 0, 0, "to_logits.0.bias");
+    textok__wt(w, d ? &d->l2_w : NULL, 4, 1, C, 5, 5, "to_logits.2.weight");
+    textok__wt(w, d ? &d->l2_b : NULL, 1, 1, 0, 0, 0, "to_logits.2.bias");
+}
+
+TEXTOKDEF int textok_disc_tensor_specs(const textok_disc_config *c, textok_tensor_spec *specs, int max_specs)
+{
+    textok__walk w;
+    int st;
+    if ((st = textok__disc_config_check(c)) != TEXTOK_OK) return st;
+    memset(&w, 0, sizeof w);
+    w.specs = specs;
+    w.max_specs = specs ? max_specs : 0;
+    textok__disc_walk(c, NULL, &w);
+    return w.n;
+}
+
+static void textok__disc_carve(textok_disc *d, textok__carve *a, int B)
+{
+    const textok_disc_config *c = &d->cfg;
+    const size_t b = (size_t)B, S = (size_t)d->image_size, h = (size_t)c->hidden, p = (size_t)c->pool;
+    const size_t C = h << (c->stages - 1);
+    int *o = &a->overflow, i;
+    size_t grad, work, s = S;
+    textok_conv2d_dims cd = textok__cdims(1, 3, (int)S, (int)S, (int)h, 5, 1, 2);
+    work = textok_conv2d_work_floats(&cd);
+    d->zeros  = textok__take(a, TEXTOK__NETS_ZERO);
+    d->img    = textok__take(a, textok__mul3(b, 3, S * S, o));
+    d->a_in   = textok__take(a, textok__mul3(b, h, S * S, o));
+    grad = textok__mul3(b, h, S * S, o);
+    for (i = 0; i < c->stages; i++) {
+        textok__disc_stage *st = &d->stage[i];
+        const size_t half = (s / 2) * (s / 2);
+        st->blur = textok__take(a, textok__mul3(b, (size_t)st->cout, half, o));
+        st->act  = textok__take(a, textok__mul3(b, (size_t)st->cout, half, o));
+        st->mean = textok__take(a, textok__mul3(b, (size_t)c->groups, 1, o));
+        st->rstd = textok__take(a, textok__mul3(b, (size_t)c->groups, 1, o));
+        grad = textok__max2(grad, textok__mul3(b, textok__max2((size_t)st->cin, (size_t)st->cout), s * s, o));
+        cd = textok__cdims(1, st->cin, (int)s, (int)s, st->cout, 3, 1, 1);
+        work = textok__max2(work, textok_conv2d_work_floats(&cd));
+        cd = textok__cdims(1, 1, (int)s, (int)s, 1, 4, 2, 1);
+        work = textok__max2(work, textok_conv2d_work_floats(&cd));
+        s /= 2;
+    }
+    grad = textok__max2(grad, textok__mul3(b, C, p * p, o));
+    cd = textok__cdims(1, (int)C, (int)p, (int)p, 1, 5, 1, 2);
+    work = textok__max2(work, textok_conv2d_work_floats(&cd));
+    d->pooled = textok__take(a, textok__mul3(b, C, p * p, o));
+    d->t0     = textok__take(a, textok__mul3(b, C, p * p, o));
+    d->logits = textok__take(a, textok__mul3(b, 1, p * p, o));
+    d->ga     = textok__take(a, grad);
+    d->gb     = textok__take(a, grad);
+    d->work   = textok__take(a, work);
+}
+
+/* Activations for up to B images (once, outside the step; a smaller batch reuses them). */
+static int textok__disc_reserve(textok_disc *d, int B)
+{
+    textok__carve a;
+    if (!d) return textok__fail(TEXTOK_ERR_ARG, "discriminator reserve: NULL model");
+    if (B < 1 || B > 4096) return textok__fail(TEXTOK_ERR_ARG, "discriminator: batch %d not in [1, 4096]", B);
+    if (d->arena && B <= d->res_B) return TEXTOK_OK;
+    if (d->arena) d->k.free(&d->k, d->arena);
+    d->arena = NULL; d->res_B = d->fwd_B = 0;
+    memset(&a, 0, sizeof a);
+    textok__disc_carve(d, &a, B);
+    if (a.overflow)
+        return textok__fail(TEXTOK_ERR_SHAPE, "discriminator: an activation buffer for %d images of %d x %d would exceed INT_MAX floats",
+                            B, d->image_size, d->image_size);
+    d->arena = (float *)d->k.alloc(&d->k, a.used * sizeof(float));
+    if (!d->arena)
+        return textok__fail(TEXTOK_ERR_NOMEM, "discriminator: cannot allocate %lu MB of activations for %d images",
+                            (unsigned long)(a.used * sizeof(float) >> 20), B);
+    d->arena_floats = a.used;
+    memset(&a, 0, sizeof a);
+    a.base = d->arena;
+    textok__disc_carve(d, &a, B);
+    d->res_B = B;
+    return textok__nets_fill_zeros(&d->k, d->zeros);
+}
+
+/* logits (B, 1, pool, pool) = D(img), img (B, 3, S, S) in [0, 1] as given (no rescale), both
+   DEVICE memory, B <= the reserved batch. Keeps the activations for backward. */
+static void textok__disc_forward(textok_disc *d, float *logits, const float *img, int B)
+{
+    const textok_kernels *k = &d->k;
+    const textok_disc_config *c = &d->cfg;
+    const int S = d->image_size, P = c->pool, C = c->hidden << (c->stages - 1);
+    const float *in;
+    int i, s = S;
+    TEXTOK_ASSERT(d->arena && B >= 1 && B <= d->res_B);
+    if (!d->arena || B < 1 || B > d->res_B) {   /* a caller's bug: refuse rather than overrun */
+        (void)textok__fail(TEXTOK_ERR_ARG, "discriminator forward: batch %d, reserved %d", B, d->res_B);
+        return;
+    }
+    if (img != d->img) (void)k->copy(k, d->img, img, (size_t)B * 3 * S * S * sizeof(float));
+    textok__conv_same(k, d->a_in, d->img, d->in_w, d->in_b, B, 3, S, S, c->hidden, 5, d->work);
+    k->leaky_relu_forward(k, d->a_in, d->a_in, (size_t)B * c->hidden * S * S, TEXTOK__DISC_SLOPE);
+    in = d->a_in;
+    for (i = 0; i < c->stages; i++) {
+        textok__disc_stage *st = &d->stage[i];
+        const int half = s / 2;
+        const size_t n = (size_t)B * st->cout * half * half;
+        textok_conv2d_dims bd = textok__cdims(B * st->cout, 1, s, s, 1, 4, 2, 1);
+        textok__conv_same(k, d->ga, in, st->conv_w, st->conv_b, B, st->cin, s, s, st->cout, 3, d->work);
+        k->conv2d_forward(k, st->blur, d->ga, d->blur_k, NULL, &bd, d->work);   /* depthwise: channels as images */
+        k->groupnorm_forward(k, st->act, st->mean, st->rstd, st->blur, st->gn_w, st->gn_b, B, st->cout, half * half,
+                             c->groups, TEXTOK__DISC_GN_EPS);
+        k->leaky_relu_forward(k, st->act, st->act, n, TEXTOK__DISC_SLOPE);
+        in = st->act;
+        s = half;
+    }
+    k->maxpool_forward(k, d->pooled, in, B * C, s, s, P, P);
+    textok__conv_same(k, d->t0, d->pooled, d->l0_w, d->l0_b, B, C, P, P, C, 1, d->work);
+    k->leaky_relu_forward(k, d->t0, d->t0, (size_t)B * C * P * P, TEXTOK__DISC_SLOPE);
+    textok__conv_same(k, logits, d->t0, d->l2_w, d->l2_b, B, C, P, P, 1, 5, d->work);
+    d->fwd_B = B;
+}
+
+/* dimg (B, 3, S, S; may be NULL) += d/dimg of sum(logits * dlogits); when param_grads != 0 also
+   d->grads += d/dparams. After a forward with the same B; dlogits (B, 1, pool, pool). DEVICE
+   memory. ga and gb take turns as source and destination of each step's gradient. */
+static TEXTOK__UNUSED void textok__disc_backward(textok_disc *d, float *dimg, int param_grads, const float *dlogits, int B)
+{
+    const textok_kernels *k = &d->k;
+    const textok_disc_config *c = &d->cfg;
+    const int S = d->image_size, P = c->pool, C = c->hidden << (c->stages - 1), sL = S >> c->stages;
+    const size_t npool = (size_t)B * C * P * P;
+    float *ga = d->ga, *gb = d->gb, *tmp;
+    textok_conv2d_dims cd;
+    int i;
+    TEXTOK_ASSERT(d->fwd_B == B);
+    if (d->fwd_B != B || B < 1) {
+        (void)textok__fail(TEXTOK_ERR_ARG, "discriminator backward: batch %d, but the last forward had %d", B, d->fwd_B);
+        return;
+    }
+#define TEXTOK__PG(p) (param_grads ? TEXTOK__DG(d, p) : (float *)NULL)
+    if (!dimg && !param_grads) return;
+    /* to_logits.2 (5x5), its LeakyReLU, to_logits.0 (1x1): ga = gradient at the pooled map */
+    cd = textok__cdims(B, C, P, P, 1, 5, 1, 2);
+    textok__nets_zero(k, ga, npool, d->zeros);
+    k->conv2d_backward(k, ga, TEXTOK__PG(d->l2_w), TEXTOK__PG(d->l2_b), dlogits, d->t0, d->l2_w, &cd, d->work);
+    textok__nets_zero(k, gb, npool, d->zeros);
+    k->leaky_relu_backward(k, gb, ga, d->t0, npool, TEXTOK__DISC_SLOPE);   /* the mask from the output */
+    cd = textok__cdims(B, C, P, P, C, 1, 1, 0);
+    textok__nets_zero(k, ga, npool, d->zeros);
+    k->conv2d_backward(k, ga, TEXTOK__PG(d->l0_w), TEXTOK__PG(d->l0_b), gb, d->pooled, d->l0_w, &cd, d->work);
+    /* the pool: gb = gradient at the last stage's output */
+    textok__nets_zero(k, gb, (size_t)B * C * sL * sL, d->zeros);
+    k->maxpool_backward(k, gb, ga, d->stage[c->stages - 1].act, B * C, sL, sL, P, P);
+    for (i = c->stages - 1; i >= 0; i--) {
+        /* gb: gradient at stage i's output */
+        textok__disc_stage *st = &d->stage[i];
+        const int s = st->S, half = s / 2;
+        const size_t nh = (size_t)B * st->cout * half * half;
+        textok__nets_zero(k, ga, nh, d->zeros);
+        k->leaky_relu_backward(k, ga, gb, st->act, nh, TEXTOK__DISC_SLOPE);
+        textok__nets_zero(k, gb, nh, d->zeros);
+        k->groupnorm_backward(k, gb, TEXTOK__PG(st->gn_w), TEXTOK__PG(st->gn_b), ga, st->blur, st->gn_w, st->mean, st->rstd,
+                              B, st->cout, half * half, c->groups);
+        /* the blur has no weight gradient, so its input (not kept) is never read: ga, of that
+           shape, stands in for it */
+        cd = textok__cdims(B * st->cout, 1, s, s, 1, 4, 2, 1);
+        textok__nets_zero(k, ga, (size_t)B * st->cout * s * s, d->zeros);
+        k->conv2d_backward(k, ga, NULL, NULL, gb, ga, d->blur_k, &cd, d->work);
+        cd = textok__cdims(B, st->cin, s, s, st->cout, 3, 1, 1);
+        textok__nets_zero(k, gb, (size_t)B * st->cin * s * s, d->zeros);
+        k->conv2d_backward(k, gb, TEXTOK__PG(st->conv_w), TEXTOK__PG(st->conv_b), ga, i ? d->stage[i - 1].act : d->a_in,
+                           st->conv_w, &cd, d->work);
+    }
+    /* gb: gradient at block_in's output; its LeakyReLU, then the 5x5 conv into dimg */
+    textok__nets_zero(k, ga, (size_t)B * c->hidden * S * S, d->zeros);
+    k->leaky_relu_backward(k, ga, gb, d->a_in, (size_t)B * c->hidden * S * S, TEXTOK__DISC_SLOPE);
+    tmp = ga; ga = gb; gb = tmp;
+    cd = textok__cdims(B, 3, S, S, c->hidden, 5, 1, 2);
+    k->conv2d_backward(k, dimg, TEXTOK__PG(d->in_w), TEXTOK__PG(d->in_b), gb, d->img, d->in_w, &cd, d->work);
+#undef TEXTOK__PG
+}
+
+TEXTOKDEF void textok_disc_free(textok_disc *d)
+{
+    if (!d) return;
+    if (d->params) d->k.free(&d->k, d->params);
+    if (d->grads) d->k.free(&d->k, d->grads);
+    if (d->blur_k) d->k.free(&d->k, d->blur_k);
+    if (d->arena) d->k.free(&d->k, d->arena);
+    TEXTOK_FREE(d->specs);
+    TEXTOK_FREE(d->offsets);
+    TEXTOK_FREE(d->stage);
+    TEXTOK_FREE(d);
+}
+
+/* A model for (c, S): specs and offsets, the parameter block (bound, not filled), the gradient
+   block (zeroed) and the blur kernel. */
+static int textok__disc_new(textok_disc **out, const textok_disc_config *c, int S, const textok_params *params)
+{
+    textok_params prm = params ? *params : textok_default_params();
+    textok_disc *d;
+    textok__walk w;
+    float *host = NULL, blur[16];
+    int n, i, st;
+    static const float taps[4] = { 1.0f, 3.0f, 3.0f, 1.0f };
+    *out = NULL;
+    if ((st = textok__disc_config_check(c)) != TEXTOK_OK || (st = textok__disc_size_check(c, S)) != TEXTOK_OK) return st;
+    if (prm.max_batch < 1 || prm.max_batch > 4096)
+        return textok__fail(TEXTOK_ERR_ARG, "discriminator: max_batch %d not in [1, 4096]", prm.max_batch);
+    n = textok_disc_tensor_specs(c, NULL, 0);
+    d = (textok_disc *)textok__calloc(1, sizeof *d);
+    if (!d) return textok__fail(TEXTOK_ERR_NOMEM, "discriminator: out of memory");
+    d->cfg = *c;
+    d->image_size = S;
+    d->k = prm.kernels ? *prm.kernels : textok_cpu_kernels(prm.n_threads);
+    d->max_batch = prm.max_batch;
+    d->n_tensors = n;
+    d->specs = (textok_tensor_spec *)textok__calloc((size_t)n, sizeof *d->specs);
+    d->offsets = (size_t *)textok__calloc((size_t)n, sizeof *d->offsets);
+    d->stage = (textok__disc_stage *)textok__calloc((size_t)c->stages, sizeof *d->stage);
+    if (!d->specs || !d->offsets || !d->stage) { st = textok__fail(TEXTOK_ERR_NOMEM, "discriminator: out of memory"); goto fail; }
+    textok_disc_tensor_specs(c, d->specs, n);
+    memset(&w, 0, sizeof w);
+    textok__disc_walk(c, d, &w);
+    d->n_params = w.offset;
+    for (i = 0; i < c->stages; i++) d->stage[i].S = S >> i;
+    for (i = 1; i < n; i++) d->offsets[i] = d->offsets[i - 1] + textok__spec_numel(&d->specs[i - 1]);
+    d->params = (float *)d->k.alloc(&d->k, d->n_params * sizeof(float));
+    d->grads = (float *)d->k.alloc(&d->k, d->n_params * sizeof(float));
+    d->blur_k = (float *)d->k.alloc(&d->k, sizeof blur);
+    host = (float *)textok__calloc(d->n_params, sizeof(float));
+    if (!d->params || !d->grads || !d->blur_k || !host) {
+        st = textok__fail(TEXTOK_ERR_NOMEM, "discriminator: cannot allocate %lu parameters", (unsigned long)d->n_params);
+        goto fail;
+    }
+    memset(&w, 0, sizeof w);
+    w.base = d->params;
+    textok__disc_walk(c, d, &w);
+    for (i = 0; i < 16; i++) blur[i] = taps[i / 4] * taps[i % 4] / 64.0f;   /* exact in float */
+    if ((st = d->k.to_device(&d->k, d->grads, host, d->n_params * sizeof(float))) != TEXTOK_OK ||
+        (st = d->k.to_device(&d->k, d->blur_k, blur, sizeof blur)) != TEXTOK_OK) goto fail;
+    TEXTOK_FREE(host);
+    *out = d;
+    return TEXTOK_OK;
+fail:
+    TEXTOK_FREE(host);
+    textok_disc_free(d);
+    return st;
+}
+
+TEXTOKDEF int textok_disc_create(textok_disc **out, const textok_disc_config *c, int image_size,
+                                 const textok_params *p, uint64_t seed)
+{
+    textok_disc *d = NULL;
+    textok_rng rng;
+    float *stage = NULL, bound = 0.0f;
+    int i, status;
+    if (!out || !c) return textok__fail(TEXTOK_ERR_ARG, "textok_disc_create: NULL argument");
+    *out = NULL;
+    if ((status = textok__disc_new(&d, c, image_size, p)) != TEXTOK_OK) return status;
+    stage = (float *)textok__malloc(d->n_params * sizeof(float));
+    if (!stage) { textok_disc_free(d); return textok__fail(TEXTOK_ERR_NOMEM, "textok_disc_create: out of memory"); }
+    textok_rng_seed(&rng, seed);
+    for (i = 0; i < d->n_tensors; i++) textok__torch_init(&rng, &d->specs[i], stage + d->offsets[i], &bound);
+    status = d->k.to_device(&d->k, d->params, stage, d->n_params * sizeof(float));
+    TEXTOK_FREE(stage);
+    if (status != TEXTOK_OK) { textok_disc_free(d); return status; }
+    *out = d;
+    return TEXTOK_OK;
+}
+
+TEXTOKDEF int textok_disc_load_st(textok_disc **out, const textok_safetensors *st, const textok_params *p)
+{
+    textok_disc_config c;
+    textok_disc *d = NULL;
+    int S, status;
+    if (!out || !st) return textok__fail(TEXTOK_ERR_ARG, "textok_disc_load: NULL argument");
+    *out = NULL;
+    if ((status = textok__meta_model(st, "disc", "discriminator")) != TEXTOK_OK ||
+        (status = textok__meta_int(st, "hidden", &c.hidden)) != TEXTOK_OK ||
+        (status = textok__meta_int(st, "stages", &c.stages)) != TEXTOK_OK ||
+        (status = textok__meta_int(st, "groups", &c.groups)) != TEXTOK_OK ||
+        (status = textok__meta_int(st, "pool", &c.pool)) != TEXTOK_OK ||
+        (status = textok__meta_int(st, "image_size", &S)) != TEXTOK_OK)
+        return status;
+    if ((status = textok__disc_new(&d, &c, S, p)) != TEXTOK_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", textok_last_error());
+        return textok__fail(status, "%s: %s", st->path, msg);
+    }
+    if ((status = textok__nets_load_params(&d->k, st, d->specs, d->n_tensors, d->params, "discriminator")) != TEXTOK_OK) {
+        textok_disc_free(d);
+        return status;
+    }
+    *out = d;
+    return TEXTOK_OK;
+}
+
+#ifndef TEXTOK_NO_STDIO
+TEXTOKDEF int textok_disc_load(textok_disc **out, const char *path, const textok_params *p)
+{
+    textok_safetensors st;
+    int status;
+    if (!out || !path) return textok__fail(TEXTOK_ERR_ARG, "textok_disc_load: NULL argument");
+    *out = NULL;
+    if ((status = textok_st_open(&st, path)) != TEXTOK_OK) return status;
+    status = textok_disc_load_st(out, &st, p);
+    textok_st_close(&st);
+    return status;
+}
+#endif
+
+TEXTOKDEF int textok_disc_logits(textok_disc *d, const float *images, int B, float *logits)
+{
+    const textok_kernels *k;
+    size_t img, nl;
+    int b0, st;
+    if (!d || B < 0 || (B > 0 && (!images || !logits)))
+        return textok__fail(TEXTOK_ERR_ARG, "textok_disc_logits: NULL argument or batch %d < 0", B);
+    if (B == 0) return TEXTOK_OK;
+    if ((st = textok__disc_reserve(d, B < d->max_batch ? B : d->max_batch)) != TEXTOK_OK) return st;
+    k = &d->k;
+    img = (size_t)3 * d->image_size * d->image_size;
+    nl = (size_t)d->cfg.pool * d->cfg.pool;
+    for (b0 = 0; b0 < B; b0 += d->res_B) {
+        const int nb = B - b0 < d->res_B ? B - b0 : d->res_B;
+        if ((st = k->to_device(k, d->img, images + (size_t)b0 * img, (size_t)nb * img * sizeof(float))) != TEXTOK_OK)
+            return textok__fail(st, "textok_disc_logits: copying images to the device failed");
+        textok__disc_forward(d, d->logits, d->img, nb);
+        if ((st = k->to_host(k, logits + (size_t)b0 * nl, d->logits, (size_t)nb * nl * sizeof(float))) != TEXTOK_OK)
+            return textok__fail(st, "textok_disc_logits: copying logits to the host failed");
+    }
+    return TEXTOK_OK;
+}
+#undef TEXTOK__DG
 
 /* ---------------------------------------------------------------------------------------------
    11. Training: the ViT and TiTok backward passes, losses, AdamW, EMA, checkpoints.
@@ -6892,11 +8294,6 @@ done:
     return st;
 }
 
-static int textok__meta_int(const textok_safetensors *st, const char *key, int *v)
-{
-    const char *s = textok_st_meta(st, key);
-    return s && textok__parse_int(s, v);
-}
 static int textok__meta_hexf(const textok_safetensors *st, const char *key, float *v)
 {
     const char *s = textok_st_meta(st, key);
@@ -6939,15 +8336,15 @@ TEXTOKDEF int textok_trainer_load(textok_trainer *t, const char *path)
     }
     if (t->disc) {
         int h, sg, gr, pl;
-        if (!textok__meta_int(&st, "disc.hidden", &h) || !textok__meta_int(&st, "disc.stages", &sg) ||
-            !textok__meta_int(&st, "disc.groups", &gr) || !textok__meta_int(&st, "disc.pool", &pl) ||
+        if (TEXTOK_OK != textok__meta_int(&st, "disc.hidden", &h) || TEXTOK_OK != textok__meta_int(&st, "disc.stages", &sg) ||
+            TEXTOK_OK != textok__meta_int(&st, "disc.groups", &gr) || TEXTOK_OK != textok__meta_int(&st, "disc.pool", &pl) ||
             h != t->disc->cfg.hidden || sg != t->disc->cfg.stages || gr != t->disc->cfg.groups || pl != t->disc->cfg.pool) {
             s = textok__fail(TEXTOK_ERR_SHAPE, "%s: the checkpoint has no discriminator or one with another config (hidden/stages/groups/pool must be %d/%d/%d/%d)",
                              st.path, t->disc->cfg.hidden, t->disc->cfg.stages, t->disc->cfg.groups, t->disc->cfg.pool);
             goto done;
         }
     }
-    if (!textok__meta_int(&st, "train.step", &step) || !textok__meta_int(&st, "train.disc_step", &dstep) || step < 0 || dstep < 0 ||
+    if (TEXTOK_OK != textok__meta_int(&st, "train.step", &step) || TEXTOK_OK != textok__meta_int(&st, "train.disc_step", &dstep) || step < 0 || dstep < 0 ||
         !textok__meta_hexf(&st, "train.lecam_real", &lr_) || !textok__meta_hexf(&st, "train.lecam_fake", &lf_) ||
         !textok__rng_from_hex(&rng, textok_st_meta(&st, "train.rng"))) {
         s = textok__fail(TEXTOK_ERR_FORMAT, "%s: missing or malformed train.step / train.disc_step / train.lecam_* / train.rng metadata", st.path);

@@ -9,6 +9,11 @@
 #     converting a converted file again must give the same bytes.
 #  4. When tests/golden/titok/<name>.safetensors and <name>.bin exist, both must convert to
 #     byte-identical files (same values, names, order and metadata) and name the right family.
+#  5. --lpips with the files of tests/bad/lpips/ (made by tools/make_lpips_checkpoints.py): every
+#     good set (torchvision VGG16 + lin weights, or one LPIPS state_dict; torch zip, legacy
+#     torch.save, safetensors; F32/F16/BF16) converts to the same bytes, which load with
+#     textok_lpips_load and give the PyTorch reference's LPIPS distance (a small C program built
+#     here); every bad one is refused, naming the file and tensor, writing nothing.
 # Run from the repository root: tests/cli_convert.sh build   (one PASS/FAIL line per check)
 set -u
 B=${1:-build}
@@ -53,7 +58,7 @@ while read -r file patterns; do
 done <<'EOF'
 empty.bin                    empty file
 not_a_checkpoint.bin         not a checkpoint|89 50 4e 47
-bare_pickle.pt               bare pickle
+bare_pickle.pt               legacy|truncated|offset 27
 truncated.bin                truncated
 truncated.safetensors        truncated|encoder.positional_embedding
 compressed.bin               archive/data/0|compressed
@@ -88,6 +93,9 @@ refuses "usage: three files" 2 "usage:|too many" "$D/ok_views.bin" "$OUT" "$TMP/
 refuses "usage: unknown flag" 2 "usage:|--bogus" "$D/ok_views.bin" "$OUT" --bogus
 refuses "usage: --l2-norm 2" 2 "usage:|--l2-norm" "$D/ok_views.bin" "$OUT" --l2-norm 2
 refuses "usage: --l2-norm without a value" 2 "usage:|--l2-norm" "$D/ok_views.bin" "$OUT" --l2-norm
+refuses "usage: --lpips with one file" 2 "usage:|--lpips expects" --lpips "$OUT"
+refuses "usage: --lpips with four files" 2 "usage:|too many" --lpips a b c "$OUT"
+refuses "usage: --lpips with --l2-norm" 2 "usage:|--l2-norm applies to TiTok" --lpips a b "$OUT" --l2-norm 1
 
 # 3. the ok files
 # converts WHAT IN OUT [FLAGS]: must succeed and write OUT
@@ -164,4 +172,151 @@ for name in tiny_legacy tiny_vq tiny_vae; do
     same "$name: .bin and .safetensors convert to the same bytes" "$TMP/$name.st.safetensors" "$TMP/$name.bin.safetensors"
   fi
 done
+
+# 5. LPIPS
+L=tests/bad/lpips
+if [ ! -f "$L/ok_full.pth" ]; then
+  fail "lpips test files" "$L/ok_full.pth is missing (run /usr/bin/python3 tools/make_lpips_checkpoints.py)"; exit 0
+fi
+# lpips WHAT OUT ARGS...: convert --lpips ARGS OUT must succeed and write OUT
+lpips() {
+  local what=$1 out=$2; shift 2
+  rm -f "$out"
+  if ! "$CONV" --lpips "$@" "$out" >"$TMP/stdout" 2>"$TMP/stderr"; then
+    fail "$what" "exit $? ($(last_line "$TMP/stderr"))"; return 1
+  fi
+  if [ ! -s "$out" ]; then fail "$what" "no output file"; return 1; fi
+  pass "$what"
+}
+LREF=$TMP/lpips.safetensors
+if lpips "--lpips VGG16 LIN (torch zip, F32)" "$LREF" "$L/ok_vgg16.pth" "$L/ok_lin.pth"; then
+  says "--lpips: channels" "$TMP/stdout" "channels 2,3,4,5,6"
+  says "--lpips: classifier ignored" "$TMP/stdout" "ignoring the 6 classifier.* tensors"
+  says "--lpips: parameter total" "$TMP/stdout" "2,244"
+  if head -c 4096 "$LREF" | grep -qaF '"textok.model":"lpips"' &&
+     head -c 4096 "$LREF" | grep -qaF '"channels":"2,3,4,5,6"'; then
+    pass "--lpips: metadata textok.model and channels"
+  else
+    fail "--lpips: metadata" "no textok.model=lpips / channels=2,3,4,5,6 in the header"
+  fi
+  # every other good input: the same bytes
+  n=0
+  while read -r what args; do
+    n=$((n + 1))
+    # shellcheck disable=SC2086
+    if lpips "--lpips $what" "$TMP/lpips$n.safetensors" $args; then
+      same "--lpips $what: the same bytes" "$LREF" "$TMP/lpips$n.safetensors"
+    fi
+  done <<EOF
+F16+BF16_safetensors               $L/ok_vgg16_f16.safetensors $L/ok_lin_bf16.safetensors
+legacy_torch.save_(torch<0.4,py2)  $L/ok_vgg16_legacy.pth $L/ok_lin_legacy_py2.pth
+full_LPIPS_state_dict              $L/ok_full.pth
+full_LPIPS_BF16                    $L/ok_full_bf16.pth
+full_LPIPS_legacy_torch.save       $L/ok_full_legacy.pth
+converted_file_again               $LREF
+EOF
+  if lpips "--lpips full LPIPS: the notes" "$TMP/full.safetensors" "$L/ok_full.pth"; then
+    says "--lpips full LPIPS: aliases checked and dropped" "$TMP/stdout" "dropping 5 lins.{k}.model.1.weight tensors"
+    says "--lpips full LPIPS: scaling constants checked and dropped" "$TMP/stdout" "dropping scaling_layer.shift/scale"
+  fi
+  rm -f "$TMP/quiet.safetensors"
+  if "$CONV" --quiet --lpips "$L/ok_full.pth" "$TMP/quiet.safetensors" >"$TMP/stdout" 2>&1 && [ ! -s "$TMP/stdout" ]; then
+    same "--lpips --quiet prints nothing and writes the same file" "$LREF" "$TMP/quiet.safetensors"
+  else
+    fail "--lpips --quiet" "exit status or output: $(last_line "$TMP/stdout")"
+  fi
+
+  # the output loads in the library and gives the PyTorch reference's distance
+  if grep -q 'TEXTOKDEF int textok_lpips_load(' textok.h; then
+    cat >"$TMP/lpips_check.c" <<'EOF'
+/* lpips_check FILE REF: FILE loads with textok_lpips_load and gives REF's d for REF's x, y */
+#define TEXTOK_IMPLEMENTATION
+#include "textok.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+int main(int argc, char **argv)
+{
+    textok_lpips *lp = NULL;
+    textok_safetensors st;
+    const textok_st_tensor *tx, *ty, *td;
+    float *x, *y, d[2], got[2];
+    int b, bad = 0;
+    if (argc != 3) return 2;
+    if (textok_lpips_load(&lp, argv[1], NULL) != TEXTOK_OK) {
+        printf("textok_lpips_load: %s\n", textok_last_error());
+        return 1;
+    }
+    if (textok_st_open(&st, argv[2]) != TEXTOK_OK || !(tx = textok_st_find(&st, "x")) ||
+        !(ty = textok_st_find(&st, "y")) || !(td = textok_st_find(&st, "d")) || td->numel != 2 ||
+        tx->numel != 2 * 3 * 16 * 16 || ty->numel != tx->numel) {
+        printf("%s: not the reference file\n", argv[2]);
+        return 1;
+    }
+    x = (float *)malloc(tx->numel * sizeof *x);
+    y = (float *)malloc(ty->numel * sizeof *y);
+    if (!x || !y || textok_st_read_f32(&st, tx, x, tx->numel) || textok_st_read_f32(&st, ty, y, ty->numel) ||
+        textok_st_read_f32(&st, td, d, 2) || textok_lpips_distance(lp, x, y, 2, 16, 16, got) != TEXTOK_OK) {
+        printf("textok_lpips_distance: %s\n", textok_last_error());
+        return 1;
+    }
+    /* float32 against the float64 reference: ~1e-6 relative in practice. 1e-4 leaves room for
+       any summation order and is far below what a misplaced tensor does (swapping two
+       same-shaped convs, or reversing a lin layer, moves d by 1% or more). */
+    for (b = 0; b < 2; b++) {
+        printf("d[%d] %.9g vs %.9g, rel. error %.2g\n", b, got[b], d[b], fabs(got[b] - d[b]) / d[b]);
+        if (!(fabs(got[b] - d[b]) <= 1e-4 * fabs(d[b]))) bad = 1;
+    }
+    free(x);
+    free(y);
+    textok_st_close(&st);
+    textok_lpips_free(lp);
+    return bad;
+}
+EOF
+    if ! ${CC:-cc} -std=c99 -O1 -I. "$TMP/lpips_check.c" -o "$TMP/lpips_check" -lm 2>"$TMP/cc.log"; then
+      fail "--lpips output loads" "cannot build the check program: $(head -n 3 "$TMP/cc.log" | tr '\n' ' ')"
+    elif "$TMP/lpips_check" "$LREF" "$L/ok_ref.safetensors" >"$TMP/check.log" 2>&1; then
+      pass "--lpips output loads (textok_lpips_load) and gives the reference LPIPS: $(tr '\n' ' ' <"$TMP/check.log")"
+    else
+      fail "--lpips output loads and gives the reference LPIPS" "$(tr '\n' ' ' <"$TMP/check.log")"
+    fi
+  else
+    echo "note: textok.h has no textok_lpips_load yet; the load check of the LPIPS output is skipped"
+  fi
+fi
+
+# refused LPIPS inputs: what; the files; what stderr must mention
+while IFS=';' read -r what files patterns; do
+  [ -n "$what" ] || continue
+  # shellcheck disable=SC2086
+  refuses "--lpips refuses $what" 1 "$patterns" --lpips $files "$OUT"
+done <<EOF
+a missing conv bias;$L/bad_vgg16_missing.pth $L/ok_lin.pth;bad_vgg16_missing.pth: missing tensor 'features.12.bias' [4]|1 problem|nothing written
+a 5x5 kernel;$L/bad_vgg16_kernel.pth $L/ok_lin.pth;tensor 'features.14.weight' has shape [4, 4, 5, 5], expected [4, 4, 3, 3]|5x5 kernel
+in-channels unlike the conv before;$L/bad_vgg16_in_channels.pth $L/ok_lin.pth;'features.10.weight'|4 input channels, but the conv before it (features.7.weight) has 3 outputs
+out-channels unlike the slice;$L/bad_vgg16_out_channels.pth $L/ok_lin.pth;'features.19.weight' has shape [7, 5, 3, 3]|slice 4 is 5 wide|'features.19.bias'|2 problems
+several problems at once;$L/bad_vgg16_several.pth $L/ok_lin.pth;missing tensor 'features.12.bias'|'features.14.weight'|'features.26.bias' has dtype int64|unexpected tensor 'features.31.weight'|4 problems
+vgg16_bn;$L/bad_vgg16_bn.pth $L/ok_lin.pth;bad_vgg16_bn.pth|BatchNorm|vgg16_bn
+a truncated VGG16 file;$L/bad_vgg16_truncated.pth $L/ok_lin.pth;bad_vgg16_truncated.pth|truncated
+a lin width unlike its tap;$L/ok_vgg16.pth $L/bad_lin_width.pth;bad_lin_width.pth: tensor 'lin2.model.1.weight' has shape [1, 6, 1, 1], expected [1, 4, 1, 1]|tap 2
+an extra lin tensor;$L/ok_vgg16.pth $L/bad_lin_extra.pth;bad_lin_extra.pth: unexpected tensor 'lin5.model.1.weight'
+a transposed lin weight;$L/ok_vgg16.pth $L/bad_lin_shape.pth;'lin0.model.1.weight' has shape [2, 1, 1, 1]|(1, C, 1, 1)
+wrong scaling constants;$L/bad_full_scaling.pth;bad_full_scaling.pth: tensor 'scaling_layer.shift'|-0.188
+a lins alias unlike its lin;$L/bad_full_alias.pth;bad_full_alias.pth: tensor 'lins.3.model.1.weight' differs from 'lin3.model.1.weight'
+a truncated legacy file;$L/bad_full_legacy_truncated.pth;bad_full_legacy_truncated.pth|truncated|runs past the end
+a plain pickle;$L/bad_not_torch.pth;bad_not_torch.pth|not a torch.save file
+the files swapped;$L/ok_lin.pth $L/ok_vgg16.pth;the order is|VGG16 LIN OUT
+a VGG16 trunk alone;$L/ok_vgg16.pth;ok_vgg16.pth|also needs its lin weights
+lin weights alone;$L/ok_lin.pth;ok_lin.pth|only the LPIPS lin weights
+a full LPIPS file with a lin file;$L/ok_full.pth $L/ok_lin.pth;ok_full.pth|convert it alone
+a TiTok checkpoint;$D/ok_views.bin;ok_views.bin|not an LPIPS|no net.slice
+EOF
+refuses "LPIPS files without --lpips: a hint" 1 "unknown architecture|use --lpips" "$L/ok_full.pth" "$OUT"
+
+# the LPIPS golden of the loss-network tests (tests/golden/nets), when there: a textok LPIPS file
+if [ -f tests/golden/nets/lpips_tiny.safetensors ] &&
+   lpips "--lpips golden lpips_tiny.safetensors" "$TMP/golden.safetensors" tests/golden/nets/lpips_tiny.safetensors; then
+  says "--lpips golden lpips_tiny.safetensors: channels" "$TMP/stdout" "channels 4,8,8,16,16"
+fi
 exit 0

@@ -506,6 +506,72 @@ static void golden_gaussian_sample(tt_stats *s, gold *g, const textok_kernels *k
     free(mean); free(logvar); free(noise); free(dz); free(z); free(dmean); free(dlogvar);
 }
 
+/* ----- the loss-network kernels: leaky_relu, maxpool, lpips_layer (same scheme as above) ----- */
+/* x = 0 exactly in every 7th element: the gradient there is slope * dout (torch). slope is a
+   float here and a double in the golden, hence GOLD_TOL rather than exact. */
+static void golden_leaky_relu(tt_stats *s, gold *g, const textok_kernels *k, int c)
+{
+    size_t n;
+    float slope = (float)gold_dim(g, c, "slope");
+    float *x, *dout, *out, *dx;
+    if (!gold_impl(s, g, k, c, k->leaky_relu_forward && k->leaky_relu_backward)) return;
+    x = gold_get(g, c, "x", &n); dout = gold_get(g, c, "dout", NULL); out = zeros(n); dx = zeros(n);
+    k->leaky_relu_forward(k, out, x, n, slope);
+    k->leaky_relu_backward(k, dx, dout, x, n, slope);
+    gold_cmp(s, g, k, c, "out", out);
+    gold_cmp(s, g, k, c, "dx", dx);
+    /* in place, and backward from the saved output (what the networks do) */
+    k->leaky_relu_forward(k, x, x, n, slope);
+    gold_cmp_x(s, g, k, c, "out", x, GOLD_TOL, 1.0f);
+    k->leaky_relu_backward(k, dx, dout, x, n, slope);
+    gold_cmp_x(s, g, k, c, "dx", dx, GOLD_TOL, 2.0f);
+    free(x); free(dout); free(out); free(dx);
+}
+
+/* out is a copy of input values: exact. dx: where windows overlap several dout values add in
+   float (the golden in float64), so GOLD_TOL; case 3 has ties (first maximum wins). */
+static void golden_maxpool(tt_stats *s, gold *g, const textok_kernels *k, int c)
+{
+    int BC = (int)gold_dim(g, c, "B") * (int)gold_dim(g, c, "C"), H = (int)gold_dim(g, c, "H");
+    int W = (int)gold_dim(g, c, "W"), OH = (int)gold_dim(g, c, "OH"), OW = (int)gold_dim(g, c, "OW");
+    size_t nx, no;
+    float *x, *dout, *out, *dx;
+    if (!gold_impl(s, g, k, c, k->maxpool_forward && k->maxpool_backward)) return;
+    x = gold_get(g, c, "x", &nx); dout = gold_get(g, c, "dout", &no); out = zeros(no); dx = zeros(nx);
+    k->maxpool_forward(k, out, x, BC, H, W, OH, OW);
+    k->maxpool_backward(k, dx, dout, x, BC, H, W, OH, OW);
+    gold_cmp_x(s, g, k, c, "out", out, GOLD_EXACT, 1.0f);
+    gold_cmp(s, g, k, c, "dx", dx);
+    k->maxpool_backward(k, dx, dout, x, BC, H, W, OH, OW);
+    gold_cmp_x(s, g, k, c, "dx", dx, GOLD_TOL, 2.0f);
+    free(x); free(dout); free(out); free(dx);
+}
+
+/* d is overwritten: it starts as garbage here. */
+static void golden_lpips_layer(tt_stats *s, gold *g, const textok_kernels *k, int c)
+{
+    int B = (int)gold_dim(g, c, "B"), C = (int)gold_dim(g, c, "C");
+    int HW = (int)gold_dim(g, c, "H") * (int)gold_dim(g, c, "W"), i;
+    size_t nf;
+    float *f0, *f1, *w, *dd, *d, *df0, *df1;
+    if (!gold_impl(s, g, k, c, k->lpips_layer_forward && k->lpips_layer_backward)) return;
+    f0 = gold_get(g, c, "f0", &nf); f1 = gold_get(g, c, "f1", NULL); w = gold_get(g, c, "w", NULL);
+    dd = gold_get(g, c, "dd", NULL); d = zeros((size_t)B); df0 = zeros(nf); df1 = zeros(nf);
+    for (i = 0; i < B; i++) d[i] = 1e3f;
+    k->lpips_layer_forward(k, d, f0, f1, w, B, C, HW);
+    k->lpips_layer_backward(k, df0, df1, dd, f0, f1, w, B, C, HW);
+    gold_cmp(s, g, k, c, "d", d);
+    gold_cmp(s, g, k, c, "df0", df0);
+    gold_cmp(s, g, k, c, "df1", df1);
+    k->lpips_layer_forward(k, d, f0, f1, w, B, C, HW);
+    gold_cmp_x(s, g, k, c, "d", d, GOLD_TOL, 1.0f);            /* again: overwritten, not added */
+    k->lpips_layer_backward(k, df0, NULL, dd, f0, f1, w, B, C, HW);
+    k->lpips_layer_backward(k, NULL, df1, dd, f0, f1, w, B, C, HW);
+    gold_cmp_x(s, g, k, c, "df0", df0, GOLD_TOL, 2.0f);
+    gold_cmp_x(s, g, k, c, "df1", df1, GOLD_TOL, 2.0f);
+    free(f0); free(f1); free(w); free(dd); free(d); free(df0); free(df1);
+}
+
 typedef void (*golden_fn)(tt_stats *, gold *, const textok_kernels *, int);
 static const struct { const char *op; golden_fn fn; } golden_ops[] = {
     { "matmul", golden_matmul }, { "layernorm", golden_layernorm }, { "rmsnorm", golden_rmsnorm },
@@ -516,7 +582,8 @@ static const struct { const char *op; golden_fn fn; } golden_ops[] = {
     { "cross_entropy", golden_cross_entropy }, { "adamw", golden_adamw },
     { "tanh", golden_tanh }, { "transpose", golden_transpose }, { "l2norm", golden_l2norm },
     { "embedding", golden_embedding }, { "unpatchify", golden_unpatchify },
-    { "gaussian_sample", golden_gaussian_sample } };
+    { "gaussian_sample", golden_gaussian_sample },
+    { "leaky_relu", golden_leaky_relu }, { "maxpool", golden_maxpool }, { "lpips_layer", golden_lpips_layer } };
 
 void test_kernels_golden(tt_stats *s)
 {
@@ -735,6 +802,14 @@ static void fd_unpatchify_b(fd_case *c, float **g) { c->k->unpatchify_backward(c
 static void fd_gauss_f(fd_case *c) { c->k->gaussian_sample_forward(c->k, c->out, c->in[0], c->in[1], c->aux[0], c->out_n); }
 static void fd_gauss_b(fd_case *c, float **g) { c->k->gaussian_sample_backward(c->k, g[0], g[1], c->w, c->in[1], c->aux[0], c->out_n); }
 
+static void fd_leaky_f(fd_case *c) { c->k->leaky_relu_forward(c->k, c->out, c->in[0], c->out_n, c->f); }
+static void fd_leaky_b(fd_case *c, float **g) { c->k->leaky_relu_backward(c->k, g[0], c->w, c->in[0], c->out_n, c->f); }
+static void fd_maxpool_f(fd_case *c) { c->k->maxpool_forward(c->k, c->out, c->in[0], c->d[0], c->d[1], c->d[2], c->d[3], c->d[4]); }
+static void fd_maxpool_b(fd_case *c, float **g) { c->k->maxpool_backward(c->k, g[0], c->w, c->in[0], c->d[0], c->d[1], c->d[2], c->d[3], c->d[4]); }
+/* lpips_layer: the lin weights live in aux[0] (no gradient); out = d (B), so dd = w */
+static void fd_lpips_f(fd_case *c) { c->k->lpips_layer_forward(c->k, c->out, c->in[0], c->in[1], c->aux[0], c->d[0], c->d[1], c->d[2]); }
+static void fd_lpips_b(fd_case *c, float **g) { c->k->lpips_layer_backward(c->k, g[0], g[1], c->w, c->in[0], c->in[1], c->aux[0], c->d[0], c->d[1], c->d[2]); }
+
 void test_kernels_fd(tt_stats *s)
 {
     textok_kernels ref = textok_cpu_ref_kernels();
@@ -897,6 +972,49 @@ void test_kernels_fd(tt_stats *s)
     c.missing = !k->gaussian_sample_forward || !k->gaussian_sample_backward;
     c.fwd = fd_gauss_f; c.bwd = fd_gauss_b;
     fd_run(s, &c, &r);
+
+    /* leaky ReLU is linear on each side of 0: inputs are kept >= 0.05 = 5h away from the kink */
+    for (i = 0; i < 2; i++) {
+        int j;
+        fd_new(&c, k, i ? "leaky_relu(slope 0)" : "leaky_relu(slope 0.1)", 40);
+        c.f = i ? 0.0f : 0.1f;
+        fd_input(&c, &r, "x", 40, 0, 1);
+        for (j = 0; j < 40; j++) c.in[0][j] = c.in[0][j] < 0 ? c.in[0][j] - 0.05f : c.in[0][j] + 0.05f;
+        c.missing = !k->leaky_relu_forward || !k->leaky_relu_backward;
+        c.fwd = fd_leaky_f; c.bwd = fd_leaky_b;
+        fd_run(s, &c, &r);
+    }
+
+    /* maxpool with overlapping windows (7x5 -> 3x2): the values are a shuffled grid 0.1 apart,
+       so a step of h = 0.01 never changes a window's argmax */
+    {
+        int j, n = 2 * 7 * 5;
+        fd_new(&c, k, "maxpool(7x5->3x2)", 2 * 3 * 2);
+        c.d[0] = 2; c.d[1] = 7; c.d[2] = 5; c.d[3] = 3; c.d[4] = 2;
+        fd_input(&c, &r, "x", (size_t)n, 0, 1);
+        for (j = 0; j < n; j++) c.in[0][j] = 0.1f * (float)j;
+        for (j = n - 1; j > 0; j--) {
+            int o = (int)(textok_rng_u32(&r) % (uint32_t)(j + 1));
+            float t = c.in[0][j]; c.in[0][j] = c.in[0][o]; c.in[0][o] = t;
+        }
+        c.missing = !k->maxpool_forward || !k->maxpool_backward;
+        c.fwd = fd_maxpool_f; c.bwd = fd_maxpool_b;
+        fd_run(s, &c, &r);
+    }
+
+    /* lpips_layer on positive features (norms away from 0, where it is smooth), w >= 0 */
+    {
+        int j;
+        fd_new(&c, k, "lpips_layer", 2);
+        c.d[0] = 2; c.d[1] = 5; c.d[2] = 6;
+        fd_input(&c, &r, "f0", 60, 0, 1); fd_input(&c, &r, "f1", 60, 0, 1);
+        for (j = 0; j < 60; j++) { c.in[0][j] = fabsf(c.in[0][j]) + 0.1f; c.in[1][j] = fabsf(c.in[1][j]) + 0.1f; }
+        c.aux[0] = zeros(5);
+        for (j = 0; j < 5; j++) c.aux[0][j] = 0.2f + 0.1f * (float)j;
+        c.missing = !k->lpips_layer_forward || !k->lpips_layer_backward;
+        c.fwd = fd_lpips_f; c.bwd = fd_lpips_b;
+        fd_run(s, &c, &r);
+    }
 }
 
 /* ----- fast table against the reference ----------------------------------------------------- */

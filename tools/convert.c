@@ -1,6 +1,9 @@
-/* convert: a TiTok tokenizer checkpoint as published -> the textok layout (safetensors, F32)
+/* convert: a TiTok tokenizer checkpoint, or the LPIPS loss network, as published -> the textok
+   layout (safetensors, F32)
 
-     build/convert IN OUT.safetensors [--l2-norm 0|1] [--quiet]
+     build/convert IN OUT.safetensors [--l2-norm 0|1] [--quiet]     TiTok
+     build/convert --lpips VGG16 LIN OUT.safetensors [--quiet]      torchvision vgg16 + LPIPS lin
+     build/convert --lpips LPIPS OUT.safetensors [--quiet]          one LPIPS(net='vgg') state_dict
 
    WHAT IT READS (told by the first bytes, never by the file name)
      safetensors  8-byte little-endian header length, then a JSON header starting with '{'.
@@ -13,23 +16,30 @@
                   one is refused by name. Entries are found through the central directory, which
                   is the only place torch records their sizes (its local headers carry zeros and a
                   data descriptor); ZIP64 end records and ZIP64 extra fields are understood.
-     A bare pickle (torch.save before 1.6) is recognised and refused.
+     PyTorch legacy  what torch.save wrote before torch 1.6 (and later with
+                  _use_new_zipfile_serialization=False), starting 80 02: pickles back to back (the
+                  magic number, the format version 1001, sys_info, the state_dict, the list of
+                  storage keys), then each storage's element count and bytes (cv_load_torch_legacy).
+                  torchvision's vgg16-397923af.pth and LPIPS's vgg.pth are in this format.
 
    THE PICKLE SUBSET
      data.pkl runs on a small stack machine that knows only what a state_dict needs:
         framing     PROTO FRAME MARK STOP
         memo        BINPUT LONG_BINPUT MEMOIZE BINGET LONG_BINGET
         scalars     NONE NEWTRUE NEWFALSE BININT BININT1 BININT2 LONG1 BINFLOAT
-                    BINUNICODE SHORT_BINUNICODE BINUNICODE8
+                    BINUNICODE SHORT_BINUNICODE BINUNICODE8 SHORT_BINSTRING BINSTRING (Python 2)
         containers  EMPTY_DICT EMPTY_TUPLE EMPTY_LIST TUPLE TUPLE1 TUPLE2 TUPLE3
                     SETITEM SETITEMS APPEND APPENDS
         objects     GLOBAL STACK_GLOBAL REDUCE BUILD BINPERSID
-     and only these globals: collections.OrderedDict, torch._utils._rebuild_tensor_v2,
+     and only these globals: collections.OrderedDict (empty, or from a list of pairs as Python 2
+     wrote it), torch._utils._rebuild_tensor_v2 (and _rebuild_tensor, torch < 0.4),
      torch._utils._rebuild_parameter(_with_state) and torch.<Type>Storage. Nothing is executed: a
      REDUCE of a known global builds the one value it stands for, and BUILD's state (attributes
      such as a state_dict's _metadata) is dropped. Any other opcode or global is an error that
-     names it and its offset in data.pkl. The persistent id ("storage", torch.<Type>Storage, key,
-     location, numel) names the entry f/data/<key>, whose size must be numel elements. A tensor's
+     names it and its offset in data.pkl (legacy: in the file). The persistent id ("storage",
+     torch.<Type>Storage, key, location, numel) names the entry f/data/<key>, whose size must be
+     numel elements; a legacy one adds a view (None, or a slice of the storage) and its data is
+     the record of that key after the pickles, whose count must be numel. A tensor's
      storage_offset, sizes and strides are honoured (non-contiguous tensors are gathered) and its
      largest index must lie inside the storage. Float, Half and BFloat16 storages are converted;
      other dtypes are refused, naming the tensor. The stack, the memo, the number of objects and
@@ -48,16 +58,22 @@
      3. writes OUT as F32 in state_dict order with the config in __metadata__ through
         textok_st_save (OUT.tmp, then rename: a failure never leaves a partial file), and prints
         the family and the parameter count of each component.
+   With --lpips the same steps make the textok LPIPS file (see the LPIPS section): the inputs'
+   roles are told from their names, the five tap widths inferred from the shapes, every tensor
+   checked with the cause of each mismatch spelled out (3x3 kernels, each conv's in-channels =
+   the previous conv's out-channels, lin widths = tap widths), the lins.{k} aliases and the
+   scaling_layer constants of a full LPIPS state_dict verified and dropped.
    Exit status: 0 written, 1 bad input (the message on stderr says why), 2 bad command line.
 
    SECTIONS: helpers and files | ZIP | pickle VM | tensor table | family recognition |
-             checks | write | main */
+             checks | write | LPIPS | main */
 
 #define TEXTOK_IMPLEMENTATION
 #include "textok.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -362,7 +378,7 @@ static const char *const pk_type_name[] = { "None", "bool", "int", "float", "str
                                             "dict", "global", "storage", "tensor" };
 
 /* the globals a state_dict pickle may name */
-enum { PKG_ORDERED_DICT, PKG_REBUILD_TENSOR_V2, PKG_REBUILD_PARAMETER,
+enum { PKG_ORDERED_DICT, PKG_REBUILD_TENSOR, PKG_REBUILD_TENSOR_V2, PKG_REBUILD_PARAMETER,
        PKG_REBUILD_PARAMETER_WITH_STATE, PKG_STORAGE };
 
 typedef struct cv_storage_type {
@@ -402,7 +418,9 @@ typedef struct pk_obj {
     struct pk_obj        **items;   /* tuple, list; dict: key0, value0, key1, value1, ... */
     size_t                 n, cap;
     const cv_storage_type *stype;   /* global PKG_STORAGE, storage */
-    const unsigned char   *bytes;   /* storage: the data of its ZIP entry */
+    const unsigned char   *bytes;   /* storage: its data (ZIP entry, or the legacy record once read) */
+    int64_t                view_offset;   /* legacy storage view: first element in the root storage, */
+    int64_t                view_numel;    /* and its length; view_numel < 0: the whole storage */
     pk_tensor             *tensor;  /* tensor */
 } pk_obj;
 
@@ -429,9 +447,11 @@ typedef struct pk_vm {
     pk_obj             **objs;       /* every object made, for pk_free */
     size_t               n_objs, objs_cap;
     size_t               n_items;    /* container elements so far, against PK_MAX_ITEMS */
-    const cv_zip        *zip;
+    const cv_zip        *zip;        /* torch zip: the archive the storages live in */
     const char          *prefix;     /* "archive/" */
     const char          *path;       /* the input file, for messages */
+    const char          *where;      /* "data.pkl offset" (zip), "offset" (legacy: p is the file) */
+    int                  legacy;     /* legacy format: 6-item persistent ids, data after the pickles */
 } pk_vm;
 
 static const char *pk_opname(int op)
@@ -473,7 +493,7 @@ CV_PRINTF(2, 3) static int pk_fail(const pk_vm *vm, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return cv_fail("%s: data.pkl offset %zu (opcode 0x%02x %s): %s", vm->path, vm->op_pos, vm->op,
+    return cv_fail("%s: %s %zu (opcode 0x%02x %s): %s", vm->path, vm->where, vm->op_pos, vm->op,
                    pk_opname(vm->op), msg);
 }
 
@@ -645,6 +665,7 @@ static int pk_push_global(pk_vm *vm, const char *module, const char *name)
     size_t k;
     const cv_storage_type *stype = NULL;
     if (!strcmp(module, "collections") && !strcmp(name, "OrderedDict")) id = PKG_ORDERED_DICT;
+    else if (!strcmp(module, "torch._utils") && !strcmp(name, "_rebuild_tensor")) id = PKG_REBUILD_TENSOR;
     else if (!strcmp(module, "torch._utils") && !strcmp(name, "_rebuild_tensor_v2")) id = PKG_REBUILD_TENSOR_V2;
     else if (!strcmp(module, "torch._utils") && !strcmp(name, "_rebuild_parameter")) id = PKG_REBUILD_PARAMETER;
     else if (!strcmp(module, "torch._utils") && !strcmp(name, "_rebuild_parameter_with_state"))
@@ -657,7 +678,7 @@ static int pk_push_global(pk_vm *vm, const char *module, const char *name)
             }
     if (id < 0)
         return pk_fail(vm, "unsupported global '%s.%s': a state_dict needs only collections.OrderedDict, "
-                       "torch._utils._rebuild_tensor_v2, torch._utils._rebuild_parameter and "
+                       "torch._utils._rebuild_tensor(_v2), torch._utils._rebuild_parameter and "
                        "torch.<Type>Storage, and convert runs nothing else", module, name);
     if (!(o = pk_new(vm, PK_GLOBAL))) return -1;
     o->i = id;
@@ -667,49 +688,68 @@ static int pk_push_global(pk_vm *vm, const char *module, const char *name)
     return pk_push(vm, o);
 }
 
-/* BINPERSID: ("storage", torch.<Type>Storage, key, location, numel) -> the bytes of data/<key> */
+/* BINPERSID: a storage.
+     torch zip: ("storage", torch.<Type>Storage, key, location, numel) -> the bytes of data/<key>
+     legacy:    ("storage", torch.<Type>Storage, key, location, numel, view) where view is None or
+                (view_key, offset, view_numel), a slice of storage key; its bytes follow the
+                pickles and are bound later (cv_load_torch_legacy) */
 static int pk_persistent_load(pk_vm *vm, const pk_obj *pid)
 {
     char entry[2 * PK_MAX_LINE + 16];
     const cv_zip_entry *e;
-    const unsigned char *bytes;
+    const unsigned char *bytes = NULL;
     pk_obj *o;
     uint64_t nbytes;
     pk_obj *const *a = pid->items;
-    if (pid->type != PK_TUPLE || pid->n != 5 || a[0]->type != PK_STR || strcmp(a[0]->s, "storage") ||
+    size_t want = vm->legacy ? 6 : 5;
+    if (pid->type != PK_TUPLE || pid->n != want || a[0]->type != PK_STR || strcmp(a[0]->s, "storage") ||
         a[1]->type != PK_GLOBAL || a[1]->i != PKG_STORAGE || a[2]->type != PK_STR ||
         a[3]->type != PK_STR || a[4]->type != PK_INT || a[4]->i < 0)
         return pk_fail(vm, "a persistent id must be ('storage', torch.<Type>Storage, key, location, "
-                       "numel), not a %s of %zu items", pk_type_name[pid->type],
+                       "numel%s), not a %s of %zu items", vm->legacy ? ", view" : "", pk_type_name[pid->type],
                        pid->type == PK_TUPLE ? pid->n : 0);
     if (strlen(a[2]->s) > PK_MAX_LINE) return pk_fail(vm, "storage key longer than %d bytes", PK_MAX_LINE);
-    snprintf(entry, sizeof entry, "%sdata/%s", vm->prefix, a[2]->s);
-    if (!(e = cv_zip_find(vm->zip, entry)))
-        return pk_fail(vm, "storage '%s' is not in the archive (no entry '%s')", a[2]->s, entry);
-    if (cv_zip_data(vm->zip, e, &bytes)) return -1;
-    if (!cv_mul_u64((uint64_t)a[4]->i, (uint64_t)a[1]->stype->size, &nbytes) || nbytes != e->size)
-        return pk_fail(vm, "storage '%s' (%s, %lld elements of %d bytes) does not match its entry '%s' "
-                       "of %llu bytes", a[2]->s, a[1]->s, (long long)a[4]->i, a[1]->stype->size, entry,
-                       (unsigned long long)e->size);
+    if (!vm->legacy) {
+        snprintf(entry, sizeof entry, "%sdata/%s", vm->prefix, a[2]->s);
+        if (!(e = cv_zip_find(vm->zip, entry)))
+            return pk_fail(vm, "storage '%s' is not in the archive (no entry '%s')", a[2]->s, entry);
+        if (cv_zip_data(vm->zip, e, &bytes)) return -1;
+        if (!cv_mul_u64((uint64_t)a[4]->i, (uint64_t)a[1]->stype->size, &nbytes) || nbytes != e->size)
+            return pk_fail(vm, "storage '%s' (%s, %lld elements of %d bytes) does not match its entry '%s' "
+                           "of %llu bytes", a[2]->s, a[1]->s, (long long)a[4]->i, a[1]->stype->size, entry,
+                           (unsigned long long)e->size);
+    }
     if (!(o = pk_new(vm, PK_STORAGE))) return -1;
     if (!(o->s = cv_strndup(a[2]->s, strlen(a[2]->s)))) return pk_fail(vm, "out of memory");
     o->i = a[4]->i;
     o->stype = a[1]->stype;
     o->bytes = bytes;
+    o->view_numel = -1;
+    if (vm->legacy && a[5]->type != PK_NONE) {
+        const pk_obj *v = a[5];
+        if (v->type != PK_TUPLE || v->n != 3 || v->items[1]->type != PK_INT || v->items[2]->type != PK_INT ||
+            v->items[1]->i < 0 || v->items[2]->i < 0 || v->items[1]->i > a[4]->i ||
+            v->items[2]->i > a[4]->i - v->items[1]->i)
+            return pk_fail(vm, "storage '%s' (%lld elements): its view must be None or (key, offset, numel) "
+                           "inside it", a[2]->s, (long long)a[4]->i);
+        o->view_offset = v->items[1]->i;
+        o->view_numel = v->items[2]->i;
+    }
     return pk_push(vm, o);
 }
 
 /* _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks
-   [, metadata]): records the view; the bounds are checked once the tensor has a name. */
-static pk_obj *pk_rebuild_tensor(pk_vm *vm, const pk_obj *args)
+   [, metadata]), or the legacy _rebuild_tensor(storage, storage_offset, size, stride) of torch
+   < 0.4: records the view; the bounds are checked once the tensor has a name. */
+static pk_obj *pk_rebuild_tensor(pk_vm *vm, const pk_obj *args, int v2)
 {
     pk_obj *const *a = args->items;
     pk_obj *o;
     size_t k;
-    if ((args->n != 6 && args->n != 7) || a[0]->type != PK_STORAGE || a[1]->type != PK_INT ||
-        a[2]->type != PK_TUPLE || a[3]->type != PK_TUPLE || a[2]->n != a[3]->n) {
-        pk_fail(vm, "_rebuild_tensor_v2 expects (storage, offset, size tuple, stride tuple of the "
-                "same length, requires_grad, hooks)");
+    if ((v2 ? args->n != 6 && args->n != 7 : args->n != 4) || a[0]->type != PK_STORAGE ||
+        a[1]->type != PK_INT || a[2]->type != PK_TUPLE || a[3]->type != PK_TUPLE || a[2]->n != a[3]->n) {
+        pk_fail(vm, "%s expects (storage, offset, size tuple, stride tuple of the same length%s)",
+                v2 ? "_rebuild_tensor_v2" : "_rebuild_tensor", v2 ? ", requires_grad, hooks" : "");
         return NULL;
     }
     if (a[2]->n > TEXTOK_MAX_DIMS) {
@@ -745,11 +785,24 @@ static int pk_reduce(pk_vm *vm)
         return pk_fail(vm, "REDUCE arguments of %s are a %s, not a tuple", fn->s, pk_type_name[args->type]);
     switch (fn->i) {
     case PKG_ORDERED_DICT:
-        if (args->n) return pk_fail(vm, "collections.OrderedDict called with arguments");
-        r = pk_new(vm, PK_DICT);
+        /* OrderedDict() then SETITEMS (Python 3), or OrderedDict([[key, value], ...]) (Python 2) */
+        if (args->n > 1 || (args->n == 1 && args->items[0]->type != PK_LIST && args->items[0]->type != PK_TUPLE))
+            return pk_fail(vm, "collections.OrderedDict called with arguments other than one list of pairs");
+        if (!(r = pk_new(vm, PK_DICT))) return -1;
+        if (args->n) {
+            const pk_obj *items = args->items[0];
+            size_t k;
+            for (k = 0; k < items->n; k++) {
+                const pk_obj *pair = items->items[k];
+                if ((pair->type != PK_LIST && pair->type != PK_TUPLE) || pair->n != 2)
+                    return pk_fail(vm, "collections.OrderedDict: item %zu is not a (key, value) pair", k);
+                if (pk_append(vm, r, pair->items[0]) || pk_append(vm, r, pair->items[1])) return -1;
+            }
+        }
         break;
+    case PKG_REBUILD_TENSOR:
     case PKG_REBUILD_TENSOR_V2:
-        r = pk_rebuild_tensor(vm, args);
+        r = pk_rebuild_tensor(vm, args, fn->i == PKG_REBUILD_TENSOR_V2);
         break;
     case PKG_REBUILD_PARAMETER:
     case PKG_REBUILD_PARAMETER_WITH_STATE:
@@ -783,13 +836,15 @@ static int pk_run(pk_vm *vm, pk_obj **result)
 {
     char module[PK_MAX_LINE + 1], name[PK_MAX_LINE + 1];
     pk_obj *a, *b, *c;
-    size_t first, k;
+    size_t first = 0, k;
     uint64_t u;
     for (;;) {
         if (vm->pos >= vm->n) {
             vm->op_pos = vm->pos;
             vm->op = 0;
-            return cv_fail("%s: data.pkl is truncated: it ends at offset %zu without a STOP opcode",
+            return cv_fail(vm->legacy ? "%s: truncated legacy torch.save file: a pickle reaches the end of the "
+                                        "file (offset %zu) without a STOP opcode"
+                                      : "%s: data.pkl is truncated: it ends at offset %zu without a STOP opcode",
                            vm->path, vm->pos);
         }
         vm->op_pos = vm->pos;
@@ -891,6 +946,18 @@ static int pk_run(pk_vm *vm, pk_obj **result)
             u = vm->p[vm->pos++];
             if (pk_push_str(vm, u)) return -1;
             break;
+        case 'U':    /* SHORT_BINSTRING: a Python 2 str (LPIPS's vgg.pth was written by Python 2) */
+            if (pk_need(vm, 1)) return -1;
+            u = vm->p[vm->pos++];
+            if (pk_push_str(vm, u)) return -1;
+            break;
+        case 'T':    /* BINSTRING: a Python 2 str, signed 32-bit length */
+            if (pk_need(vm, 4)) return -1;
+            u = cv_le(vm->p + vm->pos, 4);
+            vm->pos += 4;
+            if (u >= 0x80000000u) return pk_fail(vm, "negative string length");
+            if (pk_push_str(vm, u)) return -1;
+            break;
         case 0x8d:   /* BINUNICODE8 */
             if (pk_need(vm, 8)) return -1;
             u = cv_le(vm->p + vm->pos, 8);
@@ -959,7 +1026,7 @@ static int pk_run(pk_vm *vm, pk_obj **result)
 /* =============================================================================================
    Tensor table: every tensor of the input, whatever the format, with a way to read it as F32. */
 
-enum { CV_FMT_SAFETENSORS, CV_FMT_TORCH_ZIP };
+enum { CV_FMT_SAFETENSORS, CV_FMT_TORCH_ZIP, CV_FMT_TORCH_LEGACY };
 
 typedef struct cv_tensor {
     const char             *name;
@@ -1092,13 +1159,15 @@ static int cv_add_pickled(cv_input *in, cv_tensor *t, const char *name, const pk
     return 0;
 }
 
+static int cv_state_dict(cv_input *in, const pk_obj *root);
+
 static int cv_load_torch_zip(cv_input *in)
 {
     char entry[PK_MAX_LINE + 64];
     const cv_zip_entry *e, *pkl = NULL;
     const unsigned char *bytes;
-    pk_obj *root = NULL, *sd;
-    size_t i, k, n_tensors = 0;
+    pk_obj *root = NULL;
+    size_t i, k;
     if (cv_zip_open(&in->zip, in->file.data, in->file.size, in->path)) return -1;
 
     /* data.pkl sits in the one top-level folder; its name is free (torch uses the file's stem,
@@ -1131,12 +1200,19 @@ static int cv_load_torch_zip(cv_input *in)
     in->vm.zip = &in->zip;
     in->vm.prefix = in->prefix;
     in->vm.path = in->path;
+    in->vm.where = "data.pkl offset";
     if (pk_run(&in->vm, &root)) return -1;
+    return cv_state_dict(in, root);
+}
 
-    /* the state_dict, or a dict around it */
+/* The tensor table from the unpickled object: a state_dict, or a dict around one. */
+static int cv_state_dict(cv_input *in, const pk_obj *root)
+{
+    const pk_obj *sd;
+    size_t i, k, n_tensors = 0;
     if (root->type != PK_DICT)
-        return cv_fail("%s: data.pkl holds a %s, not a state_dict (a dict of tensors)", in->path,
-                       pk_type_name[root->type]);
+        return cv_fail("%s: %s holds a %s, not a state_dict (a dict of tensors)", in->path,
+                       in->format == CV_FMT_TORCH_ZIP ? "data.pkl" : "the pickle", pk_type_name[root->type]);
     sd = root;
     for (i = 1; i < root->n; i += 2) n_tensors += root->items[i]->type == PK_TENSOR;
     if (!n_tensors) {
@@ -1149,8 +1225,9 @@ static int cv_load_torch_zip(cv_input *in)
                     in->wrapper = wrappers[k];
                 }
         if (sd == root)
-            return cv_fail("%s: data.pkl holds a dict of %zu items, none a tensor, and no "
-                           "'state_dict' or 'model' dict inside: not a state_dict", in->path, root->n / 2);
+            return cv_fail("%s: %s holds a dict of %zu items, none a tensor, and no 'state_dict' or "
+                           "'model' dict inside: not a state_dict", in->path,
+                           in->format == CV_FMT_TORCH_ZIP ? "data.pkl" : "the pickle", root->n / 2);
     }
     if (!(in->t = (cv_tensor *)calloc(sd->n / 2 + 1, sizeof *in->t))) return cv_fail("%s: out of memory", in->path);
     for (i = 0; i + 1 < sd->n; i += 2) {
@@ -1164,6 +1241,144 @@ static int cv_load_torch_zip(cv_input *in)
         in->n++;
     }
     return 0;
+}
+
+/* Resets the VM between the pickles of a legacy file: each is a separate pickle.load, with its own
+   memo and stack; the objects made so far stay alive. */
+static void pk_reset(pk_vm *vm)
+{
+    size_t i;
+    for (i = 0; i < vm->memo_cap; i++) vm->memo[i] = NULL;
+    vm->memo_len = vm->sp = vm->n_marks = 0;
+}
+
+static int cv_cmp_storage(const void *a, const void *b)
+{
+    return strcmp((*(pk_obj *const *)a)->s, (*(pk_obj *const *)b)->s);
+}
+
+/* The legacy torch.save format (torch < 1.6, or later ones with _use_new_zipfile_serialization=
+   False; torchvision's vgg16-397923af.pth and LPIPS's vgg.pth are in it): pickles back to back,
+     1. the magic number 0x1950a86a20f9469cfc6c   2. the format version 1001
+     3. sys_info {protocol_version, little_endian, type_sizes}
+     4. the object (a state_dict), whose storages are 6-item persistent ids
+     5. the list of storage keys, in the order their data follows,
+   then for each key its element count (8 bytes, little-endian) and its elements. The magic number
+   is a 10-byte LONG1, longer than the VM's integers, so it is compared as bytes. */
+static int cv_load_torch_legacy(cv_input *in)
+{
+    static const unsigned char magic[] = { 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8,
+                                           0x50, 0x19, '.' };
+    pk_vm *vm = &in->vm;
+    const unsigned char *d = in->file.data;
+    size_t n = in->file.size, pos = 2, i, k, n_st = 0;
+    pk_obj *version, *sys, *root, *keys, **st = NULL;
+    int rc = -1;
+    if (n < pos + sizeof magic || memcmp(d + pos, magic, sizeof magic))
+        return cv_fail("%s: a pickle, but not a torch.save file: it does not start with torch's magic "
+                       "number (written by pickle.dump?)", in->path);
+    vm->p = d;
+    vm->n = n;
+    vm->pos = pos + sizeof magic;
+    vm->path = in->path;
+    vm->where = "offset";
+    vm->legacy = 1;
+    if (pk_run(vm, &version)) return -1;
+    if (version->type != PK_INT || version->i != 1001)
+        return cv_fail("%s: legacy torch.save file with format version %lld%s; expected 1001", in->path,
+                       version->type == PK_INT ? (long long)version->i : -1LL,
+                       version->type == PK_INT ? "" : " (not an int)");
+    pk_reset(vm);
+    if (pk_run(vm, &sys)) return -1;
+    if (sys->type != PK_DICT) return cv_fail("%s: legacy torch.save file whose sys_info is a %s, not a dict",
+                                             in->path, pk_type_name[sys->type]);
+    for (i = 0; i + 1 < sys->n; i += 2)
+        if (sys->items[i]->type == PK_STR && !strcmp(sys->items[i]->s, "little_endian") &&
+            (sys->items[i + 1]->type != PK_BOOL || !sys->items[i + 1]->i))
+            return cv_fail("%s: written on a big-endian machine (sys_info little_endian is not True): "
+                           "not supported", in->path);
+    pk_reset(vm);
+    if (pk_run(vm, &root)) return -1;
+    pk_reset(vm);
+    if (pk_run(vm, &keys)) return -1;
+    if (keys->type != PK_LIST)
+        return cv_fail("%s: legacy torch.save file: after the object comes a %s, not the list of storage keys",
+                       in->path, pk_type_name[keys->type]);
+
+    /* the storages the object refers to, sorted by key; then the data records, in the listed order */
+    for (i = 0; i < vm->n_objs; i++) n_st += vm->objs[i]->type == PK_STORAGE;
+    if (!(st = (pk_obj **)malloc((n_st ? n_st : 1) * sizeof *st))) return cv_fail("%s: out of memory", in->path);
+    for (i = 0, k = 0; i < vm->n_objs; i++)
+        if (vm->objs[i]->type == PK_STORAGE) st[k++] = vm->objs[i];
+    qsort(st, n_st, sizeof *st, cv_cmp_storage);
+    pos = vm->pos;
+    for (k = 0; k < keys->n; k++) {
+        const pk_obj *key = keys->items[k];
+        uint64_t numel, nbytes;
+        size_t lo = 0, hi = n_st, j;
+        int esize;
+        if (key->type != PK_STR) {
+            cv_fail("%s: legacy torch.save file: storage key %zu is a %s, not a str", in->path, k,
+                    pk_type_name[key->type]);
+            goto done;
+        }
+        while (lo < hi) {   /* the first storage object with this key */
+            size_t mid = lo + (hi - lo) / 2;
+            if (strcmp(st[mid]->s, key->s) < 0) lo = mid + 1;
+            else hi = mid;
+        }
+        if (lo == n_st || strcmp(st[lo]->s, key->s)) {
+            cv_fail("%s: legacy torch.save file lists storage '%s', which no tensor uses", in->path, key->s);
+            goto done;
+        }
+        if (n - pos < 8) {
+            cv_fail("%s: truncated: the data of storage '%s' should start at offset %zu, past the end of "
+                    "the file (%zu bytes)", in->path, key->s, pos, n);
+            goto done;
+        }
+        numel = cv_le(d + pos, 8);
+        esize = st[lo]->stype->size;
+        if (numel != (uint64_t)st[lo]->i) {
+            cv_fail("%s: storage '%s': its record at offset %zu holds %llu elements, the pickle says %lld",
+                    in->path, key->s, pos, (unsigned long long)numel, (long long)st[lo]->i);
+            goto done;
+        }
+        if (!cv_mul_u64(numel, (uint64_t)esize, &nbytes) || nbytes > n - pos - 8) {
+            cv_fail("%s: truncated: storage '%s' (%llu elements of %d bytes at offset %zu) runs past the "
+                    "end of the file (%zu bytes)", in->path, key->s, (unsigned long long)numel, esize,
+                    pos + 8, n);
+            goto done;
+        }
+        for (j = lo; j < n_st && !strcmp(st[j]->s, key->s); j++) {
+            pk_obj *o = st[j];
+            if (o->bytes) {
+                cv_fail("%s: legacy torch.save file lists storage '%s' twice", in->path, key->s);
+                goto done;
+            }
+            if ((uint64_t)o->i != numel || o->stype->size != esize) {   /* st[lo] was checked above */
+                cv_fail("%s: storage '%s' is described twice, differently (%llu elements of %s, %lld of %s)",
+                        in->path, key->s, (unsigned long long)numel, st[lo]->stype->dtype, (long long)o->i,
+                        o->stype->dtype);
+                goto done;
+            }
+            o->bytes = d + pos + 8;
+            if (o->view_numel >= 0) {   /* a slice of the storage (checked inside it when unpickled) */
+                o->bytes += (size_t)o->view_offset * (size_t)esize;
+                o->i = o->view_numel;
+            }
+        }
+        pos += 8 + (size_t)nbytes;
+    }
+    for (i = 0; i < n_st; i++)
+        if (!st[i]->bytes) {
+            cv_fail("%s: storage '%s' has no data: it is not in the list of storage keys", in->path, st[i]->s);
+            goto done;
+        }
+    /* anything after the last record is ignored, as torch.load does */
+    rc = cv_state_dict(in, root);
+done:
+    free(st);
+    return rc;
 }
 
 /* element k of a storage (element size esize, dtype) as float */
@@ -1242,17 +1457,16 @@ static int cv_input_open(cv_input *in, const char *path)
         in->format = CV_FMT_SAFETENSORS;   /* the library bounds the header length the same way */
         if (cv_load_safetensors(in)) return -1;
     } else if (d[0] == 0x80 && in->file.size >= 2 && d[1] <= 5) {
-        return cv_fail("%s: a bare pickle, as torch.save wrote before torch 1.6 (or pickle.dump): not "
-                       "supported; load it in Python and save it again with torch.save (torch >= 1.6) "
-                       "or safetensors", path);
+        in->format = CV_FMT_TORCH_LEGACY;   /* a bare pickle: torch.save before torch 1.6 */
+        if (cv_load_torch_legacy(in)) return -1;
     } else {
         char hex[64];
         size_t k, n = 0;
         for (k = 0; k < 8 && k < in->file.size; k++)
             n += (size_t)snprintf(hex + n, sizeof hex - n, k ? " %02x" : "%02x", d[k]);
         return cv_fail("%s: not a checkpoint: the file starts with %s; expected a PyTorch zip "
-                       "(torch.save: 50 4b 03 04 = \"PK\\3\\4\") or safetensors (8-byte header "
-                       "length, then '{')", path, hex);
+                       "(torch.save: 50 4b 03 04 = \"PK\\3\\4\"), a legacy torch.save pickle (80 02) or "
+                       "safetensors (8-byte header length, then '{')", path, hex);
     }
     return cv_index(in);
 }
@@ -1265,6 +1479,23 @@ static const char *const cv_titok_markers[] = {
     "encoder.transformer.0.mlp.c_fc.weight", "decoder.decoder_embed.weight",
     "decoder.transformer.0.mlp.c_fc.weight"
 };
+
+/* does any tensor name start with prefix (and, when digit, a digit right after it)? */
+static int cv_any(const cv_input *in, const char *prefix, int digit)
+{
+    size_t m = strlen(prefix);
+    int i;
+    for (i = 0; i < in->n; i++)
+        if (!strncmp(in->t[i].name, prefix, m) && (!digit || (in->t[i].name[m] >= '0' && in->t[i].name[m] <= '9')))
+            return 1;
+    return 0;
+}
+
+/* names of the LPIPS inputs (torchvision VGG16 features, LPIPS trunk or lin layers), for a hint */
+static int cv_lpips_like(const cv_input *in)
+{
+    return cv_any(in, "features.", 1) || cv_any(in, "net.slice", 1) || cv_any(in, "lin", 1);
+}
 
 /* *out = shape[axis] of tensor name, which must exist with ndim dims; field is for messages */
 static int cv_dim(const cv_input *in, const char *name, int ndim, int axis, int *out, const char *field)
@@ -1334,8 +1565,8 @@ static int cv_recognise(const cv_input *in, int l2, textok_titok_config *cfg, ch
             m += (size_t)snprintf(seen + m, m < sizeof seen ? sizeof seen - m : 0, "%s%s", i ? ", " : "",
                                   in->t[i].name);
         return cv_fail("%s: unknown architecture: not a TiTok tokenizer; expected keys absent: %s (the "
-                       "file holds %d tensors%s%s%s)", in->path, absent, in->n, in->n ? ": " : "", seen,
-                       in->n > 4 ? ", ..." : "");
+                       "file holds %d tensors%s%s%s)%s", in->path, absent, in->n, in->n ? ": " : "", seen,
+                       in->n > 4 ? ", ..." : "", cv_lpips_like(in) ? "; for LPIPS and VGG16 files use --lpips" : "");
     }
     legacy = cv_find(in, "decoder.ffn.2.weight") != NULL;
     pixel_head = cv_find(in, "decoder.conv_out.weight") != NULL;
@@ -1500,11 +1731,12 @@ static int cv_check(cv_input *in, const textok_tensor_spec *specs, int n_specs)
 #define CV_MAX_PARAMS ((size_t)1 << 31)   /* 8 GiB of F32 output; the largest TiTok has 641M */
 
 /* the components of architecture.md 1.8's table, by name prefix */
-static const char *const cv_components[] = { "latent_tokens", "encoder.", "decoder.", "quantize.",
-                                             "pixel_quantize.", "pixel_decoder." };
+static const char *const cv_titok_components[] = { "latent_tokens", "encoder.", "decoder.", "quantize.",
+                                                   "pixel_quantize.", "pixel_decoder." };
 #define CV_N_COMPONENTS 6
 
-static void cv_report_counts(const textok_tensor_spec *specs, int n_specs)
+/* parameters per component (name prefix; at most CV_N_COMPONENTS), and the total */
+static void cv_report_counts(const textok_tensor_spec *specs, int n_specs, const char *const *cv_components)
 {
     unsigned long long count[CV_N_COMPONENTS] = { 0 }, transformer[CV_N_COMPONENTS] = { 0 }, total = 0;
     char a[32], b[32], c[32];
@@ -1513,7 +1745,7 @@ static void cv_report_counts(const textok_tensor_spec *specs, int n_specs)
         unsigned long long numel = 1;
         for (d = 0; d < specs[i].ndim; d++) numel *= (unsigned long long)specs[i].shape[d];
         total += numel;
-        for (j = 0; j < CV_N_COMPONENTS; j++)
+        for (j = 0; j < CV_N_COMPONENTS && cv_components[j]; j++)
             if (!strncmp(specs[i].name, cv_components[j], strlen(cv_components[j]))) {
                 count[j] += numel;
                 if (!strncmp(specs[i].name + strlen(cv_components[j]), "transformer.", 12))
@@ -1522,7 +1754,7 @@ static void cv_report_counts(const textok_tensor_spec *specs, int n_specs)
             }
     }
     cv_info("parameters:\n");
-    for (j = 0; j < CV_N_COMPONENTS; j++) {
+    for (j = 0; j < CV_N_COMPONENTS && cv_components[j]; j++) {
         int len = (int)strlen(cv_components[j]);
         if (!count[j]) continue;
         if (cv_components[j][len - 1] == '.') len--;
@@ -1535,22 +1767,26 @@ static void cv_report_counts(const textok_tensor_spec *specs, int n_specs)
     cv_info("  %-15s %15s\n", "total", cv_commas(a, sizeof a, total));
 }
 
-static int cv_write(const cv_input *in, const char *out, const textok_titok_config *cfg,
-                    const textok_tensor_spec *specs, int n_specs)
+/* where output tensor i comes from: tensor t of input in (found and checked) */
+typedef struct cv_src {
+    const cv_input  *in;
+    const cv_tensor *t;
+} cv_src;
+
+/* Writes specs[i] from src[i] as F32, in order, with n_meta key/value pairs of metadata. */
+static int cv_write(const char *out, const textok_tensor_spec *specs, const cv_src *src, int n_specs,
+                    const char *const *kv, int n_meta)
 {
-    const char *kv[2 * 64];
-    char meta[8192], count[32];
+    char count[32];
     textok_st_entry *entries = NULL;
     float *data = NULL;
     size_t total = 0, off = 0, numel;
-    int i, d, n_meta, rc = -1;
-    if ((n_meta = textok_titok_config_to_meta(cfg, kv, 64, meta, sizeof meta)) < 0)
-        return cv_fail("cannot write the config as metadata: %s", textok_last_error());
+    int i, d, rc = -1;
     for (i = 0; i < n_specs; i++) {   /* all present (checked); each numel < SIZE_MAX / 4 */
-        numel = cv_find(in, specs[i].name)->numel;
+        numel = src[i].t->numel;
         if (numel > CV_MAX_PARAMS || total > CV_MAX_PARAMS - numel)
             return cv_fail("%s: more than %s parameters: refusing to build an output that large",
-                           in->path, cv_commas(count, sizeof count, CV_MAX_PARAMS));
+                           src[i].in->path, cv_commas(count, sizeof count, CV_MAX_PARAMS));
         total += numel;
     }
     if (total > SIZE_MAX / sizeof(float) ||
@@ -1560,9 +1796,9 @@ static int cv_write(const cv_input *in, const char *out, const textok_titok_conf
         goto done;
     }
     for (i = 0; i < n_specs; i++) {
-        const cv_tensor *t = cv_find(in, specs[i].name);
+        const cv_tensor *t = src[i].t;
         numel = t->numel;
-        if (cv_read_f32(in, t, data + off)) goto done;
+        if (cv_read_f32(src[i].in, t, data + off)) goto done;
         entries[i].name = specs[i].name;
         entries[i].data = data + off;
         entries[i].ndim = specs[i].ndim;
@@ -1574,11 +1810,460 @@ static int cv_write(const cv_input *in, const char *out, const textok_titok_conf
         goto done;
     }
     rc = 0;
-    cv_info("wrote %s: %d tensors, F32, %s parameters, config in __metadata__ (%d keys)\n", out,
-            n_specs, cv_commas(count, sizeof count, total), n_meta);
+    cv_info("wrote %s: %d tensors, F32, %s parameters, config in __metadata__ (%d key%s)\n", out,
+            n_specs, cv_commas(count, sizeof count, total), n_meta, n_meta == 1 ? "" : "s");
 done:
     free(entries);
     free(data);
+    return rc;
+}
+
+/* =============================================================================================
+   LPIPS (architecture.md 6): the VGG16 trunk and the five lin layers -> the textok LPIPS file
+   (textok.h section 10: F32, official LPIPS(net='vgg') names, metadata "textok.model" = "lpips"
+   and "channels" = "c0,c1,c2,c3,c4"). Two ways in:
+     --lpips VGG16 LIN OUT   torchvision's vgg16 state_dict (features.N.*; the classifier.* head is
+                             ignored) and the LPIPS lin weights (lin{k}.model.1.weight, vgg.pth)
+     --lpips LPIPS OUT       one LPIPS(net='vgg') state_dict (net.sliceS.N.*, lin{k}.*); its
+                             lins.{k} ModuleList aliases and scaling_layer buffers are checked and
+                             dropped. A textok LPIPS file is such a state_dict too.
+   The tap widths c0..c4 are read from the shapes (any widths: the tests use tiny ones); then every
+   tensor is checked against the library's list and each mismatch is explained (3x3 kernels, in-
+   channels = the previous conv's out-channels, lin widths = tap widths). */
+
+#define CV_LPIPS_CONVS 13
+/* the VGG16 features index of each conv, and the LPIPS slice it belongs to; tap k is slice k+1
+   (the tensor list itself is textok_lpips_tensor_specs') */
+static const int cv_vgg_conv[CV_LPIPS_CONVS]  = { 0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28 };
+static const int cv_vgg_slice[CV_LPIPS_CONVS] = { 1, 1, 2, 2, 3, 3, 3, 4, 4, 4, 5, 5, 5 };
+/* LPIPS v0.1's ScalingLayer (lpips.py): buffers of a full state_dict, constants in the library */
+static const double cv_lpips_shift[3] = { -0.030, -0.088, -0.188 };
+static const double cv_lpips_scale[3] = { 0.458, 0.448, 0.450 };
+#define CV_LPIPS_MAX_WIDTH 65536   /* the library's limit; VGG16's widest is 512 */
+
+/* textok_lpips_tensor_specs' contract (textok.h section 10, arriving there with the LPIPS model):
+   the file's tensors in order; returns the count (fills min(count, max_specs)), or a negative
+   status for widths outside [1, CV_LPIPS_MAX_WIDTH]. Replaced by the library's once it is in. */
+static int cv_lpips_tensor_specs(const int channels[5], textok_tensor_spec *specs, int max_specs)
+{
+    int j, k, n = 0, cin = 3;
+    for (k = 0; k < 5; k++)
+        if (channels[k] <= 0 || channels[k] > CV_LPIPS_MAX_WIDTH) return TEXTOK_ERR_SHAPE;
+    for (j = 0; j < CV_LPIPS_CONVS; j++) {
+        int cout = channels[cv_vgg_slice[j] - 1], b;
+        for (b = 0; b < 2; b++, n++) {
+            textok_tensor_spec *s = specs && n < max_specs ? &specs[n] : NULL;
+            if (!s) continue;
+            snprintf(s->name, sizeof s->name, "net.slice%d.%d.%s", cv_vgg_slice[j], cv_vgg_conv[j],
+                     b ? "bias" : "weight");
+            s->ndim = b ? 1 : 4;
+            s->shape[0] = cout;
+            s->shape[1] = b ? 0 : cin;
+            s->shape[2] = s->shape[3] = b ? 0 : 3;
+        }
+        cin = cout;
+    }
+    for (k = 0; k < 5; k++, n++) {
+        textok_tensor_spec *s = specs && n < max_specs ? &specs[n] : NULL;
+        if (!s) continue;
+        snprintf(s->name, sizeof s->name, "lin%d.model.1.weight", k);
+        s->ndim = 4;
+        s->shape[0] = 1;
+        s->shape[1] = channels[k];
+        s->shape[2] = s->shape[3] = 1;
+    }
+    return n;
+}
+
+typedef struct cv_lpips {
+    cv_input *trunk;        /* features.* (two files) or net.slice*.* (one) */
+    cv_input *lin;          /* lin{k}.model.1.weight: the second file, or the same one */
+    int       full;         /* one LPIPS state_dict: trunk == lin */
+    int       channels[5];  /* c0..c4 */
+    char      from[5][96];  /* the tensor each width was read from, for messages */
+} cv_lpips;
+
+/* the input's name of conv j's weight (b = 0) or bias (b = 1) */
+static void cv_lpips_conv_name(const cv_lpips *lp, int j, int b, char *buf, size_t size)
+{
+    if (lp->full) snprintf(buf, size, "net.slice%d.%d.%s", cv_vgg_slice[j], cv_vgg_conv[j], b ? "bias" : "weight");
+    else snprintf(buf, size, "features.%d.%s", cv_vgg_conv[j], b ? "bias" : "weight");
+}
+
+/* "it holds 31 tensors: a, b, c, d, ..." */
+static void cv_first_names(const cv_input *in, char *buf, size_t size)
+{
+    size_t m = 0;
+    int i;
+    buf[0] = 0;
+    m += (size_t)snprintf(buf, size, "it holds %d tensor%s%s", in->n, in->n == 1 ? "" : "s", in->n ? ": " : "");
+    for (i = 0; i < in->n && i < 4 && m < size; i++)
+        m += (size_t)snprintf(buf + m, size - m, "%s%s", i ? ", " : "", in->t[i].name);
+    if (in->n > 4 && m < size) snprintf(buf + m, size - m, ", ...");
+}
+
+/* Which file is what: the checks of the command line's shape against the files' contents. */
+static int cv_lpips_roles(cv_lpips *lp, cv_input *ins, int n_in)
+{
+    char names[512];
+    cv_input *a = &ins[0], *b = n_in == 2 ? &ins[1] : NULL;
+    int a_vgg = cv_any(a, "features.", 1), a_full = cv_any(a, "net.slice", 1), a_lin = cv_any(a, "lin", 1);
+    memset(lp, 0, sizeof *lp);
+    if (a_vgg && cv_find(a, "features.1.running_mean"))
+        return cv_fail("%s: a VGG with BatchNorm (features.1.running_mean: torchvision's vgg16_bn); LPIPS "
+                       "uses the plain vgg16 (vgg16-397923af.pth)", a->path);
+    if (!b) {
+        if (a_full) {
+            lp->trunk = lp->lin = a;
+            lp->full = 1;
+            return 0;
+        }
+        if (a_vgg)
+            return cv_fail("%s: a VGG16 trunk (features.*) alone; LPIPS also needs its lin weights: "
+                           "convert --lpips VGG16 LIN OUT (LIN: LPIPS's weights/v0.1/vgg.pth)", a->path);
+        if (a_lin)
+            return cv_fail("%s: only the LPIPS lin weights (lin{k}.*); give the VGG16 trunk first: convert "
+                           "--lpips VGG16 %s OUT", a->path, a->path);
+        cv_first_names(a, names, sizeof names);
+        return cv_fail("%s: not an LPIPS(net='vgg') state_dict: no net.slice{1-5}.* tensors (%s)", a->path, names);
+    }
+    if (a_full || cv_any(b, "net.slice", 1))
+        return cv_fail("%s: a full LPIPS state_dict (net.slice*): convert it alone: convert --lpips %s OUT",
+                       a_full ? a->path : b->path, a_full ? a->path : b->path);
+    if (!a_vgg && a_lin && cv_any(b, "features.", 1))
+        return cv_fail("%s holds the LPIPS lin weights and %s the VGG16 features: the order is "
+                       "convert --lpips VGG16 LIN OUT", a->path, b->path);
+    if (!a_vgg) {
+        cv_first_names(a, names, sizeof names);
+        return cv_fail("%s: not a torchvision VGG16 state_dict: no features.{N}.* tensors (%s)", a->path, names);
+    }
+    if (!cv_any(b, "lin", 1)) {
+        cv_first_names(b, names, sizeof names);
+        return cv_fail("%s: not the LPIPS lin weights: no lin{k}.model.1.weight tensors (%s)", b->path, names);
+    }
+    lp->trunk = a;
+    lp->lin = b;
+    return 0;
+}
+
+/* c0..c4 from the shapes: for slice s, the first of its convs' weights (dim 0) and biases, then
+   lin{s-1} (dim 1), that is present with the right number of dims. Any disagreement among them is
+   reported by the checks, against this width. */
+static int cv_lpips_channels(cv_lpips *lp)
+{
+    char name[96];
+    int k, j, b;
+    for (k = 0; k < 5; k++) {
+        const cv_tensor *t = NULL;
+        int axis = 0;
+        for (j = 0; j < CV_LPIPS_CONVS && !t; j++) {
+            if (cv_vgg_slice[j] != k + 1) continue;
+            for (b = 0; b < 2 && !t; b++) {
+                cv_lpips_conv_name(lp, j, b, name, sizeof name);
+                if ((t = cv_find(lp->trunk, name)) && t->ndim != (b ? 1 : 4)) t = NULL;
+            }
+        }
+        if (!t) {
+            snprintf(name, sizeof name, "lin%d.model.1.weight", k);
+            if ((t = cv_find(lp->lin, name)) && t->ndim != 4) t = NULL;
+            axis = 1;
+        }
+        if (!t)
+            return cv_fail("%s: cannot infer the width of LPIPS slice %d: none of its conv weights or biases, "
+                           "nor lin%d.model.1.weight, is there with a conv's shape", lp->trunk->path, k + 1, k);
+        if (t->shape[axis] <= 0 || t->shape[axis] > CV_LPIPS_MAX_WIDTH)
+            return cv_fail("%s: tensor '%s' has shape %s: %lld channels is not a plausible width for LPIPS "
+                           "slice %d", axis ? lp->lin->path : lp->trunk->path, t->name,
+                           cv_shape_str(name, sizeof name, t->ndim, t->shape), (long long)t->shape[axis], k + 1);
+        lp->channels[k] = (int)t->shape[axis];
+        snprintf(lp->from[k], sizeof lp->from[k], "%s", t->name);
+    }
+    return 0;
+}
+
+/* Why tensor t does not have spec i's shape, in words ("" when there is nothing to add). */
+static void cv_lpips_explain(const cv_lpips *lp, int i, const cv_tensor *t, char *buf, size_t size)
+{
+    char prev[96];
+    size_t m = 0;
+    buf[0] = 0;
+#define CV_SAY(...) (m += (size_t)snprintf(buf + m, m < size ? size - m : 0, __VA_ARGS__))
+    if (i < 2 * CV_LPIPS_CONVS) {
+        int j = i / 2, s = cv_vgg_slice[j], cout = lp->channels[s - 1];
+        if (i % 2) {
+            if (t->ndim == 1 && t->shape[0] != cout)
+                CV_SAY(": %lld values, but slice %d is %d wide (from %s)", (long long)t->shape[0], s, cout,
+                       lp->from[s - 1]);
+            return;
+        }
+        if (t->ndim != 4) {
+            CV_SAY(": a conv weight has 4 dims (out, in, 3, 3)");
+            return;
+        }
+        if (t->shape[2] != 3 || t->shape[3] != 3)
+            CV_SAY("%s a %lldx%lld kernel, but VGG16's convs are 3x3", m ? ";" : ":", (long long)t->shape[2],
+                   (long long)t->shape[3]);
+        if (t->shape[0] != cout)
+            CV_SAY("%s %lld output channels, but slice %d is %d wide (from %s)", m ? ";" : ":",
+                   (long long)t->shape[0], s, cout, lp->from[s - 1]);
+        if (j == 0 && t->shape[1] != 3)
+            CV_SAY("%s %lld input channels, but the image has 3 (RGB)", m ? ";" : ":", (long long)t->shape[1]);
+        if (j > 0 && t->shape[1] != lp->channels[cv_vgg_slice[j - 1] - 1]) {
+            cv_lpips_conv_name(lp, j - 1, 0, prev, sizeof prev);
+            CV_SAY("%s %lld input channels, but the conv before it (%s) has %d outputs", m ? ";" : ":",
+                   (long long)t->shape[1], prev, lp->channels[cv_vgg_slice[j - 1] - 1]);
+        }
+    } else {
+        int k = i - 2 * CV_LPIPS_CONVS;
+        if (t->ndim != 4 || t->shape[0] != 1 || t->shape[2] != 1 || t->shape[3] != 1)
+            CV_SAY(": a lin layer is a 1x1 conv from the tap's channels to 1, without bias: (1, C, 1, 1)");
+        else if (t->shape[1] != lp->channels[k])
+            CV_SAY(": %lld channels, but tap %d (the output of slice %d) has %d (from %s)", (long long)t->shape[1],
+                   k, k + 1, lp->channels[k], lp->from[k]);
+    }
+#undef CV_SAY
+}
+
+/* Reads t as F32 into a new buffer (NULL: out of memory or unreadable; cv_errbuf says why). */
+static float *cv_read_new(const cv_input *in, const cv_tensor *t)
+{
+    float *v = (float *)malloc((t->numel ? t->numel : 1) * sizeof *v);
+    if (!v) {
+        cv_fail("%s: out of memory", in->path);
+        return NULL;
+    }
+    if (cv_read_f32(in, t, v)) {
+        free(v);
+        return NULL;
+    }
+    return v;
+}
+
+/* lins.{k}.model.1.weight must equal lin{k}.model.1.weight (a ModuleList alias of the same
+   module); returns the number of problems (0 or 1). */
+static int cv_lpips_alias(const cv_lpips *lp, const cv_tensor *alias, int k)
+{
+    char name[96], s1[256], s2[256];
+    const cv_tensor *t;
+    float *a = NULL, *b = NULL;
+    size_t e;
+    int d, same = 1, problems = 0;
+    snprintf(name, sizeof name, "lin%d.model.1.weight", k);
+    if (!(t = cv_find(lp->lin, name))) return 0;   /* reported as missing */
+    if (alias->ndim != t->ndim) same = 0;
+    for (d = 0; same && d < t->ndim; d++) same = alias->shape[d] == t->shape[d];
+    if (!same) {
+        fprintf(stderr, "convert: %s: tensor '%s' has shape %s, but it is the ModuleList alias of '%s', which "
+                "has %s\n", lp->lin->path, alias->name, cv_shape_str(s1, sizeof s1, alias->ndim, alias->shape),
+                name, cv_shape_str(s2, sizeof s2, t->ndim, t->shape));
+        return 1;
+    }
+    if (alias->dtype < 0 || t->dtype < 0) return alias->dtype < 0;   /* the lin's own dtype is reported */
+    if (!(a = cv_read_new(lp->lin, alias)) || !(b = cv_read_new(lp->lin, t))) {
+        fprintf(stderr, "convert: %s\n", cv_errbuf);
+        problems = 1;
+    } else {
+        for (e = 0; e < t->numel; e++)
+            if (!(a[e] == b[e])) {
+                fprintf(stderr, "convert: %s: tensor '%s' differs from '%s' at element %zu (%.9g vs %.9g); in an "
+                        "LPIPS state_dict it is the ModuleList alias of that lin layer and must be equal\n",
+                        lp->lin->path, alias->name, name, e, (double)a[e], (double)b[e]);
+                problems = 1;
+                break;
+            }
+    }
+    free(a);
+    free(b);
+    return problems;
+}
+
+/* scaling_layer.shift / .scale must be LPIPS v0.1's constants, which the library hard-codes. The
+   tolerance is 1e-6 plus half a unit in the last place of the file's dtype (an F16 or BF16 file
+   cannot hold -0.030 closer than that). Returns the number of problems (0 or 1). */
+static int cv_lpips_scaling(const cv_input *in, const cv_tensor *t, const double *want)
+{
+    char s1[256];
+    float *v;
+    int k, bad = 0;
+    double half_ulp = t->dtype == TEXTOK_DTYPE_F16 ? 1.0 / 2048 : t->dtype == TEXTOK_DTYPE_BF16 ? 1.0 / 256 : 0;
+    if (t->ndim != 4 || t->shape[0] != 1 || t->shape[1] != 3 || t->shape[2] != 1 || t->shape[3] != 1) {
+        fprintf(stderr, "convert: %s: tensor '%s' has shape %s, expected [1, 3, 1, 1] (LPIPS's ScalingLayer)\n",
+                in->path, t->name, cv_shape_str(s1, sizeof s1, t->ndim, t->shape));
+        return 1;
+    }
+    if (t->dtype < 0) {
+        fprintf(stderr, "convert: %s: tensor '%s' has dtype %s; convert reads F32, F16 and BF16\n", in->path,
+                t->name, t->dtype_name);
+        return 1;
+    }
+    if (!(v = cv_read_new(in, t))) {
+        fprintf(stderr, "convert: %s\n", cv_errbuf);
+        return 1;
+    }
+    for (k = 0; k < 3; k++)
+        if (!(fabs((double)v[k] - want[k]) <= 1e-6 + fabs(want[k]) * half_ulp)) bad = 1;
+    if (bad)
+        fprintf(stderr, "convert: %s: tensor '%s' is (%.9g, %.9g, %.9g), not LPIPS v0.1's (%.3f, %.3f, %.3f) "
+                "(within 1e-6%s): the library hard-codes those constants\n", in->path, t->name, (double)v[0],
+                (double)v[1], (double)v[2], want[0], want[1], want[2],
+                half_ulp > 0 ? ", plus the rounding of the file's dtype" : "");
+    free(v);
+    return bad;
+}
+
+/* Every spec against the inputs (src[i] filled for the ones found), then every tensor no spec
+   took; prints each problem and returns how many there were. */
+static int cv_lpips_check(const cv_lpips *lp, const textok_tensor_spec *specs, int n_specs, cv_src *src)
+{
+    char name[96], s1[256], s2[256], why[512];
+    int i, f, problems = 0, classifier = 0, aliases = 0, scaling = 0;
+    for (i = 0; i < n_specs; i++) {
+        const textok_tensor_spec *sp = &specs[i];
+        cv_input *in = i < 2 * CV_LPIPS_CONVS ? lp->trunk : lp->lin;
+        cv_tensor *t;
+        int same = 1, d;
+        /* the list is 13 x (weight, bias) then lin0..4 (textok.h section 10); the mapping and the
+           explanations rely on that order, so a change there must not go unnoticed */
+        if (i < 2 * CV_LPIPS_CONVS)
+            snprintf(name, sizeof name, "net.slice%d.%d.%s", cv_vgg_slice[i / 2], cv_vgg_conv[i / 2],
+                     i % 2 ? "bias" : "weight");
+        else
+            snprintf(name, sizeof name, "lin%d.model.1.weight", i - 2 * CV_LPIPS_CONVS);
+        if (n_specs != 2 * CV_LPIPS_CONVS + 5 || strcmp(name, sp->name)) {
+            fprintf(stderr, "convert: internal error: cv_lpips_tensor_specs lists '%s' (of %d) where "
+                    "convert expects '%s'\n", sp->name, n_specs, name);
+            return problems + 1;
+        }
+        if (i < 2 * CV_LPIPS_CONVS) cv_lpips_conv_name(lp, i / 2, i % 2, name, sizeof name);
+        if (!(t = (cv_tensor *)cv_find(in, name))) {
+            fprintf(stderr, "convert: %s: missing tensor '%s' %s\n", in->path, name,
+                    cv_shape_str(s1, sizeof s1, sp->ndim, sp->shape));
+            problems++;
+            continue;
+        }
+        t->used = 1;
+        src[i].in = in;
+        src[i].t = t;
+        if (t->ndim != sp->ndim) same = 0;
+        for (d = 0; same && d < sp->ndim; d++) same = t->shape[d] == sp->shape[d];
+        if (!same) {
+            cv_lpips_explain(lp, i, t, why, sizeof why);
+            fprintf(stderr, "convert: %s: tensor '%s' has shape %s, expected %s%s\n", in->path, name,
+                    cv_shape_str(s1, sizeof s1, t->ndim, t->shape), cv_shape_str(s2, sizeof s2, sp->ndim, sp->shape),
+                    why);
+            problems++;
+        }
+        if (t->dtype < 0) {
+            fprintf(stderr, "convert: %s: tensor '%s' has dtype %s; convert reads F32, F16 and BF16\n",
+                    in->path, name, t->dtype_name);
+            problems++;
+        }
+    }
+    for (f = 0; f < (lp->full ? 1 : 2); f++) {
+        cv_input *in = f ? lp->lin : lp->trunk;
+        for (i = 0; i < in->n; i++) {
+            const cv_tensor *t = &in->t[in->by_name[i]];
+            int k;
+            if (t->used) continue;
+            if (!lp->full && !f && !strncmp(t->name, "classifier.", 11)) {
+                classifier++;
+                continue;
+            }
+            for (k = 0; lp->full && k < 5; k++) {
+                snprintf(name, sizeof name, "lins.%d.model.1.weight", k);
+                if (!strcmp(name, t->name)) break;
+            }
+            if (lp->full && k < 5) {
+                problems += cv_lpips_alias(lp, t, k);
+                aliases++;
+                continue;
+            }
+            if (lp->full && (!strcmp(t->name, "scaling_layer.shift") || !strcmp(t->name, "scaling_layer.scale"))) {
+                problems += cv_lpips_scaling(in, t, strcmp(t->name, "scaling_layer.shift") ? cv_lpips_scale
+                                                                                          : cv_lpips_shift);
+                scaling++;
+                continue;
+            }
+            if (cv_ignored(t->name)) {
+                cv_info("note: skipping '%s' %s: a buffer, not a model parameter\n", t->name,
+                        cv_shape_str(s1, sizeof s1, t->ndim, t->shape));
+                continue;
+            }
+            fprintf(stderr, "convert: %s: unexpected tensor '%s' %s %s\n", in->path, t->name,
+                    cv_shape_str(s1, sizeof s1, t->ndim, t->shape), t->dtype_name);
+            problems++;
+        }
+    }
+    if (problems) return problems;
+    if (classifier)
+        cv_info("note: ignoring the %d classifier.* tensors of %s: LPIPS uses VGG16's features only\n", classifier,
+                lp->trunk->path);
+    if (aliases)
+        cv_info("note: dropping %d lins.{k}.model.1.weight tensor%s: ModuleList aliases, equal to lin{k}.model.1.weight\n",
+                aliases, aliases == 1 ? "" : "s");
+    if (scaling)
+        cv_info("note: dropping scaling_layer.shift/scale: LPIPS v0.1's constants, which the library hard-codes\n");
+    return 0;
+}
+
+static const char *const cv_lpips_components[] = { "net.slice1.", "net.slice2.", "net.slice3.", "net.slice4.",
+                                                   "net.slice5.", "lin" };
+
+/* --lpips: ins[0..n_in-1] are open; checks them and writes out. Returns 0 or -1 (reported). */
+static int cv_lpips_convert(cv_input *ins, int n_in, const char *out)
+{
+    cv_lpips lp;
+    textok_tensor_spec *specs = NULL;
+    cv_src *src = NULL;
+    char chan[64];
+    const char *kv[4];
+    int n_specs, problems, rc = -1;
+    if (cv_lpips_roles(&lp, ins, n_in) || cv_lpips_channels(&lp)) {
+        fflush(stdout);
+        fprintf(stderr, "convert: %s\n", cv_errbuf);
+        return -1;
+    }
+    snprintf(chan, sizeof chan, "%d,%d,%d,%d,%d", lp.channels[0], lp.channels[1], lp.channels[2],
+             lp.channels[3], lp.channels[4]);
+    if (lp.full)
+        cv_info("LPIPS(net='vgg') state_dict: VGG16 trunk (13 convs in 5 slices) + 5 lin layers, channels %s\n", chan);
+    else
+        cv_info("LPIPS from torchvision's vgg16 features (%s) and the lin weights (%s): channels %s\n",
+                lp.trunk->path, lp.lin->path, chan);
+    n_specs = cv_lpips_tensor_specs(lp.channels, NULL, 0);
+    if (n_specs <= 0 || !(specs = (textok_tensor_spec *)calloc((size_t)n_specs, sizeof *specs)) ||
+        !(src = (cv_src *)calloc((size_t)n_specs, sizeof *src)) ||
+        cv_lpips_tensor_specs(lp.channels, specs, n_specs) != n_specs) {
+        fflush(stdout);
+        fprintf(stderr, "convert: cannot list the LPIPS tensors for channels %s: %s\n", chan,
+                n_specs <= 0 ? "widths out of range" : "out of memory");
+        goto done;
+    }
+    fflush(stdout);
+    if ((problems = cv_lpips_check(&lp, specs, n_specs, src))) {
+        if (lp.full)
+            fprintf(stderr, "convert: %s: %d problem%s against an LPIPS with channels %s (inferred from its "
+                    "shapes; listed above); nothing written\n", lp.trunk->path, problems, problems == 1 ? "" : "s", chan);
+        else
+            fprintf(stderr, "convert: %s + %s: %d problem%s against an LPIPS with channels %s (inferred from "
+                    "their shapes; listed above); nothing written\n", lp.trunk->path, lp.lin->path, problems,
+                    problems == 1 ? "" : "s", chan);
+        goto done;
+    }
+    cv_report_counts(specs, n_specs, cv_lpips_components);
+    kv[0] = "textok.model";
+    kv[1] = "lpips";
+    kv[2] = "channels";
+    kv[3] = chan;
+    if (cv_write(out, specs, src, n_specs, kv, 2)) {
+        fflush(stdout);
+        fprintf(stderr, "convert: %s\n", cv_errbuf);
+        goto done;
+    }
+    rc = 0;
+done:
+    free(specs);
+    free(src);
     return rc;
 }
 
@@ -1589,13 +2274,20 @@ static void cv_usage(FILE *f)
 {
     fprintf(f,
             "usage: convert IN OUT.safetensors [--l2-norm 0|1] [--quiet]\n"
-            "  Reads a TiTok tokenizer checkpoint as published (PyTorch .bin/.pth/.pt written by\n"
-            "  torch.save, or .safetensors; F32/F16/BF16), recognises the family from the tensor\n"
-            "  names, checks every tensor and writes the textok layout: F32 safetensors with the\n"
-            "  config in __metadata__.\n"
-            "  --l2-norm 0|1  VQ only: L2-normalise codes before the search (default: on for the\n"
-            "                 legacy L-32/B-64/S-128 family, off otherwise)\n"
-            "  --quiet        print nothing on success\n");
+            "       convert --lpips VGG16 LIN OUT.safetensors [--quiet]\n"
+            "       convert --lpips LPIPS OUT.safetensors [--quiet]\n"
+            "  Reads checkpoints as published (PyTorch files written by torch.save, zip or the legacy\n"
+            "  format before torch 1.6, or .safetensors; F32/F16/BF16), checks every tensor and writes\n"
+            "  the textok layout: F32 safetensors with the config in __metadata__. Nothing is written\n"
+            "  if anything is wrong; every problem is listed.\n"
+            "  IN             a TiTok tokenizer: the family is recognised from the tensor names\n"
+            "  --l2-norm 0|1  TiTok VQ only: L2-normalise codes before the search (default: on for\n"
+            "                 the legacy L-32/B-64/S-128 family, off otherwise)\n"
+            "  --lpips        the LPIPS perceptual loss (VGG16): either torchvision's vgg16 state_dict\n"
+            "                 (vgg16-397923af.pth; its classifier is ignored) and LPIPS's lin weights\n"
+            "                 (lpips/weights/v0.1/vgg.pth), or one LPIPS(net='vgg') state_dict\n"
+            "  --quiet        print nothing on success\n"
+            "  Exit status: 0 written, 1 bad input, 2 bad command line.\n");
 }
 
 static void cv_describe_input(const cv_input *in)
@@ -1610,7 +2302,10 @@ static void cv_describe_input(const cv_input *in)
         if (j < 16) counts[j]++;
         total += in->t[i].numel;
     }
-    cv_info("read %s: %s", in->path, in->format == CV_FMT_SAFETENSORS ? "safetensors" : "PyTorch zip (torch.save)");
+    cv_info("read %s: %s", in->path,
+            in->format == CV_FMT_SAFETENSORS ? "safetensors"
+            : in->format == CV_FMT_TORCH_ZIP ? "PyTorch zip (torch.save)"
+                                             : "PyTorch legacy pickle (torch.save before torch 1.6)");
     if (in->format == CV_FMT_TORCH_ZIP) cv_info(", folder '%.*s'", (int)strlen(in->prefix) - 1, in->prefix);
     if (in->wrapper) cv_info(", state_dict under '%s'", in->wrapper);
     cv_info(", %d tensors, %s values, dtype", in->n, cv_commas(a, sizeof a, total));
@@ -1621,14 +2316,63 @@ static void cv_describe_input(const cv_input *in)
     cv_info("\n");
 }
 
-int main(int argc, char **argv)
+/* A TiTok checkpoint: recognise, check, write. Returns 0 or -1 (reported). */
+static int cv_titok_convert(cv_input *in, const char *out_path, int l2)
 {
-    const char *pos[2] = { NULL, NULL }, *in_path, *out_path;
-    char desc[1024];
-    int n_pos = 0, l2 = -1, i, n_specs, problems, rc = 1;
-    cv_input in;
+    const char *kv[2 * 64];
+    char desc[1024], meta[8192];
+    int n_specs, n_meta, problems, i, rc = -1;
     textok_titok_config cfg;
     textok_tensor_spec *specs = NULL;
+    cv_src *src = NULL;
+    if (cv_recognise(in, l2, &cfg, desc, sizeof desc)) {
+        fflush(stdout);
+        fprintf(stderr, "convert: %s\n", cv_errbuf);
+        return -1;
+    }
+    cv_info("%s\n", desc);
+    n_specs = textok_titok_tensor_specs(&cfg, NULL, 0);
+    if (n_specs <= 0 || !(specs = (textok_tensor_spec *)calloc((size_t)n_specs, sizeof *specs)) ||
+        !(src = (cv_src *)calloc((size_t)n_specs, sizeof *src)) ||
+        textok_titok_tensor_specs(&cfg, specs, n_specs) != n_specs) {
+        fflush(stdout);
+        fprintf(stderr, "convert: cannot list the tensors of this config: %s\n",
+                n_specs <= 0 ? textok_last_error() : "out of memory");
+        goto done;
+    }
+    fflush(stdout);   /* the report so far, before any problem lines on stderr */
+    problems = cv_check(in, specs, n_specs);
+    if (problems) {
+        fprintf(stderr, "convert: %s: %d problem%s against the configuration inferred from it "
+                "(listed above); nothing written\n", in->path, problems, problems == 1 ? "" : "s");
+        goto done;
+    }
+    cv_report_counts(specs, n_specs, cv_titok_components);
+    for (i = 0; i < n_specs; i++) {
+        src[i].in = in;
+        src[i].t = cv_find(in, specs[i].name);
+    }
+    if ((n_meta = textok_titok_config_to_meta(&cfg, kv, 64, meta, sizeof meta)) < 0) {
+        fprintf(stderr, "convert: cannot write the config as metadata: %s\n", textok_last_error());
+        goto done;
+    }
+    if (cv_write(out_path, specs, src, n_specs, kv, n_meta)) {
+        fflush(stdout);
+        fprintf(stderr, "convert: %s\n", cv_errbuf);
+        goto done;
+    }
+    rc = 0;
+done:
+    free(specs);
+    free(src);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    const char *pos[3] = { NULL, NULL, NULL };
+    int n_pos = 0, l2 = -1, lpips = 0, i, n_in, rc = 1;
+    cv_input in[2];
 
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -1639,6 +2383,8 @@ int main(int argc, char **argv)
                 return 2;
             }
             l2 = argv[++i][0] - '0';
+        } else if (!strcmp(a, "--lpips")) {
+            lpips = 1;
         } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
             cv_quiet = 1;
         } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -1648,7 +2394,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "convert: unknown option '%s'\n", a);
             cv_usage(stderr);
             return 2;
-        } else if (n_pos < 2) {
+        } else if (n_pos < 3) {
             pos[n_pos++] = a;
         } else {
             fprintf(stderr, "convert: too many arguments ('%s')\n", a);
@@ -1656,51 +2402,38 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (n_pos != 2) {
-        fprintf(stderr, "convert: expected IN and OUT, got %d file argument%s\n", n_pos, n_pos == 1 ? "" : "s");
+    if (lpips && l2 >= 0) {
+        fprintf(stderr, "convert: --l2-norm applies to TiTok checkpoints, not to --lpips\n");
         cv_usage(stderr);
         return 2;
     }
-    in_path = pos[0];
-    out_path = pos[1];
-
-    if (cv_input_open(&in, in_path)) {
-        fflush(stdout);
-        fprintf(stderr, "convert: %s\n", cv_errbuf);
-        cv_input_close(&in);
-        return 1;
+    if (!lpips && n_pos != 2) {
+        if (n_pos == 3)
+            fprintf(stderr, "convert: too many arguments ('%s'): IN and OUT, or --lpips VGG16 LIN OUT\n", pos[2]);
+        else
+            fprintf(stderr, "convert: expected IN and OUT, got %d file argument%s\n", n_pos, n_pos == 1 ? "" : "s");
+        cv_usage(stderr);
+        return 2;
     }
-    cv_describe_input(&in);
-    if (cv_recognise(&in, l2, &cfg, desc, sizeof desc)) {
-        fflush(stdout);
-        fprintf(stderr, "convert: %s\n", cv_errbuf);
-        goto done;
+    if (lpips && n_pos < 2) {
+        fprintf(stderr, "convert: --lpips expects VGG16 LIN OUT or LPIPS OUT, got %d file argument%s\n", n_pos,
+                n_pos == 1 ? "" : "s");
+        cv_usage(stderr);
+        return 2;
     }
-    cv_info("%s\n", desc);
-    n_specs = textok_titok_tensor_specs(&cfg, NULL, 0);
-    if (n_specs <= 0 || !(specs = (textok_tensor_spec *)calloc((size_t)n_specs, sizeof *specs)) ||
-        textok_titok_tensor_specs(&cfg, specs, n_specs) != n_specs) {
-        fflush(stdout);
-        fprintf(stderr, "convert: cannot list the tensors of this config: %s\n",
-                n_specs <= 0 ? textok_last_error() : "out of memory");
-        goto done;
+    n_in = n_pos - 1;
+    memset(in, 0, sizeof in);
+    for (i = 0; i < n_in; i++) {
+        if (cv_input_open(&in[i], pos[i])) {
+            fflush(stdout);
+            fprintf(stderr, "convert: %s\n", cv_errbuf);
+            goto done;
+        }
+        cv_describe_input(&in[i]);
     }
-    fflush(stdout);   /* the report so far, before any problem lines on stderr */
-    problems = cv_check(&in, specs, n_specs);
-    if (problems) {
-        fprintf(stderr, "convert: %s: %d problem%s against the configuration inferred from it "
-                "(listed above); nothing written\n", in_path, problems, problems == 1 ? "" : "s");
-        goto done;
-    }
-    cv_report_counts(specs, n_specs);
-    if (cv_write(&in, out_path, &cfg, specs, n_specs)) {
-        fflush(stdout);
-        fprintf(stderr, "convert: %s\n", cv_errbuf);
-        goto done;
-    }
-    rc = 0;
+    if (lpips) rc = cv_lpips_convert(in, n_in, pos[n_in]) ? 1 : 0;
+    else rc = cv_titok_convert(&in[0], pos[1], l2) ? 1 : 0;
 done:
-    free(specs);
-    cv_input_close(&in);
+    for (i = 0; i < n_in; i++) cv_input_close(&in[i]);
     return rc;
 }

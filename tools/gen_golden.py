@@ -109,6 +109,19 @@ that flag in dims is 1.
       at the bounds themselves).  Case 0: logvar inside the range; case 1: logvar in
       [-40,-22] and mean = 0 (exercises the lower clamp, which only shows in z when
       mean does not swamp it), exact -30 included; case 2: logvar in [12,28], exact 20.
+24. leaky_relu: n,slope  out = F.leaky_relu(x, slope) (slope 0 = ReLU)
+      x, out, dout, dx (all (n)).  Every 7th x is exactly 0, where torch's gradient is
+      slope * dout (leaky_relu_backward tests x > 0).
+25. maxpool: B,C,H,W,OH,OW  out = F.adaptive_max_pool2d(x, (OH, OW))
+      x (B,C,H,W), out (B,C,OH,OW), dout, dx.  Windows rows [floor(i*H/OH),
+      ceil((i+1)*H/OH)), likewise columns: case 0 is 2x2/2 pooling, case 1 has
+      overlapping windows (their gradients add), case 2 upsamples (OH > H), case 3 has
+      x rounded to integers, so windows hold ties: the gradient goes to the first
+      maximum in row-major order (torch's CPU kernel; asserted here).
+26. lpips_layer: B,C,H,W  one LPIPS layer (architecture.md 6):
+      n_i = f_i / (sqrt(sum_c f_i^2) + 1e-10), d[b] = mean_hw sum_c w_c (n0 - n1)^2
+      f0, f1 (B,C,H,W) ReLU-like features (>= 0, no all-zero pixel: there torch's
+      gradient is NaN), w (C) >= 0, d (B), dd (B), df0, df1 (B,C,H,W) = d sum(d * dd).
 """
 
 import json
@@ -720,6 +733,75 @@ def gen_gaussian_sample(g):
     return gf
 
 
+def gen_leaky_relu(g):
+    gf = Golden("leaky_relu")
+    for n, slope in [(1000, 0.1), (37, 0.0), (64, 0.2)]:
+        x = randn(g, n, scale=2.0)
+        x[::7] = 0.0
+        xd = leaf(x)
+        out = F.leaky_relu(xd, slope)
+        dout = randn(g, n)
+        (dx,) = grads(out, [xd], dout)
+        with torch.no_grad():
+            manual = torch.where(xd > 0, dout.double(), slope * dout.double())
+            assert close(manual, dx)
+        gf.case(dict(n=n, slope=float(slope)), x=x, out=out, dout=dout, dx=dx)
+    return gf
+
+
+def gen_maxpool(g):
+    gf = Golden("maxpool")
+    for B, C, H, W, OH, OW, ties in [(2, 3, 8, 6, 4, 3, 0), (1, 2, 7, 5, 3, 2, 0),
+                                     (1, 2, 3, 3, 5, 4, 0), (2, 2, 6, 6, 3, 2, 1)]:
+        x = randn(g, B, C, H, W)
+        if ties:
+            x = torch.round(x)          # integer values: ties in every window
+        xd = leaf(x)
+        out = F.adaptive_max_pool2d(xd, (OH, OW))
+        dout = randn(g, B, C, OH, OW)
+        (dx,) = grads(out, [xd], dout)
+        with torch.no_grad():  # the window formula and the first-maximum rule, element by element
+            manual = torch.zeros(B, C, H, W, dtype=torch.float64)
+            for b in range(B):
+                for c in range(C):
+                    for i in range(OH):
+                        for j in range(OW):
+                            y0, y1 = (i * H) // OH, -((-(i + 1) * H) // OH)
+                            x0, x1 = (j * W) // OW, -((-(j + 1) * W) // OW)
+                            win = x[b, c, y0:y1, x0:x1].reshape(-1)
+                            k = int(torch.nonzero(win == win.max())[0])
+                            assert out[b, c, i, j] == win[k]
+                            ww = x1 - x0
+                            manual[b, c, y0 + k // ww, x0 + k % ww] += dout[b, c, i, j].double()
+            assert close(manual, dx)
+        gf.case(dict(B=B, C=C, H=H, W=W, OH=OH, OW=OW), x=x, out=out, dout=dout, dx=dx)
+    return gf
+
+
+def gen_lpips_layer(g):
+    gf = Golden("lpips_layer")
+    for B, C, H, W in [(2, 8, 5, 7), (1, 64, 4, 4), (3, 3, 2, 3)]:
+        fs = []
+        for _ in range(2):
+            f = torch.relu(randn(g, B, C, H, W))
+            dead = (f == 0).all(dim=1)           # an all-zero pixel: give it one active channel
+            f[:, 0][dead] = 0.5
+            fs.append(f)
+        w = randn(g, C).abs() * 0.1
+        dd = randn(g, B)
+        f0d, f1d = leaf(fs[0]), leaf(fs[1])
+        wd = w.double()
+
+        def norm(f):
+            return f / (torch.sqrt((f * f).sum(dim=1, keepdim=True)) + 1e-10)
+
+        d = (wd[None, :, None, None] * (norm(f0d) - norm(f1d)) ** 2).sum(dim=1).mean(dim=(1, 2))
+        df0, df1 = grads(d, [f0d, f1d], dd)
+        gf.case(dict(B=B, C=C, H=H, W=W), f0=fs[0], f1=fs[1], w=w, d=d, dd=dd, df0=df0,
+                df1=df1)
+    return gf
+
+
 # (op, generator function, seed of that op's torch.Generator)
 OPS = [
     ("matmul", gen_matmul, 1001),
@@ -745,6 +827,9 @@ OPS = [
     ("embedding", gen_embedding, 1021),
     ("unpatchify", gen_unpatchify, 1022),
     ("gaussian_sample", gen_gaussian_sample, 1023),
+    ("leaky_relu", gen_leaky_relu, 1024),
+    ("maxpool", gen_maxpool, 1025),
+    ("lpips_layer", gen_lpips_layer, 1026),
 ]
 
 
@@ -855,6 +940,15 @@ def expected_shapes(op, d):
     if op == "gaussian_sample":
         n = (d["n"],)
         return {k: n for k in ("mean", "logvar", "noise", "z", "dz", "dmean", "dlogvar")}
+    if op == "leaky_relu":
+        n = (d["n"],)
+        return {"x": n, "out": n, "dout": n, "dx": n}
+    if op == "maxpool":
+        x, o = (d["B"], d["C"], d["H"], d["W"]), (d["B"], d["C"], d["OH"], d["OW"])
+        return {"x": x, "out": o, "dout": o, "dx": x}
+    if op == "lpips_layer":
+        f, b = (d["B"], d["C"], d["H"], d["W"]), (d["B"],)
+        return {"f0": f, "f1": f, "w": (d["C"],), "d": b, "dd": b, "df0": f, "df1": f}
     raise KeyError(op)
 
 
