@@ -1841,40 +1841,6 @@ static const double cv_lpips_shift[3] = { -0.030, -0.088, -0.188 };
 static const double cv_lpips_scale[3] = { 0.458, 0.448, 0.450 };
 #define CV_LPIPS_MAX_WIDTH 65536   /* the library's limit; VGG16's widest is 512 */
 
-/* textok_lpips_tensor_specs' contract (textok.h section 10, arriving there with the LPIPS model):
-   the file's tensors in order; returns the count (fills min(count, max_specs)), or a negative
-   status for widths outside [1, CV_LPIPS_MAX_WIDTH]. Replaced by the library's once it is in. */
-static int cv_lpips_tensor_specs(const int channels[5], textok_tensor_spec *specs, int max_specs)
-{
-    int j, k, n = 0, cin = 3;
-    for (k = 0; k < 5; k++)
-        if (channels[k] <= 0 || channels[k] > CV_LPIPS_MAX_WIDTH) return TEXTOK_ERR_SHAPE;
-    for (j = 0; j < CV_LPIPS_CONVS; j++) {
-        int cout = channels[cv_vgg_slice[j] - 1], b;
-        for (b = 0; b < 2; b++, n++) {
-            textok_tensor_spec *s = specs && n < max_specs ? &specs[n] : NULL;
-            if (!s) continue;
-            snprintf(s->name, sizeof s->name, "net.slice%d.%d.%s", cv_vgg_slice[j], cv_vgg_conv[j],
-                     b ? "bias" : "weight");
-            s->ndim = b ? 1 : 4;
-            s->shape[0] = cout;
-            s->shape[1] = b ? 0 : cin;
-            s->shape[2] = s->shape[3] = b ? 0 : 3;
-        }
-        cin = cout;
-    }
-    for (k = 0; k < 5; k++, n++) {
-        textok_tensor_spec *s = specs && n < max_specs ? &specs[n] : NULL;
-        if (!s) continue;
-        snprintf(s->name, sizeof s->name, "lin%d.model.1.weight", k);
-        s->ndim = 4;
-        s->shape[0] = 1;
-        s->shape[1] = channels[k];
-        s->shape[2] = s->shape[3] = 1;
-    }
-    return n;
-}
-
 typedef struct cv_lpips {
     cv_input *trunk;        /* features.* (two files) or net.slice*.* (one) */
     cv_input *lin;          /* lin{k}.model.1.weight: the second file, or the same one */
@@ -2130,7 +2096,7 @@ static int cv_lpips_check(const cv_lpips *lp, const textok_tensor_spec *specs, i
         else
             snprintf(name, sizeof name, "lin%d.model.1.weight", i - 2 * CV_LPIPS_CONVS);
         if (n_specs != 2 * CV_LPIPS_CONVS + 5 || strcmp(name, sp->name)) {
-            fprintf(stderr, "convert: internal error: cv_lpips_tensor_specs lists '%s' (of %d) where "
+            fprintf(stderr, "convert: internal error: textok_lpips_tensor_specs lists '%s' (of %d) where "
                     "convert expects '%s'\n", sp->name, n_specs, name);
             return problems + 1;
         }
@@ -2230,13 +2196,13 @@ static int cv_lpips_convert(cv_input *ins, int n_in, const char *out)
     else
         cv_info("LPIPS from torchvision's vgg16 features (%s) and the lin weights (%s): channels %s\n",
                 lp.trunk->path, lp.lin->path, chan);
-    n_specs = cv_lpips_tensor_specs(lp.channels, NULL, 0);
+    n_specs = textok_lpips_tensor_specs(lp.channels, NULL, 0);
     if (n_specs <= 0 || !(specs = (textok_tensor_spec *)calloc((size_t)n_specs, sizeof *specs)) ||
         !(src = (cv_src *)calloc((size_t)n_specs, sizeof *src)) ||
-        cv_lpips_tensor_specs(lp.channels, specs, n_specs) != n_specs) {
+        textok_lpips_tensor_specs(lp.channels, specs, n_specs) != n_specs) {
         fflush(stdout);
         fprintf(stderr, "convert: cannot list the LPIPS tensors for channels %s: %s\n", chan,
-                n_specs <= 0 ? "widths out of range" : "out of memory");
+                n_specs <= 0 ? textok_last_error() : "out of memory");
         goto done;
     }
     fflush(stdout);
