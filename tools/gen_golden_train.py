@@ -360,8 +360,9 @@ def validate_case(case, out_dir, lpips_path, n_fd, g):
             note("loss.hinge", rel(ref[s + "loss.hinge"], hinge), 1e-6)
             note("loss.lecam", abs(float(ref[s + "loss.lecam"][0]) - lecam), 1e-7)
             note("loss.d_total", rel(ref[s + "loss.d_total"], hinge + lecam), 1e-6)
-            er = f32(er * tc.lecam_decay + np.mean(lr_) * (1 - tc.lecam_decay))
-            ef = f32(ef * tc.lecam_decay + np.mean(lf) * (1 - tc.lecam_decay))
+            if tc.lecam_weight > 0:   # the anchors move only when LeCAM is on (upstream)
+                er = f32(er * tc.lecam_decay + np.mean(lr_) * (1 - tc.lecam_decay))
+                ef = f32(ef * tc.lecam_decay + np.mean(lf) * (1 - tc.lecam_decay))
         note("lecam_ema", rel(ref[s + "lecam_ema"], [er, ef]), 1e-6)
         # clipping: the stored (clipped) gradients have norm min(norm, clip * norm / (norm + 1e-6))
         for pre, nm, key in (("grad.", names, "grad_norm"), ("dgrad.", dnames, "disc_grad_norm")):
@@ -385,7 +386,7 @@ def validate_case(case, out_dir, lpips_path, n_fd, g):
             scale = max(np.max(np.abs(p0[k])), 1e-3)
             note("AdamW replay (param)", float(np.max(np.abs(after[n] - ref[f"s{n}.param." + k]))) / scale, 1e-6)
             if tc.ema_decay > 0:
-                d = min(tc.ema_decay, (1.0 + n) / (10.0 + n))
+                d = 0.0 if n <= 0 else min(tc.ema_decay, (1.0 + n) / (10.0 + n))
                 ema[k] = ema[k] - f32(1.0 - d) * (ema[k] - ref[f"s{n}.param." + k])
                 ema[k] = ema[k].astype(np.float32).astype(np.float64)
                 note("EMA replay", float(np.max(np.abs(ema[k] - ref[f"s{n}.ema." + k]))) / scale, 1e-6)

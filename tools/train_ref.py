@@ -28,7 +28,8 @@ One step (step = completed steps before it, 0 for the first), float64 throughout
     torch.optim.AdamW (betas, eps, weight_decay), two parameter groups: weight decay only for
     tensors with ndim >= 2 whose name contains none of ln, bias, latent_tokens, mask_token,
     embedding, norm, gamma, embed (1d-tokenizer create_optimizer).
- 5. EMA (ema_decay > 0): d = min(ema_decay, (1 + step) / (10 + step));
+ 5. EMA (ema_decay > 0), as EMAModel.get_decay: d = 0 at the first update (step 0: the EMA
+    becomes a copy), else min(ema_decay, (1 + step) / (10 + step));
     ema -= float32(1 - d) * (ema - p) after the update; ema starts as the initial parameters.
  6. When gan_on: logits_r = D(x), logits_f = D(sg[xr]) (discriminator before this step);
     hinge = disc_factor * 0.5 * (mean(relu(1 - logits_r)) + mean(relu(1 + logits_f)));
@@ -36,8 +37,8 @@ One step (step = completed steps before it, 0 for the first), float64 throughout
     with the LeCAM EMAs before this step; d_total = hinge + lecam; discriminator gradients, norm and
     clip as in 3 (same grad_clip); disc lr = schedule(disc_step) with disc_lr / disc_end_lr and the
     same warmup / total; AdamW as in 4 on the discriminator names; then
-    ema_real = ema_real * lecam_decay + mean(logits_r) * (1 - lecam_decay), likewise ema_fake,
-    rounded to float32.  disc_step += 1.
+    when lecam_weight > 0 (as upstream): ema_real = ema_real * lecam_decay + mean(logits_r) *
+    (1 - lecam_decay), likewise ema_fake, rounded to float32.  disc_step += 1.
  7. step += 1.
 State kept between steps (parameters, AdamW moments, EMA, LeCAM EMAs) is rounded to float32 after
 each step, as a float32 trainer holds it: the next step starts exactly from the stored values.
@@ -398,7 +399,7 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         with torch.no_grad():
             if tc.ema_decay > 0:
-                d = min(tc.ema_decay, (1.0 + step) / (10.0 + step))
+                d = 0.0 if step <= 0 else min(tc.ema_decay, (1.0 + step) / (10.0 + step))
                 one_minus = f32(1.0 - d)
                 for n, p in self.named:
                     self.ema[n].sub_(one_minus * (self.ema[n] - p))
@@ -436,9 +437,10 @@ class Trainer:
                       "hinge_args": (float((1.0 - dl["logits_real"]).abs().min()),
                                      float((1.0 + dl["logits_fake"]).abs().min())),
                       "gen_vs_disc_logits_fake": float((dl["logits_fake"] - g["logits_fake"]).abs().max())}
-            dec = tc.lecam_decay
-            self.ema_real = f32(self.ema_real * dec + mr * (1.0 - dec))
-            self.ema_fake = f32(self.ema_fake * dec + mf * (1.0 - dec))
+            if tc.lecam_weight > 0:
+                dec = tc.lecam_decay
+                self.ema_real = f32(self.ema_real * dec + mr * (1.0 - dec))
+                self.ema_fake = f32(self.ema_fake * dec + mf * (1.0 - dec))
             self.disc_step += 1
             logits_r, logits_f = dl["logits_real"].detach(), dl["logits_fake"].detach()
             loss["hinge"], loss["lecam"] = dl["hinge"].detach().reshape(1), dl["lecam"].detach().reshape(1)
