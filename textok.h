@@ -6028,32 +6028,6 @@ TEXTOKDEF int textok_titok_decode_latents(textok_titok *m, const float *latents,
    accumulate, so each gradient buffer is cleared right before the kernel that fills it. */
 
 /* ----- shared pieces ------------------------------------------------------------------------ */
-#if defined(__GNUC__) || defined(__clang__)
-#define TEXTOK__UNUSED __attribute__((unused))   /* internal calls the trainer (and the tests) use */
-#else
-#define TEXTOK__UNUSED
-#endif
-
-/* Gradient buffers are cleared by copies from a block of zeros each network keeps in its arena
-   (device memory, filled once at reserve): copy is in every table. */
-#define TEXTOK__NETS_ZERO 16384   /* floats */
-static void textok__nets_zero(const textok_kernels *k, float *dst, size_t n, const float *zeros)
-{
-    size_t off;
-    for (off = 0; off < n; off += TEXTOK__NETS_ZERO) {
-        size_t m = n - off < TEXTOK__NETS_ZERO ? n - off : TEXTOK__NETS_ZERO;
-        (void)k->copy(k, dst + off, zeros, m * sizeof(float));
-    }
-}
-static int textok__nets_fill_zeros(const textok_kernels *k, float *zeros)
-{
-    float *host = (float *)textok__calloc(TEXTOK__NETS_ZERO, sizeof(float));
-    int st;
-    if (!host) return textok__fail(TEXTOK_ERR_NOMEM, "out of memory");
-    st = k->to_device(k, zeros, host, TEXTOK__NETS_ZERO * sizeof(float));
-    TEXTOK_FREE(host);
-    return st;
-}
 
 static textok_conv2d_dims textok__cdims(int B, int C, int H, int W, int OC, int ks, int stride, int pad)
 {
@@ -6175,7 +6149,6 @@ struct textok_lpips {
     size_t arena_floats;
     int    res_B, res_H, res_W;
     int    fwd_B;                     /* batch of the last forward; 0 = none (backward needs one) */
-    float *zeros;                     /* (TEXTOK__NETS_ZERO) kept zero */
     float *xin, *yin;                 /* (B, 3, H, W) staging for textok_lpips_distance */
     float *xs;                        /* (B, 3, H, W) scaled input */
     float *act[TEXTOK__VGG_CONVS];    /* x: conv j output after its ReLU, (B, c_l, H>>l, W>>l) */
@@ -6226,7 +6199,6 @@ static void textok__lpips_carve(textok_lpips *lp, textok__carve *a, int B, int H
     textok_conv2d_dims cd = textok__cdims(1, 3, H, W, 3, 1, 1, 0);
     int j, l;
     work = textok_conv2d_work_floats(&cd);
-    lp->zeros = textok__take(a, TEXTOK__NETS_ZERO);
     lp->xin = textok__take(a, img);
     lp->yin = textok__take(a, img);
     lp->xs = textok__take(a, img);
@@ -6257,7 +6229,6 @@ static void textok__lpips_carve(textok_lpips *lp, textok__carve *a, int B, int H
 static int textok__lpips_reserve(textok_lpips *lp, int B, int H, int W)
 {
     textok__carve a;
-    int st;
     if (!lp) return textok__fail(TEXTOK_ERR_ARG, "LPIPS reserve: NULL model");
     if (B < 1 || B > 4096) return textok__fail(TEXTOK_ERR_ARG, "LPIPS: batch %d not in [1, 4096]", B);
     if (H < 16 || W < 16 || H % 16 || W % 16 || H > 16384 || W > 16384)
@@ -6284,7 +6255,6 @@ static int textok__lpips_reserve(textok_lpips *lp, int B, int H, int W)
     memset(&a, 0, sizeof a);
     a.base = lp->arena;
     textok__lpips_carve(lp, &a, B, H, W);
-    if ((st = textok__nets_fill_zeros(&lp->k, lp->zeros)) != TEXTOK_OK) return st;
     lp->res_B = B; lp->res_H = H; lp->res_W = W;
     return TEXTOK_OK;
 }
@@ -6349,7 +6319,7 @@ static int textok__lpips_forward(textok_lpips *lp, float *d_host, const float *x
 /* dx (B, 3, H, W) += sum_b dd_host[b] d LPIPS_b / d x_b, after a forward with the same x, y, B,
    H, W. Runs the trunk backwards from conv 12, adding each tap's LPIPS-layer gradient where the
    gradient arrives at that tap (ga and gb take turns as source and destination). */
-static TEXTOK__UNUSED int textok__lpips_backward(textok_lpips *lp, float *dx, const float *dd_host, int B, int H, int W)
+static int textok__lpips_backward(textok_lpips *lp, float *dx, const float *dd_host, int B, int H, int W)
 {
     const textok_kernels *k;
     float *P, *Q, *tmp;
@@ -6364,7 +6334,7 @@ static TEXTOK__UNUSED int textok__lpips_backward(textok_lpips *lp, float *dx, co
     P = lp->ga; Q = lp->gb;
     {   /* the gradient at the last tap: LPIPS layer 4 only */
         const int h = H >> 4, w = W >> 4, c = lp->channels[4];
-        textok__nets_zero(k, P, (size_t)B * c * h * w, lp->zeros);
+        k->fill(k, P, (size_t)B * c * h * w, 0.0f);
         k->lpips_layer_backward(k, P, NULL, lp->dd, lp->act[TEXTOK__VGG_CONVS - 1], lp->ytap[4], lp->lin[4], B, c, h * w);
     }
     for (j = TEXTOK__VGG_CONVS - 1; j >= 0; j--) {
@@ -6373,11 +6343,11 @@ static TEXTOK__UNUSED int textok__lpips_backward(textok_lpips *lp, float *dx, co
         const int cout = lp->channels[lev];
         const size_t nout = (size_t)B * cout * h * w, nin = (size_t)B * cin * h * w;
         textok_conv2d_dims cd = textok__cdims(B, cin, h, w, cout, 3, 1, 1);
-        textok__nets_zero(k, Q, nout, lp->zeros);
+        k->fill(k, Q, nout, 0.0f);
         k->leaky_relu_backward(k, Q, P, lp->act[j], nout, 0.0f);    /* the ReLU's mask from its output */
         /* the weights are frozen, so the conv's input (which only dweight reads) is not needed:
            after a pool it is no longer in lp->pool, and that stale buffer is passed */
-        textok__nets_zero(k, P, nin, lp->zeros);
+        k->fill(k, P, nin, 0.0f);
         k->conv2d_backward(k, P, NULL, NULL, Q, j == 0 ? lp->xs : textok__vgg_after_pool(j) ? lp->pool : lp->act[j - 1],
                            lp->conv_w[j], &cd, lp->work);
         if (j == 0) {   /* through the ScalingLayer into the caller's dx */
@@ -6387,7 +6357,7 @@ static TEXTOK__UNUSED int textok__lpips_backward(textok_lpips *lp, float *dx, co
             /* P is the gradient at the pool's output: route it to the pool's input act[j-1],
                the previous level's tap, and add that tap's own LPIPS-layer gradient */
             const int pl = textok__vgg_lev[j - 1];
-            textok__nets_zero(k, Q, (size_t)B * cin * 4 * h * w, lp->zeros);
+            k->fill(k, Q, (size_t)B * cin * 4 * h * w, 0.0f);
             k->maxpool_backward(k, Q, P, lp->act[j - 1], B * cin, 2 * h, 2 * w, h, w);
             k->lpips_layer_backward(k, Q, NULL, lp->dd, lp->act[j - 1], lp->ytap[pl], lp->lin[pl], B, cin, 4 * h * w);
             tmp = P; P = Q; Q = tmp;
@@ -6608,7 +6578,6 @@ struct textok_disc {
     float *arena;
     size_t arena_floats;
     int    res_B, fwd_B;              /* reserved batch; batch of the last forward (0 = none) */
-    float *zeros;                     /* (TEXTOK__NETS_ZERO) kept zero */
     float *img;                       /* (B, 3, S, S) the forward's input (block_in's dweight reads it) */
     float *a_in;                      /* (B, hidden, S, S) block_in output after its LeakyReLU */
     float *pooled;                    /* (B, C, pool, pool) */
@@ -6684,7 +6653,6 @@ static void textok__disc_carve(textok_disc *d, textok__carve *a, int B)
     size_t grad, work, s = S;
     textok_conv2d_dims cd = textok__cdims(1, 3, (int)S, (int)S, (int)h, 5, 1, 2);
     work = textok_conv2d_work_floats(&cd);
-    d->zeros  = textok__take(a, TEXTOK__NETS_ZERO);
     d->img    = textok__take(a, textok__mul3(b, 3, S * S, o));
     d->a_in   = textok__take(a, textok__mul3(b, h, S * S, o));
     grad = textok__mul3(b, h, S * S, o);
@@ -6736,7 +6704,7 @@ static int textok__disc_reserve(textok_disc *d, int B)
     a.base = d->arena;
     textok__disc_carve(d, &a, B);
     d->res_B = B;
-    return textok__nets_fill_zeros(&d->k, d->zeros);
+    return TEXTOK_OK;
 }
 
 /* logits (B, 1, pool, pool) = D(img), img (B, 3, S, S) in [0, 1] as given (no rescale), both
@@ -6780,7 +6748,7 @@ static void textok__disc_forward(textok_disc *d, float *logits, const float *img
 /* dimg (B, 3, S, S; may be NULL) += d/dimg of sum(logits * dlogits); when param_grads != 0 also
    d->grads += d/dparams. After a forward with the same B; dlogits (B, 1, pool, pool). DEVICE
    memory. ga and gb take turns as source and destination of each step's gradient. */
-static TEXTOK__UNUSED void textok__disc_backward(textok_disc *d, float *dimg, int param_grads, const float *dlogits, int B)
+static void textok__disc_backward(textok_disc *d, float *dimg, int param_grads, const float *dlogits, int B)
 {
     const textok_kernels *k = &d->k;
     const textok_disc_config *c = &d->cfg;
@@ -6798,38 +6766,38 @@ static TEXTOK__UNUSED void textok__disc_backward(textok_disc *d, float *dimg, in
     if (!dimg && !param_grads) return;
     /* to_logits.2 (5x5), its LeakyReLU, to_logits.0 (1x1): ga = gradient at the pooled map */
     cd = textok__cdims(B, C, P, P, 1, 5, 1, 2);
-    textok__nets_zero(k, ga, npool, d->zeros);
+    k->fill(k, ga, npool, 0.0f);
     k->conv2d_backward(k, ga, TEXTOK__PG(d->l2_w), TEXTOK__PG(d->l2_b), dlogits, d->t0, d->l2_w, &cd, d->work);
-    textok__nets_zero(k, gb, npool, d->zeros);
+    k->fill(k, gb, npool, 0.0f);
     k->leaky_relu_backward(k, gb, ga, d->t0, npool, TEXTOK__DISC_SLOPE);   /* the mask from the output */
     cd = textok__cdims(B, C, P, P, C, 1, 1, 0);
-    textok__nets_zero(k, ga, npool, d->zeros);
+    k->fill(k, ga, npool, 0.0f);
     k->conv2d_backward(k, ga, TEXTOK__PG(d->l0_w), TEXTOK__PG(d->l0_b), gb, d->pooled, d->l0_w, &cd, d->work);
     /* the pool: gb = gradient at the last stage's output */
-    textok__nets_zero(k, gb, (size_t)B * C * sL * sL, d->zeros);
+    k->fill(k, gb, (size_t)B * C * sL * sL, 0.0f);
     k->maxpool_backward(k, gb, ga, d->stage[c->stages - 1].act, B * C, sL, sL, P, P);
     for (i = c->stages - 1; i >= 0; i--) {
         /* gb: gradient at stage i's output */
         textok__disc_stage *st = &d->stage[i];
         const int s = st->S, half = s / 2;
         const size_t nh = (size_t)B * st->cout * half * half;
-        textok__nets_zero(k, ga, nh, d->zeros);
+        k->fill(k, ga, nh, 0.0f);
         k->leaky_relu_backward(k, ga, gb, st->act, nh, TEXTOK__DISC_SLOPE);
-        textok__nets_zero(k, gb, nh, d->zeros);
+        k->fill(k, gb, nh, 0.0f);
         k->groupnorm_backward(k, gb, TEXTOK__PG(st->gn_w), TEXTOK__PG(st->gn_b), ga, st->blur, st->gn_w, st->mean, st->rstd,
                               B, st->cout, half * half, c->groups);
         /* the blur has no weight gradient, so its input (not kept) is never read: ga, of that
            shape, stands in for it */
         cd = textok__cdims(B * st->cout, 1, s, s, 1, 4, 2, 1);
-        textok__nets_zero(k, ga, (size_t)B * st->cout * s * s, d->zeros);
+        k->fill(k, ga, (size_t)B * st->cout * s * s, 0.0f);
         k->conv2d_backward(k, ga, NULL, NULL, gb, ga, d->blur_k, &cd, d->work);
         cd = textok__cdims(B, st->cin, s, s, st->cout, 3, 1, 1);
-        textok__nets_zero(k, gb, (size_t)B * st->cin * s * s, d->zeros);
+        k->fill(k, gb, (size_t)B * st->cin * s * s, 0.0f);
         k->conv2d_backward(k, gb, TEXTOK__PG(st->conv_w), TEXTOK__PG(st->conv_b), ga, i ? d->stage[i - 1].act : d->a_in,
                            st->conv_w, &cd, d->work);
     }
     /* gb: gradient at block_in's output; its LeakyReLU, then the 5x5 conv into dimg */
-    textok__nets_zero(k, ga, (size_t)B * c->hidden * S * S, d->zeros);
+    k->fill(k, ga, (size_t)B * c->hidden * S * S, 0.0f);
     k->leaky_relu_backward(k, ga, gb, d->a_in, (size_t)B * c->hidden * S * S, TEXTOK__DISC_SLOPE);
     tmp = ga; ga = gb; gb = tmp;
     cd = textok__cdims(B, 3, S, S, c->hidden, 5, 1, 2);

@@ -6,7 +6,12 @@
    --titok times whole TiTok models (official sizes, random weights): encode, and decode split
    into the ViT decoder and the pixel decoder, in ms per image. --torch first runs
    tools/bench_torch.py (the PyTorch reference, same machine, same threads) and prints its time
-   next to ours with the ratio. */
+   next to ours with the ratio.
+     build/bench --train [--models tiny-vq,tiny-vae,s128-vq,tiny-vq+gan,s128-vq+gan] [--torch] [--threads N]
+   --train times whole training steps (textok_trainer_step) in ms per step for a tiny ViT tokenizer
+   (VQ and VAE, batch 8) and a TiTok-S-128-sized one (batch 4) with the L2 loss, and the tiny VQ
+   one with LPIPS + the discriminator (s128-vq+gan, ~a minute a step, only when named); --torch
+   runs tools/bench_train_torch.py first, the same steps in PyTorch. */
 #define _POSIX_C_SOURCE 200112L   /* clock_gettime, popen, strtok_r */
 #define TEXTOK_IMPLEMENTATION
 #include "textok.h"
@@ -124,23 +129,31 @@ static int titok_preset(const char *name, textok_titok_config *c)
 #define MAX_TORCH_ROWS 64
 typedef struct { char model[16], stage[16]; int batch; double ms; } torch_row;
 
-static int run_torch(const char *models, const char *batches, int threads, torch_row *rows)
+/* runs a tools/ script and collects its "torch <model> <batch> <stage> <ms>" lines; '#' lines
+   are echoed. show: the command as printed (the full one can be long). */
+static int run_torch_cmd(const char *cmd, const char *show, torch_row *rows)
 {
-    char cmd[512], line[256];
+    char line[256];
     FILE *f;
     int n = 0;
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tools/bench_torch.py --models %s --batches %s --threads %d",
-             models, batches, threads);
-    printf("running the PyTorch reference first: %s\n", cmd);
+    printf("running the PyTorch reference first: %s\n", show);
     fflush(stdout);
     if (!(f = popen(cmd, "r"))) { printf("  (could not run it)\n"); return 0; }
-    while (fgets(line, sizeof line, f) && n < MAX_TORCH_ROWS) {
+    while (fgets(line, sizeof line, f)) {
         torch_row *r = &rows[n];
-        if (sscanf(line, "torch %15s %d %15s %lf", r->model, &r->batch, r->stage, &r->ms) == 4) n++;
+        if (n < MAX_TORCH_ROWS && sscanf(line, "torch %15s %d %15s %lf", r->model, &r->batch, r->stage, &r->ms) == 4) n++;
         else if (line[0] == '#') printf("  %s", line);
     }
-    if (pclose(f) != 0) printf("  (tools/bench_torch.py failed: is python3-torch installed?)\n");
+    if (pclose(f) != 0) printf("  (%s failed: is python3-torch installed?)\n", show);
     return n;
+}
+
+static int run_torch(const char *models, const char *batches, int threads, torch_row *rows)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tools/bench_torch.py --models %s --batches %s --threads %d",
+             models, batches, threads);
+    return run_torch_cmd(cmd, cmd, rows);
 }
 
 static double torch_ms(const torch_row *rows, int n, const char *model, int batch, const char *stage)
@@ -209,10 +222,255 @@ static int titok_bench(const char *models, const char *batches, int threads, int
     return 0;
 }
 
+/* ----- training steps (--train) ----- */
+/* Rows: a tiny ViT tokenizer (VQ and VAE) at batch 8, and a TiTok-S-128-sized non-legacy VQ
+   tokenizer (direct pixel head: the legacy conv pixel decoder is not a ViT) at batch 4. L2
+   reconstruction only: the rows with LPIPS + the discriminator need section 10 (loss networks).
+   Every model and training value is handed to tools/bench_train_torch.py on its command line,
+   so the PyTorch step trains the same model with the same settings. */
+typedef struct {
+    const char *name;
+    int batch, warmup, steps;   /* images per step; untimed steps first; timed steps (median) */
+    int loss_nets;              /* 1: + LPIPS (VGG16 widths) and the default discriminator */
+    int optional;               /* 1: only when named in --models (too slow for the default run) */
+    textok_titok_config cfg;
+} train_row;
+
+static textok_titok_config vit_tokenizer(int S, int p, int K, int C, int width, int layers, int heads, int mlp,
+                                         int vae, int V)
+{
+    textok_titok_config c;
+    memset(&c, 0, sizeof c);   /* is_legacy 0 and no pixel decoder */
+    c.image_size = S; c.patch_size = p; c.num_latent_tokens = K; c.token_size = C;
+    c.enc_width = c.dec_width = width; c.enc_layers = c.dec_layers = layers;
+    c.enc_heads = c.dec_heads = heads; c.enc_mlp = c.dec_mlp = mlp;
+    c.quantize_mode = vae ? TEXTOK_QUANT_VAE : TEXTOK_QUANT_VQ;
+    c.codebook_size = vae ? 0 : V;
+    c.use_l2_norm = !vae;
+    return c;
+}
+
+static train_row mkrow(const char *name, int batch, int warmup, int steps, textok_titok_config cfg)
+{
+    train_row r;
+    memset(&r, 0, sizeof r);
+    r.name = name; r.batch = batch; r.warmup = warmup; r.steps = steps; r.cfg = cfg;
+    return r;
+}
+
+static int train_rows(train_row *rows)
+{
+    int n = 0;
+    /* tiny: 32x32, patch 8 (16 patches), 16 latent tokens, width 64, 2 layers each side */
+    rows[n++] = mkrow("tiny-vq", 8, 3, 20, vit_tokenizer(32, 8, 16, 12, 64, 2, 2, 256, 0, 256));
+    rows[n++] = mkrow("tiny-vae", 8, 3, 20, vit_tokenizer(32, 8, 16, 12, 64, 2, 2, 256, 1, 0));
+    /* TiTok-S-128 sizes: 256x256, patch 16, K 128, width 512, 8 layers, 8 heads, MLP 2048,
+       token_size 12, codebook 4096 (l2-normalised); ~7 s a step on 2 cores: few timed steps */
+    rows[n++] = mkrow("s128-vq", 4, 1, 3, vit_tokenizer(256, 16, 128, 12, 512, 8, 8, 2048, 0, 4096));
+    /* with LPIPS (VGG16 widths, random weights) + the default discriminator: perceptual 0.1,
+       GAN 0.1 from step 0 with LeCAM, so every step also runs the discriminator's update.
+       Convolutions on small images dominate: seconds a step even at 32x32 */
+    rows[n] = rows[0]; rows[n].name = "tiny-vq+gan"; rows[n].loss_nets = 1; rows[n].warmup = 1; rows[n].steps = 3; n++;
+    /* ~2.5 TFLOP a step (VGG16 LPIPS on x and x^ at 256, the discriminator on 2B images): tens
+       of seconds on 2 cores, so only when asked for: --models s128-vq+gan */
+    rows[n] = rows[2]; rows[n].name = "s128-vq+gan"; rows[n].loss_nets = 1; rows[n].steps = 1; rows[n].optional = 1; n++;
+    return n;
+}
+
+static const int vgg16_channels[5] = { 64, 128, 256, 512, 512 };
+
+/* The training values of every row: the TA-TiTok single-stage preset (VQ quantizer 1.0, KL
+   1e-6, AdamW (0.9, 0.99), weight decay 1e-4 by the official name rule, clip 1.0, EMA 0.999),
+   no LR warmup so that every timed step moves the weights. */
+static textok_train_config train_config(const train_row *r)
+{
+    textok_train_config tc;
+    textok_train_preset(&tc, "tatitok");
+    tc.batch = r->batch;
+    tc.warmup_steps = 0;
+    if (r->loss_nets) { tc.perceptual_weight = 0.1f; tc.disc_weight = 0.1f; tc.disc_start = 0; }
+    else { tc.perceptual_weight = 0.0f; tc.disc_weight = 0.0f; }
+    return tc;
+}
+
+/* the row for tools/bench_train_torch.py: NAME:BATCH:WARMUP:STEPS:model key=value,...:train key=value,... */
+static void torch_train_spec(char *buf, size_t size, const train_row *r)
+{
+    const textok_titok_config *c = &r->cfg;
+    textok_train_config tc = train_config(r);
+    int len = snprintf(buf, size,
+        "%s:%d:%d:%d:image_size=%d,patch_size=%d,num_latent_tokens=%d,token_size=%d,enc_width=%d,enc_layers=%d,"
+        "enc_heads=%d,enc_mlp=%d,dec_width=%d,dec_layers=%d,dec_heads=%d,dec_mlp=%d,quantize_mode=%s,"
+        "codebook_size=%d,use_l2_norm=%d,is_legacy=0:recon_weight=%g,lr=%g,end_lr=%g,beta1=%g,beta2=%g,eps=%g,weight_decay=%g,"
+        "grad_clip=%g,ema_decay=%g,commitment_cost=%g,quantizer_weight=%g,kl_weight=%g,vae_sample=%d",
+        r->name, r->batch, r->warmup, r->steps, c->image_size, c->patch_size, c->num_latent_tokens, c->token_size,
+        c->enc_width, c->enc_layers, c->enc_heads, c->enc_mlp, c->dec_width, c->dec_layers, c->dec_heads, c->dec_mlp,
+        c->quantize_mode == TEXTOK_QUANT_VQ ? "vq" : "vae", c->codebook_size, c->use_l2_norm, (double)tc.recon_weight,
+        tc.lr, tc.end_lr, tc.beta1, tc.beta2, tc.eps, tc.weight_decay, (double)tc.grad_clip, tc.ema_decay,
+        (double)tc.commitment_cost, (double)tc.quantizer_weight, (double)tc.kl_weight, tc.vae_sample);
+    if (r->loss_nets && len > 0 && (size_t)len < size) {
+        textok_disc_config dc = textok_disc_default_config();
+        snprintf(buf + len, size - (size_t)len,
+                 ",perceptual_weight=%g,disc_weight=%g,disc_factor=%g,lecam_weight=%g,lecam_decay=%g,"
+                 "disc_lr=%g,lpips_channels=%d/%d/%d/%d/%d,disc_hidden=%d,disc_stages=%d,disc_groups=%d,disc_pool=%d",
+                 (double)tc.perceptual_weight, (double)tc.disc_weight, (double)tc.disc_factor, (double)tc.lecam_weight,
+                 (double)tc.lecam_decay, tc.disc_lr, vgg16_channels[0], vgg16_channels[1], vgg16_channels[2],
+                 vgg16_channels[3], vgg16_channels[4], dc.hidden, dc.stages, dc.groups, dc.pool);
+    }
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int in_list(const char *list, const char *name)
+{
+    char buf[256], *t, *save = NULL;
+    snprintf(buf, sizeof buf, "%s", list);
+    for (t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) if (!strcmp(t, name)) return 1;
+    return 0;
+}
+
+/* --models names the rows; without it every row but the optional ones runs */
+static int selected(const char *models, const train_row *r)
+{
+    return models ? in_list(models, r->name) : !r->optional;
+}
+
+/* one row: create the model (and loss networks), count the forward FLOPs with one image through
+   encode + decode, then warm-up and timed trainer steps */
+static int train_bench_row(const train_row *r, int threads, double peak, const torch_row *trows, int n_trows)
+{
+    const textok_titok_config *c = &r->cfg;
+    textok_train_config tc = train_config(r);
+    textok_params p = textok_default_params();
+    textok_titok *m = NULL;
+    textok_trainer *t = NULL;
+    textok_lpips *lp = NULL;
+    textok_disc *disc = NULL;
+    textok_titok_timing te, td;
+    textok_tensor_spec *specs = NULL;
+    textok_train_stats stats;
+    textok_rng rng;
+    const size_t img_n = (size_t)3 * c->image_size * c->image_size;
+    float *img = NULL, *lat = NULL, *out = NULL;
+    double *ts = NULL, med, fwd_flops, tms, params = 0.0;
+    int i, j, n_specs, status = 1;
+    p.n_threads = threads; p.max_batch = r->batch;
+    if (textok_titok_create(&m, c, &p, 1) != TEXTOK_OK) goto fail;
+    if (r->loss_nets) {
+        textok_disc_config dc = textok_disc_default_config();
+        if (textok_lpips_create(&lp, vgg16_channels, &p, 4) != TEXTOK_OK) goto fail;
+        if (textok_disc_create(&disc, &dc, c->image_size, &p, 5) != TEXTOK_OK) goto fail;
+    }
+    n_specs = textok_titok_tensor_specs(c, NULL, 0);
+    specs = (textok_tensor_spec *)malloc((size_t)(n_specs > 0 ? n_specs : 1) * sizeof *specs);
+    img = (float *)malloc((size_t)r->batch * img_n * sizeof(float));
+    out = (float *)malloc(img_n * sizeof(float));
+    lat = (float *)malloc((size_t)c->token_size * c->num_latent_tokens * sizeof(float));
+    ts = (double *)malloc((size_t)(r->steps > 0 ? r->steps : 1) * sizeof(double));
+    if (!specs || !img || !out || !lat || !ts || n_specs < 0) { fprintf(stderr, "bench: out of memory\n"); goto done; }
+    textok_titok_tensor_specs(c, specs, n_specs);
+    for (i = 0; i < n_specs; i++) {
+        double e = 1.0;
+        for (j = 0; j < specs[i].ndim; j++) e *= (double)specs[i].shape[j];
+        params += e;
+    }
+    textok_rng_seed(&rng, 2);
+    textok_rng_fill_uniform(&rng, img, (size_t)r->batch * img_n, 0.0f, 1.0f);
+    /* forward FLOPs of one image (they scale linearly with the batch); a step is ~3x forward:
+       the backward does two products per forward product (dinput and dweight) */
+    if (textok_titok_encode(m, img, 1, NULL, lat, NULL, NULL) != TEXTOK_OK) goto fail;
+    te = textok_titok_last_timing(m);
+    if (textok_titok_decode_latents(m, lat, 1, out) != TEXTOK_OK) goto fail;
+    td = textok_titok_last_timing(m);
+    fwd_flops = r->batch * (te.encoder_flops + td.decoder_flops + td.pixel_decoder_flops);
+    if (textok_trainer_create(&t, m, lp, disc, &tc, 3) != TEXTOK_OK) goto fail;
+    for (i = 0; i < r->warmup + r->steps; i++) {
+        double t0 = now();
+        if (textok_trainer_step(t, img, &stats) != TEXTOK_OK) goto fail;
+        if (i >= r->warmup) ts[i - r->warmup] = now() - t0;
+    }
+    qsort(ts, (size_t)r->steps, sizeof(double), cmp_double);
+    med = r->steps % 2 ? ts[r->steps / 2] : 0.5 * (ts[r->steps / 2 - 1] + ts[r->steps / 2]);
+    tms = torch_ms(trows, n_trows, r->name, r->batch, "step");
+    printf("%-12s %5d %7.2f %9.1f %9.1f", r->name, r->batch, params * 1e-6, 1e3 * med, 1e3 * ts[0]);
+    if (r->loss_nets) printf(" %10s %8s %6s", "-", "-", "-");   /* the loss networks' FLOPs are not counted */
+    else printf(" %10.2f %8.1f %5.1f%%", 3.0 * fwd_flops * 1e-9, 3.0 * fwd_flops / med * 1e-9, 100.0 * 3.0 * fwd_flops / med * 1e-9 / peak);
+    if (tms > 0.0) printf(" %9.1f %10.2f\n", tms, 1e3 * med / tms);
+    else printf(" %9s %10s\n", "-", "-");
+    fflush(stdout);
+    status = 0;
+    goto done;
+fail:
+    fprintf(stderr, "bench: %s: %s\n", r->name, textok_last_error());
+done:
+    textok_trainer_free(t);
+    textok_lpips_free(lp);
+    textok_disc_free(disc);
+    textok_titok_free(m);
+    free(specs); free(img); free(out); free(lat); free(ts);
+    return status;
+}
+
+static int train_bench(const char *models, int threads, int torch, double peak)
+{
+    train_row rows[8];
+    torch_row trows[MAX_TORCH_ROWS];
+    int n = train_rows(rows), n_trows = 0, i, sel = 0, status = 0;
+    for (i = 0; i < n; i++) sel += selected(models, &rows[i]);
+    if (!sel) {
+        fprintf(stderr, "bench: --train rows are");
+        for (i = 0; i < n; i++) fprintf(stderr, " %s", rows[i].name);
+        fprintf(stderr, "; none matches --models '%s'\n", models);
+        return 2;
+    }
+    if (torch) {
+        static char cmd[8192];
+        char show[128];
+        int len = snprintf(cmd, sizeof cmd, "/usr/bin/python3 tools/bench_train_torch.py --threads %d", threads);
+        for (i = 0; i < n && len > 0 && (size_t)len < sizeof cmd; i++) {
+            char spec[1024];
+            if (!selected(models, &rows[i])) continue;
+            torch_train_spec(spec, sizeof spec, &rows[i]);
+            len += snprintf(cmd + len, sizeof cmd - (size_t)len, " --row '%s'", spec);
+        }
+        snprintf(show, sizeof show, "tools/bench_train_torch.py --threads %d --row ... (the configs below)", threads);
+        if (len > 0 && (size_t)len < sizeof cmd) n_trows = run_torch_cmd(cmd, show, trows);
+        else printf("  (the PyTorch command line would be too long: not run)\n");
+    }
+    printf("\n%-12s %5s %7s %9s %9s %10s %8s %6s %9s %10s\n", "model", "batch", "Mparams", "ms/step", "min ms",
+           "GFLOP/step", "GFLOP/s", "%peak", "torch ms", "ours/torch");
+    for (i = 0; i < n; i++) {
+        if (!selected(models, &rows[i])) continue;
+        if (train_bench_row(&rows[i], threads, peak, trows, n_trows)) status = 1;
+    }
+    printf("\nms/step: median of the timed steps after the warm-up steps (counts below), whole\n"
+           "textok_trainer_step (forward, losses, backward, clip, AdamW, EMA; + the discriminator step with the\n"
+           "GAN); torch: the same step, median of as many. GFLOP/step ~ 3x the forward FLOPs of the tokenizer\n"
+           "(textok_titok_last_timing; %%peak of the sgemm peak above). ours/torch < 1: we are faster.\n"
+           "Models (random weights and images; AdamW, clip 1.0, EMA 0.999, no LR warm-up):\n");
+    for (i = 0; i < n; i++) {
+        const textok_titok_config *c = &rows[i].cfg;
+        char q[64];
+        if (!selected(models, &rows[i])) continue;
+        if (c->quantize_mode == TEXTOK_QUANT_VQ) snprintf(q, sizeof q, "VQ %d codes%s", c->codebook_size, c->use_l2_norm ? " (l2)" : "");
+        else snprintf(q, sizeof q, "VAE (sampled)");
+        printf("  %-12s %dx%d patch %d, K %d, C %d, width %d, %d+%d layers, %d heads, MLP %d, %s; %s; %d+%d steps\n",
+               rows[i].name, c->image_size, c->image_size, c->patch_size, c->num_latent_tokens, c->token_size, c->enc_width,
+               c->enc_layers, c->dec_layers, c->enc_heads, c->enc_mlp, q,
+               rows[i].loss_nets ? "L2 + LPIPS (VGG16) 0.1 + GAN 0.1 (default discriminator)" : "L2 only",
+               rows[i].warmup, rows[i].steps);
+    }
+    return status;
+}
+
 int main(int argc, char **argv)
 {
-    int threads = 0, reps = 5, i, s, bi, titok = 0, torch = 0;
-    const char *models = "s128,b64,l32", *batches = "1,8";
+    int threads = 0, reps = 5, i, s, bi, titok = 0, train = 0, torch = 0;
+    const char *models = NULL, *batches = "1,8";
     textok_kernels ref = textok_cpu_ref_kernels(), fast;
     textok_rng r;
     double peak;
@@ -221,20 +479,31 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--titok")) titok = 1;
+        else if (!strcmp(argv[i], "--train")) train = 1;
         else if (!strcmp(argv[i], "--torch")) torch = 1;
         else if (!strcmp(argv[i], "--models") && i + 1 < argc) models = argv[++i];
         else if (!strcmp(argv[i], "--batches") && i + 1 < argc) batches = argv[++i];
         else {
             fprintf(stderr, "usage: %s [--threads N] [--reps R] | --titok [--models s128,b64,l32] [--batches 1,8] [--torch]\n"
+                    "       | --train [--models tiny-vq,tiny-vae,s128-vq,tiny-vq+gan,s128-vq+gan] [--torch]\n"
                     "unknown or incomplete flag '%s'\n", argv[0], argv[i]);
             return 2;
         }
     }
     fast = textok_cpu_kernels(threads);
+    if (train) {
+        peak = peak_gflops(&fast);
+        printf("textok %s: %d threads; measured sgemm peak %.1f GFLOP/s; OPENBLAS_CORETYPE=%s OMP_WAIT_POLICY=%s\n",
+               textok_version(), fast.n_threads, peak, getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "unset",
+               getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "unset");
+        if (!getenv("OMP_WAIT_POLICY"))
+            printf("  (OMP_WAIT_POLICY unset: spinning OpenMP threads slow OpenBLAS down; make bench sets it to passive)\n");
+        return train_bench(models, fast.n_threads, torch, peak);
+    }
     if (titok) {
         peak = peak_gflops(&fast);
         printf("textok %s: %d threads; measured sgemm peak %.1f GFLOP/s\n", textok_version(), fast.n_threads, peak);
-        return titok_bench(models, batches, fast.n_threads, torch, peak);
+        return titok_bench(models ? models : "s128,b64,l32", batches, fast.n_threads, torch, peak);
     }
     textok_rng_seed(&r, 7);
 #ifdef TEXTOK_USE_BLAS
