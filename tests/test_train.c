@@ -279,22 +279,31 @@ done:
 /* Runs `steps` steps from a fresh seeded model; when save_at >= 0, saves there, throws the
    trainer and model away, and resumes from the file into a freshly created pair. Returns the
    final parameter, EMA and moment blocks concatenated (caller frees). */
-static float *tr_run(tt_stats *s, int legacy, int vae, int steps, int save_at, size_t *n_out)
+static float *tr_run(tt_stats *s, int legacy, int vae, int gan, int steps, int save_at, size_t *n_out)
 {
     textok_titok_config cfg = tr_config(legacy, vae);
     textok_params p = textok_default_params();
     textok_train_config tc;
     textok_titok *m = NULL;
     textok_trainer *t = NULL;
+    textok_lpips *lp = NULL;
+    textok_disc *disc = NULL;
+    textok_disc_config dc;
+    static const int lpips_ch[5] = { 4, 8, 8, 16, 16 };
     textok_tensor_spec *specs;
     const char *path = "build/tr_resume.safetensors";
     size_t ni = (size_t)3 * cfg.image_size * cfg.image_size, total = 0, off = 0;
     float *img = (float *)malloc(2 * ni * sizeof(float)), *out = NULL;
     int i, n_specs, b;
     static const char *const blocks[] = { "param.", "ema.", "adam_m.", "adam_v." };
+    static const char *const dblocks[] = { "disc.param.", "disc.adam_m.", "disc.adam_v." };
     p.max_batch = 2;
     textok_train_preset(&tc, "tiny");
-    tc.batch = 2; tc.perceptual_weight = 0; tc.disc_weight = 0; tc.warmup_steps = 2; tc.vae_sample = 1;
+    tc.batch = 2; tc.warmup_steps = 2; tc.vae_sample = 1;
+    if (!gan) { tc.perceptual_weight = 0; tc.disc_weight = 0; }
+    tc.disc_start = 1;   /* the GAN switches on mid-run: its state must survive the checkpoint */
+    dc = textok_disc_default_config();
+    dc.hidden = 8; dc.stages = 2; dc.groups = 4; dc.pool = 2;
     n_specs = textok_titok_tensor_specs(&cfg, NULL, 0);
     specs = (textok_tensor_spec *)calloc((size_t)n_specs, sizeof *specs);
     textok_titok_tensor_specs(&cfg, specs, n_specs);
@@ -302,9 +311,13 @@ static float *tr_run(tt_stats *s, int legacy, int vae, int steps, int save_at, s
         if (i == 0 || i == save_at) {
             if (i == save_at) {
                 if (textok_trainer_save(t, path) != TEXTOK_OK) { tt_check(s, 0, "resume: save: %s", textok_last_error()); break; }
-                textok_trainer_free(t); textok_titok_free(m); t = NULL; m = NULL;
+                textok_trainer_free(t); textok_titok_free(m); textok_lpips_free(lp); textok_disc_free(disc);
+                t = NULL; m = NULL; lp = NULL; disc = NULL;
             }
-            if (textok_titok_create(&m, &cfg, &p, 21) != TEXTOK_OK || textok_trainer_create(&t, m, NULL, NULL, &tc, 4) != TEXTOK_OK) {
+            if (textok_titok_create(&m, &cfg, &p, 21) != TEXTOK_OK ||
+                (gan && (textok_lpips_create(&lp, lpips_ch, &p, 31) != TEXTOK_OK ||
+                         textok_disc_create(&disc, &dc, cfg.image_size, &p, 41) != TEXTOK_OK)) ||
+                textok_trainer_create(&t, m, lp, disc, &tc, 4) != TEXTOK_OK) {
                 tt_check(s, 0, "resume: create: %s", textok_last_error());
                 break;
             }
@@ -316,8 +329,34 @@ static float *tr_run(tt_stats *s, int legacy, int vae, int steps, int save_at, s
     }
     if (t) {
         size_t n_params = textok_titok_num_params(m);
-        total = 4 * n_params;
+        int nd = 0;
+        textok_tensor_spec *ds = NULL;
+        total = 4 * n_params + 2;
+        if (gan) {
+            nd = textok_disc_tensor_specs(&dc, NULL, 0);
+            ds = (textok_tensor_spec *)calloc((size_t)nd, sizeof *ds);
+            textok_disc_tensor_specs(&dc, ds, nd);
+            for (i = 0; i < nd; i++) {
+                size_t numel = 1;
+                int d;
+                for (d = 0; d < ds[i].ndim; d++) numel *= (size_t)ds[i].shape[d];
+                total += 3 * numel;
+            }
+        }
         out = (float *)malloc(total * sizeof(float));
+        for (b = 0; b < 3 && gan; b++)
+            for (i = 0; i < nd; i++) {
+                char name[160];
+                size_t numel = 1;
+                int d;
+                for (d = 0; d < ds[i].ndim; d++) numel *= (size_t)ds[i].shape[d];
+                snprintf(name, sizeof name, "%s%s", dblocks[b], ds[i].name);
+                textok_trainer_get(t, name, out + off, numel);
+                off += numel;
+            }
+        textok_trainer_get(t, "lecam_ema", out + off, 2);
+        off += 2;
+        free(ds);
         for (b = 0; b < 4; b++)
             for (i = 0; i < n_specs; i++) {
                 char name[160];
@@ -333,16 +372,19 @@ static float *tr_run(tt_stats *s, int legacy, int vae, int steps, int save_at, s
     free(img); free(specs);
     textok_trainer_free(t);
     textok_titok_free(m);
+    textok_lpips_free(lp);
+    textok_disc_free(disc);
     return out;
 }
 
-static void tr_resume(tt_stats *s, int legacy, int vae)
+static void tr_resume(tt_stats *s, int legacy, int vae, int gan)
 {
     size_t n1 = 0, n2 = 0;
-    float *a = tr_run(s, legacy, vae, 6, -1, &n1), *b = tr_run(s, legacy, vae, 6, 3, &n2);
+    float *a = tr_run(s, legacy, vae, gan, 6, -1, &n1), *b = tr_run(s, legacy, vae, gan, 6, 3, &n2);
     tt_check(s, a && b && n1 == n2 && n1 > 0 && !memcmp(a, b, n1 * sizeof(float)),
-             "resume %s %s: 6 steps uninterrupted == 3 steps, checkpoint, new process state, load, 3 steps: params, EMA and both moments bit-identical (%lu values)",
-             legacy ? "legacy" : "direct-head", vae ? "vae" : "vq", (unsigned long)n1);
+             "resume %s %s%s: 6 steps uninterrupted == 3 steps, checkpoint, fresh objects, load, 3 steps: params, EMA, both moments%s bit-identical (%lu values)",
+             legacy ? "legacy" : "direct-head", vae ? "vae" : "vq", gan ? " + LPIPS + GAN from step 1" : "",
+             gan ? ", discriminator and its moments, LeCAM anchors" : "", (unsigned long)n1);
     free(a); free(b);
 }
 
@@ -606,7 +648,9 @@ void test_train(tt_stats *s)
     tr_fd(s, "legacy vq decoder + pixel decoder", 1, 0, 0, 1);
     tr_converge(s, 0);
     tr_converge(s, 1);
-    tr_resume(s, 0, 1);
-    tr_resume(s, 1, 0);
+    tr_resume(s, 0, 1, 0);
+    tr_resume(s, 1, 0, 0);
+    tr_resume(s, 0, 1, 1);
+    tr_resume(s, 0, 0, 1);
     tr_bad(s);
 }
