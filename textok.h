@@ -13,9 +13,11 @@
       an explicit RNG, and strict readers/writers for .safetensors and .npy files. Models, losses
       and training are built on top of the kernel table only, so a GPU table (textok_cuda.cu) runs
       the same code. Models so far: the TiTok tokenizers (encode images to 1D token ids or VAE
-      latents, decode them back), reproducing the official PyTorch checkpoints; and the networks
+      latents, decode them back), reproducing the official PyTorch checkpoints; the networks
       their training losses use, LPIPS (VGG16) and the PatchGAN discriminator, forward and
-      backward.
+      backward; and the trainer: one step of L2/L1 + LPIPS + VQ or KL + hinge GAN with LeCAM,
+      backward through every layer, AdamW, clipping, warmup + cosine, EMA, and checkpoints that
+      resume bit for bit.
 
    QUICK USAGE
       textok_kernels ref  = textok_cpu_ref_kernels();   // naive loops: the reference
@@ -50,6 +52,17 @@
       textok_disc_logits(D, images, B, logits);        // (B,3,256,256) -> (B,1,16,16)
       The trainer drives both through internal calls on device memory (textok__lpips_reserve /
       _forward / _backward, textok__disc_reserve / _forward / _backward; section 10).
+
+   TRAINING
+      textok_train_config tc;
+      textok_train_preset(&tc, "tatitok");              // published loss weights; edit any field
+      p.max_batch = tc.batch;
+      textok_titok_create(&m, &cfg, &p, seed);          // or textok_titok_load
+      textok_trainer *t;
+      textok_trainer_create(&t, m, lp, D, &tc, seed);   // borrows m, lp, D
+      for (;;) textok_trainer_step(t, batch, &stats);   // (tc.batch,3,S,S) in [0,1]; stats: every loss
+      textok_trainer_save(t, "ckpt.safetensors");       // resume: textok_trainer_load
+      textok_trainer_save_model(t, "model.safetensors", 1);   // EMA weights, a normal model file
 
    DATA CONVENTIONS
       Every tensor is a contiguous row-major float32 array; shapes are written as (dim0, dim1, ...)
@@ -103,8 +116,15 @@
          init, the activation arena, encoder (+ legacy reshape), quantisers, decoder, pixel decoder
      10. Loss networks: LPIPS (VGG16) and the PatchGAN discriminator, forward and backward over
          a reserved arena (the internal calls the trainer uses), loading and init
+     11. Training: the ViT stack and the TiTok model (encoder, VQ straight-through / VAE,
+         decoder, both pixel heads) forward with a tape and backward into a grads block laid out
+         like the params; the step (losses, clipping, AdamW, schedule, EMA, discriminator step);
+         reading tensors by name; checkpoints
 
    REVISION HISTORY
+      0.3.0 (2026-11-21)  training: the trainer (all tokenizer losses, AdamW, EMA, checkpoints),
+                          LPIPS and the discriminator; kernels fill, scale, sum_squares,
+                          ema_update, diff_loss, kl, leaky_relu, maxpool, lpips_layer.
       0.2.0 (2026-11-21)  TiTok inference (VQ/VAE, legacy and direct pixel heads); kernels tanh,
                           transpose, l2norm, embedding, unpatchify, gaussian_sample; table copy.
       0.1.0 (2026-11-21)  kernel table with CPU reference and fast path, kernels_compare,
@@ -118,9 +138,9 @@
 #include <stdint.h>
 
 #define TEXTOK_VERSION_MAJOR 0
-#define TEXTOK_VERSION_MINOR 2
+#define TEXTOK_VERSION_MINOR 3
 #define TEXTOK_VERSION_PATCH 0
-#define TEXTOK_VERSION_STRING "0.2.0"
+#define TEXTOK_VERSION_STRING "0.3.0"
 
 #ifndef TEXTOKDEF
 #ifdef TEXTOK_STATIC

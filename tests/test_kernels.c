@@ -572,6 +572,47 @@ static void golden_lpips_layer(tt_stats *s, gold *g, const textok_kernels *k, in
     free(f0); free(f1); free(w); free(dd); free(d); free(df0); free(df1);
 }
 
+/* the trainer's vector kernels: reductions to one float, EMA, the two reconstruction losses, KL */
+static void golden_train_vector(tt_stats *s, gold *g, const textok_kernels *k, int c)
+{
+    size_t n;
+    float *x, *y, *lv, *ema, *dx2, *dx1, *dmean, *dlogvar, one[1];
+    if (!gold_impl(s, g, k, c, k->fill && k->scale && k->sum_squares && k->ema_update && k->diff_loss_forward &&
+                   k->diff_loss_backward && k->kl_forward && k->kl_backward)) return;
+    x = gold_get(g, c, "x", &n); y = gold_get(g, c, "y", NULL); lv = gold_get(g, c, "lv_in", NULL);
+    ema = zeros(n); dx2 = zeros(n); dx1 = zeros(n); dmean = zeros(n); dlogvar = zeros(n);
+    k->sum_squares(k, one, x, n);
+    gold_cmp(s, g, k, c, "sumsq", one);
+    memcpy(ema, x, n * sizeof(float));
+    k->ema_update(k, ema, y, n, 0.125f);
+    gold_cmp(s, g, k, c, "ema", ema);
+    k->diff_loss_forward(k, one, x, y, n, 0);
+    gold_cmp(s, g, k, c, "l2", one);
+    k->diff_loss_backward(k, dx2, x, y, n, 0, 0.75f);
+    gold_cmp(s, g, k, c, "dx_l2", dx2);
+    k->diff_loss_forward(k, one, x, y, n, 1);
+    gold_cmp(s, g, k, c, "l1", one);
+    k->diff_loss_backward(k, dx1, x, y, n, 1, 0.75f);
+    gold_cmp(s, g, k, c, "dx_l1", dx1);
+    k->kl_forward(k, one, x, lv, n);
+    gold_cmp(s, g, k, c, "kl", one);
+    k->kl_backward(k, dmean, dlogvar, x, lv, n, 0.75f);
+    gold_cmp(s, g, k, c, "dmean", dmean);
+    gold_cmp(s, g, k, c, "dlogvar", dlogvar);
+    k->kl_backward(k, dmean, dlogvar, x, lv, n, 0.75f);   /* accumulates */
+    gold_cmp_x(s, g, k, c, "dmean", dmean, GOLD_TOL, 2.0f);
+    /* fill and scale: exact */
+    k->fill(k, ema, n, 0.375f);
+    k->scale(k, ema, n, -2.0f);
+    {
+        size_t i;
+        int ok = 1;
+        for (i = 0; i < n; i++) ok &= ema[i] == -0.75f;
+        tt_check(s, ok, "golden train_vector fill + scale (%s, n %lu): exact", k->name, (unsigned long)n);
+    }
+    free(x); free(y); free(lv); free(ema); free(dx2); free(dx1); free(dmean); free(dlogvar);
+}
+
 typedef void (*golden_fn)(tt_stats *, gold *, const textok_kernels *, int);
 static const struct { const char *op; golden_fn fn; } golden_ops[] = {
     { "matmul", golden_matmul }, { "layernorm", golden_layernorm }, { "rmsnorm", golden_rmsnorm },
@@ -583,7 +624,8 @@ static const struct { const char *op; golden_fn fn; } golden_ops[] = {
     { "tanh", golden_tanh }, { "transpose", golden_transpose }, { "l2norm", golden_l2norm },
     { "embedding", golden_embedding }, { "unpatchify", golden_unpatchify },
     { "gaussian_sample", golden_gaussian_sample },
-    { "leaky_relu", golden_leaky_relu }, { "maxpool", golden_maxpool }, { "lpips_layer", golden_lpips_layer } };
+    { "leaky_relu", golden_leaky_relu }, { "maxpool", golden_maxpool }, { "lpips_layer", golden_lpips_layer },
+    { "train_vector", golden_train_vector } };
 
 void test_kernels_golden(tt_stats *s)
 {
@@ -787,6 +829,14 @@ static void fd_conv_b(fd_case *c, float **g) { textok_conv2d_dims d = fd_conv(c)
 static void fd_ce_f(fd_case *c) { c->k->cross_entropy_forward(c->k, c->out, c->aux[0], c->in[0], (const int32_t *)c->aux[1], c->d[0], c->d[1], c->f); }
 static void fd_ce_b(fd_case *c, float **g) { c->k->cross_entropy_backward(c->k, g[0], c->w, c->aux[0], (const int32_t *)c->aux[1], c->d[0], c->d[1], c->f); }
 
+static void fd_diff_f(fd_case *c) { c->k->diff_loss_forward(c->k, c->out, c->in[0], c->in[1], c->in_n[0], c->d[0]); }
+static void fd_diff_b(fd_case *c, float **g)
+{
+    c->k->diff_loss_backward(c->k, g[0], c->in[0], c->in[1], c->in_n[0], c->d[0], c->w[0]);
+    c->k->diff_loss_backward(c->k, g[1], c->in[1], c->in[0], c->in_n[0], c->d[0], c->w[0]);
+}
+static void fd_kl_f(fd_case *c) { c->k->kl_forward(c->k, c->out, c->in[0], c->in[1], c->in_n[0]); }
+static void fd_kl_b(fd_case *c, float **g) { c->k->kl_backward(c->k, g[0], g[1], c->in[0], c->in[1], c->in_n[0], c->w[0]); }
 static void fd_tanh_f(fd_case *c) { c->k->tanh_forward(c->k, c->out, c->in[0], c->out_n); }
 static void fd_tanh_b(fd_case *c, float **g) { c->k->tanh_backward(c->k, g[0], c->w, c->out, c->out_n); }
 static void fd_transpose_f(fd_case *c) { c->k->transpose_forward(c->k, c->out, c->in[0], c->d[0], c->d[1], c->d[2]); }
@@ -1013,6 +1063,26 @@ void test_kernels_fd(tt_stats *s)
         for (j = 0; j < 5; j++) c.aux[0][j] = 0.2f + 0.1f * (float)j;
         c.missing = !k->lpips_layer_forward || !k->lpips_layer_backward;
         c.fwd = fd_lpips_f; c.bwd = fd_lpips_b;
+        fd_run(s, &c, &r);
+    }
+
+    /* the reconstruction losses (x and y both inputs: d/dy is the same kernel with the
+       arguments swapped) and KL; L1 away from its kink (|x - y| >= 0.2 > FD_H) */
+    {
+        int l1, j;
+        for (l1 = 0; l1 < 2; l1++) {
+            fd_new(&c, k, l1 ? "diff_loss l1" : "diff_loss l2", 1);
+            fd_input(&c, &r, "x", 30, 0, 1); fd_input(&c, &r, "y", 30, 0, 1);
+            for (j = 0; j < 30; j++) if (fabsf(c.in[0][j] - c.in[1][j]) < 0.2f) c.in[1][j] = c.in[0][j] + (j & 1 ? 0.3f : -0.3f);
+            c.d[0] = l1;
+            c.missing = !k->diff_loss_forward || !k->diff_loss_backward;
+            c.fwd = fd_diff_f; c.bwd = fd_diff_b;
+            fd_run(s, &c, &r);
+        }
+        fd_new(&c, k, "kl", 1);
+        fd_input(&c, &r, "mean", 30, 0, 1); fd_input(&c, &r, "logvar", 30, 0, 2);
+        c.missing = !k->kl_forward || !k->kl_backward;
+        c.fwd = fd_kl_f; c.bwd = fd_kl_b;
         fd_run(s, &c, &r);
     }
 }

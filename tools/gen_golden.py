@@ -122,6 +122,11 @@ that flag in dims is 1.
       n_i = f_i / (sqrt(sum_c f_i^2) + 1e-10), d[b] = mean_hw sum_c w_c (n0 - n1)^2
       f0, f1 (B,C,H,W) ReLU-like features (>= 0, no all-zero pixel: there torch's
       gradient is NaN), w (C) >= 0, d (B), dd (B), df0, df1 (B,C,H,W) = d sum(d * dd).
+27. train_vector: n  the trainer's vector kernels on x, y (n):
+      sumsq = sum x^2; ema = x - 0.125 (x - y) (ema_update with ema = x, p = y);
+      l2 = mean (x - y)^2, dx_l2 = 0.75 d l2/dx; l1 = mean |x - y|, dx_l1 = 0.75 d l1/dx
+      (F.mse_loss / F.l1_loss); kl = 0.5 sum(x^2 + exp(lv) - 1 - lv), lv = clamp(3y, -30, 20),
+      dmean, dlogvar = 0.75 d kl / d(x, 3y)  (logvar input stored as lv_in = 3y).
 """
 
 import json
@@ -802,6 +807,27 @@ def gen_lpips_layer(g):
     return gf
 
 
+def gen_train_vector(g):
+    gf = Golden("train_vector")
+    for n in [1000, 37]:
+        x, y = randn(g, n), randn(g, n)
+        lv_in = (3.0 * y).float()
+        xd, yd, lvd = leaf(x), leaf(y), leaf(lv_in)
+        sumsq = (xd * xd).sum().reshape(1)
+        ema = (xd - torch.tensor(0.125, dtype=torch.float64) * (xd - yd)).detach()
+        l2 = F.mse_loss(xd, yd)
+        (dx_l2,) = grads(l2, [xd], torch.tensor(0.75))
+        l1 = F.l1_loss(xd, yd)
+        (dx_l1,) = grads(l1, [xd], torch.tensor(0.75))
+        lv = lvd.clamp(-30.0, 20.0)
+        kl = 0.5 * torch.sum(xd * xd + torch.exp(lv) - 1.0 - lv)
+        dmean, dlogvar = grads(kl, [xd, lvd], torch.tensor(0.75))
+        gf.case(dict(n=n), x=x, y=y, lv_in=lv_in, sumsq=sumsq.detach(), ema=ema, l2=l2.detach().reshape(1),
+                dx_l2=dx_l2, l1=l1.detach().reshape(1), dx_l1=dx_l1, kl=kl.detach().reshape(1),
+                dmean=dmean, dlogvar=dlogvar)
+    return gf
+
+
 # (op, generator function, seed of that op's torch.Generator)
 OPS = [
     ("matmul", gen_matmul, 1001),
@@ -830,6 +856,7 @@ OPS = [
     ("leaky_relu", gen_leaky_relu, 1024),
     ("maxpool", gen_maxpool, 1025),
     ("lpips_layer", gen_lpips_layer, 1026),
+    ("train_vector", gen_train_vector, 1027),
 ]
 
 
@@ -949,6 +976,10 @@ def expected_shapes(op, d):
     if op == "lpips_layer":
         f, b = (d["B"], d["C"], d["H"], d["W"]), (d["B"],)
         return {"f0": f, "f1": f, "w": (d["C"],), "d": b, "dd": b, "df0": f, "df1": f}
+    if op == "train_vector":
+        n, one = (d["n"],), (1,)
+        return {"x": n, "y": n, "lv_in": n, "sumsq": one, "ema": n, "l2": one, "dx_l2": n, "l1": one,
+                "dx_l1": n, "kl": one, "dmean": n, "dlogvar": n}
     raise KeyError(op)
 
 
