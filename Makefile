@@ -61,7 +61,7 @@ HDR        := textok.h
 TEST_SRC   := tests/test_main.c tests/check.c tests/test_kernels.c tests/test_io.c tests/test_titok.c \
               tests/test_nets.c tests/test_train.c tests/textok_impl.c
 TEST_HDR   := tests/check.h
-TOOLS      := $(BUILD)/convert $(BUILD)/tokenize $(BUILD)/reconstruct $(BUILD)/npycmp
+TOOLS      := $(BUILD)/convert $(BUILD)/tokenize $(BUILD)/reconstruct $(BUILD)/npycmp $(BUILD)/train_tokenizer
 PROGRAMS   := $(BUILD)/selfcheck $(BUILD)/bench $(BUILD)/test_runner $(TOOLS)
 # stb_image / stb_image_write (Debian libstb-dev): examples only, never the library. -isystem
 # keeps stb's own code out of our warning flags.
@@ -87,7 +87,7 @@ $(BUILD)/npycmp: tools/npycmp.c $(HDR)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(TEXTOK_CFLAGS) $< -o $@ $(LDFLAGS) $(TEXTOK_LIBS)
 
-$(BUILD)/tokenize $(BUILD)/reconstruct: $(BUILD)/%: examples/%.c examples/common.h $(HDR)
+$(BUILD)/tokenize $(BUILD)/reconstruct $(BUILD)/train_tokenizer: $(BUILD)/%: examples/%.c examples/common.h $(HDR)
 	@mkdir -p $(@D)
 	@test -f /usr/include/stb/stb_image.h || { echo "textok: examples need stb_image: apt-get install libstb-dev"; exit 1; }
 	$(CC) $(CFLAGS) $(TEXTOK_CFLAGS) $(STB_CFLAGS) $< -o $@ $(LDFLAGS) $(TEXTOK_LIBS)
@@ -125,7 +125,7 @@ $(BUILD)/plain/test_runner: $(TEST_SRC) $(TEST_HDR) $(HDR)
 
 test check: compile-checks $(BUILD)/test_runner $(BUILD)/plain/test_runner $(BUILD)/selfcheck $(TOOLS)
 	$(BUILD)/selfcheck
-	@echo "== command-line tools: convert, tokenize, reconstruct =="
+	@echo "== command-line tools: convert, tokenize, reconstruct, train_tokenizer =="
 	tests/test_cli.sh $(BUILD)
 	@echo "== portable build (BLAS=none OPENMP=0) =="
 	$(BUILD)/plain/test_runner
@@ -145,7 +145,7 @@ asan: $(BUILD)/asan/test_runner
 	ASAN_OPTIONS=detect_leaks=1 $(BUILD)/asan/test_runner
 	@echo "== command-line tools under ASan + UBSan =="
 	$(MAKE) --no-print-directory BUILD=$(BUILD)/asan CFLAGS="-O1 -g $(SAN) -DTEXTOK_NO_MMAP" LDFLAGS="$(SAN)" \
-	    $(addprefix $(BUILD)/asan/,convert tokenize reconstruct npycmp)
+	    $(addprefix $(BUILD)/asan/,convert tokenize reconstruct npycmp train_tokenizer)
 	ASAN_OPTIONS=detect_leaks=1 tests/test_cli.sh $(BUILD)/asan
 
 bench: $(BUILD)/bench

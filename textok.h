@@ -8174,7 +8174,7 @@ TEXTOKDEF int textok_trainer_set(textok_trainer *t, const char *name, const floa
 
 /* Metadata: the model config, the discriminator config, counters, the LeCAM anchors (as exact
    float bit patterns) and the RNG state (hex). */
-#define TEXTOK__CKPT_META 96
+#define TEXTOK__CKPT_META 160
 static int textok__ckpt_meta(textok_trainer *t, const char **kv, char *cfgbuf, size_t cfgsz, char *buf, size_t bufsz,
                              char *rng_hex)
 {
@@ -8196,6 +8196,35 @@ static int textok__ckpt_meta(textok_trainer *t, const char **kv, char *cfgbuf, s
         TEXTOK__KV("disc.stages", "%d", t->disc->cfg.stages);
         TEXTOK__KV("disc.groups", "%d", t->disc->cfg.groups);
         TEXTOK__KV("disc.pool", "%d", t->disc->cfg.pool);
+    }
+    {   /* the training config, for the record (load keeps the trainer's own: a resumed run may
+           change e.g. total_steps) */
+        const textok_train_config *c = &t->tc;
+        TEXTOK__KV("train.batch", "%d", c->batch);
+        TEXTOK__KV("train.recon_l1", "%d", c->recon_l1);
+        TEXTOK__KV("train.recon_weight", "%.9g", c->recon_weight);
+        TEXTOK__KV("train.perceptual_weight", "%.9g", c->perceptual_weight);
+        TEXTOK__KV("train.quantizer_weight", "%.9g", c->quantizer_weight);
+        TEXTOK__KV("train.commitment_cost", "%.9g", c->commitment_cost);
+        TEXTOK__KV("train.kl_weight", "%.9g", c->kl_weight);
+        TEXTOK__KV("train.vae_sample", "%d", c->vae_sample);
+        TEXTOK__KV("train.disc_weight", "%.9g", c->disc_weight);
+        TEXTOK__KV("train.disc_factor", "%.9g", c->disc_factor);
+        TEXTOK__KV("train.disc_start", "%d", c->disc_start);
+        TEXTOK__KV("train.lecam_weight", "%.9g", c->lecam_weight);
+        TEXTOK__KV("train.lecam_decay", "%.9g", c->lecam_decay);
+        TEXTOK__KV("train.lr", "%.17g", c->lr);
+        TEXTOK__KV("train.end_lr", "%.17g", c->end_lr);
+        TEXTOK__KV("train.disc_lr", "%.17g", c->disc_lr);
+        TEXTOK__KV("train.disc_end_lr", "%.17g", c->disc_end_lr);
+        TEXTOK__KV("train.warmup_steps", "%d", c->warmup_steps);
+        TEXTOK__KV("train.total_steps", "%d", c->total_steps);
+        TEXTOK__KV("train.beta1", "%.17g", c->beta1);
+        TEXTOK__KV("train.beta2", "%.17g", c->beta2);
+        TEXTOK__KV("train.eps", "%.17g", c->eps);
+        TEXTOK__KV("train.weight_decay", "%.17g", c->weight_decay);
+        TEXTOK__KV("train.grad_clip", "%.9g", c->grad_clip);
+        TEXTOK__KV("train.ema_decay", "%.17g", c->ema_decay);
     }
     kv[2 * n] = "train.rng"; kv[2 * n + 1] = rng_hex; n++;
 #undef TEXTOK__KV
@@ -8240,7 +8269,7 @@ TEXTOKDEF int textok_trainer_save(textok_trainer *t, const char *path)
 {
     static const char *const blocks[] = { "param.", "ema.", "adam_m.", "adam_v.", "disc.param.", "disc.adam_m.", "disc.adam_v." };
     const char *kv[2 * TEXTOK__CKPT_META];
-    char cfgmeta[4096], meta[1024], rng_hex[8 * 628 + 1], (*names)[112] = NULL;
+    char cfgmeta[4096], meta[4096], rng_hex[8 * 628 + 1], (*names)[112] = NULL;
     textok_st_entry *e = NULL;
     float *host = NULL;
     size_t total = 0, off = 0;
