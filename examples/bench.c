@@ -224,10 +224,10 @@ static int titok_bench(const char *models, const char *batches, int threads, int
 
 /* ----- training steps (--train) ----- */
 /* Rows: a tiny ViT tokenizer (VQ and VAE) at batch 8, and a TiTok-S-128-sized non-legacy VQ
-   tokenizer (direct pixel head: the legacy conv pixel decoder is not a ViT) at batch 4. L2
-   reconstruction only: the rows with LPIPS + the discriminator need section 10 (loss networks).
-   Every model and training value is handed to tools/bench_train_torch.py on its command line,
-   so the PyTorch step trains the same model with the same settings. */
+   tokenizer (direct pixel head: the legacy conv pixel decoder is not a ViT) at batch 4, with the
+   L2 loss; then the VQ ones again with LPIPS + the discriminator (the GAN step included). Every
+   model and training value is handed to tools/bench_train_torch.py on its command line, so the
+   PyTorch step trains the same model with the same settings (the weights differ: both random). */
 typedef struct {
     const char *name;
     int batch, warmup, steps;   /* images per step; untimed steps first; timed steps (median) */
