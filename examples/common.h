@@ -236,14 +236,14 @@ EX_STATIC float *ex_load_image(const char *path, int size)
     return img;
 }
 
-/* Writes a (1,3,S,S) float image as an 8-bit RGB PNG. Each value is clamped to [0,1], multiplied
-   by 255 and TRUNCATED (not rounded), exactly as the official TiTok demo's
-   (clamp(x, 0, 1) * 255).to(torch.uint8); NaN becomes 0. */
-EX_STATIC void ex_write_png(const char *path, const float *img, int S)
+/* Writes a (3,H,W) float image (ex_write_png: a square (1,3,S,S) one) as an 8-bit RGB PNG.
+   Each value is clamped to [0,1], multiplied by 255 and TRUNCATED (not rounded), exactly as
+   the official TiTok demo's (clamp(x, 0, 1) * 255).to(torch.uint8); NaN becomes 0. */
+EX_STATIC void ex_write_png_hw(const char *path, const float *img, int H, int W)
 {
-    unsigned char *rgb = (unsigned char *)ex_malloc((size_t)3 * S * S);
+    unsigned char *rgb = (unsigned char *)ex_malloc((size_t)3 * H * W);
     char *tmp = ex_join(path, ".tmp");
-    size_t i, plane = (size_t)S * S;
+    size_t i, plane = (size_t)H * W;
     int c, ok;
     for (i = 0; i < plane; i++)
         for (c = 0; c < 3; c++) {
@@ -252,7 +252,7 @@ EX_STATIC void ex_write_png(const char *path, const float *img, int S)
             rgb[i * 3 + c] = (unsigned char)(v * 255.0f);
         }
     errno = 0;
-    ok = stbi_write_png(tmp, S, S, 3, rgb, 3 * S);
+    ok = stbi_write_png(tmp, W, H, 3, rgb, 3 * W);
     free(rgb);
     if (!ok) {
         const char *why = errno ? strerror(errno) : "stbi_write_png failed";
@@ -262,6 +262,7 @@ EX_STATIC void ex_write_png(const char *path, const float *img, int S)
     ex_commit(tmp, path);
     free(tmp);
 }
+EX_STATIC void ex_write_png(const char *path, const float *img, int S) { ex_write_png_hw(path, img, S, S); }
 
 /* ---------------------------------------------------------------------------------------------
    Other outputs */

@@ -457,31 +457,6 @@ static void make_loss_nets(const textok_train_config *tc, const char *lpips_path
 /* ---------------------------------------------------------------------------------------------
    Outputs */
 
-/* An 8-bit RGB PNG of a (3, H, W) float image, values clamped to [0,1] and truncated as
-   ex_write_png does; written to "<path>.tmp" and renamed. */
-static void write_png_rgb(const char *path, const float *img, int H, int W)
-{
-    size_t plane = (size_t)H * W, i;
-    unsigned char *rgb = (unsigned char *)ex_malloc(3 * plane);
-    char *tmp = ex_join(path, ".tmp");
-    int c, ok;
-    for (i = 0; i < plane; i++)
-        for (c = 0; c < 3; c++) {
-            float v = img[c * plane + i];
-            v = v > 0 ? (v < 1 ? v : 1) : 0;   /* NaN fails v > 0 */
-            rgb[i * 3 + c] = (unsigned char)(v * 255.0f);
-        }
-    errno = 0;
-    ok = stbi_write_png(tmp, W, H, 3, rgb, 3 * W);
-    free(rgb);
-    if (!ok) {
-        const char *why = errno ? strerror(errno) : "stbi_write_png failed";
-        remove(tmp);
-        ex_die("cannot write '%s': %s", tmp, why);
-    }
-    if (rename(tmp, path) != 0) { remove(tmp); ex_die("cannot rename '%s' to '%s'", tmp, path); }
-    free(tmp);
-}
 
 /* recon_<step>.png: up to 8 inputs on the top row, their reconstructions below, 2-pixel white
    gutters between and around the tiles. */
@@ -502,7 +477,7 @@ static void write_grid(const char *dir, int step, const float *inputs, const flo
         }
     snprintf(name, sizeof name, "recon_%d.png", step);
     path = path_join(dir, name);
-    write_png_rgb(path, img, H, W);
+    ex_write_png_hw(path, img, H, W);
     free(path); free(img);
 }
 
