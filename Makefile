@@ -151,6 +151,7 @@ asan: $(BUILD)/asan/test_runner
 bench: $(BUILD)/bench
 	$(BUILD)/bench
 	$(BUILD)/bench --titok --torch
+	$(BUILD)/bench --train --torch
 
 textok.pc: textok.pc.in $(HDR)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/^#define TEXTOK_VERSION_STRING "\(.*\)"/\1/p' $(HDR))|' $< > $@

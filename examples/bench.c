@@ -10,7 +10,7 @@
      build/bench --train [--models tiny-vq,tiny-vae,s128-vq,tiny-vq+gan,s128-vq+gan] [--torch] [--threads N]
    --train times whole training steps (textok_trainer_step) in ms per step for a tiny ViT tokenizer
    (VQ and VAE, batch 8) and a TiTok-S-128-sized one (batch 4) with the L2 loss, and the tiny VQ
-   one with LPIPS + the discriminator (s128-vq+gan, ~a minute a step, only when named); --torch
+   one with LPIPS + the discriminator (s128-vq+gan: ~30 s a step, only when named); --torch
    runs tools/bench_train_torch.py first, the same steps in PyTorch. */
 #define _POSIX_C_SOURCE 200112L   /* clock_gettime, popen, strtok_r */
 #define TEXTOK_IMPLEMENTATION
@@ -265,14 +265,14 @@ static int train_rows(train_row *rows)
     rows[n++] = mkrow("tiny-vq", 8, 3, 20, vit_tokenizer(32, 8, 16, 12, 64, 2, 2, 256, 0, 256));
     rows[n++] = mkrow("tiny-vae", 8, 3, 20, vit_tokenizer(32, 8, 16, 12, 64, 2, 2, 256, 1, 0));
     /* TiTok-S-128 sizes: 256x256, patch 16, K 128, width 512, 8 layers, 8 heads, MLP 2048,
-       token_size 12, codebook 4096 (l2-normalised); ~7 s a step on 2 cores: few timed steps */
-    rows[n++] = mkrow("s128-vq", 4, 1, 3, vit_tokenizer(256, 16, 128, 12, 512, 8, 8, 2048, 0, 4096));
+       token_size 12, codebook 4096 (l2-normalised); ~5-8 s a step on 2 cores: few timed steps */
+    rows[n++] = mkrow("s128-vq", 4, 1, 5, vit_tokenizer(256, 16, 128, 12, 512, 8, 8, 2048, 0, 4096));
     /* with LPIPS (VGG16 widths, random weights) + the default discriminator: perceptual 0.1,
        GAN 0.1 from step 0 with LeCAM, so every step also runs the discriminator's update.
        Convolutions on small images dominate: seconds a step even at 32x32 */
     rows[n] = rows[0]; rows[n].name = "tiny-vq+gan"; rows[n].loss_nets = 1; rows[n].warmup = 1; rows[n].steps = 3; n++;
-    /* ~2.5 TFLOP a step (VGG16 LPIPS on x and x^ at 256, the discriminator on 2B images): tens
-       of seconds on 2 cores, so only when asked for: --models s128-vq+gan */
+    /* ~2.5 TFLOP a step (VGG16 LPIPS on x and x^ at 256, the discriminator on 2B images): 25-35 s
+       a step on 2 cores (2 minutes with --torch), so only when asked for: --models s128-vq+gan */
     rows[n] = rows[2]; rows[n].name = "s128-vq+gan"; rows[n].loss_nets = 1; rows[n].steps = 1; rows[n].optional = 1; n++;
     return n;
 }
