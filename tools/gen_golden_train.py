@@ -79,6 +79,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gen_golden_titok import load_images  # noqa: E402
+from gen_golden_nets import compare_dirs  # noqa: E402
 from titok_ref import TiTok, init_weights  # noqa: E402
 from nets_ref import (NLayerDiscriminator, DiscConfig, disc_init, disc_file_meta, write_weights,  # noqa: E402
                       save_safetensors, load_safetensors, lpips_from_file, disc_from_file, read_weights)
@@ -501,18 +502,6 @@ def check_rng():
             return [f"TextokRNG uniform stream differs from tests/golden/rng.safetensors (seed {dims['seed']})"]
     print("TextokRNG: uniform streams identical to tests/golden/rng.safetensors")
     return []
-
-
-def compare_dirs(a, b):
-    problems = []
-    names = sorted(os.listdir(a))
-    if names != sorted(os.listdir(b)):
-        problems.append(f"file lists differ: {names} vs {sorted(os.listdir(b))}")
-    for n in names:
-        pa, pb = os.path.join(a, n), os.path.join(b, n)
-        if os.path.exists(pb) and open(pa, "rb").read() != open(pb, "rb").read():
-            problems.append(f"{pb}: differs from a fresh regeneration")
-    return problems
 
 
 def main():
