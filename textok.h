@@ -60,7 +60,8 @@
       textok_titok_create(&m, &cfg, &p, seed);          // or textok_titok_load
       textok_trainer *t;
       textok_trainer_create(&t, m, lp, D, &tc, seed);   // borrows m, lp, D
-      for (;;) textok_trainer_step(t, batch, &stats);   // (tc.batch,3,S,S) in [0,1]; stats: every loss
+      for (;;) textok_trainer_step(t, batch, NULL, &stats);   // (tc.batch,3,S,S) in [0,1]; stats: every loss
+                                                              // (a textok_text for models with text)
       textok_trainer_save(t, "ckpt.safetensors");       // resume: textok_trainer_load
       textok_trainer_save_model(t, "model.safetensors", 1);   // EMA weights, a normal model file
 
@@ -553,18 +554,44 @@ typedef struct textok_tensor_spec {
 } textok_tensor_spec;
 
 /* ---------------------------------------------------------------------------------------------
+   The 1D tokenizers: TiTok, TA-TiTok and TexTok, one model type (textok_titok) over one ViT.
+
    TiTok (Yu et al. 2024, bytedance/1d-tokenizer): a ViT encoder reads [cls, patches, K latent
    tokens] and keeps the latents; a quantiser (VQ, or a diagonal Gaussian for the VAE family)
    turns them into K ids or K continuous vectors; a ViT decoder reads [cls, mask tokens, latents]
    and keeps the mask positions, which become the image either through a direct pixel head or
    (legacy L-32/B-64/S-128) through proxy-code logits, a soft lookup in a 1024-entry codebook and
    the MaskGIT-VQGAN convolutional decoder.
+   TA-TiTok (architecture.md 3): TiTok whose decoder also reads Lt = 77 CLIP text token states,
+   projected to its width, after the latents: [cls, mask tokens, latents, text].
+   TexTok (Zha et al. 2024; textok-paper.md): no class tokens; the tokenizer reads [patches, K
+   learnable image tokens, text], keeps the image tokens and projects them to d channels (a KL
+   bottleneck by default); the detokenizer reads [learnable patch tokens, image tokens, text]
+   and maps its patch outputs linearly to pixels. The text (frozen T5 states) may enter both
+   stacks, one, or neither (the paper's ablation; "neither" is the no-text baseline).
+
+   Sequences, with the rows each stack reads out:
+      arch    encoder                         out      decoder                            out
+      titok   [cls, P patches, K latents, T]  latents  [cls, P mask tokens, K latents, T]  P rows
+      textok  [P patches, K image tokens, T]  tokens   [P patch tokens, K tokens, T]       P rows
+   T = text_guidance_proj(emb) + text_guidance_positional_embedding, Lt rows, in the stacks
+   that have text_in_encoder / text_in_decoder.
 
    File layout ("textok layout"): safetensors whose tensor names and shapes are exactly the
-   official PyTorch state_dict names (architecture.md 1.8), F32 (F16/BF16 also accepted), with
-   the configuration below in __metadata__ as decimal strings under the field names, plus
-   "textok.model" = "titok", quantize_mode = "vq"|"vae", pixel_channel_mult = "1,1,2,2,4". */
-enum { TEXTOK_QUANT_VQ = 0, TEXTOK_QUANT_VAE = 1 };
+   official PyTorch state_dict names (architecture.md 1.8, 3.1), F32 (F16/BF16 also accepted),
+   with the configuration below in __metadata__ as decimal strings under the field names, plus
+   "textok.model" = "titok", "arch" = "titok"|"textok", quantize_mode = "vq"|"vae"|"none",
+   pixel_channel_mult = "1,1,2,2,4". TexTok files use TiTok's names for the parts they share:
+      latent_tokens (K,De); encoder.positional_embedding (P,De) (no cls row);
+      encoder.latent_token_positional_embedding (K,De); [encoder.text_guidance_positional_embedding
+      (Lt,De)]; encoder.patch_embed.*; encoder.ln_pre/transformer/ln_post as TiTok;
+      encoder.conv_out (Cq,De,1,1); [encoder.text_guidance_proj (De,Dt)];
+      decoder.positional_embedding (P,Dd) - the learnable patch tokens -;
+      decoder.latent_token_positional_embedding (K,Dd); [decoder.text_guidance_positional_embedding
+      (Lt,Dd)]; decoder.decoder_embed (Dd,C); decoder.ln_pre/transformer/ln_post;
+      decoder.ffn.0 (p*p*3,Dd,1,1); [decoder.text_guidance_proj (Dd,Dt)]; quantize.* (vq). */
+enum { TEXTOK_QUANT_VQ = 0, TEXTOK_QUANT_VAE = 1, TEXTOK_QUANT_NONE = 2 };
+enum { TEXTOK_ARCH_TITOK = 0, TEXTOK_ARCH_TEXTOK = 1 };
 #define TEXTOK_MAX_LEVELS 8
 typedef struct textok_titok_config {
     int image_size;            /* 256: square input and output images */
@@ -585,7 +612,24 @@ typedef struct textok_titok_config {
     int pixel_channel_mult[TEXTOK_MAX_LEVELS];   /* 1,1,2,2,4 */
     int pixel_res_blocks;      /* 2 */
     int pixel_groups;          /* 32 GroupNorm groups */
+    /* text conditioning (TA-TiTok, TexTok); all 0 for a model without text */
+    int arch;                  /* TEXTOK_ARCH_TITOK or TEXTOK_ARCH_TEXTOK: the token layout, below */
+    int text_dim;              /* Dt: width of the text embeddings (768 for CLIP, d_model for T5) */
+    int text_len;              /* Lt: text positions (77 for TA-TiTok); shorter text is padded and masked */
+    int text_in_encoder;       /* 1: the tokenizer sees the text (TexTok) */
+    int text_in_decoder;       /* 1: the detokenizer sees the text (TexTok, TA-TiTok) */
+    int text_optional;         /* 1: trained with text dropout, so it may run without text */
 } textok_titok_config;
+
+/* Text embeddings for a batch, host memory: emb (B, L, text_dim) row-major - T5 or CLIP token
+   states -, mask (B, L) with 1 = a real token and 0 = padding (NULL = all real). L <= the
+   model's text_len; positions L..text_len-1 are padding. Padding is masked out of attention as
+   keys in every block of a stack that sees text, so it cannot change the output. */
+typedef struct textok_text {
+    const float         *emb;    /* (B, L, text_dim) */
+    const unsigned char *mask;   /* (B, L) or NULL */
+    int                  L;
+} textok_text;
 
 typedef struct textok_titok textok_titok;   /* opaque: params, activations, kernel table */
 
@@ -617,20 +661,25 @@ TEXTOKDEF const textok_titok_config *textok_titok_get_config(const textok_titok 
 TEXTOKDEF size_t textok_titok_num_params(const textok_titok *m);
 
 /* Encode B images (B,3,S,S), float RGB in [0,1] (uint8/255; no mean/std normalisation), host
-   memory. Any output pointer may be NULL:
+   memory. text: the batch's text embeddings when the encoder sees text (text_in_encoder), else
+   ignored (may be NULL); a model that needs text and does not get it fails, unless it is
+   text_optional (then it runs with every text key masked). Any output pointer may be NULL:
      tokens    (B,K) int32 ids (vq only)
      latents   (B,C,1,K): vq - the codebook vectors the decoder would see (re-normalised when
                use_l2_norm); vae - the posterior mean, or a sample mean + std*N(0,1) drawn
-               from rng when rng != NULL
+               from rng when rng != NULL; none - the encoder output
      pre_quant (B,Cq,1,K): the encoder output before quantisation (vae: Cq = 2C, mean then
                logvar), in the official (B, C, 1, K) memory layout.
    Returns TEXTOK_OK or a negative status (textok_last_error() says why). */
-TEXTOKDEF int  textok_titok_encode(textok_titok *m, const float *images, int B, int32_t *tokens,
-                                   float *latents, float *pre_quant, textok_rng *rng);
-/* Decode (B,K) ids (vq; each must be < V) or (B,C,1,K) latents into images (B,3,S,S). The output
-   is NOT clamped (as TiTok.decode): callers clamp to [0,1] for display. */
-TEXTOKDEF int  textok_titok_decode_tokens(textok_titok *m, const int32_t *tokens, int B, float *images);
-TEXTOKDEF int  textok_titok_decode_latents(textok_titok *m, const float *latents, int B, float *images);
+TEXTOKDEF int  textok_titok_encode(textok_titok *m, const float *images, int B, const textok_text *text,
+                                   int32_t *tokens, float *latents, float *pre_quant, textok_rng *rng);
+/* Decode (B,K) ids (vq; each must be < V) or (B,C,1,K) latents into images (B,3,S,S). text as for
+   encode, for models with text_in_decoder. The output is NOT clamped (as TiTok.decode): callers
+   clamp to [0,1] for display. */
+TEXTOKDEF int  textok_titok_decode_tokens(textok_titok *m, const int32_t *tokens, int B,
+                                          const textok_text *text, float *images);
+TEXTOKDEF int  textok_titok_decode_latents(textok_titok *m, const float *latents, int B,
+                                           const textok_text *text, float *images);
 
 /* Time spent in the last encode/decode call, split by stage (seconds), and the FLOPs it did:
    for benchmarks. */
@@ -721,6 +770,8 @@ typedef struct textok_train_config {
     double beta1, beta2, eps, weight_decay;   /* AdamW, both optimisers */
     float  grad_clip;          /* global-norm clip of each model's gradients, 0 = off */
     double ema_decay;          /* weight EMA (0 = none), with the (1+n)/(10+n) warm-up */
+    float  text_dropout;       /* probability that an image is trained without its text (every text
+                                  key masked); needs a model with text_optional = 1 */
 } textok_train_config;
 
 /* Presets with the published values (architecture.md 2, 3.2; textok-paper.md 1.3):
@@ -756,9 +807,12 @@ typedef struct textok_trainer textok_trainer;
 TEXTOKDEF int  textok_trainer_create(textok_trainer **out, textok_titok *model, textok_lpips *lpips,
                                      textok_disc *disc, const textok_train_config *tc, uint64_t seed);
 TEXTOKDEF void textok_trainer_free(textok_trainer *t);
-/* One step on tc->batch images (B,3,S,S) in [0,1], host memory. A non-finite loss or gradient
-   stops the step before any parameter changes and returns TEXTOK_ERR_FORMAT. stats may be NULL. */
-TEXTOKDEF int  textok_trainer_step(textok_trainer *t, const float *images, textok_train_stats *stats);
+/* One step on tc->batch images (B,3,S,S) in [0,1], host memory, with their captions' text
+   embeddings (text, B = tc->batch; NULL for a model without text). A non-finite loss or
+   gradient stops the step before any parameter changes and returns TEXTOK_ERR_FORMAT. stats may
+   be NULL. */
+TEXTOKDEF int  textok_trainer_step(textok_trainer *t, const float *images, const textok_text *text,
+                                   textok_train_stats *stats);
 TEXTOKDEF int  textok_trainer_steps_done(const textok_trainer *t);
 TEXTOKDEF textok_rng *textok_trainer_rng(textok_trainer *t);
 /* The last step's reconstructions (tc->batch, 3, S, S), unclamped, host memory. */
@@ -4958,9 +5012,10 @@ typedef struct textok__vit_acts {    /* sized for the larger of encoder and deco
 } textok__vit_acts;
 
 /* x = blocks(ln_pre(seq)); the caller applies ln_post to the rows it reads out. LN eps 1e-5,
-   exact-erf GELU, no attention mask, scale 1/sqrt(head_dim) (architecture.md 1.3). */
+   exact-erf GELU, scale 1/sqrt(head_dim) (architecture.md 1.3). key_mask (B, T): the keys every
+   query may attend (padded text is 0), or NULL for all - TiTok itself never masks. */
 static void textok__vit_forward(const textok_kernels *k, const textok__vit *w, textok__vit_acts *a,
-                                int B, int T)
+                                int B, int T, const unsigned char *key_mask)
 {
     const int D = w->D, M = w->M, BT = B * T;
     const size_t n = (size_t)BT * D;
@@ -4974,7 +5029,7 @@ static void textok__vit_forward(const textok_kernels *k, const textok__vit *w, t
         textok__linear(k, a->q, a->ln, b->qkv_w, b->qkv_b, BT, D, D);
         textok__linear(k, a->k, a->ln, b->qkv_w + (size_t)D * D, b->qkv_b + D, BT, D, D);
         textok__linear(k, a->v, a->ln, b->qkv_w + 2 * (size_t)D * D, b->qkv_b + 2 * D, BT, D, D);
-        k->attention_forward(k, a->att, a->lse, a->q, a->k, a->v, NULL, NULL, &ad, a->work);
+        k->attention_forward(k, a->att, a->lse, a->q, a->k, a->v, NULL, key_mask, &ad, a->work);
         textok__linear(k, a->ln, a->att, b->proj_w, b->proj_b, BT, D, D);
         k->add_forward(k, a->x, a->x, a->ln, n);
         k->layernorm_forward(k, a->ln, NULL, NULL, a->x, b->ln2_w, b->ln2_b, BT, D, 1e-5f);
@@ -5045,8 +5100,11 @@ struct textok_titok {
     textok_titok_config cfg;
     textok_kernels      k;           /* the table every buffer below belongs to */
     int                 max_batch;
-    int P, T;                        /* patches (S/p)^2; sequence 1 + P + K (both stacks) */
-    int Cq;                          /* encoder output channels: C (vq), 2C (vae) */
+    int P;                           /* patches (S/p)^2 */
+    int ncls;                        /* 1 when a class token leads both sequences (titok), else 0 */
+    int Lte, Ltd;                    /* text rows in the encoder / decoder sequence: text_len or 0 */
+    int Te, Td;                      /* sequence lengths ncls + P + K + Lte (encoder), + Ltd (decoder) */
+    int Cq;                          /* encoder output channels: C (vq, none), 2C (vae) */
 
     /* parameters: one block from k.alloc, in state_dict order (textok__titok_walk) */
     float  *params;
@@ -5057,22 +5115,24 @@ struct textok_titok {
         float *patch_w, *patch_b;                 /* (De, 3, p, p), (De) */
         textok__vit vit;
         float *out_w, *out_b;                     /* (Cq, De, 1, 1), (Cq) conv_out */
-    } enc;
+        float *text_w, *text_b, *text_pos;        /* (De, Dt), (De), (Lt, De) text_in_encoder only */
+    } enc;                                        /* textok: no cls, pos (P, De) */
     struct {
         float *cls, *pos, *mask_token, *latent_pos; /* (1, Dd), (1+P, Dd), (1, 1, Dd), (K, Dd) */
+        float *text_w, *text_b, *text_pos;        /* (Dd, Dt), (Dd), (Lt, Dd) text_in_decoder only */
         float *embed_w, *embed_b;                 /* (Dd, C), (Dd) decoder_embed */
         textok__vit vit;
         float *ffn0_w, *ffn0_b;                   /* legacy (2Dd, Dd, 1, 1); else (p*p*3, Dd, 1, 1) */
         float *ffn2_w, *ffn2_b;                   /* legacy only: (Vp, 2Dd, 1, 1), (Vp) */
-        float *out_w, *out_b;                     /* non-legacy only: (3, 3, 3, 3), (3) conv_out */
-    } dec;
+        float *out_w, *out_b;                     /* non-legacy titok only: (3, 3, 3, 3), (3) conv_out */
+    } dec;                                        /* textok: no cls or mask_token; pos (P, Dd) are the patch tokens */
     float *codebook;                              /* (V, C) quantize.embedding.weight (vq) */
     textok__pixel_decoder pix;                    /* legacy only */
     void  *host_arrays;                           /* the block/level arrays above (host memory) */
 
     /* derived from the parameters once after loading (they are constants at inference) */
     float *derived;
-    float *dec_mask_seq;       /* (P, Dd) mask_token + pos[1 + p] */
+    float *dec_mask_seq;       /* (P, Dd) mask_token + pos[1 + p] (titok); the patch tokens pos (textok) */
     float *codebook_lookup;    /* (V, C) the codebook as searched and looked up: l2-normalised rows
                                   when use_l2_norm (get_codebook_entry re-normalises), else codebook */
 
@@ -5080,6 +5140,9 @@ struct textok_titok {
     float *arena;
     size_t arena_floats;
     textok__vit_acts vit;
+    float *text;               /* (B, Lt, Dt) text embeddings, zero-padded (models with text) */
+    unsigned char *kmask_e, *kmask_d;   /* (B, Te), (B, Td) attention key masks, NULL for a stack without text */
+    unsigned char *hmask;      /* (B, max(Te, Td)) host staging for the masks (inside host_arrays) */
     float *img;                /* (B, 3, S, S) input or output images */
     float *img2;               /* (B, 3, S, S) non-legacy head before its conv_out */
     float *patches;            /* (B, De, P) patch_embed output, NCHW */
@@ -5125,7 +5188,19 @@ TEXTOKDEF int textok_titok_config_check(const textok_titok_config *c)
     TEXTOK__CHK(c->dec_heads >= 1 && c->dec_width % c->dec_heads == 0, "dec_heads %d must divide dec_width %d", c->dec_heads, c->dec_width);
     TEXTOK__CHK(c->enc_mlp >= 1 && c->enc_mlp <= 262144 && c->dec_mlp >= 1 && c->dec_mlp <= 262144,
                 "mlp sizes %d/%d not in [1, 262144]", c->enc_mlp, c->dec_mlp);
-    TEXTOK__CHK(c->quantize_mode == TEXTOK_QUANT_VQ || c->quantize_mode == TEXTOK_QUANT_VAE, "quantize_mode %d is neither vq nor vae", c->quantize_mode);
+    TEXTOK__CHK(c->quantize_mode == TEXTOK_QUANT_VQ || c->quantize_mode == TEXTOK_QUANT_VAE || c->quantize_mode == TEXTOK_QUANT_NONE,
+                "quantize_mode %d is not vq, vae or none", c->quantize_mode);
+    TEXTOK__CHK(c->arch == TEXTOK_ARCH_TITOK || c->arch == TEXTOK_ARCH_TEXTOK, "arch %d is neither titok (0) nor textok (1)", c->arch);
+    TEXTOK__CHK(c->arch == TEXTOK_ARCH_TITOK || !c->is_legacy, "a textok-arch model cannot be legacy");
+    TEXTOK__CHK((c->text_in_encoder == 0 || c->text_in_encoder == 1) && (c->text_in_decoder == 0 || c->text_in_decoder == 1)
+                && (c->text_optional == 0 || c->text_optional == 1), "text_in_encoder/text_in_decoder/text_optional must be 0 or 1");
+    TEXTOK__CHK(!c->is_legacy || !c->text_in_encoder, "legacy models take no text in the encoder");
+    if (c->text_in_encoder || c->text_in_decoder)
+        TEXTOK__CHK(c->text_dim >= 1 && c->text_dim <= 65536 && c->text_len >= 1 && c->text_len <= 65536,
+                    "text_dim %d and text_len %d must be in [1, 65536] when a stack sees text", c->text_dim, c->text_len);
+    else
+        TEXTOK__CHK(c->text_dim == 0 && c->text_len == 0 && c->text_optional == 0,
+                    "text_dim %d, text_len %d and text_optional %d must be 0 when no stack sees text", c->text_dim, c->text_len, c->text_optional);
     if (c->quantize_mode == TEXTOK_QUANT_VQ)
         TEXTOK__CHK(c->codebook_size >= 1 && c->codebook_size <= (1 << 24), "codebook_size %d not in [1, 2^24]", c->codebook_size);
     TEXTOK__CHK(c->use_l2_norm == 0 || c->use_l2_norm == 1, "use_l2_norm %d is not 0 or 1", c->use_l2_norm);
@@ -5152,17 +5227,21 @@ TEXTOKDEF int textok_titok_config_check(const textok_titok_config *c)
 }
 
 /* The metadata fields, in one table so that reading and writing cannot drift apart. */
-typedef struct textok__cfg_field { const char *key; size_t offset; } textok__cfg_field;
-#define TEXTOK__CF(f) { #f, offsetof(textok_titok_config, f) }
+typedef struct textok__cfg_field { const char *key; size_t offset; int optional; } textok__cfg_field;
+#define TEXTOK__CF(f) { #f, offsetof(textok_titok_config, f), 0 }
+#define TEXTOK__CF_OPT(f) { #f, offsetof(textok_titok_config, f), 1 }   /* absent (files from 0.3) = 0 */
 static const textok__cfg_field textok__cfg_fields[] = {
     TEXTOK__CF(image_size), TEXTOK__CF(patch_size), TEXTOK__CF(num_latent_tokens), TEXTOK__CF(token_size),
     TEXTOK__CF(enc_width), TEXTOK__CF(enc_layers), TEXTOK__CF(enc_heads), TEXTOK__CF(enc_mlp),
     TEXTOK__CF(dec_width), TEXTOK__CF(dec_layers), TEXTOK__CF(dec_heads), TEXTOK__CF(dec_mlp),
     TEXTOK__CF(codebook_size), TEXTOK__CF(use_l2_norm), TEXTOK__CF(is_legacy),
     TEXTOK__CF(pixel_codebook_size), TEXTOK__CF(pixel_z_channels), TEXTOK__CF(pixel_hidden),
-    TEXTOK__CF(pixel_num_levels), TEXTOK__CF(pixel_res_blocks), TEXTOK__CF(pixel_groups)
+    TEXTOK__CF(pixel_num_levels), TEXTOK__CF(pixel_res_blocks), TEXTOK__CF(pixel_groups),
+    TEXTOK__CF_OPT(text_dim), TEXTOK__CF_OPT(text_len), TEXTOK__CF_OPT(text_in_encoder),
+    TEXTOK__CF_OPT(text_in_decoder), TEXTOK__CF_OPT(text_optional)
 };
 #undef TEXTOK__CF
+#undef TEXTOK__CF_OPT
 #define TEXTOK__N_CFG_FIELDS ((int)(sizeof textok__cfg_fields / sizeof textok__cfg_fields[0]))
 
 static int textok__parse_int(const char *s, int *out)
@@ -5193,6 +5272,7 @@ TEXTOKDEF int textok_titok_config_from_meta(textok_titok_config *cfg, const text
     for (i = 0; i < TEXTOK__N_CFG_FIELDS; i++) {
         int *dst = (int *)((char *)cfg + textok__cfg_fields[i].offset);
         v = textok_st_meta(st, textok__cfg_fields[i].key);
+        if (!v && textok__cfg_fields[i].optional) continue;
         if (!v) return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ lacks '%s'", st->path, textok__cfg_fields[i].key);
         if (!textok__parse_int(v, dst))
             return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ '%s' = \"%.40s\" is not a non-negative integer",
@@ -5201,7 +5281,12 @@ TEXTOKDEF int textok_titok_config_from_meta(textok_titok_config *cfg, const text
     v = textok_st_meta(st, "quantize_mode");
     if (v && strcmp(v, "vq") == 0) cfg->quantize_mode = TEXTOK_QUANT_VQ;
     else if (v && strcmp(v, "vae") == 0) cfg->quantize_mode = TEXTOK_QUANT_VAE;
-    else return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ 'quantize_mode' must be \"vq\" or \"vae\"", st->path);
+    else if (v && strcmp(v, "none") == 0) cfg->quantize_mode = TEXTOK_QUANT_NONE;
+    else return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ 'quantize_mode' must be \"vq\", \"vae\" or \"none\"", st->path);
+    v = textok_st_meta(st, "arch");   /* absent in files from 0.3: TiTok */
+    if (!v || strcmp(v, "titok") == 0) cfg->arch = TEXTOK_ARCH_TITOK;
+    else if (strcmp(v, "textok") == 0) cfg->arch = TEXTOK_ARCH_TEXTOK;
+    else return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ 'arch' = \"%.40s\" is neither \"titok\" nor \"textok\"", st->path, v);
     if (cfg->is_legacy) {
         const char *p = textok_st_meta(st, "pixel_channel_mult");
         int l = 0;
@@ -5247,7 +5332,8 @@ TEXTOKDEF int textok_titok_config_to_meta(const textok_titok_config *cfg, const 
     TEXTOK__PUT("textok.model", "titok");
     for (i = 0; i < TEXTOK__N_CFG_FIELDS; i++)
         TEXTOK__PUT(textok__cfg_fields[i].key, "%d", *(const int *)((const char *)cfg + textok__cfg_fields[i].offset));
-    TEXTOK__PUT("quantize_mode", "%s", cfg->quantize_mode == TEXTOK_QUANT_VAE ? "vae" : "vq");
+    TEXTOK__PUT("quantize_mode", "%s", cfg->quantize_mode == TEXTOK_QUANT_VAE ? "vae" : cfg->quantize_mode == TEXTOK_QUANT_NONE ? "none" : "vq");
+    TEXTOK__PUT("arch", "%s", cfg->arch == TEXTOK_ARCH_TEXTOK ? "textok" : "titok");
     if (cfg->is_legacy) {
         char list[TEXTOK_MAX_LEVELS * 12] = "";
         size_t len = 0;
@@ -5339,21 +5425,30 @@ static void textok__titok_walk(const textok_titok_config *c, textok_titok *m, te
 {
     const int K = c->num_latent_tokens, C = c->token_size, p = c->patch_size;
     const int P = (c->image_size / p) * (c->image_size / p), De = c->enc_width, Dd = c->dec_width;
-    const int Cq = c->quantize_mode == TEXTOK_QUANT_VAE ? 2 * C : C;
+    const int Cq = c->quantize_mode == TEXTOK_QUANT_VAE ? 2 * C : C, Dt = c->text_dim, Lt = c->text_len;
+    const int titok = c->arch == TEXTOK_ARCH_TITOK;   /* textok: no class tokens, mask token or 3x3 conv_out */
     textok__wt(w, TEXTOK__SLOT(m, latent_tokens), 2, K, De, 0, 0, "latent_tokens");
-    textok__wt(w, TEXTOK__SLOT(m, enc.cls), 2, 1, De, 0, 0, "encoder.class_embedding");
-    textok__wt(w, TEXTOK__SLOT(m, enc.pos), 2, 1 + (int64_t)P, De, 0, 0, "encoder.positional_embedding");
+    if (titok) textok__wt(w, TEXTOK__SLOT(m, enc.cls), 2, 1, De, 0, 0, "encoder.class_embedding");
+    textok__wt(w, TEXTOK__SLOT(m, enc.pos), 2, titok + (int64_t)P, De, 0, 0, "encoder.positional_embedding");
     textok__wt(w, TEXTOK__SLOT(m, enc.latent_pos), 2, K, De, 0, 0, "encoder.latent_token_positional_embedding");
+    if (c->text_in_encoder)
+        textok__wt(w, TEXTOK__SLOT(m, enc.text_pos), 2, Lt, De, 0, 0, "encoder.text_guidance_positional_embedding");
     textok__wt(w, TEXTOK__SLOT(m, enc.patch_w), 4, De, 3, p, p, "encoder.patch_embed.weight");
     textok__wt(w, TEXTOK__SLOT(m, enc.patch_b), 1, De, 0, 0, 0, "encoder.patch_embed.bias");
     textok__walk_vit(w, m ? &m->enc.vit : NULL, "encoder", De, c->enc_layers, c->enc_mlp);
     textok__wt(w, TEXTOK__SLOT(m, enc.out_w), 4, Cq, De, 1, 1, "encoder.conv_out.weight");
     textok__wt(w, TEXTOK__SLOT(m, enc.out_b), 1, Cq, 0, 0, 0, "encoder.conv_out.bias");
+    if (c->text_in_encoder) {
+        textok__wt(w, TEXTOK__SLOT(m, enc.text_w), 2, De, Dt, 0, 0, "encoder.text_guidance_proj.weight");
+        textok__wt(w, TEXTOK__SLOT(m, enc.text_b), 1, De, 0, 0, 0, "encoder.text_guidance_proj.bias");
+    }
 
-    textok__wt(w, TEXTOK__SLOT(m, dec.cls), 2, 1, Dd, 0, 0, "decoder.class_embedding");
-    textok__wt(w, TEXTOK__SLOT(m, dec.pos), 2, 1 + (int64_t)P, Dd, 0, 0, "decoder.positional_embedding");
-    textok__wt(w, TEXTOK__SLOT(m, dec.mask_token), 3, 1, 1, Dd, 0, "decoder.mask_token");
+    if (titok) textok__wt(w, TEXTOK__SLOT(m, dec.cls), 2, 1, Dd, 0, 0, "decoder.class_embedding");
+    textok__wt(w, TEXTOK__SLOT(m, dec.pos), 2, titok + (int64_t)P, Dd, 0, 0, "decoder.positional_embedding");
+    if (titok) textok__wt(w, TEXTOK__SLOT(m, dec.mask_token), 3, 1, 1, Dd, 0, "decoder.mask_token");
     textok__wt(w, TEXTOK__SLOT(m, dec.latent_pos), 2, K, Dd, 0, 0, "decoder.latent_token_positional_embedding");
+    if (c->text_in_decoder)
+        textok__wt(w, TEXTOK__SLOT(m, dec.text_pos), 2, Lt, Dd, 0, 0, "decoder.text_guidance_positional_embedding");
     textok__wt(w, TEXTOK__SLOT(m, dec.embed_w), 2, Dd, C, 0, 0, "decoder.decoder_embed.weight");
     textok__wt(w, TEXTOK__SLOT(m, dec.embed_b), 1, Dd, 0, 0, 0, "decoder.decoder_embed.bias");
     textok__walk_vit(w, m ? &m->dec.vit : NULL, "decoder", Dd, c->dec_layers, c->dec_mlp);
@@ -5365,8 +5460,14 @@ static void textok__titok_walk(const textok_titok_config *c, textok_titok *m, te
     } else {
         textok__wt(w, TEXTOK__SLOT(m, dec.ffn0_w), 4, (int64_t)p * p * 3, Dd, 1, 1, "decoder.ffn.0.weight");
         textok__wt(w, TEXTOK__SLOT(m, dec.ffn0_b), 1, (int64_t)p * p * 3, 0, 0, 0, "decoder.ffn.0.bias");
-        textok__wt(w, TEXTOK__SLOT(m, dec.out_w), 4, 3, 3, 3, 3, "decoder.conv_out.weight");
-        textok__wt(w, TEXTOK__SLOT(m, dec.out_b), 1, 3, 0, 0, 0, "decoder.conv_out.bias");
+        if (titok) {
+            textok__wt(w, TEXTOK__SLOT(m, dec.out_w), 4, 3, 3, 3, 3, "decoder.conv_out.weight");
+            textok__wt(w, TEXTOK__SLOT(m, dec.out_b), 1, 3, 0, 0, 0, "decoder.conv_out.bias");
+        }
+    }
+    if (c->text_in_decoder) {   /* TA-TiTok registers these last in its decoder */
+        textok__wt(w, TEXTOK__SLOT(m, dec.text_w), 2, Dd, Dt, 0, 0, "decoder.text_guidance_proj.weight");
+        textok__wt(w, TEXTOK__SLOT(m, dec.text_b), 1, Dd, 0, 0, 0, "decoder.text_guidance_proj.bias");
     }
     if (c->quantize_mode == TEXTOK_QUANT_VQ)
         textok__wt(w, TEXTOK__SLOT(m, codebook), 2, c->codebook_size, C, 0, 0, "quantize.embedding.weight");
@@ -5433,7 +5534,8 @@ static int textok__titok_host_arrays(textok_titok *m)
     const textok_titok_config *c = &m->cfg;
     size_t nb_levels = c->is_legacy ? (size_t)c->pixel_num_levels : 0, nb = c->is_legacy ? (size_t)c->pixel_res_blocks : 0;
     size_t bytes = (size_t)(c->enc_layers + c->dec_layers) * sizeof(textok__vit_block)
-                 + (nb + nb_levels * nb) * sizeof(textok__resblock) + 2 * nb_levels * sizeof(float *);
+                 + (nb + nb_levels * nb) * sizeof(textok__resblock) + 2 * nb_levels * sizeof(float *)
+                 + (size_t)m->max_batch * (size_t)(m->Te > m->Td ? m->Te : m->Td);
     unsigned char *p = (unsigned char *)textok__calloc(1, bytes);
     if (!p) return textok__fail(TEXTOK_ERR_NOMEM, "TiTok: out of memory for %lu bytes of layer tables", (unsigned long)bytes);
     m->host_arrays = p;
@@ -5442,7 +5544,8 @@ static int textok__titok_host_arrays(textok_titok *m)
     m->pix.mid = (textok__resblock *)p;                    p += nb * sizeof(textok__resblock);
     m->pix.up = (textok__resblock *)p;                     p += nb_levels * nb * sizeof(textok__resblock);
     m->pix.upsample_w = (float **)p;                       p += nb_levels * sizeof(float *);
-    m->pix.upsample_b = (float **)p;
+    m->pix.upsample_b = (float **)p;                       p += nb_levels * sizeof(float *);
+    m->hmask = p;
     m->enc.vit.D = c->enc_width; m->enc.vit.L = c->enc_layers; m->enc.vit.H = c->enc_heads; m->enc.vit.M = c->enc_mlp;
     m->dec.vit.D = c->dec_width; m->dec.vit.L = c->dec_layers; m->dec.vit.H = c->dec_heads; m->dec.vit.M = c->dec_mlp;
     return TEXTOK_OK;
@@ -5472,7 +5575,8 @@ static size_t textok__mul3(size_t a, size_t b, size_t c, int *overflow)
 static void textok__titok_carve(textok_titok *m, textok__carve *a)
 {
     const textok_titok_config *c = &m->cfg;
-    const size_t B = (size_t)m->max_batch, T = (size_t)m->T, P = (size_t)m->P, K = (size_t)c->num_latent_tokens;
+    const size_t B = (size_t)m->max_batch, T = (size_t)(m->Te > m->Td ? m->Te : m->Td), P = (size_t)m->P;
+    const size_t K = (size_t)c->num_latent_tokens;
     const size_t S = (size_t)c->image_size, p = (size_t)c->patch_size, C = (size_t)c->token_size;
     const size_t Dmax = textok__max2((size_t)c->enc_width, (size_t)c->dec_width);
     const size_t Mmax = textok__max2((size_t)c->enc_mlp, (size_t)c->dec_mlp);
@@ -5481,7 +5585,10 @@ static void textok__titok_carve(textok_titok *m, textok__carve *a)
     textok_conv2d_dims cd;
     size_t conv_work, head1;
     int *o = &a->overflow;
-    ad.B = (int)B; ad.Tq = ad.Tk = m->T; ad.C = (int)Dmax; ad.H = (int)Hmax; ad.scale = 1.0f;
+    ad.B = (int)B; ad.Tq = ad.Tk = (int)T; ad.C = (int)Dmax; ad.H = (int)Hmax; ad.scale = 1.0f;
+    m->text = c->text_len ? textok__take(a, textok__mul3(B, (size_t)c->text_len, (size_t)c->text_dim, o)) : NULL;
+    m->kmask_e = m->Lte ? (unsigned char *)(void *)textok__take(a, (B * (size_t)m->Te + 3) / 4) : NULL;
+    m->kmask_d = m->Ltd ? (unsigned char *)(void *)textok__take(a, (B * (size_t)m->Td + 3) / 4) : NULL;
     m->vit.seq = textok__take(a, textok__mul3(B, T, Dmax, o));
     m->vit.x   = textok__take(a, textok__mul3(B, T, Dmax, o));
     m->vit.ln  = textok__take(a, textok__mul3(B, T, Dmax, o));
@@ -5493,7 +5600,7 @@ static void textok__titok_carve(textok_titok *m, textok__carve *a)
     m->vit.lse = textok__take(a, textok__mul3(B, Hmax, T, o));
     m->vit.work = textok__take(a, textok_attention_work_floats(&ad));
     m->img     = textok__take(a, textok__mul3(B, 3, S * S, o));
-    m->img2    = c->is_legacy ? NULL : textok__take(a, textok__mul3(B, 3, S * S, o));
+    m->img2    = c->is_legacy || c->arch == TEXTOK_ARCH_TEXTOK ? NULL : textok__take(a, textok__mul3(B, 3, S * S, o));
     m->patches = textok__take(a, textok__mul3(B, (size_t)c->enc_width, P, o));
     m->lat     = textok__take(a, textok__mul3(B, K, Dmax, o));
     m->zt      = textok__take(a, textok__mul3(B, K, 2 * C, o));
@@ -5544,9 +5651,13 @@ static int textok__titok_derive(textok_titok *m)
     const textok_titok_config *c = &m->cfg;
     const int Dd = c->dec_width;
     int p;
-    /* the single learned mask token, repeated over the P mask positions, plus their positions */
-    for (p = 0; p < m->P; p++)
-        k->add_forward(k, m->dec_mask_seq + (size_t)p * Dd, m->dec.mask_token, m->dec.pos + (size_t)(1 + p) * Dd, (size_t)Dd);
+    /* titok: the single learned mask token, repeated over the P mask positions, plus their
+       positions; textok: the learnable patch tokens themselves */
+    if (c->arch == TEXTOK_ARCH_TEXTOK)
+        k->copy(k, m->dec_mask_seq, m->dec.pos, (size_t)m->P * Dd * sizeof(float));
+    else
+        for (p = 0; p < m->P; p++)
+            k->add_forward(k, m->dec_mask_seq + (size_t)p * Dd, m->dec.mask_token, m->dec.pos + (size_t)(1 + p) * Dd, (size_t)Dd);
     if (c->quantize_mode == TEXTOK_QUANT_VQ) {
         if (c->use_l2_norm)
             k->l2norm_forward(k, m->codebook_lookup, m->codebook, c->codebook_size, c->token_size, 1e-12f);
@@ -5585,7 +5696,11 @@ static int textok__titok_new(textok_titok **out, const textok_titok_config *cfg,
     m->k = prm.kernels ? *prm.kernels : textok_cpu_kernels(prm.n_threads);
     m->max_batch = prm.max_batch;
     m->P = (cfg->image_size / cfg->patch_size) * (cfg->image_size / cfg->patch_size);
-    m->T = 1 + m->P + cfg->num_latent_tokens;
+    m->ncls = cfg->arch == TEXTOK_ARCH_TITOK;
+    m->Lte = cfg->text_in_encoder ? cfg->text_len : 0;
+    m->Ltd = cfg->text_in_decoder ? cfg->text_len : 0;
+    m->Te = m->ncls + m->P + cfg->num_latent_tokens + m->Lte;
+    m->Td = m->ncls + m->P + cfg->num_latent_tokens + m->Ltd;
     m->Cq = cfg->quantize_mode == TEXTOK_QUANT_VAE ? 2 * cfg->token_size : cfg->token_size;
     if ((status = textok__titok_host_arrays(m)) != TEXTOK_OK) { textok_titok_free(m); return status; }
     {   /* size the activation arena first: a config it cannot serve fails before any loading */
@@ -5785,28 +5900,124 @@ TEXTOKDEF textok_titok_timing textok_titok_last_timing(const textok_titok *m)
 /* ----- encode ------------------------------------------------------------------------------- */
 /* B <= max_batch images in m->img (B, 3, S, S) -> m->zt (B, K, Cq) token-major and m->zoff
    (B, Cq, K), the official (B, Cq, 1, K) layout. Returns the FLOPs done. */
+/* ----- the token layouts: each stack's input sequence, segment by segment --------------------
+   Rows: [cls (titok)] [P patches or patch/mask tokens] [K latent/image tokens] [Lt text (when the
+   stack sees text)]. The same functions assemble the sequence for inference and for training. */
+
+/* A text segment: Lt rows = text_guidance_proj(text) + text_guidance_positional_embedding. */
+static void textok__text_seg_forward(const textok_kernels *k, float *rows, const float *text, const float *w,
+                                     const float *b, const float *pos, int Lt, int Dt, int D)
+{
+    textok__linear(k, rows, text, w, b, Lt, Dt, D);
+    k->add_forward(k, rows, rows, pos, (size_t)Lt * D);
+}
+
+/* seq (B, Te, De) from the patch tokens tok (B, P, De) (patch_embed output, token-major) and
+   text (B, Lt, Dt) */
+static void textok__enc_seq_forward(const textok_titok *m, float *seq, const float *tok, const float *text, int B)
+{
+    const textok_kernels *k = &m->k;
+    const int D = m->cfg.enc_width, P = m->P, K = m->cfg.num_latent_tokens, T = m->Te, c0 = m->ncls;
+    int b;
+    for (b = 0; b < B; b++) {
+        float *s = seq + (size_t)b * T * D;
+        if (c0) k->add_forward(k, s, m->enc.cls, m->enc.pos, (size_t)D);
+        k->add_forward(k, s + (size_t)c0 * D, tok + (size_t)b * P * D, m->enc.pos + (size_t)c0 * D, (size_t)P * D);
+        k->add_forward(k, s + (size_t)(c0 + P) * D, m->latent_tokens, m->enc.latent_pos, (size_t)K * D);
+        if (m->Lte)
+            textok__text_seg_forward(k, s + (size_t)(c0 + P + K) * D, text + (size_t)b * m->Lte * m->cfg.text_dim,
+                                     m->enc.text_w, m->enc.text_b, m->enc.text_pos, m->Lte, m->cfg.text_dim, D);
+    }
+}
+
+/* seq (B, Td, Dd) from the embedded tokens lat (B, K, Dd) = decoder_embed(z) and text */
+static void textok__dec_seq_forward(const textok_titok *m, float *seq, const float *lat, const float *text, int B)
+{
+    const textok_kernels *k = &m->k;
+    const int D = m->cfg.dec_width, P = m->P, K = m->cfg.num_latent_tokens, T = m->Td, c0 = m->ncls;
+    int b;
+    for (b = 0; b < B; b++) {
+        float *s = seq + (size_t)b * T * D;
+        if (c0) k->add_forward(k, s, m->dec.cls, m->dec.pos, (size_t)D);
+        k->copy(k, s + (size_t)c0 * D, m->dec_mask_seq, (size_t)P * D * sizeof(float));
+        k->add_forward(k, s + (size_t)(c0 + P) * D, lat + (size_t)b * K * D, m->dec.latent_pos, (size_t)K * D);
+        if (m->Ltd)
+            textok__text_seg_forward(k, s + (size_t)(c0 + P + K) * D, text + (size_t)b * m->Ltd * m->cfg.text_dim,
+                                     m->dec.text_w, m->dec.text_b, m->dec.text_pos, m->Ltd, m->cfg.text_dim, D);
+    }
+}
+
+/* The caller's text for images b0 .. b0+nb-1 -> dtext (nb, Lt, Dt) on the device, zero-padded
+   past each caption's L rows, and the key masks (nb, T) of the stacks that see text: 1 for
+   every non-text row, the caller's mask for the first L text rows, 0 for padding and for the
+   images whose drop[b] is set (text dropout in training; drop may be NULL). need_e / need_d say
+   which stacks run. A model that needs text and gets none fails, unless it is text_optional:
+   then every text key is masked, which is exactly the sequence without its text segment. */
+static int textok__titok_set_text(const textok_titok *m, float *dtext, unsigned char *kmask_e, unsigned char *kmask_d,
+                                  const textok_text *text, int b0, int nb, const unsigned char *drop,
+                                  int need_e, int need_d, const char *who)
+{
+    const textok_kernels *k = &m->k;
+    const textok_titok_config *c = &m->cfg;
+    const int Lt = c->text_len, Dt = c->text_dim, K = c->num_latent_tokens;
+    const int have = text && text->emb;
+    int b, j, s, st;
+    need_e = need_e && m->Lte;
+    need_d = need_d && m->Ltd;
+    if (!need_e && !need_d) return TEXTOK_OK;
+    if (!have && !c->text_optional)
+        return textok__fail(TEXTOK_ERR_ARG, "%s: this model's %s was trained with text (text_dim %d, up to %d tokens) and it was "
+                            "given none; pass the caption's embeddings (textok_text), e.g. from build/encode_text or --text-emb",
+                            who, need_e ? "encoder" : "decoder", Dt, Lt);
+    if (have && (text->L < 1 || text->L > Lt))
+        return textok__fail(TEXTOK_ERR_SHAPE, "%s: the text has %d tokens; this model takes 1 to %d (text_len)", who, text->L, Lt);
+    for (b = 0; b < nb; b++) {
+        float *row = dtext + (size_t)b * Lt * Dt;
+        int L = have ? text->L : 0;
+        if (L) {
+            st = k->to_device(k, row, text->emb + ((size_t)(b0 + b) * L) * Dt, (size_t)L * Dt * sizeof(float));
+            if (st != TEXTOK_OK) return textok__fail(st, "%s: a memory transfer failed: %s", who, textok_last_error());
+        }
+        if (L < Lt) k->fill(k, row + (size_t)L * Dt, (size_t)(Lt - L) * Dt, 0.0f);
+    }
+    for (s = 0; s < 2; s++) {
+        const int T = s == 0 ? m->Te : m->Td, off = m->ncls + m->P + K;
+        unsigned char *dst = s == 0 ? kmask_e : kmask_d;
+        if (!(s == 0 ? need_e : need_d)) continue;
+        for (b = 0; b < nb; b++) {
+            unsigned char *h = m->hmask + (size_t)b * T;
+            memset(h, 1, (size_t)off);
+            for (j = 0; j < Lt; j++) {
+                int real = have && j < text->L && !(drop && drop[b]);
+                if (real && text->mask) real = text->mask[(size_t)(b0 + b) * text->L + j] != 0;
+                h[off + j] = (unsigned char)real;
+            }
+        }
+        st = k->to_device(k, dst, m->hmask, (size_t)nb * T);
+        if (st != TEXTOK_OK) return textok__fail(st, "%s: a memory transfer failed: %s", who, textok_last_error());
+    }
+    return TEXTOK_OK;
+}
+
+/* m->img (B, 3, S, S) and m->text -> m->zt (B, K, Cq) token-major and m->zoff (B, Cq, K) */
 static double textok__titok_encoder(textok_titok *m, int B)
 {
     const textok_kernels *k = &m->k;
     const textok_titok_config *c = &m->cfg;
-    const int K = c->num_latent_tokens, D = c->enc_width, P = m->P, T = m->T, Cq = m->Cq, p = c->patch_size;
+    const int K = c->num_latent_tokens, D = c->enc_width, P = m->P, T = m->Te, Cq = m->Cq, p = c->patch_size;
+    const int c0 = m->ncls;
     textok_conv2d_dims cd;
     int b;
     /* 1. patch_embed, a stride-p conv: (B, D, S/p, S/p), then tokens (B, P, D), patch index row*gs+col */
     cd.B = B; cd.C = 3; cd.H = cd.W = c->image_size; cd.OC = D; cd.KH = cd.KW = cd.stride = p; cd.pad = 0;
     k->conv2d_forward(k, m->patches, m->img, m->enc.patch_w, m->enc.patch_b, &cd, m->conv_work);
     k->transpose_forward(k, m->vit.ln, m->patches, B, D, P);
-    /* 2. the sequence [cls, P patches, K latent tokens], each segment with its positions */
-    for (b = 0; b < B; b++) {
-        float *s = m->vit.seq + (size_t)b * T * D;
-        k->add_forward(k, s, m->enc.cls, m->enc.pos, (size_t)D);
-        k->add_forward(k, s + D, m->vit.ln + (size_t)b * P * D, m->enc.pos + D, (size_t)P * D);
-        k->add_forward(k, s + (size_t)(1 + P) * D, m->latent_tokens, m->enc.latent_pos, (size_t)K * D);
-    }
+    /* 2. the sequence: [cls,] P patches, K latent tokens[, text], each segment with its positions */
+    textok__enc_seq_forward(m, m->vit.seq, m->vit.ln, m->text, B);
     /* 3. ln_pre, the blocks, then ln_post on the K latent rows only */
-    textok__vit_forward(k, &m->enc.vit, &m->vit, B, T);
+    textok__vit_forward(k, &m->enc.vit, &m->vit, B, T, m->kmask_e);
     for (b = 0; b < B; b++)
-        k->layernorm_forward(k, m->lat + (size_t)b * K * D, NULL, NULL, m->vit.x + ((size_t)b * T + 1 + P) * D,
+        k->layernorm_forward(k, m->lat + (size_t)b * K * D, NULL, NULL, m->vit.x + ((size_t)b * T + c0 + P) * D,
                              m->enc.vit.ln_post_w, m->enc.vit.ln_post_b, K, D, 1e-5f);
     /* 4. conv_out (1x1, D -> Cq). Legacy checkpoints reshape the (K, D) ln_post output to (D, K)
        by REINTERPRETING its memory, not by transposing it (architecture.md 1.3 step 7): z'[c][k] =
@@ -5822,7 +6033,8 @@ static double textok__titok_encoder(textok_titok *m, int B)
         textok__linear(k, m->zt, m->lat, m->enc.out_w, m->enc.out_b, B * K, D, Cq);
     }
     k->transpose_forward(k, m->zoff, m->zt, B, K, Cq);
-    return 2.0 * B * P * D * 3.0 * p * p + textok__vit_flops(&m->enc.vit, B, T) + 2.0 * B * K * D * Cq;
+    return 2.0 * B * P * D * 3.0 * p * p + textok__vit_flops(&m->enc.vit, B, T) + 2.0 * B * K * D * Cq
+         + 2.0 * B * m->Lte * (double)c->text_dim * D;
 }
 
 /* ----- decode ------------------------------------------------------------------------------- */
@@ -5863,29 +6075,24 @@ static double textok__pixel_decoder_forward(textok_titok *m, int B)
     return flops + 2.0 * B * H * W * 9.0 * 3.0 * cin;
 }
 
-/* zt (B, K, C) token-major -> m->img (B, 3, S, S), unclamped. */
+/* zt (B, K, C) token-major and m->text -> m->img (B, 3, S, S), unclamped. */
 static void textok__titok_decoder(textok_titok *m, const float *zt, int B)
 {
     const textok_kernels *k = &m->k;
     const textok_titok_config *c = &m->cfg;
-    const int K = c->num_latent_tokens, C = c->token_size, D = c->dec_width, P = m->P, T = m->T;
+    const int K = c->num_latent_tokens, C = c->token_size, D = c->dec_width, P = m->P, T = m->Td;
     const int S = c->image_size, p = c->patch_size;
     double t0 = textok__now(), flops;
     int b;
-    /* 1. decoder_embed on the K tokens; the sequence [cls, P mask tokens, K tokens] */
+    /* 1. decoder_embed on the K tokens; the sequence [cls,] P mask/patch tokens, K tokens[, text] */
     textok__linear(k, m->lat, zt, m->dec.embed_w, m->dec.embed_b, B * K, C, D);
-    for (b = 0; b < B; b++) {
-        float *s = m->vit.seq + (size_t)b * T * D;
-        k->add_forward(k, s, m->dec.cls, m->dec.pos, (size_t)D);
-        k->copy(k, s + D, m->dec_mask_seq, (size_t)P * D * sizeof(float));
-        k->add_forward(k, s + (size_t)(1 + P) * D, m->lat + (size_t)b * K * D, m->dec.latent_pos, (size_t)K * D);
-    }
+    textok__dec_seq_forward(m, m->vit.seq, m->lat, m->text, B);
     /* 2. the blocks; ln_post on the P mask positions, which become the (S/p, S/p) grid */
-    textok__vit_forward(k, &m->dec.vit, &m->vit, B, T);
+    textok__vit_forward(k, &m->dec.vit, &m->vit, B, T, m->kmask_d);
     for (b = 0; b < B; b++)
-        k->layernorm_forward(k, m->dec_out + (size_t)b * P * D, NULL, NULL, m->vit.x + ((size_t)b * T + 1) * D,
+        k->layernorm_forward(k, m->dec_out + (size_t)b * P * D, NULL, NULL, m->vit.x + ((size_t)b * T + m->ncls) * D,
                              m->dec.vit.ln_post_w, m->dec.vit.ln_post_b, P, D, 1e-5f);
-    flops = 2.0 * B * K * C * D + textok__vit_flops(&m->dec.vit, B, T);
+    flops = 2.0 * B * K * C * D + textok__vit_flops(&m->dec.vit, B, T) + 2.0 * B * m->Ltd * (double)c->text_dim * D;
     if (c->is_legacy) {
         /* 3a. ffn: 1x1 conv, tanh, 1x1 conv -> logits over the Vp proxy codes at each grid cell;
            their softmax weights a convex combination of pixel-codebook rows (a soft lookup, not
@@ -5906,12 +6113,17 @@ static void textok__titok_decoder(textok_titok *m, const float *zt, int B)
         m->timing.pixel_decoder_flops += textok__pixel_decoder_forward(m, B);
         m->timing.pixel_decoder_s += textok__now() - t0;
     } else {
-        /* 3b. ffn: 1x1 conv to p*p*3 values per cell, rearranged to pixels (c fastest), then a
-           3x3 conv_out */
+        /* 3b. ffn: 1x1 conv to p*p*3 values per cell, rearranged to pixels (c fastest), then
+           (titok) a 3x3 conv_out; TexTok maps patches linearly to pixels and stops there */
         textok__linear(k, m->head1, m->dec_out, m->dec.ffn0_w, m->dec.ffn0_b, B * P, D, p * p * 3);
-        k->unpatchify_forward(k, m->img2, m->head1, B, 3, S, S, p);
-        textok__conv_same(k, m->img, m->img2, m->dec.out_w, m->dec.out_b, B, 3, S, S, 3, 3, m->conv_work);
-        flops += 2.0 * B * P * D * p * p * 3.0 + 2.0 * B * S * S * 81.0;
+        flops += 2.0 * B * P * D * p * p * 3.0;
+        if (c->arch == TEXTOK_ARCH_TEXTOK) {
+            k->unpatchify_forward(k, m->img, m->head1, B, 3, S, S, p);
+        } else {
+            k->unpatchify_forward(k, m->img2, m->head1, B, 3, S, S, p);
+            textok__conv_same(k, m->img, m->img2, m->dec.out_w, m->dec.out_b, B, 3, S, S, 3, 3, m->conv_work);
+            flops += 2.0 * B * S * S * 81.0;
+        }
         m->timing.decoder_s += textok__now() - t0;
         m->timing.decoder_flops += flops;
     }
@@ -5920,8 +6132,8 @@ static void textok__titok_decoder(textok_titok *m, const float *zt, int B)
 /* ----- the public calls --------------------------------------------------------------------- */
 #define TEXTOK__CHECKED(x) do { int st_ = (x); if (st_ != TEXTOK_OK) return textok__fail(st_, "TiTok: a memory transfer failed: %s", textok_last_error()); } while (0)
 
-TEXTOKDEF int textok_titok_encode(textok_titok *m, const float *images, int B, int32_t *tokens,
-                                  float *latents, float *pre_quant, textok_rng *rng)
+TEXTOKDEF int textok_titok_encode(textok_titok *m, const float *images, int B, const textok_text *text,
+                                  int32_t *tokens, float *latents, float *pre_quant, textok_rng *rng)
 {
     const textok_kernels *k;
     const textok_titok_config *c;
@@ -5939,8 +6151,10 @@ TEXTOKDEF int textok_titok_encode(textok_titok *m, const float *images, int B, i
         const int nb = B - b0 < m->max_batch ? B - b0 : m->max_batch;
         const int N = nb * (int)K;
         double t0 = textok__now(), t1;
-        int b;
+        int b, st;
         TEXTOK__CHECKED(k->to_device(k, m->img, images + (size_t)b0 * img_n, (size_t)nb * img_n * sizeof(float)));
+        if ((st = textok__titok_set_text(m, m->text, m->kmask_e, NULL, text, b0, nb, NULL, 1, 0, "textok_titok_encode")) != TEXTOK_OK)
+            return st;
         m->timing.encoder_flops += textok__titok_encoder(m, nb);
         t1 = textok__now();
         m->timing.encoder_s += t1 - t0;
@@ -5958,6 +6172,8 @@ TEXTOKDEF int textok_titok_encode(textok_titok *m, const float *images, int B, i
                 k->transpose_forward(k, m->zoff, m->zq, nb, (int)K, (int)C);
                 TEXTOK__CHECKED(k->to_host(k, latents + (size_t)b0 * C * K, m->zoff, (size_t)N * C * sizeof(float)));
             }
+        } else if (latents && c->quantize_mode == TEXTOK_QUANT_NONE) {
+            TEXTOK__CHECKED(k->to_host(k, latents + (size_t)b0 * C * K, m->zoff, (size_t)N * C * sizeof(float)));
         } else if (latents) {
             /* DiagonalGaussianDistribution over (B, 2C, 1, K): mean = channels [0, C), logvar =
                [C, 2C). mode() by default; with an rng, mean + std * N(0, 1) with the noise in
@@ -5981,7 +6197,8 @@ TEXTOKDEF int textok_titok_encode(textok_titok *m, const float *images, int B, i
     return TEXTOK_OK;
 }
 
-TEXTOKDEF int textok_titok_decode_tokens(textok_titok *m, const int32_t *tokens, int B, float *images)
+TEXTOKDEF int textok_titok_decode_tokens(textok_titok *m, const int32_t *tokens, int B, const textok_text *text,
+                                         float *images)
 {
     const textok_kernels *k;
     const textok_titok_config *c;
@@ -6001,6 +6218,8 @@ TEXTOKDEF int textok_titok_decode_tokens(textok_titok *m, const int32_t *tokens,
     memset(&m->timing, 0, sizeof m->timing);
     for (b0 = 0; b0 < B; b0 += m->max_batch) {
         const int nb = B - b0 < m->max_batch ? B - b0 : m->max_batch, N = nb * (int)K;
+        int st = textok__titok_set_text(m, m->text, NULL, m->kmask_d, text, b0, nb, NULL, 0, 1, "textok_titok_decode_tokens");
+        if (st != TEXTOK_OK) return st;
         TEXTOK__CHECKED(k->to_device(k, m->ids, tokens + (size_t)b0 * K, (size_t)N * sizeof(int32_t)));
         k->embedding_forward(k, m->zq, m->codebook_lookup, m->ids, N, c->token_size);
         textok__titok_decoder(m, m->zq, nb);
@@ -6009,7 +6228,8 @@ TEXTOKDEF int textok_titok_decode_tokens(textok_titok *m, const int32_t *tokens,
     return TEXTOK_OK;
 }
 
-TEXTOKDEF int textok_titok_decode_latents(textok_titok *m, const float *latents, int B, float *images)
+TEXTOKDEF int textok_titok_decode_latents(textok_titok *m, const float *latents, int B, const textok_text *text,
+                                          float *images)
 {
     const textok_kernels *k;
     const textok_titok_config *c;
@@ -6023,6 +6243,8 @@ TEXTOKDEF int textok_titok_decode_latents(textok_titok *m, const float *latents,
     memset(&m->timing, 0, sizeof m->timing);
     for (b0 = 0; b0 < B; b0 += m->max_batch) {
         const int nb = B - b0 < m->max_batch ? B - b0 : m->max_batch;
+        int st = textok__titok_set_text(m, m->text, NULL, m->kmask_d, text, b0, nb, NULL, 0, 1, "textok_titok_decode_latents");
+        if (st != TEXTOK_OK) return st;
         /* (B, C, 1, K) -> (B, K, C): the decoder's real transpose (architecture.md 1.6 step 2) */
         TEXTOK__CHECKED(k->to_device(k, m->zoff, latents + (size_t)b0 * C * K, (size_t)nb * C * K * sizeof(float)));
         k->transpose_forward(k, m->zq, m->zoff, nb, (int)C, (int)K);
@@ -7044,7 +7266,7 @@ static textok_attention_dims textok__vit_ad(const textok__vit *w, int B, int T)
 
 /* The same computation as textok__vit_forward, keeping the tape: seq (B, T, D) -> t->xout. */
 static void textok__vit_train_forward(const textok_kernels *k, const textok__vit *w, textok__vit_tape *t,
-                                      const float *seq, float *att_work, int B, int T)
+                                      const float *seq, float *att_work, int B, int T, const unsigned char *key_mask)
 {
     const int D = w->D, M = w->M, BT = B * T;
     const size_t n = (size_t)BT * D;
@@ -7060,7 +7282,7 @@ static void textok__vit_train_forward(const textok_kernels *k, const textok__vit
         textok__linear(k, y->q, y->ln1, b->qkv_w, b->qkv_b, BT, D, D);
         textok__linear(k, y->k, y->ln1, b->qkv_w + (size_t)D * D, b->qkv_b + D, BT, D, D);
         textok__linear(k, y->v, y->ln1, b->qkv_w + 2 * (size_t)D * D, b->qkv_b + 2 * D, BT, D, D);
-        k->attention_forward(k, y->att, y->lse, y->q, y->k, y->v, NULL, NULL, &ad, att_work);
+        k->attention_forward(k, y->att, y->lse, y->q, y->k, y->v, NULL, key_mask, &ad, att_work);
         textok__linear(k, y->xmid, y->att, b->proj_w, b->proj_b, BT, D, D);
         k->add_forward(k, y->xmid, y->xmid, y->xin, n);
         k->layernorm_forward(k, y->ln2, y->ln2_mean, y->ln2_rstd, y->xmid, b->ln2_w, b->ln2_b, BT, D, 1e-5f);
@@ -7085,7 +7307,7 @@ static void textok__linear_backward(const textok_kernels *k, float *dx, float *d
    layout of w. */
 static void textok__vit_train_backward(const textok_kernels *k, const textok__vit *w, const textok__vit *g,
                                        const textok__vit_tape *t, const float *seq, float *dseq, float *dxout,
-                                       const textok__vit_grad_scratch *s, int B, int T)
+                                       const textok__vit_grad_scratch *s, int B, int T, const unsigned char *key_mask)
 {
     const int D = w->D, M = w->M, BT = B * T;
     const size_t n = (size_t)BT * D, nm = (size_t)BT * M;
@@ -7107,7 +7329,7 @@ static void textok__vit_train_backward(const textok_kernels *k, const textok__vi
         k->fill(k, s->datt, n, 0.0f);
         textok__linear_backward(k, s->datt, gb->proj_w, gb->proj_b, dx, y->att, b->proj_w, BT, D, D);
         k->fill(k, s->dq, n, 0.0f); k->fill(k, s->dk, n, 0.0f); k->fill(k, s->dv, n, 0.0f);
-        k->attention_backward(k, s->dq, s->dk, s->dv, NULL, s->datt, y->q, y->k, y->v, NULL, NULL,
+        k->attention_backward(k, s->dq, s->dk, s->dv, NULL, s->datt, y->q, y->k, y->v, NULL, key_mask,
                               y->att, y->lse, &ad, s->work);
         k->fill(k, s->dln, n, 0.0f);
         for (j = 0; j < 3; j++) {
@@ -7157,10 +7379,13 @@ struct textok_trainer {
     /* the tape and gradient scratch: one arena */
     float  *arena;
     size_t  arena_floats;
-    int     B, S, P, T, K, C, Cq;
+    int     B, S, P, Te, Td, K, C, Cq;
     float  *img, *recon;                /* (B, 3, S, S) input x, reconstruction x^ */
+    float  *text;                       /* (B, Lt, Dt) text embeddings, zero-padded (models with text) */
+    unsigned char *kmask_e, *kmask_d;   /* (B, Te), (B, Td) attention key masks, NULL for a stack without text */
+    unsigned char *h_drop;              /* (B) host: text dropped for this image in this step */
     float  *patches, *tok;              /* (B, De, P), (B, P, De) */
-    float  *seq_e, *seq_d;              /* (B, T, De), (B, T, Dd) */
+    float  *seq_e, *seq_d;              /* (B, Te, De), (B, Td, Dd) */
     textok__vit_tape enc, dec;
     float  *lat_e, *lat_e_mean, *lat_e_rstd;   /* (B, K, De), (B*K) encoder ln_post */
     float  *zt;                         /* (B, K, Cq) encoder output, token-major */
@@ -7181,7 +7406,7 @@ struct textok_trainer {
     float  *scal;                       /* (16) device scalars: losses, norms */
     /* gradient scratch */
     textok__vit_grad_scratch vs;
-    float  *dseq, *dxout;               /* (B, T, Dmax) */
+    float  *dseq, *dxout;               /* (B, max(Te, Td), Dmax) */
     float  *drecon, *dimg2, *dhead1, *dhead1b, *ddec_out, *dlogits, *dprobs, *dcodes, *dpx_in;
     float  *dpa, *dpb, *dpc, *dpd, *dpe, *dpf;   /* pixel-decoder gradient scratch (B * act) each */
     float  *dlat, *dzt, *dzdec, *dzn, *dzq, *dzoff, *dzs, *dms, *dcb;
@@ -7277,7 +7502,8 @@ static void textok__trainer_carve(textok_trainer *t, textok__carve *a)
 {
     const textok_titok *m = t->m;
     const textok_titok_config *c = &m->cfg;
-    const size_t B = (size_t)t->B, T = (size_t)t->T, P = (size_t)t->P, K = (size_t)t->K, C = (size_t)t->C;
+    const size_t B = (size_t)t->B, Te = (size_t)t->Te, Td = (size_t)t->Td, T = Te > Td ? Te : Td;
+    const size_t P = (size_t)t->P, K = (size_t)t->K, C = (size_t)t->C;
     const size_t Cq = (size_t)t->Cq, S = (size_t)t->S, p = (size_t)c->patch_size;
     const size_t De = (size_t)c->enc_width, Dd = (size_t)c->dec_width;
     const size_t Dmax = textok__max2(De, Dd), Mmax = textok__max2((size_t)c->enc_mlp, (size_t)c->dec_mlp);
@@ -7288,12 +7514,15 @@ static void textok__trainer_carve(textok_trainer *t, textok__carve *a)
     int *o = &a->overflow;
     t->img = textok__take(a, img);
     t->recon = textok__take(a, img);
+    t->text = c->text_len ? textok__take(a, textok__mul3(B, (size_t)c->text_len, (size_t)c->text_dim, o)) : NULL;
+    t->kmask_e = m->Lte ? (unsigned char *)(void *)textok__take(a, (B * Te + 3) / 4) : NULL;
+    t->kmask_d = m->Ltd ? (unsigned char *)(void *)textok__take(a, (B * Td + 3) / 4) : NULL;
     t->patches = textok__take(a, textok__mul3(B, De, P, o));
     t->tok = textok__take(a, textok__mul3(B, P, De, o));
-    t->seq_e = textok__take(a, textok__mul3(B, T, De, o));
-    t->seq_d = textok__take(a, textok__mul3(B, T, Dd, o));
-    textok__vit_tape_carve(a, &t->enc, c->enc_layers, B, T, De, (size_t)c->enc_mlp, (size_t)c->enc_heads);
-    textok__vit_tape_carve(a, &t->dec, c->dec_layers, B, T, Dd, (size_t)c->dec_mlp, (size_t)c->dec_heads);
+    t->seq_e = textok__take(a, textok__mul3(B, Te, De, o));
+    t->seq_d = textok__take(a, textok__mul3(B, Td, Dd, o));
+    textok__vit_tape_carve(a, &t->enc, c->enc_layers, B, Te, De, (size_t)c->enc_mlp, (size_t)c->enc_heads);
+    textok__vit_tape_carve(a, &t->dec, c->dec_layers, B, Td, Dd, (size_t)c->dec_mlp, (size_t)c->dec_heads);
     t->lat_e = textok__take(a, textok__mul3(B, K, De, o));
     t->lat_e_mean = textok__take(a, B * K); t->lat_e_rstd = textok__take(a, B * K);
     t->zt = textok__take(a, textok__mul3(B, K, Cq, o));
@@ -7322,7 +7551,7 @@ static void textok__trainer_carve(textok_trainer *t, textok__carve *a)
         t->px_in = textok__take(a, textok__mul3(B, P, Z, o));
         t->n_px = textok__px_build(t, a, t->px, &conv_work, &act);
     } else {
-        t->img2 = textok__take(a, img);
+        t->img2 = c->arch == TEXTOK_ARCH_TEXTOK ? NULL : textok__take(a, img);
         cd.OC = 3; cd.KH = cd.KW = 3; cd.stride = 1; cd.pad = 1;
         conv_work = textok__max2(conv_work, textok_conv2d_work_floats(&cd));
         t->logits = t->probs = t->codes = t->px_in = NULL;
@@ -7343,7 +7572,7 @@ static void textok__trainer_carve(textok_trainer *t, textok__carve *a)
     t->dseq = textok__take(a, textok__mul3(B, T, Dmax, o));
     t->dxout = textok__take(a, textok__mul3(B, T, Dmax, o));
     t->drecon = textok__take(a, img);
-    t->dimg2 = c->is_legacy ? NULL : textok__take(a, img);
+    t->dimg2 = c->is_legacy || c->arch == TEXTOK_ARCH_TEXTOK ? NULL : textok__take(a, img);
     hd = head1;
     t->dhead1 = textok__take(a, textok__mul3(B, P, hd, o));
     t->dhead1b = textok__take(a, textok__mul3(B, P, hd, o));
@@ -7425,22 +7654,17 @@ static void textok__titok_train_encoder(textok_trainer *t)
     const textok_kernels *k = &t->k;
     const textok_titok *m = t->m;
     const textok_titok_config *c = &m->cfg;
-    const int B = t->B, K = t->K, D = c->enc_width, P = t->P, T = t->T, Cq = t->Cq, p = c->patch_size;
+    const int B = t->B, K = t->K, D = c->enc_width, P = t->P, T = t->Te, Cq = t->Cq, p = c->patch_size, c0 = m->ncls;
     textok_conv2d_dims cd;
     int b;
     cd.B = B; cd.C = 3; cd.H = cd.W = c->image_size; cd.OC = D; cd.KH = cd.KW = cd.stride = p; cd.pad = 0;
     k->conv2d_forward(k, t->patches, t->img, m->enc.patch_w, m->enc.patch_b, &cd, t->conv_work);
     k->transpose_forward(k, t->tok, t->patches, B, D, P);
-    for (b = 0; b < B; b++) {
-        float *s = t->seq_e + (size_t)b * T * D;
-        k->add_forward(k, s, m->enc.cls, m->enc.pos, (size_t)D);
-        k->add_forward(k, s + D, t->tok + (size_t)b * P * D, m->enc.pos + D, (size_t)P * D);
-        k->add_forward(k, s + (size_t)(1 + P) * D, m->latent_tokens, m->enc.latent_pos, (size_t)K * D);
-    }
-    textok__vit_train_forward(k, &m->enc.vit, &t->enc, t->seq_e, t->vs.work, B, T);
+    textok__enc_seq_forward(m, t->seq_e, t->tok, t->text, B);
+    textok__vit_train_forward(k, &m->enc.vit, &t->enc, t->seq_e, t->vs.work, B, T, t->kmask_e);
     for (b = 0; b < B; b++)
         k->layernorm_forward(k, t->lat_e + (size_t)b * K * D, t->lat_e_mean + (size_t)b * K, t->lat_e_rstd + (size_t)b * K,
-                             t->enc.xout + ((size_t)b * T + 1 + P) * D, m->enc.vit.ln_post_w, m->enc.vit.ln_post_b, K, D, 1e-5f);
+                             t->enc.xout + ((size_t)b * T + c0 + P) * D, m->enc.vit.ln_post_w, m->enc.vit.ln_post_b, K, D, 1e-5f);
     if (c->is_legacy) {   /* the reinterpreting reshape, see textok__titok_encoder */
         textok_matmul_dims d;
         d.batch = 1; d.M = K; d.N = Cq; d.K = D; d.trans_a = 1; d.trans_b = 1;
@@ -7457,19 +7681,14 @@ static void textok__titok_train_decoder(textok_trainer *t)
     const textok_kernels *k = &t->k;
     const textok_titok *m = t->m;
     const textok_titok_config *c = &m->cfg;
-    const int B = t->B, K = t->K, C = t->C, D = c->dec_width, P = t->P, T = t->T, S = t->S, p = c->patch_size;
+    const int B = t->B, K = t->K, C = t->C, D = c->dec_width, P = t->P, T = t->Td, S = t->S, p = c->patch_size, c0 = m->ncls;
     int b;
     textok__linear(k, t->lat_d, t->zdec, m->dec.embed_w, m->dec.embed_b, B * K, C, D);
-    for (b = 0; b < B; b++) {
-        float *s = t->seq_d + (size_t)b * T * D;
-        k->add_forward(k, s, m->dec.cls, m->dec.pos, (size_t)D);
-        k->copy(k, s + D, m->dec_mask_seq, (size_t)P * D * sizeof(float));
-        k->add_forward(k, s + (size_t)(1 + P) * D, t->lat_d + (size_t)b * K * D, m->dec.latent_pos, (size_t)K * D);
-    }
-    textok__vit_train_forward(k, &m->dec.vit, &t->dec, t->seq_d, t->vs.work, B, T);
+    textok__dec_seq_forward(m, t->seq_d, t->lat_d, t->text, B);
+    textok__vit_train_forward(k, &m->dec.vit, &t->dec, t->seq_d, t->vs.work, B, T, t->kmask_d);
     for (b = 0; b < B; b++)
         k->layernorm_forward(k, t->dec_out + (size_t)b * P * D, t->dec_mean + (size_t)b * P, t->dec_rstd + (size_t)b * P,
-                             t->dec.xout + ((size_t)b * T + 1) * D, m->dec.vit.ln_post_w, m->dec.vit.ln_post_b, P, D, 1e-5f);
+                             t->dec.xout + ((size_t)b * T + c0) * D, m->dec.vit.ln_post_w, m->dec.vit.ln_post_b, P, D, 1e-5f);
     if (c->is_legacy) {
         const int Vp = c->pixel_codebook_size, Z = c->pixel_z_channels;
         textok_matmul_dims d;
@@ -7483,8 +7702,12 @@ static void textok__titok_train_decoder(textok_trainer *t)
         textok__px_train_forward(t);
     } else {
         textok__linear(k, t->head1, t->dec_out, m->dec.ffn0_w, m->dec.ffn0_b, B * P, D, p * p * 3);
-        k->unpatchify_forward(k, t->img2, t->head1, B, 3, S, S, p);
-        textok__conv_same(k, t->recon, t->img2, m->dec.out_w, m->dec.out_b, B, 3, S, S, 3, 3, t->conv_work);
+        if (c->arch == TEXTOK_ARCH_TEXTOK) {   /* linear to pixels, no conv_out */
+            k->unpatchify_forward(k, t->recon, t->head1, B, 3, S, S, p);
+        } else {
+            k->unpatchify_forward(k, t->img2, t->head1, B, 3, S, S, p);
+            textok__conv_same(k, t->recon, t->img2, m->dec.out_w, m->dec.out_b, B, 3, S, S, 3, 3, t->conv_work);
+        }
     }
 }
 
@@ -7554,6 +7777,57 @@ static void textok__px_train_backward(textok_trainer *t)
     }
 }
 
+/* The sequences' backward (textok__enc_seq_forward / _dec_seq_forward): dseq -> the segment
+   parameters' gradients in the shadow model t->g, and the gradient of the segment that came
+   from below (dtok (B, P, De) the patch tokens; dlat (B, K, Dd) the embedded tokens). */
+static void textok__text_seg_backward(const textok_kernels *k, float *gw, float *gb, float *gpos, const float *drows,
+                                      const float *text, const float *w, int Lt, int Dt, int D)
+{
+    k->add_backward(k, NULL, gpos, drows, (size_t)Lt * D);
+    textok__linear_backward(k, NULL, gw, gb, drows, text, w, Lt, Dt, D);   /* the text itself is frozen */
+}
+
+static void textok__enc_seq_backward(textok_trainer *t, float *dtok, const float *dseq)
+{
+    const textok_kernels *k = &t->k;
+    const textok_titok *m = t->m;
+    textok_titok *g = &t->g;
+    const int D = m->cfg.enc_width, P = m->P, K = m->cfg.num_latent_tokens, T = m->Te, c0 = m->ncls;
+    int b;
+    for (b = 0; b < t->B; b++) {
+        const float *ds = dseq + (size_t)b * T * D;
+        if (c0) k->add_backward(k, g->enc.cls, g->enc.pos, ds, (size_t)D);
+        k->add_backward(k, dtok + (size_t)b * P * D, g->enc.pos + (size_t)c0 * D, ds + (size_t)c0 * D, (size_t)P * D);
+        k->add_backward(k, g->latent_tokens, g->enc.latent_pos, ds + (size_t)(c0 + P) * D, (size_t)K * D);
+        if (m->Lte)
+            textok__text_seg_backward(k, g->enc.text_w, g->enc.text_b, g->enc.text_pos, ds + (size_t)(c0 + P + K) * D,
+                                      t->text + (size_t)b * m->Lte * m->cfg.text_dim, m->enc.text_w, m->Lte, m->cfg.text_dim, D);
+    }
+}
+
+static void textok__dec_seq_backward(textok_trainer *t, float *dlat, const float *dseq)
+{
+    const textok_kernels *k = &t->k;
+    const textok_titok *m = t->m;
+    textok_titok *g = &t->g;
+    const int D = m->cfg.dec_width, P = m->P, K = m->cfg.num_latent_tokens, T = m->Td, c0 = m->ncls;
+    int b, i;
+    k->fill(k, t->dms, (size_t)P * D, 0.0f);   /* the P mask/patch-token rows, summed over the batch */
+    for (b = 0; b < t->B; b++) {
+        const float *ds = dseq + (size_t)b * T * D;
+        if (c0) k->add_backward(k, g->dec.cls, g->dec.pos, ds, (size_t)D);
+        k->add_backward(k, t->dms, NULL, ds + (size_t)c0 * D, (size_t)P * D);
+        k->add_backward(k, dlat + (size_t)b * K * D, g->dec.latent_pos, ds + (size_t)(c0 + P) * D, (size_t)K * D);
+        if (m->Ltd)
+            textok__text_seg_backward(k, g->dec.text_w, g->dec.text_b, g->dec.text_pos, ds + (size_t)(c0 + P + K) * D,
+                                      t->text + (size_t)b * m->Ltd * m->cfg.text_dim, m->dec.text_w, m->Ltd, m->cfg.text_dim, D);
+    }
+    /* titok: mask_token + pos[1 + p]; textok: the patch tokens are pos itself */
+    k->add_backward(k, g->dec.pos + (size_t)c0 * D, NULL, t->dms, (size_t)P * D);
+    if (c0)
+        for (i = 0; i < P; i++) k->add_backward(k, g->dec.mask_token, NULL, t->dms + (size_t)i * D, (size_t)D);
+}
+
 /* drecon -> dzdec (B, K, C) and the decoder's gradients */
 static void textok__titok_train_decoder_backward(textok_trainer *t)
 {
@@ -7561,8 +7835,8 @@ static void textok__titok_train_decoder_backward(textok_trainer *t)
     const textok_titok *m = t->m;
     textok_titok *g = &t->g;
     const textok_titok_config *c = &m->cfg;
-    const int B = t->B, K = t->K, C = t->C, D = c->dec_width, P = t->P, T = t->T, S = t->S, p = c->patch_size;
-    int b, i;
+    const int B = t->B, K = t->K, C = t->C, D = c->dec_width, P = t->P, T = t->Td, S = t->S, p = c->patch_size, c0 = m->ncls;
+    int b;
     k->fill(k, t->ddec_out, (size_t)B * P * D, 0.0f);
     if (c->is_legacy) {
         const int Vp = c->pixel_codebook_size, Z = c->pixel_z_channels;
@@ -7582,31 +7856,26 @@ static void textok__titok_train_decoder_backward(textok_trainer *t)
         textok__linear_backward(k, t->ddec_out, g->dec.ffn0_w, g->dec.ffn0_b, t->dhead1b, t->dec_out, m->dec.ffn0_w, B * P, D, 2 * D);
     } else {
         const size_t n1 = (size_t)B * P * p * p * 3;
-        k->fill(k, t->dimg2, (size_t)B * 3 * S * S, 0.0f);
-        textok__conv_same_backward(k, t->dimg2, g->dec.out_w, g->dec.out_b, t->drecon, t->img2, m->dec.out_w, B, 3, S, S, 3, 3, t->conv_work);
+        const float *dimg = t->drecon;
+        if (c->arch == TEXTOK_ARCH_TITOK) {
+            k->fill(k, t->dimg2, (size_t)B * 3 * S * S, 0.0f);
+            textok__conv_same_backward(k, t->dimg2, g->dec.out_w, g->dec.out_b, t->drecon, t->img2, m->dec.out_w, B, 3, S, S, 3, 3, t->conv_work);
+            dimg = t->dimg2;
+        }
         k->fill(k, t->dhead1, n1, 0.0f);
-        k->unpatchify_backward(k, t->dhead1, t->dimg2, B, 3, S, S, p);
+        k->unpatchify_backward(k, t->dhead1, dimg, B, 3, S, S, p);
         textok__linear_backward(k, t->ddec_out, g->dec.ffn0_w, g->dec.ffn0_b, t->dhead1, t->dec_out, m->dec.ffn0_w, B * P, D, p * p * 3);
     }
     /* ln_post on the mask rows, then the stack */
     k->fill(k, t->dxout, (size_t)B * T * D, 0.0f);
     for (b = 0; b < B; b++)
-        k->layernorm_backward(k, t->dxout + ((size_t)b * T + 1) * D, g->dec.vit.ln_post_w, g->dec.vit.ln_post_b,
-                              t->ddec_out + (size_t)b * P * D, t->dec.xout + ((size_t)b * T + 1) * D,
+        k->layernorm_backward(k, t->dxout + ((size_t)b * T + c0) * D, g->dec.vit.ln_post_w, g->dec.vit.ln_post_b,
+                              t->ddec_out + (size_t)b * P * D, t->dec.xout + ((size_t)b * T + c0) * D,
                               m->dec.vit.ln_post_w, t->dec_mean + (size_t)b * P, t->dec_rstd + (size_t)b * P, P, D);
     k->fill(k, t->dseq, (size_t)B * T * D, 0.0f);
-    textok__vit_train_backward(k, &m->dec.vit, &g->dec.vit, &t->dec, t->seq_d, t->dseq, t->dxout, &t->vs, B, T);
-    /* the sequence [cls + pos0, mask_token + pos[1..P], embed(z) + latent_pos] */
-    k->fill(k, t->dms, (size_t)P * D, 0.0f);
+    textok__vit_train_backward(k, &m->dec.vit, &g->dec.vit, &t->dec, t->seq_d, t->dseq, t->dxout, &t->vs, B, T, t->kmask_d);
     k->fill(k, t->dlat, (size_t)B * K * D, 0.0f);
-    for (b = 0; b < B; b++) {
-        const float *ds = t->dseq + (size_t)b * T * D;
-        k->add_backward(k, g->dec.cls, g->dec.pos, ds, (size_t)D);
-        k->add_backward(k, t->dms, NULL, ds + D, (size_t)P * D);
-        k->add_backward(k, t->dlat + (size_t)b * K * D, g->dec.latent_pos, ds + (size_t)(1 + P) * D, (size_t)K * D);
-    }
-    k->add_backward(k, g->dec.pos + D, NULL, t->dms, (size_t)P * D);
-    for (i = 0; i < P; i++) k->add_backward(k, g->dec.mask_token, NULL, t->dms + (size_t)i * D, (size_t)D);
+    textok__dec_seq_backward(t, t->dlat, t->dseq);
     k->fill(k, t->dzdec, (size_t)B * K * C, 0.0f);
     textok__linear_backward(k, t->dzdec, g->dec.embed_w, g->dec.embed_b, t->dlat, t->zdec, m->dec.embed_w, B * K, C, D);
 }
@@ -7618,7 +7887,7 @@ static void textok__titok_train_encoder_backward(textok_trainer *t)
     const textok_titok *m = t->m;
     textok_titok *g = &t->g;
     const textok_titok_config *c = &m->cfg;
-    const int B = t->B, K = t->K, D = c->enc_width, P = t->P, T = t->T, Cq = t->Cq, p = c->patch_size;
+    const int B = t->B, K = t->K, D = c->enc_width, P = t->P, T = t->Te, Cq = t->Cq, p = c->patch_size, c0 = m->ncls;
     textok_conv2d_dims cd;
     int b;
     k->fill(k, t->dlat, (size_t)B * K * D, 0.0f);
@@ -7633,18 +7902,13 @@ static void textok__titok_train_encoder_backward(textok_trainer *t)
     }
     k->fill(k, t->dxout, (size_t)B * T * D, 0.0f);
     for (b = 0; b < B; b++)
-        k->layernorm_backward(k, t->dxout + ((size_t)b * T + 1 + P) * D, g->enc.vit.ln_post_w, g->enc.vit.ln_post_b,
-                              t->dlat + (size_t)b * K * D, t->enc.xout + ((size_t)b * T + 1 + P) * D, m->enc.vit.ln_post_w,
+        k->layernorm_backward(k, t->dxout + ((size_t)b * T + c0 + P) * D, g->enc.vit.ln_post_w, g->enc.vit.ln_post_b,
+                              t->dlat + (size_t)b * K * D, t->enc.xout + ((size_t)b * T + c0 + P) * D, m->enc.vit.ln_post_w,
                               t->lat_e_mean + (size_t)b * K, t->lat_e_rstd + (size_t)b * K, K, D);
     k->fill(k, t->dseq, (size_t)B * T * D, 0.0f);
-    textok__vit_train_backward(k, &m->enc.vit, &g->enc.vit, &t->enc, t->seq_e, t->dseq, t->dxout, &t->vs, B, T);
+    textok__vit_train_backward(k, &m->enc.vit, &g->enc.vit, &t->enc, t->seq_e, t->dseq, t->dxout, &t->vs, B, T, t->kmask_e);
     k->fill(k, t->dtok, (size_t)B * P * D, 0.0f);
-    for (b = 0; b < B; b++) {
-        const float *ds = t->dseq + (size_t)b * T * D;
-        k->add_backward(k, g->enc.cls, g->enc.pos, ds, (size_t)D);
-        k->add_backward(k, t->dtok + (size_t)b * P * D, g->enc.pos + D, ds + D, (size_t)P * D);
-        k->add_backward(k, g->latent_tokens, g->enc.latent_pos, ds + (size_t)(1 + P) * D, (size_t)K * D);
-    }
+    textok__enc_seq_backward(t, t->dtok, t->dseq);
     k->fill(k, t->dpatches, (size_t)B * D * P, 0.0f);
     k->transpose_backward(k, t->dpatches, t->dtok, B, D, P);
     cd.B = B; cd.C = 3; cd.H = cd.W = c->image_size; cd.OC = D; cd.KH = cd.KW = cd.stride = p; cd.pad = 0;
@@ -7694,6 +7958,7 @@ TEXTOKDEF int textok_train_config_check(const textok_train_config *tc)
     TEXTOK__TC(tc->beta1 >= 0 && tc->beta1 < 1 && tc->beta2 >= 0 && tc->beta2 < 1 && tc->eps > 0, "AdamW betas must be in [0, 1), eps > 0");
     TEXTOK__TC(tc->weight_decay >= 0 && tc->grad_clip >= 0, "weight_decay and grad_clip must be >= 0");
     TEXTOK__TC(tc->ema_decay >= 0 && tc->ema_decay < 1, "ema_decay %g not in [0, 1)", tc->ema_decay);
+    TEXTOK__TC(tc->text_dropout >= 0 && tc->text_dropout <= 1, "text_dropout %g not in [0, 1]", tc->text_dropout);
 #undef TEXTOK__TC
     return TEXTOK_OK;
 }
@@ -7740,6 +8005,7 @@ TEXTOKDEF void textok_trainer_free(textok_trainer *t)
     TEXTOK_FREE(t->disc_offsets);
     TEXTOK_FREE(t->h_logits);
     TEXTOK_FREE(t->h_noise);
+    TEXTOK_FREE(t->h_drop);
     TEXTOK_FREE(t);
 }
 
@@ -7770,6 +8036,9 @@ TEXTOKDEF int textok_trainer_create(textok_trainer **out, textok_titok *model, t
         return textok__fail(TEXTOK_ERR_ARG, "textok_trainer_create: perceptual_weight %g needs an LPIPS network", tc->perceptual_weight);
     if (tc->disc_weight > 0 && !disc)
         return textok__fail(TEXTOK_ERR_ARG, "textok_trainer_create: disc_weight %g needs a discriminator", tc->disc_weight);
+    if (tc->text_dropout > 0 && !c->text_optional)
+        return textok__fail(TEXTOK_ERR_ARG, "textok_trainer_create: text_dropout %g needs a model that may run without text "
+                            "(text_optional = 1 in its config), which is what it records for inference", tc->text_dropout);
     if (disc && disc->image_size != c->image_size)
         return textok__fail(TEXTOK_ERR_SHAPE, "textok_trainer_create: the discriminator is for %dx%d images, the model makes %dx%d",
                             disc->image_size, disc->image_size, c->image_size, c->image_size);
@@ -7779,7 +8048,7 @@ TEXTOKDEF int textok_trainer_create(textok_trainer **out, textok_titok *model, t
     t->disc = tc->disc_weight > 0 ? disc : NULL;
     t->k = model->k;
     textok_rng_seed(&t->rng, seed);
-    t->B = tc->batch; t->S = c->image_size; t->P = model->P; t->T = model->T; t->K = c->num_latent_tokens;
+    t->B = tc->batch; t->S = c->image_size; t->P = model->P; t->Te = model->Te; t->Td = model->Td; t->K = c->num_latent_tokens;
     t->C = c->token_size; t->Cq = model->Cq;
     /* the shadow model whose named pointers point into the grads block */
     t->g.cfg = *c;
@@ -7814,9 +8083,10 @@ TEXTOKDEF int textok_trainer_create(textok_trainer **out, textok_titok *model, t
     }
     if (t->lpips && (st = textok__lpips_reserve(t->lpips, t->B, t->S, t->S)) != TEXTOK_OK) goto fail;
     t->h_noise = (float *)textok__malloc((size_t)t->B * t->K * t->C * sizeof(float));
+    t->h_drop = (unsigned char *)textok__calloc((size_t)t->B, 1);
     t->enc.layers = (textok__vit_layer_tape *)textok__calloc((size_t)c->enc_layers + 1, sizeof *t->enc.layers);
     t->dec.layers = (textok__vit_layer_tape *)textok__calloc((size_t)c->dec_layers + 1, sizeof *t->dec.layers);
-    if (!t->h_noise || !t->enc.layers || !t->dec.layers) goto nomem;
+    if (!t->h_noise || !t->h_drop || !t->enc.layers || !t->dec.layers) goto nomem;
     if (c->is_legacy) {
         memset(&a, 0, sizeof a);
         {
@@ -7897,7 +8167,8 @@ static void textok__adamw_tensors(textok_trainer *t, float *params, const float 
 
 #define TEXTOK__TRY(x) do { if ((st = (x)) != TEXTOK_OK) return st; } while (0)
 
-TEXTOKDEF int textok_trainer_step(textok_trainer *t, const float *images, textok_train_stats *stats)
+TEXTOKDEF int textok_trainer_step(textok_trainer *t, const float *images, const textok_text *text,
+                                  textok_train_stats *stats)
 {
     const textok_kernels *k;
     const textok_train_config *tc;
@@ -7916,6 +8187,15 @@ TEXTOKDEF int textok_trainer_step(textok_trainer *t, const float *images, textok
     gan_on = t->disc && t->step >= tc->disc_start && tc->disc_weight > 0;
     s.gan_on = gan_on;
     TEXTOK__TRY(k->to_device(k, t->img, images, img_n * sizeof(float)));
+    if (m->Lte || m->Ltd) {
+        /* text dropout: one uniform per image, drawn first, only when it is on (so that runs
+           without it keep the RNG stream of models without text) */
+        for (b = 0; b < t->B; b++)
+            t->h_drop[b] = (unsigned char)(tc->text_dropout > 0 && textok_rng_uniform(&t->rng) < tc->text_dropout);
+        if ((st = textok__titok_set_text(m, t->text, t->kmask_e, t->kmask_d, text, 0, t->B, t->h_drop, 1, 1,
+                                         "textok_trainer_step")) != TEXTOK_OK)
+            return st;
+    }
     k->fill(k, t->grads, m->n_params, 0.0f);
 
     /* 1. forward */
@@ -7931,6 +8211,8 @@ TEXTOKDEF int textok_trainer_step(textok_trainer *t, const float *images, textok
         k->diff_loss_forward(k, t->scal + 2, t->zq, t->zn, N * t->C, 0);
         TEXTOK__TRY(textok__scalar(t, 2, &sum));
         s.quantizer = (1.0 + tc->commitment_cost) * (double)(float)sum;   /* commitment + codebook */
+    } else if (c->quantize_mode == TEXTOK_QUANT_NONE) {
+        k->copy(k, t->zdec, t->zt, N * t->C * sizeof(float));   /* plain continuous tokens */
     } else {
         /* DiagonalGaussianDistribution on the official (B, 2C, 1, K) layout */
         const size_t CK = (size_t)t->C * t->K;
@@ -7977,7 +8259,8 @@ TEXTOKDEF int textok_trainer_step(textok_trainer *t, const float *images, textok
         textok__disc_backward(t->disc, t->drecon, 0, t->dlogit_disc, t->B);
     }
     s.total = tc->recon_weight * s.recon + tc->perceptual_weight * s.perceptual
-            + (c->quantize_mode == TEXTOK_QUANT_VQ ? tc->quantizer_weight * s.quantizer : tc->kl_weight * s.kl)
+            + (c->quantize_mode == TEXTOK_QUANT_VQ ? tc->quantizer_weight * s.quantizer
+               : c->quantize_mode == TEXTOK_QUANT_VAE ? tc->kl_weight * s.kl : 0.0)
             + (gan_on ? tc->disc_weight * tc->disc_factor * s.gen : 0.0);
     if (!textok__finite(s.total))
         return textok__fail(TEXTOK_ERR_FORMAT, "training step %d: the loss is not finite (recon %g, perceptual %g, quantizer %g, kl %g, gan %g); parameters left unchanged",
@@ -8005,6 +8288,8 @@ TEXTOKDEF int textok_trainer_step(textok_trainer *t, const float *images, textok
             k->embedding_backward(k, t->g.codebook, t->dzq, t->ids, (int)N, t->C);
             k->add_backward(k, t->dzt, NULL, t->dzn, n);
         }
+    } else if (c->quantize_mode == TEXTOK_QUANT_NONE) {
+        k->add_backward(k, t->dzt, NULL, t->dzdec, N * t->C);
     } else {
         const size_t CK = (size_t)t->C * t->K;
         const float klw = tc->kl_weight / (float)t->B;
@@ -8225,6 +8510,7 @@ static int textok__ckpt_meta(textok_trainer *t, const char **kv, char *cfgbuf, s
         TEXTOK__KV("train.weight_decay", "%.17g", c->weight_decay);
         TEXTOK__KV("train.grad_clip", "%.9g", c->grad_clip);
         TEXTOK__KV("train.ema_decay", "%.17g", c->ema_decay);
+        TEXTOK__KV("train.text_dropout", "%.9g", c->text_dropout);
     }
     kv[2 * n] = "train.rng"; kv[2 * n + 1] = rng_hex; n++;
 #undef TEXTOK__KV

@@ -203,10 +203,10 @@ static int titok_bench(const char *models, const char *batches, int threads, int
             if (!img || !out || !ids || B < 1) { fprintf(stderr, "bench: bad batch or out of memory\n"); return 1; }
             textok_rng_seed(&r, 2);
             textok_rng_fill_uniform(&r, img, n, 0.0f, 1.0f);
-            textok_titok_encode(m, img, 1, ids, NULL, NULL, NULL);           /* warm-up */
-            textok_titok_encode(m, img, B, ids, NULL, NULL, NULL);
+            textok_titok_encode(m, img, 1, NULL, ids, NULL, NULL, NULL);           /* warm-up */
+            textok_titok_encode(m, img, B, NULL, ids, NULL, NULL, NULL);
             te = textok_titok_last_timing(m);
-            textok_titok_decode_tokens(m, ids, B, out);
+            textok_titok_decode_tokens(m, ids, B, NULL, out);
             td = textok_titok_last_timing(m);
             titok_row(name, B, "encode", te.encoder_s + te.quantize_s, te.encoder_flops, peak, torch_ms(rows, n_rows, name, B, "encode"));
             titok_row(name, B, "decode_vit", td.decoder_s, td.decoder_flops, peak, torch_ms(rows, n_rows, name, B, "decode_vit"));
@@ -382,15 +382,15 @@ static int train_bench_row(const train_row *r, int threads, double peak, const t
     textok_rng_fill_uniform(&rng, img, (size_t)r->batch * img_n, 0.0f, 1.0f);
     /* forward FLOPs of one image (they scale linearly with the batch); a step is ~3x forward:
        the backward does two products per forward product (dinput and dweight) */
-    if (textok_titok_encode(m, img, 1, NULL, lat, NULL, NULL) != TEXTOK_OK) goto fail;
+    if (textok_titok_encode(m, img, 1, NULL, NULL, lat, NULL, NULL) != TEXTOK_OK) goto fail;
     te = textok_titok_last_timing(m);
-    if (textok_titok_decode_latents(m, lat, 1, out) != TEXTOK_OK) goto fail;
+    if (textok_titok_decode_latents(m, lat, 1, NULL, out) != TEXTOK_OK) goto fail;
     td = textok_titok_last_timing(m);
     fwd_flops = r->batch * (te.encoder_flops + td.decoder_flops + td.pixel_decoder_flops);
     if (textok_trainer_create(&t, m, lp, disc, &tc, 3) != TEXTOK_OK) goto fail;
     for (i = 0; i < r->warmup + r->steps; i++) {
         double t0 = now();
-        if (textok_trainer_step(t, img, &stats) != TEXTOK_OK) goto fail;
+        if (textok_trainer_step(t, img, NULL, &stats) != TEXTOK_OK) goto fail;
         if (i >= r->warmup) ts[i - r->warmup] = now() - t0;
     }
     qsort(ts, (size_t)r->steps, sizeof(double), cmp_double);

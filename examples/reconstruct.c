@@ -61,11 +61,11 @@ int main(int argc, char **argv)
     recon = (float *)ex_malloc((size_t)3 * S * S * sizeof(float));
     if (is_vq) {
         /* decode from the ids, the reference path (not the straight-through latents) */
-        rc = textok_titok_encode(model, img, 1, tokens, NULL, NULL, NULL);
-        if (rc == TEXTOK_OK) rc = textok_titok_decode_tokens(model, tokens, 1, recon);
+        rc = textok_titok_encode(model, img, 1, NULL, tokens, NULL, NULL, NULL);
+        if (rc == TEXTOK_OK) rc = textok_titok_decode_tokens(model, tokens, 1, NULL, recon);
     } else {
-        rc = textok_titok_encode(model, img, 1, NULL, latents, NULL, NULL);   /* posterior mean */
-        if (rc == TEXTOK_OK) rc = textok_titok_decode_latents(model, latents, 1, recon);
+        rc = textok_titok_encode(model, img, 1, NULL, NULL, latents, NULL, NULL);   /* posterior mean */
+        if (rc == TEXTOK_OK) rc = textok_titok_decode_latents(model, latents, 1, NULL, recon);
     }
     if (rc != TEXTOK_OK) ex_die("cannot reconstruct '%s' with '%s': %s", image, weights, textok_last_error());
 

@@ -68,7 +68,7 @@ int main(int argc, char **argv)
     latents = (float *)ex_malloc((size_t)C * K * sizeof(float));
     pre = (float *)ex_malloc((size_t)Cq * K * sizeof(float));
     /* rng = NULL: the VAE gives its posterior mean, not a sample */
-    if (textok_titok_encode(model, img, 1, is_vq ? tokens : NULL, latents, pre, NULL) != TEXTOK_OK)
+    if (textok_titok_encode(model, img, 1, NULL, is_vq ? tokens : NULL, latents, pre, NULL) != TEXTOK_OK)
         ex_die("cannot encode '%s' with '%s': %s", image, weights, textok_last_error());
 
     {

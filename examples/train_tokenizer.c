@@ -766,7 +766,7 @@ int main(int argc, char **argv)
             size_t j;
             for (j = 0; j < img; j++) batch[(size_t)b * img + j] = src[j] / 255.0f;
         }
-        if ((status = textok_trainer_step(t, batch, &s)) != TEXTOK_OK) {
+        if ((status = textok_trainer_step(t, batch, NULL, &s)) != TEXTOK_OK) {
             char why[600];
             snprintf(why, sizeof why, "%s", textok_last_error());
             fclose(logf);

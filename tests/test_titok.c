@@ -87,7 +87,7 @@ static float *tt_run(tt_stats *s, tt_case *c, const char *name, const textok_ker
     tt_check(s, st == TEXTOK_OK, "titok %s [%s, max_batch %d]: load (%lu params) %s", name, kt->name, max_batch,
              (unsigned long)textok_titok_num_params(m), st == TEXTOK_OK ? "" : textok_last_error());
     if (st != TEXTOK_OK || !tokens || !pre || !lat || !img) goto done;
-    st = textok_titok_encode(m, c->image, c->B, vq ? tokens : NULL, lat, pre, NULL);
+    st = textok_titok_encode(m, c->image, c->B, NULL, vq ? tokens : NULL, lat, pre, NULL);
     tt_check(s, st == TEXTOK_OK, "titok %s [%s]: encode %s", name, kt->name, st == TEXTOK_OK ? "" : textok_last_error());
     if (st != TEXTOK_OK) goto done;
     if (vq) {
@@ -101,9 +101,9 @@ static float *tt_run(tt_stats *s, tt_case *c, const char *name, const textok_ker
     /* decode from the reference's own ids / mean so a decoder error is not masked by the encoder */
     if (vq) {
         for (i = 0; i < c->B * c->K; i++) tokens[i] = (int32_t)c->tokens_f[i];
-        st = textok_titok_decode_tokens(m, tokens, c->B, img);
+        st = textok_titok_decode_tokens(m, tokens, c->B, NULL, img);
     } else {
-        st = textok_titok_decode_latents(m, c->latents, c->B, img);
+        st = textok_titok_decode_latents(m, c->latents, c->B, NULL, img);
     }
     tt_check(s, st == TEXTOK_OK, "titok %s [%s]: decode %s", name, kt->name, st == TEXTOK_OK ? "" : textok_last_error());
     snprintf(what, sizeof what, "titok %s [%s, mb %d] decoded image", name, kt->name, max_batch);
@@ -131,17 +131,17 @@ static void tt_bad_calls(tt_stats *s, tt_case *c, const char *name)
     if (c->cfg.quantize_mode == TEXTOK_QUANT_VQ && c->K <= 4096 && c->S <= 64) {
         for (i = 0; i < c->K; i++) ids[i] = 0;
         ids[c->K - 1] = c->cfg.codebook_size;
-        st = textok_titok_decode_tokens(m, ids, 1, img);
+        st = textok_titok_decode_tokens(m, ids, 1, NULL, img);
         tt_check(s, st == TEXTOK_ERR_ARG && strstr(textok_last_error(), "outside"),
                  "titok %s: token id = V is refused (%s)", name, textok_last_error());
         ids[c->K - 1] = -1;
-        st = textok_titok_decode_tokens(m, ids, 1, img);
+        st = textok_titok_decode_tokens(m, ids, 1, NULL, img);
         tt_check(s, st == TEXTOK_ERR_ARG, "titok %s: token id -1 is refused", name);
     } else if (c->cfg.quantize_mode == TEXTOK_QUANT_VAE) {
-        st = textok_titok_encode(m, c->image, 1, ids, NULL, NULL, NULL);
+        st = textok_titok_encode(m, c->image, 1, NULL, ids, NULL, NULL, NULL);
         tt_check(s, st == TEXTOK_ERR_ARG, "titok %s: token ids from a VAE are refused (%s)", name, textok_last_error());
     }
-    st = textok_titok_encode(m, NULL, 1, NULL, NULL, NULL, NULL);
+    st = textok_titok_encode(m, NULL, 1, NULL, NULL, NULL, NULL, NULL);
     tt_check(s, st == TEXTOK_ERR_ARG, "titok %s: NULL images refused", name);
     textok_titok_free(m);
 }
@@ -157,10 +157,10 @@ static void tt_vae_sample(tt_stats *s, tt_case *c, const char *name)
     double z2 = 0.0;
     if (!a || !b || !d || textok_titok_load_st(&m, &c->w, &c->cfg, NULL) != TEXTOK_OK) { tt_check(s, 0, "titok %s: vae sample setup", name); goto done; }
     textok_rng_seed(&r1, 7); textok_rng_seed(&r2, 7); textok_rng_seed(&r3, 8);
-    textok_titok_encode(m, c->image, c->B, NULL, a, NULL, &r1);
-    textok_titok_encode(m, c->image, c->B, NULL, b, NULL, &r2);
+    textok_titok_encode(m, c->image, c->B, NULL, NULL, a, NULL, &r1);
+    textok_titok_encode(m, c->image, c->B, NULL, NULL, b, NULL, &r2);
     tt_check(s, memcmp(a, b, n * sizeof(float)) == 0, "titok %s: VAE sample, same seed -> same bits", name);
-    textok_titok_encode(m, c->image, c->B, NULL, b, NULL, &r3);
+    textok_titok_encode(m, c->image, c->B, NULL, NULL, b, NULL, &r3);
     tt_check(s, memcmp(a, b, n * sizeof(float)) != 0, "titok %s: VAE sample, another seed -> another sample", name);
     /* standardised noise (a - mean) / std should look N(0,1): its mean square within a loose band */
     for (i = 0; i < n; i++) {

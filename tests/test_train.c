@@ -133,8 +133,8 @@ static void tr_fd(tt_stats *s, const char *label, int legacy, int vae, int l1, i
             textok_trainer_set(t, name, buf, numel);
         }
     }
-    if (textok_trainer_step(t, img, &st) != TEXTOK_OK) { tt_check(s, 0, "train fd %s: step: %s", label, textok_last_error()); goto done; }
-    if (!vae) textok_titok_encode(m, img, TR_FD_B, ids0, NULL, NULL, NULL);
+    if (textok_trainer_step(t, img, NULL, &st) != TEXTOK_OK) { tt_check(s, 0, "train fd %s: step: %s", label, textok_last_error()); goto done; }
+    if (!vae) textok_titok_encode(m, img, TR_FD_B, NULL, ids0, NULL, NULL, NULL);
     for (i = 0; i < n_specs && n < 1000; i++) {
         size_t numel = 1;
         char name[160];
@@ -146,7 +146,7 @@ static void tr_fd(tt_stats *s, const char *label, int legacy, int vae, int l1, i
         snprintf(name, sizeof name, "param.%s", specs[i].name);
         textok_trainer_get(t, name, buf, numel);
         snprintf(name, sizeof name, "grad.%s", specs[i].name);
-        if (textok_trainer_step(t, img, &st) != TEXTOK_OK) break;   /* refresh grads at the base point */
+        if (textok_trainer_step(t, img, NULL, &st) != TEXTOK_OK) break;   /* refresh grads at the base point */
         textok_trainer_get(t, name, grad, numel);
         snprintf(name, sizeof name, "param.%s", specs[i].name);
         for (j = 0; j < 3 && (size_t)j < numel; j++) {
@@ -154,11 +154,11 @@ static void tr_fd(tt_stats *s, const char *label, int legacy, int vae, int l1, i
             float x0 = buf[idx];
             double lp, lm;
             buf[idx] = x0 + TR_FD_H; textok_trainer_set(t, name, buf, numel);
-            textok_trainer_step(t, img, &st); lp = st.total;
-            if (!vae) { textok_titok_encode(m, img, TR_FD_B, ids1, NULL, NULL, NULL); ids_stable &= !memcmp(ids0, ids1, sizeof(int32_t) * TR_FD_B * cfg.num_latent_tokens); }
+            textok_trainer_step(t, img, NULL, &st); lp = st.total;
+            if (!vae) { textok_titok_encode(m, img, TR_FD_B, NULL, ids1, NULL, NULL, NULL); ids_stable &= !memcmp(ids0, ids1, sizeof(int32_t) * TR_FD_B * cfg.num_latent_tokens); }
             buf[idx] = x0 - TR_FD_H; textok_trainer_set(t, name, buf, numel);
-            textok_trainer_step(t, img, &st); lm = st.total;
-            if (!vae) { textok_titok_encode(m, img, TR_FD_B, ids1, NULL, NULL, NULL); ids_stable &= !memcmp(ids0, ids1, sizeof(int32_t) * TR_FD_B * cfg.num_latent_tokens); }
+            textok_trainer_step(t, img, NULL, &st); lm = st.total;
+            if (!vae) { textok_titok_encode(m, img, TR_FD_B, NULL, ids1, NULL, NULL, NULL); ids_stable &= !memcmp(ids0, ids1, sizeof(int32_t) * TR_FD_B * cfg.num_latent_tokens); }
             buf[idx] = x0; textok_trainer_set(t, name, buf, numel);
             an[n] = grad[idx];
             fd[n] = (float)((lp - lm) / (2.0 * TR_FD_H));
@@ -186,8 +186,8 @@ static double tr_mse(textok_titok *m, const float *img, int n, int S)
     float *rec = (float *)malloc((size_t)n * ni * sizeof(float));
     float *lat = (float *)malloc((size_t)n * c->token_size * c->num_latent_tokens * sizeof(float));
     double e = 0.0;
-    textok_titok_encode(m, img, n, NULL, lat, NULL, NULL);
-    textok_titok_decode_latents(m, lat, n, rec);
+    textok_titok_encode(m, img, n, NULL, NULL, lat, NULL, NULL);
+    textok_titok_decode_latents(m, lat, n, NULL, rec);
     for (i = 0; i < (size_t)n * ni; i++) e += ((double)rec[i] - img[i]) * ((double)rec[i] - img[i]);
     free(rec); free(lat);
     return e / ((double)n * ni);
@@ -251,7 +251,7 @@ static void tr_converge(tt_stats *s, int vae)
             int pick = (int)(textok_rng_u32(textok_trainer_rng(t)) % (uint32_t)n_img);
             memcpy(batch + j * ni, img + pick * ni, ni * sizeof(float));
         }
-        ok = textok_trainer_step(t, batch, &st) == TEXTOK_OK;
+        ok = textok_trainer_step(t, batch, NULL, &st) == TEXTOK_OK;
     }
     mse1 = tr_mse(m, img, n_img, S);
     {   /* and well below the best constant image (the per-pixel variance over the set), so the
@@ -325,7 +325,7 @@ static float *tr_run(tt_stats *s, int legacy, int vae, int gan, int steps, int s
         }
         if (i == steps) break;
         tr_images(img, 2, cfg.image_size, 100u + (unsigned)i);
-        if (textok_trainer_step(t, img, NULL) != TEXTOK_OK) { tt_check(s, 0, "resume: step: %s", textok_last_error()); break; }
+        if (textok_trainer_step(t, img, NULL, NULL) != TEXTOK_OK) { tt_check(s, 0, "resume: step: %s", textok_last_error()); break; }
     }
     if (t) {
         size_t n_params = textok_titok_num_params(m);
@@ -413,7 +413,7 @@ static void tr_bad(tt_stats *s)
     textok_trainer_save(t, "build/tr_good.safetensors");
     textok_trainer_get(t, "param.decoder.ln_post.weight", before, (size_t)cfg.dec_width);
     img[17] = (float)NAN;
-    st = textok_trainer_step(t, img, NULL);
+    st = textok_trainer_step(t, img, NULL, NULL);
     textok_trainer_get(t, "param.decoder.ln_post.weight", after, (size_t)cfg.dec_width);
     tt_check(s, st == TEXTOK_ERR_FORMAT && !memcmp(before, after, (size_t)cfg.dec_width * sizeof(float)) && textok_trainer_steps_done(t) == 0,
              "train bad: NaN in the batch stops the step, parameters unchanged (status %d): %s", st, textok_last_error());
@@ -531,7 +531,7 @@ static void tr_golden_case(tt_stats *s, const char *name)
         if (!(tt = textok_st_find(&ref, key)) || tt->numel != nimg) { tt_check(s, 0, "train golden %s: %s", name, key); break; }
         img = (float *)malloc(nimg * sizeof(float));
         textok_st_read_f32(&ref, tt, img, nimg);
-        ok = textok_trainer_step(t, img, &st) == TEXTOK_OK;
+        ok = textok_trainer_step(t, img, NULL, &st) == TEXTOK_OK;
         tt_check(s, ok, "train golden %s step %d runs: %s", name, step, ok ? "" : textok_last_error());
         free(img);
         if (!ok) break;
