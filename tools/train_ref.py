@@ -6,7 +6,8 @@ trainer RNG (textok.h section 2: MT19937 seeded like torch.manual_seed, 24-bit u
 normals) is re-implemented here as TextokRNG and checked against tests/golden/rng.safetensors.
 
 One step (step = completed steps before it, 0 for the first), float64 throughout:
- 1. Tokenizer forward (tools/titok_ref.py TiTok, no dropout anywhere):
+ 1. Tokenizer forward (tools/titok_ref.py TiTok, or tools/textok_ref.py TextTok for the text-aware
+    models, which also take the step's text (B,Lt,Dt) and text_mask (B,Lt); no dropout anywhere):
     VQ  z (B*K, C) = encoder output rows b*K + k; zn = F.normalize(z) and E = F.normalize(codebook)
         when use_l2_norm (else z, codebook); ids = argmin of the expanded distance; zq = E[ids];
         commitment = beta * mean((sg[zq] - zn)^2), codebook = mean((zq - sg[zn])^2),
@@ -15,11 +16,12 @@ One step (step = completed steps before it, 0 for the first), float64 throughout
         z = mean + exp(lv / 2) * noise when vae_sample, noise (B,C,1,K) = B*C*K draws of
         textok_rng_fill_normal(rng, ., ., 0, 1) from the trainer RNG (continuing across steps),
         else z = mean; kl = 0.5 * sum(mean^2 + exp(lv) - 1 - lv) / B.
+    none (TexTok continuous tokens) z = the encoder output; no quantizer / KL term.
     xr = decode(.) (B,3,S,S), not clamped.
  2. recon = mean((x - xr)^2) (mean |x - xr| when recon_l1); perceptual = mean_b LPIPS(xr, x)[b]
     when perceptual_weight > 0; gan_on = step >= disc_start and disc_weight > 0; gen = -mean(D(xr))
     when gan_on.  total = recon_weight*recon + perceptual_weight*perceptual
-    + (quantizer_weight*quantizer | kl_weight*kl) + disc_weight*disc_factor*gen.
+    + (quantizer_weight*quantizer | kl_weight*kl | nothing for none) + disc_weight*disc_factor*gen.
  3. Gradients of total w.r.t. the tokenizer parameters only; grad_norm = global L2 norm; when
     grad_clip > 0 every gradient is multiplied by min(1, grad_clip / (grad_norm + 1e-6))
     (torch.nn.utils.clip_grad_norm_, torch 1.13).
@@ -219,21 +221,51 @@ def train_titok_config(name):
             pixel_codebook_size=16, pixel_z_channels=16, pixel_hidden=8, pixel_channel_mult=(1, 1, 2),
             pixel_res_blocks=2, pixel_groups=4),
     }
+    if name in cfgs:
+        return cfgs[name]().check()
+    return train_text_config(name)
+
+
+def train_text_config(name):
+    """Text-aware training cases (textok_ref.TextTokConfig): the TexTok layout with text in both
+    stacks / the encoder / the decoder, and TA-TiTok (TiTok + decoder text), at ~10k parameters with
+    small text (Dt 8, Lt 6) so that the stored copies stay small."""
+    from textok_ref import TextTokConfig, NONLEGACY
+    vit = dict(image_size=32, patch_size=4, num_latent_tokens=4, token_size=4,
+               enc_width=16, enc_layers=1, enc_heads=2, enc_mlp=32,
+               dec_width=16, dec_layers=1, dec_heads=2, dec_mlp=32, text_dim=8, text_len=6, **NONLEGACY)
+    cfgs = {
+        "textok_both": lambda: TextTokConfig(arch="textok", quantize_mode="vae", codebook_size=0, use_l2_norm=0,
+                                             text_in_encoder=1, text_in_decoder=1, **vit),
+        "textok_enc": lambda: TextTokConfig(arch="textok", quantize_mode="vq", codebook_size=16, use_l2_norm=1,
+                                            text_in_encoder=1, text_in_decoder=0, **vit),
+        "textok_dec": lambda: TextTokConfig(arch="textok", quantize_mode="none", codebook_size=0, use_l2_norm=0,
+                                            text_in_encoder=0, text_in_decoder=1, **vit),
+        "tatitok": lambda: TextTokConfig(arch="titok", quantize_mode="vq", codebook_size=16, use_l2_norm=0,
+                                         text_in_encoder=0, text_in_decoder=1, **vit),
+    }
     return cfgs[name]().check()
 
 
 # ------------------------------------------------------------------------------------------------
 # the step
 
-def generator_forward(model, lpips, disc, x, tc, step, noise=None, frozen=None, mon_lpips=None, mon_disc=None):
+def generator_forward(model, lpips, disc, x, tc, step, noise=None, frozen=None, mon_lpips=None, mon_disc=None,
+                      text=None, text_mask=None):
     """Step 1 and 2.  Returns a dict with total (scalar, differentiable w.r.t. the tokenizer
     parameters) and the pieces.  frozen (for finite differences only): the straight-through /
     stop-gradient constants (ids, zq, zn, zq - zn) taken from a previous call, so that perturbing a
-    parameter moves exactly what autograd differentiates."""
+    parameter moves exactly what autograd differentiates.  text / text_mask: the text-aware models'
+    input (textok_ref.TextTok), None for TiTok."""
     cfg = model.cfg
     B = x.shape[0]
     out = {}
-    pre = model.encoder(x, model.latent_tokens)                         # (B, Cq, 1, K)
+    if text is None:
+        pre = model.encoder(x, model.latent_tokens)                     # (B, Cq, 1, K)
+        tkw = {}
+    else:
+        tkw = {"text": text, "text_mask": text_mask}
+        pre = model.encode_pre(x, **tkw)
     K, C = cfg.num_latent_tokens, cfg.token_size
     zero = x.new_zeros(())
     out["quantizer"], out["kl"] = zero, zero
@@ -262,6 +294,8 @@ def generator_forward(model, lpips, disc, x, tc, step, noise=None, frozen=None, 
         out["frozen"] = {"ids": ids, "zq": zq.detach(), "zn": zn.detach(), "st": st}
         out["ids"] = ids.reshape(B, K)
         latents = zst.reshape(B, K, C).permute(0, 2, 1).reshape(B, C, 1, K)
+    elif cfg.quantize_mode == "none":
+        latents = pre
     else:
         mean, logvar = pre.chunk(2, dim=1)
         lv = logvar.clamp(-30.0, 20.0)
@@ -271,7 +305,7 @@ def generator_forward(model, lpips, disc, x, tc, step, noise=None, frozen=None, 
         else:
             latents = mean
         out["kl"] = 0.5 * torch.sum(mean ** 2 + torch.exp(lv) - 1.0 - lv) / B
-    xr = model.decode(latents)
+    xr = model.decode(latents, **tkw)
     out["xr"] = xr
     if tc.recon_l1:
         out["recon"] = torch.mean(torch.abs(x - xr))
@@ -290,7 +324,7 @@ def generator_forward(model, lpips, disc, x, tc, step, noise=None, frozen=None, 
     total = tc.recon_weight * out["recon"] + tc.perceptual_weight * out["perceptual"]
     if cfg.quantize_mode == "vq":
         total = total + tc.quantizer_weight * out["quantizer"]
-    else:
+    elif cfg.quantize_mode == "vae":
         total = total + tc.kl_weight * out["kl"]
     if gan_on:
         total = total + tc.disc_weight * tc.disc_factor * out["gen"]
@@ -363,12 +397,15 @@ class Trainer:
         v = self.rng.fill_normal(n, 0.0, 1.0)
         return torch.from_numpy(v.astype(np.float64)).reshape(B, cfg.token_size, 1, cfg.num_latent_tokens)
 
-    def step(self, images):
-        """One training step on images (B,3,S,S) float32 in [0,1].  Returns (record, info): record
-        holds the spec's per-step tensors (float64) keyed without the "s{n}." prefix; info holds
-        margins and other diagnostics."""
+    def step(self, images, text=None, text_mask=None):
+        """One training step on images (B,3,S,S) float32 in [0,1] (text-aware models: with text
+        (B,Lt,Dt) and text_mask (B,Lt) float32).  Returns (record, info): record holds the spec's
+        per-step tensors (float64) keyed without the "s{n}." prefix; info holds margins and other
+        diagnostics."""
         tc, step = self.tc, self.step_count
         x = images.double()
+        t64 = None if text is None else text.double()
+        m64 = None if text_mask is None else text_mask.double()
         B = x.shape[0]
         params = [p for _, p in self.named]
         dparams = [p for _, p in self.dnamed]
@@ -377,7 +414,7 @@ class Trainer:
         for p in dparams:
             p.requires_grad_(False)
         g = generator_forward(self.model, self.lpips, self.disc, x, tc, step, noise,
-                              mon_lpips=mon_lp, mon_disc=mon_d)
+                              mon_lpips=mon_lp, mon_disc=mon_d, text=t64, text_mask=m64)
         for p in dparams:
             p.requires_grad_(True)
         grads = torch.autograd.grad(g["total"], params, allow_unused=True)
@@ -405,6 +442,9 @@ class Trainer:
                     self.ema[n].sub_(one_minus * (self.ema[n] - p))
         rec = OrderedDict()
         rec["images"] = images
+        if text is not None:
+            rec["text"] = text
+            rec["text_mask"] = text_mask
         if "ids" in g:
             rec["ids"] = g["ids"].double()
         rec["recon_images"] = g["xr"].detach()
@@ -471,7 +511,7 @@ class Trainer:
         rec["lecam_ema"] = torch.tensor([self.ema_real, self.ema_fake], dtype=torch.float64)
         info = {"step": step, "gan_on": g["gan_on"], "lr": lr, "disc_lr": lr_d, "grad_norm": gnorm,
                 "disc_grad_norm": dnorm, "mon_lpips": mon_lp, "mon_disc": mon_d, "noise": noise,
-                "raw_grads": raw_grads, "frozen": g.get("frozen"), "x": x}
+                "raw_grads": raw_grads, "frozen": g.get("frozen"), "x": x, "text": t64, "text_mask": m64}
         for k in ("margin", "l1_margin", "logvar_range"):
             if k in g:
                 info[k] = g[k]
