@@ -621,14 +621,15 @@ typedef struct textok_titok_config {
     int text_optional;         /* 1: trained with text dropout, so it may run without text */
 } textok_titok_config;
 
-/* Text embeddings for a batch, host memory: emb (B, L, text_dim) row-major - T5 or CLIP token
-   states -, mask (B, L) with 1 = a real token and 0 = padding (NULL = all real). L <= the
-   model's text_len; positions L..text_len-1 are padding. Padding is masked out of attention as
-   keys in every block of a stack that sees text, so it cannot change the output. */
+/* Text embeddings for a batch, host memory: emb (B, L, dim) row-major - T5 or CLIP token
+   states -, mask (B, L) with 1 = a real token and 0 = padding (NULL = all real). dim must be the
+   model's text_dim and 1 <= L <= its text_len; positions L..text_len-1 are padding. Padding is
+   masked out of attention as keys in every block of a stack that sees text, so it cannot change
+   the output. A model without text ignores it. */
 typedef struct textok_text {
-    const float         *emb;    /* (B, L, text_dim) */
+    const float         *emb;    /* (B, L, dim) */
     const unsigned char *mask;   /* (B, L) or NULL */
-    int                  L;
+    int                  L, dim;
 } textok_text;
 
 typedef struct textok_titok textok_titok;   /* opaque: params, activations, kernel table */
@@ -5969,6 +5970,9 @@ static int textok__titok_set_text(const textok_titok *m, float *dtext, unsigned 
         return textok__fail(TEXTOK_ERR_ARG, "%s: this model's %s was trained with text (text_dim %d, up to %d tokens) and it was "
                             "given none; pass the caption's embeddings (textok_text), e.g. from build/encode_text or --text-emb",
                             who, need_e ? "encoder" : "decoder", Dt, Lt);
+    if (have && text->dim != Dt)
+        return textok__fail(TEXTOK_ERR_SHAPE, "%s: the text embeddings are %d wide; this model was trained on %d-wide "
+                            "embeddings (text_dim; e.g. 768 for CLIP ViT-L/14 and T5-base, 512 for T5-small)", who, text->dim, Dt);
     if (have && (text->L < 1 || text->L > Lt))
         return textok__fail(TEXTOK_ERR_SHAPE, "%s: the text has %d tokens; this model takes 1 to %d (text_len)", who, text->L, Lt);
     for (b = 0; b < nb; b++) {

@@ -1536,6 +1536,11 @@ static int cv_count(const cv_input *in, const char *prefix, int limit, int *coun
 
 static int cv_heads(const cv_input *in, const char *which, int width, int *heads)
 {
+    if (*heads > 0) {   /* --heads */
+        if (width % *heads)
+            return cv_fail("%s: --heads: %s width %d is not a multiple of %d heads", in->path, which, width, *heads);
+        return 0;
+    }
     if (width % 64)
         return cv_fail("%s: %s width %d is not a multiple of 64: TiTok heads are 64 channels wide "
                        "(heads = width / 64)", in->path, which, width);
@@ -1544,13 +1549,17 @@ static int cv_heads(const cv_input *in, const char *which, int width, int *heads
 }
 
 /* Fills cfg from the names and shapes and describes the family in desc. l2 is --l2-norm (-1:
-   the default, which is is_legacy: the published L/B/S use it, the VQ8k models do not). */
-static int cv_recognise(const cv_input *in, int l2, textok_titok_config *cfg, char *desc, size_t desc_size)
+   the default, which is is_legacy: the published L/B/S use it, the VQ8k models do not). heads
+   (--heads; 0 = width / 64) gives the encoder's and the decoder's head counts. */
+static int cv_recognise(const cv_input *in, int l2, const int heads[2], textok_titok_config *cfg, char *desc,
+                        size_t desc_size)
 {
     char absent[512];
     size_t k, n = 0;
-    int rows, grid, l, legacy, pixel_head, dim;
+    int rows, grid, l, legacy, pixel_head, dim, cq, s;
     memset(cfg, 0, sizeof *cfg);
+    cfg->enc_heads = heads[0];
+    cfg->dec_heads = heads[1];
     absent[0] = 0;
     for (k = 0; k < sizeof cv_titok_markers / sizeof *cv_titok_markers; k++)
         if (!cv_find(in, cv_titok_markers[k]))
@@ -1568,8 +1577,11 @@ static int cv_recognise(const cv_input *in, int l2, textok_titok_config *cfg, ch
                        "file holds %d tensors%s%s%s)%s", in->path, absent, in->n, in->n ? ": " : "", seen,
                        in->n > 4 ? ", ..." : "", cv_lpips_like(in) ? "; for LPIPS and VGG16 files use --lpips" : "");
     }
+    /* TexTok has no class tokens and no mask token: its decoder's patch tokens are learned outright */
+    cfg->arch = cv_find(in, "encoder.class_embedding") || cv_find(in, "decoder.mask_token") ? TEXTOK_ARCH_TITOK
+                                                                                             : TEXTOK_ARCH_TEXTOK;
     legacy = cv_find(in, "decoder.ffn.2.weight") != NULL;
-    pixel_head = cv_find(in, "decoder.conv_out.weight") != NULL;
+    pixel_head = cv_find(in, "decoder.conv_out.weight") != NULL || (cfg->arch == TEXTOK_ARCH_TEXTOK && !legacy);
     if (legacy == pixel_head)
         return cv_fail("%s: unknown architecture: a TiTok decoder ends in decoder.ffn.2.weight (legacy: "
                        "proxy codes and the MaskGIT-VQGAN pixel decoder) or decoder.conv_out.weight "
@@ -1577,6 +1589,25 @@ static int cv_recognise(const cv_input *in, int l2, textok_titok_config *cfg, ch
     cfg->is_legacy = legacy;
     cfg->quantize_mode = (cv_find(in, "quantize.embedding.weight") || legacy) ? TEXTOK_QUANT_VQ
                                                                                : TEXTOK_QUANT_VAE;
+
+    /* text guidance (TA-TiTok: decoder; TexTok: either): a projection (D, Dt) and Lt positions */
+    for (s = 0; s < 2; s++) {
+        const char *stack = s ? "decoder" : "encoder";
+        char wname[96], pname[96];
+        int dt, lt;
+        snprintf(wname, sizeof wname, "%s.text_guidance_proj.weight", stack);
+        snprintf(pname, sizeof pname, "%s.text_guidance_positional_embedding", stack);
+        if (!cv_find(in, wname)) continue;
+        if (cv_dim(in, wname, 2, 1, &dt, "the text embedding width") ||
+            cv_dim(in, pname, 2, 0, &lt, "the text length"))
+            return -1;
+        if ((cfg->text_dim && cfg->text_dim != dt) || (cfg->text_len && cfg->text_len != lt))
+            return cv_fail("%s: the encoder's text guidance takes %d x %d, the decoder's %d x %d; both stacks must "
+                           "read the same text", in->path, cfg->text_len, cfg->text_dim, lt, dt);
+        cfg->text_dim = dt;
+        cfg->text_len = lt;
+        if (s) cfg->text_in_decoder = 1; else cfg->text_in_encoder = 1;
+    }
 
     /* encoder: patch_embed (D_e, 3, p, p), positional_embedding (1 + (S/p)^2, D_e) */
     if (cv_dim(in, "encoder.patch_embed.weight", 4, 0, &cfg->enc_width, "the encoder width") ||
@@ -1591,10 +1622,13 @@ static int cv_recognise(const cv_input *in, int l2, textok_titok_config *cfg, ch
     if (dim != cfg->patch_size)
         return cv_fail("%s: encoder.patch_embed.weight has non-square %dx%d patches", in->path,
                        cfg->patch_size, dim);
-    for (grid = 1; grid * grid < rows - 1; grid++) {}
-    if (rows < 2 || grid * grid != rows - 1)
-        return cv_fail("%s: encoder.positional_embedding has %d rows; expected 1 + (image/patch)^2",
-                       in->path, rows);
+    {
+        const int ncls = cfg->arch == TEXTOK_ARCH_TITOK;   /* TexTok has no class row */
+        for (grid = 1; grid * grid < rows - ncls; grid++) {}
+        if (rows < 1 + ncls || grid * grid != rows - ncls)
+            return cv_fail("%s: encoder.positional_embedding has %d rows; expected %s(image/patch)^2",
+                           in->path, rows, ncls ? "1 + " : "");
+    }
     cfg->image_size = grid * cfg->patch_size;
 
     /* decoder: decoder_embed (D_d, C) */
@@ -1605,7 +1639,15 @@ static int cv_recognise(const cv_input *in, int l2, textok_titok_config *cfg, ch
         cv_heads(in, "decoder", cfg->dec_width, &cfg->dec_heads))
         return -1;
 
-    /* quantiser */
+    /* quantiser: without a codebook, the encoder's output width tells a VAE (mean and logvar,
+       2C) from plain continuous tokens (C) */
+    if (cfg->quantize_mode == TEXTOK_QUANT_VAE) {
+        if (cv_dim(in, "encoder.conv_out.weight", 4, 0, &cq, "the encoder's output width")) return -1;
+        if (cq == cfg->token_size) cfg->quantize_mode = TEXTOK_QUANT_NONE;
+        else if (cq != 2 * cfg->token_size)
+            return cv_fail("%s: encoder.conv_out.weight emits %d channels for %d-channel tokens: expected %d (VAE: mean "
+                           "and logvar) or %d (continuous)", in->path, cq, cfg->token_size, 2 * cfg->token_size, cfg->token_size);
+    }
     if (cfg->quantize_mode == TEXTOK_QUANT_VQ) {
         if (cv_dim(in, "quantize.embedding.weight", 2, 0, &cfg->codebook_size, "the codebook size"))
             return -1;
@@ -1643,18 +1685,24 @@ static int cv_recognise(const cv_input *in, int l2, textok_titok_config *cfg, ch
     if (textok_titok_config_check(cfg))
         return cv_fail("%s: the inferred configuration is not valid: %s", in->path, textok_last_error());
 
-    n = (size_t)snprintf(desc, desc_size, "TiTok %s, encoder %dx%d (%d head%s), decoder %dx%d (%d head%s), "
+    n = (size_t)snprintf(desc, desc_size, "%s %s, encoder %dx%d (%d head%s), decoder %dx%d (%d head%s), "
                          "K=%d, token_size %d",
-                         legacy ? "legacy VQ" : cfg->quantize_mode == TEXTOK_QUANT_VQ ? "VQ" : "VAE",
+                         cfg->arch == TEXTOK_ARCH_TEXTOK ? "TexTok" : cfg->text_in_decoder ? "TA-TiTok" : "TiTok",
+                         legacy ? "legacy VQ" : cfg->quantize_mode == TEXTOK_QUANT_VQ ? "VQ"
+                         : cfg->quantize_mode == TEXTOK_QUANT_VAE ? "VAE" : "continuous",
                          cfg->enc_width, cfg->enc_layers, cfg->enc_heads, cfg->enc_heads == 1 ? "" : "s",
                          cfg->dec_width, cfg->dec_layers, cfg->dec_heads, cfg->dec_heads == 1 ? "" : "s",
                          cfg->num_latent_tokens, cfg->token_size);
     if (n < desc_size && cfg->quantize_mode == TEXTOK_QUANT_VQ)
         n += (size_t)snprintf(desc + n, desc_size - n, ", codebook %d%s", cfg->codebook_size,
                               cfg->use_l2_norm ? " l2-normalised" : "");
-    else if (n < desc_size)
+    else if (n < desc_size && cfg->quantize_mode == TEXTOK_QUANT_VAE)
         n += (size_t)snprintf(desc + n, desc_size - n, " (the encoder emits %d: mean and logvar)",
                               2 * cfg->token_size);
+    if (n < desc_size && (cfg->text_in_encoder || cfg->text_in_decoder))
+        n += (size_t)snprintf(desc + n, desc_size - n, ", text %d x %d into the %s", cfg->text_len, cfg->text_dim,
+                              cfg->text_in_encoder && cfg->text_in_decoder ? "encoder and decoder"
+                              : cfg->text_in_encoder ? "encoder" : "decoder");
     if (n < desc_size)
         n += (size_t)snprintf(desc + n, desc_size - n, ", %s\n  image %d, patch %d",
                               legacy ? "MaskGIT-VQGAN pixel decoder" : "pixel head",
@@ -2239,14 +2287,17 @@ done:
 static void cv_usage(FILE *f)
 {
     fprintf(f,
-            "usage: convert IN OUT.safetensors [--l2-norm 0|1] [--quiet]\n"
+            "usage: convert IN OUT.safetensors [--l2-norm 0|1] [--heads E,D] [--quiet]\n"
             "       convert --lpips VGG16 LIN OUT.safetensors [--quiet]\n"
             "       convert --lpips LPIPS OUT.safetensors [--quiet]\n"
             "  Reads checkpoints as published (PyTorch files written by torch.save, zip or the legacy\n"
             "  format before torch 1.6, or .safetensors; F32/F16/BF16), checks every tensor and writes\n"
             "  the textok layout: F32 safetensors with the config in __metadata__. Nothing is written\n"
             "  if anything is wrong; every problem is listed.\n"
-            "  IN             a TiTok tokenizer: the family is recognised from the tensor names\n"
+            "  IN             a TiTok, TA-TiTok or TexTok tokenizer: the family is recognised from the\n"
+            "                 tensor names (text guidance tensors: TA-TiTok / TexTok with text)\n"
+            "  --heads E,D    attention heads of the encoder and decoder (default: width / 64, as\n"
+            "                 every published TiTok; the file does not record them)\n"
             "  --l2-norm 0|1  TiTok VQ only: L2-normalise codes before the search (default: on for\n"
             "                 the legacy L-32/B-64/S-128 family, off otherwise)\n"
             "  --lpips        the LPIPS perceptual loss (VGG16): either torchvision's vgg16 state_dict\n"
@@ -2283,7 +2334,7 @@ static void cv_describe_input(const cv_input *in)
 }
 
 /* A TiTok checkpoint: recognise, check, write. Returns 0 or -1 (reported). */
-static int cv_titok_convert(cv_input *in, const char *out_path, int l2)
+static int cv_titok_convert(cv_input *in, const char *out_path, int l2, const int heads[2])
 {
     const char *kv[2 * 64];
     char desc[1024], meta[8192];
@@ -2291,7 +2342,7 @@ static int cv_titok_convert(cv_input *in, const char *out_path, int l2)
     textok_titok_config cfg;
     textok_tensor_spec *specs = NULL;
     cv_src *src = NULL;
-    if (cv_recognise(in, l2, &cfg, desc, sizeof desc)) {
+    if (cv_recognise(in, l2, heads, &cfg, desc, sizeof desc)) {
         fflush(stdout);
         fprintf(stderr, "convert: %s\n", cv_errbuf);
         return -1;
@@ -2337,7 +2388,7 @@ done:
 int main(int argc, char **argv)
 {
     const char *pos[3] = { NULL, NULL, NULL };
-    int n_pos = 0, l2 = -1, lpips = 0, i, n_in, rc = 1;
+    int n_pos = 0, l2 = -1, lpips = 0, i, n_in, rc = 1, heads[2] = { 0, 0 };
     cv_input in[2];
 
     for (i = 1; i < argc; i++) {
@@ -2349,6 +2400,15 @@ int main(int argc, char **argv)
                 return 2;
             }
             l2 = argv[++i][0] - '0';
+        } else if (!strcmp(a, "--heads")) {
+            char tail = 0;
+            if (i + 1 >= argc || sscanf(argv[i + 1], "%d,%d%c", &heads[0], &heads[1], &tail) != 2 ||
+                heads[0] < 1 || heads[1] < 1 || heads[0] > 4096 || heads[1] > 4096) {
+                fprintf(stderr, "convert: --heads takes E,D: two head counts in [1, 4096], e.g. 12,16\n");
+                cv_usage(stderr);
+                return 2;
+            }
+            i++;
         } else if (!strcmp(a, "--lpips")) {
             lpips = 1;
         } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
@@ -2398,7 +2458,7 @@ int main(int argc, char **argv)
         cv_describe_input(&in[i]);
     }
     if (lpips) rc = cv_lpips_convert(in, n_in, pos[n_in]) ? 1 : 0;
-    else rc = cv_titok_convert(&in[0], pos[1], l2) ? 1 : 0;
+    else rc = cv_titok_convert(&in[0], pos[1], l2, heads) ? 1 : 0;
 done:
     for (i = 0; i < n_in; i++) cv_input_close(&in[i]);
     return rc;
