@@ -236,6 +236,62 @@ EX_STATIC float *ex_load_image(const char *path, int size)
     return img;
 }
 
+/* ---------------------------------------------------------------------------------------------
+   Text for the text-conditioned tokenizers (TA-TiTok, TexTok) */
+
+/* Does this model read text anywhere? */
+EX_STATIC int ex_model_takes_text(const textok_titok_config *cfg)
+{
+    return cfg->text_in_encoder || cfg->text_in_decoder;
+}
+
+/* Reads --text-emb FILE.npy: one caption's token states, float32 (L, D) or (1, L, D) - what
+   build/encode_text writes, or CLIP's 77 x 768 for TA-TiTok. Every row is a real token. Fills tx
+   (B = 1) and returns the array to free. A width or length the model cannot take is an error
+   naming the file and the model's expectation. */
+EX_STATIC float *ex_load_text_emb(const char *path, const textok_titok_config *cfg, textok_text *tx)
+{
+    float *emb = NULL;
+    int ndim = 0, L;
+    int64_t shape[TEXTOK_MAX_DIMS];
+    if (textok_npy_read(path, &emb, &ndim, shape) != TEXTOK_OK)
+        ex_die("cannot read --text-emb: %s", textok_last_error());
+    if (!(ndim == 2 || (ndim == 3 && shape[0] == 1))) {
+        free(emb);
+        ex_die("--text-emb '%s': expected the token states of one caption, shape (L, D) or (1, L, D), not %d dims", path, ndim);
+    }
+    if (shape[ndim - 1] != cfg->text_dim || shape[ndim - 2] < 1 || shape[ndim - 2] > cfg->text_len) {
+        long l = (long)shape[ndim - 2], d = (long)shape[ndim - 1];
+        free(emb);
+        ex_die("--text-emb '%s' holds %ld tokens x %ld; this model takes 1 to %d tokens of width %d (text_len x text_dim)",
+               path, l, d, cfg->text_len, cfg->text_dim);
+    }
+    L = (int)shape[ndim - 2];
+    tx->emb = emb; tx->mask = NULL; tx->L = L; tx->dim = cfg->text_dim;
+    return emb;
+}
+
+/* The text flags of tokenize and reconstruct: returns &tx filled from --text-emb, or NULL when
+   the model takes no text (a note if text was given anyway) or runs without it (text_optional).
+   A model that needs text and got none is a command-line error. *keep is what to free. */
+EX_STATIC const textok_text *ex_text_flags(const textok_titok_config *cfg, const char *weights, const char *text_emb,
+                                           textok_text *tx, float **keep, const char *usage)
+{
+    *keep = NULL;
+    if (!ex_model_takes_text(cfg)) {
+        if (text_emb) fprintf(stderr, "%s: note: '%s' takes no text; --text-emb is ignored\n", ex_prog, weights);
+        return NULL;
+    }
+    if (!text_emb) {
+        if (cfg->text_optional) return NULL;
+        ex_usage(usage, "'%s' is text-conditioned (%s sees %d x %d text embeddings): give --text-emb FILE.npy",
+                 weights, cfg->text_in_encoder && cfg->text_in_decoder ? "its encoder and decoder" : cfg->text_in_encoder ? "its encoder" : "its decoder",
+                 cfg->text_len, cfg->text_dim);
+    }
+    *keep = ex_load_text_emb(text_emb, cfg, tx);
+    return tx;
+}
+
 /* Writes a (3,H,W) float image (ex_write_png: a square (1,3,S,S) one) as an 8-bit RGB PNG.
    Each value is clamped to [0,1], multiplied by 255 and TRUNCATED (not rounded), exactly as
    the official TiTok demo's (clamp(x, 0, 1) * 255).to(torch.uint8); NaN becomes 0. */

@@ -1,11 +1,14 @@
 /* reconstruct: image -> TiTok tokens -> image, and how close the round trip came.
 
-     build/reconstruct --weights W --image IMG --out OUT.png [--raw RAW.npy] [--threads N]
+     build/reconstruct --weights W --image IMG --out OUT.png [--raw RAW.npy] [--text-emb T.npy] [--threads N]
 
    W is a textok-layout model (see tokenize.c). The image is centre-cropped and resized to the
    model resolution S (ex_load_image in common.h), encoded, and decoded again:
      VQ models:  from the K token ids (textok_titok_decode_tokens): the tokens are the image
      VAE models: from the posterior mean (textok_titok_decode_latents), no sampling
+     continuous models (TexTok "none"): from the encoder output
+   Text-conditioned models (TA-TiTok, TexTok) need the caption's token states: --text-emb T.npy,
+   float32 (L, D) as build/encode_text writes them; the same text goes to both stacks.
    OUT.png is the reconstruction clamped to [0,1] and truncated to 8 bits, as the official demo
    does. --raw RAW.npy writes the decoder output before any clamping, float32 (1,3,S,S).
    Prints one line on stdout: the PSNR of the clamped float reconstruction against the resized
@@ -15,7 +18,7 @@
 #include "textok.h"
 #include "common.h"
 
-static const char *usage = "--weights W --image IMG --out OUT.png [--raw RAW.npy] [--threads N]";
+static const char *usage = "--weights W --image IMG --out OUT.png [--raw RAW.npy] [--text-emb T.npy] [--threads N]";
 
 /* 10 log10(1 / MSE) over n values, the reconstruction clamped to [0,1] first */
 static double psnr(const float *recon, const float *ref, size_t n)
@@ -31,11 +34,14 @@ static double psnr(const float *recon, const float *ref, size_t n)
 
 int main(int argc, char **argv)
 {
-    const char *weights = NULL, *image = NULL, *out = NULL, *raw = NULL, *threads = NULL;
+    const char *weights = NULL, *image = NULL, *out = NULL, *raw = NULL, *threads = NULL, *text_emb = NULL;
     ex_flag flags[] = {
         { "--weights", &weights, 1 }, { "--image", &image, 1 }, { "--out", &out, 1 },
-        { "--raw", &raw, 0 }, { "--threads", &threads, 0 },
+        { "--raw", &raw, 0 }, { "--text-emb", &text_emb, 0 }, { "--threads", &threads, 0 },
     };
+    textok_text tx;
+    const textok_text *text;
+    float *text_buf;
     textok_params params = textok_default_params();
     textok_titok *model = NULL;
     const textok_titok_config *cfg;
@@ -54,6 +60,7 @@ int main(int argc, char **argv)
     K = cfg->num_latent_tokens;
     C = cfg->token_size;
     is_vq = cfg->quantize_mode == TEXTOK_QUANT_VQ;
+    text = ex_text_flags(cfg, weights, text_emb, &tx, &text_buf, usage);
     img = ex_load_image(image, S);
 
     tokens = (int32_t *)ex_malloc((size_t)K * sizeof(int32_t));
@@ -61,11 +68,11 @@ int main(int argc, char **argv)
     recon = (float *)ex_malloc((size_t)3 * S * S * sizeof(float));
     if (is_vq) {
         /* decode from the ids, the reference path (not the straight-through latents) */
-        rc = textok_titok_encode(model, img, 1, NULL, tokens, NULL, NULL, NULL);
-        if (rc == TEXTOK_OK) rc = textok_titok_decode_tokens(model, tokens, 1, NULL, recon);
+        rc = textok_titok_encode(model, img, 1, text, tokens, NULL, NULL, NULL);
+        if (rc == TEXTOK_OK) rc = textok_titok_decode_tokens(model, tokens, 1, text, recon);
     } else {
-        rc = textok_titok_encode(model, img, 1, NULL, NULL, latents, NULL, NULL);   /* posterior mean */
-        if (rc == TEXTOK_OK) rc = textok_titok_decode_latents(model, latents, 1, NULL, recon);
+        rc = textok_titok_encode(model, img, 1, text, NULL, latents, NULL, NULL);   /* posterior mean */
+        if (rc == TEXTOK_OK) rc = textok_titok_decode_latents(model, latents, 1, text, recon);
     }
     if (rc != TEXTOK_OK) ex_die("cannot reconstruct '%s' with '%s': %s", image, weights, textok_last_error());
 
@@ -75,9 +82,9 @@ int main(int argc, char **argv)
     }
     ex_write_png(out, recon, S);
     printf("PSNR %.2f dB (%s, %dx%d, %d %s tokens)\n", psnr(recon, img, (size_t)3 * S * S), image, S, S,
-           K, is_vq ? "VQ" : "VAE");
+           K, is_vq ? "VQ" : cfg->quantize_mode == TEXTOK_QUANT_VAE ? "VAE" : "continuous");
 
     textok_titok_free(model);
-    free(img); free(tokens); free(latents); free(recon);
+    free(img); free(tokens); free(latents); free(recon); free(text_buf);
     return 0;
 }

@@ -1,6 +1,6 @@
 /* tokenize: one image -> TiTok tokens / latents.
 
-     build/tokenize --weights W --image IMG --out OUT [--latents PRE.npy] [--threads N]
+     build/tokenize --weights W --image IMG --out OUT [--latents PRE.npy] [--text-emb T.npy] [--threads N]
 
    W is a textok-layout model (build/convert writes one from the official weights). IMG is any
    image stb_image reads; it is centre-cropped to a square and resized to the model resolution
@@ -10,6 +10,10 @@
      VAE models: OUT.npy   the posterior mean, float32 (1,C,1,K); no .json (there are no ids)
      --latents PRE.npy:    the encoder output before quantisation, float32 (1,Cq,1,K)
                            (VAE: Cq = 2C, mean then logvar)
+   Text-conditioned models (TexTok with text in its tokenizer; TA-TiTok and decoder-only TexTok
+   ignore text here) need the caption: --text-emb T.npy, its token states (L, D) float32 as
+   build/encode_text writes them (or CLIP's (77, 768) for TA-TiTok).
+   Continuous models (quantize_mode none): OUT.npy holds the encoder output, as for the VAE.
    All arrays are in the official PyTorch memory layout. On any failure: a message naming the
    culprit, exit status 1 (2 for a bad command line), and none of this run's outputs is left. */
 #define TEXTOK_IMPLEMENTATION
@@ -17,7 +21,7 @@
 #include "common.h"
 
 static const char *usage =
-    "--weights W --image IMG --out OUT [--latents PRE.npy] [--threads N]";
+    "--weights W --image IMG --out OUT [--latents PRE.npy] [--text-emb T.npy] [--threads N]";
 
 /* OUT without a trailing ".json" / ".npy", as a new string */
 static char *out_prefix(const char *out)
@@ -34,11 +38,14 @@ static char *out_prefix(const char *out)
 
 int main(int argc, char **argv)
 {
-    const char *weights = NULL, *image = NULL, *out = NULL, *pre_path = NULL, *threads = NULL;
+    const char *weights = NULL, *image = NULL, *out = NULL, *pre_path = NULL, *threads = NULL, *text_emb = NULL;
     ex_flag flags[] = {
         { "--weights", &weights, 1 }, { "--image", &image, 1 }, { "--out", &out, 1 },
-        { "--latents", &pre_path, 0 }, { "--threads", &threads, 0 },
+        { "--latents", &pre_path, 0 }, { "--text-emb", &text_emb, 0 }, { "--threads", &threads, 0 },
     };
+    textok_text tx;
+    const textok_text *text;
+    float *text_buf;
     textok_params params = textok_default_params();
     textok_titok *model = NULL;
     const textok_titok_config *cfg;
@@ -61,14 +68,19 @@ int main(int argc, char **argv)
     K = cfg->num_latent_tokens;
     C = cfg->token_size;
     is_vq = cfg->quantize_mode == TEXTOK_QUANT_VQ;
-    Cq = is_vq ? C : 2 * C;
+    Cq = cfg->quantize_mode == TEXTOK_QUANT_VAE ? 2 * C : C;
+    text = NULL; text_buf = NULL;
+    if (cfg->text_in_encoder) text = ex_text_flags(cfg, weights, text_emb, &tx, &text_buf, usage);
+    else if (text_emb && cfg->text_in_decoder)
+        fprintf(stderr, "%s: note: only the decoder of '%s' sees text; tokenizing ignores --text-emb\n", ex_prog, weights);
+    else if (text_emb) fprintf(stderr, "%s: note: '%s' takes no text; --text-emb is ignored\n", ex_prog, weights);
     img = ex_load_image(image, cfg->image_size);
 
     tokens = (int32_t *)ex_malloc((size_t)K * sizeof(int32_t));
     latents = (float *)ex_malloc((size_t)C * K * sizeof(float));
     pre = (float *)ex_malloc((size_t)Cq * K * sizeof(float));
     /* rng = NULL: the VAE gives its posterior mean, not a sample */
-    if (textok_titok_encode(model, img, 1, NULL, is_vq ? tokens : NULL, latents, pre, NULL) != TEXTOK_OK)
+    if (textok_titok_encode(model, img, 1, text, is_vq ? tokens : NULL, latents, pre, NULL) != TEXTOK_OK)
         ex_die("cannot encode '%s' with '%s': %s", image, weights, textok_last_error());
 
     {
@@ -77,11 +89,12 @@ int main(int argc, char **argv)
         if (is_vq) ex_write_tokens_json(json_path, tokens, 1, K);
         if (pre_path) ex_write_npy(pre_path, pre, 4, pre_shape);
     }
-    printf("%s: %s, %d %s tokens -> %s%s%s\n", ex_prog, image, K, is_vq ? "VQ" : "VAE",
+    printf("%s: %s, %d %s tokens -> %s%s%s\n", ex_prog, image, K,
+           is_vq ? "VQ" : cfg->quantize_mode == TEXTOK_QUANT_VAE ? "VAE" : "continuous",
            is_vq ? json_path : "", is_vq ? " " : "", npy_path);
 
     textok_titok_free(model);
-    free(img); free(tokens); free(latents); free(pre);
+    free(img); free(tokens); free(latents); free(pre); free(text_buf);
     free(prefix); free(json_path); free(npy_path);
     return 0;
 }

@@ -94,6 +94,46 @@ for m in tiny_legacy tiny_vq tiny_vae; do
   if [ -z "$left" ]; then pass "$m: no .tmp files left"; else fail "$m: no .tmp files left" "$left"; fi
 done
 
+# ---- text-conditioned models: TA-TiTok (official names, .bin and .safetensors) and TexTok -------
+# convert (heads given: these tiny stacks have 16-wide heads), then tokenize / reconstruct with
+# --text-emb holding the reference's text for that image (npycmp --extract). TexTok's image 0
+# has padded text rows in the reference, which an (L, D) file cannot express: image 1 only.
+TG=tests/golden/textok
+for m in tatitok_tiny textok_both textok_enc textok_dec textok_none; do
+  ref="$TG/${m}_ref.safetensors"
+  [ -f "$ref" ] || { fail "$m golden files" "missing in $TG (tools/gen_golden_textok.py writes them)"; continue; }
+  srcs=safetensors; [ -f "$TG/$m.bin" ] && srcs="safetensors bin"
+  for src in $srcs; do
+    w="$TMP/$m.$src.st"
+    cargs=(--heads 2,2); [ $m = textok_enc ] && cargs+=(--l2-norm 1)   # the file cannot say it
+    ok "convert $m.$src ${cargs[*]}" "$B/convert" "$TG/$m.$src" "$w" "${cargs[@]}" || continue
+    imgs="0 1"; [ $m != tatitok_tiny ] && imgs=1
+    for i in $imgs; do
+      img=${IMAGES[$i]} o="$TMP/$m.$src.$i" what="$m ($src) image $i"
+      targs=()
+      if [ $m != textok_none ]; then
+        "$B/npycmp" --extract "$ref:text@$i" "$o.text.npy" >/dev/null 2>&1 || { fail "extract text $what" "npycmp --extract failed"; continue; }
+        targs=(--text-emb "$o.text.npy")
+      fi
+      ok "tokenize $what" "$B/tokenize" --weights "$w" --image "$img" --out "$o" --latents "$o.pre.npy" "${targs[@]}" --threads 1 || continue
+      case $m in tatitok_tiny|textok_enc) same "tokens $what" "$o.json" "$ref:tokens@$i" --exact ;; esac
+      same "latents $what" "$o.npy" "$ref:latents@$i" --tol 1e-4
+      same "pre_quant $what" "$o.pre.npy" "$ref:pre_quant@$i" --tol 1e-4
+      ok "reconstruct $what" "$B/reconstruct" --weights "$w" --image "$img" --out "$o.png" --raw "$o.raw.npy" "${targs[@]}" || continue
+      same "decoded $what" "$o.raw.npy" "$ref:decoded@$i" --tol 1e-4
+    done
+  done
+done
+if [ -f "$TMP/tatitok_tiny.safetensors.st" ]; then
+  refuses "tatitok without text" 2 "--text-emb" "$TMP/tt.png" \
+    "$B/reconstruct" --weights "$TMP/tatitok_tiny.safetensors.st" --image "${IMAGES[0]}" --out "$TMP/tt.png"
+  "$B/npycmp" --extract "$TG/textok_both_ref.safetensors:text@1" "$TMP/narrow.npy" >/dev/null 2>&1
+  refuses "tatitok with 24-wide text" 1 "text_dim" "$TMP/tt.png" \
+    "$B/reconstruct" --weights "$TMP/tatitok_tiny.safetensors.st" --image "${IMAGES[0]}" --out "$TMP/tt.png" --text-emb "$TMP/narrow.npy"
+  refuses "tatitok with an unreadable --text-emb" 1 "nope.npy" "$TMP/tt.png" \
+    "$B/reconstruct" --weights "$TMP/tatitok_tiny.safetensors.st" --image "${IMAGES[0]}" --out "$TMP/tt.png" --text-emb "$TMP/nope.npy"
+fi
+
 # ---- other image kinds: converted to RGB (alpha dropped), cropped, resized up or down ----------
 W="$TMP/tiny_vq.safetensors.st"
 if [ -f "$W" ]; then

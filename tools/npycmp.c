@@ -1,6 +1,8 @@
 /* npycmp: compares two float arrays from .npy, .safetensors or token .json files.
 
      build/npycmp A B [--tol T] [--exact]
+     build/npycmp --extract A OUT.npy      writes A as a float32 .npy (e.g. one row of a golden
+                                           tensor, as an input for the examples)
 
    A and B are each one of
      file.npy                         a float32 .npy array
@@ -169,6 +171,12 @@ int main(int argc, char **argv)
     size_t k, n_diff = 0;
     array a[2];
     memset(a, 0, sizeof a);
+    if (argc == 4 && !strcmp(argv[1], "--extract")) {
+        if ((rc = load(argv[2], &a[0]))) return rc;
+        rc = textok_npy_write(argv[3], a[0].data, a[0].ndim, a[0].shape) == TEXTOK_OK ? 0 : fail_input(NULL, textok_last_error());
+        free(a[0].data);
+        return rc;
+    }
     for (i = 1; i < argc; i++) {
         char *end;
         if (!strcmp(argv[i], "--exact")) exact = 1;
@@ -180,6 +188,7 @@ int main(int argc, char **argv)
     }
     if (n_spec != 2) {
         fprintf(stderr, "usage: npycmp A B [--tol T] [--exact]\n"
+                        "       npycmp --extract A OUT.npy\n"
                         "  A, B: file.npy | file.json | file.safetensors:TENSOR[@i]\n");
         return 2;
     }
