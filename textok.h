@@ -5028,6 +5028,89 @@ static void textok__resblock_forward(const textok_kernels *k, const textok__resb
     }
 }
 
+/* ----- what every model below is built from: the parameter walk (names, shapes, binding), the
+   activation arena, and the integer parser of metadata values. ----------------------------- */
+
+/* ----- the parameter walk: one function lists every tensor with its shape, in state_dict order.
+   It serves three purposes: the spec list for tools/convert (m == NULL), sizing the parameter
+   block, and binding the model's named pointers to their place in that block. */
+typedef struct textok__walk {
+    textok_tensor_spec *specs;       /* fill up to max_specs entries, or NULL */
+    int                 max_specs, n;
+    float              *base;        /* bind slots to base + offset, or NULL */
+    size_t              offset;      /* floats so far */
+    int                 overflow;
+} textok__walk;
+
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 8, 9)))
+#endif
+static void textok__wt(textok__walk *w, float **slot, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3,
+                       const char *fmt, ...)
+{
+    int64_t dims[4];
+    size_t numel = 1;
+    int i;
+    dims[0] = d0; dims[1] = d1; dims[2] = d2; dims[3] = d3;
+    for (i = 0; i < ndim; i++)
+        if (!textok__mul_size(numel, (size_t)dims[i], &numel)) w->overflow = 1;
+    if (w->specs && w->n < w->max_specs) {
+        va_list ap;
+        textok_tensor_spec *s = &w->specs[w->n];
+        va_start(ap, fmt);
+        vsnprintf(s->name, sizeof s->name, fmt, ap);
+        va_end(ap);
+        s->ndim = ndim;
+        for (i = 0; i < 4; i++) s->shape[i] = i < ndim ? dims[i] : 0;
+    }
+    if (slot) *slot = w->base ? w->base + w->offset : NULL;
+    if (!textok__add_size(w->offset, numel, &w->offset)) w->overflow = 1;
+    w->n++;
+}
+
+/* The arena: every activation buffer, carved from one allocation. Run once with base NULL to
+   size it, then again to bind. Slices are rounded up to 16 floats (64 bytes). Kernels take
+   element counts as int, so no buffer may hold more than INT_MAX floats: a config from a
+   hostile file that asks for more is refused here rather than overflowing an int later. */
+typedef struct textok__carve { float *base; size_t used; int overflow; } textok__carve;
+static float *textok__take(textok__carve *a, size_t n)
+{
+    float *p = a->base ? a->base + a->used : NULL;
+    size_t r;
+    if (n > (size_t)INT_MAX) a->overflow = 1;
+    if (!textok__add_size(n, 15, &r) || !textok__add_size(a->used, r & ~(size_t)15, &a->used)) a->overflow = 1;
+    return p;
+}
+static size_t textok__max2(size_t a, size_t b) { return a > b ? a : b; }
+static size_t textok__mul3(size_t a, size_t b, size_t c, int *overflow)
+{
+    size_t r;
+    if (!textok__mul_size(a, b, &r) || !textok__mul_size(r, c, &r)) { *overflow = 1; return 0; }
+    return r;
+}
+
+static size_t textok__spec_numel(const textok_tensor_spec *s)
+{
+    size_t n = 1;
+    int d;
+    for (d = 0; d < s->ndim; d++) n *= (size_t)s->shape[d];
+    return n;
+}
+
+static int textok__parse_int(const char *s, int *out)
+{
+    long v = 0;
+    int digits = 0;
+    if (*s == '-') return 0;
+    for (; *s >= '0' && *s <= '9'; s++, digits++) {
+        v = v * 10 + (*s - '0');
+        if (v > 1000000000L) return 0;
+    }
+    if (!digits || *s) return 0;
+    *out = (int)v;
+    return 1;
+}
+
 /* ---------------------------------------------------------------------------------------------
    9. TiTok: configuration, parameters, loading, encode and decode (architecture.md 1) */
 
@@ -5165,20 +5248,6 @@ static const textok__cfg_field textok__cfg_fields[] = {
 #undef TEXTOK__CF
 #define TEXTOK__N_CFG_FIELDS ((int)(sizeof textok__cfg_fields / sizeof textok__cfg_fields[0]))
 
-static int textok__parse_int(const char *s, int *out)
-{
-    long v = 0;
-    int digits = 0;
-    if (*s == '-') return 0;
-    for (; *s >= '0' && *s <= '9'; s++, digits++) {
-        v = v * 10 + (*s - '0');
-        if (v > 1000000000L) return 0;
-    }
-    if (!digits || *s) return 0;
-    *out = (int)v;
-    return 1;
-}
-
 TEXTOKDEF int textok_titok_config_from_meta(textok_titok_config *cfg, const textok_safetensors *st)
 {
     const char *v;
@@ -5257,43 +5326,6 @@ TEXTOKDEF int textok_titok_config_to_meta(const textok_titok_config *cfg, const 
     }
 #undef TEXTOK__PUT
     return n;
-}
-
-/* ----- the parameter walk: one function lists every tensor with its shape, in state_dict order.
-   It serves three purposes: the spec list for tools/convert (m == NULL), sizing the parameter
-   block, and binding the model's named pointers to their place in that block. */
-typedef struct textok__walk {
-    textok_tensor_spec *specs;       /* fill up to max_specs entries, or NULL */
-    int                 max_specs, n;
-    float              *base;        /* bind slots to base + offset, or NULL */
-    size_t              offset;      /* floats so far */
-    int                 overflow;
-} textok__walk;
-
-#if defined(__GNUC__) || defined(__clang__)
-__attribute__((format(printf, 8, 9)))
-#endif
-static void textok__wt(textok__walk *w, float **slot, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3,
-                       const char *fmt, ...)
-{
-    int64_t dims[4];
-    size_t numel = 1;
-    int i;
-    dims[0] = d0; dims[1] = d1; dims[2] = d2; dims[3] = d3;
-    for (i = 0; i < ndim; i++)
-        if (!textok__mul_size(numel, (size_t)dims[i], &numel)) w->overflow = 1;
-    if (w->specs && w->n < w->max_specs) {
-        va_list ap;
-        textok_tensor_spec *s = &w->specs[w->n];
-        va_start(ap, fmt);
-        vsnprintf(s->name, sizeof s->name, fmt, ap);
-        va_end(ap);
-        s->ndim = ndim;
-        for (i = 0; i < 4; i++) s->shape[i] = i < ndim ? dims[i] : 0;
-    }
-    if (slot) *slot = w->base ? w->base + w->offset : NULL;
-    if (!textok__add_size(w->offset, numel, &w->offset)) w->overflow = 1;
-    w->n++;
 }
 
 #define TEXTOK__SLOT(m, field) ((m) ? &(m)->field : (float **)NULL)
@@ -5448,27 +5480,6 @@ static int textok__titok_host_arrays(textok_titok *m)
     return TEXTOK_OK;
 }
 
-/* The arena: every activation buffer, carved from one allocation. Run once with base NULL to
-   size it, then again to bind. Slices are rounded up to 16 floats (64 bytes). Kernels take
-   element counts as int, so no buffer may hold more than INT_MAX floats: a config from a
-   hostile file that asks for more is refused here rather than overflowing an int later. */
-typedef struct textok__carve { float *base; size_t used; int overflow; } textok__carve;
-static float *textok__take(textok__carve *a, size_t n)
-{
-    float *p = a->base ? a->base + a->used : NULL;
-    size_t r;
-    if (n > (size_t)INT_MAX) a->overflow = 1;
-    if (!textok__add_size(n, 15, &r) || !textok__add_size(a->used, r & ~(size_t)15, &a->used)) a->overflow = 1;
-    return p;
-}
-static size_t textok__max2(size_t a, size_t b) { return a > b ? a : b; }
-static size_t textok__mul3(size_t a, size_t b, size_t c, int *overflow)
-{
-    size_t r;
-    if (!textok__mul_size(a, b, &r) || !textok__mul_size(r, c, &r)) { *overflow = 1; return 0; }
-    return r;
-}
-
 static void textok__titok_carve(textok_titok *m, textok__carve *a)
 {
     const textok_titok_config *c = &m->cfg;
@@ -5617,14 +5628,6 @@ static int textok__titok_new(textok_titok **out, const textok_titok_config *cfg,
     textok__titok_walk(&m->cfg, m, &w);
     *out = m;
     return TEXTOK_OK;
-}
-
-static size_t textok__spec_numel(const textok_tensor_spec *s)
-{
-    size_t n = 1;
-    int d;
-    for (d = 0; d < s->ndim; d++) n *= (size_t)s->shape[d];
-    return n;
 }
 
 /* Derived constants and the activation arena, once the parameters are in place. */
