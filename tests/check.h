@@ -27,6 +27,7 @@ void test_kernels_compare(tt_stats *s);
 void test_io(tt_stats *s);
 void test_rng(tt_stats *s);
 void test_titok(tt_stats *s);
+void test_t5(tt_stats *s);
 void test_nets(tt_stats *s);
 void test_train(tt_stats *s);
 void test_textok(tt_stats *s);

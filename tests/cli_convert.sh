@@ -14,6 +14,13 @@
 #     torch.save, safetensors; F32/F16/BF16) converts to the same bytes, which load with
 #     textok_lpips_load and give the PyTorch reference's LPIPS distance (a small C program built
 #     here); every bad one is refused, naming the file and tensor, writing nothing.
+#  6. --t5 with the files of tests/golden/t5/ (made by tools/gen_golden_t5.py): the BF16 seq2seq
+#     safetensors and the F32 .bin (tied alias, decoder and lm_head dropped) convert to the same
+#     bytes, as does a sharded copy (model.safetensors.index.json, written here); t5_v10 with its
+#     config.json (max_distance 40, eps 1e-5, relu); the old flan-t5-xxl config (exact GELU). The
+#     outputs load with textok_t5_load and give the reference's last_hidden_state (a small C
+#     program built here, which also writes the broken variants); decoder-only, truncated,
+#     incomplete, umT5-like and inconsistent inputs, and bad config.json files, are refused by name.
 # Run from the repository root: tests/cli_convert.sh build   (one PASS/FAIL line per check)
 set -u
 B=${1:-build}
@@ -319,4 +326,239 @@ if [ -f tests/golden/nets/lpips_tiny.safetensors ] &&
    lpips "--lpips golden lpips_tiny.safetensors" "$TMP/golden.safetensors" tests/golden/nets/lpips_tiny.safetensors; then
   says "--lpips golden lpips_tiny.safetensors: channels" "$TMP/stdout" "channels 4,8,8,16,16"
 fi
+
+# 6. T5 (--t5)
+T=tests/golden/t5
+if [ ! -f "$T/t5_gated.safetensors" ]; then
+  fail "t5 test files" "$T/t5_gated.safetensors is missing (run /usr/bin/python3 tools/gen_golden_t5.py)"; exit 0
+fi
+cat >"$TMP/t5_tool.c" <<'EOF'
+/* t5_tool check FILE REF [exact]  FILE loads with textok_t5_load and gives REF's out_pad (ids_pad,
+                                   mask_pad) and out (ids; out_gelu_exact with "exact")
+   t5_tool shard IN DIR            IN's tensors as two shards + model.safetensors.index.json in DIR
+   t5_tool edit IN OUT WHAT        a broken copy of IN (F32): WHAT = decoder-only, no-final-norm,
+                                   umt5 (a position table in block 1), embed-differs (an alias that
+                                   differs from shared.weight) */
+#define TEXTOK_IMPLEMENTATION
+#include "textok.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+static float *rd(const textok_safetensors *st, const char *name, size_t *n)
+{
+    const textok_st_tensor *t = textok_st_find(st, name);
+    float *x = t ? (float *)malloc(t->numel * sizeof *x + 4) : NULL;
+    if (!x || textok_st_read_f32(st, t, x, t->numel)) { printf("%s: no tensor %s\n", st->path, name); exit(1); }
+    if (n) *n = t->numel;
+    return x;
+}
+static double rel_l2(const float *a, const float *b, size_t n)
+{
+    double e = 0, r = 0;
+    size_t i;
+    for (i = 0; i < n; i++) { e += (double)(a[i] - b[i]) * (a[i] - b[i]); r += (double)b[i] * b[i]; }
+    return sqrt(e / r);
+}
+static int check(const char *file, const char *ref, int exact)
+{
+    textok_t5 *t5 = NULL;
+    textok_safetensors st;
+    const char *names[2][3] = { { "ids_pad", "mask_pad", "out_pad" }, { "ids", NULL, "out" } };
+    int v, bad = 0;
+    if (textok_t5_load(&t5, file, NULL) != TEXTOK_OK) { printf("textok_t5_load: %s\n", textok_last_error()); return 1; }
+    if (textok_st_open(&st, ref) != TEXTOK_OK) { printf("%s\n", textok_last_error()); return 1; }
+    if (exact) names[1][2] = "out_gelu_exact";
+    for (v = exact ? 1 : 0; v < 2; v++) {   /* the exact-GELU reference has the unpadded batch only */
+        const textok_st_tensor *ti = textok_st_find(&st, names[v][0]);
+        const size_t d = (size_t)textok_t5_get_config(t5)->d_model;
+        size_t n, i;
+        float *fi = rd(&st, names[v][0], &n), *fm = names[v][1] ? rd(&st, names[v][1], NULL) : NULL;
+        float *want = rd(&st, names[v][2], NULL), *got = (float *)malloc(n * d * sizeof *got);
+        int32_t *ids = (int32_t *)malloc(n * sizeof *ids);
+        unsigned char *mask = (unsigned char *)malloc(n);
+        double e;
+        for (i = 0; i < n; i++) { ids[i] = (int32_t)fi[i]; mask[i] = fm ? fm[i] != 0.0f : 1; }
+        if (textok_t5_encode(t5, ids, fm ? mask : NULL, (int)ti->shape[0], (int)ti->shape[1], got) != TEXTOK_OK) {
+            printf("textok_t5_encode: %s\n", textok_last_error());
+            return 1;
+        }
+        /* float32 against the float64 reference: ~1e-7 measured; 1e-4 is the issue's bound */
+        e = rel_l2(got, want, n * d);
+        printf("%s rel. L2 error %.2g; ", names[v][2], e);
+        if (!(e <= 1e-4)) bad = 1;
+        free(fi); free(fm); free(want); free(ids); free(mask); free(got);
+    }
+    textok_st_close(&st);
+    textok_t5_free(t5);
+    return bad;
+}
+static int write_subset(const textok_safetensors *st, const char *out, int from, int to, const char *what)
+{
+    textok_st_entry e[512];
+    float *data[512];
+    int i, n = 0, rc;
+    for (i = from; i < to && n < 510; i++) {
+        const textok_st_tensor *t = &st->tensors[i];
+        int d;
+        if (what && !strcmp(what, "decoder-only") && strncmp(t->name, "decoder.", 8) && strncmp(t->name, "lm_head.", 8)) continue;
+        if (what && !strcmp(what, "no-final-norm") && !strcmp(t->name, "encoder.final_layer_norm.weight")) continue;
+        memset(&e[n], 0, sizeof e[n]);
+        e[n].name = t->name;
+        e[n].data = data[n] = rd(st, t->name, NULL);
+        e[n].ndim = t->ndim;
+        for (d = 0; d < t->ndim; d++) e[n].shape[d] = t->shape[d];
+        if (what && !strcmp(what, "embed-differs") && !strcmp(t->name, "shared.weight")) {
+            e[n + 1] = e[n];
+            e[n + 1].name = "encoder.embed_tokens.weight";
+            e[n + 1].data = data[n + 1] = rd(st, t->name, NULL);
+            data[n + 1][7] += 1.0f;
+            n++;
+        }
+        if (what && !strcmp(what, "umt5") && !strcmp(t->name, "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight")) {
+            e[n + 1] = e[n];
+            e[n + 1].name = "encoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight";
+            e[n + 1].data = data[n + 1] = rd(st, t->name, NULL);
+            n++;
+        }
+        n++;
+    }
+    rc = textok_st_save(out, e, n, NULL, 0, TEXTOK_DTYPE_F32);
+    if (rc) printf("%s\n", textok_last_error());
+    for (i = 0; i < n; i++) free(data[i]);
+    return rc != TEXTOK_OK;
+}
+int main(int argc, char **argv)
+{
+    textok_safetensors st;
+    int rc = 2;
+    if (argc >= 4 && !strcmp(argv[1], "check")) return check(argv[2], argv[3], argc > 4);
+    if (argc < 4 || textok_st_open(&st, argv[2]) != TEXTOK_OK) return 2;
+    if (!strcmp(argv[1], "shard")) {
+        char path[4096];
+        int half = st.n_tensors / 2, i;
+        FILE *f;
+        snprintf(path, sizeof path, "%s/model-00001-of-00002.safetensors", argv[3]);
+        rc = 1;
+        if (write_subset(&st, path, 0, half, NULL)) goto done;
+        snprintf(path, sizeof path, "%s/model-00002-of-00002.safetensors", argv[3]);
+        if (write_subset(&st, path, half, st.n_tensors, NULL)) goto done;
+        snprintf(path, sizeof path, "%s/model.safetensors.index.json", argv[3]);
+        if (!(f = fopen(path, "w"))) goto done;
+        /* metadata with nesting and a brace inside a string: the reader must skip it whole */
+        fprintf(f, "{\n  \"metadata\": {\"total_size\": 1234, \"note\": [1, {\"x\": \"}\"}]},\n  \"weight_map\": {\n");
+        for (i = 0; i < st.n_tensors; i++)
+            fprintf(f, "    \"%s\": \"model-0000%d-of-00002.safetensors\"%s\n", st.tensors[i].name, i < half ? 1 : 2,
+                    i + 1 < st.n_tensors ? "," : "");
+        fprintf(f, "  }\n}\n");
+        rc = fclose(f) != 0;
+    } else if (!strcmp(argv[1], "edit") && argc == 5) {
+        rc = write_subset(&st, argv[3], 0, st.n_tensors, argv[4]);
+    }
+done:
+    textok_st_close(&st);
+    return rc;
+}
+EOF
+T5TOOL=$TMP/t5_tool
+if ! ${CC:-cc} -std=c99 -O1 -I. "$TMP/t5_tool.c" -o "$T5TOOL" -lm 2>"$TMP/cc.log"; then
+  fail "t5: the check program" "cannot build it: $(head -n 3 "$TMP/cc.log" | tr '\n' ' ')"; exit 0
+fi
+# t5 WHAT OUT ARGS...: convert --t5 ARGS OUT must succeed and write OUT
+t5() {
+  local what=$1 out=$2; shift 2
+  rm -f "$out"
+  if ! "$CONV" --t5 "$@" "$out" >"$TMP/stdout" 2>"$TMP/stderr"; then
+    fail "$what" "exit $? ($(last_line "$TMP/stderr"))"; return 1
+  fi
+  if [ ! -s "$out" ]; then fail "$what" "no output file"; return 1; fi
+  pass "$what"
+}
+# t5_loads WHAT FILE REF [exact]: the output gives the reference's last_hidden_state
+t5_loads() {
+  if "$T5TOOL" check "$2" "$3" ${4:-} >"$TMP/check.log" 2>&1; then
+    pass "$1: $(tr '\n' ' ' <"$TMP/check.log")"
+  else
+    fail "$1" "$(tr '\n' ' ' <"$TMP/check.log")"
+  fi
+}
+GREF=$TMP/t5_gated.safetensors
+if t5 "--t5 t5_gated.safetensors (BF16, seq2seq)" "$GREF" "$T/t5_gated.safetensors"; then
+  says "--t5: the model" "$TMP/stdout" "T5 encoder, gated tanh-GELU (v1.1/flan): d_model 40, 3 heads x d_kv 16, d_ff 56, 3 layers, vocab 100, 32 buckets, max_distance 128, eps 1e-06"
+  says "--t5: decoder and lm_head dropped" "$TMP/stdout" "dropping 15 decoder.*/lm_head.* tensors"
+  says "--t5: defaults announced" "$TMP/stdout" "no --t5-config"
+  says "--t5: parameter total" "$TMP/stdout" "47,576"
+  if head -c 4096 "$GREF" | grep -qaF '"textok.model":"t5"' && head -c 4096 "$GREF" | grep -qaF '"eps":"9.99999997e-07"'; then
+    pass "--t5: metadata textok.model = t5, eps as %.9g"
+  else
+    fail "--t5: metadata" "no textok.model=t5 / eps=9.99999997e-07 in the header"
+  fi
+  t5_loads "--t5 t5_gated output loads and matches the reference" "$GREF" "$T/t5_gated_ref.safetensors"
+  if t5 "--t5 t5_gated.bin (F32, tied alias)" "$TMP/t5_gated_bin.safetensors" "$T/t5_gated.bin"; then
+    says "--t5 .bin: the alias checked and dropped" "$TMP/stdout" "'encoder.embed_tokens.weight' is the tied alias of 'shared.weight' (equal): dropped"
+    same "--t5 t5_gated: .bin and .safetensors convert to the same bytes" "$GREF" "$TMP/t5_gated_bin.safetensors"
+  fi
+  if t5 "--t5 t5_gated with its config.json" "$TMP/t5_gated_cfg.safetensors" "$T/t5_gated.safetensors" --t5-config "$T/t5_gated_config.json"; then
+    same "--t5 t5_gated: config.json agrees with the defaults (same bytes)" "$GREF" "$TMP/t5_gated_cfg.safetensors"
+  fi
+  if t5 "--t5 t5_gated with an old flan-t5-xxl config (exact GELU)" "$TMP/t5_gelu.safetensors" "$T/t5_gated.bin" --t5-config "$T/t5_gated_gelu_config.json"; then
+    says "--t5 exact GELU: the model" "$TMP/stdout" "gated exact GELU"
+    t5_loads "--t5 exact-GELU output matches the reference" "$TMP/t5_gelu.safetensors" "$T/t5_gated_ref.safetensors" exact
+  fi
+  mkdir -p "$TMP/shards"
+  if "$T5TOOL" shard "$T/t5_gated.safetensors" "$TMP/shards" >"$TMP/check.log" 2>&1 &&
+     t5 "--t5 a sharded checkpoint (model.safetensors.index.json)" "$TMP/t5_sharded.safetensors" "$TMP/shards/model.safetensors.index.json"; then
+    says "--t5 sharded: both shards read" "$TMP/stdout" "model-00002-of-00002.safetensors"
+    same "--t5 sharded: the same bytes" "$GREF" "$TMP/t5_sharded.safetensors"
+  fi
+fi
+if t5 "--t5 t5_v10.bin (F16, v1.0) with its config.json" "$TMP/t5_v10.safetensors" "$T/t5_v10.bin" --t5-config "$T/t5_v10_config.json"; then
+  says "--t5 v1.0: the model" "$TMP/stdout" "T5 encoder, ReLU (v1.0): d_model 32, 2 heads x d_kv 12, d_ff 48, 2 layers, vocab 64, 16 buckets, max_distance 40, eps 1e-05"
+  t5_loads "--t5 t5_v10 output loads and matches the reference" "$TMP/t5_v10.safetensors" "$T/t5_v10_ref.safetensors"
+  if t5 "--t5 t5_v10.safetensors (only encoder.embed_tokens.weight)" "$TMP/t5_v10_st.safetensors" "$T/t5_v10.safetensors" --t5-config "$T/t5_v10_config.json"; then
+    same "--t5 t5_v10: .bin and .safetensors convert to the same bytes" "$TMP/t5_v10.safetensors" "$TMP/t5_v10_st.safetensors"
+  fi
+fi
+if t5 "--t5 t5_v10 without its config.json" "$TMP/t5_v10_nocfg.safetensors" "$T/t5_v10.safetensors"; then
+  says "--t5 v1.0 without config: the defaults" "$TMP/stdout" "max_distance 128, eps 1e-06"
+fi
+
+# refused T5 inputs: what; the arguments (OUT appended); what stderr must mention
+"$T5TOOL" edit "$T/t5_gated.safetensors" "$TMP/decoder_only.safetensors" decoder-only >/dev/null 2>&1
+"$T5TOOL" edit "$T/t5_gated.safetensors" "$TMP/no_final_norm.safetensors" no-final-norm >/dev/null 2>&1
+"$T5TOOL" edit "$T/t5_gated.safetensors" "$TMP/umt5.safetensors" umt5 >/dev/null 2>&1
+"$T5TOOL" edit "$T/t5_gated.safetensors" "$TMP/embed_differs.safetensors" embed-differs >/dev/null 2>&1
+head -c 50000 "$T/t5_gated.safetensors" >"$TMP/truncated.safetensors"
+head -c 60000 "$T/t5_gated.bin" >"$TMP/truncated.bin"
+printf '{"d_model": 40, "num_heads": 3,, }' >"$TMP/broken_config.json"
+sed 's/"gated-gelu"/"gated-silu"/' "$T/t5_gated_config.json" >"$TMP/silu_config.json"
+sed 's/"feed_forward_proj": "gated-gelu"/"feed_forward_proj": "relu"/' "$T/t5_gated_config.json" >"$TMP/relu_config.json"
+sed 's/"model_type": "t5"/"model_type": "umt5"/' "$T/t5_gated_config.json" >"$TMP/umt5_config.json"
+mkdir -p "$TMP/badshards"
+cp "$TMP/shards/model-00001-of-00002.safetensors" "$TMP/shards/model.safetensors.index.json" "$TMP/badshards/" 2>/dev/null
+while IFS=';' read -r what args patterns; do
+  [ -n "$what" ] || continue
+  # shellcheck disable=SC2086
+  refuses "--t5 refuses $what" 1 "$patterns" --t5 $args "$OUT"
+done <<EOF
+a decoder-only file;$TMP/decoder_only.safetensors;not a T5 encoder|encoder.block.0.layer.0.SelfAttention.q.weight|a T5 decoder but no encoder
+a file without the final norm;$TMP/no_final_norm.safetensors;missing tensor 'encoder.final_layer_norm.weight' [40]|1 problem|nothing written
+a position table in block 1 (umT5);$TMP/umt5.safetensors;unexpected tensor 'encoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight'|umT5
+two embeddings that differ;$TMP/embed_differs.safetensors;'shared.weight' and 'encoder.embed_tokens.weight' are both present and differ
+a truncated safetensors;$TMP/truncated.safetensors;truncated.safetensors|truncated
+a truncated .bin;$TMP/truncated.bin;truncated.bin
+a TiTok checkpoint;$D/ok_views.bin;not a T5 encoder|shared.weight
+another model's config.json;$T/t5_gated.safetensors --t5-config $T/t5_v10_config.json;t5_v10_config.json: "d_model" is 32, but the tensors say 40
+a broken config.json;$T/t5_gated.safetensors --t5-config $TMP/broken_config.json;broken_config.json: not valid JSON at byte
+an unsupported activation;$T/t5_gated.safetensors --t5-config $TMP/silu_config.json;activation "silu"|not supported
+a config that says non-gated;$T/t5_gated.safetensors --t5-config $TMP/relu_config.json;non-gated FFN|wi_0/wi_1 (gated)
+a umT5 config;$T/t5_gated.safetensors --t5-config $TMP/umt5_config.json;"model_type" is "umt5"|position table in every block
+a missing config.json;$T/t5_gated.safetensors --t5-config $TMP/nope.json;nope.json
+an index whose shard is missing;$TMP/badshards/model.safetensors.index.json;model-00002-of-00002.safetensors
+EOF
+refuses "usage: --t5 with one file" 2 "usage:|--t5 expects IN and OUT" --t5 "$T/t5_gated.safetensors"
+refuses "usage: --t5-config without --t5" 2 "usage:|--t5-config goes with --t5" "$T/t5_gated.safetensors" "$OUT" --t5-config "$T/t5_gated_config.json"
+refuses "usage: --t5 with --lpips" 2 "usage:|--lpips does not apply" --t5 --lpips "$T/t5_gated.safetensors" "$OUT"
+refuses "usage: --t5-config without a file" 2 "usage:|--t5-config takes" --t5 "$T/t5_gated.safetensors" "$OUT" --t5-config
+refuses "T5 files without --t5: a hint" 1 "unknown architecture|use --t5" "$T/t5_gated.safetensors" "$OUT"
 exit 0

@@ -18,6 +18,7 @@ int main(void)
     test_kernels_fd(&s);
     test_kernels_compare(&s);
     test_titok(&s);
+    test_t5(&s);
     test_nets(&s);
     test_train(&s);
     test_textok(&s);

@@ -1,9 +1,13 @@
-/* convert: a TiTok tokenizer checkpoint, or the LPIPS loss network, as published -> the textok
-   layout (safetensors, F32)
+/* convert: a TiTok tokenizer checkpoint, the LPIPS loss network, or a T5 text encoder, as
+   published -> the textok layout (safetensors, F32)
 
      build/convert IN OUT.safetensors [--l2-norm 0|1] [--quiet]     TiTok
      build/convert --lpips VGG16 LIN OUT.safetensors [--quiet]      torchvision vgg16 + LPIPS lin
      build/convert --lpips LPIPS OUT.safetensors [--quiet]          one LPIPS(net='vgg') state_dict
+     build/convert --t5 IN OUT.safetensors [--t5-config config.json] [--quiet]
+                                                                    Hugging Face T5 / flan-T5: the
+                                                                    encoder half (IN may be a shard
+                                                                    index .json)
 
    WHAT IT READS (told by the first bytes, never by the file name)
      safetensors  8-byte little-endian header length, then a JSON header starting with '{'.
@@ -63,10 +67,12 @@
    checked with the cause of each mismatch spelled out (3x3 kernels, each conv's in-channels =
    the previous conv's out-channels, lin widths = tap widths), the lins.{k} aliases and the
    scaling_layer constants of a full LPIPS state_dict verified and dropped.
+   With --t5 likewise for a T5 checkpoint (see the T5 section): the encoder's config from the
+   shapes and config.json, every encoder tensor checked, decoder.* and lm_head.* dropped.
    Exit status: 0 written, 1 bad input (the message on stderr says why), 2 bad command line.
 
    SECTIONS: helpers and files | ZIP | pickle VM | tensor table | family recognition |
-             checks | write | LPIPS | main */
+             checks | write | LPIPS | T5 | main */
 
 #define TEXTOK_IMPLEMENTATION
 #include "textok.h"
@@ -1575,7 +1581,8 @@ static int cv_recognise(const cv_input *in, int l2, const int heads[2], textok_t
                                   in->t[i].name);
         return cv_fail("%s: unknown architecture: not a TiTok tokenizer; expected keys absent: %s (the "
                        "file holds %d tensors%s%s%s)%s", in->path, absent, in->n, in->n ? ": " : "", seen,
-                       in->n > 4 ? ", ..." : "", cv_lpips_like(in) ? "; for LPIPS and VGG16 files use --lpips" : "");
+                       in->n > 4 ? ", ..." : "", cv_lpips_like(in) ? "; for LPIPS and VGG16 files use --lpips"
+                       : cv_any(in, "encoder.block.", 1) || cv_any(in, "decoder.block.", 1) ? "; for T5 checkpoints use --t5" : "");
     }
     /* TexTok has no class tokens and no mask token: its decoder's patch tokens are learned outright */
     cfg->arch = cv_find(in, "encoder.class_embedding") || cv_find(in, "decoder.mask_token") ? TEXTOK_ARCH_TITOK
@@ -1777,6 +1784,9 @@ static int cv_check(cv_input *in, const textok_tensor_spec *specs, int n_specs)
    Write: F32 in state_dict order, the config as metadata; and the report. */
 
 #define CV_MAX_PARAMS ((size_t)1 << 31)   /* 8 GiB of F32 output; the largest TiTok has 641M */
+/* T5 encoders are larger: flan-t5-xxl's has 4.76G parameters (19 GB as F32, written from memory) */
+#define CV_MAX_PARAMS_T5 (SIZE_MAX / 4 > ((size_t)1 << 33) ? ((size_t)1 << 33) : CV_MAX_PARAMS)
+static size_t cv_max_params = CV_MAX_PARAMS;   /* the cap of this run */
 
 /* the components of architecture.md 1.8's table, by name prefix */
 static const char *const cv_titok_components[] = { "latent_tokens", "encoder.", "decoder.", "quantize.",
@@ -1832,9 +1842,9 @@ static int cv_write(const char *out, const textok_tensor_spec *specs, const cv_s
     int i, d, rc = -1;
     for (i = 0; i < n_specs; i++) {   /* all present (checked); each numel < SIZE_MAX / 4 */
         numel = src[i].t->numel;
-        if (numel > CV_MAX_PARAMS || total > CV_MAX_PARAMS - numel)
+        if (numel > cv_max_params || total > cv_max_params - numel)
             return cv_fail("%s: more than %s parameters: refusing to build an output that large",
-                           src[i].in->path, cv_commas(count, sizeof count, CV_MAX_PARAMS));
+                           src[i].in->path, cv_commas(count, sizeof count, cv_max_params));
         total += numel;
     }
     if (total > SIZE_MAX / sizeof(float) ||
@@ -2282,6 +2292,645 @@ done:
 }
 
 /* =============================================================================================
+   T5 (textok-paper.md 3): a Hugging Face T5 checkpoint -> the textok T5 file (textok.h, the T5
+   encoder: F32, the encoder's Hugging Face names in state_dict order, the textok_t5_config in
+   __metadata__).
+     --t5 IN OUT [--t5-config config.json]
+   IN is a T5ForConditionalGeneration / T5EncoderModel checkpoint: model.safetensors, a
+   pytorch_model.bin (zip or legacy torch.save), or the model.safetensors.index.json of a sharded
+   checkpoint (its shards are found beside it). Only the encoder is kept: decoder.* and lm_head.*
+   are dropped; the embedding is shared.weight or its tied alias encoder.embed_tokens.weight (a
+   file that holds both must hold the same values). From the shapes: vocab and d_model (the
+   embedding), heads and num_buckets (block 0's relative_attention_bias, (num_buckets, heads)),
+   d_kv (q.weight's rows / heads), d_ff and gated (wi_0/wi_1 vs wi), layers (the block indices).
+   max_distance (128) and eps (1e-6) are not in the tensors: config.json gives them, and decides
+   the activation (feed_forward_proj, or an explicit dense_act_fn / is_gated_act, as transformers'
+   T5Config reads them: "gated-gelu" = tanh GELU, "gelu" = exact GELU, "relu" for v1.0); its
+   dimensions must agree with the tensors. */
+
+#define CV_MAX_T5_SHARDS 256
+
+static void cv_describe_input(const cv_input *in);
+
+/* ----- a small JSON reader for config.json and the shard index: objects are walked key by key,
+   values of no interest are skipped whole (nested objects and arrays included) */
+typedef struct cj {
+    const char *beg, *p, *end;
+    const char *path;
+} cj;
+
+static void cj_ws(cj *j)
+{
+    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')) j->p++;
+}
+
+static int cj_fail(cj *j, const char *what)
+{
+    return cv_fail("%s: not valid JSON at byte %ld: %s", j->path, (long)(j->p - j->beg), what);
+}
+
+static int cj_eat(cj *j, char c)
+{
+    cj_ws(j);
+    if (j->p < j->end && *j->p == c) { j->p++; return 1; }
+    return 0;
+}
+
+/* a string into buf (size bytes); \uXXXX outside ASCII becomes '?' (no name or value we read
+   has one) */
+static int cj_string(cj *j, char *buf, size_t size)
+{
+    size_t n = 0;
+    cj_ws(j);
+    if (j->p >= j->end || *j->p != '"') return cj_fail(j, "expected a string");
+    for (j->p++; j->p < j->end && *j->p != '"'; j->p++) {
+        char c = *j->p;
+        if ((unsigned char)c < 0x20) return cj_fail(j, "control character in a string");
+        if (c == '\\') {
+            if (++j->p >= j->end) break;
+            switch (*j->p) {
+            case '"': case '\\': case '/': c = *j->p; break;
+            case 'b': c = '\b'; break;
+            case 'f': c = '\f'; break;
+            case 'n': c = '\n'; break;
+            case 'r': c = '\r'; break;
+            case 't': c = '\t'; break;
+            case 'u': {
+                unsigned v = 0;
+                int k;
+                for (k = 0; k < 4; k++) {
+                    char h = ++j->p < j->end ? *j->p : 0;
+                    v = v << 4 | (unsigned)(h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                                            : h >= 'A' && h <= 'F' ? h - 'A' + 10 : 99);
+                    if (v > 0xffff) return cj_fail(j, "bad \\u escape");
+                }
+                c = v && v < 0x80 ? (char)v : '?';
+                break;
+            }
+            default: return cj_fail(j, "unknown escape in a string");
+            }
+        }
+        if (n + 1 >= size) return cj_fail(j, "string too long");
+        buf[n++] = c;
+    }
+    if (j->p >= j->end) return cj_fail(j, "unterminated string");
+    j->p++;
+    buf[n] = 0;
+    return 0;
+}
+
+/* a number, true, false or null: its text into buf */
+static int cj_scalar(cj *j, char *buf, size_t size)
+{
+    size_t n = 0;
+    cj_ws(j);
+    while (j->p < j->end && ((*j->p >= '0' && *j->p <= '9') || (*j->p >= 'a' && *j->p <= 'z') ||
+                             (*j->p >= 'A' && *j->p <= 'Z') || *j->p == '-' || *j->p == '+' || *j->p == '.')) {
+        if (n + 1 >= size) return cj_fail(j, "value too long");
+        buf[n++] = *j->p++;
+    }
+    if (!n) return cj_fail(j, "expected a value");
+    buf[n] = 0;
+    return 0;
+}
+
+static int cj_skip(cj *j, int depth)
+{
+    char tmp[4096];
+    if (depth > 64) return cj_fail(j, "nested more than 64 deep");
+    cj_ws(j);
+    if (j->p >= j->end) return cj_fail(j, "unexpected end");
+    if (*j->p == '"') return cj_string(j, tmp, sizeof tmp);
+    if (*j->p == '{' || *j->p == '[') {
+        char close = *j->p == '{' ? '}' : ']';
+        j->p++;
+        if (cj_eat(j, close)) return 0;
+        do {
+            if (close == '}' && (cj_string(j, tmp, sizeof tmp) || (!cj_eat(j, ':') && cj_fail(j, "expected ':'"))))
+                return -1;
+            if (cj_skip(j, depth + 1)) return -1;
+        } while (cj_eat(j, ','));
+        return cj_eat(j, close) ? 0 : cj_fail(j, close == '}' ? "expected ',' or '}'" : "expected ',' or ']'");
+    }
+    return cj_scalar(j, tmp, sizeof tmp);
+}
+
+static int cj_open(cj *j, textok_file *f, const char *path)
+{
+    memset(j, 0, sizeof *j);
+    if (textok_file_open(f, path) != TEXTOK_OK) return cv_fail("%s", textok_last_error());
+    j->beg = j->p = (const char *)f->data;
+    j->end = j->p + f->size;
+    j->path = path;
+    return 0;
+}
+
+/* ----- config.json ---------------------------------------------------------------------------- */
+typedef struct cv_t5_json {
+    const char *path;                 /* NULL: no config.json given */
+    /* -1 = absent */
+    int d_model, d_kv, num_heads, d_ff, num_layers, num_buckets, max_distance, vocab_size, is_gated_act;
+    double eps;                       /* < 0: absent */
+    char feed_forward_proj[64], dense_act_fn[64], model_type[64];   /* "" = absent */
+} cv_t5_json;
+
+static int cv_t5_json_int(cj *j, const char *key, int *out)
+{
+    char v[64], *end;
+    long x;
+    if (cj_scalar(j, v, sizeof v)) return -1;
+    errno = 0;
+    x = strtol(v, &end, 10);
+    if (*end || errno || x < 0 || x > INT_MAX)
+        return cv_fail("%s: \"%s\" is %s, expected a non-negative integer", j->path, key, v);
+    *out = (int)x;
+    return 0;
+}
+
+static int cv_t5_read_config(cv_t5_json *c, const char *path)
+{
+    static const struct { const char *key; size_t off; } ints[] = {
+        { "d_model", offsetof(cv_t5_json, d_model) }, { "d_kv", offsetof(cv_t5_json, d_kv) },
+        { "num_heads", offsetof(cv_t5_json, num_heads) }, { "d_ff", offsetof(cv_t5_json, d_ff) },
+        { "num_layers", offsetof(cv_t5_json, num_layers) },
+        { "relative_attention_num_buckets", offsetof(cv_t5_json, num_buckets) },
+        { "relative_attention_max_distance", offsetof(cv_t5_json, max_distance) },
+        { "vocab_size", offsetof(cv_t5_json, vocab_size) }
+    };
+    textok_file f;
+    cj j;
+    char key[256], v[64];
+    int rc = -1;
+    size_t k;
+    memset(c, 0, sizeof *c);
+    c->d_model = c->d_kv = c->num_heads = c->d_ff = c->num_layers = c->num_buckets = c->max_distance = -1;
+    c->vocab_size = c->is_gated_act = -1;
+    c->eps = -1.0;
+    c->path = path;
+    memset(&f, 0, sizeof f);
+    if (cj_open(&j, &f, path)) return -1;
+    if (!cj_eat(&j, '{')) { cj_fail(&j, "a config.json is one object"); goto done; }
+    if (!cj_eat(&j, '}')) {
+        do {
+            if (cj_string(&j, key, sizeof key)) goto done;
+            if (!cj_eat(&j, ':')) { cj_fail(&j, "expected ':'"); goto done; }
+            for (k = 0; k < sizeof ints / sizeof *ints && strcmp(key, ints[k].key); k++) {}
+            if (k < sizeof ints / sizeof *ints) {
+                if (cv_t5_json_int(&j, key, (int *)((char *)c + ints[k].off))) goto done;
+            } else if (!strcmp(key, "layer_norm_epsilon")) {
+                char *end;
+                if (cj_scalar(&j, v, sizeof v)) goto done;
+                c->eps = strtod(v, &end);   /* convert never sets a locale: '.' is the point */
+                if (*end || !(c->eps > 0.0 && c->eps < 1.0)) {
+                    cv_fail("%s: \"layer_norm_epsilon\" is %s, expected a number in (0, 1)", path, v);
+                    goto done;
+                }
+            } else if (!strcmp(key, "feed_forward_proj") || !strcmp(key, "dense_act_fn") || !strcmp(key, "model_type")) {
+                char *dst = key[0] == 'f' ? c->feed_forward_proj : key[0] == 'd' ? c->dense_act_fn : c->model_type;
+                if (cj_string(&j, dst, 64)) goto done;
+            } else if (!strcmp(key, "is_gated_act")) {
+                if (cj_scalar(&j, v, sizeof v)) goto done;
+                if (strcmp(v, "true") && strcmp(v, "false")) {
+                    cv_fail("%s: \"is_gated_act\" is %s, expected true or false", path, v);
+                    goto done;
+                }
+                c->is_gated_act = v[0] == 't';
+            } else if (cj_skip(&j, 0)) {
+                goto done;
+            }
+        } while (cj_eat(&j, ','));
+        if (!cj_eat(&j, '}')) { cj_fail(&j, "expected ',' or '}'"); goto done; }
+    }
+    cj_ws(&j);
+    if (j.p != j.end) { cj_fail(&j, "text after the object"); goto done; }
+    rc = 0;
+done:
+    textok_file_close(&f);
+    return rc;
+}
+
+/* ----- the inputs: one checkpoint, or the shards of an index ----------------------------------- */
+typedef struct cv_t5_inputs {
+    cv_input *in;          /* (n) */
+    int       n;
+    char    **paths;       /* (n) shard paths (index), else NULL */
+} cv_t5_inputs;
+
+static void cv_t5_inputs_close(cv_t5_inputs *s)
+{
+    int i;
+    for (i = 0; i < s->n; i++) cv_input_close(&s->in[i]);
+    for (i = 0; s->paths && i < s->n; i++) free(s->paths[i]);
+    free(s->in);
+    free(s->paths);
+    memset(s, 0, sizeof *s);
+}
+
+static const cv_tensor *cv_t5_find(const cv_t5_inputs *s, const char *name, int *which)
+{
+    int i;
+    for (i = 0; i < s->n; i++) {
+        const cv_tensor *t = cv_find(&s->in[i], name);
+        if (t) { if (which) *which = i; return t; }
+    }
+    return NULL;
+}
+
+/* model.safetensors.index.json: {"metadata": {...}, "weight_map": {"<tensor>": "<shard file>"}}.
+   Opens every shard named (relative to the index's folder) and checks that each holds the tensors
+   the map gives it, and that no tensor is in two shards. */
+static int cv_t5_open_index(cv_t5_inputs *s, const char *path)
+{
+    textok_file f;
+    cj j;
+    char key[512], file[512], dir[4096];
+    struct cv_t5_entry { char *name, *file; } *map = NULL;   /* weight_map, in file order */
+    size_t n_map = 0, cap = 0, k, dl;
+    const char *slash = strrchr(path, '/');
+    int rc = -1, i, seen_map = 0;
+    dl = slash ? (size_t)(slash - path + 1) : 0;
+    if (dl >= sizeof dir) return cv_fail("%s: path too long", path);
+    memcpy(dir, path, dl);
+    dir[dl] = 0;
+    memset(&f, 0, sizeof f);
+    if (cj_open(&j, &f, path)) return -1;
+    if (!cj_eat(&j, '{')) { cj_fail(&j, "an index is one object"); goto done; }
+    if (!cj_eat(&j, '}')) {
+        do {
+            if (cj_string(&j, key, sizeof key)) goto done;
+            if (!cj_eat(&j, ':')) { cj_fail(&j, "expected ':'"); goto done; }
+            if (strcmp(key, "weight_map")) { if (cj_skip(&j, 0)) goto done; continue; }
+            seen_map = 1;
+            if (!cj_eat(&j, '{')) { cj_fail(&j, "\"weight_map\" must be an object"); goto done; }
+            if (cj_eat(&j, '}')) continue;
+            do {
+                void *p = map;
+                if (cj_string(&j, key, sizeof key) || (!cj_eat(&j, ':') && cj_fail(&j, "expected ':'")) ||
+                    cj_string(&j, file, sizeof file))
+                    goto done;
+                if (strchr(file, '/') || strchr(file, '\\') || !strcmp(file, "..") || !file[0]) {
+                    cv_fail("%s: shard name '%s' is not a plain file name beside the index", path, file);
+                    goto done;
+                }
+                if (!cv_grow(&p, &cap, n_map + 1, sizeof *map)) { cv_fail("out of memory"); goto done; }
+                map = (struct cv_t5_entry *)p;
+                map[n_map].name = cv_strndup(key, strlen(key));
+                map[n_map].file = cv_strndup(file, strlen(file));
+                n_map++;
+                if (!map[n_map - 1].name || !map[n_map - 1].file) { cv_fail("out of memory"); goto done; }
+            } while (cj_eat(&j, ','));
+            if (!cj_eat(&j, '}')) { cj_fail(&j, "expected ',' or '}' in \"weight_map\""); goto done; }
+        } while (cj_eat(&j, ','));
+        if (!cj_eat(&j, '}')) { cj_fail(&j, "expected ',' or '}'"); goto done; }
+    }
+    if (!seen_map || !n_map) { cv_fail("%s: a shard index without a \"weight_map\" of tensors", path); goto done; }
+    /* the distinct shards, in order of first mention */
+    if (!(s->in = (cv_input *)calloc(CV_MAX_T5_SHARDS, sizeof *s->in)) ||
+        !(s->paths = (char **)calloc(CV_MAX_T5_SHARDS, sizeof *s->paths))) { cv_fail("out of memory"); goto done; }
+    for (k = 0; k < n_map; k++) {
+        for (i = 0; i < s->n && strcmp(s->paths[i] + dl, map[k].file); i++) {}
+        if (i < s->n) continue;
+        if (s->n == CV_MAX_T5_SHARDS) { cv_fail("%s: more than %d shards", path, CV_MAX_T5_SHARDS); goto done; }
+        if (!(s->paths[s->n] = (char *)malloc(dl + strlen(map[k].file) + 1))) { cv_fail("out of memory"); goto done; }
+        sprintf(s->paths[s->n], "%s%s", dir, map[k].file);
+        s->n++;
+        if (cv_input_open(&s->in[s->n - 1], s->paths[s->n - 1])) goto done;
+        cv_describe_input(&s->in[s->n - 1]);
+    }
+    for (k = 0; k < n_map; k++) {
+        int which = -1;
+        const cv_tensor *t = cv_t5_find(s, map[k].name, &which);
+        if (!t || strcmp(s->paths[which] + dl, map[k].file)) {
+            cv_fail("%s: the index puts '%s' in %s, but %s", path, map[k].name, map[k].file,
+                    t ? "another shard holds it" : "no shard holds it");
+            goto done;
+        }
+    }
+    for (i = 0; i < s->n; i++) {
+        int m;
+        for (m = 0; m < s->in[i].n; m++) {
+            int which = -1;
+            cv_t5_find(s, s->in[i].t[m].name, &which);
+            if (which != i) {
+                cv_fail("%s: tensor '%s' is in two shards (%s and %s)", path, s->in[i].t[m].name,
+                        s->paths[which], s->paths[i]);
+                goto done;
+            }
+        }
+    }
+    rc = 0;
+done:
+    for (k = 0; k < n_map; k++) { free(map[k].name); free(map[k].file); }
+    free(map);
+    textok_file_close(&f);
+    return rc;
+}
+
+static int cv_t5_open(cv_t5_inputs *s, const char *path)
+{
+    textok_file f;
+    int index;
+    memset(s, 0, sizeof *s);
+    memset(&f, 0, sizeof f);
+    /* an index is JSON text: '{' first (safetensors starts with its 8-byte header length) */
+    if (textok_file_open(&f, path) != TEXTOK_OK) return cv_fail("%s", textok_last_error());
+    {
+        size_t k = 0;
+        while (k < f.size && (f.data[k] == ' ' || f.data[k] == '\n' || f.data[k] == '\r' || f.data[k] == '\t')) k++;
+        index = k < f.size && f.data[k] == '{';
+    }
+    textok_file_close(&f);
+    if (index) return cv_t5_open_index(s, path);
+    if (!(s->in = (cv_input *)calloc(1, sizeof *s->in))) return cv_fail("out of memory");
+    s->n = 1;
+    if (cv_input_open(&s->in[0], path)) return -1;
+    cv_describe_input(&s->in[0]);
+    return 0;
+}
+
+/* ----- the configuration from the tensors (and config.json) ------------------------------------ */
+static int cv_t5_dim(const cv_t5_inputs *s, const char *name, int ndim, int axis, int *out, const char *field)
+{
+    int which = 0;
+    const cv_tensor *t = cv_t5_find(s, name, &which);
+    char sh[256];
+    if (!t) return cv_fail("cannot infer %s: tensor '%s' is missing", field, name);
+    if (t->ndim != ndim || t->shape[axis] <= 0 || t->shape[axis] > (1 << 24))
+        return cv_fail("%s: cannot infer %s: tensor '%s' has shape %s, expected %d dims", s->in[which].path, field,
+                       name, cv_shape_str(sh, sizeof sh, t->ndim, t->shape), ndim);
+    *out = (int)t->shape[axis];
+    return 0;
+}
+
+/* a config.json value against the one read from the tensors */
+static int cv_t5_agree(const cv_t5_json *j, const char *key, int json, int tensors, const char *from)
+{
+    if (json >= 0 && json != tensors)
+        return cv_fail("%s: \"%s\" is %d, but the tensors say %d (%s)", j->path, key, json, tensors, from);
+    return 0;
+}
+
+static const char *const cv_t5_rab = "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight";
+
+static int cv_t5_recognise(const cv_t5_inputs *s, const cv_t5_json *j, textok_t5_config *c, char *desc, size_t size)
+{
+    const cv_tensor *emb = cv_t5_find(s, "shared.weight", NULL);
+    int inner, i, gated_json = -1, has_wi0, has_wi;
+    const char *act;
+    memset(c, 0, sizeof *c);
+    if (!emb) emb = cv_t5_find(s, "encoder.embed_tokens.weight", NULL);
+    if (!cv_t5_find(s, "encoder.block.0.layer.0.SelfAttention.q.weight", NULL) || !emb) {
+        char seen[256];
+        size_t n = 0;
+        int dec = 0, enc = 0, m;
+        seen[0] = 0;
+        for (i = 0; i < s->n; i++)
+            for (m = 0; m < s->in[i].n; m++) {
+                dec += !strncmp(s->in[i].t[m].name, "decoder.block.", 14);
+                enc += !strncmp(s->in[i].t[m].name, "encoder.", 8);
+            }
+        for (m = 0; m < s->in[0].n && m < 3; m++)
+            n += (size_t)snprintf(seen + n, n < sizeof seen ? sizeof seen - n : 0, "%s%s", m ? ", " : "", s->in[0].t[m].name);
+        return cv_fail("%s: not a T5 encoder: expected keys absent: %s%s%s (the file holds %d tensor%s%s%s%s)%s",
+                       s->in[0].path, emb ? "" : "shared.weight (or encoder.embed_tokens.weight)",
+                       emb ? "" : ", ", "encoder.block.0.layer.0.SelfAttention.q.weight", s->in[0].n,
+                       s->in[0].n == 1 ? "" : "s", s->n > 1 ? " in its first shard" : "", s->in[0].n ? ": " : "", seen,
+                       dec && !enc ? "; it has a T5 decoder but no encoder: a text encoder needs the encoder half" : "");
+    }
+    if (emb->ndim != 2)
+        return cv_fail("%s: the embedding '%s' has %d dims, expected 2 (vocab, d_model)", s->in[0].path, emb->name, emb->ndim);
+    c->vocab = (int)(emb->shape[0] > INT_MAX ? INT_MAX : emb->shape[0]);
+    c->d_model = (int)(emb->shape[1] > INT_MAX ? INT_MAX : emb->shape[1]);
+    if (cv_t5_dim(s, cv_t5_rab, 2, 0, &c->num_buckets, "num_buckets") ||
+        cv_t5_dim(s, cv_t5_rab, 2, 1, &c->heads, "the number of heads") ||
+        cv_t5_dim(s, "encoder.block.0.layer.0.SelfAttention.q.weight", 2, 0, &inner, "the attention width"))
+        return -1;
+    if (inner % c->heads)
+        return cv_fail("%s: q.weight has %d rows, not a multiple of the %d heads of relative_attention_bias",
+                       s->in[0].path, inner, c->heads);
+    c->d_kv = inner / c->heads;
+    for (i = 0; i < s->n; i++) {
+        int n;
+        if (cv_count(&s->in[i], "encoder.block.", 1024, &n)) return -1;
+        if (n > c->layers) c->layers = n;
+    }
+    has_wi0 = cv_t5_find(s, "encoder.block.0.layer.1.DenseReluDense.wi_0.weight", NULL) != NULL;
+    has_wi = cv_t5_find(s, "encoder.block.0.layer.1.DenseReluDense.wi.weight", NULL) != NULL;
+    if (has_wi0 == has_wi)
+        return cv_fail("%s: encoder block 0's FFN has %s: a T5 FFN is gated (wi_0, wi_1: v1.1, flan) or not (wi: v1.0)",
+                       s->in[0].path, has_wi0 ? "both wi_0 and wi" : "neither wi_0 nor wi");
+    c->gated = has_wi0;
+    if (cv_t5_dim(s, c->gated ? "encoder.block.0.layer.1.DenseReluDense.wi_0.weight"
+                              : "encoder.block.0.layer.1.DenseReluDense.wi.weight", 2, 0, &c->d_ff, "d_ff"))
+        return -1;
+    c->max_distance = 128;
+    c->eps = 1e-6f;
+    c->gelu_tanh = c->gated;
+    act = c->gated ? "gelu_new" : "relu";
+    if (j->path) {
+        char ff[64];
+        const char *a;
+        if (j->model_type[0] && strcmp(j->model_type, "t5") && strcmp(j->model_type, "mt5"))
+            return cv_fail("%s: \"model_type\" is \"%s\"%s; convert --t5 reads t5 and mt5", j->path, j->model_type,
+                           !strcmp(j->model_type, "umt5") ? " (umT5 has a position table in every block, which textok does not implement)" : "");
+        if (cv_t5_agree(j, "d_model", j->d_model, c->d_model, "the embedding's columns") ||
+            cv_t5_agree(j, "num_heads", j->num_heads, c->heads, "relative_attention_bias's columns") ||
+            cv_t5_agree(j, "d_kv", j->d_kv, c->d_kv, "q.weight's rows / heads") ||
+            cv_t5_agree(j, "d_ff", j->d_ff, c->d_ff, "the FFN's wi rows") ||
+            cv_t5_agree(j, "num_layers", j->num_layers, c->layers, "the encoder.block.{i} indices") ||
+            cv_t5_agree(j, "relative_attention_num_buckets", j->num_buckets, c->num_buckets, "relative_attention_bias's rows"))
+            return -1;
+        if (j->vocab_size >= 0 && j->vocab_size != c->vocab)
+            cv_info("note: %s: \"vocab_size\" is %d, the embedding has %d rows; ids must be < %d\n", j->path,
+                    j->vocab_size, c->vocab, c->vocab);
+        if (j->max_distance >= 0) c->max_distance = j->max_distance;
+        if (j->eps >= 0.0) c->eps = (float)j->eps;
+        /* as transformers' T5Config: feed_forward_proj "[gated-]act" sets the activation and
+           gating ("gated-gelu" means gelu_new, for backward compatibility); explicit dense_act_fn
+           and is_gated_act keys override both */
+        snprintf(ff, sizeof ff, "%s", j->feed_forward_proj[0] ? j->feed_forward_proj : "relu");
+        a = strncmp(ff, "gated-", 6) ? ff : ff + 6;
+        gated_json = a != ff;
+        act = !strcmp(ff, "gated-gelu") ? "gelu_new" : a;
+        if (j->dense_act_fn[0]) act = j->dense_act_fn;
+        if (j->is_gated_act >= 0) gated_json = j->is_gated_act;
+        if (gated_json != c->gated)
+            return cv_fail("%s: the config says a %s FFN (feed_forward_proj \"%s\"%s), but the tensors hold %s", j->path,
+                           gated_json ? "gated" : "non-gated", j->feed_forward_proj, j->is_gated_act >= 0 ? ", is_gated_act" : "",
+                           c->gated ? "wi_0/wi_1 (gated)" : "wi (not gated)");
+        if (c->gated && (!strcmp(act, "gelu_new") || !strcmp(act, "gelu_pytorch_tanh") || !strcmp(act, "gelu_fast")))
+            c->gelu_tanh = 1;
+        else if (c->gated && !strcmp(act, "gelu"))
+            c->gelu_tanh = 0;
+        else if (c->gated || strcmp(act, "relu"))
+            return cv_fail("%s: activation \"%s\" with a %s FFN is not supported: textok's T5 has the gated GELU (tanh "
+                           "\"gelu_new\" or exact \"gelu\") and v1.0's non-gated ReLU", j->path, act, c->gated ? "gated" : "non-gated");
+    } else {
+        cv_info("note: no --t5-config: max_distance 128, eps 1e-06 and the %s FFN assumed (what every published T5 "
+                "uses); pass the model's config.json to read them\n", c->gated ? "tanh-GELU gated" : "ReLU");
+    }
+    if (textok_t5_config_check(c))
+        return cv_fail("%s: the inferred configuration is not valid: %s", s->in[0].path, textok_last_error());
+    snprintf(desc, size, "T5 encoder, %s: d_model %d, %d head%s x d_kv %d, d_ff %d, %d layer%s, vocab %d, %d buckets, "
+             "max_distance %d, eps %g", c->gated ? (c->gelu_tanh ? "gated tanh-GELU (v1.1/flan)" : "gated exact GELU")
+             : "ReLU (v1.0)", c->d_model, c->heads, c->heads == 1 ? "" : "s", c->d_kv, c->d_ff, c->layers,
+             c->layers == 1 ? "" : "s", c->vocab, c->num_buckets, c->max_distance, (double)c->eps);
+    return 0;
+}
+
+/* ----- checks: every tensor of the config, the embedding's alias, what is dropped -------------- */
+/* 1 if two tensors hold the same values (a tied pair is usually one storage: compared by view) */
+static int cv_t5_same(const cv_t5_inputs *s, int ia, const cv_tensor *a, int ib, const cv_tensor *b, int *err)
+{
+    float *x, *y;
+    int same, d;
+    *err = 0;
+    if (a->ndim != b->ndim || a->numel != b->numel) return 0;
+    for (d = 0; d < a->ndim; d++) if (a->shape[d] != b->shape[d]) return 0;
+    if (a->bytes && a->bytes == b->bytes && a->offset == b->offset && a->dtype == b->dtype &&
+        !memcmp(a->stride, b->stride, sizeof a->stride))
+        return 1;
+    x = cv_read_new(&s->in[ia], a);
+    y = x ? cv_read_new(&s->in[ib], b) : NULL;
+    if (!x || !y) { free(x); *err = 1; return 0; }
+    same = !memcmp(x, y, a->numel * sizeof *x);
+    free(x);
+    free(y);
+    return same;
+}
+
+static int cv_t5_check(cv_t5_inputs *s, const textok_tensor_spec *specs, int n_specs, cv_src *src)
+{
+    char s1[256], s2[256];
+    unsigned long long dropped_vals = 0;
+    int i, m, problems = 0, dropped = 0;
+    for (i = 0; i < n_specs; i++) {
+        const textok_tensor_spec *sp = &specs[i];
+        int which = 0, same = 1, d;
+        cv_tensor *t = (cv_tensor *)cv_t5_find(s, sp->name, &which);
+        if (i == 0) {   /* shared.weight, or its tied alias */
+            int wb = 0, err = 0;
+            cv_tensor *b = (cv_tensor *)cv_t5_find(s, "encoder.embed_tokens.weight", &wb);
+            if (b) b->used = 1;
+            if (t && b && !cv_t5_same(s, which, t, wb, b, &err)) {
+                if (err) { fprintf(stderr, "convert: %s\n", cv_errbuf); problems++; continue; }
+                fprintf(stderr, "convert: %s: 'shared.weight' and 'encoder.embed_tokens.weight' are both present and differ; "
+                        "T5 ties them, so the encoder's embedding is ambiguous\n", s->in[which].path);
+                problems++;
+            }
+            if (!t) { t = b; which = wb; }
+            if (t && b && t != b) cv_info("note: 'encoder.embed_tokens.weight' is the tied alias of 'shared.weight' (equal): dropped\n");
+            if (!t) {
+                fprintf(stderr, "convert: %s: missing tensor 'shared.weight' (or 'encoder.embed_tokens.weight') %s\n",
+                        s->in[0].path, cv_shape_str(s1, sizeof s1, sp->ndim, sp->shape));
+                problems++;
+                continue;
+            }
+        }
+        if (!t) {
+            fprintf(stderr, "convert: %s: missing tensor '%s' %s\n", s->n > 1 ? "the shards" : s->in[0].path, sp->name,
+                    cv_shape_str(s1, sizeof s1, sp->ndim, sp->shape));
+            problems++;
+            continue;
+        }
+        t->used = 1;
+        src[i].in = &s->in[which];
+        src[i].t = t;
+        if (t->ndim != sp->ndim) same = 0;
+        for (d = 0; same && d < sp->ndim; d++) same = t->shape[d] == sp->shape[d];
+        if (!same) {
+            fprintf(stderr, "convert: %s: tensor '%s' has shape %s, the config needs %s\n", s->in[which].path, t->name,
+                    cv_shape_str(s1, sizeof s1, t->ndim, t->shape), cv_shape_str(s2, sizeof s2, sp->ndim, sp->shape));
+            problems++;
+        }
+        if (t->dtype < 0) {
+            fprintf(stderr, "convert: %s: tensor '%s' has dtype %s; convert reads F32, F16 and BF16\n", s->in[which].path,
+                    t->name, t->dtype_name);
+            problems++;
+        }
+    }
+    for (i = 0; i < s->n; i++)
+        for (m = 0; m < s->in[i].n; m++) {
+            const cv_tensor *t = &s->in[i].t[s->in[i].by_name[m]];
+            if (t->used) continue;
+            if (!strncmp(t->name, "decoder.", 8) || !strncmp(t->name, "lm_head.", 8)) {
+                dropped++;
+                dropped_vals += t->numel;
+                continue;
+            }
+            if (cv_ignored(t->name)) {
+                cv_info("note: skipping '%s' %s: a buffer, not a model parameter\n", t->name,
+                        cv_shape_str(s1, sizeof s1, t->ndim, t->shape));
+                continue;
+            }
+            fprintf(stderr, "convert: %s: unexpected tensor '%s' %s %s%s\n", s->in[i].path, t->name,
+                    cv_shape_str(s1, sizeof s1, t->ndim, t->shape), t->dtype_name,
+                    strstr(t->name, "relative_attention_bias") ? " (a position table beyond block 0: umT5, which textok does not implement)" : "");
+            problems++;
+        }
+    if (dropped && !problems)
+        cv_info("dropping %d decoder.*/lm_head.* tensor%s (%s values): the text encoder is the encoder half\n", dropped,
+                dropped == 1 ? "" : "s", cv_commas(s1, sizeof s1, dropped_vals));
+    return problems;
+}
+
+static const char *const cv_t5_components[CV_N_COMPONENTS] = { "shared.", "encoder." };
+
+static int cv_t5_convert(const char *in_path, const char *out_path, const char *config_path)
+{
+    const char *kv[2 * 32];
+    char desc[512], meta[1024];
+    cv_t5_inputs s;
+    cv_t5_json j;
+    textok_t5_config cfg;
+    textok_tensor_spec *specs = NULL;
+    cv_src *src = NULL;
+    int n_specs, n_meta, problems, rc = -1;
+    memset(&j, 0, sizeof j);
+    if (config_path && cv_t5_read_config(&j, config_path)) {
+        fprintf(stderr, "convert: %s\n", cv_errbuf);
+        return -1;
+    }
+    if (cv_t5_open(&s, in_path) || cv_t5_recognise(&s, &j, &cfg, desc, sizeof desc)) {
+        fflush(stdout);
+        fprintf(stderr, "convert: %s\n", cv_errbuf);
+        goto done;
+    }
+    cv_info("%s\n", desc);
+    n_specs = textok_t5_tensor_specs(&cfg, NULL, 0);
+    if (n_specs <= 0 || !(specs = (textok_tensor_spec *)calloc((size_t)n_specs, sizeof *specs)) ||
+        !(src = (cv_src *)calloc((size_t)n_specs, sizeof *src)) || textok_t5_tensor_specs(&cfg, specs, n_specs) != n_specs) {
+        fflush(stdout);
+        fprintf(stderr, "convert: cannot list the tensors of this config: %s\n", n_specs <= 0 ? textok_last_error() : "out of memory");
+        goto done;
+    }
+    fflush(stdout);
+    problems = cv_t5_check(&s, specs, n_specs, src);
+    if (problems) {
+        fprintf(stderr, "convert: %s: %d problem%s against the configuration inferred from it (listed above); nothing written\n",
+                in_path, problems, problems == 1 ? "" : "s");
+        goto done;
+    }
+    cv_report_counts(specs, n_specs, cv_t5_components);
+    if ((n_meta = textok_t5_config_to_meta(&cfg, kv, 32, meta, sizeof meta)) < 0) {
+        fprintf(stderr, "convert: cannot write the config as metadata: %s\n", textok_last_error());
+        goto done;
+    }
+    cv_max_params = CV_MAX_PARAMS_T5;
+    if (cv_write(out_path, specs, src, n_specs, kv, n_meta)) {
+        fflush(stdout);
+        fprintf(stderr, "convert: %s\n", cv_errbuf);
+        goto done;
+    }
+    rc = 0;
+done:
+    free(specs);
+    free(src);
+    cv_t5_inputs_close(&s);
+    return rc;
+}
+
+/* =============================================================================================
    main */
 
 static void cv_usage(FILE *f)
@@ -2290,6 +2939,7 @@ static void cv_usage(FILE *f)
             "usage: convert IN OUT.safetensors [--l2-norm 0|1] [--heads E,D] [--quiet]\n"
             "       convert --lpips VGG16 LIN OUT.safetensors [--quiet]\n"
             "       convert --lpips LPIPS OUT.safetensors [--quiet]\n"
+            "       convert --t5 IN OUT.safetensors [--t5-config config.json] [--quiet]\n"
             "  Reads checkpoints as published (PyTorch files written by torch.save, zip or the legacy\n"
             "  format before torch 1.6, or .safetensors; F32/F16/BF16), checks every tensor and writes\n"
             "  the textok layout: F32 safetensors with the config in __metadata__. Nothing is written\n"
@@ -2303,6 +2953,11 @@ static void cv_usage(FILE *f)
             "  --lpips        the LPIPS perceptual loss (VGG16): either torchvision's vgg16 state_dict\n"
             "                 (vgg16-397923af.pth; its classifier is ignored) and LPIPS's lin weights\n"
             "                 (lpips/weights/v0.1/vgg.pth), or one LPIPS(net='vgg') state_dict\n"
+            "  --t5           a Hugging Face T5 / flan-T5 checkpoint (model.safetensors, pytorch_model.bin,\n"
+            "                 or model.safetensors.index.json with its shards beside it); only the\n"
+            "                 encoder is kept (the text encoder): decoder.* and lm_head.* are dropped\n"
+            "  --t5-config F  the model's config.json: max_distance, eps and the activation (otherwise\n"
+            "                 128, 1e-6 and tanh GELU / ReLU as the tensors say); its sizes must agree\n"
             "  --quiet        print nothing on success\n"
             "  Exit status: 0 written, 1 bad input, 2 bad command line.\n");
 }
@@ -2387,8 +3042,8 @@ done:
 
 int main(int argc, char **argv)
 {
-    const char *pos[3] = { NULL, NULL, NULL };
-    int n_pos = 0, l2 = -1, lpips = 0, i, n_in, rc = 1, heads[2] = { 0, 0 };
+    const char *pos[3] = { NULL, NULL, NULL }, *t5_config = NULL;
+    int n_pos = 0, l2 = -1, lpips = 0, t5 = 0, i, n_in, rc = 1, heads[2] = { 0, 0 };
     cv_input in[2];
 
     for (i = 1; i < argc; i++) {
@@ -2411,6 +3066,15 @@ int main(int argc, char **argv)
             i++;
         } else if (!strcmp(a, "--lpips")) {
             lpips = 1;
+        } else if (!strcmp(a, "--t5")) {
+            t5 = 1;
+        } else if (!strcmp(a, "--t5-config")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "convert: --t5-config takes the model's config.json\n");
+                cv_usage(stderr);
+                return 2;
+            }
+            t5_config = argv[++i];
         } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
             cv_quiet = 1;
         } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -2427,6 +3091,24 @@ int main(int argc, char **argv)
             cv_usage(stderr);
             return 2;
         }
+    }
+    if (t5_config && !t5) {
+        fprintf(stderr, "convert: --t5-config goes with --t5\n");
+        cv_usage(stderr);
+        return 2;
+    }
+    if (t5 && (lpips || l2 >= 0)) {
+        fprintf(stderr, "convert: --t5 converts a T5 checkpoint; %s does not apply\n", lpips ? "--lpips" : "--l2-norm");
+        cv_usage(stderr);
+        return 2;
+    }
+    if (t5) {
+        if (n_pos != 2) {
+            fprintf(stderr, "convert: --t5 expects IN and OUT, got %d file argument%s\n", n_pos, n_pos == 1 ? "" : "s");
+            cv_usage(stderr);
+            return 2;
+        }
+        return cv_t5_convert(pos[0], pos[1], t5_config) ? 1 : 0;
     }
     if (lpips && l2 >= 0) {
         fprintf(stderr, "convert: --l2-norm applies to TiTok checkpoints, not to --lpips\n");
