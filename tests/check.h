@@ -29,4 +29,5 @@ void test_rng(tt_stats *s);
 void test_titok(tt_stats *s);
 void test_nets(tt_stats *s);
 void test_train(tt_stats *s);
+void test_spm(tt_stats *s);
 #endif

@@ -20,6 +20,7 @@ int main(void)
     test_titok(&s);
     test_nets(&s);
     test_train(&s);
+    test_spm(&s);
     printf("%d passed, %d failed\n", s.passed, s.failed);
     return s.failed ? 1 : 0;
 }
