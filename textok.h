@@ -554,6 +554,46 @@ typedef struct textok_tensor_spec {
 } textok_tensor_spec;
 
 /* ---------------------------------------------------------------------------------------------
+   Text: the SentencePiece Unigram tokenizer of T5 (and other Unigram models), read from a
+   Hugging Face tokenizer.json and run as HF's tokenizers library runs it: added/special tokens
+   ("<pad>", "</s>", "<extra_id_0>", ...) split off the raw text first, then the normalizers
+   (Precompiled charsmap, Replace, Strip), the pre-tokenizers (Metaspace, WhitespaceSplit), the
+   Unigram Viterbi per word, and the post-processor's template (T5: "$A </s>"). Anything else in
+   a file (another model type, normalizer or pre-tokenizer) is refused with
+   TEXTOK_ERR_UNSUPPORTED naming it; a malformed file is TEXTOK_ERR_FORMAT with its byte offset.
+   One deviation from HF: the Precompiled charsmap is applied as SentencePiece applies it
+   (longest match at every position), where HF works per grapheme cluster; they differ only on
+   clusters of several code points such as decomposed Hangul (see "Text (1/2)", Normalizers,
+   in the implementation). And a file without a post_processor gets "</s>" appended when it has
+   that piece (HF would append nothing). Added tokens with single_word are refused.
+
+      textok_spm *tok;
+      if (textok_spm_load(&tok, "tokenizer.json") != TEXTOK_OK) fprintf(stderr, "%s\n", textok_last_error());
+      int32_t ids[128];
+      int n, n_full;
+      textok_spm_encode(tok, "a photo of a dog", ids, 128, &n, &n_full);  // ids: pieces..., </s>
+      for (int i = n; i < 128; i++) ids[i] = textok_spm_pad_id(tok);        // T5: pad 0, mask 0
+      textok_spm_free(tok);
+
+   Encoding is const on the model: one model may serve many threads at once. */
+typedef struct textok_spm textok_spm;
+TEXTOKDEF int  textok_spm_load(textok_spm **out, const char *path);
+/* json: n bytes (no NUL needed) that the call only reads; name is what messages call it. */
+TEXTOKDEF int  textok_spm_load_mem(textok_spm **out, const char *json, size_t n, const char *name);
+TEXTOKDEF void textok_spm_free(textok_spm *s);   /* NULL is fine */
+/* text: NUL-terminated UTF-8 (invalid UTF-8 -> TEXTOK_ERR_ARG naming the byte offset). Writes
+   at most max_len ids (max_len >= 1): the pieces, truncated to max_len - 1, then EOS (HF's
+   truncation, then its template; a template with k special ids keeps max_len - k pieces and
+   needs max_len >= k). *n_ids = ids written; *n_full (may be NULL) = the count before
+   truncation (EOS included). */
+TEXTOKDEF int  textok_spm_encode(const textok_spm *s, const char *text, int32_t *ids, int max_len,
+                                 int *n_ids, int *n_full);
+TEXTOKDEF int  textok_spm_vocab_size(const textok_spm *s);   /* pieces + added tokens beyond them */
+TEXTOKDEF const char *textok_spm_piece(const textok_spm *s, int id);   /* NULL if out of range */
+TEXTOKDEF int  textok_spm_eos_id(const textok_spm *s);   /* the template's last id after $A; -1 if none */
+TEXTOKDEF int  textok_spm_pad_id(const textok_spm *s);   /* the id of "<pad>"; -1 if none */
+
+/* ---------------------------------------------------------------------------------------------
    T5 text encoder (Raffel et al. 2020; v1.1 and flan-T5, and v1.0): the frozen encoder that
    turns a caption's token ids into the text embeddings TexTok conditions on (textok-paper.md 3).
    Forward only: h = shared[ids] (no scaling, no absolute positions); every block adds
@@ -5800,6 +5840,1657 @@ TEXTOKDEF int textok_t5_encode(textok_t5 *t, const int32_t *ids, const unsigned 
             return textok__t5_xfer_fail(st);
     }
     return TEXTOK_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   9. Text (1/2): the SentencePiece Unigram tokenizer, read from a Hugging Face tokenizer.json
+   (textok-paper.md 3.5). textok_spm_encode runs HF's pipeline in HF's order:
+     1. added tokens (<pad>, </s>, <extra_id_0>, ...) are split off the raw text, leftmost-longest
+        (lstrip/rstrip take the whitespace beside them along);
+     2. each remaining part is normalised (Precompiled charsmap, Replace, Strip, in file order);
+        added tokens with normalized = true are then split off the normalised text;
+     3. pre-tokenizers cut it into words (Metaspace: ' ' -> U+2581 "lower one eighth block", one
+        in front by prepend_scheme, a cut before each; WhitespaceSplit); empty words vanish;
+     4. every word goes through the Unigram Viterbi on its own;
+     5. the post-processor's template adds </s> after truncation.
+   Everything is read into this module's own arrays at load; the JSON is not kept. Encoding
+   allocates its scratch per call, so one model serves any number of threads. */
+
+/* ---- 9.1 UTF-8 and White_Space ---------------------------------------------------------------- */
+
+/* Length of the UTF-8 sequence at s (n > 0 bytes available) if it is valid (shortest form, no
+   surrogates, at most U+10FFFF), else 0. *cp gets the code point. */
+static int textok__utf8_dec(const unsigned char *s, size_t n, uint32_t *cp)
+{
+    uint32_t c = s[0], min;
+    int len, k;
+    if (c < 0x80) { *cp = c; return 1; }
+    if (c >= 0xc2 && c <= 0xdf) { len = 2; c &= 0x1f; min = 0x80; }
+    else if (c >= 0xe0 && c <= 0xef) { len = 3; c &= 0x0f; min = 0x800; }
+    else if (c >= 0xf0 && c <= 0xf4) { len = 4; c &= 0x07; min = 0x10000; }
+    else return 0;
+    if (n < (size_t)len) return 0;
+    for (k = 1; k < len; k++) {
+        if ((s[k] & 0xc0) != 0x80) return 0;
+        c = c << 6 | (s[k] & 0x3fu);
+    }
+    if (c < min || c > 0x10ffff || (c >= 0xd800 && c < 0xe000)) return 0;
+    *cp = c;
+    return len;
+}
+
+/* Bytes of the (valid) UTF-8 character that starts with byte b. */
+static int textok__utf8_len(unsigned char b) { return b < 0xc0 ? 1 : b < 0xe0 ? 2 : b < 0xf0 ? 3 : 4; }
+
+/* Offset of the first invalid byte in s[0, n), or n if it is all valid UTF-8. */
+static size_t textok__utf8_check(const char *s, size_t n)
+{
+    size_t i = 0;
+    uint32_t cp;
+    int k;
+    while (i < n) {
+        if ((unsigned char)s[i] < 0x80) { i++; continue; }
+        if (!(k = textok__utf8_dec((const unsigned char *)s + i, n - i, &cp))) return i;
+        i += (size_t)k;
+    }
+    return n;
+}
+
+/* Unicode White_Space: what Rust's char::is_whitespace (HF's Strip, WhitespaceSplit, and the
+   \s of lstrip/rstrip) tests. */
+static int textok__is_white_space(uint32_t c)
+{
+    return (c >= 0x9 && c <= 0xd) || c == 0x20 || c == 0x85 || c == 0xa0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f ||
+           c == 0x205f || c == 0x3000;
+}
+
+/* Bytes of the White_Space character at s[0, n) (valid UTF-8), or 0 if it is not one. */
+static int textok__ws_at(const char *s, size_t n)
+{
+    uint32_t cp = 0;
+    int k = textok__utf8_dec((const unsigned char *)s, n, &cp);
+    return k && textok__is_white_space(cp) ? k : 0;
+}
+
+/* Bytes of the White_Space character that ends at s[n) (valid UTF-8, n > 0), or 0. */
+static int textok__ws_before(const char *s, size_t n)
+{
+    size_t a = n - 1;
+    while (a > 0 && ((unsigned char)s[a] & 0xc0) == 0x80 && n - a < 4) a--;
+    return textok__ws_at(s + a, n - a) == (int)(n - a) ? (int)(n - a) : 0;
+}
+
+/* arr (capacity *cap elements of elem bytes) with room for need: arr itself, or the moved array
+   (capacity doubled as often as needed); NULL when out of memory (arr is then still valid). */
+static void *textok__reserve(void *arr, size_t *cap, size_t need, size_t elem)
+{
+    size_t nc = *cap ? *cap : 64, bytes;
+    void *p;
+    if (need <= *cap && arr) return arr;
+    while (nc < need) {
+        if (nc > SIZE_MAX / 2) return NULL;
+        nc *= 2;
+    }
+    if (!textok__mul_size(nc, elem, &bytes) || !(p = TEXTOK_REALLOC(arr, bytes))) return NULL;
+    *cap = nc;
+    return p;
+}
+
+/* A growable byte string. */
+typedef struct textok__bytes {
+    char  *p;
+    size_t n, cap;
+} textok__bytes;
+
+static int textok__bytes_put(textok__bytes *b, const char *s, size_t n)
+{
+    size_t need;
+    void *p;
+    if (!textok__add_size(b->n, n, &need) || !(p = textok__reserve(b->p, &b->cap, need, 1))) return 0;
+    b->p = (char *)p;
+    if (n) memcpy(b->p + b->n, s, n);
+    b->n = need;
+    return 1;
+}
+
+/* ---- 9.2 A JSON document for tokenizer.json --------------------------------------------------
+
+   The whole file becomes an array of nodes (one per value) before anything is read from it, so
+   the loader can look keys up in any order. It is strict (RFC 8259: no comments, no trailing
+   commas, one value, UTF-8 only) and bounded: nesting at most TEXTOK__JSON_DEPTH deep; every
+   node takes at least one byte of input and every decoded string is no longer than its source,
+   so memory is linear in the file size, and so is time (keys are looked up by a linear scan of
+   one object, which also finds duplicate keys). Numbers are read exactly as serde_json (HF's
+   parser, without its float_roundtrip feature) reads them, so a vocab score is the same double
+   that HF compares in its Viterbi. */
+
+#define TEXTOK__JSON_DEPTH 64
+#define TEXTOK__SPM_MAX_BYTES ((size_t)1 << 30)   /* larger tokenizer.json files are refused */
+enum { TEXTOK__J_NULL, TEXTOK__J_FALSE, TEXTOK__J_TRUE, TEXTOK__J_NUM, TEXTOK__J_STR, TEXTOK__J_ARR,
+       TEXTOK__J_OBJ };
+
+typedef struct textok__jnode {
+    int     type;       /* TEXTOK__J_* */
+    int     is_int;     /* NUM: written as an integer (no '.', no exponent) that fits int64 */
+    size_t  n;          /* ARR, OBJ: members; STR: bytes */
+    size_t  first;      /* ARR, OBJ: the first member (0 = none: node 0 is the root) */
+    size_t  next;       /* the next member of the same container (0 = last) */
+    size_t  str;        /* STR: offset of the decoded text in the pool (NUL-terminated) */
+    size_t  key;        /* a member of an OBJ: offset of its decoded key in the pool */
+    size_t  key_len;
+    size_t  at;         /* byte offset of the value in the file, for messages */
+    int64_t ival;       /* NUM with is_int */
+    double  num;        /* NUM */
+} textok__jnode;
+
+typedef struct textok__jdoc {
+    textok__jnode *nodes;
+    size_t         n_nodes, cap_nodes;
+    char          *pool;      /* decoded strings and keys; at most the file size + 1 bytes */
+    size_t         pool_len;
+    const char    *file;      /* for messages */
+} textok__jdoc;
+
+static void textok__jdoc_free(textok__jdoc *d)
+{
+    TEXTOK_FREE(d->nodes);
+    TEXTOK_FREE(d->pool);
+    memset(d, 0, sizeof *d);
+}
+
+/* "file: byte 17: expected ':' but found 'x'" */
+static int textok__jsyntax(const textok__cur *c, const char *expected)
+{
+    char found[32] = "the end of the file";
+    unsigned char ch = c->p < c->end ? (unsigned char)*c->p : 0;
+    if (c->p < c->end)
+        snprintf(found, sizeof found, ch >= 0x20 && ch < 0x7f ? "'%c'" : "byte 0x%02x", ch);
+    return textok__cfail(c, TEXTOK_ERR_FORMAT, "byte %zu: expected %s but found %s", textok__pos(c),
+                         expected, found);
+}
+
+static int textok__jnew(textok__cur *c, textok__jdoc *d, int type, size_t *idx)
+{
+    textok__jnode *nd;
+    void *p = textok__reserve(d->nodes, &d->cap_nodes, d->n_nodes + 1, sizeof *d->nodes);
+    if (!p) return textok__cfail(c, TEXTOK_ERR_NOMEM, "out of memory reading the JSON");
+    d->nodes = (textok__jnode *)p;
+    nd = &d->nodes[d->n_nodes];
+    memset(nd, 0, sizeof *nd);
+    nd->type = type;
+    nd->at = textok__pos(c);
+    *idx = d->n_nodes++;
+    return TEXTOK_OK;
+}
+
+/* A string at the cursor (which is at its '"') into the pool: escapes decoded, \uXXXX with
+   surrogate pairs; raw control characters, invalid UTF-8, lone surrogates and \u0000 fail. */
+static int textok__jstring(textok__cur *c, textok__jdoc *d, size_t *off, size_t *len)
+{
+    static const char esc_in[] = "\"\\/bfnrt", esc_out[] = "\"\\/\b\f\n\r\t";
+    size_t start = textok__pos(c);
+    char *o0 = d->pool + d->pool_len, *o = o0;
+    c->p++;
+    for (;;) {
+        const char *at = c->p, *bad = NULL, *e;
+        unsigned char ch;
+        if (c->p >= c->end)
+            return textok__cfail(c, TEXTOK_ERR_FORMAT, "byte %zu: unterminated string", start);
+        ch = (unsigned char)*c->p;
+        if (ch == '"') { c->p++; break; }
+        if (ch < 0x20) {
+            bad = "control character in a string (it must be escaped)";
+        } else if (ch == '\\') {
+            if (++c->p >= c->end)
+                return textok__cfail(c, TEXTOK_ERR_FORMAT, "byte %zu: unterminated string", start);
+            if (*c->p == 'u') { c->p++; bad = textok__json_uescape(c, c->end, &o); }
+            else if (*c->p && (e = strchr(esc_in, *c->p)) != NULL) { *o++ = esc_out[e - esc_in]; c->p++; }
+            else bad = "unknown escape sequence in a string";
+        } else if (ch < 0x80) {
+            *o++ = (char)ch;
+            c->p++;
+        } else {
+            uint32_t cp;
+            int k = textok__utf8_dec((const unsigned char *)c->p, (size_t)(c->end - c->p), &cp);
+            if (!k) bad = "invalid UTF-8 in a string";
+            else { memcpy(o, c->p, (size_t)k); o += k; c->p += k; }
+        }
+        if (bad) return textok__cfail(c, TEXTOK_ERR_FORMAT, "byte %zu: %s", (size_t)(at - c->beg), bad);
+    }
+    *o = 0;
+    *off = d->pool_len;
+    *len = (size_t)(o - o0);
+    d->pool_len += *len + 1;
+    return TEXTOK_OK;
+}
+
+/* 10^k as the nearest double (serde_json's POW10 table), 0 <= k <= 308. Up to 10^22 every
+   product is exact; beyond, strtod on "1eK" (no decimal point, so no locale) rounds it. */
+static double textok__pow10(int k)
+{
+    double p = 1.0;
+    char buf[16];
+    if (k <= 22) {
+        while (k-- > 0) p *= 10.0;
+        return p;
+    }
+    snprintf(buf, sizeof buf, "1e%d", k);
+    return strtod(buf, NULL);
+}
+
+/* serde_json's f64_from_parts: the significand rounded to a double, then one multiply or divide
+   by a power of ten (two roundings: not always the nearest double, but HF's). 0 = out of range. */
+static int textok__f64_from_parts(int neg, uint64_t sig, int32_t exp10, double *out)
+{
+    double f = (double)sig;
+    int64_t e = exp10;
+    for (;;) {
+        int64_t a = e < 0 ? -e : e;
+        if (a <= 308) {
+            if (e >= 0) {
+                f *= textok__pow10((int)a);
+                if (f > DBL_MAX) return 0;
+            } else {
+                f /= textok__pow10((int)a);
+            }
+            break;
+        }
+        if (f == 0.0) break;
+        if (e >= 0) return 0;
+        f /= 1e308;
+        e += 308;
+    }
+    *out = neg ? -f : f;
+    return 1;
+}
+
+/* A JSON number at the cursor, read as serde_json reads it: digits accumulate in a u64 until the
+   next one would overflow it; later integer digits only scale, later fraction digits are
+   dropped; the exponent is an i32 (saturating when added). */
+static int textok__jnumber(textok__cur *c, textok__jnode *nd)
+{
+    const uint64_t cut = UINT64_MAX / 10, cut_d = UINT64_MAX % 10;
+    const char *q = c->p;
+    uint64_t sig = 0;
+    int64_t e = 0;
+    int neg = 0, is_int = 1, d;
+#define TEXTOK__DIGIT(q) ((q) < c->end && *(q) >= '0' && *(q) <= '9')
+#define TEXTOK__FITS(s, d) (!((s) >= cut && ((s) > cut || (uint64_t)(d) > cut_d)))
+    if (*q == '-') { neg = 1; q++; }
+    if (!TEXTOK__DIGIT(q)) { c->p = q; return textok__jsyntax(c, "a digit"); }
+    if (*q == '0') {
+        q++;
+        if (TEXTOK__DIGIT(q)) { c->p = q; return textok__jsyntax(c, "no leading zeros in a number"); }
+    } else {
+        for (; TEXTOK__DIGIT(q); q++) {
+            d = *q - '0';
+            if (!TEXTOK__FITS(sig, d)) {   /* the rest of the integer part only scales */
+                for (; TEXTOK__DIGIT(q); q++) e++;
+                is_int = 0;
+                break;
+            }
+            sig = sig * 10 + (uint64_t)d;
+        }
+    }
+    if (q < c->end && *q == '.') {
+        is_int = 0;
+        if (!TEXTOK__DIGIT(q + 1)) { c->p = q + 1; return textok__jsyntax(c, "a digit after '.'"); }
+        for (q++; TEXTOK__DIGIT(q); q++) {
+            d = *q - '0';
+            if (!TEXTOK__FITS(sig, d)) {
+                while (TEXTOK__DIGIT(q)) q++;
+                break;
+            }
+            sig = sig * 10 + (uint64_t)d;
+            e--;
+        }
+    }
+    if (q < c->end && (*q == 'e' || *q == 'E')) {
+        int eneg = 0, over = 0;
+        int64_t x = 0;
+        is_int = 0;
+        q++;
+        if (q < c->end && (*q == '+' || *q == '-')) eneg = *q++ == '-';
+        if (!TEXTOK__DIGIT(q)) { c->p = q; return textok__jsyntax(c, "a digit in the exponent"); }
+        for (; TEXTOK__DIGIT(q); q++) {
+            if (!over && x * 10 + (*q - '0') > INT32_MAX) over = 1;
+            if (!over) x = x * 10 + (*q - '0');
+        }
+        if (over) {   /* serde_json: huge exponents give 0 or fail */
+            if (sig != 0 && !eneg) { c->p = q; return textok__cfail(c, TEXTOK_ERR_FORMAT, "byte %zu: number out of range", nd->at); }
+            c->p = q;
+            nd->num = neg ? -0.0 : 0.0;
+            return TEXTOK_OK;
+        }
+        e = eneg ? e - x : e + x;
+    }
+#undef TEXTOK__DIGIT
+#undef TEXTOK__FITS
+    if (e > INT32_MAX) e = INT32_MAX;
+    if (e < INT32_MIN) e = INT32_MIN;
+    c->p = q;
+    if (!textok__f64_from_parts(neg, sig, (int32_t)e, &nd->num))
+        return textok__cfail(c, TEXTOK_ERR_FORMAT, "byte %zu: number out of range", nd->at);
+    if (is_int && sig <= (uint64_t)INT64_MAX) {
+        nd->is_int = 1;
+        nd->ival = neg ? -(int64_t)sig : (int64_t)sig;
+    }
+    return TEXTOK_OK;
+}
+
+static int textok__jvalue(textok__cur *c, textok__jdoc *d, int depth, size_t *out)
+{
+    static const char *const lit[3] = { "null", "false", "true" };
+    size_t idx = 0, prev = 0;
+    char ch, close;
+    int rc, k;
+    textok__ws(c);
+    if (c->p >= c->end) return textok__jsyntax(c, "a value");
+    ch = *c->p;
+    if (ch == '{' || ch == '[') {
+        int obj = ch == '{';
+        if (depth >= TEXTOK__JSON_DEPTH)
+            return textok__cfail(c, TEXTOK_ERR_FORMAT, "byte %zu: nested deeper than %d levels",
+                                 textok__pos(c), TEXTOK__JSON_DEPTH);
+        if ((rc = textok__jnew(c, d, obj ? TEXTOK__J_OBJ : TEXTOK__J_ARR, &idx))) return rc;
+        close = obj ? '}' : ']';
+        c->p++;
+        if (!textok__eat(c, close)) {
+            do {
+                size_t key = 0, key_len = 0, child = 0;
+                if (obj) {
+                    textok__ws(c);
+                    if (c->p >= c->end || *c->p != '"') return textok__jsyntax(c, "a string (a key)");
+                    if ((rc = textok__jstring(c, d, &key, &key_len))) return rc;
+                    if (!textok__eat(c, ':')) return textok__jsyntax(c, "':'");
+                }
+                if ((rc = textok__jvalue(c, d, depth + 1, &child))) return rc;
+                d->nodes[child].key = key;
+                d->nodes[child].key_len = key_len;
+                if (prev) d->nodes[prev].next = child;
+                else d->nodes[idx].first = child;
+                prev = child;
+                d->nodes[idx].n++;
+            } while (textok__eat(c, ','));
+            if (!textok__eat(c, close)) return textok__jsyntax(c, obj ? "',' or '}'" : "',' or ']'");
+        }
+    } else if (ch == '"') {
+        if ((rc = textok__jnew(c, d, TEXTOK__J_STR, &idx))) return rc;
+        if ((rc = textok__jstring(c, d, &d->nodes[idx].str, &d->nodes[idx].n))) return rc;
+    } else if (ch == '-' || (ch >= '0' && ch <= '9')) {
+        if ((rc = textok__jnew(c, d, TEXTOK__J_NUM, &idx))) return rc;
+        if ((rc = textok__jnumber(c, &d->nodes[idx]))) return rc;
+    } else {
+        for (k = 0; k < 3; k++) {
+            size_t n = strlen(lit[k]);
+            if ((size_t)(c->end - c->p) >= n && memcmp(c->p, lit[k], n) == 0) break;
+        }
+        if (k == 3) return textok__jsyntax(c, "a value");
+        if ((rc = textok__jnew(c, d, TEXTOK__J_NULL + k, &idx))) return rc;
+        c->p += strlen(lit[k]);
+    }
+    *out = idx;
+    return TEXTOK_OK;
+}
+
+static int textok__jparse(textok__jdoc *d, const char *text, size_t n, const char *file)
+{
+    textok__cur c;
+    size_t root = 0;
+    int rc;
+    memset(d, 0, sizeof *d);
+    d->file = file;
+    c.p = c.beg = text;
+    c.end = text + n;
+    c.file = file;
+    c.tensor = NULL;
+    if (!(d->pool = (char *)textok__malloc(n + 1)))
+        return textok__cfail(&c, TEXTOK_ERR_NOMEM, "out of memory reading %zu bytes of JSON", n);
+    if ((rc = textok__jvalue(&c, d, 0, &root))) return rc;
+    textok__ws(&c);
+    if (c.p != c.end) return textok__jsyntax(&c, "the end of the file after the top-level value");
+    if (d->nodes[root].type != TEXTOK__J_OBJ) return textok__cfail(&c, TEXTOK_ERR_FORMAT, "the top-level value must be an object");
+    return TEXTOK_OK;
+}
+
+static const char *textok__jtext(const textok__jdoc *d, size_t i) { return d->pool + d->nodes[i].str; }
+
+static const char *textok__jtype_name(int t)
+{
+    static const char *const names[7] = { "null", "false", "true", "a number", "a string", "an array", "an object" };
+    return names[t];
+}
+
+/* The member `key` of object obj: *out = its node, 0 if absent. A repeated key fails. */
+static int textok__jget(const textok__jdoc *d, size_t obj, const char *key, const char *path, size_t *out)
+{
+    size_t i, klen = strlen(key);
+    *out = 0;
+    for (i = d->nodes[obj].first; i; i = d->nodes[i].next)
+        if (d->nodes[i].key_len == klen && memcmp(d->pool + d->nodes[i].key, key, klen) == 0) {
+            if (*out)
+                return textok__fail(TEXTOK_ERR_FORMAT, "%s: %s: duplicate key \"%s\" (byte %zu)", d->file,
+                                    path, key, d->nodes[i].at);
+            *out = i;
+        }
+    return TEXTOK_OK;
+}
+
+static int textok__jwant(const textok__jdoc *d, size_t i, int type, const char *path)
+{
+    if (d->nodes[i].type == type) return TEXTOK_OK;
+    return textok__fail(TEXTOK_ERR_FORMAT, "%s: %s must be %s, not %s (byte %zu)", d->file, path,
+                        textok__jtype_name(type), textok__jtype_name(d->nodes[i].type), d->nodes[i].at);
+}
+
+/* Optional boolean member (absent or null = dflt). */
+static int textok__jbool(const textok__jdoc *d, size_t obj, const char *key, const char *path, int dflt, int *v)
+{
+    size_t i;
+    int rc = textok__jget(d, obj, key, path, &i);
+    *v = dflt;
+    if (rc || !i || d->nodes[i].type == TEXTOK__J_NULL) return rc;
+    if (d->nodes[i].type != TEXTOK__J_TRUE && d->nodes[i].type != TEXTOK__J_FALSE)
+        return textok__fail(TEXTOK_ERR_FORMAT, "%s: %s.%s must be true or false (byte %zu)", d->file, path, key,
+                            d->nodes[i].at);
+    *v = d->nodes[i].type == TEXTOK__J_TRUE;
+    return TEXTOK_OK;
+}
+
+/* Required string member; *s points into the pool. */
+static int textok__jstr_member(const textok__jdoc *d, size_t obj, const char *key, const char *path,
+                               const char **s, size_t *len)
+{
+    size_t i;
+    int rc = textok__jget(d, obj, key, path, &i);
+    if (rc) return rc;
+    if (!i) return textok__fail(TEXTOK_ERR_FORMAT, "%s: %s has no \"%s\" (byte %zu)", d->file, path, key, d->nodes[obj].at);
+    if (d->nodes[i].type != TEXTOK__J_STR)
+        return textok__fail(TEXTOK_ERR_FORMAT, "%s: %s.%s must be a string, not %s (byte %zu)", d->file, path, key,
+                            textok__jtype_name(d->nodes[i].type), d->nodes[i].at);
+    *s = textok__jtext(d, i);
+    if (len) *len = d->nodes[i].n;
+    return TEXTOK_OK;
+}
+
+/* An integer node in [lo, hi]. */
+static int textok__jint(const textok__jdoc *d, size_t i, int64_t lo, int64_t hi, const char *path, int64_t *v)
+{
+    const textok__jnode *nd = &d->nodes[i];
+    if (nd->type != TEXTOK__J_NUM || !nd->is_int || nd->ival < lo || nd->ival > hi)
+        return textok__fail(TEXTOK_ERR_FORMAT, "%s: %s must be an integer in [%lld, %lld] (byte %zu)", d->file, path,
+                            (long long)lo, (long long)hi, nd->at);
+    *v = nd->ival;
+    return TEXTOK_OK;
+}
+
+/* ---- 9.3 A byte trie: nodes numbered from 0 (the root), edges in one hash table ------------- */
+
+typedef struct textok__trie {
+    int32_t  *value;       /* (n_nodes) the value of the key that ends at a node, -1 if none */
+    size_t    n_nodes, cap_nodes;
+    uint64_t *edge_key;    /* (cap) (parent << 8 | byte) + 1 of an edge; 0 = an empty slot */
+    uint32_t *edge_child;  /* (cap) the node the edge leads to */
+    size_t    cap, n_edges;/* cap: a power of two, at least twice n_edges (linear probing) */
+} textok__trie;
+
+static void textok__trie_free(textok__trie *t)
+{
+    TEXTOK_FREE(t->value);
+    TEXTOK_FREE(t->edge_key);
+    TEXTOK_FREE(t->edge_child);
+    memset(t, 0, sizeof *t);
+}
+
+static size_t textok__trie_slot(uint64_t key, size_t cap)
+{
+    uint64_t h = key * 0x9e3779b97f4a7c15ull;
+    return (size_t)(h ^ (h >> 29)) & (cap - 1);
+}
+
+/* The child of node along byte b, or -1. */
+static int64_t textok__trie_child(const textok__trie *t, size_t node, unsigned char b)
+{
+    uint64_t key = ((uint64_t)node << 8 | b) + 1;
+    size_t i;
+    if (!t->cap) return -1;
+    for (i = textok__trie_slot(key, t->cap); t->edge_key[i]; i = (i + 1) & (t->cap - 1))
+        if (t->edge_key[i] == key) return t->edge_child[i];
+    return -1;
+}
+
+static int textok__trie_rehash(textok__trie *t, size_t cap)
+{
+    uint64_t *k = (uint64_t *)textok__calloc(cap, sizeof *k);
+    uint32_t *v = (uint32_t *)textok__calloc(cap, sizeof *v);
+    size_t i, j;
+    if (!k || !v) { TEXTOK_FREE(k); TEXTOK_FREE(v); return 0; }
+    for (i = 0; i < t->cap; i++)
+        if (t->edge_key[i]) {
+            for (j = textok__trie_slot(t->edge_key[i], cap); k[j]; j = (j + 1) & (cap - 1)) {}
+            k[j] = t->edge_key[i];
+            v[j] = t->edge_child[i];
+        }
+    TEXTOK_FREE(t->edge_key);
+    TEXTOK_FREE(t->edge_child);
+    t->edge_key = k;
+    t->edge_child = v;
+    t->cap = cap;
+    return 1;
+}
+
+/* Adds key -> value; an existing key gets the new value. 0 = out of memory. */
+static int textok__trie_put(textok__trie *t, const char *key, size_t len, int32_t value)
+{
+    size_t node = 0, i, k;
+    void *p;
+    if (!t->n_nodes) {
+        if (!(p = textok__reserve(t->value, &t->cap_nodes, 1, sizeof *t->value))) return 0;
+        t->value = (int32_t *)p;
+        t->value[0] = -1;
+        t->n_nodes = 1;
+    }
+    for (k = 0; k < len; k++) {
+        int64_t ch = textok__trie_child(t, node, (unsigned char)key[k]);
+        uint64_t ek;
+        if (ch >= 0) { node = (size_t)ch; continue; }
+        if (t->n_nodes >= UINT32_MAX) return 0;
+        if ((t->n_edges + 1) * 2 > t->cap && !textok__trie_rehash(t, t->cap ? t->cap * 2 : 1024)) return 0;
+        if (!(p = textok__reserve(t->value, &t->cap_nodes, t->n_nodes + 1, sizeof *t->value))) return 0;
+        t->value = (int32_t *)p;
+        ek = ((uint64_t)node << 8 | (unsigned char)key[k]) + 1;
+        for (i = textok__trie_slot(ek, t->cap); t->edge_key[i]; i = (i + 1) & (t->cap - 1)) {}
+        t->edge_key[i] = ek;
+        t->edge_child[i] = (uint32_t)t->n_nodes;
+        t->n_edges++;
+        t->value[t->n_nodes] = -1;
+        node = t->n_nodes++;
+    }
+    t->value[node] = value;
+    return 1;
+}
+
+/* The value of exactly this key, or -1. */
+static int32_t textok__trie_get(const textok__trie *t, const char *key, size_t len)
+{
+    size_t node = 0, k;
+    if (!t->n_nodes) return -1;
+    for (k = 0; k < len; k++) {
+        int64_t ch = textok__trie_child(t, node, (unsigned char)key[k]);
+        if (ch < 0) return -1;
+        node = (size_t)ch;
+    }
+    return t->value[node];
+}
+
+/* ---- 9.4 The model ---------------------------------------------------------------------------- */
+
+enum { TEXTOK__NORM_CHARSMAP, TEXTOK__NORM_REPLACE, TEXTOK__NORM_REPLACE_RUN, TEXTOK__NORM_STRIP };
+enum { TEXTOK__PRE_METASPACE, TEXTOK__PRE_WHITESPACE };
+enum { TEXTOK__PREPEND_NEVER, TEXTOK__PREPEND_ALWAYS, TEXTOK__PREPEND_FIRST };
+
+/* Longest key of a Precompiled charsmap that is tried (nmt_nfkc's longest is 10 bytes); it
+   bounds the work per text byte whatever the charsmap holds. */
+#define TEXTOK__CHARSMAP_MAX_KEY 64
+/* At most this many normalizers, pre-tokenizers, template items or ids of one special token
+   (real files have a handful); each of them costs a pass over the text. */
+#define TEXTOK__SPM_MAX_STEPS 64
+
+typedef struct textok__spm_norm {
+    int       type;         /* TEXTOK__NORM_* */
+    uint32_t *units;        /* CHARSMAP: (n_units) the double array */
+    size_t    n_units;
+    char     *strings;      /* CHARSMAP: the replacement strings, NUL-separated (inside blob) */
+    size_t    n_strings;
+    unsigned char *blob;    /* CHARSMAP: the decoded base64 */
+    char     *pattern;      /* REPLACE: what is replaced (never empty) */
+    size_t    pattern_len;
+    char     *content;      /* REPLACE, REPLACE_RUN: the replacement */
+    size_t    content_len;
+    int       left, right;  /* STRIP: which ends */
+} textok__spm_norm;
+
+typedef struct textok__spm_pre {
+    int  type;              /* TEXTOK__PRE_* */
+    char rep[5];            /* METASPACE: the replacement character, UTF-8 */
+    int  rep_len;
+    int  prepend;           /* METASPACE: TEXTOK__PREPEND_* */
+    int  split;             /* METASPACE: cut before every replacement character */
+} textok__spm_pre;
+
+typedef struct textok__spm_added {
+    char   *content;        /* as written in the file */
+    size_t  len;
+    char   *norm;           /* normalized tokens: the content after the normalizers */
+    size_t  norm_len;
+    int32_t id;
+    int     lstrip, rstrip, normalized;
+} textok__spm_added;
+
+struct textok_spm {
+    char     name[256];     /* file name for messages */
+    int      n_pieces;      /* model.vocab entries: ids [0, n_pieces) */
+    int      vocab_size;    /* n_pieces + added tokens that are not pieces */
+    char   **piece;         /* (n_pieces) NUL-terminated, into piece_pool */
+    char    *piece_pool;
+    double  *score;         /* (n_pieces) log-probabilities, as HF reads them */
+    double   min_score;     /* over every piece (HF: control pieces included) */
+    int      unk_id;        /* -1: none */
+    int      byte_fallback; /* unknown text as <0xXX> pieces where they all exist */
+    textok__trie vocab;     /* every piece -> id (a repeated piece: the last id, as in HF) */
+    textok__spm_added *added;
+    int      n_added;
+    textok__trie added_raw, added_norm;   /* content (or normalised content) -> index in added */
+    textok__spm_norm *norm; /* the normalizers in order (a Sequence flattened) */
+    int      n_norm;
+    textok__spm_pre *pre;   /* the pre-tokenizers in order */
+    int      n_pre;
+    int32_t *prefix, *suffix; /* ids the template puts before / after the pieces */
+    int      n_prefix, n_suffix;
+    int      eos_id, pad_id;  /* -1: none */
+};
+
+TEXTOKDEF void textok_spm_free(textok_spm *s)
+{
+    int i;
+    if (!s) return;
+    TEXTOK_FREE(s->piece);
+    TEXTOK_FREE(s->piece_pool);
+    TEXTOK_FREE(s->score);
+    textok__trie_free(&s->vocab);
+    for (i = 0; i < s->n_added; i++) {
+        TEXTOK_FREE(s->added[i].content);
+        TEXTOK_FREE(s->added[i].norm);
+    }
+    TEXTOK_FREE(s->added);
+    textok__trie_free(&s->added_raw);
+    textok__trie_free(&s->added_norm);
+    for (i = 0; i < s->n_norm; i++) {
+        TEXTOK_FREE(s->norm[i].units);
+        TEXTOK_FREE(s->norm[i].blob);
+        TEXTOK_FREE(s->norm[i].pattern);
+        TEXTOK_FREE(s->norm[i].content);
+    }
+    TEXTOK_FREE(s->norm);
+    TEXTOK_FREE(s->pre);
+    TEXTOK_FREE(s->prefix);
+    TEXTOK_FREE(s->suffix);
+    TEXTOK_FREE(s);
+}
+
+static char *textok__strndup(const char *s, size_t n)
+{
+    char *p = (char *)textok__malloc(n + 1);
+    if (p) { memcpy(p, s, n); p[n] = 0; }
+    return p;
+}
+
+/* model: {"type": "Unigram", "unk_id": 2, "vocab": [[piece, score], ...], "byte_fallback": false} */
+static int textok__spm_read_model(textok_spm *s, const textok__jdoc *d, size_t model)
+{
+    size_t type, vocab, unk, e, pool_len = 0, at = 0;
+    const char *tname;
+    int rc, i;
+    int64_t v = 0;
+    if ((rc = textok__jwant(d, model, TEXTOK__J_OBJ, "model"))) return rc;
+    if ((rc = textok__jget(d, model, "type", "model", &type)) || (rc = textok__jget(d, model, "vocab", "model", &vocab)))
+        return rc;
+    if (type) {
+        if ((rc = textok__jwant(d, type, TEXTOK__J_STR, "model.type"))) return rc;
+        tname = textok__jtext(d, type);
+        if (strcmp(tname, "Unigram") != 0)
+            return textok__fail(TEXTOK_ERR_UNSUPPORTED, "%s: model.type is \"%.60s\"; only \"Unigram\" (SentencePiece) "
+                                "models are supported", d->file, tname);
+    } else if (!vocab || d->nodes[vocab].type != TEXTOK__J_ARR) {   /* HF may omit the type */
+        return textok__fail(TEXTOK_ERR_UNSUPPORTED, "%s: the model has no type and is not a Unigram model (its vocab is "
+                            "not a list of [piece, score] pairs)", d->file);
+    }
+    if (!vocab) return textok__fail(TEXTOK_ERR_FORMAT, "%s: model has no \"vocab\"", d->file);
+    if ((rc = textok__jwant(d, vocab, TEXTOK__J_ARR, "model.vocab"))) return rc;
+    if (d->nodes[vocab].n == 0) return textok__fail(TEXTOK_ERR_FORMAT, "%s: model.vocab is empty", d->file);
+    if (d->nodes[vocab].n > INT32_MAX / 2)
+        return textok__fail(TEXTOK_ERR_FORMAT, "%s: model.vocab has %zu pieces (at most %d)", d->file,
+                            d->nodes[vocab].n, INT32_MAX / 2);
+    s->n_pieces = (int)d->nodes[vocab].n;
+    /* pass 1: shapes, and the pool size */
+    for (e = d->nodes[vocab].first, i = 0; e; e = d->nodes[e].next, i++) {
+        size_t p = d->nodes[e].first;
+        if (d->nodes[e].type != TEXTOK__J_ARR || d->nodes[e].n != 2 || d->nodes[p].type != TEXTOK__J_STR ||
+            d->nodes[d->nodes[p].next].type != TEXTOK__J_NUM)
+            return textok__fail(TEXTOK_ERR_FORMAT, "%s: model.vocab[%d] must be a [piece, score] pair (byte %zu)",
+                                d->file, i, d->nodes[e].at);
+        if (strlen(textok__jtext(d, p)) != d->nodes[p].n)
+            return textok__fail(TEXTOK_ERR_FORMAT, "%s: model.vocab[%d]: a piece must not contain U+0000", d->file, i);
+        pool_len += d->nodes[p].n + 1;
+    }
+    s->piece = (char **)textok__calloc((size_t)s->n_pieces, sizeof *s->piece);
+    s->score = (double *)textok__calloc((size_t)s->n_pieces, sizeof *s->score);
+    s->piece_pool = (char *)textok__malloc(pool_len);
+    if (!s->piece || !s->score || !s->piece_pool) return textok__fail(TEXTOK_ERR_NOMEM, "%s: out of memory", d->file);
+    s->min_score = HUGE_VAL;
+    for (e = d->nodes[vocab].first, i = 0; e; e = d->nodes[e].next, i++) {
+        size_t p = d->nodes[e].first, sc = d->nodes[p].next;
+        s->piece[i] = s->piece_pool + at;
+        memcpy(s->piece[i], textok__jtext(d, p), d->nodes[p].n + 1);
+        at += d->nodes[p].n + 1;
+        s->score[i] = d->nodes[sc].num;
+        if (s->score[i] < s->min_score) s->min_score = s->score[i];
+        if (!textok__trie_put(&s->vocab, s->piece[i], d->nodes[p].n, i))
+            return textok__fail(TEXTOK_ERR_NOMEM, "%s: out of memory", d->file);
+    }
+    s->unk_id = -1;
+    if ((rc = textok__jget(d, model, "unk_id", "model", &unk))) return rc;
+    if (unk && d->nodes[unk].type != TEXTOK__J_NULL) {
+        if ((rc = textok__jint(d, unk, 0, s->n_pieces - 1, "model.unk_id (an index into model.vocab)", &v))) return rc;
+        s->unk_id = (int)v;
+    }
+    return textok__jbool(d, model, "byte_fallback", "model", 0, &s->byte_fallback);
+}
+
+/* The id of a token's text as HF's token_to_id gives it: an added token, else a piece; -1. */
+static int textok__spm_token_id(const textok_spm *s, const char *t, size_t len)
+{
+    int i;
+    for (i = 0; i < s->n_added; i++)
+        if (s->added[i].len == len && memcmp(s->added[i].content, t, len) == 0) return s->added[i].id;
+    return textok__trie_get(&s->vocab, t, len);
+}
+
+/* added_tokens: [{"id", "content", "single_word", "lstrip", "rstrip", "normalized", "special"}].
+   Ids as HF assigns them on load: the piece's id if the content is a piece, else the next id
+   after the vocab (the file's "id" is only a hint there too). */
+static int textok__spm_read_added(textok_spm *s, const textok__jdoc *d, size_t arr)
+{
+    textok__trie seen;   /* content -> index in s->added, to find a repeated token */
+    size_t e;
+    int rc = TEXTOK_OK, i = 0, next_id = s->n_pieces;
+    char path[64];
+    if (!arr || d->nodes[arr].type == TEXTOK__J_NULL) return TEXTOK_OK;
+    if ((rc = textok__jwant(d, arr, TEXTOK__J_ARR, "added_tokens"))) return rc;
+    if (d->nodes[arr].n > (size_t)(INT32_MAX / 2 - s->n_pieces))
+        return textok__fail(TEXTOK_ERR_FORMAT, "%s: too many added_tokens", d->file);
+    s->added = (textok__spm_added *)textok__calloc(d->nodes[arr].n, sizeof *s->added);
+    if (!s->added) return textok__fail(TEXTOK_ERR_NOMEM, "%s: out of memory", d->file);
+    memset(&seen, 0, sizeof seen);
+    for (e = d->nodes[arr].first; e && !rc; e = d->nodes[e].next, i++) {
+        textok__spm_added *a;
+        const char *content;
+        size_t len;
+        int single_word, special, found;
+        snprintf(path, sizeof path, "added_tokens[%d]", i);
+        if ((rc = textok__jwant(d, e, TEXTOK__J_OBJ, path)) ||
+            (rc = textok__jstr_member(d, e, "content", path, &content, &len)) ||
+            (rc = textok__jbool(d, e, "single_word", path, 0, &single_word)) ||
+            (rc = textok__jbool(d, e, "special", path, 0, &special)))
+            break;
+        if (len == 0) continue;   /* HF ignores empty tokens */
+        if (strlen(content) != len) {
+            rc = textok__fail(TEXTOK_ERR_FORMAT, "%s: %s.content must not contain U+0000", d->file, path);
+            break;
+        }
+        if (single_word) {
+            rc = textok__fail(TEXTOK_ERR_UNSUPPORTED, "%s: %s (\"%.60s\"): single_word is not supported", d->file,
+                              path, content);
+            break;
+        }
+        if ((found = textok__trie_get(&seen, content, len)) >= 0) {
+            a = &s->added[found];   /* the same text again: HF keeps the id, takes the new flags */
+        } else {
+            a = &s->added[s->n_added];
+            if (!(a->content = textok__strndup(content, len)) || !textok__trie_put(&seen, content, len, s->n_added)) {
+                rc = textok__fail(TEXTOK_ERR_NOMEM, "%s: out of memory", d->file);
+                break;
+            }
+            a->len = len;
+            a->id = textok__trie_get(&s->vocab, content, len);
+            if (a->id < 0) a->id = next_id++;
+            s->n_added++;
+        }
+        if ((rc = textok__jbool(d, e, "lstrip", path, 0, &a->lstrip)) ||
+            (rc = textok__jbool(d, e, "rstrip", path, 0, &a->rstrip)))
+            break;
+        rc = textok__jbool(d, e, "normalized", path, !special, &a->normalized);
+    }
+    textok__trie_free(&seen);
+    s->vocab_size = next_id;
+    return rc;
+}
+
+/* Standard base64 with padding (what HF writes and reads) into a new buffer. */
+static int textok__base64(const char *in, size_t n, unsigned char **out, size_t *out_len, const char *file,
+                          const char *path)
+{
+    size_t i, o = 0;
+    unsigned char *b;
+    *out = NULL;
+    if (n % 4) return textok__fail(TEXTOK_ERR_FORMAT, "%s: %s: base64 length %zu is not a multiple of 4", file, path, n);
+    if (!(b = (unsigned char *)textok__malloc(n / 4 * 3))) return textok__fail(TEXTOK_ERR_NOMEM, "%s: out of memory", file);
+    for (i = 0; i < n; i += 4) {
+        uint32_t acc = 0;
+        int k, pad = 0;
+        for (k = 0; k < 4; k++) {
+            char ch = in[i + k];
+            uint32_t v;
+            if (ch >= 'A' && ch <= 'Z') v = (uint32_t)(ch - 'A');
+            else if (ch >= 'a' && ch <= 'z') v = (uint32_t)(ch - 'a' + 26);
+            else if (ch >= '0' && ch <= '9') v = (uint32_t)(ch - '0' + 52);
+            else if (ch == '+') v = 62;
+            else if (ch == '/') v = 63;
+            else if (ch == '=' && i + 4 == n && k >= 2 && (k == 3 || in[i + 3] == '=')) { v = 0; pad++; }
+            else {
+                TEXTOK_FREE(b);
+                return textok__fail(TEXTOK_ERR_FORMAT, "%s: %s: invalid base64 at character %zu", file, path, i + k);
+            }
+            if (pad && ch != '=') {
+                TEXTOK_FREE(b);
+                return textok__fail(TEXTOK_ERR_FORMAT, "%s: %s: invalid base64 at character %zu", file, path, i + k);
+            }
+            acc = acc << 6 | v;
+        }
+        b[o++] = (unsigned char)(acc >> 16);
+        if (pad < 2) b[o++] = (unsigned char)(acc >> 8);
+        if (pad < 1) b[o++] = (unsigned char)acc;
+    }
+    *out = b;
+    *out_len = o;
+    return TEXTOK_OK;
+}
+
+/* SentencePiece's precompiled charsmap: u32 LE trie size in bytes, the darts-clone double
+   array (u32 LE units), then the replacement strings, each ended by NUL. The strings must be
+   UTF-8 (HF refuses the blob otherwise). A unit: bits 0-7 the label (bit 31 set on non-label
+   units so they never match), bit 8 "has a leaf child", bit 9 "offset scaled by 256",
+   bits 10-31 the offset; a leaf's value (unit & 0x7fffffff) is where its string starts. */
+static int textok__spm_charsmap(textok__spm_norm *nm, const char *b64, size_t n, const char *file)
+{
+    const char *path = "normalizer Precompiled.precompiled_charsmap";
+    size_t len = 0, i, bad;
+    uint32_t trie;
+    int rc = textok__base64(b64, n, &nm->blob, &len, file, path);
+    if (rc) return rc;
+    if (len < 4) return textok__fail(TEXTOK_ERR_FORMAT, "%s: %s: %zu bytes, too short for its header", file, path, len);
+    trie = (uint32_t)nm->blob[0] | (uint32_t)nm->blob[1] << 8 | (uint32_t)nm->blob[2] << 16 | (uint32_t)nm->blob[3] << 24;
+    if (trie % 4 || trie < 4 || trie > len - 4)
+        return textok__fail(TEXTOK_ERR_FORMAT, "%s: %s: trie size %u does not fit the %zu bytes (or is not a "
+                            "positive multiple of 4)", file, path, (unsigned)trie, len);
+    nm->n_units = trie / 4;
+    if (!(nm->units = (uint32_t *)textok__malloc(trie))) return textok__fail(TEXTOK_ERR_NOMEM, "%s: out of memory", file);
+    for (i = 0; i < nm->n_units; i++) {
+        const unsigned char *u = nm->blob + 4 + 4 * i;
+        nm->units[i] = (uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 | (uint32_t)u[3] << 24;
+    }
+    nm->strings = (char *)nm->blob + 4 + trie;
+    nm->n_strings = len - 4 - trie;
+    if ((bad = textok__utf8_check(nm->strings, nm->n_strings)) != nm->n_strings)
+        return textok__fail(TEXTOK_ERR_FORMAT, "%s: %s: the replacement strings are not UTF-8 (byte %zu)", file, path, bad);
+    return TEXTOK_OK;
+}
+
+static int textok__spm_read_normalizer(textok_spm *s, const textok__jdoc *d, size_t nd, int *cap)
+{
+    const char *type;
+    size_t sub;
+    int rc;
+    textok__spm_norm *nm;
+    if (!nd || d->nodes[nd].type == TEXTOK__J_NULL) return TEXTOK_OK;
+    if ((rc = textok__jwant(d, nd, TEXTOK__J_OBJ, "normalizer")) ||
+        (rc = textok__jstr_member(d, nd, "type", "normalizer", &type, NULL)))
+        return rc;
+    if (strcmp(type, "Sequence") == 0) {
+        size_t e;
+        if ((rc = textok__jget(d, nd, "normalizers", "normalizer", &sub))) return rc;
+        if (!sub) return textok__fail(TEXTOK_ERR_FORMAT, "%s: normalizer Sequence has no \"normalizers\"", d->file);
+        if ((rc = textok__jwant(d, sub, TEXTOK__J_ARR, "normalizer Sequence.normalizers"))) return rc;
+        for (e = d->nodes[sub].first; e; e = d->nodes[e].next)
+            if ((rc = textok__spm_read_normalizer(s, d, e, cap))) return rc;
+        return TEXTOK_OK;
+    }
+    if (s->n_norm >= TEXTOK__SPM_MAX_STEPS)
+        return textok__fail(TEXTOK_ERR_FORMAT, "%s: more than %d normalizers", d->file, TEXTOK__SPM_MAX_STEPS);
+    if (s->n_norm == *cap) {
+        void *p = textok__grow(s->norm, s->n_norm, cap, sizeof *s->norm);
+        if (!p) return textok__fail(TEXTOK_ERR_NOMEM, "%s: out of memory", d->file);
+        s->norm = (textok__spm_norm *)p;
+    }
+    nm = &s->norm[s->n_norm++];
+    memset(nm, 0, sizeof *nm);
+    if (strcmp(type, "Precompiled") == 0) {
+        const char *b64;
+        size_t n;
+        nm->type = TEXTOK__NORM_CHARSMAP;
+        if ((rc = textok__jstr_member(d, nd, "precompiled_charsmap", "normalizer Precompiled", &b64, &n))) return rc;
+        return textok__spm_charsmap(nm, b64, n, d->file);
+    }
+    if (strcmp(type, "Replace") == 0) {
+        const char *content, *pat;
+        size_t n, pat_n, ps, rx;
+        if ((rc = textok__jstr_member(d, nd, "content", "normalizer Replace", &content, &n)) ||
+            (rc = textok__jget(d, nd, "pattern", "normalizer Replace", &sub)))
+            return rc;
+        if (!sub) return textok__fail(TEXTOK_ERR_FORMAT, "%s: normalizer Replace has no \"pattern\"", d->file);
+        if ((rc = textok__jwant(d, sub, TEXTOK__J_OBJ, "normalizer Replace.pattern")) ||
+            (rc = textok__jget(d, sub, "String", "normalizer Replace.pattern", &ps)) ||
+            (rc = textok__jget(d, sub, "Regex", "normalizer Replace.pattern", &rx)))
+            return rc;
+        if (d->nodes[sub].n != 1 || (!ps && !rx))
+            return textok__fail(TEXTOK_ERR_FORMAT, "%s: normalizer Replace.pattern must be {\"String\": ...} or "
+                                "{\"Regex\": ...} (byte %zu)", d->file, d->nodes[sub].at);
+        if ((rc = textok__jstr_member(d, sub, ps ? "String" : "Regex", "normalizer Replace.pattern", &pat, &pat_n)))
+            return rc;
+        if (ps) {
+            if (!pat_n) return textok__fail(TEXTOK_ERR_UNSUPPORTED, "%s: normalizer Replace: an empty pattern is not supported", d->file);
+            nm->type = TEXTOK__NORM_REPLACE;
+            if (!(nm->pattern = textok__strndup(pat, pat_n))) return textok__fail(TEXTOK_ERR_NOMEM, "%s: out of memory", d->file);
+            nm->pattern_len = pat_n;
+        } else if (strcmp(pat, " {2,}") == 0) {
+            nm->type = TEXTOK__NORM_REPLACE_RUN;
+        } else {
+            return textok__fail(TEXTOK_ERR_UNSUPPORTED, "%s: normalizer Replace: regex \"%.60s\" is not supported (only "
+                                "\" {2,}\", runs of spaces)", d->file, pat);
+        }
+        if (!(nm->content = textok__strndup(content, n))) return textok__fail(TEXTOK_ERR_NOMEM, "%s: out of memory", d->file);
+        nm->content_len = n;
+        return TEXTOK_OK;
+    }
+    if (strcmp(type, "Strip") == 0) {
+        nm->type = TEXTOK__NORM_STRIP;
+        if ((rc = textok__jbool(d, nd, "strip_left", "normalizer Strip", 0, &nm->left))) return rc;
+        return textok__jbool(d, nd, "strip_right", "normalizer Strip", 0, &nm->right);
+    }
+    return textok__fail(TEXTOK_ERR_UNSUPPORTED, "%s: normalizer type \"%.60s\" is not supported (only Sequence, "
+                        "Precompiled, Replace, Strip)", d->file, type);
+}
+
+static int textok__spm_read_pre(textok_spm *s, const textok__jdoc *d, size_t nd, int *cap)
+{
+    const char *type;
+    size_t sub;
+    int rc;
+    textok__spm_pre *pt;
+    if (!nd || d->nodes[nd].type == TEXTOK__J_NULL) return TEXTOK_OK;
+    if ((rc = textok__jwant(d, nd, TEXTOK__J_OBJ, "pre_tokenizer")) ||
+        (rc = textok__jstr_member(d, nd, "type", "pre_tokenizer", &type, NULL)))
+        return rc;
+    if (strcmp(type, "Sequence") == 0) {
+        size_t e;
+        if ((rc = textok__jget(d, nd, "pretokenizers", "pre_tokenizer", &sub))) return rc;
+        if (!sub) return textok__fail(TEXTOK_ERR_FORMAT, "%s: pre_tokenizer Sequence has no \"pretokenizers\"", d->file);
+        if ((rc = textok__jwant(d, sub, TEXTOK__J_ARR, "pre_tokenizer Sequence.pretokenizers"))) return rc;
+        for (e = d->nodes[sub].first; e; e = d->nodes[e].next)
+            if ((rc = textok__spm_read_pre(s, d, e, cap))) return rc;
+        return TEXTOK_OK;
+    }
+    if (s->n_pre >= TEXTOK__SPM_MAX_STEPS)
+        return textok__fail(TEXTOK_ERR_FORMAT, "%s: more than %d pre-tokenizers", d->file, TEXTOK__SPM_MAX_STEPS);
+    if (s->n_pre == *cap) {
+        void *p = textok__grow(s->pre, s->n_pre, cap, sizeof *s->pre);
+        if (!p) return textok__fail(TEXTOK_ERR_NOMEM, "%s: out of memory", d->file);
+        s->pre = (textok__spm_pre *)p;
+    }
+    pt = &s->pre[s->n_pre++];
+    memset(pt, 0, sizeof *pt);
+    if (strcmp(type, "WhitespaceSplit") == 0) {
+        pt->type = TEXTOK__PRE_WHITESPACE;
+        return TEXTOK_OK;
+    }
+    if (strcmp(type, "Metaspace") == 0) {
+        const char *rep, *scheme = NULL;
+        size_t n, ps;
+        uint32_t cp;
+        int add_prefix = 1, has_add, split;
+        pt->type = TEXTOK__PRE_METASPACE;
+        if ((rc = textok__jstr_member(d, nd, "replacement", "pre_tokenizer Metaspace", &rep, &n))) return rc;
+        if (n == 0 || textok__utf8_dec((const unsigned char *)rep, n, &cp) != (int)n)
+            return textok__fail(TEXTOK_ERR_FORMAT, "%s: pre_tokenizer Metaspace.replacement must be one character", d->file);
+        memcpy(pt->rep, rep, n);
+        pt->rep_len = (int)n;
+        if ((rc = textok__jget(d, nd, "prepend_scheme", "pre_tokenizer Metaspace", &ps)) ||
+            (rc = textok__jbool(d, nd, "add_prefix_space", "pre_tokenizer Metaspace", -1, &has_add)) ||
+            (rc = textok__jbool(d, nd, "split", "pre_tokenizer Metaspace", 1, &split)))
+            return rc;
+        pt->split = split;
+        if (ps && d->nodes[ps].type != TEXTOK__J_NULL) {
+            if ((rc = textok__jstr_member(d, nd, "prepend_scheme", "pre_tokenizer Metaspace", &scheme, NULL))) return rc;
+            if (strcmp(scheme, "always") == 0) pt->prepend = TEXTOK__PREPEND_ALWAYS;
+            else if (strcmp(scheme, "first") == 0) pt->prepend = TEXTOK__PREPEND_FIRST;
+            else if (strcmp(scheme, "never") == 0) pt->prepend = TEXTOK__PREPEND_NEVER;
+            else return textok__fail(TEXTOK_ERR_FORMAT, "%s: pre_tokenizer Metaspace.prepend_scheme \"%.40s\" is not "
+                                     "always, first or never", d->file, scheme);
+        } else {
+            pt->prepend = TEXTOK__PREPEND_ALWAYS;
+        }
+        add_prefix = has_add;
+        if (add_prefix == 0) {   /* the older key; HF refuses a contradiction */
+            if (scheme && pt->prepend != TEXTOK__PREPEND_NEVER)
+                return textok__fail(TEXTOK_ERR_FORMAT, "%s: pre_tokenizer Metaspace: add_prefix_space false contradicts "
+                                    "prepend_scheme \"%s\"", d->file, scheme);
+            pt->prepend = TEXTOK__PREPEND_NEVER;
+        }
+        return TEXTOK_OK;
+    }
+    return textok__fail(TEXTOK_ERR_UNSUPPORTED, "%s: pre_tokenizer type \"%.60s\" is not supported (only Sequence, "
+                        "Metaspace, WhitespaceSplit)", d->file, type);
+}
+
+static int textok__spm_push_id(int32_t **arr, int *n, int32_t id)
+{
+    int32_t *p = (int32_t *)TEXTOK_REALLOC(*arr, ((size_t)*n + 1) * sizeof **arr);   /* a few ids */
+    if (!p) return 0;
+    *arr = p;
+    p[(*n)++] = id;
+    return 1;
+}
+
+/* post_processor: TemplateProcessing's "single" template, [SpecialToken...] $A [SpecialToken...]
+   (T5: [$A, </s>]); absent or null: </s> after the pieces if the vocab has it. */
+static int textok__spm_read_post(textok_spm *s, const textok__jdoc *d, size_t nd)
+{
+    const char *type;
+    size_t single, specials, e;
+    int rc, seen_a = 0, i = 0;
+    if (!nd || d->nodes[nd].type == TEXTOK__J_NULL) {
+        int eos = textok__spm_token_id(s, "</s>", 4);
+        if (eos >= 0 && !textok__spm_push_id(&s->suffix, &s->n_suffix, eos))
+            return textok__fail(TEXTOK_ERR_NOMEM, "%s: out of memory", d->file);
+        return TEXTOK_OK;
+    }
+    if ((rc = textok__jwant(d, nd, TEXTOK__J_OBJ, "post_processor")) ||
+        (rc = textok__jstr_member(d, nd, "type", "post_processor", &type, NULL)))
+        return rc;
+    if (strcmp(type, "TemplateProcessing") != 0)
+        return textok__fail(TEXTOK_ERR_UNSUPPORTED, "%s: post_processor type \"%.60s\" is not supported (only "
+                            "TemplateProcessing)", d->file, type);
+    if ((rc = textok__jget(d, nd, "single", "post_processor", &single)) ||
+        (rc = textok__jget(d, nd, "special_tokens", "post_processor", &specials)))
+        return rc;
+    if (!single || !specials)
+        return textok__fail(TEXTOK_ERR_FORMAT, "%s: post_processor TemplateProcessing needs \"single\" and "
+                            "\"special_tokens\"", d->file);
+    if ((rc = textok__jwant(d, single, TEXTOK__J_ARR, "post_processor.single")) ||
+        (rc = textok__jwant(d, specials, TEXTOK__J_OBJ, "post_processor.special_tokens")))
+        return rc;
+    if (d->nodes[single].n > TEXTOK__SPM_MAX_STEPS)
+        return textok__fail(TEXTOK_ERR_FORMAT, "%s: post_processor.single has more than %d items", d->file,
+                            TEXTOK__SPM_MAX_STEPS);
+    for (e = d->nodes[single].first; e; e = d->nodes[e].next, i++) {
+        size_t seq, sp, tok, ids, x;
+        const char *name;
+        char path[96];
+        snprintf(path, sizeof path, "post_processor.single[%d]", i);
+        if ((rc = textok__jwant(d, e, TEXTOK__J_OBJ, path)) || (rc = textok__jget(d, e, "Sequence", path, &seq)) ||
+            (rc = textok__jget(d, e, "SpecialToken", path, &sp)))
+            return rc;
+        if (d->nodes[e].n != 1 || (!seq && !sp))
+            return textok__fail(TEXTOK_ERR_FORMAT, "%s: %s must be {\"Sequence\": ...} or {\"SpecialToken\": ...}",
+                                d->file, path);
+        if (seq) {
+            const char *sid;
+            if ((rc = textok__jwant(d, seq, TEXTOK__J_OBJ, path)) || (rc = textok__jstr_member(d, seq, "id", path, &sid, NULL)))
+                return rc;
+            if (strcmp(sid, "A") != 0 || seen_a)
+                return textok__fail(TEXTOK_ERR_UNSUPPORTED, "%s: post_processor.single must hold the sequence $A once",
+                                    d->file);
+            seen_a = 1;
+            continue;
+        }
+        if ((rc = textok__jwant(d, sp, TEXTOK__J_OBJ, path)) || (rc = textok__jstr_member(d, sp, "id", path, &name, NULL)) ||
+            (rc = textok__jget(d, specials, name, "post_processor.special_tokens", &tok)))
+            return rc;
+        if (!tok)
+            return textok__fail(TEXTOK_ERR_FORMAT, "%s: post_processor.special_tokens has no \"%.60s\"", d->file, name);
+        snprintf(path, sizeof path, "post_processor.special_tokens[\"%.40s\"]", name);
+        if ((rc = textok__jwant(d, tok, TEXTOK__J_OBJ, path)) || (rc = textok__jget(d, tok, "ids", path, &ids))) return rc;
+        if (!ids) return textok__fail(TEXTOK_ERR_FORMAT, "%s: %s has no \"ids\"", d->file, path);
+        if ((rc = textok__jwant(d, ids, TEXTOK__J_ARR, path))) return rc;
+        if (d->nodes[ids].n > TEXTOK__SPM_MAX_STEPS)
+            return textok__fail(TEXTOK_ERR_FORMAT, "%s: %s has more than %d ids", d->file, path, TEXTOK__SPM_MAX_STEPS);
+        for (x = d->nodes[ids].first; x; x = d->nodes[x].next) {
+            int64_t v = 0;
+            if ((rc = textok__jint(d, x, 0, s->vocab_size - 1, path, &v))) return rc;
+            if (!textok__spm_push_id(seen_a ? &s->suffix : &s->prefix, seen_a ? &s->n_suffix : &s->n_prefix, (int32_t)v))
+                return textok__fail(TEXTOK_ERR_NOMEM, "%s: out of memory", d->file);
+        }
+    }
+    if (!seen_a) return textok__fail(TEXTOK_ERR_FORMAT, "%s: post_processor.single has no $A", d->file);
+    return TEXTOK_OK;
+}
+
+static int textok__spm_normalize(const textok_spm *s, const char *in, size_t n, textok__bytes *out,
+                                 textok__bytes *tmp);
+
+static int textok__spm_build(textok_spm *s, const textok__jdoc *d)
+{
+    size_t model, added, norm, pre, post;
+    int rc, i, cap_norm = 0, cap_pre = 0;
+    if ((rc = textok__jget(d, 0, "model", "the top level", &model)) ||
+        (rc = textok__jget(d, 0, "added_tokens", "the top level", &added)) ||
+        (rc = textok__jget(d, 0, "normalizer", "the top level", &norm)) ||
+        (rc = textok__jget(d, 0, "pre_tokenizer", "the top level", &pre)) ||
+        (rc = textok__jget(d, 0, "post_processor", "the top level", &post)))
+        return rc;
+    if (!model) return textok__fail(TEXTOK_ERR_FORMAT, "%s: no \"model\" at the top level", d->file);
+    if ((rc = textok__spm_read_model(s, d, model))) return rc;
+    s->vocab_size = s->n_pieces;
+    if ((rc = textok__spm_read_added(s, d, added)) || (rc = textok__spm_read_normalizer(s, d, norm, &cap_norm)) ||
+        (rc = textok__spm_read_pre(s, d, pre, &cap_pre)) || (rc = textok__spm_read_post(s, d, post)))
+        return rc;
+    /* the two tries of added tokens; normalized ones are matched in normalised text */
+    for (i = 0; i < s->n_added; i++) {
+        textok__spm_added *a = &s->added[i];
+        textok__bytes out = { NULL, 0, 0 }, tmp = { NULL, 0, 0 };
+        if (!a->normalized) {
+            if (!textok__trie_put(&s->added_raw, a->content, a->len, i)) return textok__fail(TEXTOK_ERR_NOMEM, "%s: out of memory", d->file);
+            continue;
+        }
+        rc = textok__spm_normalize(s, a->content, a->len, &out, &tmp);
+        TEXTOK_FREE(tmp.p);
+        if (rc) { TEXTOK_FREE(out.p); return rc; }
+        a->norm = textok__strndup(out.p ? out.p : "", out.n);
+        a->norm_len = out.n;
+        TEXTOK_FREE(out.p);
+        if (!a->norm) return textok__fail(TEXTOK_ERR_NOMEM, "%s: out of memory", d->file);
+        if (a->norm_len && !textok__trie_put(&s->added_norm, a->norm, a->norm_len, i))
+            return textok__fail(TEXTOK_ERR_NOMEM, "%s: out of memory", d->file);
+    }
+    s->eos_id = s->n_suffix ? s->suffix[s->n_suffix - 1] : -1;
+    s->pad_id = textok__spm_token_id(s, "<pad>", 5);
+    return TEXTOK_OK;
+}
+
+TEXTOKDEF int textok_spm_load_mem(textok_spm **out, const char *json, size_t n, const char *name)
+{
+    textok__jdoc d;
+    textok_spm *s;
+    int rc;
+    if (!out) return textok__fail(TEXTOK_ERR_ARG, "textok_spm_load_mem: out is NULL");
+    *out = NULL;
+    if (!json && n) return textok__fail(TEXTOK_ERR_ARG, "textok_spm_load_mem: json is NULL");
+    if (!(s = (textok_spm *)textok__calloc(1, sizeof *s))) return textok__fail(TEXTOK_ERR_NOMEM, "textok_spm_load_mem: out of memory");
+    textok__short_path(s->name, name ? name : "<memory>");
+    if (n > TEXTOK__SPM_MAX_BYTES) {
+        rc = textok__fail(TEXTOK_ERR_FORMAT, "%s: %zu bytes, larger than a tokenizer.json may be (%zu)", s->name, n,
+                          TEXTOK__SPM_MAX_BYTES);
+    } else {
+        rc = textok__jparse(&d, json ? json : "", n, s->name);
+        if (!rc) rc = textok__spm_build(s, &d);
+        textok__jdoc_free(&d);
+    }
+    if (rc) { textok_spm_free(s); return rc; }
+    *out = s;
+    return TEXTOK_OK;
+}
+
+#ifndef TEXTOK_NO_STDIO
+TEXTOKDEF int textok_spm_load(textok_spm **out, const char *path)
+{
+    textok_file f;
+    int rc;
+    if (!out || !path) return textok__fail(TEXTOK_ERR_ARG, "textok_spm_load: out and path must not be NULL");
+    *out = NULL;
+    if ((rc = textok_file_open(&f, path))) return rc;
+    rc = textok_spm_load_mem(out, (const char *)f.data, f.size, path);
+    textok_file_close(&f);
+    return rc;
+}
+#endif
+
+/* ---- 9.5 Normalizers --------------------------------------------------------------------------
+
+   Precompiled (SentencePiece's nmt_nfkc and friends): at every position the LONGEST key of the
+   charsmap that prefixes the rest is replaced, else one character is copied. That is
+   SentencePiece's normalizer.cc and spm_precompiled's normalize_string. DEVIATION: HF's
+   tokenizers crate (0.23) walks extended grapheme clusters instead: a cluster shorter than 6
+   bytes that some key prefixes is replaced WHOLE by the SHORTEST such key's string, any other
+   cluster char by char. The two agree on text whose clusters are single code points or exactly
+   one key (precomposed text, "e" + U+0301, full-width letters, ligatures, CJK, emoji), which
+   is what the goldens and 15000 random texts checked against HF cover. They differ on, e.g.,
+   "e" U+0301 U+0323 (HF: U+00E9, the U+0323 dropped; here U+00E9 U+0323), full-width U+FF45
+   U+0301 (HF: "e"; here U+00E9), decomposed Hangul jamo U+1100 U+1161 (HF keeps them; here
+   U+AC00).
+   Matching HF there needs Unicode's grapheme-break tables. Replace: a String pattern (every
+   non-overlapping occurrence, left to right) or the Regex " {2,}" only. Strip: White_Space. */
+
+/* The longest charsmap key that prefixes s[0, n) and ends on a character boundary: its length
+   (0 = none) and replacement. A unit index outside the array ends the walk (no match), so a
+   damaged blob cannot read out of bounds; a replacement that starts outside the strings or
+   inside a character fails. */
+static int textok__charsmap_match(const textok_spm *s, const textok__spm_norm *nm, const char *str, size_t n,
+                                  size_t *key_len, const char **rep, size_t *rep_len)
+{
+    const uint32_t *u = nm->units;
+    size_t pos, k, best = 0, value = 0;
+#define TEXTOK__DA_OFFSET(x) ((size_t)((x) >> 10) << (((x) & (1u << 9)) >> 6))
+    pos = TEXTOK__DA_OFFSET(u[0]);
+    for (k = 0; k < n && k < TEXTOK__CHARSMAP_MAX_KEY; k++) {
+        unsigned char c = (unsigned char)str[k];
+        uint32_t unit;
+        if (c == 0) break;
+        pos ^= c;
+        if (pos >= nm->n_units) break;
+        unit = u[pos];
+        if ((unit & (0x80000000u | 0xffu)) != c) break;
+        pos ^= TEXTOK__DA_OFFSET(unit);
+        if ((unit >> 8) & 1u) {
+            if (pos >= nm->n_units) break;
+            if (k + 1 == n || ((unsigned char)str[k + 1] & 0xc0) != 0x80) {
+                best = k + 1;
+                value = u[pos] & 0x7fffffffu;
+            }
+        }
+    }
+#undef TEXTOK__DA_OFFSET
+    *key_len = best;
+    if (!best) return TEXTOK_OK;
+    if (value > nm->n_strings || (value < nm->n_strings && ((unsigned char)nm->strings[value] & 0xc0) == 0x80))
+        return textok__fail(TEXTOK_ERR_FORMAT, "%s: Precompiled charsmap: an entry points outside its strings (%zu of %zu)",
+                            s->name, value, nm->n_strings);
+    *rep = nm->strings + value;
+    for (k = value; k < nm->n_strings && nm->strings[k]; k++) {}
+    *rep_len = k - value;
+    return TEXTOK_OK;
+}
+
+/* One normalizer: in[0, n) -> out (cleared first). */
+static int textok__spm_norm_step(const textok_spm *s, const textok__spm_norm *nm, const char *in, size_t n,
+                                 textok__bytes *out)
+{
+    size_t i = 0, a, b;
+    int rc, ok = 1;
+    out->n = 0;
+    switch (nm->type) {
+    case TEXTOK__NORM_CHARSMAP:
+        while (i < n && ok) {
+            size_t kl, rl = 0;
+            const char *rep = NULL;
+            if ((rc = textok__charsmap_match(s, nm, in + i, n - i, &kl, &rep, &rl))) return rc;
+            if (kl) { ok = textok__bytes_put(out, rep, rl); i += kl; }
+            else { size_t cl = (size_t)textok__utf8_len((unsigned char)in[i]); ok = textok__bytes_put(out, in + i, cl); i += cl; }
+        }
+        break;
+    case TEXTOK__NORM_REPLACE:
+        while (i < n && ok) {
+            if (n - i >= nm->pattern_len && memcmp(in + i, nm->pattern, nm->pattern_len) == 0) {
+                ok = textok__bytes_put(out, nm->content, nm->content_len);
+                i += nm->pattern_len;
+            } else {
+                ok = textok__bytes_put(out, in + i, 1);
+                i++;
+            }
+        }
+        break;
+    case TEXTOK__NORM_REPLACE_RUN:   /* " {2,}": every run of two or more spaces */
+        while (i < n && ok) {
+            for (b = i; b < n && in[b] == ' '; b++) {}
+            if (b - i >= 2) { ok = textok__bytes_put(out, nm->content, nm->content_len); i = b; }
+            else { ok = textok__bytes_put(out, in + i, 1); i++; }
+        }
+        break;
+    default: {   /* TEXTOK__NORM_STRIP */
+        int k;
+        a = 0;
+        b = n;
+        if (nm->left) while (a < b && (k = textok__ws_at(in + a, b - a)) > 0) a += (size_t)k;
+        if (nm->right) while (b > a && (k = textok__ws_before(in, b)) > 0) b -= (size_t)k;
+        ok = textok__bytes_put(out, in + a, b - a);
+    }
+    }
+    return ok ? TEXTOK_OK : textok__fail(TEXTOK_ERR_NOMEM, "%s: out of memory normalising", s->name);
+}
+
+/* Every normalizer in order: in[0, n) -> out; tmp is scratch. */
+static int textok__spm_normalize(const textok_spm *s, const char *in, size_t n, textok__bytes *out, textok__bytes *tmp)
+{
+    int i, rc;
+    out->n = 0;
+    if (!textok__bytes_put(out, in, n)) return textok__fail(TEXTOK_ERR_NOMEM, "%s: out of memory normalising", s->name);
+    for (i = 0; i < s->n_norm; i++) {
+        textok__bytes t;
+        if ((rc = textok__spm_norm_step(s, &s->norm[i], out->p, out->n, tmp))) return rc;
+        t = *out; *out = *tmp; *tmp = t;
+    }
+    return TEXTOK_OK;
+}
+
+/* ---- 9.6 Added tokens, pre-tokenizers --------------------------------------------------------- */
+
+/* The leftmost-longest added token of trie t in txt[from, n): its index (-1 = none) and span
+   [*a, *b) with the whitespace lstrip/rstrip take (never reaching before lo). */
+static int textok__spm_find_added(const textok_spm *s, const textok__trie *t, const char *txt, size_t n,
+                                  size_t from, size_t lo, size_t *a, size_t *b)
+{
+    size_t pos, k;
+    int k2;
+    if (!t->n_nodes) return -1;
+    for (pos = from; pos < n; pos++) {
+        size_t node = 0, len = 0;
+        int best = -1;
+        for (k = pos; k < n; k++) {
+            int64_t ch = textok__trie_child(t, node, (unsigned char)txt[k]);
+            if (ch < 0) break;
+            node = (size_t)ch;
+            if (t->value[node] >= 0) { best = t->value[node]; len = k + 1 - pos; }
+        }
+        if (best < 0) continue;
+        *a = pos;
+        *b = pos + len;
+        if (s->added[best].lstrip)
+            while (*a > lo && (k2 = textok__ws_before(txt, *a)) > 0) *a -= (size_t)k2;
+        if (s->added[best].rstrip)
+            while (*b < n && (k2 = textok__ws_at(txt + *b, n - *b)) > 0) *b += (size_t)k2;
+        return best;
+    }
+    return -1;
+}
+
+/* Words: spans of one buffer, each with whether it starts at the start of the text (what
+   Metaspace's prepend_scheme "first" asks). */
+typedef struct textok__span {
+    size_t off, len;
+    int    first;
+} textok__span;
+
+typedef struct textok__words {
+    textok__bytes text;
+    textok__span *span;
+    size_t        n, cap;
+} textok__words;
+
+static int textok__words_add(textok__words *w, size_t off, size_t len, int first)
+{
+    void *p;
+    if (!len) return 1;   /* HF drops empty splits */
+    if (!(p = textok__reserve(w->span, &w->cap, w->n + 1, sizeof *w->span))) return 0;
+    w->span = (textok__span *)p;
+    w->span[w->n].off = off;
+    w->span[w->n].len = len;
+    w->span[w->n].first = first;
+    w->n++;
+    return 1;
+}
+
+/* One pre-tokenizer: in -> out (cleared first). */
+static int textok__spm_pre_step(const textok__spm_pre *pt, const textok__words *in, textok__words *out)
+{
+    size_t i, k;
+    int ok = 1;
+    out->text.n = 0;
+    out->n = 0;
+    for (i = 0; i < in->n && ok; i++) {
+        const char *w = in->text.p + in->span[i].off;
+        size_t n = in->span[i].len, start = out->text.n, cut;
+        int first = in->span[i].first;
+        if (pt->type == TEXTOK__PRE_WHITESPACE) {
+            size_t a = 0;
+            for (k = 0; k < n && ok;) {
+                int ws = textok__ws_at(w + k, n - k);
+                if (!ws) { k += (size_t)textok__utf8_len((unsigned char)w[k]); continue; }
+                ok = textok__words_add(out, out->text.n, k - a, first && a == 0) && textok__bytes_put(&out->text, w + a, k - a);
+                k += (size_t)ws;
+                a = k;
+            }
+            if (ok) ok = textok__words_add(out, out->text.n, n - a, first && a == 0) && textok__bytes_put(&out->text, w + a, n - a);
+            continue;
+        }
+        /* Metaspace: ' ' -> replacement, maybe one in front, then cut before each one */
+        if (n && w[0] != ' ' && !((size_t)pt->rep_len <= n && memcmp(w, pt->rep, (size_t)pt->rep_len) == 0) &&
+            (pt->prepend == TEXTOK__PREPEND_ALWAYS || (pt->prepend == TEXTOK__PREPEND_FIRST && first)))
+            ok = textok__bytes_put(&out->text, pt->rep, (size_t)pt->rep_len);
+        for (k = 0; k < n && ok; k++)
+            ok = w[k] == ' ' ? textok__bytes_put(&out->text, pt->rep, (size_t)pt->rep_len) : textok__bytes_put(&out->text, w + k, 1);
+        if (!ok) break;
+        if (!pt->split) { ok = textok__words_add(out, start, out->text.n - start, first); continue; }
+        cut = start;
+        for (k = start; k < out->text.n;) {
+            if (k > cut && out->text.n - k >= (size_t)pt->rep_len && memcmp(out->text.p + k, pt->rep, (size_t)pt->rep_len) == 0) {
+                if (!(ok = textok__words_add(out, cut, k - cut, first && cut == start))) break;
+                cut = k;
+            }
+            k += (size_t)textok__utf8_len((unsigned char)out->text.p[k]);
+        }
+        if (ok) ok = textok__words_add(out, cut, out->text.n - cut, first && cut == start);
+    }
+    return ok;
+}
+
+/* ---- 9.7 Unigram Viterbi ---------------------------------------------------------------------- */
+
+/* Scratch of one textok_spm_encode call. */
+typedef struct textok__spm_work {
+    textok__bytes norm, tmp;      /* a normalised part of the text, normalizer scratch */
+    textok__words wa, wb;         /* pre-tokenizer ping-pong */
+    double  *best;                /* (m + 1) best score of a path ending at byte i of a word */
+    int32_t *from, *id;           /* (m + 1) where that path's last piece starts, and its id */
+    int32_t *path;                /* (m + 1) the ends of the best path's pieces, last first */
+    size_t   cap;                 /* of best, from, id, path */
+    int32_t *ids;                 /* the ids so far (the template's prefix included) */
+    size_t   n_ids, cap_ids;
+} textok__spm_work;
+
+static void textok__spm_work_free(textok__spm_work *w)
+{
+    TEXTOK_FREE(w->norm.p);
+    TEXTOK_FREE(w->tmp.p);
+    TEXTOK_FREE(w->wa.text.p);
+    TEXTOK_FREE(w->wa.span);
+    TEXTOK_FREE(w->wb.text.p);
+    TEXTOK_FREE(w->wb.span);
+    TEXTOK_FREE(w->best);
+    TEXTOK_FREE(w->from);
+    TEXTOK_FREE(w->id);
+    TEXTOK_FREE(w->path);
+    TEXTOK_FREE(w->ids);
+}
+
+static int textok__spm_emit(const textok_spm *s, textok__spm_work *w, int32_t id)
+{
+    void *p = textok__reserve(w->ids, &w->cap_ids, w->n_ids + 1, sizeof *w->ids);
+    if (!p) return textok__fail(TEXTOK_ERR_NOMEM, "%s: out of memory encoding", s->name);
+    w->ids = (int32_t *)p;
+    w->ids[w->n_ids++] = id;
+    return TEXTOK_OK;
+}
+
+/* Ids of the UNK run t[a, b): the piece with exactly that text if there is one (HF maps every
+   string through its vocab), else <0xXX> pieces (byte_fallback, where all of them exist), else
+   unk_id. */
+static int textok__spm_emit_unk(const textok_spm *s, textok__spm_work *w, const char *t, size_t a, size_t b)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    int32_t id = textok__trie_get(&s->vocab, t + a, b - a);
+    char name[7] = "<0x00>";
+    size_t k;
+    int rc, pass;
+    if (id >= 0) return textok__spm_emit(s, w, id);
+    if (s->byte_fallback) {
+        for (pass = 0; pass < 2; pass++) {   /* 0: do they all exist? 1: emit them */
+            for (k = a; k < b; k++) {
+                name[3] = hex[(unsigned char)t[k] >> 4];
+                name[4] = hex[(unsigned char)t[k] & 15];
+                id = textok__trie_get(&s->vocab, name, 6);
+                if (id < 0) break;
+                if (pass && (rc = textok__spm_emit(s, w, id))) return rc;
+            }
+            if (k < b) break;
+            if (pass) return TEXTOK_OK;
+        }
+    }
+    return textok__spm_emit(s, w, s->unk_id);
+}
+
+/* The best segmentation of one word t[0, m) (valid UTF-8) into pieces (textok-paper.md 3.5, HF
+   Unigram::encode_optimized, itself SentencePiece's). At each character boundary every piece
+   that prefixes the rest is found by walking the trie, so in increasing length; a path replaces
+   the best one that ends at the same byte only if its score is strictly greater, so the first
+   found wins ties. Where no piece is exactly the next character, an UNK edge of that one
+   character scores min_score - 10. Scores add in double, as in HF. Consecutive UNKs become one. */
+static int textok__spm_viterbi(const textok_spm *s, textok__spm_work *w, const char *t, size_t m)
+{
+    const double unk_score = s->min_score - 10.0;
+    size_t pos, k, np = 0, end;
+    int rc;
+    if (m >= (size_t)INT32_MAX) return textok__fail(TEXTOK_ERR_ARG, "%s: a word of %zu bytes is too long", s->name, m);
+    if (m + 1 > w->cap) {
+        size_t nc = m + 1 + m / 2;
+        void *p;
+        if (nc > SIZE_MAX / sizeof(double)) goto nomem;
+        if (!(p = TEXTOK_REALLOC(w->best, nc * sizeof *w->best))) goto nomem;
+        w->best = (double *)p;
+        if (!(p = TEXTOK_REALLOC(w->from, nc * sizeof *w->from))) goto nomem;
+        w->from = (int32_t *)p;
+        if (!(p = TEXTOK_REALLOC(w->id, nc * sizeof *w->id))) goto nomem;
+        w->id = (int32_t *)p;
+        if (!(p = TEXTOK_REALLOC(w->path, nc * sizeof *w->path))) goto nomem;
+        w->path = (int32_t *)p;
+        w->cap = nc;
+    }
+    for (k = 0; k <= m; k++) {
+        w->best[k] = 0.0;
+        w->from[k] = -1;
+        w->id[k] = -1;
+    }
+    for (pos = 0; pos < m;) {
+        size_t node = 0, clen = (size_t)textok__utf8_len((unsigned char)t[pos]);
+        double here = w->best[pos];
+        int single = 0;
+        for (k = pos; k < m; k++) {
+            int64_t ch = textok__trie_child(&s->vocab, node, (unsigned char)t[k]);
+            int32_t id;
+            if (ch < 0) break;
+            node = (size_t)ch;
+            if ((id = s->vocab.value[node]) >= 0) {
+                double cand = here + s->score[id];
+                if (w->from[k + 1] < 0 || cand > w->best[k + 1]) {
+                    w->best[k + 1] = cand;
+                    w->from[k + 1] = (int32_t)pos;
+                    w->id[k + 1] = id;
+                }
+                if (k + 1 - pos == clen) single = 1;
+            }
+        }
+        if (!single) {
+            double cand = here + unk_score;
+            if (s->unk_id < 0)
+                return textok__fail(TEXTOK_ERR_ARG, "%s: no piece covers the character '%.*s' and the model has no "
+                                    "unk_id", s->name, (int)clen, t + pos);
+            if (w->from[pos + clen] < 0 || cand > w->best[pos + clen]) {
+                w->best[pos + clen] = cand;
+                w->from[pos + clen] = (int32_t)pos;
+                w->id[pos + clen] = s->unk_id;
+            }
+        }
+        pos += clen;
+    }
+    for (end = m; end > 0; end = (size_t)w->from[end]) w->path[np++] = (int32_t)end;
+    while (np > 0) {
+        size_t e = (size_t)w->path[--np], a = (size_t)w->from[e];
+        if (w->id[e] == s->unk_id) {
+            while (np > 0 && w->id[w->path[np - 1]] == s->unk_id) e = (size_t)w->path[--np];
+            rc = textok__spm_emit_unk(s, w, t, a, e);
+        } else {
+            rc = textok__spm_emit(s, w, w->id[e]);
+        }
+        if (rc) return rc;
+    }
+    return TEXTOK_OK;
+nomem:
+    return textok__fail(TEXTOK_ERR_NOMEM, "%s: out of memory encoding", s->name);
+}
+
+/* ---- 9.8 Encoding ----------------------------------------------------------------------------- */
+
+/* A part of the normalised text between added tokens: pre-tokenize, then Viterbi each word. */
+static int textok__spm_words(const textok_spm *s, textok__spm_work *w, const char *t, size_t n, int first)
+{
+    textok__words *in = &w->wa, *out = &w->wb, *x;
+    size_t i;
+    int p, rc;
+    in->text.n = 0;
+    in->n = 0;
+    if (!textok__bytes_put(&in->text, t, n) || !textok__words_add(in, 0, n, first)) goto nomem;
+    for (p = 0; p < s->n_pre; p++) {
+        if (!textok__spm_pre_step(&s->pre[p], in, out)) goto nomem;
+        x = in; in = out; out = x;
+    }
+    for (i = 0; i < in->n; i++)
+        if ((rc = textok__spm_viterbi(s, w, in->text.p + in->span[i].off, in->span[i].len))) return rc;
+    return TEXTOK_OK;
+nomem:
+    return textok__fail(TEXTOK_ERR_NOMEM, "%s: out of memory encoding", s->name);
+}
+
+/* A part of the raw text between added tokens: normalise, split off normalized added tokens,
+   then words. */
+static int textok__spm_part(const textok_spm *s, textok__spm_work *w, const char *t, size_t n, int first)
+{
+    size_t from = 0, a, b;
+    int k, rc;
+    if ((rc = textok__spm_normalize(s, t, n, &w->norm, &w->tmp))) return rc;
+    for (;;) {
+        k = textok__spm_find_added(s, &s->added_norm, w->norm.p, w->norm.n, from, from, &a, &b);
+        if (k < 0) a = b = w->norm.n;
+        if (a > from && (rc = textok__spm_words(s, w, w->norm.p + from, a - from, first && from == 0))) return rc;
+        if (k < 0) return TEXTOK_OK;
+        if ((rc = textok__spm_emit(s, w, s->added[k].id))) return rc;
+        from = b;
+    }
+}
+
+TEXTOKDEF int textok_spm_encode(const textok_spm *s, const char *text, int32_t *ids, int max_len, int *n_ids,
+                                int *n_full)
+{
+    textok__spm_work w;
+    size_t n, bad, from = 0, a, b, keep, total;
+    int k, rc = TEXTOK_OK, i;
+    if (n_ids) *n_ids = 0;
+    if (n_full) *n_full = 0;
+    if (!s || !text || !ids || !n_ids) return textok__fail(TEXTOK_ERR_ARG, "textok_spm_encode: s, text, ids and n_ids must not be NULL");
+    if (max_len < 1 || max_len < s->n_prefix + s->n_suffix)
+        return textok__fail(TEXTOK_ERR_ARG, "%s: textok_spm_encode: max_len %d leaves no room (at least 1, and at "
+                            "least the template's %d special ids)", s->name, max_len, s->n_prefix + s->n_suffix);
+    n = strlen(text);
+    if ((bad = textok__utf8_check(text, n)) != n)
+        return textok__fail(TEXTOK_ERR_ARG, "%s: textok_spm_encode: the text is not valid UTF-8 at byte %zu (0x%02x)",
+                            s->name, bad, (unsigned char)text[bad]);
+    memset(&w, 0, sizeof w);
+    for (i = 0; i < s->n_prefix && !rc; i++) rc = textok__spm_emit(s, &w, s->prefix[i]);
+    /* HF: an empty text is one empty part; it yields no words */
+    while (!rc) {
+        k = textok__spm_find_added(s, &s->added_raw, text, n, from, from, &a, &b);
+        if (k < 0) a = b = n;
+        if (a > from && (rc = textok__spm_part(s, &w, text + from, a - from, from == 0))) break;
+        if (k < 0) break;
+        if ((rc = textok__spm_emit(s, &w, s->added[k].id))) break;
+        from = b;
+    }
+    if (!rc) {
+        total = w.n_ids + (size_t)s->n_suffix;
+        if (total > (size_t)INT_MAX) {
+            rc = textok__fail(TEXTOK_ERR_ARG, "%s: textok_spm_encode: the text gives more than %d ids", s->name, INT_MAX);
+        } else {
+            keep = w.n_ids < (size_t)(max_len - s->n_suffix) ? w.n_ids : (size_t)(max_len - s->n_suffix);
+            if (keep) memcpy(ids, w.ids, keep * sizeof *ids);
+            for (i = 0; i < s->n_suffix; i++) ids[keep + (size_t)i] = s->suffix[i];
+            *n_ids = (int)keep + s->n_suffix;
+            if (n_full) *n_full = (int)total;
+        }
+    }
+    textok__spm_work_free(&w);
+    return rc;
+}
+
+TEXTOKDEF int textok_spm_vocab_size(const textok_spm *s) { return s ? s->vocab_size : 0; }
+TEXTOKDEF int textok_spm_eos_id(const textok_spm *s) { return s ? s->eos_id : -1; }
+TEXTOKDEF int textok_spm_pad_id(const textok_spm *s) { return s ? s->pad_id : -1; }
+
+TEXTOKDEF const char *textok_spm_piece(const textok_spm *s, int id)
+{
+    int i;
+    if (!s || id < 0 || id >= s->vocab_size) return NULL;
+    if (id < s->n_pieces) return s->piece[id];
+    for (i = 0; i < s->n_added; i++)
+        if (s->added[i].id == id) return s->added[i].content;
+    return NULL;
 }
 
 /* ---------------------------------------------------------------------------------------------

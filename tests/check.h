@@ -30,5 +30,6 @@ void test_titok(tt_stats *s);
 void test_t5(tt_stats *s);
 void test_nets(tt_stats *s);
 void test_train(tt_stats *s);
+void test_spm(tt_stats *s);
 void test_textok(tt_stats *s);
 #endif

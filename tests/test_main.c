@@ -21,6 +21,7 @@ int main(void)
     test_t5(&s);
     test_nets(&s);
     test_train(&s);
+    test_spm(&s);
     test_textok(&s);
     printf("%d passed, %d failed\n", s.passed, s.failed);
     return s.failed ? 1 : 0;
