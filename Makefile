@@ -61,7 +61,8 @@ HDR        := textok.h
 TEST_SRC   := tests/test_main.c tests/check.c tests/test_kernels.c tests/test_io.c tests/test_titok.c tests/test_t5.c \
               tests/test_spm.c tests/test_nets.c tests/test_train.c tests/test_textok.c tests/textok_impl.c
 TEST_HDR   := tests/check.h
-TOOLS      := $(BUILD)/convert $(BUILD)/tokenize $(BUILD)/reconstruct $(BUILD)/npycmp $(BUILD)/train_tokenizer
+TOOLS      := $(BUILD)/convert $(BUILD)/tokenize $(BUILD)/reconstruct $(BUILD)/npycmp $(BUILD)/train_tokenizer \
+              $(BUILD)/encode_text
 PROGRAMS   := $(BUILD)/selfcheck $(BUILD)/bench $(BUILD)/test_runner $(TOOLS)
 # stb_image / stb_image_write (Debian libstb-dev): examples only, never the library. -isystem
 # keeps stb's own code out of our warning flags.
@@ -87,7 +88,7 @@ $(BUILD)/npycmp: tools/npycmp.c $(HDR)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(TEXTOK_CFLAGS) $< -o $@ $(LDFLAGS) $(TEXTOK_LIBS)
 
-$(BUILD)/tokenize $(BUILD)/reconstruct $(BUILD)/train_tokenizer: $(BUILD)/%: examples/%.c examples/common.h $(HDR)
+$(BUILD)/tokenize $(BUILD)/reconstruct $(BUILD)/train_tokenizer $(BUILD)/encode_text: $(BUILD)/%: examples/%.c examples/common.h $(HDR)
 	@mkdir -p $(@D)
 	@test -f /usr/include/stb/stb_image.h || { echo "textok: examples need stb_image: apt-get install libstb-dev"; exit 1; }
 	$(CC) $(CFLAGS) $(TEXTOK_CFLAGS) $(STB_CFLAGS) $< -o $@ $(LDFLAGS) $(TEXTOK_LIBS)
@@ -145,7 +146,7 @@ asan: $(BUILD)/asan/test_runner
 	ASAN_OPTIONS=detect_leaks=1 $(BUILD)/asan/test_runner
 	@echo "== command-line tools under ASan + UBSan =="
 	$(MAKE) --no-print-directory BUILD=$(BUILD)/asan CFLAGS="-O1 -g $(SAN) -DTEXTOK_NO_MMAP" LDFLAGS="$(SAN)" \
-	    $(addprefix $(BUILD)/asan/,convert tokenize reconstruct npycmp train_tokenizer)
+	    $(addprefix $(BUILD)/asan/,convert tokenize reconstruct npycmp train_tokenizer encode_text)
 	ASAN_OPTIONS=detect_leaks=1 tests/test_cli.sh $(BUILD)/asan
 
 bench: $(BUILD)/bench

@@ -1039,6 +1039,16 @@ static int textok__fail(int status, const char *fmt, ...)
     return status;
 }
 
+/* Fails with "<prefix>: <the previous failure's message>". The message is copied first: it lives
+   in the buffer textok__fail writes. */
+static int textok__fail_wrap(int status, const char *prefix)
+{
+    char why[sizeof textok__errbuf];
+    memcpy(why, textok__errbuf, sizeof why);
+    why[sizeof why - 1] = 0;
+    return textok__fail(status, "%s: %s", prefix, why);
+}
+
 TEXTOKDEF const char *textok_version(void) { return TEXTOK_VERSION_STRING; }
 TEXTOKDEF const char *textok_last_error(void) { return textok__errbuf; }
 TEXTOKDEF void textok_clear_error(void) { textok__errbuf[0] = 0; }
@@ -8309,7 +8319,7 @@ static int textok__titok_set_text(const textok_titok *m, float *dtext, unsigned 
         int L = have ? text->L : 0;
         if (L) {
             st = k->to_device(k, row, text->emb + ((size_t)(b0 + b) * L) * Dt, (size_t)L * Dt * sizeof(float));
-            if (st != TEXTOK_OK) return textok__fail(st, "%s: a memory transfer failed: %s", who, textok_last_error());
+            if (st != TEXTOK_OK) return textok__fail_wrap(st, "a memory transfer failed");
         }
         if (L < Lt) k->fill(k, row + (size_t)L * Dt, (size_t)(Lt - L) * Dt, 0.0f);
     }
@@ -8327,7 +8337,7 @@ static int textok__titok_set_text(const textok_titok *m, float *dtext, unsigned 
             }
         }
         st = k->to_device(k, dst, m->hmask, (size_t)nb * T);
-        if (st != TEXTOK_OK) return textok__fail(st, "%s: a memory transfer failed: %s", who, textok_last_error());
+        if (st != TEXTOK_OK) return textok__fail_wrap(st, "a memory transfer failed");
     }
     return TEXTOK_OK;
 }
@@ -8463,7 +8473,7 @@ static void textok__titok_decoder(textok_titok *m, const float *zt, int B)
 }
 
 /* ----- the public calls --------------------------------------------------------------------- */
-#define TEXTOK__CHECKED(x) do { int st_ = (x); if (st_ != TEXTOK_OK) return textok__fail(st_, "TiTok: a memory transfer failed: %s", textok_last_error()); } while (0)
+#define TEXTOK__CHECKED(x) do { int st_ = (x); if (st_ != TEXTOK_OK) return textok__fail_wrap(st_, "TiTok: a memory transfer failed"); } while (0)
 
 TEXTOKDEF int textok_titok_encode(textok_titok *m, const float *images, int B, const textok_text *text,
                                   int32_t *tokens, float *latents, float *pre_quant, textok_rng *rng)

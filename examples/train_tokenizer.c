@@ -56,8 +56,13 @@ static const char *const help_text[2] = {
     "  --images DIR        .png .jpg .jpeg .bmp files, all image_size x image_size (not resized); an\n"
     "                      alpha channel is dropped, gray is copied to RGB (as build/tokenize does).\n"
     "                      All are held in memory, 3*S*S bytes each (3600 64x64 images: 44 MB)\n"
-    "  --captions FILE     lines 'filename<TAB>caption' naming files of --images (checked and loaded;\n"
-    "                      TiTok training does not use them)\n"
+    "  --captions FILE     lines 'filename<TAB>caption' naming files of --images (TiTok ignores them;\n"
+    "                      TexTok reads each through --spm and --text-encoder, once, and caches it)\n"
+    "  --text-encoder F    the frozen T5 encoder (build/convert --t5) for the captions\n"
+    "  --spm F             its tokenizer.json (SentencePiece Unigram)\n"
+    "  --text-dropout P    train each image without its caption with probability P; the model then\n"
+    "                      records text_optional and runs without text too. Images without a caption\n"
+    "                      need P > 0 (they always train without text)\n"
     "Model (default tiny_vq):\n"
     "  --model SPEC        NAME[,field=value...]. NAME: tiny_vq tiny_vae tiny_legacy (32x32), s128\n"
     "                      b64 l32 bl64_vq8k sl256_vq8k bl64_vae_c16 (256x256). Fields: those of\n"
@@ -65,6 +70,9 @@ static const char *const help_text[2] = {
     "                      codebook_size, enc_width, enc_heads, dec_layers, ...), quantize_mode=vq|vae,\n"
     "                      and width=, layers=, heads= for encoder and decoder together (width= also\n"
     "                      sets both MLPs to 4 x width). E.g. tiny_vq,image_size=64,patch_size=8\n"
+    "                      TexTok: textok_tiny (32x32), textok_b128 (256x256, ViT-B/8, 128 tokens of\n"
+    "                      8, KL); text=both|encoder|decoder|none (the paper's ablation), text_len=N\n"
+    "                      (default 64 caption tokens), quantize_mode=vq|vae|none\n"
     "  --init FILE         start from the weights (and config) of a textok-layout model file\n"
     "  --resume CKPT       continue from a checkpoint; the model config comes from it. Repeat the\n"
     "                      training flags of the run that wrote it for a bit-exact continuation\n"
@@ -155,20 +163,24 @@ typedef struct model_preset {
     int S, P, K, C;             /* image_size, patch_size, num_latent_tokens, token_size */
     int ew, el, eh, dw, dl, dh; /* encoder / decoder width, layers, heads (MLP = 4 x width) */
     int vae, V, l2, legacy;     /* quantize_mode vae, codebook_size, use_l2_norm, is_legacy */
+    int textok;                 /* arch textok, text in both stacks (text_dim/text_len: from the text) */
 } model_preset;
 
-/* tiny_*: the test models of tools/titok_ref.py; the rest: the official configs/infer/TiTok yaml files */
+/* tiny_*: the test models of tools/titok_ref.py; then the official configs/infer/TiTok yaml
+   files; textok_*: TexTok (textok-paper.md 1.2: ViT-B/8 at 256, d = 8, KL), and a tiny one */
 static const model_preset model_presets[] = {
-    /* name            S   P    K   C    enc w  l   h   dec w  l   h   vae   V    l2 legacy */
-    { "tiny_vq",      32,  8,   5,  8,    128,  1,  2,    64,  2,  1,  0,   32,  0, 0 },
-    { "tiny_vae",     32,  8,   6, 16,     64,  1,  1,   128,  1,  2,  1,    0,  0, 0 },
-    { "tiny_legacy",  32,  4,   8, 12,     64,  2,  1,    64,  2,  1,  0,   64,  1, 1 },
-    { "s128",        256, 16, 128, 12,    512,  8,  8,   512,  8,  8,  0, 4096,  1, 1 },
-    { "b64",         256, 16,  64, 12,    768, 12, 12,   768, 12, 12,  0, 4096,  1, 1 },
-    { "l32",         256, 16,  32, 12,   1024, 24, 16,  1024, 24, 16,  0, 4096,  1, 1 },
-    { "bl64_vq8k",   256, 16,  64, 64,    768, 12, 12,  1024, 24, 16,  0, 8192,  0, 0 },
-    { "sl256_vq8k",  256, 16, 256, 64,    512,  8,  8,  1024, 24, 16,  0, 8192,  0, 0 },
-    { "bl64_vae_c16",256, 16,  64, 16,    768, 12, 12,  1024, 24, 16,  1,    0,  0, 0 },
+    /* name            S   P    K   C    enc w  l   h   dec w  l   h   vae   V    l2 legacy textok */
+    { "tiny_vq",      32,  8,   5,  8,    128,  1,  2,    64,  2,  1,  0,   32,  0, 0, 0 },
+    { "tiny_vae",     32,  8,   6, 16,     64,  1,  1,   128,  1,  2,  1,    0,  0, 0, 0 },
+    { "tiny_legacy",  32,  4,   8, 12,     64,  2,  1,    64,  2,  1,  0,   64,  1, 1, 0 },
+    { "s128",        256, 16, 128, 12,    512,  8,  8,   512,  8,  8,  0, 4096,  1, 1, 0 },
+    { "b64",         256, 16,  64, 12,    768, 12, 12,   768, 12, 12,  0, 4096,  1, 1, 0 },
+    { "l32",         256, 16,  32, 12,   1024, 24, 16,  1024, 24, 16,  0, 4096,  1, 1, 0 },
+    { "bl64_vq8k",   256, 16,  64, 64,    768, 12, 12,  1024, 24, 16,  0, 8192,  0, 0, 0 },
+    { "sl256_vq8k",  256, 16, 256, 64,    512,  8,  8,  1024, 24, 16,  0, 8192,  0, 0, 0 },
+    { "bl64_vae_c16",256, 16,  64, 16,    768, 12, 12,  1024, 24, 16,  1,    0,  0, 0, 0 },
+    { "textok_tiny",  32,  8,   8,  8,     64,  2,  2,    64,  2,  2,  1,    0,  0, 0, 1 },
+    { "textok_b128", 256,  8, 128,  8,    768, 12, 12,   768, 12, 12,  1,    0,  0, 0, 1 },
 };
 #define N_MODEL_PRESETS ((int)(sizeof model_presets / sizeof model_presets[0]))
 
@@ -181,10 +193,12 @@ static const cfg_key cfg_keys[] = {
     CFG_KEY(codebook_size), CFG_KEY(use_l2_norm), CFG_KEY(is_legacy),
     CFG_KEY(pixel_codebook_size), CFG_KEY(pixel_z_channels), CFG_KEY(pixel_hidden),
     CFG_KEY(pixel_res_blocks), CFG_KEY(pixel_groups),
+    CFG_KEY(text_dim), CFG_KEY(text_len), CFG_KEY(text_in_encoder), CFG_KEY(text_in_decoder), CFG_KEY(text_optional),
 };
 #undef CFG_KEY
 
-static void model_config(const char *spec, textok_titok_config *c)
+/* text_dim: the text encoder's width, for models that read text (0 when there is none) */
+static void model_config(const char *spec, int text_dim, textok_titok_config *c)
 {
     static const int mult_official[5] = { 1, 1, 2, 2, 4 }, mult_tiny[3] = { 1, 1, 2 };
     const model_preset *mp = NULL;
@@ -206,6 +220,7 @@ static void model_config(const char *spec, textok_titok_config *c)
     c->dec_width = mp->dw; c->dec_layers = mp->dl; c->dec_heads = mp->dh; c->dec_mlp = 4 * mp->dw;
     c->quantize_mode = mp->vae ? TEXTOK_QUANT_VAE : TEXTOK_QUANT_VQ;
     c->codebook_size = mp->V; c->use_l2_norm = mp->l2; c->is_legacy = mp->legacy;
+    if (mp->textok) { c->arch = TEXTOK_ARCH_TEXTOK; c->text_in_encoder = c->text_in_decoder = 1; }
     if (mp->legacy) {   /* the MaskGIT-VQGAN pixel decoder (official), or its tiny test version */
         const int tiny = mp->S == 32;
         c->pixel_codebook_size = tiny ? 64 : 1024; c->pixel_z_channels = tiny ? 32 : 256;
@@ -224,7 +239,16 @@ static void model_config(const char *spec, textok_titok_config *c)
         if (!strcmp(item, "quantize_mode")) {
             if (!strcmp(eq + 1, "vq")) c->quantize_mode = TEXTOK_QUANT_VQ;
             else if (!strcmp(eq + 1, "vae")) c->quantize_mode = TEXTOK_QUANT_VAE;
-            else ex_usage(usage, "--model: quantize_mode must be vq or vae, not '%s'", eq + 1);
+            else if (!strcmp(eq + 1, "none")) c->quantize_mode = TEXTOK_QUANT_NONE;
+            else ex_usage(usage, "--model: quantize_mode must be vq, vae or none, not '%s'", eq + 1);
+            continue;
+        }
+        if (!strcmp(item, "text")) {   /* where the text enters: the paper's ablation */
+            if (!strcmp(eq + 1, "both")) c->text_in_encoder = c->text_in_decoder = 1;
+            else if (!strcmp(eq + 1, "encoder")) { c->text_in_encoder = 1; c->text_in_decoder = 0; }
+            else if (!strcmp(eq + 1, "decoder")) { c->text_in_encoder = 0; c->text_in_decoder = 1; }
+            else if (!strcmp(eq + 1, "none")) c->text_in_encoder = c->text_in_decoder = 0;
+            else ex_usage(usage, "--model: text must be both, encoder, decoder or none, not '%s'", eq + 1);
             continue;
         }
         v = strtol(eq + 1, &end, 10);
@@ -245,7 +269,14 @@ static void model_config(const char *spec, textok_titok_config *c)
     }
     /* Fields that the mode makes meaningless are zero, as in files written by tools/convert: a
        checkpoint's config is compared field by field on resume. */
-    if (c->quantize_mode == TEXTOK_QUANT_VAE) { c->codebook_size = 0; c->use_l2_norm = 0; }
+    if (c->quantize_mode != TEXTOK_QUANT_VQ) { c->codebook_size = 0; c->use_l2_norm = 0; }
+    if (!c->text_in_encoder && !c->text_in_decoder) c->text_dim = c->text_len = c->text_optional = 0;
+    else {
+        if (!c->text_dim) c->text_dim = text_dim;
+        if (!c->text_len) c->text_len = 64;   /* caption tokens, EOS included; longer ones are truncated */
+        if (!c->text_dim)
+            ex_usage(usage, "--model %s reads text: give --text-encoder T5.safetensors (its width is the text width)", spec);
+    }
     if (!c->is_legacy) {
         c->pixel_codebook_size = c->pixel_z_channels = c->pixel_hidden = c->pixel_num_levels = 0;
         c->pixel_res_blocks = c->pixel_groups = 0;
@@ -580,6 +611,97 @@ static int export_model(const char *ckpt, const char *out, const textok_params *
 }
 
 /* ---------------------------------------------------------------------------------------------
+   Text for TexTok: each caption goes through the Unigram tokenizer and the frozen T5 encoder
+   once, and its token states (L_i x D, no padding) are kept for the rest of the run. A batch
+   pads them to its longest caption and masks the padding; an image without a caption gets an
+   all-masked row (trained as if its text were dropped). */
+typedef struct text_source {
+    textok_spm *spm;
+    textok_t5  *t5;
+    int         on;            /* the model reads text */
+    int         max_len;       /* the model's text_len */
+    int         dim;
+    float     **emb;           /* (n) per image: (len[i], dim), computed on first use */
+    int        *len;           /* (n) 0 = no caption (or not computed yet) */
+    float      *buf;           /* (B, max_len, dim) the batch */
+    unsigned char *mask;       /* (B, max_len) */
+} text_source;
+
+static void text_check(text_source *ts, dataset *ds, const textok_titok_config *cfg, const char *captions,
+                       const char *t5_path, float dropout)
+{
+    int i, missing = 0;
+    ts->on = cfg->text_in_encoder || cfg->text_in_decoder;
+    if (!ts->on) {
+        if (t5_path) fprintf(stderr, "%s: note: this model reads no text; --text-encoder and --spm are not used\n", ex_prog);
+        if (dropout > 0) ex_usage(usage, "--text-dropout: this model reads no text");
+        return;
+    }
+    if (!t5_path) ex_usage(usage, "this model reads text (%d x %d): give --captions FILE --text-encoder T5 --spm tokenizer.json",
+                           cfg->text_len, cfg->text_dim);
+    if (!captions) ex_usage(usage, "this model reads text: give --captions FILE");
+    if (textok_t5_get_config(ts->t5)->d_model != cfg->text_dim)
+        ex_die("--text-encoder: its width is %d, the model's text width is %d (text_dim)", textok_t5_get_config(ts->t5)->d_model,
+               cfg->text_dim);
+    for (i = 0; i < ds->n; i++) missing += !ds->captions[i];
+    if (missing && dropout == 0)
+        ex_die("%d of %d images have no caption; caption them or train with --text-dropout P > 0 (then they train without text)",
+               missing, ds->n);
+    ts->max_len = cfg->text_len;
+    ts->dim = cfg->text_dim;
+    ts->emb = (float **)calloc((size_t)ds->n, sizeof(float *));
+    ts->len = (int *)calloc((size_t)ds->n, sizeof(int));
+    if (!ts->emb || !ts->len) ex_die("out of memory");
+}
+
+static const textok_text *text_batch(text_source *ts, dataset *ds, const int *idx, int B, textok_text *tx)
+{
+    int b, Lb = 1;
+    if (!ts->on) return NULL;
+    for (b = 0; b < B; b++) {
+        const int i = idx[b];
+        if (ds->captions[i] && !ts->emb[i]) {
+            int32_t *ids = (int32_t *)ex_malloc((size_t)ts->max_len * sizeof(int32_t));
+            int n = 0, full = 0;
+            if (textok_spm_encode(ts->spm, ds->captions[i], ids, ts->max_len, &n, &full) != TEXTOK_OK)
+                ex_die("caption of '%s': %s", ds->names[i], textok_last_error());
+            if (full > n)
+                fprintf(stderr, "%s: note: the caption of '%s' has %d tokens; the first %d are used (text_len)\n", ex_prog,
+                        ds->names[i], full, n);
+            ts->emb[i] = (float *)ex_malloc((size_t)n * ts->dim * sizeof(float));
+            if (textok_t5_encode(ts->t5, ids, NULL, 1, n, ts->emb[i]) != TEXTOK_OK)
+                ex_die("T5 on the caption of '%s': %s", ds->names[i], textok_last_error());
+            ts->len[i] = n;
+            free(ids);
+        }
+        if (ts->len[i] > Lb) Lb = ts->len[i];
+    }
+    free(ts->buf);
+    ts->buf = (float *)ex_malloc((size_t)B * Lb * ts->dim * sizeof(float));
+    free(ts->mask);
+    ts->mask = (unsigned char *)ex_malloc((size_t)B * Lb);
+    memset(ts->buf, 0, (size_t)B * Lb * ts->dim * sizeof(float));
+    memset(ts->mask, 0, (size_t)B * Lb);
+    for (b = 0; b < B; b++) {
+        const int i = idx[b];
+        if (!ts->len[i]) continue;
+        memcpy(ts->buf + (size_t)b * Lb * ts->dim, ts->emb[i], (size_t)ts->len[i] * ts->dim * sizeof(float));
+        memset(ts->mask + (size_t)b * Lb, 1, (size_t)ts->len[i]);
+    }
+    tx->emb = ts->buf; tx->mask = ts->mask; tx->L = Lb; tx->dim = ts->dim;
+    return tx;
+}
+
+static void text_free(text_source *ts, int n)
+{
+    int i;
+    if (ts->emb) for (i = 0; i < n; i++) free(ts->emb[i]);
+    free(ts->emb); free(ts->len); free(ts->buf); free(ts->mask);
+    textok_t5_free(ts->t5);
+    textok_spm_free(ts->spm);
+}
+
+/* ---------------------------------------------------------------------------------------------
    main */
 int main(int argc, char **argv)
 {
@@ -588,6 +710,7 @@ int main(int argc, char **argv)
     const char *sched_s = NULL, *ema_s = NULL, *clip_s = NULL, *seed_s = NULL, *threads_s = NULL;
     const char *perc_s = NULL, *lpips_path = NULL, *disc_s = NULL, *disc_start_s = NULL, *arch_s = NULL;
     const char *lecam_s = NULL, *kl_s = NULL, *quant_s = NULL, *out = NULL, *ckpt_s = NULL, *grid_s = NULL, *logk_s = NULL;
+    const char *t5_path = NULL, *spm_path = NULL, *tdrop_s = NULL;
     ex_flag flags[] = {
         { "--images", &images, 0 }, { "--captions", &captions, 0 }, { "--model", &model_spec, 0 },
         { "--init", &init, 0 }, { "--resume", &resume, 0 }, { "--export", &export_path, 0 },
@@ -598,8 +721,12 @@ int main(int argc, char **argv)
         { "--lpips", &lpips_path, 0 }, { "--disc", &disc_s, 0 }, { "--disc-start", &disc_start_s, 0 },
         { "--disc-arch", &arch_s, 0 }, { "--lecam", &lecam_s, 0 }, { "--kl", &kl_s, 0 },
         { "--quantizer", &quant_s, 0 }, { "--out", &out, 0 }, { "--ckpt-every", &ckpt_s, 0 },
-        { "--grid-every", &grid_s, 0 }, { "--log-every", &logk_s, 0 },
+        { "--grid-every", &grid_s, 0 }, { "--log-every", &logk_s, 0 }, { "--text-encoder", &t5_path, 0 },
+        { "--spm", &spm_path, 0 }, { "--text-dropout", &tdrop_s, 0 },
     };
+    text_source ts;
+    textok_text tx;
+    int *picked;
     textok_params params = textok_default_params();
     textok_train_config tc;
     textok_titok_config cfg;
@@ -665,6 +792,8 @@ int main(int argc, char **argv)
     tc.disc_weight = (float)parse_num(disc_s, "--disc", 0, 1e6, tc.disc_weight);
     tc.disc_start = ex_parse_int(disc_start_s, "--disc-start", 0, INT_MAX - 1, tc.disc_start, usage);
     tc.lecam_weight = (float)parse_num(lecam_s, "--lecam", 0, 1e6, tc.lecam_weight);
+    tc.text_dropout = (float)parse_num(tdrop_s, "--text-dropout", 0, 1, 0.0);
+    if (!t5_path != !spm_path) ex_usage(usage, "--text-encoder and --spm go together (the T5 encoder and its tokenizer)");
     if (arch_s) {
         char extra;
         if (sscanf(arch_s, "%d,%d,%d,%d%c", &arch[0], &arch[1], &arch[2], &arch[3], &extra) != 4 ||
@@ -696,6 +825,13 @@ int main(int argc, char **argv)
     if (!resume && file_exists(ckpt_path))
         ex_die("'%s' already holds a checkpoint: continue it with --resume %s, or pick another --out", out, ckpt_path);
 
+    /* the text encoder first: its width is the model's text width */
+    memset(&ts, 0, sizeof ts);
+    if (t5_path) {
+        if (textok_spm_load(&ts.spm, spm_path) != TEXTOK_OK) ex_die("cannot load --spm: %s", textok_last_error());
+        if (textok_t5_load(&ts.t5, t5_path, &params) != TEXTOK_OK) ex_die("cannot load --text-encoder: %s", textok_last_error());
+    }
+
     /* the model config: from the checkpoint, the --init file or --model */
     if (resume) {
         probe_checkpoint(resume, &ci);
@@ -711,7 +847,8 @@ int main(int argc, char **argv)
         if (textok_titok_load(&model, init, &params) != TEXTOK_OK) ex_die("cannot load model '%s': %s", init, textok_last_error());
         cfg = *textok_titok_get_config(model);
     } else if (model_spec || !resume) {
-        model_config(model_spec ? model_spec : "tiny_vq", &cfg);
+        model_config(model_spec ? model_spec : "tiny_vq", ts.t5 ? textok_t5_get_config(ts.t5)->d_model : 0, &cfg);
+        if (tc.text_dropout > 0 && (cfg.text_in_encoder || cfg.text_in_decoder)) cfg.text_optional = 1;
     } else {
         cfg = ci.cfg;
     }
@@ -721,6 +858,7 @@ int main(int argc, char **argv)
     memset(&ds, 0, sizeof ds);
     load_images(&ds, images, cfg.image_size);
     if (captions) load_captions(&ds, captions, images);
+    text_check(&ts, &ds, &cfg, captions, t5_path, tc.text_dropout);
 
     if (!model && textok_titok_create(&model, &cfg, &params, seed) != TEXTOK_OK)
         ex_die("cannot create the model: %s", textok_last_error());
@@ -748,6 +886,7 @@ int main(int argc, char **argv)
     if (mkdir(out, 0777) != 0 && errno != EEXIST) ex_die("cannot create '%s': %s", out, strerror(errno));
     logf = open_log(log_path, resume != NULL, step0);
     batch = (float *)ex_malloc((size_t)tc.batch * 3 * cfg.image_size * cfg.image_size * sizeof(float));
+    picked = (int *)ex_malloc((size_t)tc.batch * sizeof(int));
     recon = (float *)ex_malloc((size_t)tc.batch * 3 * cfg.image_size * cfg.image_size * sizeof(float));
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
@@ -765,8 +904,9 @@ int main(int argc, char **argv)
             const unsigned char *src = ds.pixels + k * img;
             size_t j;
             for (j = 0; j < img; j++) batch[(size_t)b * img + j] = src[j] / 255.0f;
+            picked[b] = (int)k;
         }
-        if ((status = textok_trainer_step(t, batch, NULL, &s)) != TEXTOK_OK) {
+        if ((status = textok_trainer_step(t, batch, text_batch(&ts, &ds, picked, tc.batch, &tx), &s)) != TEXTOK_OK) {
             char why[600];
             snprintf(why, sizeof why, "%s", textok_last_error());
             fclose(logf);
@@ -823,6 +963,7 @@ int main(int argc, char **argv)
     textok_titok_free(model);
     for (i = 0; i < ds.n; i++) { free(ds.names[i]); if (ds.captions) free(ds.captions[i]); }
     free(ds.names); free(ds.captions); free(ds.pixels);
-    free(batch); free(recon); free(args); free(ckpt_path); free(log_path); free(model_path);
+    text_free(&ts, ds.n);
+    free(batch); free(recon); free(picked); free(args); free(ckpt_path); free(log_path); free(model_path);
     return 0;
 }
