@@ -1,4 +1,4 @@
-/* textok.h - v0.2.0 - language-guided 1D image tokenization (TexTok, TiTok) in plain C
+/* textok.h - v0.4.0 - language-guided 1D image tokenization (TexTok, TiTok) in plain C
                       no warranty implied; use at your own risk. See end of file for license.
 
    Do this:
@@ -17,7 +17,10 @@
       their training losses use, LPIPS (VGG16) and the PatchGAN discriminator, forward and
       backward; and the trainer: one step of L2/L1 + LPIPS + VQ or KL + hinge GAN with LeCAM,
       backward through every layer, AdamW, clipping, warmup + cosine, EMA, and checkpoints that
-      resume bit for bit.
+      resume bit for bit. Language-guided tokenization: TexTok (caption embeddings in the
+      tokenizer, the detokenizer, both or neither) and the official TA-TiTok checkpoints, on the
+      same model type; the text side is a T5 encoder and the SentencePiece Unigram tokenizer that
+      reads Hugging Face tokenizer.json files.
 
    QUICK USAGE
       textok_kernels ref  = textok_cpu_ref_kernels();   // naive loops: the reference
@@ -42,6 +45,16 @@
       textok_titok_decode_tokens(m, tokens, B, recon);                // -> (B,3,256,256), not clamped
       textok_titok_free(m);
 
+   TEXT (TexTok, TA-TiTok)
+      textok_spm *tok;  textok_t5 *t5;
+      textok_spm_load(&tok, "tokenizer.json");            // Hugging Face, SentencePiece Unigram
+      textok_t5_load(&t5, "t5.safetensors", &p);          // made by build/convert --t5
+      textok_spm_encode(tok, "a red fox", ids, 128, &L, NULL);   // pieces, </s>
+      textok_t5_encode(t5, ids, NULL, 1, L, emb);         // (1,L) -> (1,L,d_model)
+      textok_text tx = { emb, NULL, L, d_model };         // emb, mask (NULL: all real), L, dim
+      textok_titok_encode(m, images, 1, &tx, NULL, latents, NULL, NULL);   // text_in_encoder
+      textok_titok_decode_latents(m, latents, 1, &tx, recon);              // text_in_decoder
+
    LOSS NETWORKS (for training)
       textok_lpips *lp;                                // textok-layout file made by build/convert
       textok_lpips_load(&lp, "lpips_vgg.safetensors", &p);
@@ -51,7 +64,7 @@
       textok_disc_create(&D, &dc, 256, &p, seed);      // or textok_disc_load
       textok_disc_logits(D, images, B, logits);        // (B,3,256,256) -> (B,1,16,16)
       The trainer drives both through internal calls on device memory (textok__lpips_reserve /
-      _forward / _backward, textok__disc_reserve / _forward / _backward; section 10).
+      _forward / _backward, textok__disc_reserve / _forward / _backward; section 12).
 
    TRAINING
       textok_train_config tc;
@@ -113,16 +126,25 @@
       6. The CPU kernel tables
       7. textok_kernels_compare: checking one table against another
       8. Layers: linear, the pre-norm ViT stack, the MaskGIT-VQGAN ResnetBlock
-      9. TiTok: config and metadata, the parameter walk (names, shapes, binding), loading and
-         init, the activation arena, encoder (+ legacy reshape), quantisers, decoder, pixel decoder
-     10. Loss networks: LPIPS (VGG16) and the PatchGAN discriminator, forward and backward over
+         (and what every model is built from: the parameter walk, the activation arena)
+      9. Text: the SentencePiece Unigram tokenizer (UTF-8, a JSON reader, tokenizer.json,
+         normalizers incl. the precompiled charsmap, pre-tokenizers, Viterbi, templates)
+     10. The T5 text encoder: config, walk, loading, relative-position buckets, forward
+     11. The 1D tokenizers - TiTok, TA-TiTok, TexTok: config and metadata, the parameter walk,
+         loading and init, the token layouts (segments, text, key masks), encoder (+ legacy
+         reshape), quantisers (VQ, VAE, none), decoder, pixel heads and pixel decoder
+     12. Loss networks: LPIPS (VGG16) and the PatchGAN discriminator, forward and backward over
          a reserved arena (the internal calls the trainer uses), loading and init
-     11. Training: the ViT stack and the TiTok model (encoder, VQ straight-through / VAE,
-         decoder, both pixel heads) forward with a tape and backward into a grads block laid out
-         like the params; the step (losses, clipping, AdamW, schedule, EMA, discriminator step);
-         reading tensors by name; checkpoints
+     13. Training: the ViT stack and the 1D tokenizers (encoder, VQ straight-through / VAE /
+         none, decoder, every pixel head, text segments) forward with a tape and backward into a
+         grads block laid out like the params; the step (losses, clipping, AdamW, schedule, EMA,
+         text dropout, discriminator step); reading tensors by name; checkpoints
 
    REVISION HISTORY
+      0.4.0 (2026-11-21)  language-guided tokenization: TexTok and TA-TiTok layouts (text
+                          segments with key-padding masks, arch textok, quantize_mode none, text
+                          dropout) in inference and training; the T5 encoder; the Unigram
+                          tokenizer. API change: encode/decode/trainer_step take a textok_text.
       0.3.0 (2026-11-21)  training: the trainer (all tokenizer losses, AdamW, EMA, checkpoints),
                           LPIPS and the discriminator; kernels fill, scale, sum_squares,
                           ema_update, diff_loss, kl, leaky_relu, maxpool, lpips_layer.
@@ -139,9 +161,9 @@
 #include <stdint.h>
 
 #define TEXTOK_VERSION_MAJOR 0
-#define TEXTOK_VERSION_MINOR 3
+#define TEXTOK_VERSION_MINOR 4
 #define TEXTOK_VERSION_PATCH 0
-#define TEXTOK_VERSION_STRING "0.3.0"
+#define TEXTOK_VERSION_STRING "0.4.0"
 
 #ifndef TEXTOKDEF
 #ifdef TEXTOK_STATIC
@@ -563,7 +585,7 @@ typedef struct textok_tensor_spec {
    TEXTOK_ERR_UNSUPPORTED naming it; a malformed file is TEXTOK_ERR_FORMAT with its byte offset.
    One deviation from HF: the Precompiled charsmap is applied as SentencePiece applies it
    (longest match at every position), where HF works per grapheme cluster; they differ only on
-   clusters of several code points such as decomposed Hangul (see "Text (1/2)", Normalizers,
+   clusters of several code points such as decomposed Hangul (see section 9, Normalizers,
    in the implementation). And a file without a post_processor gets "</s>" appended when it has
    that piece (HF would append nothing). Added tokens with single_word are refused.
 
@@ -5303,557 +5325,7 @@ static int textok__parse_int(const char *s, int *out)
 }
 
 /* ---------------------------------------------------------------------------------------------
-   9. Text (2/2): the T5 encoder (textok-paper.md 3). Built like the TiTok model below: one walk
-   lists the tensors, one parameter block from the table holds them, activations live in one
-   arena from the table, and the forward pass is kernel calls only (so a GPU table runs it). */
-
-typedef struct textok__t5_block {
-    float *ln0;          /* (d) layer.0.layer_norm.weight */
-    float *q, *k, *v;    /* (DI, d) layer.0.SelfAttention.{q,k,v}.weight, DI = heads * d_kv */
-    float *o;            /* (d, DI) layer.0.SelfAttention.o.weight */
-    float *ln1;          /* (d) layer.1.layer_norm.weight */
-    float *wi0;          /* (F, d) gated: DenseReluDense.wi_0 (through the GELU); v1.0: .wi */
-    float *wi1;          /* (F, d) gated: DenseReluDense.wi_1 (the linear branch); v1.0: NULL */
-    float *wo;           /* (d, F) DenseReluDense.wo */
-} textok__t5_block;
-
-struct textok_t5 {
-    textok_t5_config  cfg;
-    textok_kernels    k;           /* the table every buffer below belongs to */
-    int               max_batch;   /* rows per internal pass */
-
-    /* parameters: one block from k.alloc, in file order (textok__t5_walk) */
-    float            *params;
-    size_t            n_params;
-    float            *embed;       /* (V, d) shared.weight */
-    float            *rel_table;   /* (num_buckets, H) block 0's relative_attention_bias */
-    textok__t5_block *blocks;      /* (layers), a host array of pointers into params */
-    float            *final_ln;    /* (d) encoder.final_layer_norm.weight */
-
-    /* activations for max_batch rows of up to L_cap positions (textok__t5_reserve); a call with
-       a shorter L uses the front of each buffer with its own, tighter strides */
-    int            L_cap;
-    float         *arena;
-    size_t         arena_floats;
-    int32_t       *host_buckets;   /* (L_cap, L_cap) host: bucket(k - q), staged for the device */
-    int32_t       *buckets;        /* (L, L) the same on the device */
-    int32_t       *ids;            /* (B, L) */
-    unsigned char *mask;           /* (B, L) */
-    float *bias_qk;                /* (L, L, H) table rows gathered per (query, key) */
-    float *bias;                   /* (H, L, L) what attention_forward adds to the scores */
-    float *h;                      /* (B, L, d) residual stream */
-    float *x;                      /* (B, L, d) RMSNorm output, then a branch output; the result */
-    float *q, *key, *v, *att;      /* (B, L, DI) */
-    float *f0, *f1, *f2;           /* (B, L, F) FFN: act(x wi_0), x wi_1, their product (gated) */
-    float *zeros;                  /* (B, L, F) gated only: zeros, gate_forward's residual input */
-    float *lse;                    /* (B, H, L) attention row log-sum-exp (not used after) */
-    float *work;                   /* attention work for (L, L) */
-};
-
-/* ----- configuration ------------------------------------------------------------------------ */
-TEXTOKDEF int textok_t5_config_check(const textok_t5_config *c)
-{
-#define TEXTOK__CHK(cond, ...) do { if (!(cond)) return textok__fail(TEXTOK_ERR_SHAPE, "T5 config: " __VA_ARGS__); } while (0)
-    if (!c) return textok__fail(TEXTOK_ERR_ARG, "textok_t5_config_check: NULL config");
-    TEXTOK__CHK(c->vocab >= 1 && c->vocab <= (1 << 24), "vocab %d not in [1, 2^24]", c->vocab);
-    TEXTOK__CHK(c->d_model >= 1 && c->d_model <= 65536, "d_model %d not in [1, 65536]", c->d_model);
-    TEXTOK__CHK(c->d_kv >= 1 && c->d_kv <= 65536, "d_kv %d not in [1, 65536]", c->d_kv);
-    TEXTOK__CHK(c->heads >= 1 && c->heads <= 4096, "heads %d not in [1, 4096]", c->heads);
-    TEXTOK__CHK((long)c->heads * c->d_kv <= 65536, "heads * d_kv = %ld exceeds 65536", (long)c->heads * c->d_kv);
-    TEXTOK__CHK(c->d_ff >= 1 && c->d_ff <= 262144, "d_ff %d not in [1, 262144]", c->d_ff);
-    TEXTOK__CHK(c->layers >= 1 && c->layers <= 1024, "layers %d not in [1, 1024] (block 0 holds the position table)", c->layers);
-    TEXTOK__CHK(c->num_buckets >= 4 && c->num_buckets <= 4096 && c->num_buckets % 2 == 0,
-                "num_buckets %d must be even and in [4, 4096] (half of them per direction)", c->num_buckets);
-    TEXTOK__CHK(c->max_distance > c->num_buckets / 4 && c->max_distance <= (1 << 24),
-                "max_distance %d must exceed num_buckets/4 = %d (where the log buckets start) and be <= 2^24",
-                c->max_distance, c->num_buckets / 4);
-    TEXTOK__CHK(c->gated == 0 || c->gated == 1, "gated %d is not 0 or 1", c->gated);
-    TEXTOK__CHK(c->gelu_tanh == 0 || c->gelu_tanh == 1, "gelu_tanh %d is not 0 or 1", c->gelu_tanh);
-    TEXTOK__CHK(c->gated || !c->gelu_tanh, "gelu_tanh 1 without gated: v1.0's FFN is ReLU and has no GELU (set 0)");
-    TEXTOK__CHK(c->eps > 0.0f && c->eps < 1.0f, "eps %g not in (0, 1)", (double)c->eps);
-#undef TEXTOK__CHK
-    return TEXTOK_OK;
-}
-
-/* the integer metadata fields; eps is written on its own */
-static const struct { const char *key; size_t offset; } textok__t5_fields[] = {
-    { "vocab", offsetof(textok_t5_config, vocab) }, { "d_model", offsetof(textok_t5_config, d_model) },
-    { "d_kv", offsetof(textok_t5_config, d_kv) }, { "heads", offsetof(textok_t5_config, heads) },
-    { "d_ff", offsetof(textok_t5_config, d_ff) }, { "layers", offsetof(textok_t5_config, layers) },
-    { "num_buckets", offsetof(textok_t5_config, num_buckets) },
-    { "max_distance", offsetof(textok_t5_config, max_distance) },
-    { "gated", offsetof(textok_t5_config, gated) }, { "gelu_tanh", offsetof(textok_t5_config, gelu_tanh) }
-};
-#define TEXTOK__T5_N_FIELDS ((int)(sizeof textok__t5_fields / sizeof textok__t5_fields[0]))
-
-/* A decimal number as "%.9g" writes it: [digits][.digits][e[+-]digits], no sign (a config value
-   is positive). Parsed by hand, not strtod: strtod follows the caller's locale (a decimal comma). */
-static int textok__parse_float(const char *s, float *out)
-{
-    double m = 0.0;
-    int e = 0, digits = 0, ex = 0, esign = 1, exd = 0;
-    for (; *s >= '0' && *s <= '9'; s++, digits++) m = m * 10.0 + (*s - '0');
-    if (*s == '.')
-        for (s++; *s >= '0' && *s <= '9'; s++, digits++, e--) m = m * 10.0 + (*s - '0');
-    if (!digits || digits > 40) return 0;
-    if (*s == 'e' || *s == 'E') {
-        s++;
-        if (*s == '+' || *s == '-') esign = *s++ == '-' ? -1 : 1;
-        for (; *s >= '0' && *s <= '9' && exd < 4; s++, exd++) ex = ex * 10 + (*s - '0');
-        if (!exd) return 0;
-    }
-    if (*s) return 0;
-    e += esign * ex;
-    /* m is exact below 2^53 (the 9-17 digits %.9g writes), and so is 10^|e| for |e| <= 22: the
-       one division or product then rounds once */
-    m = e < 0 ? m / pow(10.0, -e) : m * pow(10.0, e);
-    if (!(m <= FLT_MAX)) return 0;
-    *out = (float)m;
-    return 1;
-}
-
-TEXTOKDEF int textok_t5_config_from_meta(textok_t5_config *cfg, const textok_safetensors *st)
-{
-    const char *v;
-    int i;
-    if (!cfg || !st) return textok__fail(TEXTOK_ERR_ARG, "textok_t5_config_from_meta: NULL argument");
-    memset(cfg, 0, sizeof *cfg);
-    v = textok_st_meta(st, "textok.model");
-    if (!v || strcmp(v, "t5") != 0)
-        return textok__fail(TEXTOK_ERR_FORMAT, "%s: not a textok-layout T5 file (__metadata__ 'textok.model' is %s%s%s, "
-                            "expected \"t5\"); convert Hugging Face checkpoints with build/convert --t5",
-                            st->path, v ? "\"" : "absent", v ? v : "", v ? "\"" : "");
-    for (i = 0; i < TEXTOK__T5_N_FIELDS; i++) {
-        int *dst = (int *)((char *)cfg + textok__t5_fields[i].offset);
-        v = textok_st_meta(st, textok__t5_fields[i].key);
-        if (!v) return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ lacks '%s'", st->path, textok__t5_fields[i].key);
-        if (!textok__parse_int(v, dst))
-            return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ '%s' = \"%.40s\" is not a non-negative integer",
-                                st->path, textok__t5_fields[i].key, v);
-    }
-    v = textok_st_meta(st, "eps");
-    if (!v) return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ lacks 'eps'", st->path);
-    if (!textok__parse_float(v, &cfg->eps))
-        return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ 'eps' = \"%.40s\" is not a positive decimal number", st->path, v);
-    if (textok_t5_config_check(cfg) != TEXTOK_OK) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", textok_last_error());
-        return textok__fail(TEXTOK_ERR_SHAPE, "%s: %s", st->path, msg);
-    }
-    return TEXTOK_OK;
-}
-
-TEXTOKDEF int textok_t5_config_to_meta(const textok_t5_config *cfg, const char **kv, int max_pairs,
-                                       char *buf, size_t buf_size)
-{
-    int n = 0, i;
-    size_t used = 0;
-    char *p;
-#define TEXTOK__PUT(key, ...) do {                                                       \
-        int w_;                                                                          \
-        if (n >= max_pairs) return textok__fail(TEXTOK_ERR_ARG, "textok_t5_config_to_meta: more than %d pairs", max_pairs); \
-        w_ = snprintf(buf + used, buf_size - used, __VA_ARGS__);                          \
-        if (w_ < 0 || (size_t)w_ + 1 > buf_size - used)                                  \
-            return textok__fail(TEXTOK_ERR_ARG, "textok_t5_config_to_meta: buffer of %lu bytes too small", (unsigned long)buf_size); \
-        kv[2 * n] = (key); kv[2 * n + 1] = buf + used; used += (size_t)w_ + 1; n++;       \
-    } while (0)
-    if (!cfg || !kv || !buf) return textok__fail(TEXTOK_ERR_ARG, "textok_t5_config_to_meta: NULL argument");
-    TEXTOK__PUT("textok.model", "%s", "t5");
-    for (i = 0; i < TEXTOK__T5_N_FIELDS; i++)
-        TEXTOK__PUT(textok__t5_fields[i].key, "%d", *(const int *)((const char *)cfg + textok__t5_fields[i].offset));
-    TEXTOK__PUT("eps", "%.9g", (double)cfg->eps);
-    for (p = (char *)kv[2 * n - 1]; *p; p++) if (*p == ',') *p = '.';   /* a caller's LC_NUMERIC */
-#undef TEXTOK__PUT
-    return n;
-}
-
-/* ----- the parameter walk (file order = T5EncoderModel.state_dict() order) ---------------------- */
-static void textok__t5_walk(const textok_t5_config *c, textok_t5 *t, textok__walk *w)
-{
-    const int64_t d = c->d_model, DI = (int64_t)c->heads * c->d_kv, F = c->d_ff;
-    int i;
-    textok__wt(w, t ? &t->embed : NULL, 2, c->vocab, d, 0, 0, "shared.weight");
-    for (i = 0; i < c->layers; i++) {
-        textok__t5_block *b = t ? &t->blocks[i] : NULL;
-        textok__wt(w, b ? &b->q : NULL, 2, DI, d, 0, 0, "encoder.block.%d.layer.0.SelfAttention.q.weight", i);
-        textok__wt(w, b ? &b->k : NULL, 2, DI, d, 0, 0, "encoder.block.%d.layer.0.SelfAttention.k.weight", i);
-        textok__wt(w, b ? &b->v : NULL, 2, DI, d, 0, 0, "encoder.block.%d.layer.0.SelfAttention.v.weight", i);
-        textok__wt(w, b ? &b->o : NULL, 2, d, DI, 0, 0, "encoder.block.%d.layer.0.SelfAttention.o.weight", i);
-        if (i == 0)   /* has_relative_attention_bias = (i == 0): the one table every block uses */
-            textok__wt(w, t ? &t->rel_table : NULL, 2, c->num_buckets, c->heads, 0, 0,
-                       "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight");
-        textok__wt(w, b ? &b->ln0 : NULL, 1, d, 0, 0, 0, "encoder.block.%d.layer.0.layer_norm.weight", i);
-        if (c->gated) {
-            textok__wt(w, b ? &b->wi0 : NULL, 2, F, d, 0, 0, "encoder.block.%d.layer.1.DenseReluDense.wi_0.weight", i);
-            textok__wt(w, b ? &b->wi1 : NULL, 2, F, d, 0, 0, "encoder.block.%d.layer.1.DenseReluDense.wi_1.weight", i);
-        } else {
-            textok__wt(w, b ? &b->wi0 : NULL, 2, F, d, 0, 0, "encoder.block.%d.layer.1.DenseReluDense.wi.weight", i);
-            if (b) b->wi1 = NULL;
-        }
-        textok__wt(w, b ? &b->wo : NULL, 2, d, F, 0, 0, "encoder.block.%d.layer.1.DenseReluDense.wo.weight", i);
-        textok__wt(w, b ? &b->ln1 : NULL, 1, d, 0, 0, 0, "encoder.block.%d.layer.1.layer_norm.weight", i);
-    }
-    textok__wt(w, t ? &t->final_ln : NULL, 1, d, 0, 0, 0, "encoder.final_layer_norm.weight");
-}
-
-TEXTOKDEF int textok_t5_tensor_specs(const textok_t5_config *cfg, textok_tensor_spec *specs, int max_specs)
-{
-    textok__walk w;
-    int st;
-    if ((st = textok_t5_config_check(cfg)) != TEXTOK_OK) return st;
-    memset(&w, 0, sizeof w);
-    w.specs = specs;
-    w.max_specs = specs ? max_specs : 0;
-    textok__t5_walk(cfg, NULL, &w);
-    if (w.overflow) return textok__fail(TEXTOK_ERR_SHAPE, "T5 config: parameter count overflows size_t");
-    return w.n;
-}
-
-/* ----- the relative-position bucket (textok-paper.md 3.3) -------------------------------------- */
-/* rel = key - query. The log branch runs in float, one rounding per step as the Hugging Face
-   code's float32 tensors do (each step is stored to a float so that no excess precision can move
-   a bucket boundary); truncation toward zero. */
-static int textok__t5_bucket(int rel, int num_buckets, int max_distance)
-{
-    const int half = num_buckets / 2, exact = half / 2;
-    const int b = rel > 0 ? half : 0, n = rel < 0 ? -rel : rel;
-    float r, lg, f;
-    int v;
-    if (n < exact) return b + n;
-    r = (float)n / (float)exact;
-    lg = logf(r);
-    f = lg / (float)log((double)max_distance / exact);
-    f = f * (float)(half - exact);
-    v = exact + (int)f;
-    return b + (v < half - 1 ? v : half - 1);
-}
-
-/* ----- loading -------------------------------------------------------------------------------- */
-TEXTOKDEF void textok_t5_free(textok_t5 *t)
-{
-    if (!t) return;
-    if (t->params) t->k.free(&t->k, t->params);
-    if (t->arena) t->k.free(&t->k, t->arena);
-    TEXTOK_FREE(t->host_buckets);
-    TEXTOK_FREE(t->blocks);
-    TEXTOK_FREE(t);
-}
-
-/* Allocates the model for cfg with its parameter block bound (not filled) and the tensor specs. */
-static int textok__t5_new(textok_t5 **out, const textok_t5_config *cfg, const textok_params *params,
-                          textok_tensor_spec **specs_out, int *n_specs_out)
-{
-    textok_params prm = params ? *params : textok_default_params();
-    textok_t5 *t;
-    textok__walk w;
-    int n_specs;
-    *out = NULL;
-    if (prm.max_batch < 1 || prm.max_batch > 4096)
-        return textok__fail(TEXTOK_ERR_ARG, "T5: max_batch %d not in [1, 4096]", prm.max_batch);
-    if ((n_specs = textok_t5_tensor_specs(cfg, NULL, 0)) < 0) return n_specs;
-    t = (textok_t5 *)textok__calloc(1, sizeof *t);
-    if (!t) return textok__fail(TEXTOK_ERR_NOMEM, "T5: out of memory");
-    t->cfg = *cfg;
-    t->k = prm.kernels ? *prm.kernels : textok_cpu_kernels(prm.n_threads);
-    t->max_batch = prm.max_batch;
-    {   /* a table that lacks a kernel the encoder calls is refused here, not at the first call */
-        const textok_kernels *k = &t->k;
-        const char *missing = !k->alloc || !k->free || !k->to_device || !k->to_host ? "alloc/free/to_device/to_host"
-                            : !k->matmul_forward ? "matmul_forward" : !k->rmsnorm_forward ? "rmsnorm_forward"
-                            : !k->attention_forward ? "attention_forward" : !k->add_forward ? "add_forward"
-                            : !k->embedding_forward ? "embedding_forward" : !k->transpose_forward ? "transpose_forward"
-                            : !k->fill ? "fill" : cfg->gated && (!k->gelu_forward || !k->gate_forward) ? "gelu_forward/gate_forward"
-                            : !cfg->gated && !k->leaky_relu_forward ? "leaky_relu_forward" : NULL;
-        if (missing) {
-            textok_t5_free(t);
-            return textok__fail(TEXTOK_ERR_UNSUPPORTED, "T5: the kernel table '%s' has no %s", prm.kernels && prm.kernels->name ? prm.kernels->name : "?", missing);
-        }
-    }
-    t->blocks = (textok__t5_block *)textok__calloc((size_t)cfg->layers, sizeof *t->blocks);
-    *specs_out = (textok_tensor_spec *)textok__calloc((size_t)n_specs, sizeof **specs_out);
-    if (!t->blocks || !*specs_out) {
-        TEXTOK_FREE(*specs_out); *specs_out = NULL;
-        textok_t5_free(t);
-        return textok__fail(TEXTOK_ERR_NOMEM, "T5: out of memory");
-    }
-    textok_t5_tensor_specs(cfg, *specs_out, n_specs);
-    *n_specs_out = n_specs;
-    memset(&w, 0, sizeof w);
-    textok__t5_walk(&t->cfg, t, &w);
-    t->n_params = w.offset;
-    t->params = (float *)t->k.alloc(&t->k, w.offset * sizeof(float));
-    if (!t->params) {
-        TEXTOK_FREE(*specs_out); *specs_out = NULL;
-        textok_t5_free(t);
-        return textok__fail(TEXTOK_ERR_NOMEM, "T5: cannot allocate %lu parameters", (unsigned long)w.offset);
-    }
-    memset(&w, 0, sizeof w);
-    w.base = t->params;
-    textok__t5_walk(&t->cfg, t, &w);
-    *out = t;
-    return TEXTOK_OK;
-}
-
-/* Is a tensor of a Hugging Face file one the encoder does not need? The decoder and the LM head
-   of a seq2seq file, and the embedding's other tied name (checked separately). */
-static int textok__t5_ignorable(const char *name)
-{
-    return !strncmp(name, "decoder.", 8) || !strncmp(name, "lm_head.", 8) || !strcmp(name, "encoder.embed_tokens.weight");
-}
-
-TEXTOKDEF int textok_t5_load_st(textok_t5 **out, const textok_safetensors *st, const textok_t5_config *cfg,
-                                const textok_params *params)
-{
-    textok_t5_config file_cfg;
-    textok_t5 *t = NULL;
-    textok_tensor_spec *specs = NULL;
-    float *stage = NULL, *stage2 = NULL;
-    size_t max_numel = 0, offset = 0;
-    int i, n_specs = 0, status;
-    if (!out || !st) return textok__fail(TEXTOK_ERR_ARG, "textok_t5_load: NULL argument");
-    *out = NULL;
-    if (!cfg) {
-        if ((status = textok_t5_config_from_meta(&file_cfg, st)) != TEXTOK_OK) return status;
-        cfg = &file_cfg;
-    }
-    if ((status = textok__t5_new(&t, cfg, params, &specs, &n_specs)) != TEXTOK_OK) return status;
-    /* an encoder tensor this config does not expect means another model (more layers, umT5's
-       per-block position tables, ...): refuse rather than run something else */
-    for (i = 0; i < st->n_tensors; i++) {
-        const textok_st_tensor *x = &st->tensors[i];
-        int j, found = textok__t5_ignorable(x->name);
-        char s1[TEXTOK__SHAPE_STR];
-        for (j = 0; j < n_specs && !found; j++) found = strcmp(x->name, specs[j].name) == 0;
-        if (!found) {
-            status = textok__fail(TEXTOK_ERR_SHAPE, "%s: unexpected tensor '%.120s' %s for this T5 config (%d layers, %s)",
-                                  st->path, x->name, textok__shape_str(s1, x->ndim, x->shape), cfg->layers,
-                                  cfg->gated ? "gated wi_0/wi_1" : "v1.0 wi");
-            goto fail;
-        }
-    }
-    for (i = 0; i < n_specs; i++)
-        if (textok__spec_numel(&specs[i]) > max_numel) max_numel = textok__spec_numel(&specs[i]);
-    stage = (float *)textok__malloc(max_numel * sizeof(float));
-    if (!stage) { status = textok__fail(TEXTOK_ERR_NOMEM, "textok_t5_load: out of memory"); goto fail; }
-    /* through a host staging buffer: the parameter block belongs to the table (maybe a GPU) */
-    for (i = 0; i < n_specs; i++) {
-        const char *name = specs[i].name;
-        size_t numel = textok__spec_numel(&specs[i]);
-        if (i == 0) {
-            /* the embedding: shared.weight, or the encoder's tied alias when a file kept only that */
-            const textok_st_tensor *a = textok_st_find(st, "shared.weight"), *b = textok_st_find(st, "encoder.embed_tokens.weight");
-            char s1[TEXTOK__SHAPE_STR];
-            if (!a && !b) {
-                status = textok__fail(TEXTOK_ERR_NOT_FOUND, "%s: tensor 'shared.weight' %s not found, nor its tied name "
-                                      "'encoder.embed_tokens.weight' (the file has %d tensors)", st->path,
-                                      textok__shape_str(s1, specs[0].ndim, specs[0].shape), st->n_tensors);
-                goto fail;
-            }
-            if (!a) name = "encoder.embed_tokens.weight";
-            if (a && b) {   /* both kept: they must be one tensor, else the embedding is ambiguous */
-                int same = a->ndim == b->ndim && a->numel == b->numel;
-                if (same && a->dtype == b->dtype) {
-                    same = memcmp(st->buffer + a->offset, st->buffer + b->offset, a->nbytes) == 0;
-                } else if (same) {
-                    if (!(stage2 = (float *)textok__malloc(numel * sizeof(float)))) { status = textok__fail(TEXTOK_ERR_NOMEM, "textok_t5_load: out of memory"); goto fail; }
-                    if ((status = textok_st_load(st, "encoder.embed_tokens.weight", specs[0].ndim, specs[0].shape, stage2)) != TEXTOK_OK ||
-                        (status = textok_st_load(st, "shared.weight", specs[0].ndim, specs[0].shape, stage)) != TEXTOK_OK) goto fail;
-                    same = memcmp(stage, stage2, numel * sizeof(float)) == 0;
-                }
-                if (!same) {
-                    status = textok__fail(TEXTOK_ERR_FORMAT, "%s: 'shared.weight' and 'encoder.embed_tokens.weight' are both present "
-                                          "and differ; T5 ties them, so which one the encoder uses is ambiguous", st->path);
-                    goto fail;
-                }
-            }
-        }
-        if ((status = textok_st_load(st, name, specs[i].ndim, specs[i].shape, stage)) != TEXTOK_OK) goto fail;
-        if ((status = t->k.to_device(&t->k, t->params + offset, stage, numel * sizeof(float))) != TEXTOK_OK) goto fail;
-        offset += numel;
-    }
-    TEXTOK_FREE(stage);
-    TEXTOK_FREE(stage2);
-    TEXTOK_FREE(specs);
-    *out = t;
-    return TEXTOK_OK;
-fail:
-    TEXTOK_FREE(stage);
-    TEXTOK_FREE(stage2);
-    TEXTOK_FREE(specs);
-    textok_t5_free(t);
-    return status;
-}
-
-#ifndef TEXTOK_NO_STDIO
-TEXTOKDEF int textok_t5_load(textok_t5 **out, const char *path, const textok_params *p)
-{
-    textok_safetensors st;
-    int status;
-    if (!out || !path) return textok__fail(TEXTOK_ERR_ARG, "textok_t5_load: NULL argument");
-    *out = NULL;
-    if ((status = textok_st_open(&st, path)) != TEXTOK_OK) return status;
-    status = textok_t5_load_st(out, &st, NULL, p);
-    textok_st_close(&st);
-    return status;
-}
-#endif
-
-TEXTOKDEF const textok_t5_config *textok_t5_get_config(const textok_t5 *t) { return t ? &t->cfg : NULL; }
-TEXTOKDEF size_t textok_t5_num_params(const textok_t5 *t) { return t ? t->n_params : 0; }
-
-/* ----- the activation arena ----------------------------------------------------------------- */
-static void textok__t5_carve(textok_t5 *t, textok__carve *a, int L)
-{
-    const textok_t5_config *c = &t->cfg;
-    const size_t B = (size_t)t->max_batch, Ls = (size_t)L, d = (size_t)c->d_model, H = (size_t)c->heads;
-    const size_t DI = H * (size_t)c->d_kv, F = (size_t)c->d_ff;
-    int *o = &a->overflow;
-    textok_attention_dims ad;
-    ad.B = (int)B; ad.Tq = ad.Tk = L; ad.C = (int)DI; ad.H = (int)H; ad.scale = 1.0f;
-    t->buckets = (int32_t *)(void *)textok__take(a, textok__mul3(Ls, Ls, 1, o));   /* int32: one float slot each */
-    t->ids     = (int32_t *)(void *)textok__take(a, textok__mul3(B, Ls, 1, o));
-    t->mask    = (unsigned char *)(void *)textok__take(a, textok__mul3(B, Ls, 1, o) / 4 + 1);
-    t->bias_qk = textok__take(a, textok__mul3(Ls, Ls, H, o));
-    t->bias    = textok__take(a, textok__mul3(H, Ls, Ls, o));
-    t->h       = textok__take(a, textok__mul3(B, Ls, d, o));
-    t->x       = textok__take(a, textok__mul3(B, Ls, d, o));
-    t->q       = textok__take(a, textok__mul3(B, Ls, DI, o));
-    t->key     = textok__take(a, textok__mul3(B, Ls, DI, o));
-    t->v       = textok__take(a, textok__mul3(B, Ls, DI, o));
-    t->att     = textok__take(a, textok__mul3(B, Ls, DI, o));
-    t->f0      = textok__take(a, textok__mul3(B, Ls, F, o));
-    t->f1      = c->gated ? textok__take(a, textok__mul3(B, Ls, F, o)) : NULL;
-    t->f2      = c->gated ? textok__take(a, textok__mul3(B, Ls, F, o)) : NULL;
-    t->zeros   = c->gated ? textok__take(a, textok__mul3(B, Ls, F, o)) : NULL;
-    t->lse     = textok__take(a, textok__mul3(B, H, Ls, o));
-    t->work    = textok__take(a, textok_attention_work_floats(&ad));
-}
-
-/* Makes the arena serve L positions: kept when it already does, else replaced by one for L. */
-static int textok__t5_reserve(textok_t5 *t, int L)
-{
-    textok__carve a;
-    if (t->arena && L <= t->L_cap) return TEXTOK_OK;
-    memset(&a, 0, sizeof a);
-    textok__t5_carve(t, &a, L);
-    if (a.overflow)
-        return textok__fail(TEXTOK_ERR_SHAPE, "textok_t5_encode: length %d: an activation buffer would exceed INT_MAX values "
-                            "(max_batch %d, d_ff %d, heads %d)", L, t->max_batch, t->cfg.d_ff, t->cfg.heads);
-    if (t->arena) t->k.free(&t->k, t->arena);
-    TEXTOK_FREE(t->host_buckets);
-    t->L_cap = 0;
-    t->arena_floats = a.used;
-    t->arena = (float *)t->k.alloc(&t->k, a.used * sizeof(float));
-    t->host_buckets = (int32_t *)textok__malloc((size_t)L * (size_t)L * sizeof(int32_t));
-    if (!t->arena || !t->host_buckets) {
-        if (t->arena) t->k.free(&t->k, t->arena);
-        TEXTOK_FREE(t->host_buckets);
-        t->arena = NULL; t->host_buckets = NULL;
-        return textok__fail(TEXTOK_ERR_NOMEM, "textok_t5_encode: cannot allocate %lu MB of activations for %d rows of %d tokens",
-                            (unsigned long)(a.used * sizeof(float) >> 20), t->max_batch, L);
-    }
-    memset(&a, 0, sizeof a);
-    a.base = t->arena;
-    textok__t5_carve(t, &a, L);
-    if (t->zeros) t->k.fill(&t->k, t->zeros, (size_t)t->max_batch * L * t->cfg.d_ff, 0.0f);
-    t->L_cap = L;
-    return TEXTOK_OK;
-}
-
-/* ----- encode ------------------------------------------------------------------------------- */
-/* B <= max_batch rows of L ids in t->ids -> t->x (B, L, d), the last hidden state. t->bias holds
-   the position bias for L; key_mask (B, L) on the device, or NULL. */
-static void textok__t5_forward(textok_t5 *t, int B, int L, const unsigned char *key_mask)
-{
-    const textok_kernels *k = &t->k;
-    const textok_t5_config *c = &t->cfg;
-    const int d = c->d_model, DI = c->heads * c->d_kv, F = c->d_ff, N = B * L;
-    const size_t nd = (size_t)N * d, nf = (size_t)N * F;
-    textok_attention_dims ad;
-    int l;
-    /* scale 1: T5 has no 1/sqrt(d_kv) (its initialisation folds it into q) */
-    ad.B = B; ad.Tq = ad.Tk = L; ad.C = DI; ad.H = c->heads; ad.scale = 1.0f;
-    k->embedding_forward(k, t->h, t->embed, t->ids, N, d);
-    for (l = 0; l < c->layers; l++) {
-        const textok__t5_block *b = &t->blocks[l];
-        k->rmsnorm_forward(k, t->x, NULL, t->h, b->ln0, N, d, c->eps);
-        textok__linear(k, t->q, t->x, b->q, NULL, N, d, DI);
-        textok__linear(k, t->key, t->x, b->k, NULL, N, d, DI);
-        textok__linear(k, t->v, t->x, b->v, NULL, N, d, DI);
-        k->attention_forward(k, t->att, t->lse, t->q, t->key, t->v, t->bias, key_mask, &ad, t->work);
-        textok__linear(k, t->x, t->att, b->o, NULL, N, DI, d);
-        k->add_forward(k, t->h, t->h, t->x, nd);
-        k->rmsnorm_forward(k, t->x, NULL, t->h, b->ln1, N, d, c->eps);
-        textok__linear(k, t->f0, t->x, b->wi0, NULL, N, d, F);
-        if (c->gated) {
-            k->gelu_forward(k, t->f0, t->f0, nf, c->gelu_tanh);
-            textok__linear(k, t->f1, t->x, b->wi1, NULL, N, d, F);
-            /* act(x wi_0) * (x wi_1): the table has no plain elementwise product, so it is
-               gate_forward's resid + gate * inp with resid = 0 and (N, 1, F) shapes (exact) */
-            k->gate_forward(k, t->f2, t->zeros, t->f1, t->f0, N, 1, F);
-            textok__linear(k, t->x, t->f2, b->wo, NULL, N, F, d);
-        } else {
-            k->leaky_relu_forward(k, t->f0, t->f0, nf, 0.0f);
-            textok__linear(k, t->x, t->f0, b->wo, NULL, N, F, d);
-        }
-        k->add_forward(k, t->h, t->h, t->x, nd);
-    }
-    k->rmsnorm_forward(k, t->x, NULL, t->h, t->final_ln, N, d, c->eps);
-}
-
-/* A failed transfer: the table's own message, copied first (it lives in the buffer we write). */
-static int textok__t5_xfer_fail(int st)
-{
-    char msg[512];
-    snprintf(msg, sizeof msg, "%s", textok_last_error());
-    return textok__fail(st, "T5: a memory transfer failed: %s", msg);
-}
-
-TEXTOKDEF int textok_t5_encode(textok_t5 *t, const int32_t *ids, const unsigned char *mask, int B, int L, float *out)
-{
-    const textok_kernels *k;
-    const textok_t5_config *c;
-    size_t n, i, d;
-    int b0, q, j, st;
-    if (!t || !ids || !out) return textok__fail(TEXTOK_ERR_ARG, "textok_t5_encode: NULL model, ids or out");
-    if (B < 1 || L < 1) return textok__fail(TEXTOK_ERR_ARG, "textok_t5_encode: batch %d and length %d must both be >= 1", B, L);
-    k = &t->k; c = &t->cfg; d = (size_t)c->d_model;
-    if (!textok__mul_size((size_t)B, (size_t)L, &n))
-        return textok__fail(TEXTOK_ERR_ARG, "textok_t5_encode: batch %d x length %d overflows", B, L);
-    /* ids and mask come from users: checked before any kernel indexes with them */
-    for (i = 0; i < n; i++)
-        if (ids[i] < 0 || ids[i] >= c->vocab)
-            return textok__fail(TEXTOK_ERR_ARG, "textok_t5_encode: id %ld at row %lu, position %lu is outside [0, %d)",
-                                (long)ids[i], (unsigned long)(i / (size_t)L), (unsigned long)(i % (size_t)L), c->vocab);
-    if (mask)
-        for (i = 0; i < n; i++)
-            if (mask[i] > 1)
-                return textok__fail(TEXTOK_ERR_ARG, "textok_t5_encode: mask value %u at row %lu, position %lu is not 0 (padding) or 1 (token)",
-                                    (unsigned)mask[i], (unsigned long)(i / (size_t)L), (unsigned long)(i % (size_t)L));
-    if ((st = textok__t5_reserve(t, L)) != TEXTOK_OK) return st;
-    /* the relative-position bias (H, L, L), once per call: bucket ids on the host, then block 0's
-       table rows gathered per (query, key) and moved heads-first */
-    for (q = 0; q < L; q++)
-        for (j = 0; j < L; j++) t->host_buckets[(size_t)q * L + j] = textok__t5_bucket(j - q, c->num_buckets, c->max_distance);
-    if ((st = k->to_device(k, t->buckets, t->host_buckets, (size_t)L * L * sizeof(int32_t))) != TEXTOK_OK)
-        return textok__t5_xfer_fail(st);
-    k->embedding_forward(k, t->bias_qk, t->rel_table, t->buckets, L * L, c->heads);
-    k->transpose_forward(k, t->bias, t->bias_qk, 1, L * L, c->heads);
-    for (b0 = 0; b0 < B; b0 += t->max_batch) {
-        const int nb = B - b0 < t->max_batch ? B - b0 : t->max_batch;
-        const size_t rows = (size_t)nb * L;
-        if ((st = k->to_device(k, t->ids, ids + (size_t)b0 * L, rows * sizeof(int32_t))) != TEXTOK_OK ||
-            (mask && (st = k->to_device(k, t->mask, mask + (size_t)b0 * L, rows)) != TEXTOK_OK))
-            return textok__t5_xfer_fail(st);
-        textok__t5_forward(t, nb, L, mask ? t->mask : NULL);
-        if ((st = k->to_host(k, out + (size_t)b0 * L * d, t->x, rows * d * sizeof(float))) != TEXTOK_OK)
-            return textok__t5_xfer_fail(st);
-    }
-    return TEXTOK_OK;
-}
-
-/* ---------------------------------------------------------------------------------------------
-   9. Text (1/2): the SentencePiece Unigram tokenizer, read from a Hugging Face tokenizer.json
+   9. Text: the SentencePiece Unigram tokenizer, read from a Hugging Face tokenizer.json
    (textok-paper.md 3.5). textok_spm_encode runs HF's pipeline in HF's order:
      1. added tokens (<pad>, </s>, <extra_id_0>, ...) are split off the raw text, leftmost-longest
         (lstrip/rstrip take the whitespace beside them along);
@@ -7504,7 +6976,558 @@ TEXTOKDEF const char *textok_spm_piece(const textok_spm *s, int id)
 }
 
 /* ---------------------------------------------------------------------------------------------
-   9. TiTok: configuration, parameters, loading, encode and decode (architecture.md 1) */
+   10. The T5 text encoder (textok-paper.md 3). Built like the TiTok model below: one walk
+   lists the tensors, one parameter block from the table holds them, activations live in one
+   arena from the table, and the forward pass is kernel calls only (so a GPU table runs it). */
+
+typedef struct textok__t5_block {
+    float *ln0;          /* (d) layer.0.layer_norm.weight */
+    float *q, *k, *v;    /* (DI, d) layer.0.SelfAttention.{q,k,v}.weight, DI = heads * d_kv */
+    float *o;            /* (d, DI) layer.0.SelfAttention.o.weight */
+    float *ln1;          /* (d) layer.1.layer_norm.weight */
+    float *wi0;          /* (F, d) gated: DenseReluDense.wi_0 (through the GELU); v1.0: .wi */
+    float *wi1;          /* (F, d) gated: DenseReluDense.wi_1 (the linear branch); v1.0: NULL */
+    float *wo;           /* (d, F) DenseReluDense.wo */
+} textok__t5_block;
+
+struct textok_t5 {
+    textok_t5_config  cfg;
+    textok_kernels    k;           /* the table every buffer below belongs to */
+    int               max_batch;   /* rows per internal pass */
+
+    /* parameters: one block from k.alloc, in file order (textok__t5_walk) */
+    float            *params;
+    size_t            n_params;
+    float            *embed;       /* (V, d) shared.weight */
+    float            *rel_table;   /* (num_buckets, H) block 0's relative_attention_bias */
+    textok__t5_block *blocks;      /* (layers), a host array of pointers into params */
+    float            *final_ln;    /* (d) encoder.final_layer_norm.weight */
+
+    /* activations for max_batch rows of up to L_cap positions (textok__t5_reserve); a call with
+       a shorter L uses the front of each buffer with its own, tighter strides */
+    int            L_cap;
+    float         *arena;
+    size_t         arena_floats;
+    int32_t       *host_buckets;   /* (L_cap, L_cap) host: bucket(k - q), staged for the device */
+    int32_t       *buckets;        /* (L, L) the same on the device */
+    int32_t       *ids;            /* (B, L) */
+    unsigned char *mask;           /* (B, L) */
+    float *bias_qk;                /* (L, L, H) table rows gathered per (query, key) */
+    float *bias;                   /* (H, L, L) what attention_forward adds to the scores */
+    float *h;                      /* (B, L, d) residual stream */
+    float *x;                      /* (B, L, d) RMSNorm output, then a branch output; the result */
+    float *q, *key, *v, *att;      /* (B, L, DI) */
+    float *f0, *f1, *f2;           /* (B, L, F) FFN: act(x wi_0), x wi_1, their product (gated) */
+    float *zeros;                  /* (B, L, F) gated only: zeros, gate_forward's residual input */
+    float *lse;                    /* (B, H, L) attention row log-sum-exp (not used after) */
+    float *work;                   /* attention work for (L, L) */
+};
+
+/* ----- configuration ------------------------------------------------------------------------ */
+TEXTOKDEF int textok_t5_config_check(const textok_t5_config *c)
+{
+#define TEXTOK__CHK(cond, ...) do { if (!(cond)) return textok__fail(TEXTOK_ERR_SHAPE, "T5 config: " __VA_ARGS__); } while (0)
+    if (!c) return textok__fail(TEXTOK_ERR_ARG, "textok_t5_config_check: NULL config");
+    TEXTOK__CHK(c->vocab >= 1 && c->vocab <= (1 << 24), "vocab %d not in [1, 2^24]", c->vocab);
+    TEXTOK__CHK(c->d_model >= 1 && c->d_model <= 65536, "d_model %d not in [1, 65536]", c->d_model);
+    TEXTOK__CHK(c->d_kv >= 1 && c->d_kv <= 65536, "d_kv %d not in [1, 65536]", c->d_kv);
+    TEXTOK__CHK(c->heads >= 1 && c->heads <= 4096, "heads %d not in [1, 4096]", c->heads);
+    TEXTOK__CHK((long)c->heads * c->d_kv <= 65536, "heads * d_kv = %ld exceeds 65536", (long)c->heads * c->d_kv);
+    TEXTOK__CHK(c->d_ff >= 1 && c->d_ff <= 262144, "d_ff %d not in [1, 262144]", c->d_ff);
+    TEXTOK__CHK(c->layers >= 1 && c->layers <= 1024, "layers %d not in [1, 1024] (block 0 holds the position table)", c->layers);
+    TEXTOK__CHK(c->num_buckets >= 4 && c->num_buckets <= 4096 && c->num_buckets % 2 == 0,
+                "num_buckets %d must be even and in [4, 4096] (half of them per direction)", c->num_buckets);
+    TEXTOK__CHK(c->max_distance > c->num_buckets / 4 && c->max_distance <= (1 << 24),
+                "max_distance %d must exceed num_buckets/4 = %d (where the log buckets start) and be <= 2^24",
+                c->max_distance, c->num_buckets / 4);
+    TEXTOK__CHK(c->gated == 0 || c->gated == 1, "gated %d is not 0 or 1", c->gated);
+    TEXTOK__CHK(c->gelu_tanh == 0 || c->gelu_tanh == 1, "gelu_tanh %d is not 0 or 1", c->gelu_tanh);
+    TEXTOK__CHK(c->gated || !c->gelu_tanh, "gelu_tanh 1 without gated: v1.0's FFN is ReLU and has no GELU (set 0)");
+    TEXTOK__CHK(c->eps > 0.0f && c->eps < 1.0f, "eps %g not in (0, 1)", (double)c->eps);
+#undef TEXTOK__CHK
+    return TEXTOK_OK;
+}
+
+/* the integer metadata fields; eps is written on its own */
+static const struct { const char *key; size_t offset; } textok__t5_fields[] = {
+    { "vocab", offsetof(textok_t5_config, vocab) }, { "d_model", offsetof(textok_t5_config, d_model) },
+    { "d_kv", offsetof(textok_t5_config, d_kv) }, { "heads", offsetof(textok_t5_config, heads) },
+    { "d_ff", offsetof(textok_t5_config, d_ff) }, { "layers", offsetof(textok_t5_config, layers) },
+    { "num_buckets", offsetof(textok_t5_config, num_buckets) },
+    { "max_distance", offsetof(textok_t5_config, max_distance) },
+    { "gated", offsetof(textok_t5_config, gated) }, { "gelu_tanh", offsetof(textok_t5_config, gelu_tanh) }
+};
+#define TEXTOK__T5_N_FIELDS ((int)(sizeof textok__t5_fields / sizeof textok__t5_fields[0]))
+
+/* A decimal number as "%.9g" writes it: [digits][.digits][e[+-]digits], no sign (a config value
+   is positive). Parsed by hand, not strtod: strtod follows the caller's locale (a decimal comma). */
+static int textok__parse_float(const char *s, float *out)
+{
+    double m = 0.0;
+    int e = 0, digits = 0, ex = 0, esign = 1, exd = 0;
+    for (; *s >= '0' && *s <= '9'; s++, digits++) m = m * 10.0 + (*s - '0');
+    if (*s == '.')
+        for (s++; *s >= '0' && *s <= '9'; s++, digits++, e--) m = m * 10.0 + (*s - '0');
+    if (!digits || digits > 40) return 0;
+    if (*s == 'e' || *s == 'E') {
+        s++;
+        if (*s == '+' || *s == '-') esign = *s++ == '-' ? -1 : 1;
+        for (; *s >= '0' && *s <= '9' && exd < 4; s++, exd++) ex = ex * 10 + (*s - '0');
+        if (!exd) return 0;
+    }
+    if (*s) return 0;
+    e += esign * ex;
+    /* m is exact below 2^53 (the 9-17 digits %.9g writes), and so is 10^|e| for |e| <= 22: the
+       one division or product then rounds once */
+    m = e < 0 ? m / pow(10.0, -e) : m * pow(10.0, e);
+    if (!(m <= FLT_MAX)) return 0;
+    *out = (float)m;
+    return 1;
+}
+
+TEXTOKDEF int textok_t5_config_from_meta(textok_t5_config *cfg, const textok_safetensors *st)
+{
+    const char *v;
+    int i;
+    if (!cfg || !st) return textok__fail(TEXTOK_ERR_ARG, "textok_t5_config_from_meta: NULL argument");
+    memset(cfg, 0, sizeof *cfg);
+    v = textok_st_meta(st, "textok.model");
+    if (!v || strcmp(v, "t5") != 0)
+        return textok__fail(TEXTOK_ERR_FORMAT, "%s: not a textok-layout T5 file (__metadata__ 'textok.model' is %s%s%s, "
+                            "expected \"t5\"); convert Hugging Face checkpoints with build/convert --t5",
+                            st->path, v ? "\"" : "absent", v ? v : "", v ? "\"" : "");
+    for (i = 0; i < TEXTOK__T5_N_FIELDS; i++) {
+        int *dst = (int *)((char *)cfg + textok__t5_fields[i].offset);
+        v = textok_st_meta(st, textok__t5_fields[i].key);
+        if (!v) return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ lacks '%s'", st->path, textok__t5_fields[i].key);
+        if (!textok__parse_int(v, dst))
+            return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ '%s' = \"%.40s\" is not a non-negative integer",
+                                st->path, textok__t5_fields[i].key, v);
+    }
+    v = textok_st_meta(st, "eps");
+    if (!v) return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ lacks 'eps'", st->path);
+    if (!textok__parse_float(v, &cfg->eps))
+        return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ 'eps' = \"%.40s\" is not a positive decimal number", st->path, v);
+    if (textok_t5_config_check(cfg) != TEXTOK_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", textok_last_error());
+        return textok__fail(TEXTOK_ERR_SHAPE, "%s: %s", st->path, msg);
+    }
+    return TEXTOK_OK;
+}
+
+TEXTOKDEF int textok_t5_config_to_meta(const textok_t5_config *cfg, const char **kv, int max_pairs,
+                                       char *buf, size_t buf_size)
+{
+    int n = 0, i;
+    size_t used = 0;
+    char *p;
+#define TEXTOK__PUT(key, ...) do {                                                       \
+        int w_;                                                                          \
+        if (n >= max_pairs) return textok__fail(TEXTOK_ERR_ARG, "textok_t5_config_to_meta: more than %d pairs", max_pairs); \
+        w_ = snprintf(buf + used, buf_size - used, __VA_ARGS__);                          \
+        if (w_ < 0 || (size_t)w_ + 1 > buf_size - used)                                  \
+            return textok__fail(TEXTOK_ERR_ARG, "textok_t5_config_to_meta: buffer of %lu bytes too small", (unsigned long)buf_size); \
+        kv[2 * n] = (key); kv[2 * n + 1] = buf + used; used += (size_t)w_ + 1; n++;       \
+    } while (0)
+    if (!cfg || !kv || !buf) return textok__fail(TEXTOK_ERR_ARG, "textok_t5_config_to_meta: NULL argument");
+    TEXTOK__PUT("textok.model", "%s", "t5");
+    for (i = 0; i < TEXTOK__T5_N_FIELDS; i++)
+        TEXTOK__PUT(textok__t5_fields[i].key, "%d", *(const int *)((const char *)cfg + textok__t5_fields[i].offset));
+    TEXTOK__PUT("eps", "%.9g", (double)cfg->eps);
+    for (p = (char *)kv[2 * n - 1]; *p; p++) if (*p == ',') *p = '.';   /* a caller's LC_NUMERIC */
+#undef TEXTOK__PUT
+    return n;
+}
+
+/* ----- the parameter walk (file order = T5EncoderModel.state_dict() order) ---------------------- */
+static void textok__t5_walk(const textok_t5_config *c, textok_t5 *t, textok__walk *w)
+{
+    const int64_t d = c->d_model, DI = (int64_t)c->heads * c->d_kv, F = c->d_ff;
+    int i;
+    textok__wt(w, t ? &t->embed : NULL, 2, c->vocab, d, 0, 0, "shared.weight");
+    for (i = 0; i < c->layers; i++) {
+        textok__t5_block *b = t ? &t->blocks[i] : NULL;
+        textok__wt(w, b ? &b->q : NULL, 2, DI, d, 0, 0, "encoder.block.%d.layer.0.SelfAttention.q.weight", i);
+        textok__wt(w, b ? &b->k : NULL, 2, DI, d, 0, 0, "encoder.block.%d.layer.0.SelfAttention.k.weight", i);
+        textok__wt(w, b ? &b->v : NULL, 2, DI, d, 0, 0, "encoder.block.%d.layer.0.SelfAttention.v.weight", i);
+        textok__wt(w, b ? &b->o : NULL, 2, d, DI, 0, 0, "encoder.block.%d.layer.0.SelfAttention.o.weight", i);
+        if (i == 0)   /* has_relative_attention_bias = (i == 0): the one table every block uses */
+            textok__wt(w, t ? &t->rel_table : NULL, 2, c->num_buckets, c->heads, 0, 0,
+                       "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight");
+        textok__wt(w, b ? &b->ln0 : NULL, 1, d, 0, 0, 0, "encoder.block.%d.layer.0.layer_norm.weight", i);
+        if (c->gated) {
+            textok__wt(w, b ? &b->wi0 : NULL, 2, F, d, 0, 0, "encoder.block.%d.layer.1.DenseReluDense.wi_0.weight", i);
+            textok__wt(w, b ? &b->wi1 : NULL, 2, F, d, 0, 0, "encoder.block.%d.layer.1.DenseReluDense.wi_1.weight", i);
+        } else {
+            textok__wt(w, b ? &b->wi0 : NULL, 2, F, d, 0, 0, "encoder.block.%d.layer.1.DenseReluDense.wi.weight", i);
+            if (b) b->wi1 = NULL;
+        }
+        textok__wt(w, b ? &b->wo : NULL, 2, d, F, 0, 0, "encoder.block.%d.layer.1.DenseReluDense.wo.weight", i);
+        textok__wt(w, b ? &b->ln1 : NULL, 1, d, 0, 0, 0, "encoder.block.%d.layer.1.layer_norm.weight", i);
+    }
+    textok__wt(w, t ? &t->final_ln : NULL, 1, d, 0, 0, 0, "encoder.final_layer_norm.weight");
+}
+
+TEXTOKDEF int textok_t5_tensor_specs(const textok_t5_config *cfg, textok_tensor_spec *specs, int max_specs)
+{
+    textok__walk w;
+    int st;
+    if ((st = textok_t5_config_check(cfg)) != TEXTOK_OK) return st;
+    memset(&w, 0, sizeof w);
+    w.specs = specs;
+    w.max_specs = specs ? max_specs : 0;
+    textok__t5_walk(cfg, NULL, &w);
+    if (w.overflow) return textok__fail(TEXTOK_ERR_SHAPE, "T5 config: parameter count overflows size_t");
+    return w.n;
+}
+
+/* ----- the relative-position bucket (textok-paper.md 3.3) -------------------------------------- */
+/* rel = key - query. The log branch runs in float, one rounding per step as the Hugging Face
+   code's float32 tensors do (each step is stored to a float so that no excess precision can move
+   a bucket boundary); truncation toward zero. */
+static int textok__t5_bucket(int rel, int num_buckets, int max_distance)
+{
+    const int half = num_buckets / 2, exact = half / 2;
+    const int b = rel > 0 ? half : 0, n = rel < 0 ? -rel : rel;
+    float r, lg, f;
+    int v;
+    if (n < exact) return b + n;
+    r = (float)n / (float)exact;
+    lg = logf(r);
+    f = lg / (float)log((double)max_distance / exact);
+    f = f * (float)(half - exact);
+    v = exact + (int)f;
+    return b + (v < half - 1 ? v : half - 1);
+}
+
+/* ----- loading -------------------------------------------------------------------------------- */
+TEXTOKDEF void textok_t5_free(textok_t5 *t)
+{
+    if (!t) return;
+    if (t->params) t->k.free(&t->k, t->params);
+    if (t->arena) t->k.free(&t->k, t->arena);
+    TEXTOK_FREE(t->host_buckets);
+    TEXTOK_FREE(t->blocks);
+    TEXTOK_FREE(t);
+}
+
+/* Allocates the model for cfg with its parameter block bound (not filled) and the tensor specs. */
+static int textok__t5_new(textok_t5 **out, const textok_t5_config *cfg, const textok_params *params,
+                          textok_tensor_spec **specs_out, int *n_specs_out)
+{
+    textok_params prm = params ? *params : textok_default_params();
+    textok_t5 *t;
+    textok__walk w;
+    int n_specs;
+    *out = NULL;
+    if (prm.max_batch < 1 || prm.max_batch > 4096)
+        return textok__fail(TEXTOK_ERR_ARG, "T5: max_batch %d not in [1, 4096]", prm.max_batch);
+    if ((n_specs = textok_t5_tensor_specs(cfg, NULL, 0)) < 0) return n_specs;
+    t = (textok_t5 *)textok__calloc(1, sizeof *t);
+    if (!t) return textok__fail(TEXTOK_ERR_NOMEM, "T5: out of memory");
+    t->cfg = *cfg;
+    t->k = prm.kernels ? *prm.kernels : textok_cpu_kernels(prm.n_threads);
+    t->max_batch = prm.max_batch;
+    {   /* a table that lacks a kernel the encoder calls is refused here, not at the first call */
+        const textok_kernels *k = &t->k;
+        const char *missing = !k->alloc || !k->free || !k->to_device || !k->to_host ? "alloc/free/to_device/to_host"
+                            : !k->matmul_forward ? "matmul_forward" : !k->rmsnorm_forward ? "rmsnorm_forward"
+                            : !k->attention_forward ? "attention_forward" : !k->add_forward ? "add_forward"
+                            : !k->embedding_forward ? "embedding_forward" : !k->transpose_forward ? "transpose_forward"
+                            : !k->fill ? "fill" : cfg->gated && (!k->gelu_forward || !k->gate_forward) ? "gelu_forward/gate_forward"
+                            : !cfg->gated && !k->leaky_relu_forward ? "leaky_relu_forward" : NULL;
+        if (missing) {
+            textok_t5_free(t);
+            return textok__fail(TEXTOK_ERR_UNSUPPORTED, "T5: the kernel table '%s' has no %s", prm.kernels && prm.kernels->name ? prm.kernels->name : "?", missing);
+        }
+    }
+    t->blocks = (textok__t5_block *)textok__calloc((size_t)cfg->layers, sizeof *t->blocks);
+    *specs_out = (textok_tensor_spec *)textok__calloc((size_t)n_specs, sizeof **specs_out);
+    if (!t->blocks || !*specs_out) {
+        TEXTOK_FREE(*specs_out); *specs_out = NULL;
+        textok_t5_free(t);
+        return textok__fail(TEXTOK_ERR_NOMEM, "T5: out of memory");
+    }
+    textok_t5_tensor_specs(cfg, *specs_out, n_specs);
+    *n_specs_out = n_specs;
+    memset(&w, 0, sizeof w);
+    textok__t5_walk(&t->cfg, t, &w);
+    t->n_params = w.offset;
+    t->params = (float *)t->k.alloc(&t->k, w.offset * sizeof(float));
+    if (!t->params) {
+        TEXTOK_FREE(*specs_out); *specs_out = NULL;
+        textok_t5_free(t);
+        return textok__fail(TEXTOK_ERR_NOMEM, "T5: cannot allocate %lu parameters", (unsigned long)w.offset);
+    }
+    memset(&w, 0, sizeof w);
+    w.base = t->params;
+    textok__t5_walk(&t->cfg, t, &w);
+    *out = t;
+    return TEXTOK_OK;
+}
+
+/* Is a tensor of a Hugging Face file one the encoder does not need? The decoder and the LM head
+   of a seq2seq file, and the embedding's other tied name (checked separately). */
+static int textok__t5_ignorable(const char *name)
+{
+    return !strncmp(name, "decoder.", 8) || !strncmp(name, "lm_head.", 8) || !strcmp(name, "encoder.embed_tokens.weight");
+}
+
+TEXTOKDEF int textok_t5_load_st(textok_t5 **out, const textok_safetensors *st, const textok_t5_config *cfg,
+                                const textok_params *params)
+{
+    textok_t5_config file_cfg;
+    textok_t5 *t = NULL;
+    textok_tensor_spec *specs = NULL;
+    float *stage = NULL, *stage2 = NULL;
+    size_t max_numel = 0, offset = 0;
+    int i, n_specs = 0, status;
+    if (!out || !st) return textok__fail(TEXTOK_ERR_ARG, "textok_t5_load: NULL argument");
+    *out = NULL;
+    if (!cfg) {
+        if ((status = textok_t5_config_from_meta(&file_cfg, st)) != TEXTOK_OK) return status;
+        cfg = &file_cfg;
+    }
+    if ((status = textok__t5_new(&t, cfg, params, &specs, &n_specs)) != TEXTOK_OK) return status;
+    /* an encoder tensor this config does not expect means another model (more layers, umT5's
+       per-block position tables, ...): refuse rather than run something else */
+    for (i = 0; i < st->n_tensors; i++) {
+        const textok_st_tensor *x = &st->tensors[i];
+        int j, found = textok__t5_ignorable(x->name);
+        char s1[TEXTOK__SHAPE_STR];
+        for (j = 0; j < n_specs && !found; j++) found = strcmp(x->name, specs[j].name) == 0;
+        if (!found) {
+            status = textok__fail(TEXTOK_ERR_SHAPE, "%s: unexpected tensor '%.120s' %s for this T5 config (%d layers, %s)",
+                                  st->path, x->name, textok__shape_str(s1, x->ndim, x->shape), cfg->layers,
+                                  cfg->gated ? "gated wi_0/wi_1" : "v1.0 wi");
+            goto fail;
+        }
+    }
+    for (i = 0; i < n_specs; i++)
+        if (textok__spec_numel(&specs[i]) > max_numel) max_numel = textok__spec_numel(&specs[i]);
+    stage = (float *)textok__malloc(max_numel * sizeof(float));
+    if (!stage) { status = textok__fail(TEXTOK_ERR_NOMEM, "textok_t5_load: out of memory"); goto fail; }
+    /* through a host staging buffer: the parameter block belongs to the table (maybe a GPU) */
+    for (i = 0; i < n_specs; i++) {
+        const char *name = specs[i].name;
+        size_t numel = textok__spec_numel(&specs[i]);
+        if (i == 0) {
+            /* the embedding: shared.weight, or the encoder's tied alias when a file kept only that */
+            const textok_st_tensor *a = textok_st_find(st, "shared.weight"), *b = textok_st_find(st, "encoder.embed_tokens.weight");
+            char s1[TEXTOK__SHAPE_STR];
+            if (!a && !b) {
+                status = textok__fail(TEXTOK_ERR_NOT_FOUND, "%s: tensor 'shared.weight' %s not found, nor its tied name "
+                                      "'encoder.embed_tokens.weight' (the file has %d tensors)", st->path,
+                                      textok__shape_str(s1, specs[0].ndim, specs[0].shape), st->n_tensors);
+                goto fail;
+            }
+            if (!a) name = "encoder.embed_tokens.weight";
+            if (a && b) {   /* both kept: they must be one tensor, else the embedding is ambiguous */
+                int same = a->ndim == b->ndim && a->numel == b->numel;
+                if (same && a->dtype == b->dtype) {
+                    same = memcmp(st->buffer + a->offset, st->buffer + b->offset, a->nbytes) == 0;
+                } else if (same) {
+                    if (!(stage2 = (float *)textok__malloc(numel * sizeof(float)))) { status = textok__fail(TEXTOK_ERR_NOMEM, "textok_t5_load: out of memory"); goto fail; }
+                    if ((status = textok_st_load(st, "encoder.embed_tokens.weight", specs[0].ndim, specs[0].shape, stage2)) != TEXTOK_OK ||
+                        (status = textok_st_load(st, "shared.weight", specs[0].ndim, specs[0].shape, stage)) != TEXTOK_OK) goto fail;
+                    same = memcmp(stage, stage2, numel * sizeof(float)) == 0;
+                }
+                if (!same) {
+                    status = textok__fail(TEXTOK_ERR_FORMAT, "%s: 'shared.weight' and 'encoder.embed_tokens.weight' are both present "
+                                          "and differ; T5 ties them, so which one the encoder uses is ambiguous", st->path);
+                    goto fail;
+                }
+            }
+        }
+        if ((status = textok_st_load(st, name, specs[i].ndim, specs[i].shape, stage)) != TEXTOK_OK) goto fail;
+        if ((status = t->k.to_device(&t->k, t->params + offset, stage, numel * sizeof(float))) != TEXTOK_OK) goto fail;
+        offset += numel;
+    }
+    TEXTOK_FREE(stage);
+    TEXTOK_FREE(stage2);
+    TEXTOK_FREE(specs);
+    *out = t;
+    return TEXTOK_OK;
+fail:
+    TEXTOK_FREE(stage);
+    TEXTOK_FREE(stage2);
+    TEXTOK_FREE(specs);
+    textok_t5_free(t);
+    return status;
+}
+
+#ifndef TEXTOK_NO_STDIO
+TEXTOKDEF int textok_t5_load(textok_t5 **out, const char *path, const textok_params *p)
+{
+    textok_safetensors st;
+    int status;
+    if (!out || !path) return textok__fail(TEXTOK_ERR_ARG, "textok_t5_load: NULL argument");
+    *out = NULL;
+    if ((status = textok_st_open(&st, path)) != TEXTOK_OK) return status;
+    status = textok_t5_load_st(out, &st, NULL, p);
+    textok_st_close(&st);
+    return status;
+}
+#endif
+
+TEXTOKDEF const textok_t5_config *textok_t5_get_config(const textok_t5 *t) { return t ? &t->cfg : NULL; }
+TEXTOKDEF size_t textok_t5_num_params(const textok_t5 *t) { return t ? t->n_params : 0; }
+
+/* ----- the activation arena ----------------------------------------------------------------- */
+static void textok__t5_carve(textok_t5 *t, textok__carve *a, int L)
+{
+    const textok_t5_config *c = &t->cfg;
+    const size_t B = (size_t)t->max_batch, Ls = (size_t)L, d = (size_t)c->d_model, H = (size_t)c->heads;
+    const size_t DI = H * (size_t)c->d_kv, F = (size_t)c->d_ff;
+    int *o = &a->overflow;
+    textok_attention_dims ad;
+    ad.B = (int)B; ad.Tq = ad.Tk = L; ad.C = (int)DI; ad.H = (int)H; ad.scale = 1.0f;
+    t->buckets = (int32_t *)(void *)textok__take(a, textok__mul3(Ls, Ls, 1, o));   /* int32: one float slot each */
+    t->ids     = (int32_t *)(void *)textok__take(a, textok__mul3(B, Ls, 1, o));
+    t->mask    = (unsigned char *)(void *)textok__take(a, textok__mul3(B, Ls, 1, o) / 4 + 1);
+    t->bias_qk = textok__take(a, textok__mul3(Ls, Ls, H, o));
+    t->bias    = textok__take(a, textok__mul3(H, Ls, Ls, o));
+    t->h       = textok__take(a, textok__mul3(B, Ls, d, o));
+    t->x       = textok__take(a, textok__mul3(B, Ls, d, o));
+    t->q       = textok__take(a, textok__mul3(B, Ls, DI, o));
+    t->key     = textok__take(a, textok__mul3(B, Ls, DI, o));
+    t->v       = textok__take(a, textok__mul3(B, Ls, DI, o));
+    t->att     = textok__take(a, textok__mul3(B, Ls, DI, o));
+    t->f0      = textok__take(a, textok__mul3(B, Ls, F, o));
+    t->f1      = c->gated ? textok__take(a, textok__mul3(B, Ls, F, o)) : NULL;
+    t->f2      = c->gated ? textok__take(a, textok__mul3(B, Ls, F, o)) : NULL;
+    t->zeros   = c->gated ? textok__take(a, textok__mul3(B, Ls, F, o)) : NULL;
+    t->lse     = textok__take(a, textok__mul3(B, H, Ls, o));
+    t->work    = textok__take(a, textok_attention_work_floats(&ad));
+}
+
+/* Makes the arena serve L positions: kept when it already does, else replaced by one for L. */
+static int textok__t5_reserve(textok_t5 *t, int L)
+{
+    textok__carve a;
+    if (t->arena && L <= t->L_cap) return TEXTOK_OK;
+    memset(&a, 0, sizeof a);
+    textok__t5_carve(t, &a, L);
+    if (a.overflow)
+        return textok__fail(TEXTOK_ERR_SHAPE, "textok_t5_encode: length %d: an activation buffer would exceed INT_MAX values "
+                            "(max_batch %d, d_ff %d, heads %d)", L, t->max_batch, t->cfg.d_ff, t->cfg.heads);
+    if (t->arena) t->k.free(&t->k, t->arena);
+    TEXTOK_FREE(t->host_buckets);
+    t->L_cap = 0;
+    t->arena_floats = a.used;
+    t->arena = (float *)t->k.alloc(&t->k, a.used * sizeof(float));
+    t->host_buckets = (int32_t *)textok__malloc((size_t)L * (size_t)L * sizeof(int32_t));
+    if (!t->arena || !t->host_buckets) {
+        if (t->arena) t->k.free(&t->k, t->arena);
+        TEXTOK_FREE(t->host_buckets);
+        t->arena = NULL; t->host_buckets = NULL;
+        return textok__fail(TEXTOK_ERR_NOMEM, "textok_t5_encode: cannot allocate %lu MB of activations for %d rows of %d tokens",
+                            (unsigned long)(a.used * sizeof(float) >> 20), t->max_batch, L);
+    }
+    memset(&a, 0, sizeof a);
+    a.base = t->arena;
+    textok__t5_carve(t, &a, L);
+    if (t->zeros) t->k.fill(&t->k, t->zeros, (size_t)t->max_batch * L * t->cfg.d_ff, 0.0f);
+    t->L_cap = L;
+    return TEXTOK_OK;
+}
+
+/* ----- encode ------------------------------------------------------------------------------- */
+/* B <= max_batch rows of L ids in t->ids -> t->x (B, L, d), the last hidden state. t->bias holds
+   the position bias for L; key_mask (B, L) on the device, or NULL. */
+static void textok__t5_forward(textok_t5 *t, int B, int L, const unsigned char *key_mask)
+{
+    const textok_kernels *k = &t->k;
+    const textok_t5_config *c = &t->cfg;
+    const int d = c->d_model, DI = c->heads * c->d_kv, F = c->d_ff, N = B * L;
+    const size_t nd = (size_t)N * d, nf = (size_t)N * F;
+    textok_attention_dims ad;
+    int l;
+    /* scale 1: T5 has no 1/sqrt(d_kv) (its initialisation folds it into q) */
+    ad.B = B; ad.Tq = ad.Tk = L; ad.C = DI; ad.H = c->heads; ad.scale = 1.0f;
+    k->embedding_forward(k, t->h, t->embed, t->ids, N, d);
+    for (l = 0; l < c->layers; l++) {
+        const textok__t5_block *b = &t->blocks[l];
+        k->rmsnorm_forward(k, t->x, NULL, t->h, b->ln0, N, d, c->eps);
+        textok__linear(k, t->q, t->x, b->q, NULL, N, d, DI);
+        textok__linear(k, t->key, t->x, b->k, NULL, N, d, DI);
+        textok__linear(k, t->v, t->x, b->v, NULL, N, d, DI);
+        k->attention_forward(k, t->att, t->lse, t->q, t->key, t->v, t->bias, key_mask, &ad, t->work);
+        textok__linear(k, t->x, t->att, b->o, NULL, N, DI, d);
+        k->add_forward(k, t->h, t->h, t->x, nd);
+        k->rmsnorm_forward(k, t->x, NULL, t->h, b->ln1, N, d, c->eps);
+        textok__linear(k, t->f0, t->x, b->wi0, NULL, N, d, F);
+        if (c->gated) {
+            k->gelu_forward(k, t->f0, t->f0, nf, c->gelu_tanh);
+            textok__linear(k, t->f1, t->x, b->wi1, NULL, N, d, F);
+            /* act(x wi_0) * (x wi_1): the table has no plain elementwise product, so it is
+               gate_forward's resid + gate * inp with resid = 0 and (N, 1, F) shapes (exact) */
+            k->gate_forward(k, t->f2, t->zeros, t->f1, t->f0, N, 1, F);
+            textok__linear(k, t->x, t->f2, b->wo, NULL, N, F, d);
+        } else {
+            k->leaky_relu_forward(k, t->f0, t->f0, nf, 0.0f);
+            textok__linear(k, t->x, t->f0, b->wo, NULL, N, F, d);
+        }
+        k->add_forward(k, t->h, t->h, t->x, nd);
+    }
+    k->rmsnorm_forward(k, t->x, NULL, t->h, t->final_ln, N, d, c->eps);
+}
+
+/* A failed transfer: the table's own message, copied first (it lives in the buffer we write). */
+static int textok__t5_xfer_fail(int st)
+{
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", textok_last_error());
+    return textok__fail(st, "T5: a memory transfer failed: %s", msg);
+}
+
+TEXTOKDEF int textok_t5_encode(textok_t5 *t, const int32_t *ids, const unsigned char *mask, int B, int L, float *out)
+{
+    const textok_kernels *k;
+    const textok_t5_config *c;
+    size_t n, i, d;
+    int b0, q, j, st;
+    if (!t || !ids || !out) return textok__fail(TEXTOK_ERR_ARG, "textok_t5_encode: NULL model, ids or out");
+    if (B < 1 || L < 1) return textok__fail(TEXTOK_ERR_ARG, "textok_t5_encode: batch %d and length %d must both be >= 1", B, L);
+    k = &t->k; c = &t->cfg; d = (size_t)c->d_model;
+    if (!textok__mul_size((size_t)B, (size_t)L, &n))
+        return textok__fail(TEXTOK_ERR_ARG, "textok_t5_encode: batch %d x length %d overflows", B, L);
+    /* ids and mask come from users: checked before any kernel indexes with them */
+    for (i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= c->vocab)
+            return textok__fail(TEXTOK_ERR_ARG, "textok_t5_encode: id %ld at row %lu, position %lu is outside [0, %d)",
+                                (long)ids[i], (unsigned long)(i / (size_t)L), (unsigned long)(i % (size_t)L), c->vocab);
+    if (mask)
+        for (i = 0; i < n; i++)
+            if (mask[i] > 1)
+                return textok__fail(TEXTOK_ERR_ARG, "textok_t5_encode: mask value %u at row %lu, position %lu is not 0 (padding) or 1 (token)",
+                                    (unsigned)mask[i], (unsigned long)(i / (size_t)L), (unsigned long)(i % (size_t)L));
+    if ((st = textok__t5_reserve(t, L)) != TEXTOK_OK) return st;
+    /* the relative-position bias (H, L, L), once per call: bucket ids on the host, then block 0's
+       table rows gathered per (query, key) and moved heads-first */
+    for (q = 0; q < L; q++)
+        for (j = 0; j < L; j++) t->host_buckets[(size_t)q * L + j] = textok__t5_bucket(j - q, c->num_buckets, c->max_distance);
+    if ((st = k->to_device(k, t->buckets, t->host_buckets, (size_t)L * L * sizeof(int32_t))) != TEXTOK_OK)
+        return textok__t5_xfer_fail(st);
+    k->embedding_forward(k, t->bias_qk, t->rel_table, t->buckets, L * L, c->heads);
+    k->transpose_forward(k, t->bias, t->bias_qk, 1, L * L, c->heads);
+    for (b0 = 0; b0 < B; b0 += t->max_batch) {
+        const int nb = B - b0 < t->max_batch ? B - b0 : t->max_batch;
+        const size_t rows = (size_t)nb * L;
+        if ((st = k->to_device(k, t->ids, ids + (size_t)b0 * L, rows * sizeof(int32_t))) != TEXTOK_OK ||
+            (mask && (st = k->to_device(k, t->mask, mask + (size_t)b0 * L, rows)) != TEXTOK_OK))
+            return textok__t5_xfer_fail(st);
+        textok__t5_forward(t, nb, L, mask ? t->mask : NULL);
+        if ((st = k->to_host(k, out + (size_t)b0 * L * d, t->x, rows * d * sizeof(float))) != TEXTOK_OK)
+            return textok__t5_xfer_fail(st);
+    }
+    return TEXTOK_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   11. The 1D tokenizers (TiTok, TA-TiTok, TexTok): configuration, parameters, loading, encode and
+   decode (architecture.md 1, 3; textok-paper.md 1.2) */
 
 typedef struct textok__pixel_decoder {
     float *codebook;                 /* (Vp, Z) pixel_quantize.embedding.weight */
@@ -8599,7 +8622,7 @@ TEXTOKDEF int textok_titok_decode_latents(textok_titok *m, const float *latents,
 #undef TEXTOK__CHECKED
 
 /* ---------------------------------------------------------------------------------------------
-   10. Loss networks: LPIPS (VGG16) and the PatchGAN discriminator (architecture.md 5.4, 6)
+   12. Loss networks: LPIPS (VGG16) and the PatchGAN discriminator (architecture.md 5.4, 6)
 
    The two networks a tokenizer's training losses run through. LPIPS is frozen: its backward
    gives the gradient with respect to the first image only (the reconstruction; the second is
@@ -9545,8 +9568,8 @@ TEXTOKDEF int textok_disc_logits(textok_disc *d, const float *images, int B, flo
 #undef TEXTOK__DG
 
 /* ---------------------------------------------------------------------------------------------
-   11. Training: the ViT and TiTok backward passes, losses, AdamW, EMA, checkpoints.
-   The inference path (section 9) overwrites its activations in place; training keeps every
+   13. Training: the ViT and TiTok backward passes, losses, AdamW, EMA, checkpoints.
+   The inference path (section 11) overwrites its activations in place; training keeps every
    activation that a backward pass reads, in a "tape" carved from one arena when the trainer
    is created. Backward kernels accumulate, so each gradient scratch buffer is zeroed with
    k->fill right before the kernel that writes it. */
@@ -9950,7 +9973,7 @@ static void textok__trainer_carve(textok_trainer *t, textok__carve *a)
     }
 }
 
-/* ----- TiTok forward in training mode (the same math as section 9, keeping the tape) --------- */
+/* ----- TiTok forward in training mode (the same math as section 11, keeping the tape) -------- */
 static void textok__px_train_forward(textok_trainer *t)
 {
     const textok_kernels *k = &t->k;

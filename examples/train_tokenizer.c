@@ -466,7 +466,7 @@ static void probe_checkpoint(const char *path, ckpt_info *ci)
 }
 
 /* ---------------------------------------------------------------------------------------------
-   Loss networks (textok.h section 10): the LPIPS weights come from a file and stay frozen; the
+   Loss networks (textok.h section 12): the LPIPS weights come from a file and stay frozen; the
    discriminator starts from seed (PyTorch's default init) and its state is in the checkpoint. */
 
 static void make_loss_nets(const textok_train_config *tc, const char *lpips_path, const int arch[4], int S,
