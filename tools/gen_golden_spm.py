@@ -69,7 +69,10 @@ import shutil
 import sys
 import tempfile
 
-import sentencepiece as spm
+try:   # only training and the cross-checks need it; Reference (plain Python) does not
+    import sentencepiece as spm
+except ImportError:
+    spm = None
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "tests", "golden", "spm")
@@ -648,6 +651,8 @@ def main():
     ap.add_argument("--check", action="store_true",
                     help="regenerate into a temp dir and compare bit for bit with --out, then validate")
     args = ap.parse_args()
+    if spm is None:
+        sys.exit("gen_golden_spm.py: needs python3-sentencepiece (apt-get install python3-sentencepiece)")
     if args.check:
         tmp = tempfile.mkdtemp(prefix="textok_spm_")
         try:

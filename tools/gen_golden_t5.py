@@ -50,6 +50,24 @@ Files per model <name>:
         out_gelu_exact (2, Ls, d)   t5_gated only: `out` with the exact erf GELU (gelu_tanh = 0)
       Every row of more than one token uses the last embedding row (vocab - 1) somewhere.
 
+And one encoder for the caption -> embedding path (build/encode_text), whose embedding covers the
+ids of the SentencePiece golden tests/golden/spm/tokenizer.json (322 pieces):
+
+  t5_caption  gated tanh-GELU, d_model 32, 2 heads of d_kv 16, d_ff 48, 2 layers, 384 rows,
+              32 buckets, max_distance 128, eps 1e-6 (convert --t5's defaults)
+    t5_caption.safetensors      BF16, a T5EncoderModel file (shared.weight + the encoder)
+    t5_caption_config.json      its config.json
+    t5_caption_ref.safetensors  F32, metadata as above plus "tokenizer" (the path, relative to the
+                                repository), "tokenizer_sha256", "max_len" (12), "n_captions",
+                                "captions" (a JSON list, for reading) and "caption_<k>" (the UTF-8
+                                bytes in hex, for shell tests); tensors per caption k:
+        ids_<k>   (L_k,)      the ids of gen_golden_spm.Reference (the plain-Python HF pipeline) for
+                              the caption at max_len: pieces, EOS 1 last, truncated to max_len with
+                              EOS kept; no padding. Caption 2 is longer than max_len.
+        out_<k>   (L_k, d)    last_hidden_state of exactly those ids (one row, no mask)
+      Validation also encodes the captions with python3-sentencepiece (the model retrained as
+      gen_golden_spm.py does) where it is installed.
+
 The weights are rounded to the coarsest storage type of the model's files before anything runs,
 so every file holds the same values; the reference runs in float64 on those values and rounds its
 outputs to float32 once.  Deterministic: single thread, fixed seeds; re-running writes
@@ -70,6 +88,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gen_golden_titok import save_safetensors, load_safetensors, DTYPES  # noqa: E402
 from gen_golden_nets import compare_dirs  # noqa: E402
+import gen_golden_spm  # noqa: E402  (its Reference is plain Python; sentencepiece is optional)
 from t5_ref import (T5Config, T5Encoder, init_weights, encoder_state_dict_shapes, seq2seq_extras,  # noqa: E402
                     relative_position_bucket)
 
@@ -226,10 +245,130 @@ def write_model(out_dir, name, spec, verbose=True):
               f"out_pad std {float(o.std()):.3f}, max |.| {float(o.abs().max()):.3f}")
 
 
+# ---- t5_caption: the encoder for build/encode_text, with captions tokenized by the spm golden ---
+
+SPM_DIR = os.path.join(ROOT, "tests", "golden", "spm")
+CAPTION_TOKENIZER = "tests/golden/spm/tokenizer.json"   # relative to ROOT
+CAPTION = dict(name="t5_caption",
+               cfg=T5Config(vocab=384, d_model=32, d_kv=16, heads=2, d_ff=48, layers=2,
+                            num_buckets=32, max_distance=128, gated=1, gelu_tanh=1, eps=1e-6),
+               seed=7001, st="BF16", max_len=12,
+               captions=["a photo of a cat on a mat",
+                         "2 dogs & 3.5 cats!",
+                         "a small red dog running on green grass with two large blue birds near a "
+                         "car in New York"])
+
+
+def caption_tokenizer():
+    """(gen_golden_spm.Reference over the committed tokenizer.json, its sha256, its vocab size)."""
+    import hashlib
+    with open(os.path.join(ROOT, CAPTION_TOKENIZER), "rb") as f:
+        data = f.read()
+    cfg = json.loads(data.decode("utf-8"), parse_float=gen_golden_spm.serde_f64)
+    return gen_golden_spm.Reference(cfg), hashlib.sha256(data).hexdigest(), len(cfg["model"]["vocab"])
+
+
+def caption_reference(model, ref_tok):
+    """[(ids LongTensor (L,), n_full, out (L, d) float32)] per caption."""
+    out = []
+    with torch.no_grad():
+        for text in CAPTION["captions"]:
+            ids, n_full = ref_tok.encode(text, CAPTION["max_len"])
+            t = torch.tensor(ids, dtype=torch.long)
+            out.append((t, n_full, model(t[None])[0].float()))
+    return out
+
+
+def write_caption(out_dir, verbose=True):
+    name, cfg = CAPTION["name"], CAPTION["cfg"]
+    model = make_model(cfg, CAPTION["seed"], CAPTION["st"])
+    sd = model.state_dict_hf()
+    st = sorted(((n, t.float()) for n, t in sd.items()), key=lambda nt: nt[0])
+    save_safetensors(os.path.join(out_dir, name + ".safetensors"),
+                     [(n, t.to(DTYPES[CAPTION["st"]])) for n, t in st], {"format": "pt"})
+    c = hf_config(cfg, name)
+    c["architectures"] = ["T5EncoderModel"]
+    write_json(os.path.join(out_dir, name + "_config.json"), c)
+
+    ref_tok, sha, _ = caption_tokenizer()
+    tensors = []
+    for k, (ids, _, o) in enumerate(caption_reference(model, ref_tok)):
+        tensors += [(f"ids_{k}", ids.float()), (f"out_{k}", o)]
+    meta = cfg.to_meta()
+    meta.update({"textok.model": "t5", "model": name, "seed": str(CAPTION["seed"]), "precision": "float64",
+                 "regenerate": REGENERATE, "tokenizer": CAPTION_TOKENIZER, "tokenizer_sha256": sha,
+                 "max_len": str(CAPTION["max_len"]), "n_captions": str(len(CAPTION["captions"])),
+                 "captions": json.dumps(CAPTION["captions"], ensure_ascii=True)})
+    for k, text in enumerate(CAPTION["captions"]):
+        meta[f"caption_{k}"] = text.encode("utf-8").hex()
+    save_safetensors(os.path.join(out_dir, name + "_ref.safetensors"), tensors, meta)
+    if verbose:
+        for k, (n, t) in enumerate(tensors[::2]):
+            print(f"{name}: caption {k}: {[int(i) for i in t.tolist()]}")
+
+
+def validate_caption(out_dir):
+    problems = []
+    name, cfg = CAPTION["name"], CAPTION["cfg"]
+    ref_tok, sha, n_vocab = caption_tokenizer()
+    if not n_vocab <= cfg.vocab < n_vocab + 128:
+        problems.append(f"{name}: vocab {cfg.vocab} does not cover the tokenizer's {n_vocab} ids tightly")
+    model = make_model(cfg, CAPTION["seed"], CAPTION["st"])
+    sd = model.state_dict_hf()
+    tensors, meta = load_safetensors(os.path.join(out_dir, name + ".safetensors"))
+    st = OrderedDict(tensors)
+    if meta != {"format": "pt"} or list(st.keys()) != sorted(st.keys()) or set(st) != set(sd):
+        problems.append(f"{name}.safetensors: metadata {meta}, tensor order or names")
+    for n, shape in encoder_state_dict_shapes(cfg):
+        t = st.get(n)
+        if t is None or tuple(t.shape) != shape or t.dtype != DTYPES[CAPTION["st"]] or \
+                not torch.equal(t.double(), sd[n]):
+            problems.append(f"{name}.safetensors: {n} missing, misshaped or unlike the seeded model")
+    rt, rmeta = load_safetensors(os.path.join(out_dir, name + "_ref.safetensors"))
+    ref = OrderedDict(rt)
+    for k, v in cfg.to_meta().items():
+        if rmeta.get(k) != v:
+            problems.append(f"{name}_ref: metadata {k} = {rmeta.get(k)!r}, expected {v!r}")
+    caps = CAPTION["captions"]
+    if rmeta.get("textok.model") != "t5" or rmeta.get("tokenizer_sha256") != sha or \
+            rmeta.get("max_len") != str(CAPTION["max_len"]) or json.loads(rmeta.get("captions", "null")) != caps or \
+            any(bytes.fromhex(rmeta.get(f"caption_{k}", "")).decode("utf-8") != c for k, c in enumerate(caps)):
+        problems.append(f"{name}_ref: metadata (textok.model, tokenizer_sha256, max_len, captions)")
+    want = [f"{p}_{k}" for k in range(len(caps)) for p in ("ids", "out")]
+    if list(ref.keys()) != want:
+        problems.append(f"{name}_ref: tensors {list(ref.keys())}, expected {want}")
+    max_len = CAPTION["max_len"]
+    for k, (ids, n_full, o) in enumerate(caption_reference(model, ref_tok)):
+        got_ids, got_out = ref.get(f"ids_{k}"), ref.get(f"out_{k}")
+        if got_ids is None or got_out is None or not torch.equal(got_ids, ids.float()) or \
+                got_out.dtype != torch.float32 or not torch.equal(got_out, o):
+            problems.append(f"{name}_ref: caption {k} differs from a fresh run")
+            continue
+        L = len(ids)
+        if int(ids[-1]) != 1 or int(ids.max()) >= n_vocab or (1 in ids[:-1].tolist()) or 2 in ids.tolist():
+            problems.append(f"{name}: caption {k} ids {ids.tolist()}: not pieces + EOS 1 (or an UNK)")
+        truncated = n_full > max_len
+        if truncated != (k == len(caps) - 1) or L != min(n_full, max_len) or L < 6:
+            problems.append(f"{name}: caption {k}: {L} of {n_full} tokens at max_len {max_len}; "
+                            "only the last caption is to be truncated")
+        if not (0.3 < float(o.std()) < 3.0 and float(o.abs().max()) < 20.0):
+            problems.append(f"{name}: caption {k} output scale std {float(o.std()):.3g}")
+        if gen_golden_spm.spm is not None:   # the same ids from sentencepiece itself
+            if k == 0:
+                sp = gen_golden_spm.spm.SentencePieceProcessor(model_proto=gen_golden_spm.train())
+            sp_ids = sp.encode(caps[k])[:max_len - 1] + [1]
+            if sp_ids != ids.tolist():
+                problems.append(f"{name}: caption {k}: sentencepiece gives {sp_ids}, the reference {ids.tolist()}")
+    print(f"{name}: files ok, reference reproduces, {len(caps)} captions, ids "
+          f"{'= sentencepiece' if gen_golden_spm.spm is not None else 'not cross-checked (no sentencepiece)'}")
+    return problems
+
+
 def generate(out_dir, verbose=True):
     os.makedirs(out_dir, exist_ok=True)
     for name, spec in MODELS.items():
         write_model(out_dir, name, spec, verbose)
+    write_caption(out_dir, verbose)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -339,6 +478,7 @@ def validate(out_dir):
             problems.append(f"{name}: L = {Lp} uses buckets {sorted(used)}, not all {cfg.num_buckets} but one")
         print(f"{name}: files ok, reference reproduces, |padded - unpadded| {worst:.1e}, "
               f"buckets used {len(used)} (all {cfg.num_buckets} but +0)")
+    problems += validate_caption(out_dir)
     total = sum(os.path.getsize(os.path.join(out_dir, f)) for f in os.listdir(out_dir))
     print(f"{out_dir}: {len(os.listdir(out_dir))} files, {total:,} bytes")
     if total > 1000000:
