@@ -114,4 +114,62 @@ if "$B/convert" --t5 "$T/t5_gated.safetensors" "$TMP/t5_gated.st" >/dev/null 2>&
 else
   fail "convert --t5 t5_gated.safetensors" "failed"
 fi
+
+# ---- training TexTok from images + captions (a smoke test: the training math is tested in the
+# runner against PyTorch): 3 steps of textok_tiny with the converted t5_caption encoder
+if [ -x "$B/train_tokenizer" ] && [ -f "$W" ] && command -v python3 >/dev/null; then
+  mkdir -p "$TMP/imgs"
+  python3 - "$TMP/imgs" <<'PYEOF'
+import struct, sys, zlib
+def png(path, seed):
+    rows = bytearray()
+    for y in range(32):
+        rows.append(0)
+        for x in range(32):
+            rows += bytes(((x * 8 + seed * 40) % 256, (y * 8 + seed * 70) % 256, (x * y + seed * 13) % 256))
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 32, 32, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(bytes(rows))) + chunk(b"IEND", b""))
+for i in range(4):
+    png("%s/img%d.png" % (sys.argv[1], i), i)
+PYEOF
+  printf 'img0.png\ta photo of a cat on a mat\nimg1.png\ta red dog\nimg2.png\ttwo cats\nimg3.png\ta mat\n' >"$TMP/caps.tsv"
+  TR=(--images "$TMP/imgs" --steps 3 --batch 2 --model textok_tiny,text_len=12 --captions "$TMP/caps.tsv"
+      --text-encoder "$W" --spm "$TOK" --grid-every 0 --log-every 1 --threads 1)
+  if "$B/train_tokenizer" "${TR[@]}" --out "$TMP/run" >"$TMP/out" 2>"$TMP/err" && [ -s "$TMP/run/model.safetensors" ]; then
+    pass "train_tokenizer trains TexTok from images + captions (3 steps)"
+    if head -c 8192 "$TMP/run/model.safetensors" | grep -qaF '"arch":"textok"' &&
+       head -c 8192 "$TMP/run/model.safetensors" | grep -qaF '"text_dim":"32"'; then
+      pass "the TexTok model file records arch textok and text_dim 32 (the encoder's width)"
+    else
+      fail "TexTok model metadata" "no arch=textok / text_dim=32 in the header"
+    fi
+    if "$B/encode_text" --text-encoder "$W" --spm "$TOK" --caption "a red dog" --out "$TMP/dog.npy" >/dev/null 2>&1 &&
+       "$B/reconstruct" --weights "$TMP/run/model.safetensors" --image "$TMP/imgs/img1.png" --text-emb "$TMP/dog.npy" \
+         --out "$TMP/rec.png" >"$TMP/out" 2>"$TMP/err"; then
+      pass "reconstruct runs the trained TexTok with encode_text's embeddings"
+    else
+      fail "reconstruct with the trained TexTok" "$(tail -n 1 "$TMP/err")"
+    fi
+    refuses "reconstruct: the trained TexTok without text" 2 "--text-emb" "$TMP/rec2.png" \
+      "$B/reconstruct" --weights "$TMP/run/model.safetensors" --image "$TMP/imgs/img1.png" --out "$TMP/rec2.png"
+  else
+    fail "train_tokenizer TexTok" "$(tail -n 1 "$TMP/err")"
+  fi
+  head -n 2 "$TMP/caps.tsv" >"$TMP/caps2.tsv"
+  refuses "train_tokenizer: images without captions need --text-dropout" 1 "--text-dropout" "" \
+    "$B/train_tokenizer" --images "$TMP/imgs" --steps 1 --batch 2 --model textok_tiny,text_len=12 --captions "$TMP/caps2.tsv" \
+    --text-encoder "$W" --spm "$TOK" --out "$TMP/run2"
+  if "$B/train_tokenizer" --images "$TMP/imgs" --steps 2 --batch 2 --model textok_tiny,text_len=12 --captions "$TMP/caps2.tsv" \
+       --text-encoder "$W" --spm "$TOK" --text-dropout 0.5 --grid-every 0 --out "$TMP/run3" >"$TMP/out" 2>"$TMP/err" &&
+     head -c 8192 "$TMP/run3/model.safetensors" | grep -qaF '"text_optional":"1"'; then
+    pass "train_tokenizer --text-dropout trains with uncaptioned images and records text_optional"
+  else
+    fail "train_tokenizer --text-dropout" "$(tail -n 1 "$TMP/err")"
+  fi
+  refuses "train_tokenizer: a TexTok model without --text-encoder" 2 "--text-encoder" "" \
+    "$B/train_tokenizer" --images "$TMP/imgs" --steps 1 --model textok_tiny --captions "$TMP/caps.tsv" --out "$TMP/run4"
+fi
 exit 0
