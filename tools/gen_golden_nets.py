@@ -334,16 +334,19 @@ def compare_dirs(a, b):
     return problems
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=OUT)
+def golden_main(doc, out_default, prefix, generate, validate):
+    """The command line every golden generator shares: write (or, with --check, regenerate into
+    a temp dir and compare bit for bit), then validate. generate(dir, verbose), validate(dir) ->
+    a list of problems. Returns the exit status."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--out", default=out_default)
     ap.add_argument("--check", action="store_true",
                     help="regenerate into a temp dir and compare bit for bit with --out, then validate")
     args = ap.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)   # tiny models: single thread, fixed reduction order
     problems = []
     if args.check:
-        tmp = tempfile.mkdtemp(prefix="textok_nets_")
+        tmp = tempfile.mkdtemp(prefix=prefix)
         try:
             generate(tmp, verbose=False)
             problems += compare_dirs(tmp, args.out)
@@ -358,6 +361,10 @@ def main():
         print("  " + p)
     print("FAILED" if problems else "ok")
     return 1 if problems else 0
+
+
+def main():
+    return golden_main(__doc__, OUT, "textok_nets_", generate, validate)
 
 
 if __name__ == "__main__":

@@ -73,13 +73,10 @@ so every file holds the same values; the reference runs in float64 on those valu
 outputs to float32 once.  Deterministic: single thread, fixed seeds; re-running writes
 byte-identical files.
 """
-import argparse
 import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 from collections import OrderedDict
 
 import numpy as np
@@ -87,7 +84,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gen_golden_titok import save_safetensors, load_safetensors, DTYPES  # noqa: E402
-from gen_golden_nets import compare_dirs  # noqa: E402
+from gen_golden_nets import golden_main  # noqa: E402
 import gen_golden_spm  # noqa: E402  (its Reference is plain Python; sentencepiece is optional)
 from t5_ref import (T5Config, T5Encoder, init_weights, encoder_state_dict_shapes, seq2seq_extras,  # noqa: E402
                     relative_position_bucket)
@@ -487,29 +484,7 @@ def validate(out_dir):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=OUT)
-    ap.add_argument("--check", action="store_true",
-                    help="regenerate into a temp dir and compare bit for bit with --out, then validate")
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    problems = []
-    if args.check:
-        tmp = tempfile.mkdtemp(prefix="textok_t5_")
-        try:
-            generate(tmp, verbose=False)
-            problems += compare_dirs(tmp, args.out)
-        finally:
-            shutil.rmtree(tmp)
-        if not problems:
-            print(f"{args.out}: bit-identical to a fresh regeneration")
-    else:
-        generate(args.out)
-    problems += validate(args.out)
-    for p in problems:
-        print("  " + p)
-    print("FAILED" if problems else "ok")
-    return 1 if problems else 0
+    return golden_main(__doc__, OUT, "textok_t5_", generate, validate)
 
 
 if __name__ == "__main__":

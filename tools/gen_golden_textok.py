@@ -59,19 +59,16 @@ state_dict is the non-legacy TiTok one plus the three TA-TiTok tensors at the do
 
 Deterministic (single thread, fixed seeds): re-running writes byte-identical files.
 """
-import argparse
 import copy
 import os
-import shutil
 import sys
-import tempfile
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gen_golden_titok import (load_images, save_safetensors, load_safetensors, state_dict_as,  # noqa: E402
                               DTYPES, COARSE)
-from gen_golden_nets import compare_dirs  # noqa: E402
+from gen_golden_nets import golden_main  # noqa: E402
 from textok_ref import TextTok, TextTokConfig, textok_config, init_weights, count_params  # noqa: E402
 import titok_ref  # noqa: E402
 
@@ -486,29 +483,7 @@ def validate(out_dir):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=OUT)
-    ap.add_argument("--check", action="store_true",
-                    help="regenerate into a temp dir and compare bit for bit with --out, then validate")
-    args = ap.parse_args()
-    torch.set_num_threads(1)   # tiny models: single thread, fully deterministic reductions
-    problems = []
-    if args.check:
-        tmp = tempfile.mkdtemp(prefix="textok_textok_")
-        try:
-            generate(tmp, verbose=False)
-            problems += compare_dirs(tmp, args.out)
-        finally:
-            shutil.rmtree(tmp)
-        if not problems:
-            print(f"{args.out}: bit-identical to a fresh regeneration")
-    else:
-        generate(args.out)
-    problems += validate(args.out)
-    for p in problems:
-        print("  " + p)
-    print("FAILED" if problems else "ok")
-    return 1 if problems else 0
+    return golden_main(__doc__, OUT, "textok_textok_", generate, validate)
 
 
 if __name__ == "__main__":
