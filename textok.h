@@ -982,6 +982,217 @@ TEXTOKDEF int  textok_trainer_load(textok_trainer *t, const char *path);
    textok_titok_load reads. */
 TEXTOKDEF int  textok_trainer_save_model(textok_trainer *t, const char *path, int ema);
 
+/* ---------------------------------------------------------------------------------------------
+   Generators (architecture.md 4 and 7; textok-paper.md 1.4): DiT with Gaussian diffusion over
+   continuous latents - SD-VAE latents (B,4,S,S) as the official DiT, or a 1D tokenizer's tokens
+   (B,C,1,K) as TexTok - and MaskGIT over a VQ tokenizer's ids (TiTok). Both: forward AND
+   backward, a trainer (textok_gen_trainer) and sampling. Tensor names in textok-layout files are
+   the official ones (DiT models.py; TiTok's ImageBert / UViTBert), so tools/convert only checks
+   shapes and adds the config as metadata. */
+
+/* ----- DiT ----------------------------------------------------------------------------------- */
+typedef struct textok_dit_config {
+    int   in_channels;     /* C: 4 (SD-VAE latents) or the tokenizer's token_size */
+    int   input_size;      /* 2D: latent side S (32 for 256 images, 64 for 512); 1D: tokens N (= K) */
+    int   seq_1d;          /* 0: x is (B,C,S,S), patchified p x p, 2D sin-cos positions;
+                              1: x is (B,C,1,N), one DiT token per position (patch 1), 1D sin-cos */
+    int   patch_size;      /* p: 2, 4 or 8 (2D); must be 1 when seq_1d */
+    int   hidden, depth, heads;   /* D, blocks, heads (head_dim = D / heads) */
+    int   mlp_hidden;      /* 4 D */
+    int   num_classes;     /* class-conditional: 1000 (the label table has num_classes + 1 rows,
+                              the last one is the null class); 0 for DiT-T2I or unconditional */
+    int   learn_sigma;     /* 1: the output has 2C channels, eps then v (LEARNED_RANGE variance) */
+    int   text_dim;        /* DiT-T2I: width of the caption embeddings (T5 d_model); 0 = no text */
+    int   text_len;        /* DiT-T2I: caption rows the model holds a null caption for (max L) */
+    int   guide_channels;  /* CFG guides output channels [0, guide_channels): 3 for the official
+                              DiT-XL/2 (its quirk, architecture.md 7.3), in_channels for ours */
+    float latent_scale;    /* x0 = latent * latent_scale (0.18215 for SD-VAE, 1 for tokens); the
+                              samplers return x0 / latent_scale */
+} textok_dit_config;
+
+/* Fills cfg for an official size "XL/2", "XL/4", "XL/8", "L/2", ..., "S/8" over 2D SD-VAE
+   latents of an image_size x image_size image (256 or 512: input_size image_size/8, 4 channels,
+   1000 classes, learn_sigma, guide_channels 3, latent_scale 0.18215). For 1D tokens set seq_1d,
+   patch_size 1, in_channels, input_size and guide_channels = in_channels afterwards. */
+TEXTOKDEF int  textok_dit_preset(textok_dit_config *cfg, const char *name, int image_size);
+TEXTOKDEF int  textok_dit_config_check(const textok_dit_config *cfg);
+TEXTOKDEF int  textok_dit_config_from_meta(textok_dit_config *cfg, const textok_safetensors *st);
+TEXTOKDEF int  textok_dit_config_to_meta(const textok_dit_config *cfg, const char **kv, int max_pairs,
+                                         char *buf, size_t buf_size);
+TEXTOKDEF int  textok_dit_tensor_specs(const textok_dit_config *cfg, textok_tensor_spec *specs, int max_specs);
+
+typedef struct textok_dit textok_dit;   /* opaque */
+TEXTOKDEF int  textok_dit_load(textok_dit **out, const char *path, const textok_params *p);
+TEXTOKDEF int  textok_dit_load_st(textok_dit **out, const textok_safetensors *st, const textok_dit_config *cfg,
+                                  const textok_params *p);
+/* fresh weights as DiT's initialize_weights (xavier, N(0, 0.02) tables, adaLN-Zero zeros) */
+TEXTOKDEF int  textok_dit_create(textok_dit **out, const textok_dit_config *cfg, const textok_params *p,
+                                 uint64_t seed);
+TEXTOKDEF int  textok_dit_save(const textok_dit *m, const char *path);   /* textok layout, F32 */
+TEXTOKDEF void textok_dit_free(textok_dit *m);
+TEXTOKDEF const textok_dit_config *textok_dit_get_config(const textok_dit *m);
+TEXTOKDEF size_t textok_dit_num_params(const textok_dit *m);
+
+/* The network: x (B,C,S,S) or (B,C,1,N) noisy input, t (B) integer timesteps in [0, 1000),
+   y (B) class ids in [0, num_classes] (num_classes = the null class) for class-conditional
+   models (NULL otherwise), text (B rows) for DiT-T2I (NULL otherwise; a row whose mask is all 0
+   is the null caption). out (B, C or 2C, ...) as DiT.forward. Host memory. */
+TEXTOKDEF int  textok_dit_forward(textok_dit *m, const float *x, const int32_t *t, const int32_t *y,
+                                  const textok_text *text, int B, float *out);
+/* forward_with_cfg: conditional and null passes on the same x, guided = u + s (c - u) on output
+   channels [0, guide_channels); the rest (eps channels past guide_channels and all variance
+   channels) are the conditional pass's own. out (B, C or 2C, ...). scale must be finite. */
+TEXTOKDEF int  textok_dit_forward_cfg(textok_dit *m, const float *x, const int32_t *t, const int32_t *y,
+                                      const textok_text *text, int B, float scale, float *out);
+
+/* ----- Gaussian diffusion (DiT diffusion/gaussian_diffusion.py): linear betas, float64 tables --------------- */
+typedef struct textok_diffusion textok_diffusion;   /* opaque; immutable once made */
+/* train_steps: 1000. respacing: NULL or "" (all steps), "250" (space_timesteps' rounded
+   stride), "ddim50" (exact integer stride). */
+TEXTOKDEF int  textok_diffusion_create(textok_diffusion **out, int train_steps, const char *respacing);
+TEXTOKDEF void textok_diffusion_free(textok_diffusion *d);
+TEXTOKDEF int  textok_diffusion_num_steps(const textok_diffusion *d);       /* spaced steps */
+TEXTOKDEF int  textok_diffusion_timestep(const textok_diffusion *d, int i); /* original t of index i */
+/* x_t = sqrt(acp_t) x0 + sqrt(1 - acp_t) noise; x0, noise, xt (B, n); t (B) original steps */
+TEXTOKDEF int  textok_diffusion_q_sample(const textok_diffusion *d, const float *x0, const float *noise,
+                                         const int32_t *t, int B, size_t n, float *xt);
+/* The training loss of one batch given the model output on x_t (training_losses): mse =
+   mean over the batch of mean_flat((eps - eps^)^2); vb (learn_sigma) = mean over the batch of
+   the variational bound term in bits with eps^ detached. dout (B, 2C or C, ...) receives
+   d(mse + vb)/d model_out (overwritten), or NULL. Host memory; C channels of HW values each. */
+TEXTOKDEF int  textok_diffusion_loss(const textok_diffusion *d, const float *x0, const float *noise,
+                                     const int32_t *t, const float *model_out, int B, int C, int HW,
+                                     int learn_sigma, double *mse, double *vb, float *dout);
+/* One reverse step at spaced index i (from num_steps-1 down to 0): DDPM p_sample (noise (B,C,HW)
+   N(0,1), unused at i = 0) or DDIM (eta; noise used when eta > 0). model_out as above. */
+TEXTOKDEF int  textok_diffusion_p_step(const textok_diffusion *d, int i, const float *xt, const float *model_out,
+                                       const float *noise, int B, int C, int HW, int learn_sigma, float *x_prev);
+TEXTOKDEF int  textok_diffusion_ddim_step(const textok_diffusion *d, int i, const float *xt,
+                                          const float *model_out, const float *noise, float eta, int B, int C,
+                                          int HW, int learn_sigma, float *x_prev);
+
+/* Called after each sampling step (step done, of total); nonzero return cancels the run
+   (the call then fails with TEXTOK_ERR_ARG "cancelled"). */
+typedef int (*textok_progress_fn)(int step, int total, void *user);
+
+typedef struct textok_dit_sample_config {
+    int   steps;           /* 250 */
+    int   ddim;            /* 0: DDPM (respacing "steps"), 1: DDIM (respacing "ddimN") */
+    float eta;             /* DDIM eta, 0 */
+    float cfg_scale;       /* 1 = no guidance (one pass); sample.py 4.0, sample_ddp.py 1.5 */
+    textok_progress_fn progress; void *progress_user;
+} textok_dit_sample_config;
+TEXTOKDEF textok_dit_sample_config textok_dit_sample_default(void);   /* 250, DDPM, cfg 4.0 */
+/* Samples B latents: z ~ N(0,1) from rng (B,C,...) in one draw, then per step one draw of
+   noise; returns x0 / latent_scale (B,C,...). y / text as textok_dit_forward (y in [0,
+   num_classes)). Deterministic for a seed at any thread count. */
+TEXTOKDEF int  textok_dit_generate(textok_dit *m, const textok_dit_sample_config *sc, const int32_t *y,
+                                   const textok_text *text, int B, textok_rng *rng, float *out);
+
+/* ----- MaskGIT (TiTok's generators) ---------------------------------------------------------- */
+enum { TEXTOK_MASKGIT_BERT = 0, TEXTOK_MASKGIT_UVIT = 1 };
+typedef struct textok_maskgit_config {
+    int arch;              /* TEXTOK_MASKGIT_BERT (ImageBert, "ViT": L-32, B-64) or _UVIT (S-128) */
+    int codebook_size;     /* V: 4096, the tokenizer's; mask id = V */
+    int num_classes;       /* 1000; class c is id V+1+c, the null class V+1+num_classes */
+    int seq_len;           /* L: the tokenizer's K (32, 64, 128) */
+    int hidden, depth, heads, mlp_hidden;   /* 768, 24, 16, 3072 (BERT); 1024, 20, 16, 4096 (UViT:
+                                               depth/2 in-blocks, a mid-block, depth/2 out-blocks) */
+} textok_maskgit_config;
+TEXTOKDEF int  textok_maskgit_preset(textok_maskgit_config *cfg, const char *name);   /* "L-32", "B-64", "S-128" */
+TEXTOKDEF int  textok_maskgit_config_check(const textok_maskgit_config *cfg);
+TEXTOKDEF int  textok_maskgit_config_from_meta(textok_maskgit_config *cfg, const textok_safetensors *st);
+TEXTOKDEF int  textok_maskgit_config_to_meta(const textok_maskgit_config *cfg, const char **kv, int max_pairs,
+                                             char *buf, size_t buf_size);
+TEXTOKDEF int  textok_maskgit_tensor_specs(const textok_maskgit_config *cfg, textok_tensor_spec *specs, int max_specs);
+
+typedef struct textok_maskgit textok_maskgit;   /* opaque */
+TEXTOKDEF int  textok_maskgit_load(textok_maskgit **out, const char *path, const textok_params *p);
+TEXTOKDEF int  textok_maskgit_load_st(textok_maskgit **out, const textok_safetensors *st,
+                                      const textok_maskgit_config *cfg, const textok_params *p);
+TEXTOKDEF int  textok_maskgit_create(textok_maskgit **out, const textok_maskgit_config *cfg, const textok_params *p,
+                                     uint64_t seed);
+TEXTOKDEF int  textok_maskgit_save(const textok_maskgit *m, const char *path);
+TEXTOKDEF void textok_maskgit_free(textok_maskgit *m);
+TEXTOKDEF const textok_maskgit_config *textok_maskgit_get_config(const textok_maskgit *m);
+TEXTOKDEF size_t textok_maskgit_num_params(const textok_maskgit *m);
+
+/* logits (B, L, V) for ids (B, L) in [0, V] (V = masked) and classes (B) in [0, num_classes]
+   (num_classes = dropped / unconditional). Host memory. */
+TEXTOKDEF int  textok_maskgit_forward(textok_maskgit *m, const int32_t *ids, const int32_t *classes, int B,
+                                      float *logits);
+
+enum { TEXTOK_GUIDANCE_CONSTANT = 0, TEXTOK_GUIDANCE_LINEAR = 1, TEXTOK_GUIDANCE_POWER_COSINE = 2 };
+typedef struct textok_maskgit_sample_config {
+    int   steps;                 /* T: 8 (L-32, B-64), 64 (S-128) */
+    float guidance_scale;        /* g: 4.5, 3.0, 6.9 */
+    int   guidance_decay;        /* TEXTOK_GUIDANCE_*: linear (L-32, B-64), power-cosine (S-128) */
+    float guidance_pow;          /* power-cosine exponent, 3.0 */
+    float temperature;           /* randomize_temperature tau: 9.5, 11.0, 2.8 */
+    int   temperature_annealing; /* softmax_temperature_annealing, 1 in the published settings */
+    textok_progress_fn progress; void *progress_user;
+} textok_maskgit_sample_config;
+/* The published settings (configs/infer/TiTok) for "L-32", "B-64", "S-128", or "demo" (the
+   README demo: T 8, g 4.5 constant, tau 1, no annealing). */
+TEXTOKDEF int  textok_maskgit_sample_preset(textok_maskgit_sample_config *sc, const char *name);
+/* The whole loop of ImageBert.generate: ids (B, L) out, classes (B) in [0, num_classes). Each step
+   draws B*L*V then B*L uniforms from rng (in that order) for the two Gumbel noises. */
+TEXTOKDEF int  textok_maskgit_generate(textok_maskgit *m, const textok_maskgit_sample_config *sc,
+                                       const int32_t *classes, int B, textok_rng *rng, int32_t *ids);
+/* One step s of that loop with given uniforms u1 (B, L, V) and u2 (B, L): ids (B, L) updated in
+   place. For goldens and for callers with their own noise. */
+TEXTOKDEF int  textok_maskgit_sample_step(textok_maskgit *m, const textok_maskgit_sample_config *sc, int s,
+                                          int32_t *ids, const int32_t *classes, int B, const float *u1,
+                                          const float *u2);
+
+/* ----- training a generator ------------------------------------------------------------------ */
+enum { TEXTOK_MASK_ARCCOS = 0, TEXTOK_MASK_COSINE = 1, TEXTOK_MASK_LINEAR = 2 };
+typedef struct textok_gen_train_config {
+    int    batch;              /* sequences per step (the model's max_batch is not involved) */
+    double lr, end_lr;         /* peak and final learning rate */
+    int    warmup_steps, total_steps;   /* linear warmup from 0, then cosine to end_lr */
+    double beta1, beta2, eps, weight_decay;   /* AdamW (decay only where the name rule allows) */
+    float  grad_clip;          /* global-norm clip, 0 = off */
+    double ema_decay;          /* weight EMA, 0 = none */
+    float  cond_dropout;       /* class / caption dropout for classifier-free guidance, 0.1 */
+    /* MaskGIT */
+    int    mask_schedule;      /* TEXTOK_MASK_ARCCOS (official), _COSINE, _LINEAR */
+    float  label_smoothing;    /* 0.1 */
+    float  unmasked_weight;    /* loss weight of unmasked tokens, 0.1 */
+} textok_gen_train_config;
+/* "dit" (train.py: AdamW lr 1e-4, wd 0, constant, EMA 0.9999, dropout 0.1), "maskgit"
+   (maskgit.yaml: lr 2e-4, betas 0.9/0.96, wd 0.03, warmup 10k, cosine, 500k), "tiny" (tests,
+   demos: lr 1e-3, short warmup, no weight decay). */
+TEXTOKDEF int  textok_gen_train_preset(textok_gen_train_config *tc, const char *name);
+TEXTOKDEF int  textok_gen_train_config_check(const textok_gen_train_config *tc);
+
+typedef struct textok_gen_train_stats {
+    int    step;
+    double loss;               /* what was differentiated */
+    double mse, vb;            /* DiT: the eps MSE and the variational term (bits) */
+    double ce, accuracy;       /* MaskGIT: weighted CE, argmax accuracy on masked tokens */
+    double grad_norm, lr;      /* grad norm before clipping */
+} textok_gen_train_stats;
+
+typedef struct textok_gen_trainer textok_gen_trainer;
+/* One of dit / maskgit (the other NULL), borrowed and updated in place. seed seeds the
+   trainer's RNG (timesteps, noise, masks, dropout; textok_gen_trainer_rng). */
+TEXTOKDEF int  textok_gen_trainer_create(textok_gen_trainer **out, textok_dit *dit, textok_maskgit *maskgit,
+                                         const textok_gen_train_config *tc, uint64_t seed);
+TEXTOKDEF void textok_gen_trainer_free(textok_gen_trainer *t);
+/* One step on tc->batch examples, host memory: DiT - latents (B,C,...) (scaled by latent_scale
+   inside) and y (B) classes or text; MaskGIT - tokens (B,L) ids < V and y (B) classes. */
+TEXTOKDEF int  textok_gen_trainer_step(textok_gen_trainer *t, const float *latents, const int32_t *tokens,
+                                       const int32_t *y, const textok_text *text, textok_gen_train_stats *stats);
+TEXTOKDEF int  textok_gen_trainer_steps_done(const textok_gen_trainer *t);
+TEXTOKDEF textok_rng *textok_gen_trainer_rng(textok_gen_trainer *t);
+/* "param.<name>", "grad.<name>", "ema.<name>", "adam_m.<name>", "adam_v.<name>" */
+TEXTOKDEF int  textok_gen_trainer_get(textok_gen_trainer *t, const char *name, float *out, size_t n);
+TEXTOKDEF int  textok_gen_trainer_set(textok_gen_trainer *t, const char *name, const float *in, size_t n);
+TEXTOKDEF int  textok_gen_trainer_save(textok_gen_trainer *t, const char *path);   /* resumes bit for bit */
+TEXTOKDEF int  textok_gen_trainer_load(textok_gen_trainer *t, const char *path);
+TEXTOKDEF int  textok_gen_trainer_save_model(textok_gen_trainer *t, const char *path, int ema);
+
 #ifdef __cplusplus
 }
 #endif
@@ -11091,6 +11302,11 @@ done:
 #undef TEXTOK__TRY
 
 
+/* ---- (section 14/15 DiT and diffusion go here) ---- */
+
+/* ---- (section 16 MaskGIT goes here) ---- */
+
+/* ---- (section 17 generator training goes here) ---- */
 
 #endif /* TEXTOK_IMPLEMENTATION_DONE */
 #endif /* TEXTOK_IMPLEMENTATION */
