@@ -11613,7 +11613,1476 @@ done:
 #undef TEXTOK__TRY
 
 
-/* ---- (section 14/15 DiT and diffusion go here) ---- */
+/* ---------------------------------------------------------------------------------------------
+   14. DiT (architecture.md 7.1; textok-paper.md 1.4): the official DiT over 2D SD-VAE latents, the
+   same network over 1D token sequences (TexTok's K x d tokens: patch 1, 1D sin-cos positions),
+   and DiT-T2I (our design, the paper leaves it open): PixArt-alpha style cross-attention to the
+   caption in every block.
+
+   Forward (x (B,C,S,S) or (B,C,1,N), t (B) original timesteps, y (B) classes, text):
+     1. x_embedder.proj: a stride-p conv (D, C, p, p) -> tokens (B, T, D), token = row*(S/p) + col
+        (1D: p = 1 on a (C, 1, N) "image": the same conv, a per-token Linear (D, C, 1, 1));
+        plus pos_embed (1, T, D), fixed sin-cos, stored in the file (computed at create):
+        2D [sin(col w), cos(col w), sin(row w), cos(row w)], w_k = 10000^(-k/(D/4)) (the column
+        first: MAE's meshgrid(w, h)); 1D [sin(n w), cos(n w)], w_k = 10000^(-k/(D/2)).
+     2. c = t_embedder.mlp(features(t)) (+ y_embedder.embedding_table[y] when num_classes > 0);
+        features = [cos(t f), sin(t f)], f_k = exp(-ln(10000) k / 128), k < 128, float32 as the
+        official code (the COSINE first, unlike the positions: pitfall 14). Row num_classes of
+        the label table is the null class (CFG).
+     3. depth blocks of section 8's generic block (adaLN-Zero, LayerNorm without affine eps 1e-6,
+        tanh GELU, timm's fused qkv with rows [q; k; v]); DiT-T2I adds after the self-attention
+        x += cross_attn.proj(attention(q_linear(x), kv_linear(ctx) [k; v], key mask)), where
+        ctx = y_embedder.y_proj.fc2(GELU_tanh(y_proj.fc1(text))) (B, L, D) and the key mask is the
+        caption's padding mask. The null caption (CFG, caption dropout) has every key masked: the
+        attention then outputs 0 (section 5's convention), so it adds cross_attn.proj.bias only
+        and needs no extra parameters. A T2I model has no label table when num_classes = 0
+        (c = t_emb); a model may have both.
+     4. final_layer: (shift, scale) = adaLN_modulation.1(SiLU(c)) chunked; LN (no affine, 1e-6),
+        modulate, linear (p*p*Cout, D), unpatchify to (B, Cout, S, S) (1D: (B, Cout, 1, N)).
+   File (textok layout): the official state_dict names and order (architecture.md 7.2), so an
+   official DiT-XL/2 .pt converts by a shape check:
+      pos_embed (1,T,D); x_embedder.proj.{weight (D,C,p,p), bias}; t_embedder.mlp.{0,2}.{weight,bias};
+      [y_embedder.embedding_table.weight (num_classes+1, D)];
+      [y_embedder.y_proj.fc1.{weight (D,text_dim), bias}, y_embedder.y_proj.fc2.{weight (D,D), bias}];
+      blocks.{i}.attn.qkv.{weight (3D,D), bias}, blocks.{i}.attn.proj.*,
+      [blocks.{i}.cross_attn.q_linear.* (D,D), .kv_linear.* (2D,D), .proj.* (D,D)],
+      blocks.{i}.mlp.fc1.* (M,D), blocks.{i}.mlp.fc2.* (D,M), blocks.{i}.adaLN_modulation.1.* (6D,D);
+      final_layer.linear.* (p*p*Cout, D), final_layer.adaLN_modulation.1.* (2D, D);
+   __metadata__ "textok.model" = "dit" plus the config fields (decimal; latent_scale "%.9g").
+   pos_embed is not trained (requires_grad False upstream): backward leaves its gradient 0.
+
+   Memory: inference runs in chunks of max_batch rows over ONE block tape reused by every block
+   (activations do not grow with depth); forward_cfg runs the conditional and the null rows of
+   max_batch/2 examples in one pass (two passes of one row when max_batch is 1). Training
+   (textok__dit_train_*) keeps one tape per block for its own batch size. */
+
+/* The training hooks (textok__dit_train_*, _frozen, _save_params) are called by the generator
+   trainer (section 17); marked so that a build that does not reference one stays warning-free. */
+#if defined(__GNUC__) || defined(__clang__)
+#define TEXTOK__HOOK static __attribute__((unused))
+#else
+#define TEXTOK__HOOK static
+#endif
+
+typedef struct textok__dit_w {       /* the parameter pointers; the same walk binds params and grads */
+    float *pos, *xe_w, *xe_b, *t0_w, *t0_b, *t2_w, *t2_b, *ytab;
+    float *yp1_w, *yp1_b, *yp2_w, *yp2_b;      /* DiT-T2I caption projection */
+    textok__tblock *blocks;                    /* (depth), host */
+    float *fl_w, *fl_b, *fada_w, *fada_b;
+} textok__dit_w;
+
+/* one forward's activations: the inference arena (one residual buffer, one tape) and the training
+   tape (depth + 1 residual buffers, depth tapes) have the same fields */
+typedef struct textok__dit_acts {
+    float *xin;                      /* (B, C, H, W) the network input */
+    float *patch;                    /* (B, D, T) the patch conv's output */
+    float *tfeat;                    /* (B, 256) timestep features */
+    float *th, *ths;                 /* (B, D) t-MLP hidden before / after SiLU */
+    float *c, *csilu, *yemb;         /* (B, D) */
+    int32_t *ids;                    /* (B) class ids */
+    float *text;                     /* (B, L, text_dim) */
+    float *ctx1, *ctx1g, *ctx;       /* (B, L, D) fc1 output, after GELU, the context */
+    unsigned char *kmask;            /* (B, L) caption key mask */
+    float **xs;                      /* residual streams: xs[0] in inference; xs[0..depth] in training */
+    int n_xs;
+    textok__tb_tape *tapes;          /* 1 (inference) or depth (training) */
+    int n_tapes;
+    float *ln, *ln_mean, *ln_rstd;   /* (B, T, D), (B*T) x2: the final LayerNorm */
+    float *shift, *scale;            /* (B, D) */
+    float *mod;                      /* (B, T, D) modulated */
+    float *fin;                      /* (B, T, p*p*Cout) */
+    float *out;                      /* (B, Cout, H, W) */
+    float *work;                     /* attention and conv work */
+} textok__dit_acts;
+
+struct textok_dit {
+    textok_kernels k;                /* the table (copied at load) */
+    float *params;                   /* device block, n_params floats, walk order */
+    size_t n_params;
+    textok_tensor_spec *specs;       /* (n_tensors) host, walk order */
+    int n_tensors;
+    textok_dit_config cfg;
+    int max_batch;
+    int H, W, gh, gw, T, Cout, P;    /* input H x W (S x S or 1 x N), token grid, tokens, out channels, p*p*Cout */
+    textok__dit_w w;
+    textok__tblock *blocks_host;
+    textok__tb_tape tape;            /* the one inference tape */
+    float *xs0;
+    textok__dit_acts a;
+    float *arena;
+    size_t arena_floats;
+    /* host staging for one pass */
+    float *h_feat;                   /* (max_batch, 256) */
+    int32_t *h_y;                    /* (max_batch) */
+    int *h_row;                      /* (max_batch) the caller's row of each pass row (its text) */
+    unsigned char *h_null;           /* (max_batch) 1 = null condition (CFG's unconditional rows) */
+    unsigned char *h_mask;           /* (max_batch, text_len) */
+    void *host_block;
+};
+
+/* ----- configuration ------------------------------------------------------------------------ */
+TEXTOKDEF int textok_dit_config_check(const textok_dit_config *c)
+{
+#define TEXTOK__CHK(cond, ...) do { if (!(cond)) return textok__fail(TEXTOK_ERR_SHAPE, "DiT config: " __VA_ARGS__); } while (0)
+    if (!c) return textok__fail(TEXTOK_ERR_ARG, "textok_dit_config_check: NULL config");
+    TEXTOK__CHK(c->in_channels >= 1 && c->in_channels <= 4096, "in_channels %d not in [1, 4096]", c->in_channels);
+    TEXTOK__CHK(c->seq_1d == 0 || c->seq_1d == 1, "seq_1d %d is not 0 or 1", c->seq_1d);
+    TEXTOK__CHK(c->input_size >= 1 && c->input_size <= 65536, "input_size %d not in [1, 65536]", c->input_size);
+    if (c->seq_1d) {
+        TEXTOK__CHK(c->patch_size == 1, "patch_size %d must be 1 for a 1D token sequence (seq_1d)", c->patch_size);
+    } else {
+        TEXTOK__CHK(c->patch_size >= 1 && c->patch_size <= 64 && c->input_size % c->patch_size == 0,
+                    "patch_size %d must divide input_size %d", c->patch_size, c->input_size);
+        TEXTOK__CHK((int64_t)c->input_size * c->input_size <= 16777216, "input_size %d is too large for a 2D latent", c->input_size);
+    }
+    TEXTOK__CHK(c->hidden >= 4 && c->hidden <= 65536, "hidden %d not in [4, 65536]", c->hidden);
+    TEXTOK__CHK(c->hidden % (c->seq_1d ? 2 : 4) == 0, "hidden %d must be a multiple of %d for the %s sin-cos positions",
+                c->hidden, c->seq_1d ? 2 : 4, c->seq_1d ? "1D" : "2D");
+    TEXTOK__CHK(c->depth >= 0 && c->depth <= 1024, "depth %d not in [0, 1024]", c->depth);
+    TEXTOK__CHK(c->heads >= 1 && c->hidden % c->heads == 0, "heads %d must divide hidden %d", c->heads, c->hidden);
+    TEXTOK__CHK(c->mlp_hidden >= 1 && c->mlp_hidden <= 262144, "mlp_hidden %d not in [1, 262144]", c->mlp_hidden);
+    TEXTOK__CHK(c->num_classes >= 0 && c->num_classes <= (1 << 24), "num_classes %d not in [0, 2^24]", c->num_classes);
+    TEXTOK__CHK(c->learn_sigma == 0 || c->learn_sigma == 1, "learn_sigma %d is not 0 or 1", c->learn_sigma);
+    if (c->text_dim || c->text_len)
+        TEXTOK__CHK(c->text_dim >= 1 && c->text_dim <= 65536 && c->text_len >= 1 && c->text_len <= 65536,
+                    "text_dim %d and text_len %d must both be in [1, 65536] (DiT-T2I) or both 0", c->text_dim, c->text_len);
+    TEXTOK__CHK(c->guide_channels >= 1 && c->guide_channels <= c->in_channels,
+                "guide_channels %d not in [1, in_channels %d]", c->guide_channels, c->in_channels);
+    TEXTOK__CHK(c->latent_scale > 0.0f && c->latent_scale <= 1e6f, "latent_scale %g must be positive and finite", (double)c->latent_scale);
+#undef TEXTOK__CHK
+    return TEXTOK_OK;
+}
+
+TEXTOKDEF int textok_dit_preset(textok_dit_config *cfg, const char *name, int image_size)
+{
+    static const struct { const char *size; int depth, hidden, heads; } sizes[] = {
+        { "XL", 28, 1152, 16 }, { "L", 24, 1024, 16 }, { "B", 12, 768, 12 }, { "S", 12, 384, 6 }
+    };
+    const char *slash = name ? strchr(name, '/') : NULL;
+    int i, p;
+    if (!cfg || !name) return textok__fail(TEXTOK_ERR_ARG, "textok_dit_preset: NULL argument");
+    if (!slash || !textok__parse_int(slash + 1, &p) || (p != 2 && p != 4 && p != 8))
+        return textok__fail(TEXTOK_ERR_ARG, "textok_dit_preset: \"%.40s\" is not a DiT size: XL/2, XL/4, XL/8, L/2, ..., B/..., S/8", name);
+    for (i = 0; i < 4; i++)
+        if ((size_t)(slash - name) == strlen(sizes[i].size) && !strncmp(name, sizes[i].size, (size_t)(slash - name))) break;
+    if (i == 4) return textok__fail(TEXTOK_ERR_ARG, "textok_dit_preset: \"%.40s\" is not a DiT size: XL/2, XL/4, XL/8, L/2, ..., B/..., S/8", name);
+    if (image_size < 8 * p || image_size > 8192 || image_size % (8 * p) != 0)
+        return textok__fail(TEXTOK_ERR_ARG, "textok_dit_preset: image_size %d must be a multiple of %d (8 x patch %d; 256 or 512 for "
+                            "the published models)", image_size, 8 * p, p);
+    memset(cfg, 0, sizeof *cfg);
+    cfg->in_channels = 4; cfg->input_size = image_size / 8; cfg->seq_1d = 0; cfg->patch_size = p;
+    cfg->hidden = sizes[i].hidden; cfg->depth = sizes[i].depth; cfg->heads = sizes[i].heads; cfg->mlp_hidden = 4 * sizes[i].hidden;
+    cfg->num_classes = 1000; cfg->learn_sigma = 1; cfg->guide_channels = 3; cfg->latent_scale = 0.18215f;
+    return TEXTOK_OK;
+}
+
+typedef struct textok__dit_field { const char *key; size_t offset; } textok__dit_field;
+#define TEXTOK__DF(f) { #f, offsetof(textok_dit_config, f) }
+static const textok__dit_field textok__dit_fields[] = {
+    TEXTOK__DF(in_channels), TEXTOK__DF(input_size), TEXTOK__DF(seq_1d), TEXTOK__DF(patch_size), TEXTOK__DF(hidden),
+    TEXTOK__DF(depth), TEXTOK__DF(heads), TEXTOK__DF(mlp_hidden), TEXTOK__DF(num_classes), TEXTOK__DF(learn_sigma),
+    TEXTOK__DF(text_dim), TEXTOK__DF(text_len), TEXTOK__DF(guide_channels)
+};
+#undef TEXTOK__DF
+#define TEXTOK__DIT_N_FIELDS ((int)(sizeof textok__dit_fields / sizeof textok__dit_fields[0]))
+
+TEXTOKDEF int textok_dit_config_from_meta(textok_dit_config *cfg, const textok_safetensors *st)
+{
+    const char *v;
+    int i;
+    if (!cfg || !st) return textok__fail(TEXTOK_ERR_ARG, "textok_dit_config_from_meta: NULL argument");
+    memset(cfg, 0, sizeof *cfg);
+    v = textok_st_meta(st, "textok.model");
+    if (!v || strcmp(v, "dit") != 0)
+        return textok__fail(TEXTOK_ERR_FORMAT, "%s: not a textok-layout DiT file (__metadata__ 'textok.model' is %s%s%s, expected "
+                            "\"dit\"); convert official checkpoints with build/convert, or load them with textok_dit_load_st "
+                            "and an explicit config", st->path, v ? "\"" : "absent", v ? v : "", v ? "\"" : "");
+    for (i = 0; i < TEXTOK__DIT_N_FIELDS; i++) {
+        int *dst = (int *)((char *)cfg + textok__dit_fields[i].offset);
+        v = textok_st_meta(st, textok__dit_fields[i].key);
+        if (!v) return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ lacks '%s'", st->path, textok__dit_fields[i].key);
+        if (!textok__parse_int(v, dst))
+            return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ '%s' = \"%.40s\" is not a non-negative integer",
+                                st->path, textok__dit_fields[i].key, v);
+    }
+    v = textok_st_meta(st, "latent_scale");
+    if (!v) return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ lacks 'latent_scale'", st->path);
+    if (!textok__parse_float(v, &cfg->latent_scale))
+        return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ 'latent_scale' = \"%.40s\" is not a positive decimal number", st->path, v);
+    if (textok_dit_config_check(cfg) != TEXTOK_OK) return textok__fail_wrap(TEXTOK_ERR_SHAPE, st->path);
+    return TEXTOK_OK;
+}
+
+TEXTOKDEF int textok_dit_config_to_meta(const textok_dit_config *cfg, const char **kv, int max_pairs, char *buf, size_t buf_size)
+{
+    int n = 0, i;
+    size_t used = 0;
+#define TEXTOK__PUT(key, ...) do {                                                       \
+        int w_;                                                                          \
+        if (n >= max_pairs) return textok__fail(TEXTOK_ERR_ARG, "textok_dit_config_to_meta: more than %d pairs", max_pairs); \
+        w_ = snprintf(buf + used, buf_size - used, __VA_ARGS__);                          \
+        if (w_ < 0 || (size_t)w_ + 1 > buf_size - used)                                  \
+            return textok__fail(TEXTOK_ERR_ARG, "textok_dit_config_to_meta: buffer of %lu bytes too small", (unsigned long)buf_size); \
+        kv[2 * n] = (key); kv[2 * n + 1] = buf + used; used += (size_t)w_ + 1; n++;       \
+    } while (0)
+    if (!cfg || !kv || !buf) return textok__fail(TEXTOK_ERR_ARG, "textok_dit_config_to_meta: NULL argument");
+    TEXTOK__PUT("textok.model", "dit");
+    for (i = 0; i < TEXTOK__DIT_N_FIELDS; i++)
+        TEXTOK__PUT(textok__dit_fields[i].key, "%d", *(const int *)((const char *)cfg + textok__dit_fields[i].offset));
+    TEXTOK__PUT("latent_scale", "%.9g", (double)cfg->latent_scale);
+#undef TEXTOK__PUT
+    return n;
+}
+
+/* ----- the parameter walk (official state_dict order) ----------------------------------------- */
+static void textok__dit_walk(const textok_dit_config *c, textok__dit_w *m, textok__walk *w)
+{
+    const int64_t D = c->hidden, C = c->in_channels, p = c->patch_size, M = c->mlp_hidden;
+    const int64_t Co = c->learn_sigma ? 2 * C : C;
+    const int64_t T = c->seq_1d ? c->input_size : (int64_t)(c->input_size / c->patch_size) * (c->input_size / c->patch_size);
+    int i;
+#define TEXTOK__S(f) (m ? &m->f : (float **)NULL)
+    textok__wt(w, TEXTOK__S(pos), 3, 1, T, D, 0, "pos_embed");
+    textok__wt(w, TEXTOK__S(xe_w), 4, D, C, p, p, "x_embedder.proj.weight");
+    textok__wt(w, TEXTOK__S(xe_b), 1, D, 0, 0, 0, "x_embedder.proj.bias");
+    textok__wt(w, TEXTOK__S(t0_w), 2, D, 256, 0, 0, "t_embedder.mlp.0.weight");
+    textok__wt(w, TEXTOK__S(t0_b), 1, D, 0, 0, 0, "t_embedder.mlp.0.bias");
+    textok__wt(w, TEXTOK__S(t2_w), 2, D, D, 0, 0, "t_embedder.mlp.2.weight");
+    textok__wt(w, TEXTOK__S(t2_b), 1, D, 0, 0, 0, "t_embedder.mlp.2.bias");
+    if (c->num_classes > 0)
+        textok__wt(w, TEXTOK__S(ytab), 2, (int64_t)c->num_classes + 1, D, 0, 0, "y_embedder.embedding_table.weight");
+    if (c->text_dim > 0) {
+        textok__wt(w, TEXTOK__S(yp1_w), 2, D, c->text_dim, 0, 0, "y_embedder.y_proj.fc1.weight");
+        textok__wt(w, TEXTOK__S(yp1_b), 1, D, 0, 0, 0, "y_embedder.y_proj.fc1.bias");
+        textok__wt(w, TEXTOK__S(yp2_w), 2, D, D, 0, 0, "y_embedder.y_proj.fc2.weight");
+        textok__wt(w, TEXTOK__S(yp2_b), 1, D, 0, 0, 0, "y_embedder.y_proj.fc2.bias");
+    }
+    for (i = 0; i < c->depth; i++) {
+        textok__tblock *b = m ? &m->blocks[i] : NULL;
+#define TEXTOK__B(f) (b ? &b->f : (float **)NULL)
+        textok__wt(w, TEXTOK__B(q_w), 2, 3 * D, D, 0, 0, "blocks.%d.attn.qkv.weight", i);
+        textok__wt(w, TEXTOK__B(q_b), 1, 3 * D, 0, 0, 0, "blocks.%d.attn.qkv.bias", i);
+        textok__wt(w, TEXTOK__B(proj_w), 2, D, D, 0, 0, "blocks.%d.attn.proj.weight", i);
+        textok__wt(w, TEXTOK__B(proj_b), 1, D, 0, 0, 0, "blocks.%d.attn.proj.bias", i);
+        if (c->text_dim > 0) {
+            textok__wt(w, TEXTOK__B(ca_q_w), 2, D, D, 0, 0, "blocks.%d.cross_attn.q_linear.weight", i);
+            textok__wt(w, TEXTOK__B(ca_q_b), 1, D, 0, 0, 0, "blocks.%d.cross_attn.q_linear.bias", i);
+            textok__wt(w, TEXTOK__B(ca_k_w), 2, 2 * D, D, 0, 0, "blocks.%d.cross_attn.kv_linear.weight", i);
+            textok__wt(w, TEXTOK__B(ca_k_b), 1, 2 * D, 0, 0, 0, "blocks.%d.cross_attn.kv_linear.bias", i);
+            textok__wt(w, TEXTOK__B(ca_proj_w), 2, D, D, 0, 0, "blocks.%d.cross_attn.proj.weight", i);
+            textok__wt(w, TEXTOK__B(ca_proj_b), 1, D, 0, 0, 0, "blocks.%d.cross_attn.proj.bias", i);
+        }
+        textok__wt(w, TEXTOK__B(fc1_w), 2, M, D, 0, 0, "blocks.%d.mlp.fc1.weight", i);
+        textok__wt(w, TEXTOK__B(fc1_b), 1, M, 0, 0, 0, "blocks.%d.mlp.fc1.bias", i);
+        textok__wt(w, TEXTOK__B(fc2_w), 2, D, M, 0, 0, "blocks.%d.mlp.fc2.weight", i);
+        textok__wt(w, TEXTOK__B(fc2_b), 1, D, 0, 0, 0, "blocks.%d.mlp.fc2.bias", i);
+        textok__wt(w, TEXTOK__B(ada_w), 2, 6 * D, D, 0, 0, "blocks.%d.adaLN_modulation.1.weight", i);
+        textok__wt(w, TEXTOK__B(ada_b), 1, 6 * D, 0, 0, 0, "blocks.%d.adaLN_modulation.1.bias", i);
+#undef TEXTOK__B
+        if (b && w->base) {   /* the fused qkv / kv: k and v are row blocks of the same tensor */
+            b->k_w = b->q_w + D * D; b->v_w = b->q_w + 2 * D * D;
+            b->k_b = b->q_b + D;     b->v_b = b->q_b + 2 * D;
+            if (c->text_dim > 0) { b->ca_v_w = b->ca_k_w + D * D; b->ca_v_b = b->ca_k_b + D; }
+        }
+    }
+    textok__wt(w, TEXTOK__S(fl_w), 2, p * p * Co, D, 0, 0, "final_layer.linear.weight");
+    textok__wt(w, TEXTOK__S(fl_b), 1, p * p * Co, 0, 0, 0, "final_layer.linear.bias");
+    textok__wt(w, TEXTOK__S(fada_w), 2, 2 * D, D, 0, 0, "final_layer.adaLN_modulation.1.weight");
+    textok__wt(w, TEXTOK__S(fada_b), 1, 2 * D, 0, 0, 0, "final_layer.adaLN_modulation.1.bias");
+#undef TEXTOK__S
+}
+
+TEXTOKDEF int textok_dit_tensor_specs(const textok_dit_config *cfg, textok_tensor_spec *specs, int max_specs)
+{
+    textok__walk w;
+    int st;
+    if ((st = textok_dit_config_check(cfg)) != TEXTOK_OK) return st;
+    memset(&w, 0, sizeof w);
+    w.specs = specs;
+    w.max_specs = specs ? max_specs : 0;
+    textok__dit_walk(cfg, NULL, &w);
+    if (w.overflow) return textok__fail(TEXTOK_ERR_SHAPE, "DiT config: parameter count overflows size_t");
+    return w.n;
+}
+
+/* Binds w (its blocks array: cfg->depth entries, zeroed) to the block at base. */
+static void textok__dit_bind(const textok_dit_config *c, textok__dit_w *w, float *base)
+{
+    textok__walk wk;
+    textok__tblock *blocks = w->blocks;
+    memset(w, 0, sizeof *w);
+    w->blocks = blocks;
+    memset(blocks, 0, (size_t)c->depth * sizeof *blocks);
+    memset(&wk, 0, sizeof wk);
+    wk.base = base;
+    textok__dit_walk(c, w, &wk);
+}
+
+TEXTOK__HOOK int textok__dit_frozen(const char *name) { return name && strcmp(name, "pos_embed") == 0; }
+
+/* ----- fixed embeddings (host, computed in double as MAE's numpy code, then rounded) --------- */
+static void textok__dit_pos_embed(const textok_dit_config *c, int gh, int gw, float *pe)
+{
+    const int D = c->hidden;
+    int i, j, k;
+    if (c->seq_1d) {
+        const int q = D / 2;
+        for (j = 0; j < gw; j++)
+            for (k = 0; k < q; k++) {
+                double a = (double)j * (1.0 / pow(10000.0, (double)k / (D / 2.0)));
+                pe[(size_t)j * D + k] = (float)sin(a);
+                pe[(size_t)j * D + q + k] = (float)cos(a);
+            }
+        return;
+    }
+    {
+        const int q = D / 4;
+        for (i = 0; i < gh; i++)
+            for (j = 0; j < gw; j++) {
+                float *row = pe + ((size_t)i * gw + j) * D;
+                for (k = 0; k < q; k++) {
+                    double om = 1.0 / pow(10000.0, (double)k / (D / 4.0)), aj = (double)j * om, ai = (double)i * om;
+                    row[k] = (float)sin(aj); row[q + k] = (float)cos(aj);
+                    row[2 * q + k] = (float)sin(ai); row[3 * q + k] = (float)cos(ai);
+                }
+            }
+    }
+}
+
+/* [cos(t f), sin(t f)], f_k = exp(-ln(10000) k / 128) in float32 as the official code: the
+   product k * (float)-ln(10000), then / 128 (exact), then exp; args = (float)t * f. exp and
+   cos/sin run in double and round once (torch's float32 versions are within an ulp). */
+static void textok__dit_tfeat(float *dst, int32_t t)
+{
+    const float nl = (float)(-log(10000.0));
+    int k;
+    for (k = 0; k < 128; k++) {
+        float e = (float)k * nl;
+        float f = (float)exp((double)(e / 128.0f));
+        float a = (float)t * f;
+        dst[k] = (float)cos((double)a);
+        dst[128 + k] = (float)sin((double)a);
+    }
+}
+
+/* ----- the activations ------------------------------------------------------------------------ */
+static textok__tb_shape textok__dit_shape(const textok_dit *m, int B, int Tc)
+{
+    textok__tb_shape s;
+    memset(&s, 0, sizeof s);
+    s.B = B; s.T = m->T; s.D = m->cfg.hidden; s.H = m->cfg.heads; s.M = m->cfg.mlp_hidden;
+    s.Tc = m->cfg.text_dim > 0 ? Tc : 0;
+    s.eps = 1e-6f; s.post_norm = 0; s.gelu_tanh = 1;
+    s.has_skip = 0; s.has_cross = m->cfg.text_dim > 0; s.has_ada = 1;
+    return s;
+}
+
+static textok_conv2d_dims textok__dit_conv(const textok_dit *m, int B)
+{
+    textok_conv2d_dims cd;
+    cd.B = B; cd.C = m->cfg.in_channels; cd.H = m->H; cd.W = m->W; cd.OC = m->cfg.hidden;
+    cd.KH = cd.KW = cd.stride = m->cfg.patch_size; cd.pad = 0;
+    return cd;
+}
+
+/* Carves a's buffers for B rows; xs (n_xs) and tapes (n_tapes) are host arrays set by the caller. */
+static void textok__dit_carve(const textok_dit *m, textok__carve *a, textok__dit_acts *x, size_t B)
+{
+    const textok_dit_config *c = &m->cfg;
+    const size_t D = (size_t)c->hidden, T = (size_t)m->T, HW = (size_t)m->H * m->W, Lt = (size_t)c->text_len;
+    const textok__tb_shape sh = textok__dit_shape(m, (int)B, c->text_len);
+    const textok_conv2d_dims cd = textok__dit_conv(m, 1);
+    int *o = &a->overflow, l;
+    x->xin = textok__take(a, textok__mul3(B, (size_t)c->in_channels, HW, o));
+    x->patch = textok__take(a, textok__mul3(B, D, T, o));
+    x->tfeat = textok__take(a, B * 256);
+    x->th = textok__take(a, B * D); x->ths = textok__take(a, B * D);
+    x->c = textok__take(a, B * D); x->csilu = textok__take(a, B * D); x->yemb = textok__take(a, B * D);
+    x->ids = (int32_t *)(void *)textok__take(a, B);
+    if (c->text_dim > 0) {
+        x->text = textok__take(a, textok__mul3(B, Lt, (size_t)c->text_dim, o));
+        x->ctx1 = textok__take(a, textok__mul3(B, Lt, D, o));
+        x->ctx1g = textok__take(a, textok__mul3(B, Lt, D, o));
+        x->ctx = textok__take(a, textok__mul3(B, Lt, D, o));
+        x->kmask = (unsigned char *)(void *)textok__take(a, (B * Lt + 3) / 4);
+    }
+    for (l = 0; l < x->n_xs; l++) x->xs[l] = textok__take(a, textok__mul3(B, T, D, o));
+    for (l = 0; l < x->n_tapes; l++) textok__tb_tape_carve(a, &x->tapes[l], &sh);
+    x->ln = textok__take(a, textok__mul3(B, T, D, o));
+    x->ln_mean = textok__take(a, B * T); x->ln_rstd = textok__take(a, B * T);
+    x->shift = textok__take(a, B * D); x->scale = textok__take(a, B * D);
+    x->mod = textok__take(a, textok__mul3(B, T, D, o));
+    x->fin = textok__take(a, textok__mul3(B, T, (size_t)m->P, o));
+    x->out = textok__take(a, textok__mul3(B, (size_t)m->Cout, HW, o));
+    x->work = textok__take(a, textok__max2(textok__tb_work_floats(&sh), textok_conv2d_work_floats(&cd)));
+}
+
+/* ----- forward -------------------------------------------------------------------------------- */
+/* a->xin, tfeat, ids, text (B, L, text_dim) and kmask (B, L) on the device -> a->out. Inference
+   (one residual buffer, one tape) runs every block in place; training keeps each block's input. */
+static void textok__dit_forward_acts(const textok_dit *m, const textok__dit_w *w, textok__dit_acts *a, int B, int L)
+{
+    const textok_kernels *k = &m->k;
+    const textok_dit_config *c = &m->cfg;
+    const int D = c->hidden, T = m->T;
+    const textok__tb_shape sh = textok__dit_shape(m, B, L);
+    const textok_conv2d_dims cd = textok__dit_conv(m, B);
+    const size_t bd = (size_t)B * D;
+    int b, l;
+    /* 1. patches + positions */
+    k->conv2d_forward(k, a->patch, a->xin, w->xe_w, w->xe_b, &cd, a->work);
+    k->transpose_forward(k, a->xs[0], a->patch, B, D, T);
+    for (b = 0; b < B; b++) k->add_forward(k, a->xs[0] + (size_t)b * T * D, a->xs[0] + (size_t)b * T * D, w->pos, (size_t)T * D);
+    /* 2. the condition c and SiLU(c) */
+    textok__linear(k, a->th, a->tfeat, w->t0_w, w->t0_b, B, 256, D);
+    k->silu_forward(k, a->ths, a->th, bd);
+    textok__linear(k, a->c, a->ths, w->t2_w, w->t2_b, B, D, D);
+    if (c->num_classes > 0) {
+        k->embedding_forward(k, a->yemb, w->ytab, a->ids, B, D);
+        k->add_forward(k, a->c, a->c, a->yemb, bd);
+    }
+    k->silu_forward(k, a->csilu, a->c, bd);
+    if (c->text_dim > 0) {
+        textok__linear(k, a->ctx1, a->text, w->yp1_w, w->yp1_b, B * L, c->text_dim, D);
+        k->gelu_forward(k, a->ctx1g, a->ctx1, (size_t)B * L * D, 1);
+        textok__linear(k, a->ctx, a->ctx1g, w->yp2_w, w->yp2_b, B * L, D, D);
+    }
+    /* 3. the blocks */
+    for (l = 0; l < c->depth; l++) {
+        float *xi = a->xs[l < a->n_xs ? l : a->n_xs - 1], *xo = a->xs[l + 1 < a->n_xs ? l + 1 : a->n_xs - 1];
+        textok__tb_forward(k, &w->blocks[l], &sh, &a->tapes[l < a->n_tapes ? l : a->n_tapes - 1], xi, xo, a->csilu, NULL,
+                           a->ctx, a->kmask, a->work);
+    }
+    /* 4. the final layer and unpatchify */
+    {
+        const float *xl = a->xs[c->depth < a->n_xs ? c->depth : a->n_xs - 1];
+        textok__linear(k, a->shift, a->csilu, w->fada_w, w->fada_b, B, D, D);
+        textok__linear(k, a->scale, a->csilu, w->fada_w + (size_t)D * D, w->fada_b + D, B, D, D);
+        k->layernorm_forward(k, a->ln, a->ln_mean, a->ln_rstd, xl, NULL, NULL, B * T, D, 1e-6f);
+        k->modulate_forward(k, a->mod, a->ln, a->shift, a->scale, B, T, D);
+        textok__linear(k, a->fin, a->mod, w->fl_w, w->fl_b, B * T, D, m->P);
+        k->unpatchify_forward(k, a->out, a->fin, B, m->Cout, m->H, m->W, c->patch_size);
+    }
+}
+
+/* Gradient scratch of the training tape. */
+typedef struct textok__dit_grad_acts {
+    float *dout, *dfin, *dmod, *dln, *dx, *dshift, *dscale, *dcsilu, *dc, *dths, *dth, *dctx, *dctx1g, *dctx1, *dpatch;
+    textok__tb_scratch sc;
+} textok__dit_grad_acts;
+
+static void textok__dit_grad_carve(const textok_dit *m, textok__carve *a, textok__dit_grad_acts *g, size_t B)
+{
+    const textok_dit_config *c = &m->cfg;
+    const size_t D = (size_t)c->hidden, T = (size_t)m->T, HW = (size_t)m->H * m->W, Lt = (size_t)c->text_len;
+    const textok__tb_shape sh = textok__dit_shape(m, (int)B, c->text_len);
+    int *o = &a->overflow;
+    g->dout = textok__take(a, textok__mul3(B, (size_t)m->Cout, HW, o));
+    g->dfin = textok__take(a, textok__mul3(B, T, (size_t)m->P, o));
+    g->dmod = textok__take(a, textok__mul3(B, T, D, o));
+    g->dln = textok__take(a, textok__mul3(B, T, D, o));
+    g->dx = textok__take(a, textok__mul3(B, T, D, o));
+    g->dshift = textok__take(a, B * D); g->dscale = textok__take(a, B * D);
+    g->dcsilu = textok__take(a, B * D); g->dc = textok__take(a, B * D);
+    g->dths = textok__take(a, B * D); g->dth = textok__take(a, B * D);
+    if (c->text_dim > 0) {
+        g->dctx = textok__take(a, textok__mul3(B, Lt, D, o));
+        g->dctx1g = textok__take(a, textok__mul3(B, Lt, D, o));
+        g->dctx1 = textok__take(a, textok__mul3(B, Lt, D, o));
+    }
+    g->dpatch = textok__take(a, textok__mul3(B, D, T, o));
+    textok__tb_scratch_carve(a, &g->sc, &sh);
+}
+
+/* g->dout (B, Cout, H, W) on the device -> gradients ACCUMULATED into gw (pos_embed excluded: not
+   trained) and into dxin (B, C, H, W) when not NULL. */
+static void textok__dit_backward_acts(const textok_dit *m, const textok__dit_w *w, const textok__dit_w *gw,
+                                      const textok__dit_acts *a, textok__dit_grad_acts *g, int B, int L, float *dxin)
+{
+    const textok_kernels *k = &m->k;
+    const textok_dit_config *c = &m->cfg;
+    const int D = c->hidden, T = m->T;
+    const textok__tb_shape sh = textok__dit_shape(m, B, L);
+    const textok_conv2d_dims cd = textok__dit_conv(m, B);
+    const size_t bd = (size_t)B * D, n = (size_t)B * T * D, nc = (size_t)B * L * D;
+    int l;
+    /* final layer */
+    k->fill(k, g->dfin, (size_t)B * T * m->P, 0.0f);
+    k->unpatchify_backward(k, g->dfin, g->dout, B, m->Cout, m->H, m->W, c->patch_size);
+    k->fill(k, g->dmod, n, 0.0f);
+    textok__linear_backward(k, g->dmod, gw->fl_w, gw->fl_b, g->dfin, a->mod, w->fl_w, B * T, D, m->P);
+    k->fill(k, g->dln, n, 0.0f); k->fill(k, g->dshift, bd, 0.0f); k->fill(k, g->dscale, bd, 0.0f);
+    k->modulate_backward(k, g->dln, g->dshift, g->dscale, g->dmod, a->ln, a->scale, B, T, D);
+    k->fill(k, g->dx, n, 0.0f);
+    k->layernorm_backward(k, g->dx, NULL, NULL, g->dln, a->xs[c->depth], NULL, a->ln_mean, a->ln_rstd, B * T, D);
+    k->fill(k, g->dcsilu, bd, 0.0f);
+    textok__linear_backward(k, g->dcsilu, gw->fada_w, gw->fada_b, g->dshift, a->csilu, w->fada_w, B, D, D);
+    textok__linear_backward(k, g->dcsilu, gw->fada_w + (size_t)D * D, gw->fada_b + D, g->dscale, a->csilu,
+                            w->fada_w + (size_t)D * D, B, D, D);
+    /* the blocks, last first */
+    if (c->text_dim > 0) k->fill(k, g->dctx, nc, 0.0f);
+    for (l = c->depth - 1; l >= 0; l--)
+        textok__tb_backward(k, &w->blocks[l], &gw->blocks[l], &sh, &a->tapes[l], g->dx, g->dcsilu, NULL,
+                            c->text_dim > 0 ? g->dctx : NULL, a->kmask, &g->sc, a->work);
+    /* the caption projection */
+    if (c->text_dim > 0) {
+        k->fill(k, g->dctx1g, nc, 0.0f);
+        textok__linear_backward(k, g->dctx1g, gw->yp2_w, gw->yp2_b, g->dctx, a->ctx1g, w->yp2_w, B * L, D, D);
+        k->fill(k, g->dctx1, nc, 0.0f);
+        k->gelu_backward(k, g->dctx1, g->dctx1g, a->ctx1, nc, 1);
+        textok__linear_backward(k, NULL, gw->yp1_w, gw->yp1_b, g->dctx1, a->text, w->yp1_w, B * L, c->text_dim, D);
+    }
+    /* c = t_mlp(features) + y_emb */
+    k->fill(k, g->dc, bd, 0.0f);
+    k->silu_backward(k, g->dc, g->dcsilu, a->c, bd);
+    if (c->num_classes > 0) k->embedding_backward(k, gw->ytab, g->dc, a->ids, B, D);
+    k->fill(k, g->dths, bd, 0.0f);
+    textok__linear_backward(k, g->dths, gw->t2_w, gw->t2_b, g->dc, a->ths, w->t2_w, B, D, D);
+    k->fill(k, g->dth, bd, 0.0f);
+    k->silu_backward(k, g->dth, g->dths, a->th, bd);
+    textok__linear_backward(k, NULL, gw->t0_w, gw->t0_b, g->dth, a->tfeat, w->t0_w, B, 256, D);
+    /* tokens -> the patch conv (pos_embed is fixed) */
+    k->fill(k, g->dpatch, n, 0.0f);
+    k->transpose_backward(k, g->dpatch, g->dx, B, D, T);
+    k->conv2d_backward(k, dxin, gw->xe_w, gw->xe_b, g->dpatch, a->xin, w->xe_w, &cd, a->work);
+}
+
+/* ----- staging one pass's inputs -------------------------------------------------------------- */
+static int textok__dit_check_cond(const textok_dit *m, const int32_t *t, const int32_t *y, const textok_text *text, int B,
+                                  int allow_null_class, const char *who)
+{
+    const textok_dit_config *c = &m->cfg;
+    int b;
+    if (B < 1) return textok__fail(TEXTOK_ERR_ARG, "%s: batch %d < 1", who, B);
+    if (t)
+        for (b = 0; b < B; b++)
+            if (t[b] < 0 || t[b] >= 1000)
+                return textok__fail(TEXTOK_ERR_ARG, "%s: timestep t[%d] = %d not in [0, 1000)", who, b, (int)t[b]);
+    if (c->num_classes > 0) {
+        const int hi = c->num_classes + (allow_null_class ? 1 : 0);
+        if (!y) return textok__fail(TEXTOK_ERR_ARG, "%s: this DiT is class-conditional (%d classes) and was given no class ids (y)",
+                                    who, c->num_classes);
+        for (b = 0; b < B; b++)
+            if (y[b] < 0 || y[b] >= hi)
+                return textok__fail(TEXTOK_ERR_ARG, "%s: class y[%d] = %d not in [0, %d)%s", who, b, (int)y[b], hi,
+                                    allow_null_class ? " (the last one is the null class)" : "");
+    }
+    if (c->text_dim > 0) {
+        if (!text || !text->emb)
+            return textok__fail(TEXTOK_ERR_ARG, "%s: this DiT-T2I (text_dim %d) needs caption embeddings (textok_text); "
+                                "a row whose mask is all 0 is the null caption", who, c->text_dim);
+        if (text->dim != c->text_dim)
+            return textok__fail(TEXTOK_ERR_SHAPE, "%s: the caption embeddings are %d wide; this DiT takes %d (text_dim)",
+                                who, text->dim, c->text_dim);
+        if (text->L < 1 || text->L > c->text_len)
+            return textok__fail(TEXTOK_ERR_SHAPE, "%s: the caption has %d rows; this DiT takes 1 to %d (text_len)", who, text->L, c->text_len);
+    }
+    return TEXTOK_OK;
+}
+
+/* Uploads nb rows' timestep features, class ids and captions into a (B = nb). Row r is the
+   caller's row rows[r] (its t, y and caption); null[r] = 1 replaces its class by the null class
+   and masks every caption key. drop (may be NULL) likewise, by the caller's row. */
+static int textok__dit_stage(const textok_dit *m, textok__dit_acts *a, int nb, const int32_t *t, const int32_t *y,
+                             const textok_text *text, const int *rows, const unsigned char *null, float *h_feat,
+                             int32_t *h_y, unsigned char *h_mask)
+{
+    const textok_kernels *k = &m->k;
+    const textok_dit_config *c = &m->cfg;
+    int r, j, st;
+    for (r = 0; r < nb; r++) textok__dit_tfeat(h_feat + (size_t)r * 256, t[rows[r]]);
+    if ((st = k->to_device(k, a->tfeat, h_feat, (size_t)nb * 256 * sizeof(float))) != TEXTOK_OK)
+        return textok__fail_wrap(st, "DiT: a memory transfer failed");
+    if (c->num_classes > 0) {
+        for (r = 0; r < nb; r++) h_y[r] = null[r] ? c->num_classes : y[rows[r]];
+        if ((st = k->to_device(k, a->ids, h_y, (size_t)nb * sizeof(int32_t))) != TEXTOK_OK)
+            return textok__fail_wrap(st, "DiT: a memory transfer failed");
+    }
+    if (c->text_dim > 0) {
+        const int L = text->L, Dt = c->text_dim;
+        for (r = 0; r < nb; r++) {
+            st = k->to_device(k, a->text + (size_t)r * L * Dt, text->emb + (size_t)rows[r] * L * Dt, (size_t)L * Dt * sizeof(float));
+            if (st != TEXTOK_OK) return textok__fail_wrap(st, "DiT: a memory transfer failed");
+            for (j = 0; j < L; j++)
+                h_mask[(size_t)r * L + j] = (unsigned char)(!null[r] && (!text->mask || text->mask[(size_t)rows[r] * L + j] != 0));
+        }
+        if ((st = k->to_device(k, a->kmask, h_mask, (size_t)nb * L)) != TEXTOK_OK)
+            return textok__fail_wrap(st, "DiT: a memory transfer failed");
+    }
+    return TEXTOK_OK;
+}
+
+/* One inference pass over nb <= max_batch rows: x rows (host, the caller's row rows[r]) -> out rows
+   (host, nb consecutive (Cout, H, W) blocks). */
+static int textok__dit_pass(textok_dit *m, const float *x, const int32_t *t, const int32_t *y, const textok_text *text,
+                            int nb, float *out)
+{
+    const textok_kernels *k = &m->k;
+    const size_t in = (size_t)m->cfg.in_channels * m->H * m->W, on = (size_t)m->Cout * m->H * m->W;
+    int r, st;
+    for (r = 0; r < nb; r++)
+        if ((st = k->to_device(k, m->a.xin + (size_t)r * in, x + (size_t)m->h_row[r] * in, in * sizeof(float))) != TEXTOK_OK)
+            return textok__fail_wrap(st, "DiT: a memory transfer failed");
+    if ((st = textok__dit_stage(m, &m->a, nb, t, y, text, m->h_row, m->h_null, m->h_feat, m->h_y, m->h_mask)) != TEXTOK_OK) return st;
+    textok__dit_forward_acts(m, &m->w, &m->a, nb, m->cfg.text_dim > 0 ? text->L : 0);
+    if ((st = k->to_host(k, out, m->a.out, (size_t)nb * on * sizeof(float))) != TEXTOK_OK)
+        return textok__fail_wrap(st, "DiT: a memory transfer failed");
+    return TEXTOK_OK;
+}
+
+TEXTOKDEF int textok_dit_forward(textok_dit *m, const float *x, const int32_t *t, const int32_t *y,
+                                 const textok_text *text, int B, float *out)
+{
+    const size_t on = m ? (size_t)m->Cout * m->H * m->W : 0;
+    int b0, r, st;
+    if (!m || !x || !t || !out) return textok__fail(TEXTOK_ERR_ARG, "textok_dit_forward: NULL argument");
+    if ((st = textok__dit_check_cond(m, t, y, text, B, 1, "textok_dit_forward")) != TEXTOK_OK) return st;
+    for (b0 = 0; b0 < B; b0 += m->max_batch) {
+        const int nb = B - b0 < m->max_batch ? B - b0 : m->max_batch;
+        for (r = 0; r < nb; r++) { m->h_row[r] = b0 + r; m->h_null[r] = 0; }
+        if ((st = textok__dit_pass(m, x, t, y, text, nb, out + (size_t)b0 * on)) != TEXTOK_OK) return st;
+    }
+    return TEXTOK_OK;
+}
+
+/* forward_with_cfg: for each example the conditional and the null pass on the same x; guided =
+   u + s (c - u) on channels [0, guide_channels), computed in float as the official code; the
+   rest of the output is the conditional pass's own. */
+TEXTOKDEF int textok_dit_forward_cfg(textok_dit *m, const float *x, const int32_t *t, const int32_t *y,
+                                     const textok_text *text, int B, float scale, float *out)
+{
+    const size_t HW = m ? (size_t)m->H * m->W : 0, on = m ? (size_t)m->Cout * HW : 0;
+    const int cb = m && m->max_batch >= 2 ? m->max_batch / 2 : 1;
+    float *unc = NULL;
+    int b0, r, st = TEXTOK_OK;
+    size_t i, b;
+    if (!m || !x || !t || !out) return textok__fail(TEXTOK_ERR_ARG, "textok_dit_forward_cfg: NULL argument");
+    if (!(scale == scale) || scale > FLT_MAX || scale < -FLT_MAX)
+        return textok__fail(TEXTOK_ERR_ARG, "textok_dit_forward_cfg: the guidance scale %g is not a finite number", (double)scale);
+    if (m->cfg.num_classes == 0 && m->cfg.text_dim == 0)
+        return textok__fail(TEXTOK_ERR_ARG, "textok_dit_forward_cfg: this DiT is unconditional (no classes, no text): there is "
+                            "nothing to guide; use textok_dit_forward");
+    if ((st = textok__dit_check_cond(m, t, y, text, B, 1, "textok_dit_forward_cfg")) != TEXTOK_OK) return st;
+    unc = (float *)textok__malloc((size_t)(m->max_batch >= 2 ? cb : 1) * on * sizeof(float));
+    if (!unc) return textok__fail(TEXTOK_ERR_NOMEM, "textok_dit_forward_cfg: out of memory");
+    for (b0 = 0; b0 < B; b0 += cb) {
+        const int nb = B - b0 < cb ? B - b0 : cb;
+        float *cond = out + (size_t)b0 * on;
+        if (m->max_batch >= 2) {
+            /* rows [cond 0..nb-1, null 0..nb-1] in one pass: the pass writes 2 nb rows, the
+               conditional ones into out, the null ones into unc */
+            float *both = (float *)textok__malloc((size_t)2 * nb * on * sizeof(float));
+            if (!both) { st = textok__fail(TEXTOK_ERR_NOMEM, "textok_dit_forward_cfg: out of memory"); break; }
+            for (r = 0; r < nb; r++) {
+                m->h_row[r] = m->h_row[nb + r] = b0 + r;
+                m->h_null[r] = 0; m->h_null[nb + r] = 1;
+            }
+            st = textok__dit_pass(m, x, t, y, text, 2 * nb, both);
+            if (st == TEXTOK_OK) {
+                memcpy(cond, both, (size_t)nb * on * sizeof(float));
+                memcpy(unc, both + (size_t)nb * on, (size_t)nb * on * sizeof(float));
+            }
+            TEXTOK_FREE(both);
+        } else {
+            m->h_row[0] = b0; m->h_null[0] = 0;
+            st = textok__dit_pass(m, x, t, y, text, 1, cond);
+            if (st == TEXTOK_OK) { m->h_null[0] = 1; st = textok__dit_pass(m, x, t, y, text, 1, unc); }
+        }
+        if (st != TEXTOK_OK) break;
+        for (b = 0; b < (size_t)nb; b++)
+            for (i = 0; i < (size_t)m->cfg.guide_channels * HW; i++) {
+                float cv = cond[b * on + i], uv = unc[b * on + i];
+                cond[b * on + i] = uv + scale * (cv - uv);
+            }
+    }
+    TEXTOK_FREE(unc);
+    return st;
+}
+
+/* ----- create / load / save ------------------------------------------------------------------- */
+TEXTOKDEF void textok_dit_free(textok_dit *m)
+{
+    if (!m) return;
+    if (m->params) m->k.free(&m->k, m->params);
+    if (m->arena) m->k.free(&m->k, m->arena);
+    TEXTOK_FREE(m->specs);
+    TEXTOK_FREE(m->host_block);
+    TEXTOK_FREE(m);
+}
+
+/* A model for cfg: host tables, the bound parameter block (not filled), the activation arena. */
+static int textok__dit_new(textok_dit **out, const textok_dit_config *cfg, const textok_params *params)
+{
+    textok_params prm = params ? *params : textok_default_params();
+    textok_dit *m;
+    textok__walk w;
+    textok__carve a;
+    const textok_dit_config *c;
+    size_t mb, hb, Lt;
+    unsigned char *p;
+    int n_specs;
+    *out = NULL;
+    if (prm.max_batch < 1 || prm.max_batch > 4096)
+        return textok__fail(TEXTOK_ERR_ARG, "DiT: max_batch %d not in [1, 4096]", prm.max_batch);
+    if ((n_specs = textok_dit_tensor_specs(cfg, NULL, 0)) < 0) return n_specs;
+    m = (textok_dit *)textok__calloc(1, sizeof *m);
+    if (!m) return textok__fail(TEXTOK_ERR_NOMEM, "DiT: out of memory");
+    m->cfg = *cfg;
+    c = &m->cfg;
+    m->k = prm.kernels ? *prm.kernels : textok_cpu_kernels(prm.n_threads);
+    m->max_batch = prm.max_batch;
+    m->H = c->seq_1d ? 1 : c->input_size;
+    m->W = c->input_size;
+    m->gh = m->H / c->patch_size; m->gw = m->W / c->patch_size;
+    m->T = m->gh * m->gw;
+    m->Cout = c->learn_sigma ? 2 * c->in_channels : c->in_channels;
+    m->P = c->patch_size * c->patch_size * m->Cout;
+    mb = (size_t)m->max_batch; Lt = (size_t)c->text_len;
+    hb = (size_t)c->depth * sizeof(textok__tblock) + mb * 256 * sizeof(float) + mb * sizeof(int32_t)
+       + mb * sizeof(int) + mb + mb * Lt + 16;
+    p = (unsigned char *)textok__calloc(1, hb);
+    m->specs = (textok_tensor_spec *)textok__calloc((size_t)n_specs, sizeof *m->specs);
+    if (!p || !m->specs) { TEXTOK_FREE(p); textok_dit_free(m); return textok__fail(TEXTOK_ERR_NOMEM, "DiT: out of memory"); }
+    m->host_block = p;
+    m->blocks_host = (textok__tblock *)(void *)p;      p += (size_t)c->depth * sizeof(textok__tblock);
+    m->h_feat = (float *)(void *)p;                    p += mb * 256 * sizeof(float);
+    m->h_y = (int32_t *)(void *)p;                     p += mb * sizeof(int32_t);
+    m->h_row = (int *)(void *)p;                       p += mb * sizeof(int);
+    m->h_null = p;                                     p += mb;
+    m->h_mask = p;
+    textok_dit_tensor_specs(cfg, m->specs, n_specs);
+    m->n_tensors = n_specs;
+    /* the arena: sized first, so a config it cannot serve fails before any loading */
+    m->a.xs = &m->xs0; m->a.n_xs = 1; m->a.tapes = &m->tape; m->a.n_tapes = 1;
+    memset(&a, 0, sizeof a);
+    textok__dit_carve(m, &a, &m->a, mb);
+    if (a.overflow) {
+        textok_dit_free(m);
+        return textok__fail(TEXTOK_ERR_SHAPE, "DiT: an activation buffer would exceed INT_MAX floats (input_size %d, max_batch %d)",
+                            c->input_size, prm.max_batch);
+    }
+    m->arena_floats = a.used;
+    memset(&w, 0, sizeof w);
+    textok__dit_walk(c, NULL, &w);
+    m->n_params = w.offset;
+    m->params = (float *)m->k.alloc(&m->k, m->n_params * sizeof(float));
+    m->arena = (float *)m->k.alloc(&m->k, m->arena_floats * sizeof(float));
+    if (!m->params || !m->arena) {
+        textok_dit_free(m);
+        return textok__fail(TEXTOK_ERR_NOMEM, "DiT: cannot allocate %lu parameters and %lu MB of activations for max_batch %d",
+                            (unsigned long)w.offset, (unsigned long)(a.used * sizeof(float) >> 20), prm.max_batch);
+    }
+    m->w.blocks = m->blocks_host;
+    textok__dit_bind(c, &m->w, m->params);
+    memset(&a, 0, sizeof a);
+    a.base = m->arena;
+    textok__dit_carve(m, &a, &m->a, mb);
+    *out = m;
+    return TEXTOK_OK;
+}
+
+TEXTOKDEF int textok_dit_load_st(textok_dit **out, const textok_safetensors *st, const textok_dit_config *cfg,
+                                 const textok_params *params)
+{
+    textok_dit_config file_cfg;
+    textok_dit *m = NULL;
+    float *stage = NULL;
+    size_t max_numel = 0, offset = 0;
+    int i, status;
+    if (!out || !st) return textok__fail(TEXTOK_ERR_ARG, "textok_dit_load: NULL argument");
+    *out = NULL;
+    if (!cfg) {
+        if ((status = textok_dit_config_from_meta(&file_cfg, st)) != TEXTOK_OK) return status;
+        cfg = &file_cfg;
+    }
+    if ((status = textok__dit_new(&m, cfg, params)) != TEXTOK_OK) return status;
+    /* exactly the expected tensors: an extra one means another model */
+    for (i = 0; i < st->n_tensors; i++) {
+        int j, found = 0;
+        for (j = 0; j < m->n_tensors && !found; j++) found = strcmp(st->tensors[i].name, m->specs[j].name) == 0;
+        if (!found) { status = textok__fail(TEXTOK_ERR_SHAPE, "%s: unexpected tensor '%.120s' for this DiT config", st->path, st->tensors[i].name); goto fail; }
+    }
+    for (i = 0; i < m->n_tensors; i++)
+        if (textok__spec_numel(&m->specs[i]) > max_numel) max_numel = textok__spec_numel(&m->specs[i]);
+    stage = (float *)textok__malloc(max_numel * sizeof(float));
+    if (!stage) { status = textok__fail(TEXTOK_ERR_NOMEM, "textok_dit_load: out of memory"); goto fail; }
+    for (i = 0; i < m->n_tensors; i++) {
+        size_t numel = textok__spec_numel(&m->specs[i]);
+        if ((status = textok_st_load(st, m->specs[i].name, m->specs[i].ndim, m->specs[i].shape, stage)) != TEXTOK_OK) goto fail;
+        if ((status = m->k.to_device(&m->k, m->params + offset, stage, numel * sizeof(float))) != TEXTOK_OK) goto fail;
+        offset += numel;
+    }
+    TEXTOK_FREE(stage);
+    *out = m;
+    return TEXTOK_OK;
+fail:
+    TEXTOK_FREE(stage);
+    textok_dit_free(m);
+    return status;
+}
+
+#ifndef TEXTOK_NO_STDIO
+TEXTOKDEF int textok_dit_load(textok_dit **out, const char *path, const textok_params *p)
+{
+    textok_safetensors st;
+    int status;
+    if (!out || !path) return textok__fail(TEXTOK_ERR_ARG, "textok_dit_load: NULL argument");
+    *out = NULL;
+    if ((status = textok_st_open(&st, path)) != TEXTOK_OK) return status;
+    status = textok_dit_load_st(out, &st, NULL, p);
+    textok_st_close(&st);
+    return status;
+}
+#endif
+
+/* DiT.initialize_weights: xavier_uniform for every Linear (the patch conv on its (D, C p p) view),
+   zero biases, t-MLP weights and the label table N(0, 0.02), adaLN-Zero (every adaLN Linear and
+   the final linear zero), the sin-cos pos_embed. DiT-T2I: q_linear, kv_linear and y_proj xavier,
+   cross_attn.proj zero, so a fresh T2I DiT starts as the plain DiT (the cross-attention adds 0). */
+TEXTOKDEF int textok_dit_create(textok_dit **out, const textok_dit_config *cfg, const textok_params *params, uint64_t seed)
+{
+    textok_dit *m = NULL;
+    textok_rng rng;
+    float *stage = NULL;
+    size_t max_numel = 0, offset = 0;
+    int i, status;
+    if (!out || !cfg) return textok__fail(TEXTOK_ERR_ARG, "textok_dit_create: NULL argument");
+    *out = NULL;
+    if ((status = textok__dit_new(&m, cfg, params)) != TEXTOK_OK) return status;
+    for (i = 0; i < m->n_tensors; i++)
+        if (textok__spec_numel(&m->specs[i]) > max_numel) max_numel = textok__spec_numel(&m->specs[i]);
+    stage = (float *)textok__malloc(max_numel * sizeof(float));
+    if (!stage) { status = textok__fail(TEXTOK_ERR_NOMEM, "textok_dit_create: out of memory"); goto fail; }
+    textok_rng_seed(&rng, seed);
+    for (i = 0; i < m->n_tensors; i++) {
+        const textok_tensor_spec *sp = &m->specs[i];
+        const char *nm = sp->name;
+        size_t numel = textok__spec_numel(sp);
+        if (!strcmp(nm, "pos_embed")) {
+            textok__dit_pos_embed(&m->cfg, m->gh, m->gw, stage);
+        } else if (textok__ends(nm, ".bias") || strstr(nm, "adaLN_modulation") || !strcmp(nm, "final_layer.linear.weight") ||
+                   strstr(nm, "cross_attn.proj.")) {
+            memset(stage, 0, numel * sizeof(float));
+        } else if (!strncmp(nm, "t_embedder.mlp.", 15) || strstr(nm, "embedding_table")) {
+            textok_rng_fill_normal(&rng, stage, numel, 0.0f, 0.02f);
+        } else {
+            double fan_out = (double)sp->shape[0], fan_in = (double)numel / fan_out;
+            float a = (float)sqrt(6.0 / (fan_in + fan_out));
+            textok_rng_fill_uniform(&rng, stage, numel, -a, a);
+        }
+        if ((status = m->k.to_device(&m->k, m->params + offset, stage, numel * sizeof(float))) != TEXTOK_OK) goto fail;
+        offset += numel;
+    }
+    TEXTOK_FREE(stage);
+    *out = m;
+    return TEXTOK_OK;
+fail:
+    TEXTOK_FREE(stage);
+    textok_dit_free(m);
+    return status;
+}
+
+/* A textok-layout file of the parameter block params (device memory laid out like m->params:
+   the model's own, or a trainer's EMA). */
+TEXTOK__HOOK int textok__dit_save_params(const textok_dit *m, const char *path, const float *params)
+{
+#ifdef TEXTOK_NO_STDIO
+    (void)m; (void)path; (void)params;
+    return textok__fail(TEXTOK_ERR_UNSUPPORTED, "textok_dit_save: built with TEXTOK_NO_STDIO");
+#else
+    const char *kv[2 * 32];
+    char meta[2048];
+    textok_st_entry *e = NULL;
+    float *host = NULL;
+    size_t off = 0;
+    int n_meta, i, d, st;
+    if ((n_meta = textok_dit_config_to_meta(&m->cfg, kv, 32, meta, sizeof meta)) < 0) return n_meta;
+    e = (textok_st_entry *)textok__calloc((size_t)m->n_tensors, sizeof *e);
+    host = (float *)textok__malloc(m->n_params * sizeof(float));
+    if (!e || !host) { st = textok__fail(TEXTOK_ERR_NOMEM, "textok_dit_save: out of memory"); goto done; }
+    if ((st = m->k.to_host(&m->k, host, params, m->n_params * sizeof(float))) != TEXTOK_OK) goto done;
+    for (i = 0; i < m->n_tensors; i++) {
+        e[i].name = m->specs[i].name;
+        e[i].data = host + off;
+        e[i].ndim = m->specs[i].ndim;
+        for (d = 0; d < m->specs[i].ndim; d++) e[i].shape[d] = m->specs[i].shape[d];
+        off += textok__spec_numel(&m->specs[i]);
+    }
+    st = textok_st_save(path, e, m->n_tensors, kv, n_meta, TEXTOK_DTYPE_F32);
+done:
+    TEXTOK_FREE(e); TEXTOK_FREE(host);
+    return st;
+#endif
+}
+
+TEXTOKDEF int textok_dit_save(const textok_dit *m, const char *path)
+{
+    if (!m || !path) return textok__fail(TEXTOK_ERR_ARG, "textok_dit_save: NULL argument");
+    return textok__dit_save_params(m, path, m->params);
+}
+
+TEXTOKDEF const textok_dit_config *textok_dit_get_config(const textok_dit *m) { return m ? &m->cfg : NULL; }
+TEXTOKDEF size_t textok_dit_num_params(const textok_dit *m) { return m ? m->n_params : 0; }
+
+/* ---------------------------------------------------------------------------------------------
+   15. Gaussian diffusion (DiT diffusion/gaussian_diffusion.py, respace.py; architecture.md 7.3),
+   DiT sampling and the DiT training step.
+
+   The tables are float64 as upstream: betas = linspace(s 1e-4, s 0.02, T) with s = 1000/T
+   (numpy's linspace: i*step + start, the last value exactly the end), alphas_cumprod a running
+   product; respacing keeps a subset tau of the steps and recomputes every table from
+   beta'_i = 1 - acp[tau_i] / acp[tau_{i-1}]. Upstream gathers each coefficient and casts it to
+   float32 (_extract_into_tensor(...).float()), so we round every coefficient to float before use;
+   the arithmetic on top then runs in double (upstream: float32; the difference is a few float
+   roundings, far inside the goldens' tolerance).
+   All of this is host-side math on host arrays: it costs a few flops per latent value per step,
+   next to the network's millions, and keeping it off the kernel table keeps every backend small
+   (a GPU table only moves the (B, C, H, W) tensors in and out, which the model call does anyway).
+
+   Conventions: t of q_sample/loss and i of the steps index THIS diffusion's steps (for an
+   unspaced diffusion they are the original timesteps); the model is always called with the
+   original timestep textok_diffusion_timestep(d, i) (upstream's _WrappedModel, no rescaling).
+   Variance: learn_sigma = 1 is LEARNED_RANGE (log var = f log beta_t + (1 - f) log_var_clipped_t,
+   f = (v + 1)/2 from the second half of the output channels); learn_sigma = 0 is FIXED_LARGE
+   (log(append(post_var[1], betas[1:]))), as create_diffusion picks. No clipping of x0 anywhere
+   (sample.py's clip_denoised=False). */
+
+struct textok_diffusion {
+    int T, n;                /* training steps, kept steps */
+    int *map;                /* (n) original timestep of each kept step */
+    double *betas, *acp, *acp_prev, *sqrt_acp, *sqrt_1m_acp, *sqrt_recip_acp, *sqrt_recipm1_acp;
+    double *post_lv_clipped, *coef1, *coef2, *log_betas, *fixed_large_lv;
+};
+
+TEXTOKDEF void textok_diffusion_free(textok_diffusion *d)
+{
+    if (!d) return;
+    TEXTOK_FREE(d->map);
+    TEXTOK_FREE(d->betas);
+    TEXTOK_FREE(d);
+}
+
+/* space_timesteps(T, spec) into keep (T flags). "N[,M...]": the steps split into sections of
+   T/len (the first T%len one longer); section k keeps its count at an accumulated float stride
+   (size-1)/(count-1), each rounded half-to-even (Python's round; rint under the default rounding
+   mode). "ddimN": the first integer stride s with len(range(0, T, s)) == N. */
+static int textok__space_timesteps(int T, const char *spec, unsigned char *keep)
+{
+    int counts[64], nsec = 0, i, s;
+    memset(keep, 0, (size_t)T);
+    if (!spec || !*spec) { memset(keep, 1, (size_t)T); return TEXTOK_OK; }
+    if (!strncmp(spec, "ddim", 4)) {
+        int want;
+        if (!textok__parse_int(spec + 4, &want) || want < 1)
+            return textok__fail(TEXTOK_ERR_ARG, "diffusion respacing \"%.40s\": expected ddimN with N >= 1", spec);
+        for (s = 1; s < T; s++)
+            if ((T + s - 1) / s == want) {
+                for (i = 0; i < T; i += s) keep[i] = 1;
+                return TEXTOK_OK;
+            }
+        return textok__fail(TEXTOK_ERR_ARG, "diffusion respacing \"%.40s\": no integer stride gives exactly %d of %d steps", spec, want, T);
+    }
+    {
+        const char *p = spec;
+        while (*p) {
+            char num[16];
+            size_t len = strcspn(p, ",");
+            if (nsec >= 64 || len == 0 || len >= sizeof num)
+                return textok__fail(TEXTOK_ERR_ARG, "diffusion respacing \"%.40s\": expected \"\", a step count \"250\", counts per "
+                                    "section \"10,20,30\" or \"ddimN\"", spec);
+            memcpy(num, p, len); num[len] = 0;
+            if (!textok__parse_int(num, &counts[nsec]) || counts[nsec] < 1)
+                return textok__fail(TEXTOK_ERR_ARG, "diffusion respacing \"%.40s\": \"%s\" is not a step count >= 1", spec, num);
+            nsec++;
+            p += len;
+            if (*p == ',' && !*++p)
+                return textok__fail(TEXTOK_ERR_ARG, "diffusion respacing \"%.40s\": trailing comma", spec);
+        }
+    }
+    {
+        const int size_per = T / nsec, extra = T % nsec;
+        int start = 0, k;
+        for (k = 0; k < nsec; k++) {
+            const int size = size_per + (k < extra ? 1 : 0);
+            double stride, cur = 0.0;
+            if (size < counts[k])
+                return textok__fail(TEXTOK_ERR_ARG, "diffusion respacing \"%.40s\": cannot take %d steps out of a section of %d",
+                                    spec, counts[k], size);
+            stride = counts[k] <= 1 ? 1.0 : (double)(size - 1) / (double)(counts[k] - 1);
+            for (i = 0; i < counts[k]; i++) {
+                keep[start + (int)rint(cur)] = 1;
+                cur += stride;
+            }
+            start += size;
+        }
+    }
+    return TEXTOK_OK;
+}
+
+TEXTOKDEF int textok_diffusion_create(textok_diffusion **out, int T, const char *respacing)
+{
+    textok_diffusion *d = NULL;
+    unsigned char *keep = NULL;
+    double *base = NULL, scale, b0, b1, step, last = 1.0;
+    int i, n = 0, st;
+    if (!out) return textok__fail(TEXTOK_ERR_ARG, "textok_diffusion_create: NULL argument");
+    *out = NULL;
+    if (T < 2 || T > 1000000) return textok__fail(TEXTOK_ERR_ARG, "textok_diffusion_create: train_steps %d not in [2, 1000000]", T);
+    scale = 1000.0 / T;
+    b0 = scale * 0.0001; b1 = scale * 0.02;
+    if (!(b1 < 1.0))
+        return textok__fail(TEXTOK_ERR_ARG, "textok_diffusion_create: %d steps make the linear schedule's last beta %g >= 1 "
+                            "(the schedule scales by 1000/steps)", T, b1);
+    keep = (unsigned char *)textok__malloc((size_t)T);
+    base = (double *)textok__malloc((size_t)T * sizeof(double));
+    d = (textok_diffusion *)textok__calloc(1, sizeof *d);
+    if (!keep || !base || !d) { st = textok__fail(TEXTOK_ERR_NOMEM, "textok_diffusion_create: out of memory"); goto fail; }
+    if ((st = textok__space_timesteps(T, respacing, keep)) != TEXTOK_OK) goto fail;
+    for (i = 0; i < T; i++) n += keep[i];
+    d->T = T; d->n = n;
+    d->map = (int *)textok__malloc((size_t)n * sizeof(int));
+    d->betas = (double *)textok__malloc((size_t)n * 13 * sizeof(double));
+    if (!d->map || !d->betas) { st = textok__fail(TEXTOK_ERR_NOMEM, "textok_diffusion_create: out of memory"); goto fail; }
+    d->acp = d->betas + n; d->acp_prev = d->acp + n; d->sqrt_acp = d->acp_prev + n; d->sqrt_1m_acp = d->sqrt_acp + n;
+    d->sqrt_recip_acp = d->sqrt_1m_acp + n; d->sqrt_recipm1_acp = d->sqrt_recip_acp + n; d->post_lv_clipped = d->sqrt_recipm1_acp + n;
+    d->coef1 = d->post_lv_clipped + n; d->coef2 = d->coef1 + n; d->log_betas = d->coef2 + n; d->fixed_large_lv = d->log_betas + n;
+    /* the base schedule (np.linspace), its cumulative product, then the kept steps' betas */
+    step = (b1 - b0) / (double)(T - 1);
+    for (i = 0; i < T; i++) {
+        double beta = i == T - 1 ? b1 : (double)i * step + b0;
+        base[i] = (i ? base[i - 1] : 1.0) * (1.0 - beta);
+    }
+    /* every table from the kept steps' betas 1 - acp[tau_i] / acp[tau_{i-1}]: upstream's
+       SpacedDiffusion does this for the unspaced diffusion too (respacing "" keeps all steps),
+       so its betas are the ratios of the cumulative product, not the linspace values */
+    for (i = 0, n = 0; i < T; i++)
+        if (keep[i]) {
+            d->betas[n] = 1.0 - base[i] / last;
+            last = base[i];
+            d->map[n++] = i;
+        }
+    for (i = 0; i < n; i++) {
+        const double beta = d->betas[i], alpha = 1.0 - beta;
+        const double acp = (i ? d->acp[i - 1] : 1.0) * alpha, prev = i ? d->acp[i - 1] : 1.0;
+        d->acp[i] = acp; d->acp_prev[i] = prev;
+        d->sqrt_acp[i] = sqrt(acp); d->sqrt_1m_acp[i] = sqrt(1.0 - acp);
+        d->sqrt_recip_acp[i] = sqrt(1.0 / acp); d->sqrt_recipm1_acp[i] = sqrt(1.0 / acp - 1.0);
+        d->coef1[i] = beta * sqrt(prev) / (1.0 - acp);
+        d->coef2[i] = (1.0 - prev) * sqrt(alpha) / (1.0 - acp);
+        d->log_betas[i] = log(beta);
+    }
+    /* log(append(post_var[1], post_var[1:])) and FIXED_LARGE log(append(post_var[1], betas[1:])).
+       One kept step has no post_var[1]: upstream leaves the table empty; we use log beta_0 (it
+       only scales the noise, which the last step does not add). */
+    for (i = 0; i < n; i++) {
+        const int j = i ? i : 1;
+        if (n == 1) { d->post_lv_clipped[i] = d->fixed_large_lv[i] = d->log_betas[0]; continue; }
+        d->post_lv_clipped[i] = log(d->betas[j] * (1.0 - d->acp_prev[j]) / (1.0 - d->acp[j]));
+        d->fixed_large_lv[i] = i ? d->log_betas[i] : d->post_lv_clipped[0];
+    }
+    TEXTOK_FREE(keep); TEXTOK_FREE(base);
+    *out = d;
+    return TEXTOK_OK;
+fail:
+    TEXTOK_FREE(keep); TEXTOK_FREE(base);
+    textok_diffusion_free(d);
+    return st;
+}
+
+TEXTOKDEF int textok_diffusion_num_steps(const textok_diffusion *d) { return d ? d->n : 0; }
+TEXTOKDEF int textok_diffusion_timestep(const textok_diffusion *d, int i) { return d && i >= 0 && i < d->n ? d->map[i] : -1; }
+
+static float textok__df(double v) { return (float)v; }   /* upstream's .float() of a gathered coefficient */
+
+TEXTOKDEF int textok_diffusion_q_sample(const textok_diffusion *d, const float *x0, const float *noise, const int32_t *t, int B,
+                                        size_t n, float *xt)
+{
+    int b;
+    size_t j;
+    if (!d || !x0 || !noise || !t || !xt) return textok__fail(TEXTOK_ERR_ARG, "textok_diffusion_q_sample: NULL argument");
+    for (b = 0; b < B; b++)
+        if (t[b] < 0 || t[b] >= d->n) return textok__fail(TEXTOK_ERR_ARG, "textok_diffusion_q_sample: t[%d] = %d not in [0, %d)", b, (int)t[b], d->n);
+    for (b = 0; b < B; b++) {
+        const double a = textok__df(d->sqrt_acp[t[b]]), s = textok__df(d->sqrt_1m_acp[t[b]]);
+        for (j = 0; j < n; j++) xt[(size_t)b * n + j] = (float)(a * x0[(size_t)b * n + j] + s * noise[(size_t)b * n + j]);
+    }
+    return TEXTOK_OK;
+}
+
+/* 0.5 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) and its derivative */
+static double textok__ncdf(double x, double *deriv)
+{
+    const double c = sqrt(2.0 / 3.14159265358979323846), u = c * (x + 0.044715 * x * x * x), th = tanh(u);
+    if (deriv) *deriv = 0.5 * (1.0 - th * th) * c * (1.0 + 3.0 * 0.044715 * x * x);
+    return 0.5 * (1.0 + th);
+}
+
+/* -log p(x | N(mean, exp(lv))) discretised into bins of +-1/255 with open edges beyond +-0.999
+   (upstream's discretized_gaussian_log_likelihood, logs clamped at 1e-12), and d/d lv. */
+static double textok__disc_nll(double x, double mean, double lv, double *dlv)
+{
+    const double inv = exp(-0.5 * lv), cx = x - mean;
+    const double pin = inv * (cx + 1.0 / 255.0), min_in = inv * (cx - 1.0 / 255.0);
+    double dp, dm, cp = textok__ncdf(pin, &dp), cm = textok__ncdf(min_in, &dm);
+    /* d pin / d lv = -0.5 pin (likewise min_in) */
+    const double dcp = dp * -0.5 * pin, dcm = dm * -0.5 * min_in;
+    if (x < -0.999) {
+        if (cp < 1e-12) { *dlv = 0.0; return -log(1e-12); }
+        *dlv = -dcp / cp;
+        return -log(cp);
+    }
+    if (x > 0.999) {
+        const double q = 1.0 - cm;
+        if (q < 1e-12) { *dlv = 0.0; return -log(1e-12); }
+        *dlv = dcm / q;
+        return -log(q);
+    }
+    {
+        const double delta = cp - cm;
+        if (delta < 1e-12) { *dlv = 0.0; return -log(1e-12); }
+        *dlv = -(dcp - dcm) / delta;
+        return -log(delta);
+    }
+}
+
+TEXTOKDEF int textok_diffusion_loss(const textok_diffusion *d, const float *x0, const float *noise, const int32_t *t,
+                                    const float *model_out, int B, int C, int HW, int learn_sigma, double *mse, double *vb,
+                                    float *dout)
+{
+    const double ln2 = log(2.0);
+    const int Co = learn_sigma ? 2 * C : C;
+    double smse = 0.0, svb = 0.0;
+    int b, c, j;
+    if (!d || !x0 || !noise || !t || !model_out) return textok__fail(TEXTOK_ERR_ARG, "textok_diffusion_loss: NULL argument");
+    if (B < 1 || C < 1 || HW < 1) return textok__fail(TEXTOK_ERR_ARG, "textok_diffusion_loss: B %d, C %d, HW %d must be >= 1", B, C, HW);
+    if (learn_sigma != 0 && learn_sigma != 1) return textok__fail(TEXTOK_ERR_ARG, "textok_diffusion_loss: learn_sigma %d is not 0 or 1", learn_sigma);
+    for (b = 0; b < B; b++)
+        if (t[b] < 0 || t[b] >= d->n) return textok__fail(TEXTOK_ERR_ARG, "textok_diffusion_loss: t[%d] = %d not in [0, %d)", b, (int)t[b], d->n);
+    for (b = 0; b < B; b++) {
+        const int tb = t[b];
+        const double sa = textok__df(d->sqrt_acp[tb]), s1 = textok__df(d->sqrt_1m_acp[tb]);
+        const double c1 = textok__df(d->coef1[tb]), c2 = textok__df(d->coef2[tb]);
+        const double sra = textok__df(d->sqrt_recip_acp[tb]), srm1 = textok__df(d->sqrt_recipm1_acp[tb]);
+        const double mn = textok__df(d->post_lv_clipped[tb]), mx = textok__df(d->log_betas[tb]);
+        const double n_el = (double)C * HW;
+        double bm = 0.0, bv = 0.0;
+        for (c = 0; c < C; c++)
+            for (j = 0; j < HW; j++) {
+                const size_t ix = ((size_t)b * C + c) * HW + j;
+                const size_t ie = ((size_t)b * Co + c) * HW + j, iv = ie + (size_t)C * HW;
+                const double x = x0[ix], z = noise[ix], e = model_out[ie];
+                bm += (z - e) * (z - e);
+                if (dout) dout[ie] = (float)(2.0 * (e - z) / n_el / B);
+                if (learn_sigma) {
+                    const double xt = sa * x + s1 * z;
+                    const double frac = (model_out[iv] + 1.0) / 2.0, lv = frac * mx + (1.0 - frac) * mn;
+                    const double mean = c1 * (sra * xt - srm1 * e) + c2 * xt;
+                    double term, dlv;
+                    if (tb == 0) {
+                        term = textok__disc_nll(x, mean, lv, &dlv);
+                    } else {
+                        const double tmean = c1 * x + c2 * xt, dm = tmean - mean;
+                        term = 0.5 * (-1.0 + lv - mn + exp(mn - lv) + dm * dm * exp(-lv));
+                        dlv = 0.5 * (1.0 - exp(mn - lv) - dm * dm * exp(-lv));
+                    }
+                    bv += term;
+                    if (dout) dout[iv] = (float)(dlv * 0.5 * (mx - mn) / n_el / ln2 / B);
+                }
+            }
+        smse += bm / n_el;
+        svb += bv / n_el / ln2;
+    }
+    if (mse) *mse = smse / B;
+    if (vb) *vb = svb / B;
+    return TEXTOK_OK;
+}
+
+static int textok__diffusion_step_check(const textok_diffusion *d, int i, const float *xt, const float *model_out,
+                                        const float *noise, int need_noise, int B, int C, int HW, int learn_sigma, const float *x_prev,
+                                        const char *who)
+{
+    if (!d || !xt || !model_out || !x_prev) return textok__fail(TEXTOK_ERR_ARG, "%s: NULL argument", who);
+    if (i < 0 || i >= d->n) return textok__fail(TEXTOK_ERR_ARG, "%s: step %d not in [0, %d)", who, i, d->n);
+    if (B < 1 || C < 1 || HW < 1) return textok__fail(TEXTOK_ERR_ARG, "%s: B %d, C %d, HW %d must be >= 1", who, B, C, HW);
+    if (learn_sigma != 0 && learn_sigma != 1) return textok__fail(TEXTOK_ERR_ARG, "%s: learn_sigma %d is not 0 or 1", who, learn_sigma);
+    if (need_noise && !noise) return textok__fail(TEXTOK_ERR_ARG, "%s: step %d adds noise and noise is NULL", who, i);
+    return TEXTOK_OK;
+}
+
+TEXTOKDEF int textok_diffusion_p_step(const textok_diffusion *d, int i, const float *xt, const float *model_out,
+                                      const float *noise, int B, int C, int HW, int learn_sigma, float *x_prev)
+{
+    const int Co = learn_sigma ? 2 * C : C;
+    int b, c, j, st;
+    if ((st = textok__diffusion_step_check(d, i, xt, model_out, noise, i != 0, B, C, HW, learn_sigma, x_prev,
+                                           "textok_diffusion_p_step")) != TEXTOK_OK) return st;
+    {
+        const double sra = textok__df(d->sqrt_recip_acp[i]), srm1 = textok__df(d->sqrt_recipm1_acp[i]);
+        const double c1 = textok__df(d->coef1[i]), c2 = textok__df(d->coef2[i]);
+        const double mn = textok__df(d->post_lv_clipped[i]), mx = textok__df(d->log_betas[i]), fl = textok__df(d->fixed_large_lv[i]);
+        for (b = 0; b < B; b++)
+            for (c = 0; c < C; c++)
+                for (j = 0; j < HW; j++) {
+                    const size_t ix = ((size_t)b * C + c) * HW + j, ie = ((size_t)b * Co + c) * HW + j;
+                    const double x = xt[ix], e = model_out[ie];
+                    const double mean = c1 * (sra * x - srm1 * e) + c2 * x;
+                    double lv = fl;
+                    if (learn_sigma) {
+                        const double frac = (model_out[ie + (size_t)C * HW] + 1.0) / 2.0;
+                        lv = frac * mx + (1.0 - frac) * mn;
+                    }
+                    x_prev[ix] = (float)(i != 0 ? mean + exp(0.5 * lv) * noise[ix] : mean);
+                }
+    }
+    return TEXTOK_OK;
+}
+
+TEXTOKDEF int textok_diffusion_ddim_step(const textok_diffusion *d, int i, const float *xt, const float *model_out,
+                                         const float *noise, float eta, int B, int C, int HW, int learn_sigma, float *x_prev)
+{
+    const int Co = learn_sigma ? 2 * C : C;
+    int b, c, j, st;
+    if (!(eta >= 0.0f && eta <= 1.0f))
+        return textok__fail(TEXTOK_ERR_ARG, "textok_diffusion_ddim_step: eta %g not in [0, 1]", (double)eta);
+    if ((st = textok__diffusion_step_check(d, i, xt, model_out, noise, i != 0 && eta > 0.0f, B, C, HW, learn_sigma, x_prev,
+                                           "textok_diffusion_ddim_step")) != TEXTOK_OK) return st;
+    {
+        const double sra = textok__df(d->sqrt_recip_acp[i]), srm1 = textok__df(d->sqrt_recipm1_acp[i]);
+        const double ab = textok__df(d->acp[i]), abp = textok__df(d->acp_prev[i]);
+        const double sigma = eta * sqrt((1.0 - abp) / (1.0 - ab)) * sqrt(1.0 - ab / abp);
+        const double cx = sqrt(abp), ce = sqrt(1.0 - abp - sigma * sigma);
+        for (b = 0; b < B; b++)
+            for (c = 0; c < C; c++)
+                for (j = 0; j < HW; j++) {
+                    const size_t ix = ((size_t)b * C + c) * HW + j, ie = ((size_t)b * Co + c) * HW + j;
+                    const double x = xt[ix];
+                    const double x0 = sra * x - srm1 * model_out[ie];
+                    const double eps = (sra * x - x0) / srm1;   /* _predict_eps_from_xstart */
+                    const double mean = x0 * cx + ce * eps;
+                    x_prev[ix] = (float)(i != 0 && sigma > 0.0 ? mean + sigma * noise[ix] : mean);
+                }
+    }
+    return TEXTOK_OK;
+}
+
+/* ----- DiT sampling --------------------------------------------------------------------------- */
+TEXTOKDEF textok_dit_sample_config textok_dit_sample_default(void)
+{
+    textok_dit_sample_config sc;
+    memset(&sc, 0, sizeof sc);
+    sc.steps = 250; sc.ddim = 0; sc.eta = 0.0f; sc.cfg_scale = 4.0f;
+    sc.progress = NULL; sc.progress_user = NULL;
+    return sc;
+}
+
+/* p_sample_loop / ddim_sample_loop: z ~ N(0, 1) (one draw of B*C*H*W normals from rng), then for
+   i = n-1 .. 0: the model (forward_cfg when cfg_scale != 1, else forward) at the original
+   timestep of i, one draw of B*C*H*W normals (every step, also the last, as upstream's
+   randn_like), the step. Returns x0 / latent_scale. */
+TEXTOKDEF int textok_dit_generate(textok_dit *m, const textok_dit_sample_config *sc_in, const int32_t *y,
+                                  const textok_text *text, int B, textok_rng *rng, float *out)
+{
+    textok_dit_sample_config sc = sc_in ? *sc_in : textok_dit_sample_default();
+    textok_diffusion *d = NULL;
+    char spacing[32];
+    float *x = NULL, *mo = NULL, *noise = NULL, *xp = NULL;
+    int32_t *tt = NULL;
+    size_t n, i;
+    int st, C, HW, s, b;
+    if (!m || !rng || !out) return textok__fail(TEXTOK_ERR_ARG, "textok_dit_generate: NULL argument");
+    if (sc.steps < 1 || sc.steps > 1000)
+        return textok__fail(TEXTOK_ERR_ARG, "textok_dit_generate: steps %d not in [1, 1000] (the model was trained on 1000)", sc.steps);
+    if (sc.ddim != 0 && sc.ddim != 1) return textok__fail(TEXTOK_ERR_ARG, "textok_dit_generate: ddim %d is not 0 or 1", sc.ddim);
+    if (!(sc.cfg_scale == sc.cfg_scale) || sc.cfg_scale > 1e6f || sc.cfg_scale < -1e6f)
+        return textok__fail(TEXTOK_ERR_ARG, "textok_dit_generate: the guidance scale %g is not a finite number", (double)sc.cfg_scale);
+    if (sc.ddim && !(sc.eta >= 0.0f && sc.eta <= 1.0f))
+        return textok__fail(TEXTOK_ERR_ARG, "textok_dit_generate: DDIM eta %g not in [0, 1]", (double)sc.eta);
+    if ((st = textok__dit_check_cond(m, NULL, y, text, B, 0, "textok_dit_generate")) != TEXTOK_OK) return st;
+    if (sc.cfg_scale != 1.0f && m->cfg.num_classes == 0 && m->cfg.text_dim == 0)
+        return textok__fail(TEXTOK_ERR_ARG, "textok_dit_generate: guidance scale %g on an unconditional DiT (no classes, no text); "
+                            "use 1", (double)sc.cfg_scale);
+    snprintf(spacing, sizeof spacing, sc.ddim ? "ddim%d" : "%d", sc.steps);
+    if ((st = textok_diffusion_create(&d, 1000, spacing)) != TEXTOK_OK) return st;
+    C = m->cfg.in_channels; HW = m->H * m->W;
+    n = (size_t)B * C * HW;
+    x = (float *)textok__malloc(n * sizeof(float));
+    xp = (float *)textok__malloc(n * sizeof(float));
+    noise = (float *)textok__malloc(n * sizeof(float));
+    mo = (float *)textok__malloc((size_t)B * m->Cout * HW * sizeof(float));
+    tt = (int32_t *)textok__malloc((size_t)B * sizeof(int32_t));
+    if (!x || !xp || !noise || !mo || !tt) { st = textok__fail(TEXTOK_ERR_NOMEM, "textok_dit_generate: out of memory"); goto done; }
+    textok_rng_fill_normal(rng, x, n, 0.0f, 1.0f);
+    for (s = d->n - 1; s >= 0; s--) {
+        for (b = 0; b < B; b++) tt[b] = d->map[s];
+        st = sc.cfg_scale != 1.0f ? textok_dit_forward_cfg(m, x, tt, y, text, B, sc.cfg_scale, mo)
+                                  : textok_dit_forward(m, x, tt, y, text, B, mo);
+        if (st != TEXTOK_OK) goto done;
+        textok_rng_fill_normal(rng, noise, n, 0.0f, 1.0f);
+        st = sc.ddim ? textok_diffusion_ddim_step(d, s, x, mo, noise, sc.eta, B, C, HW, m->cfg.learn_sigma, xp)
+                     : textok_diffusion_p_step(d, s, x, mo, noise, B, C, HW, m->cfg.learn_sigma, xp);
+        if (st != TEXTOK_OK) goto done;
+        memcpy(x, xp, n * sizeof(float));
+        if (sc.progress && sc.progress(d->n - s, d->n, sc.progress_user)) {
+            st = textok__fail(TEXTOK_ERR_ARG, "textok_dit_generate: cancelled by the progress callback after %d of %d steps", d->n - s, d->n);
+            goto done;
+        }
+    }
+    for (i = 0; i < n; i++) out[i] = x[i] / m->cfg.latent_scale;
+    st = TEXTOK_OK;
+done:
+    textok_diffusion_free(d);
+    TEXTOK_FREE(x); TEXTOK_FREE(xp); TEXTOK_FREE(noise); TEXTOK_FREE(mo); TEXTOK_FREE(tt);
+    return st;
+}
+
+/* ----- the DiT training step: the hooks the generator trainer (section 17) calls -------------- */
+struct textok__dit_train {
+    textok_dit *m;                   /* borrowed */
+    int B;
+    textok__dit_w g;                 /* grads, bound into the caller's block */
+    textok__dit_acts a;              /* the tape: depth + 1 residual buffers, depth block tapes */
+    textok__dit_grad_acts ga;
+    float *arena;
+    textok_diffusion *diff;          /* 1000 steps, unspaced */
+    void *host;                      /* one host allocation for everything below */
+    textok__tblock *gblocks;
+    textok__tb_tape *tapes;
+    float **xs;
+    float *h_x0, *h_noise, *h_xt, *h_out, *h_dout, *h_feat;
+    int32_t *h_t, *h_y;
+    int *h_row;
+    unsigned char *h_null, *h_drop, *h_mask;
+    int L;                           /* caption rows of the last forward */
+};
+typedef struct textok__dit_train textok__dit_train;
+
+TEXTOK__HOOK void textok__dit_train_delete(textok__dit_train *s)
+{
+    if (!s) return;
+    if (s->arena) s->m->k.free(&s->m->k, s->arena);
+    textok_diffusion_free(s->diff);
+    TEXTOK_FREE(s->host);
+    TEXTOK_FREE(s);
+}
+
+TEXTOK__HOOK int textok__dit_train_new(textok__dit_train **out, textok_dit *m, float *grads, int B)
+{
+    textok__dit_train *s;
+    const textok_dit_config *c = &m->cfg;
+    const size_t b = (size_t)B, in = b * c->in_channels * m->H * m->W, on = b * m->Cout * m->H * m->W;
+    size_t hb;
+    unsigned char *p;
+    textok__carve a;
+    int st;
+    *out = NULL;
+    if (B < 1 || B > 65536) return textok__fail(TEXTOK_ERR_ARG, "DiT training: batch %d not in [1, 65536]", B);
+    s = (textok__dit_train *)textok__calloc(1, sizeof *s);
+    if (!s) return textok__fail(TEXTOK_ERR_NOMEM, "DiT training: out of memory");
+    s->m = m; s->B = B;
+    hb = (size_t)c->depth * (sizeof(textok__tblock) + sizeof(textok__tb_tape)) + ((size_t)c->depth + 1) * sizeof(float *)
+       + (3 * in + 2 * on + b * 256) * sizeof(float) + 2 * b * sizeof(int32_t) + b * sizeof(int) + 2 * b + b * c->text_len + 64;
+    s->host = p = (unsigned char *)textok__calloc(1, hb);
+    if (!p) { textok__dit_train_delete(s); return textok__fail(TEXTOK_ERR_NOMEM, "DiT training: out of memory"); }
+    s->gblocks = (textok__tblock *)(void *)p;   p += (size_t)c->depth * sizeof(textok__tblock);
+    s->tapes = (textok__tb_tape *)(void *)p;    p += (size_t)c->depth * sizeof(textok__tb_tape);
+    s->xs = (float **)(void *)p;                p += ((size_t)c->depth + 1) * sizeof(float *);
+    s->h_x0 = (float *)(void *)p;               p += in * sizeof(float);
+    s->h_noise = (float *)(void *)p;            p += in * sizeof(float);
+    s->h_xt = (float *)(void *)p;               p += in * sizeof(float);
+    s->h_out = (float *)(void *)p;              p += on * sizeof(float);
+    s->h_dout = (float *)(void *)p;             p += on * sizeof(float);
+    s->h_feat = (float *)(void *)p;             p += b * 256 * sizeof(float);
+    s->h_t = (int32_t *)(void *)p;              p += b * sizeof(int32_t);
+    s->h_y = (int32_t *)(void *)p;              p += b * sizeof(int32_t);
+    s->h_row = (int *)(void *)p;                p += b * sizeof(int);
+    s->h_null = p;                              p += b;
+    s->h_drop = p;                              p += b;
+    s->h_mask = p;
+    s->a.xs = s->xs; s->a.n_xs = c->depth + 1; s->a.tapes = s->tapes; s->a.n_tapes = c->depth;
+    memset(&a, 0, sizeof a);
+    textok__dit_carve(m, &a, &s->a, b);
+    textok__dit_grad_carve(m, &a, &s->ga, b);
+    if (a.overflow) { textok__dit_train_delete(s); return textok__fail(TEXTOK_ERR_SHAPE, "DiT training: batch %d makes a buffer exceed INT_MAX floats", B); }
+    s->arena = (float *)m->k.alloc(&m->k, a.used * sizeof(float));
+    if (!s->arena) {
+        textok__dit_train_delete(s);
+        return textok__fail(TEXTOK_ERR_NOMEM, "DiT training: cannot allocate %lu MB of activations for batch %d",
+                            (unsigned long)(a.used * sizeof(float) >> 20), B);
+    }
+    memset(&a, 0, sizeof a);
+    a.base = s->arena;
+    textok__dit_carve(m, &a, &s->a, b);
+    textok__dit_grad_carve(m, &a, &s->ga, b);
+    s->g.blocks = s->gblocks;
+    textok__dit_bind(c, &s->g, grads);
+    if ((st = textok_diffusion_create(&s->diff, 1000, NULL)) != TEXTOK_OK) { textok__dit_train_delete(s); return st; }
+    *out = s;
+    return TEXTOK_OK;
+}
+
+/* The training forward on B = s->B rows: xt (B, C, H, W) host, t/y host, text, null (B) flags
+   (dropped conditions) or NULL -> s->a.out on the device. */
+TEXTOK__HOOK int textok__dit_train_forward(textok__dit_train *s, const float *xt, const int32_t *t, const int32_t *y,
+                                     const textok_text *text, const unsigned char *null)
+{
+    textok_dit *m = s->m;
+    const textok_kernels *k = &m->k;
+    const int B = s->B;
+    int r, st;
+    if ((st = textok__dit_check_cond(m, t, y, text, B, 1, "DiT training")) != TEXTOK_OK) return st;
+    for (r = 0; r < B; r++) { s->h_row[r] = r; s->h_null[r] = (unsigned char)(null ? null[r] : 0); }
+    if ((st = k->to_device(k, s->a.xin, xt, (size_t)B * m->cfg.in_channels * m->H * m->W * sizeof(float))) != TEXTOK_OK)
+        return textok__fail_wrap(st, "DiT training: a memory transfer failed");
+    if ((st = textok__dit_stage(m, &s->a, B, t, y, text, s->h_row, s->h_null, s->h_feat, s->h_y, s->h_mask)) != TEXTOK_OK) return st;
+    s->L = m->cfg.text_dim > 0 ? text->L : 0;
+    textok__dit_forward_acts(m, &m->w, &s->a, B, s->L);
+    return TEXTOK_OK;
+}
+
+/* dout (B, Cout, H, W) host -> gradients accumulated into the grads block; dx (B, C, H, W) device
+   (accumulated) or NULL. */
+TEXTOK__HOOK int textok__dit_train_backward(textok__dit_train *s, const float *dout, float *dx)
+{
+    textok_dit *m = s->m;
+    const textok_kernels *k = &m->k;
+    int st;
+    if ((st = k->to_device(k, s->ga.dout, dout, (size_t)s->B * m->Cout * m->H * m->W * sizeof(float))) != TEXTOK_OK)
+        return textok__fail_wrap(st, "DiT training: a memory transfer failed");
+    textok__dit_backward_acts(m, &m->w, &s->g, &s->a, &s->ga, s->B, s->L, dx);
+    return TEXTOK_OK;
+}
+
+/* One step's forward, loss and backward (gradients ACCUMULATED into the grads block). RNG order:
+   t (B values, textok_rng_u32 % 1000), noise (B*C*H*W normals), then, only when cond_dropout > 0,
+   B uniforms (u < cond_dropout: that example trains with the null class / the null caption). */
+TEXTOK__HOOK int textok__dit_train_loss(textok__dit_train *s, textok_rng *rng, const textok_gen_train_config *tc,
+                                  const float *latents, const int32_t *y, const textok_text *text, textok_gen_train_stats *stt)
+{
+    textok_dit *m = s->m;
+    const int B = s->B, C = m->cfg.in_channels, HW = m->H * m->W;
+    const size_t n = (size_t)B * C * HW;
+    double mse = 0.0, vb = 0.0;
+    size_t i;
+    int b, st, dropping = tc && tc->cond_dropout > 0.0f;
+    if (!latents) return textok__fail(TEXTOK_ERR_ARG, "DiT training: NULL latents");
+    if (m->cfg.num_classes > 0 && y)
+        for (b = 0; b < B; b++)
+            if (y[b] < 0 || y[b] >= m->cfg.num_classes)
+                return textok__fail(TEXTOK_ERR_ARG, "DiT training: class y[%d] = %d not in [0, %d)", b, (int)y[b], m->cfg.num_classes);
+    for (b = 0; b < B; b++) s->h_t[b] = (int32_t)(textok_rng_u32(rng) % 1000u);
+    textok_rng_fill_normal(rng, s->h_noise, n, 0.0f, 1.0f);
+    for (b = 0; b < B; b++) s->h_drop[b] = (unsigned char)(dropping && textok_rng_uniform(rng) < tc->cond_dropout);
+    for (i = 0; i < n; i++) s->h_x0[i] = latents[i] * m->cfg.latent_scale;
+    if ((st = textok_diffusion_q_sample(s->diff, s->h_x0, s->h_noise, s->h_t, B, (size_t)C * HW, s->h_xt)) != TEXTOK_OK) return st;
+    if ((st = textok__dit_train_forward(s, s->h_xt, s->h_t, y, text, s->h_drop)) != TEXTOK_OK) return st;
+    if ((st = m->k.to_host(&m->k, s->h_out, s->a.out, (size_t)B * m->Cout * HW * sizeof(float))) != TEXTOK_OK)
+        return textok__fail_wrap(st, "DiT training: a memory transfer failed");
+    if ((st = textok_diffusion_loss(s->diff, s->h_x0, s->h_noise, s->h_t, s->h_out, B, C, HW, m->cfg.learn_sigma, &mse, &vb,
+                                    s->h_dout)) != TEXTOK_OK) return st;
+    if (stt) { stt->mse = mse; stt->vb = vb; stt->loss = mse + vb; }
+    return textok__dit_train_backward(s, s->h_dout, NULL);
+}
+
 
 /* ---- (section 16 MaskGIT goes here) ---- */
 
