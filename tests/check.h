@@ -32,4 +32,5 @@ void test_nets(tt_stats *s);
 void test_train(tt_stats *s);
 void test_spm(tt_stats *s);
 void test_textok(tt_stats *s);
+void test_maskgit(tt_stats *s);
 #endif

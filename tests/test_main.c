@@ -23,6 +23,7 @@ int main(void)
     test_train(&s);
     test_spm(&s);
     test_textok(&s);
+    test_maskgit(&s);
     printf("%d passed, %d failed\n", s.passed, s.failed);
     return s.failed ? 1 : 0;
 }
