@@ -139,6 +139,10 @@
          none, decoder, every pixel head, text segments) forward with a tape and backward into a
          grads block laid out like the params; the step (losses, clipping, AdamW, schedule, EMA,
          text dropout, discriminator step); reading tensors by name; checkpoints
+     16. MaskGIT (TiTok's generators): config, presets and metadata, the walk (ImageBert's BERT
+         names, UViTBert's), load/create/save, forward over the generic block (BERT post-norm,
+         UViT with LIFO skips), the sampling loop (host-side Gumbel, argmax, confidence sort),
+         the training hooks (masking schedules, label dropout, weighted MLM loss, backward)
 
    REVISION HISTORY
       0.4.0 (2026-11-21)  language-guided tokenization: TexTok and TA-TiTok layouts (text
@@ -13084,9 +13088,1528 @@ TEXTOK__HOOK int textok__dit_train_loss(textok__dit_train *s, textok_rng *rng, c
 }
 
 
-/* ---- (section 16 MaskGIT goes here) ---- */
 
-/* ---- (section 17 generator training goes here) ---- */
+/* =============================================================================================
+   16. MaskGIT: TiTok's generators (architecture.md 4). ImageBert (Hugging Face BertModel: post-
+   norm blocks with separate q/k/v, LayerNorm eps 1e-12, an embedding LayerNorm, no final norm)
+   and UViTBert (pre-norm blocks with a fused bias-free qkv, eps 1e-5, long skips from the
+   in-blocks to the out-blocks popped LIFO, a final norm), both over the generic block of
+   section 8, both reading [class id, L image ids] and returning lm_head(h[:, 1:]) over the V
+   image ids. Parameters in one block (walk order = the official state_dict order); inference
+   activations in one arena (BERT: one tape slot reused by every block; UViT: the same plus the
+   in-blocks' outputs for the skips); training keeps one tape per block (textok__maskgit_train).
+   Sampling (ImageBert.generate) runs its per-logit math on the host, see textok__mg_step. */
+
+typedef struct textok__mg_weights {   /* named pointers into a parameter block (or its grads twin) */
+    float *word;                      /* (vocab, D) BERT word_embeddings / UViT embeddings */
+    float *pos;                       /* (L+1, D) BERT position_embeddings / UViT pos_embed (1, L+1, D) */
+    float *type;                      /* (2, D) BERT token_type_embeddings (row 0 is the one used) */
+    float *eln_w, *eln_b;             /* (D) BERT embeddings.LayerNorm */
+    textok__tblock *blocks;           /* host array: BERT depth; UViT depth/2 in, 1 mid, depth/2 out */
+    float *norm_w, *norm_b;           /* (D) UViT final norm */
+    float *lm_w, *lm_b;               /* (V, D), (V) */
+} textok__mg_weights;
+
+struct textok_maskgit {
+    textok_maskgit_config cfg;
+    textok_kernels k;                 /* the table (copied at load) */
+    int max_batch;
+    float *params;                    /* device block, n_params floats, walk order */
+    size_t n_params;
+    textok_tensor_spec *specs;        /* (n_tensors) host, walk order */
+    int n_tensors;
+    textok__mg_weights w;
+    int T, vocab, n_blocks;           /* L + 1; V + num_classes + 2; blocks */
+    /* the inference arena (max_batch sequences) */
+    float *arena;
+    size_t arena_floats;
+    int32_t *ids, *zeros, *posids;    /* (max_batch, T): the input, token types (0), positions 0..T-1 */
+    float *x, *e;                     /* (max_batch, T, D) residual stream; embedding / final-norm scratch */
+    float **skips;                    /* UViT: (depth/2) host array of (max_batch, T, D) in-block outputs */
+    float *h;                         /* (max_batch * L, D) rows 1..L of each sequence */
+    float *logits;                    /* (max_batch * L, V) */
+    textok__tb_tape tape;             /* one slot, reused by every block */
+    float *work;                      /* attention work */
+    int32_t *host_ids;                /* (max_batch, T) host staging */
+};
+
+/* ----- configuration ------------------------------------------------------------------------ */
+TEXTOKDEF int textok_maskgit_preset(textok_maskgit_config *cfg, const char *name)
+{
+    if (!cfg || !name) return textok__fail(TEXTOK_ERR_ARG, "textok_maskgit_preset: NULL argument");
+    memset(cfg, 0, sizeof *cfg);
+    cfg->codebook_size = 4096; cfg->num_classes = 1000; cfg->heads = 16;
+    if (!strcmp(name, "L-32") || !strcmp(name, "B-64")) {
+        cfg->arch = TEXTOK_MASKGIT_BERT;
+        cfg->seq_len = name[0] == 'L' ? 32 : 64;
+        cfg->hidden = 768; cfg->depth = 24; cfg->mlp_hidden = 3072;
+    } else if (!strcmp(name, "S-128")) {
+        cfg->arch = TEXTOK_MASKGIT_UVIT;
+        cfg->seq_len = 128;
+        cfg->hidden = 1024; cfg->depth = 20; cfg->mlp_hidden = 4096;
+    } else {
+        return textok__fail(TEXTOK_ERR_ARG, "textok_maskgit_preset: unknown preset '%.40s' (L-32, B-64, S-128)", name);
+    }
+    return TEXTOK_OK;
+}
+
+TEXTOKDEF int textok_maskgit_config_check(const textok_maskgit_config *c)
+{
+#define TEXTOK__CHK(cond, ...) do { if (!(cond)) return textok__fail(TEXTOK_ERR_SHAPE, "MaskGIT config: " __VA_ARGS__); } while (0)
+    if (!c) return textok__fail(TEXTOK_ERR_ARG, "textok_maskgit_config_check: NULL config");
+    TEXTOK__CHK(c->arch == TEXTOK_MASKGIT_BERT || c->arch == TEXTOK_MASKGIT_UVIT,
+                "arch %d is not TEXTOK_MASKGIT_BERT (0) or TEXTOK_MASKGIT_UVIT (1)", c->arch);
+    TEXTOK__CHK(c->codebook_size >= 2 && c->codebook_size <= (1 << 20), "codebook_size %d not in [2, 2^20]", c->codebook_size);
+    TEXTOK__CHK(c->num_classes >= 1 && c->num_classes <= (1 << 20), "num_classes %d not in [1, 2^20]", c->num_classes);
+    TEXTOK__CHK(c->seq_len >= 2 && c->seq_len <= 65536, "seq_len %d not in [2, 65536]", c->seq_len);
+    TEXTOK__CHK(c->hidden >= 1 && c->hidden <= 65536, "hidden %d not in [1, 65536]", c->hidden);
+    TEXTOK__CHK(c->heads >= 1 && c->hidden % c->heads == 0, "heads %d must divide hidden %d", c->heads, c->hidden);
+    TEXTOK__CHK(c->mlp_hidden >= 1 && c->mlp_hidden <= 262144, "mlp_hidden %d not in [1, 262144]", c->mlp_hidden);
+    TEXTOK__CHK(c->depth >= 1 && c->depth <= 1024, "depth %d not in [1, 1024]", c->depth);
+    TEXTOK__CHK(c->arch != TEXTOK_MASKGIT_UVIT || c->depth % 2 == 0,
+                "UViT depth %d must be even (depth/2 in-blocks, a mid-block, depth/2 out-blocks)", c->depth);
+#undef TEXTOK__CHK
+    return TEXTOK_OK;
+}
+
+static const struct { const char *key; size_t offset; } textok__mg_fields[] = {
+    { "codebook_size", offsetof(textok_maskgit_config, codebook_size) },
+    { "num_classes", offsetof(textok_maskgit_config, num_classes) },
+    { "seq_len", offsetof(textok_maskgit_config, seq_len) }, { "hidden", offsetof(textok_maskgit_config, hidden) },
+    { "depth", offsetof(textok_maskgit_config, depth) }, { "heads", offsetof(textok_maskgit_config, heads) },
+    { "mlp_hidden", offsetof(textok_maskgit_config, mlp_hidden) }
+};
+#define TEXTOK__MG_N_FIELDS ((int)(sizeof textok__mg_fields / sizeof textok__mg_fields[0]))
+
+TEXTOKDEF int textok_maskgit_config_from_meta(textok_maskgit_config *cfg, const textok_safetensors *st)
+{
+    const char *v;
+    int i;
+    if (!cfg || !st) return textok__fail(TEXTOK_ERR_ARG, "textok_maskgit_config_from_meta: NULL argument");
+    memset(cfg, 0, sizeof *cfg);
+    v = textok_st_meta(st, "textok.model");
+    if (!v || strcmp(v, "maskgit") != 0)
+        return textok__fail(TEXTOK_ERR_FORMAT, "%s: not a textok-layout MaskGIT file (__metadata__ 'textok.model' is %s%s%s, "
+                            "expected \"maskgit\"); convert official TiTok generator checkpoints with build/convert, or "
+                            "load them with textok_maskgit_load_st and an explicit config",
+                            st->path, v ? "\"" : "absent", v ? v : "", v ? "\"" : "");
+    v = textok_st_meta(st, "arch");
+    if (!v) return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ lacks 'arch'", st->path);
+    if (!strcmp(v, "bert")) cfg->arch = TEXTOK_MASKGIT_BERT;
+    else if (!strcmp(v, "uvit")) cfg->arch = TEXTOK_MASKGIT_UVIT;
+    else return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ 'arch' = \"%.40s\" is not \"bert\" or \"uvit\"", st->path, v);
+    for (i = 0; i < TEXTOK__MG_N_FIELDS; i++) {
+        int *dst = (int *)((char *)cfg + textok__mg_fields[i].offset);
+        v = textok_st_meta(st, textok__mg_fields[i].key);
+        if (!v) return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ lacks '%s'", st->path, textok__mg_fields[i].key);
+        if (!textok__parse_int(v, dst))
+            return textok__fail(TEXTOK_ERR_FORMAT, "%s: __metadata__ '%s' = \"%.40s\" is not a non-negative integer",
+                                st->path, textok__mg_fields[i].key, v);
+    }
+    if (textok_maskgit_config_check(cfg) != TEXTOK_OK) return textok__fail_wrap(TEXTOK_ERR_SHAPE, st->path);
+    return TEXTOK_OK;
+}
+
+TEXTOKDEF int textok_maskgit_config_to_meta(const textok_maskgit_config *cfg, const char **kv, int max_pairs,
+                                            char *buf, size_t buf_size)
+{
+    int n = 0, i, st;
+    size_t used = 0;
+#define TEXTOK__PUT(key, ...) do {                                                       \
+        int w_;                                                                          \
+        if (n >= max_pairs) return textok__fail(TEXTOK_ERR_ARG, "textok_maskgit_config_to_meta: more than %d pairs", max_pairs); \
+        w_ = snprintf(buf + used, buf_size - used, __VA_ARGS__);                          \
+        if (w_ < 0 || (size_t)w_ + 1 > buf_size - used)                                  \
+            return textok__fail(TEXTOK_ERR_ARG, "textok_maskgit_config_to_meta: buffer of %lu bytes too small", (unsigned long)buf_size); \
+        kv[2 * n] = (key); kv[2 * n + 1] = buf + used; used += (size_t)w_ + 1; n++;       \
+    } while (0)
+    if (!cfg || !kv || !buf) return textok__fail(TEXTOK_ERR_ARG, "textok_maskgit_config_to_meta: NULL argument");
+    if ((st = textok_maskgit_config_check(cfg)) != TEXTOK_OK) return st;
+    TEXTOK__PUT("textok.model", "%s", "maskgit");
+    TEXTOK__PUT("arch", "%s", cfg->arch == TEXTOK_MASKGIT_BERT ? "bert" : "uvit");
+    for (i = 0; i < TEXTOK__MG_N_FIELDS; i++)
+        TEXTOK__PUT(textok__mg_fields[i].key, "%d", *(const int *)((const char *)cfg + textok__mg_fields[i].offset));
+#undef TEXTOK__PUT
+    return n;
+}
+
+/* ----- the parameter walk (official state_dict order) ------------------------------------------ */
+static int textok__mg_n_blocks(const textok_maskgit_config *c)
+{
+    return c->arch == TEXTOK_MASKGIT_BERT ? c->depth : c->depth + 1;
+}
+
+/* wt may be NULL (specs only); wt->blocks then holds n_blocks entries */
+static void textok__mg_walk(const textok_maskgit_config *c, textok__mg_weights *wt, textok__walk *w)
+{
+    const int64_t D = c->hidden, M = c->mlp_hidden, V = c->codebook_size, L1 = c->seq_len + 1;
+    const int64_t vocab = (int64_t)c->codebook_size + c->num_classes + 2;
+    const int nb = textok__mg_n_blocks(c), half = c->depth / 2;
+    int i;
+    if (c->arch == TEXTOK_MASKGIT_BERT) {
+        textok__wt(w, wt ? &wt->word : NULL, 2, vocab, D, 0, 0, "model.embeddings.word_embeddings.weight");
+        textok__wt(w, wt ? &wt->pos : NULL, 2, L1, D, 0, 0, "model.embeddings.position_embeddings.weight");
+        textok__wt(w, wt ? &wt->type : NULL, 2, 2, D, 0, 0, "model.embeddings.token_type_embeddings.weight");
+        textok__wt(w, wt ? &wt->eln_w : NULL, 1, D, 0, 0, 0, "model.embeddings.LayerNorm.weight");
+        textok__wt(w, wt ? &wt->eln_b : NULL, 1, D, 0, 0, 0, "model.embeddings.LayerNorm.bias");
+        for (i = 0; i < nb; i++) {
+            textok__tblock *b = wt ? &wt->blocks[i] : NULL;
+            if (b) memset(b, 0, sizeof *b);
+#define TEXTOK__L(slot, nd, d0, d1, leaf) textok__wt(w, b ? &b->slot : NULL, nd, d0, d1, 0, 0, "model.encoder.layer.%d." leaf, i)
+            TEXTOK__L(q_w, 2, D, D, "attention.self.query.weight"); TEXTOK__L(q_b, 1, D, 0, "attention.self.query.bias");
+            TEXTOK__L(k_w, 2, D, D, "attention.self.key.weight");   TEXTOK__L(k_b, 1, D, 0, "attention.self.key.bias");
+            TEXTOK__L(v_w, 2, D, D, "attention.self.value.weight"); TEXTOK__L(v_b, 1, D, 0, "attention.self.value.bias");
+            TEXTOK__L(proj_w, 2, D, D, "attention.output.dense.weight"); TEXTOK__L(proj_b, 1, D, 0, "attention.output.dense.bias");
+            TEXTOK__L(ln1_w, 1, D, 0, "attention.output.LayerNorm.weight"); TEXTOK__L(ln1_b, 1, D, 0, "attention.output.LayerNorm.bias");
+            TEXTOK__L(fc1_w, 2, M, D, "intermediate.dense.weight"); TEXTOK__L(fc1_b, 1, M, 0, "intermediate.dense.bias");
+            TEXTOK__L(fc2_w, 2, D, M, "output.dense.weight"); TEXTOK__L(fc2_b, 1, D, 0, "output.dense.bias");
+            TEXTOK__L(ln2_w, 1, D, 0, "output.LayerNorm.weight"); TEXTOK__L(ln2_b, 1, D, 0, "output.LayerNorm.bias");
+#undef TEXTOK__L
+        }
+        textok__wt(w, wt ? &wt->lm_w : NULL, 2, V, D, 0, 0, "model.lm_head.weight");
+        textok__wt(w, wt ? &wt->lm_b : NULL, 1, V, 0, 0, 0, "model.lm_head.bias");
+        return;
+    }
+    textok__wt(w, wt ? &wt->pos : NULL, 3, 1, L1, D, 0, "pos_embed");
+    textok__wt(w, wt ? &wt->word : NULL, 2, vocab, D, 0, 0, "embeddings.weight");
+    for (i = 0; i < nb; i++) {
+        textok__tblock *b = wt ? &wt->blocks[i] : NULL;
+        char pre[32];
+        if (i < half) snprintf(pre, sizeof pre, "in_blocks.%d", i);
+        else if (i == half) snprintf(pre, sizeof pre, "mid_block");
+        else snprintf(pre, sizeof pre, "out_blocks.%d", i - half - 1);
+        if (b) memset(b, 0, sizeof *b);
+#define TEXTOK__U(slot, nd, d0, d1, leaf) textok__wt(w, b ? &b->slot : NULL, nd, d0, d1, 0, 0, "%s." leaf, pre)
+        TEXTOK__U(ln1_w, 1, D, 0, "norm1.weight"); TEXTOK__U(ln1_b, 1, D, 0, "norm1.bias");
+        TEXTOK__U(q_w, 2, 3 * D, D, "attn.qkv.weight");
+        TEXTOK__U(proj_w, 2, D, D, "attn.proj.weight"); TEXTOK__U(proj_b, 1, D, 0, "attn.proj.bias");
+        TEXTOK__U(ln2_w, 1, D, 0, "norm2.weight"); TEXTOK__U(ln2_b, 1, D, 0, "norm2.bias");
+        TEXTOK__U(fc1_w, 2, M, D, "mlp.fc1.weight"); TEXTOK__U(fc1_b, 1, M, 0, "mlp.fc1.bias");
+        TEXTOK__U(fc2_w, 2, D, M, "mlp.fc2.weight"); TEXTOK__U(fc2_b, 1, D, 0, "mlp.fc2.bias");
+        if (i > half) { TEXTOK__U(skip_w, 2, D, 2 * D, "skip_linear.weight"); TEXTOK__U(skip_b, 1, D, 0, "skip_linear.bias"); }
+#undef TEXTOK__U
+        if (b && b->q_w) { b->k_w = b->q_w + (size_t)D * D; b->v_w = b->q_w + 2 * (size_t)D * D; }   /* fused 'B L (K H D)' */
+    }
+    textok__wt(w, wt ? &wt->norm_w : NULL, 1, D, 0, 0, 0, "norm.weight");
+    textok__wt(w, wt ? &wt->norm_b : NULL, 1, D, 0, 0, 0, "norm.bias");
+    textok__wt(w, wt ? &wt->lm_w : NULL, 2, V, D, 0, 0, "lm_head.weight");
+    textok__wt(w, wt ? &wt->lm_b : NULL, 1, V, 0, 0, 0, "lm_head.bias");
+}
+
+TEXTOKDEF int textok_maskgit_tensor_specs(const textok_maskgit_config *cfg, textok_tensor_spec *specs, int max_specs)
+{
+    textok__walk w;
+    int st;
+    if ((st = textok_maskgit_config_check(cfg)) != TEXTOK_OK) return st;
+    memset(&w, 0, sizeof w);
+    w.specs = specs;
+    w.max_specs = specs ? max_specs : 0;
+    textok__mg_walk(cfg, NULL, &w);
+    if (w.overflow) return textok__fail(TEXTOK_ERR_SHAPE, "MaskGIT config: parameter count overflows size_t");
+    return w.n;
+}
+
+/* Binds a weights struct (blocks: a host array of n_blocks) to a block of n_params floats. */
+static void textok__mg_bind(const textok_maskgit_config *c, textok__mg_weights *wt, float *base)
+{
+    textok__walk w;
+    memset(&w, 0, sizeof w);
+    w.base = base;
+    textok__mg_walk(c, wt, &w);
+}
+
+/* the shape every block of this model runs with (has_skip set per block by the caller) */
+static textok__tb_shape textok__mg_shape(const textok_maskgit_config *c, int B)
+{
+    textok__tb_shape s;
+    memset(&s, 0, sizeof s);
+    s.B = B; s.T = c->seq_len + 1; s.D = c->hidden; s.H = c->heads; s.M = c->mlp_hidden;
+    s.post_norm = c->arch == TEXTOK_MASKGIT_BERT;
+    s.eps = c->arch == TEXTOK_MASKGIT_BERT ? 1e-12f : 1e-5f;
+    s.has_skip = c->arch == TEXTOK_MASKGIT_UVIT;   /* carving: the superset; forward sets it per block */
+    return s;
+}
+
+/* ----- the inference arena ---------------------------------------------------------------- */
+static void textok__mg_carve(textok_maskgit *m, textok__carve *a)
+{
+    const textok_maskgit_config *c = &m->cfg;
+    const size_t B = (size_t)m->max_batch, T = (size_t)m->T, D = (size_t)c->hidden, L = (size_t)c->seq_len;
+    const textok__tb_shape s = textok__mg_shape(c, m->max_batch);
+    int *o = &a->overflow, i;
+    m->ids = (int32_t *)(void *)textok__take(a, B * T);
+    m->zeros = (int32_t *)(void *)textok__take(a, B * T);
+    m->posids = (int32_t *)(void *)textok__take(a, B * T);
+    m->x = textok__take(a, textok__mul3(B, T, D, o));
+    m->e = textok__take(a, textok__mul3(B, T, D, o));
+    if (c->arch == TEXTOK_MASKGIT_UVIT)
+        for (i = 0; i < c->depth / 2; i++) {
+            float *p = textok__take(a, textok__mul3(B, T, D, o));
+            if (m->skips) m->skips[i] = p;
+        }
+    m->h = textok__take(a, textok__mul3(B, L, D, o));
+    m->logits = textok__take(a, textok__mul3(B, L, (size_t)c->codebook_size, o));
+    textok__tb_tape_carve(a, &m->tape, &s);
+    m->work = textok__take(a, textok__tb_work_floats(&s));
+}
+
+TEXTOKDEF void textok_maskgit_free(textok_maskgit *m)
+{
+    if (!m) return;
+    if (m->params) m->k.free(&m->k, m->params);
+    if (m->arena) m->k.free(&m->k, m->arena);
+    TEXTOK_FREE(m->w.blocks);
+    TEXTOK_FREE(m->skips);
+    TEXTOK_FREE(m->specs);
+    TEXTOK_FREE(m->host_ids);
+    TEXTOK_FREE(m);
+}
+
+/* int32 id arrays for the embedding kernels: zeros (token types) and positions 0..T-1 per row */
+static int textok__mg_fill_ids(const textok_kernels *k, int32_t *zeros, int32_t *posids, int B, int T)
+{
+    size_t n = (size_t)B * T, i;
+    int32_t *h = (int32_t *)textok__malloc(n * sizeof(int32_t));
+    int st;
+    if (!h) return textok__fail(TEXTOK_ERR_NOMEM, "MaskGIT: out of memory");
+    for (i = 0; i < n; i++) h[i] = 0;
+    st = k->to_device(k, zeros, h, n * sizeof(int32_t));
+    for (i = 0; i < n; i++) h[i] = (int32_t)(i % (size_t)T);
+    if (st == TEXTOK_OK) st = k->to_device(k, posids, h, n * sizeof(int32_t));
+    TEXTOK_FREE(h);
+    return st;
+}
+
+/* Allocates the model for cfg: specs, host tables, the parameter block (bound, not filled) and the
+   activation arena. */
+static int textok__mg_new(textok_maskgit **out, const textok_maskgit_config *cfg, const textok_params *params)
+{
+    textok_params prm = params ? *params : textok_default_params();
+    textok_maskgit *m;
+    textok__walk w;
+    textok__carve a;
+    int n_specs, st;
+    *out = NULL;
+    if (prm.max_batch < 1 || prm.max_batch > 4096)
+        return textok__fail(TEXTOK_ERR_ARG, "MaskGIT: max_batch %d not in [1, 4096]", prm.max_batch);
+    if ((n_specs = textok_maskgit_tensor_specs(cfg, NULL, 0)) < 0) return n_specs;
+    m = (textok_maskgit *)textok__calloc(1, sizeof *m);
+    if (!m) return textok__fail(TEXTOK_ERR_NOMEM, "MaskGIT: out of memory");
+    m->cfg = *cfg;
+    m->k = prm.kernels ? *prm.kernels : textok_cpu_kernels(prm.n_threads);
+    m->max_batch = prm.max_batch;
+    m->T = cfg->seq_len + 1;
+    m->vocab = cfg->codebook_size + cfg->num_classes + 2;
+    m->n_blocks = textok__mg_n_blocks(cfg);
+    {
+        const textok_kernels *k = &m->k;
+        const char *missing = !k->alloc || !k->free || !k->to_device || !k->to_host || !k->copy ? "alloc/free/to_device/to_host/copy"
+                            : !k->matmul_forward ? "matmul_forward" : !k->layernorm_forward ? "layernorm_forward"
+                            : !k->attention_forward ? "attention_forward" : !k->add_forward ? "add_forward"
+                            : !k->embedding_forward ? "embedding_forward" : !k->gelu_forward ? "gelu_forward"
+                            : !k->transpose_forward ? "transpose_forward" : NULL;
+        if (missing) {
+            textok_maskgit_free(m);
+            return textok__fail(TEXTOK_ERR_UNSUPPORTED, "MaskGIT: the kernel table '%s' lacks %s", k->name ? k->name : "?", missing);
+        }
+    }
+    m->n_tensors = n_specs;
+    m->specs = (textok_tensor_spec *)textok__calloc((size_t)n_specs, sizeof *m->specs);
+    m->w.blocks = (textok__tblock *)textok__calloc((size_t)m->n_blocks, sizeof *m->w.blocks);
+    m->skips = (float **)textok__calloc((size_t)(cfg->depth / 2 + 1), sizeof *m->skips);
+    m->host_ids = (int32_t *)textok__calloc((size_t)m->max_batch * m->T, sizeof(int32_t));
+    if (!m->specs || !m->w.blocks || !m->skips || !m->host_ids) {
+        textok_maskgit_free(m);
+        return textok__fail(TEXTOK_ERR_NOMEM, "MaskGIT: out of memory");
+    }
+    textok_maskgit_tensor_specs(cfg, m->specs, n_specs);
+    memset(&w, 0, sizeof w);
+    textok__mg_walk(cfg, NULL, &w);
+    m->n_params = w.offset;
+    memset(&a, 0, sizeof a);
+    textok__mg_carve(m, &a);
+    if (a.overflow) {
+        textok_maskgit_free(m);
+        return textok__fail(TEXTOK_ERR_SHAPE, "MaskGIT: an activation buffer would exceed INT_MAX floats (seq_len %d, hidden %d, "
+                            "codebook_size %d, max_batch %d)", cfg->seq_len, cfg->hidden, cfg->codebook_size, prm.max_batch);
+    }
+    m->arena_floats = a.used;
+    m->params = (float *)m->k.alloc(&m->k, m->n_params * sizeof(float));
+    m->arena = (float *)m->k.alloc(&m->k, m->arena_floats * sizeof(float));
+    if (!m->params || !m->arena) {
+        size_t mb = (m->n_params + m->arena_floats) * sizeof(float) >> 20;
+        textok_maskgit_free(m);
+        return textok__fail(TEXTOK_ERR_NOMEM, "MaskGIT: cannot allocate %lu MB of parameters and activations", (unsigned long)mb);
+    }
+    textok__mg_bind(cfg, &m->w, m->params);
+    memset(&a, 0, sizeof a);
+    a.base = m->arena;
+    textok__mg_carve(m, &a);
+    if ((st = textok__mg_fill_ids(&m->k, m->zeros, m->posids, m->max_batch, m->T)) != TEXTOK_OK) {
+        textok_maskgit_free(m);
+        return st;
+    }
+    *out = m;
+    return TEXTOK_OK;
+}
+
+/* The legacy buffer old transformers versions saved with BertEmbeddings: not a parameter. */
+static int textok__mg_ignorable(const char *name)
+{
+    return !strcmp(name, "model.embeddings.position_ids");
+}
+
+TEXTOKDEF int textok_maskgit_load_st(textok_maskgit **out, const textok_safetensors *st,
+                                     const textok_maskgit_config *cfg, const textok_params *params)
+{
+    textok_maskgit_config file_cfg;
+    textok_maskgit *m = NULL;
+    float *stage = NULL;
+    size_t max_numel = 0, offset = 0;
+    int i, status;
+    if (!out || !st) return textok__fail(TEXTOK_ERR_ARG, "textok_maskgit_load: NULL argument");
+    *out = NULL;
+    if (!cfg) {
+        if ((status = textok_maskgit_config_from_meta(&file_cfg, st)) != TEXTOK_OK) return status;
+        cfg = &file_cfg;
+    }
+    if ((status = textok__mg_new(&m, cfg, params)) != TEXTOK_OK) return status;
+    /* exactly the expected tensors (plus the ignorable buffer): an extra one is another model */
+    for (i = 0; i < st->n_tensors; i++) {
+        int j, found = textok__mg_ignorable(st->tensors[i].name);
+        for (j = 0; j < m->n_tensors && !found; j++) found = strcmp(st->tensors[i].name, m->specs[j].name) == 0;
+        if (!found) {
+            status = textok__fail(TEXTOK_ERR_SHAPE, "%s: unexpected tensor '%.120s' for this MaskGIT config (%s, depth %d, "
+                                  "hidden %d)", st->path, st->tensors[i].name,
+                                  cfg->arch == TEXTOK_MASKGIT_BERT ? "ImageBert" : "UViTBert", cfg->depth, cfg->hidden);
+            goto fail;
+        }
+    }
+    for (i = 0; i < m->n_tensors; i++)
+        if (textok__spec_numel(&m->specs[i]) > max_numel) max_numel = textok__spec_numel(&m->specs[i]);
+    stage = (float *)textok__malloc(max_numel * sizeof(float));
+    if (!stage) { status = textok__fail(TEXTOK_ERR_NOMEM, "textok_maskgit_load: out of memory"); goto fail; }
+    for (i = 0; i < m->n_tensors; i++) {   /* through a host staging buffer: the block belongs to the table */
+        size_t numel = textok__spec_numel(&m->specs[i]);
+        if ((status = textok_st_load(st, m->specs[i].name, m->specs[i].ndim, m->specs[i].shape, stage)) != TEXTOK_OK) goto fail;
+        if ((status = m->k.to_device(&m->k, m->params + offset, stage, numel * sizeof(float))) != TEXTOK_OK) goto fail;
+        offset += numel;
+    }
+    TEXTOK_FREE(stage);
+    *out = m;
+    return TEXTOK_OK;
+fail:
+    TEXTOK_FREE(stage);
+    textok_maskgit_free(m);
+    return status;
+}
+
+#ifndef TEXTOK_NO_STDIO
+TEXTOKDEF int textok_maskgit_load(textok_maskgit **out, const char *path, const textok_params *p)
+{
+    textok_safetensors st;
+    int status;
+    if (!out || !path) return textok__fail(TEXTOK_ERR_ARG, "textok_maskgit_load: NULL argument");
+    *out = NULL;
+    if ((status = textok_st_open(&st, path)) != TEXTOK_OK) return status;
+    status = textok_maskgit_load_st(out, &st, NULL, p);
+    textok_st_close(&st);
+    return status;
+}
+#endif
+
+/* Fresh weights as ImageBert / UViTBert._init_weights: Linear and Embedding weights and pos_embed
+   trunc_normal_(std 0.02) (its bounds are +-2 absolute, i.e. 100 std: a plain normal), biases 0,
+   LayerNorm weight 1 and bias 0. */
+TEXTOKDEF int textok_maskgit_create(textok_maskgit **out, const textok_maskgit_config *cfg, const textok_params *params,
+                                    uint64_t seed)
+{
+    textok_maskgit *m = NULL;
+    textok_rng rng;
+    float *stage = NULL;
+    size_t max_numel = 0, offset = 0, j;
+    int i, status;
+    if (!out || !cfg) return textok__fail(TEXTOK_ERR_ARG, "textok_maskgit_create: NULL argument");
+    *out = NULL;
+    if ((status = textok__mg_new(&m, cfg, params)) != TEXTOK_OK) return status;
+    for (i = 0; i < m->n_tensors; i++)
+        if (textok__spec_numel(&m->specs[i]) > max_numel) max_numel = textok__spec_numel(&m->specs[i]);
+    stage = (float *)textok__malloc(max_numel * sizeof(float));
+    if (!stage) { status = textok__fail(TEXTOK_ERR_NOMEM, "textok_maskgit_create: out of memory"); goto fail; }
+    textok_rng_seed(&rng, seed);
+    for (i = 0; i < m->n_tensors; i++) {
+        const textok_tensor_spec *s = &m->specs[i];
+        size_t numel = textok__spec_numel(s);
+        if (s->ndim >= 2) textok_rng_fill_normal(&rng, stage, numel, 0.0f, 0.02f);
+        else for (j = 0; j < numel; j++) stage[j] = textok__ends(s->name, ".weight") ? 1.0f : 0.0f;   /* LN weight; biases */
+        if ((status = m->k.to_device(&m->k, m->params + offset, stage, numel * sizeof(float))) != TEXTOK_OK) goto fail;
+        offset += numel;
+    }
+    TEXTOK_FREE(stage);
+    *out = m;
+    return TEXTOK_OK;
+fail:
+    TEXTOK_FREE(stage);
+    textok_maskgit_free(m);
+    return status;
+}
+
+/* Writes a textok-layout file (official names, the config as metadata) of a parameter block laid
+   out like m's (m->params, or a trainer's EMA copy). */
+static int textok__maskgit_save_params(const textok_maskgit *m, const char *path, const float *params)
+{
+    const char *kv[2 * 16];
+    char meta[1024];
+    textok_st_entry *e = NULL;
+    float *host = NULL;
+    size_t offset = 0;
+    int n_meta, i, d, st;
+    if (!m || !path || !params) return textok__fail(TEXTOK_ERR_ARG, "textok_maskgit_save: NULL argument");
+    if ((n_meta = textok_maskgit_config_to_meta(&m->cfg, kv, 16, meta, sizeof meta)) < 0) return n_meta;
+    e = (textok_st_entry *)textok__calloc((size_t)m->n_tensors, sizeof *e);
+    host = (float *)textok__malloc(m->n_params * sizeof(float));
+    if (!e || !host) { st = textok__fail(TEXTOK_ERR_NOMEM, "textok_maskgit_save: out of memory"); goto done; }
+    if ((st = m->k.to_host(&m->k, host, params, m->n_params * sizeof(float))) != TEXTOK_OK) goto done;
+    for (i = 0; i < m->n_tensors; i++) {
+        e[i].name = m->specs[i].name;
+        e[i].data = host + offset;
+        e[i].ndim = m->specs[i].ndim;
+        for (d = 0; d < m->specs[i].ndim; d++) e[i].shape[d] = m->specs[i].shape[d];
+        offset += textok__spec_numel(&m->specs[i]);
+    }
+    st = textok_st_save(path, e, m->n_tensors, kv, n_meta, TEXTOK_DTYPE_F32);
+done:
+    TEXTOK_FREE(e);
+    TEXTOK_FREE(host);
+    return st;
+}
+
+TEXTOKDEF int textok_maskgit_save(const textok_maskgit *m, const char *path)
+{
+    if (!m) return textok__fail(TEXTOK_ERR_ARG, "textok_maskgit_save: NULL model");
+    return textok__maskgit_save_params(m, path, m->params);
+}
+
+TEXTOKDEF const textok_maskgit_config *textok_maskgit_get_config(const textok_maskgit *m) { return m ? &m->cfg : NULL; }
+TEXTOKDEF size_t textok_maskgit_num_params(const textok_maskgit *m) { return m ? m->n_params : 0; }
+
+/* ----- forward ------------------------------------------------------------------------------ */
+/* Embeddings of ids (B, T) on the device -> x (B, T, D). BERT: LN((word[ids] + type[0]) + pos)
+   (the HF order of the sums), LN statistics into mean/rstd when given; UViT: word[ids] + pos.
+   e and tmp are (B, T, D) scratch, tmp may be x (it is consumed before x is written; add_forward
+   runs in place); for BERT e keeps the sum before the norm (backward reads it). */
+static void textok__mg_embed(const textok_kernels *k, const textok_maskgit_config *c, const textok__mg_weights *w,
+                             const int32_t *ids, const int32_t *zeros, const int32_t *posids, int B,
+                             float *x, float *e, float *tmp, float *mean, float *rstd)
+{
+    const int T = c->seq_len + 1, D = c->hidden, BT = B * T;
+    const size_t n = (size_t)BT * D;
+    k->embedding_forward(k, e, w->word, ids, BT, D);
+    if (c->arch == TEXTOK_MASKGIT_BERT) {
+        k->embedding_forward(k, tmp, w->type, zeros, BT, D);    /* token_type_ids default to 0 */
+        k->add_forward(k, e, e, tmp, n);
+        k->embedding_forward(k, tmp, w->pos, posids, BT, D);
+        k->add_forward(k, e, e, tmp, n);
+        k->layernorm_forward(k, x, mean, rstd, e, w->eln_w, w->eln_b, BT, D, 1e-12f);
+    } else {
+        k->embedding_forward(k, tmp, w->pos, posids, BT, D);
+        k->add_forward(k, x, e, tmp, n);
+    }
+}
+
+/* rows 1..L of every sequence of fin (B, T, D) -> h (B*L, D) -> logits (B*L, V) */
+static void textok__mg_head(const textok_kernels *k, const textok_maskgit_config *c, const textok__mg_weights *w,
+                            const float *fin, float *h, float *logits, int B)
+{
+    const size_t T = (size_t)c->seq_len + 1, L = (size_t)c->seq_len, D = (size_t)c->hidden;
+    int b;
+    for (b = 0; b < B; b++) k->copy(k, h + (size_t)b * L * D, fin + ((size_t)b * T + 1) * D, L * D * sizeof(float));
+    textok__linear(k, logits, h, w->lm_w, w->lm_b, B * c->seq_len, c->hidden, c->codebook_size);
+}
+
+/* m->ids (B <= max_batch sequences of [class id, L ids]) -> m->logits (B*L, V) */
+static void textok__mg_forward(textok_maskgit *m, int B)
+{
+    const textok_kernels *k = &m->k;
+    const textok_maskgit_config *c = &m->cfg;
+    textok__tb_shape s = textok__mg_shape(c, B);
+    const float *fin = m->x;
+    int l;
+    textok__mg_embed(k, c, &m->w, m->ids, m->zeros, m->posids, B, m->x, m->e, m->x, NULL, NULL);
+    if (c->arch == TEXTOK_MASKGIT_BERT) {
+        for (l = 0; l < m->n_blocks; l++)
+            textok__tb_forward(k, &m->w.blocks[l], &s, &m->tape, m->x, m->x, NULL, NULL, NULL, NULL, m->work);
+    } else {
+        const int half = c->depth / 2;
+        const float *cur = m->x;
+        s.has_skip = 0;
+        for (l = 0; l < half; l++) {      /* in-blocks: each output is kept for its out-block */
+            textok__tb_forward(k, &m->w.blocks[l], &s, &m->tape, cur, m->skips[l], NULL, NULL, NULL, NULL, m->work);
+            cur = m->skips[l];
+        }
+        textok__tb_forward(k, &m->w.blocks[half], &s, &m->tape, cur, m->x, NULL, NULL, NULL, NULL, m->work);
+        s.has_skip = 1;
+        for (l = 0; l < half; l++)        /* out-blocks pop the skips: out_blocks[0] takes in_blocks[half-1] */
+            textok__tb_forward(k, &m->w.blocks[half + 1 + l], &s, &m->tape, m->x, m->x, NULL, m->skips[half - 1 - l],
+                               NULL, NULL, m->work);
+        k->layernorm_forward(k, m->e, NULL, NULL, m->x, m->w.norm_w, m->w.norm_b, B * m->T, c->hidden, 1e-5f);
+        fin = m->e;
+    }
+    textok__mg_head(k, c, &m->w, fin, m->h, m->logits, B);
+}
+
+static int textok__mg_xfer_fail(int st)
+{
+    return textok__fail_wrap(st, "MaskGIT: a memory transfer failed");
+}
+
+/* logits (B, L, V) host for ids (B, L) and classes (B), both already checked */
+static int textok__mg_logits(textok_maskgit *m, const int32_t *ids, const int32_t *classes, int B, float *logits)
+{
+    const textok_maskgit_config *c = &m->cfg;
+    const size_t L = (size_t)c->seq_len, T = (size_t)m->T, V = (size_t)c->codebook_size;
+    int b0, b, st;
+    size_t i;
+    for (b0 = 0; b0 < B; b0 += m->max_batch) {
+        const int nb = B - b0 < m->max_batch ? B - b0 : m->max_batch;
+        for (b = 0; b < nb; b++) {
+            m->host_ids[(size_t)b * T] = c->codebook_size + 1 + classes[b0 + b];   /* V+1+c; null = V+1+num_classes */
+            for (i = 0; i < L; i++) m->host_ids[(size_t)b * T + 1 + i] = ids[(size_t)(b0 + b) * L + i];
+        }
+        if ((st = m->k.to_device(&m->k, m->ids, m->host_ids, (size_t)nb * T * sizeof(int32_t))) != TEXTOK_OK)
+            return textok__mg_xfer_fail(st);
+        textok__mg_forward(m, nb);
+        if ((st = m->k.to_host(&m->k, logits + (size_t)b0 * L * V, m->logits, (size_t)nb * L * V * sizeof(float))) != TEXTOK_OK)
+            return textok__mg_xfer_fail(st);
+    }
+    return TEXTOK_OK;
+}
+
+/* ids in [0, max_id], classes in [0, max_class]: user input, checked before any kernel indexes with it */
+static int textok__mg_check_input(const textok_maskgit *m, const char *fn, const int32_t *ids, int max_id,
+                                  const int32_t *classes, int max_class, int B)
+{
+    const size_t L = (size_t)m->cfg.seq_len;
+    size_t i;
+    int b;
+    if (B < 1) return textok__fail(TEXTOK_ERR_ARG, "%s: batch %d must be >= 1", fn, B);
+    if ((size_t)B > (size_t)INT_MAX / L) return textok__fail(TEXTOK_ERR_ARG, "%s: batch %d x seq_len %lu overflows", fn, B, (unsigned long)L);
+    if (ids)
+        for (i = 0; i < (size_t)B * L; i++)
+            if (ids[i] < 0 || ids[i] > max_id)
+                return textok__fail(TEXTOK_ERR_ARG, "%s: id %ld at row %lu, position %lu is outside [0, %d] (codebook %d%s)",
+                                    fn, (long)ids[i], (unsigned long)(i / L), (unsigned long)(i % L), max_id,
+                                    m->cfg.codebook_size, max_id == m->cfg.codebook_size ? ", the mask id" : "");
+    for (b = 0; b < B; b++)
+        if (classes[b] < 0 || classes[b] > max_class)
+            return textok__fail(TEXTOK_ERR_ARG, "%s: class %ld of row %d is outside [0, %d]%s", fn, (long)classes[b], b,
+                                max_class, max_class == m->cfg.num_classes ? " (num_classes = the null class)" : "");
+    return TEXTOK_OK;
+}
+
+TEXTOKDEF int textok_maskgit_forward(textok_maskgit *m, const int32_t *ids, const int32_t *classes, int B, float *logits)
+{
+    int st;
+    if (!m || !ids || !classes || !logits) return textok__fail(TEXTOK_ERR_ARG, "textok_maskgit_forward: NULL argument");
+    if ((st = textok__mg_check_input(m, "textok_maskgit_forward", ids, m->cfg.codebook_size, classes, m->cfg.num_classes, B)) != TEXTOK_OK)
+        return st;
+    return textok__mg_logits(m, ids, classes, B, logits);
+}
+
+/* ----- sampling (architecture.md 4.4) -------------------------------------------------------- */
+TEXTOKDEF int textok_maskgit_sample_preset(textok_maskgit_sample_config *sc, const char *name)
+{
+    if (!sc || !name) return textok__fail(TEXTOK_ERR_ARG, "textok_maskgit_sample_preset: NULL argument");
+    memset(sc, 0, sizeof *sc);
+    sc->guidance_pow = 3.0f;
+    sc->temperature_annealing = 1;
+    if (!strcmp(name, "L-32")) {
+        sc->steps = 8; sc->guidance_scale = 4.5f; sc->guidance_decay = TEXTOK_GUIDANCE_LINEAR; sc->temperature = 9.5f;
+    } else if (!strcmp(name, "B-64")) {
+        sc->steps = 8; sc->guidance_scale = 3.0f; sc->guidance_decay = TEXTOK_GUIDANCE_LINEAR; sc->temperature = 11.0f;
+    } else if (!strcmp(name, "S-128")) {
+        sc->steps = 64; sc->guidance_scale = 6.9f; sc->guidance_decay = TEXTOK_GUIDANCE_POWER_COSINE; sc->temperature = 2.8f;
+    } else if (!strcmp(name, "demo")) {
+        sc->steps = 8; sc->guidance_scale = 4.5f; sc->guidance_decay = TEXTOK_GUIDANCE_CONSTANT; sc->temperature = 1.0f;
+        sc->temperature_annealing = 0;
+    } else {
+        return textok__fail(TEXTOK_ERR_ARG, "textok_maskgit_sample_preset: unknown preset '%.40s' (L-32, B-64, S-128, demo)", name);
+    }
+    return TEXTOK_OK;
+}
+
+static int textok__mg_check_sample(const textok_maskgit_sample_config *sc, const char *fn)
+{
+    if (sc->steps < 1 || sc->steps > 100000) return textok__fail(TEXTOK_ERR_ARG, "%s: steps %d not in [1, 100000]", fn, sc->steps);
+    if (!(sc->guidance_scale >= 0.0f && sc->guidance_scale <= 1e4f))
+        return textok__fail(TEXTOK_ERR_ARG, "%s: guidance_scale %g is not a finite value in [0, 1e4]", fn, (double)sc->guidance_scale);
+    if (sc->guidance_decay < TEXTOK_GUIDANCE_CONSTANT || sc->guidance_decay > TEXTOK_GUIDANCE_POWER_COSINE)
+        return textok__fail(TEXTOK_ERR_ARG, "%s: guidance_decay %d is not TEXTOK_GUIDANCE_CONSTANT, _LINEAR or _POWER_COSINE",
+                            fn, sc->guidance_decay);
+    if (sc->guidance_decay == TEXTOK_GUIDANCE_POWER_COSINE && !(sc->guidance_pow > 0.0f && sc->guidance_pow <= 1e3f))
+        return textok__fail(TEXTOK_ERR_ARG, "%s: guidance_pow %g is not a finite value in (0, 1e3]", fn, (double)sc->guidance_pow);
+    if (!(sc->temperature >= 0.0f && sc->temperature <= 1e4f))
+        return textok__fail(TEXTOK_ERR_ARG, "%s: temperature %g is not a finite value in [0, 1e4]", fn, (double)sc->temperature);
+    if (sc->temperature_annealing != 0 && sc->temperature_annealing != 1)
+        return textok__fail(TEXTOK_ERR_ARG, "%s: temperature_annealing %d is not 0 or 1", fn, sc->temperature_annealing);
+    return TEXTOK_OK;
+}
+
+/* The guidance scale step s uses (0: no guidance, one pass): constant g; linear (s/T) g (the loop
+   sets r g at the end of step s-1, so step 0 runs unguided); power-cosine (g-1)(1 - cos(pi
+   (s/T)^pow))/2 + 1, in float as the official float32 tensor arithmetic. */
+static float textok__mg_cfg(const textok_maskgit_sample_config *sc, int s)
+{
+    const int T = sc->steps;
+    if (sc->guidance_decay == TEXTOK_GUIDANCE_CONSTANT) return sc->guidance_scale;
+    if (sc->guidance_decay == TEXTOK_GUIDANCE_LINEAR) return (float)((double)s / T * (double)sc->guidance_scale);
+    {
+        float base = (float)((double)s / T), p = powf(base, sc->guidance_pow);
+        float step = (1.0f - cosf(p * 3.14159265358979323846f)) * 0.5f;
+        return (float)((double)sc->guidance_scale - 1.0) * step + 1.0f;
+    }
+}
+
+/* tokens that stay masked after step s < T-1: n = floor(L arccos(r) / (pi/2)), r = (s+1)/T,
+   clamped to [1, masked0 - 1] with masked0 = batch element 0's masked count (as official) */
+static int textok__mg_mask_len(int L, int T, int s, int masked0)
+{
+    double r = (double)(s + 1) / T, ratio = acos(r) / (3.14159265358979323846 * 0.5);
+    double n = floor(L * ratio);
+    if (n > masked0 - 1) n = masked0 - 1;
+    if (n < 1) n = 1;
+    return (int)n;
+}
+
+static float textok__mg_gumbel(float u)
+{
+    float a = -logf(u > 1e-20f ? u : 1e-20f);
+    return -logf(a > 1e-20f ? a : 1e-20f);
+}
+
+static int textok__mg_cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/* One step of ImageBert.generate. The per-logit work (guidance mix, annealing, Gumbel noise,
+   argmax over V, the confidence sort) runs here on the host, on logits copied back once per step:
+   it is a few flops per logit next to the network that produced them, it keeps the kernel table
+   free of sampling-only kernels, and it makes the noise a host-RNG stream (B*L*V then B*L
+   uniforms) that does not depend on the backend. hc, hu: (B, L, V) host scratch; conf: (L) x 2. */
+static int textok__mg_step(textok_maskgit *m, const textok_maskgit_sample_config *sc, int s, int32_t *ids,
+                           const int32_t *classes, int B, const float *u1, const float *u2, float *hc, float *hu,
+                           int32_t *null_cls, float *conf)
+{
+    const textok_maskgit_config *c = &m->cfg;
+    const int L = c->seq_len, V = c->codebook_size, T = sc->steps;
+    const double r = (double)(s + 1) / T;
+    const float temp = (float)((double)sc->temperature * (1.0 - r));
+    const float anneal = (float)(0.5 + 0.8 * (1.0 - r));
+    const float cfg = textok__mg_cfg(sc, s);
+    float *sorted = conf + L;
+    int b, i, v, st, n = 0, masked0 = 0;
+    int32_t *sampled = (int32_t *)textok__malloc((size_t)B * L * sizeof(int32_t));
+    float *sl = (float *)textok__malloc((size_t)B * L * sizeof(float));
+    if (!sampled || !sl) { TEXTOK_FREE(sampled); TEXTOK_FREE(sl); return textok__fail(TEXTOK_ERR_NOMEM, "MaskGIT sampling: out of memory"); }
+    if ((st = textok__mg_logits(m, ids, classes, B, hc)) != TEXTOK_OK) goto done;
+    if (cfg != 0.0f) {
+        for (b = 0; b < B; b++) null_cls[b] = c->num_classes;
+        if ((st = textok__mg_logits(m, ids, null_cls, B, hu)) != TEXTOK_OK) goto done;
+    }
+    for (i = 0; i < L; i++) masked0 += ids[i] == V;
+    for (b = 0; b < B; b++)
+        for (i = 0; i < L; i++) {
+            const size_t row = (size_t)b * L + i;
+            float *lg = hc + row * V;
+            const float *ul = hu + row * V, *nz = u1 + row * V;
+            float best = 0.0f;
+            int arg = 0;
+            for (v = 0; v < V; v++) {
+                float x = lg[v], y;
+                if (cfg != 0.0f)   /* the official order: u + (c - u) s (power-cosine), c + (c - u) s */
+                    x = sc->guidance_decay == TEXTOK_GUIDANCE_POWER_COSINE ? ul[v] + (x - ul[v]) * cfg : x + (x - ul[v]) * cfg;
+                if (sc->temperature_annealing) x = x / anneal;
+                lg[v] = x;
+                y = x + temp * textok__mg_gumbel(nz[v]);
+                if (y != y) { st = textok__fail(TEXTOK_ERR_FORMAT, "MaskGIT sampling: non-finite logits at row %d, position %d (the weights?)", b, i); goto done; }
+                if (v == 0 || y > best) { best = y; arg = v; }   /* first maximum, as torch.argmax */
+            }
+            if (ids[row] == V) { sampled[row] = arg; sl[row] = lg[arg]; }
+            else               { sampled[row] = ids[row]; sl[row] = INFINITY; }
+        }
+    if (s < T - 1) n = textok__mg_mask_len(L, T, s, masked0);
+    for (b = 0; b < B; b++) {
+        int32_t *row_ids = ids + (size_t)b * L;
+        if (s == T - 1) {
+            for (i = 0; i < L; i++) row_ids[i] = sampled[(size_t)b * L + i];
+            continue;
+        }
+        for (i = 0; i < L; i++) conf[i] = sl[(size_t)b * L + i] + temp * textok__mg_gumbel(u2[(size_t)b * L + i]);
+        memcpy(sorted, conf, (size_t)L * sizeof(float));
+        qsort(sorted, (size_t)L, sizeof(float), textok__mg_cmp_float);
+        for (i = 0; i < L; i++) row_ids[i] = conf[i] <= sorted[n - 1] ? V : sampled[(size_t)b * L + i];
+    }
+done:
+    TEXTOK_FREE(sampled);
+    TEXTOK_FREE(sl);
+    return st;
+}
+
+/* host scratch for sampling B sequences */
+typedef struct textok__mg_sample_buf { float *hc, *hu, *conf; int32_t *null_cls; } textok__mg_sample_buf;
+static void textok__mg_sample_buf_free(textok__mg_sample_buf *sb)
+{
+    TEXTOK_FREE(sb->hc); TEXTOK_FREE(sb->hu); TEXTOK_FREE(sb->conf); TEXTOK_FREE(sb->null_cls);
+}
+static int textok__mg_sample_buf_new(textok__mg_sample_buf *sb, const textok_maskgit *m, int B)
+{
+    const size_t n = (size_t)B * m->cfg.seq_len * m->cfg.codebook_size;
+    memset(sb, 0, sizeof *sb);
+    if (n / (size_t)B / (size_t)m->cfg.seq_len != (size_t)m->cfg.codebook_size)
+        return textok__fail(TEXTOK_ERR_ARG, "MaskGIT sampling: batch %d x seq_len x codebook overflows", B);
+    sb->hc = (float *)textok__malloc(n * sizeof(float));
+    sb->hu = (float *)textok__malloc(n * sizeof(float));
+    sb->conf = (float *)textok__malloc(2 * (size_t)m->cfg.seq_len * sizeof(float));
+    sb->null_cls = (int32_t *)textok__malloc((size_t)B * sizeof(int32_t));
+    if (!sb->hc || !sb->hu || !sb->conf || !sb->null_cls) {
+        textok__mg_sample_buf_free(sb);
+        return textok__fail(TEXTOK_ERR_NOMEM, "MaskGIT sampling: cannot allocate %lu MB of host logits",
+                            (unsigned long)(2 * n * sizeof(float) >> 20));
+    }
+    return TEXTOK_OK;
+}
+
+TEXTOKDEF int textok_maskgit_sample_step(textok_maskgit *m, const textok_maskgit_sample_config *sc, int s,
+                                         int32_t *ids, const int32_t *classes, int B, const float *u1,
+                                         const float *u2)
+{
+    const char *fn = "textok_maskgit_sample_step";
+    textok__mg_sample_buf sb;
+    int st;
+    if (!m || !sc || !ids || !classes || !u1 || !u2) return textok__fail(TEXTOK_ERR_ARG, "%s: NULL argument", fn);
+    if ((st = textok__mg_check_sample(sc, fn)) != TEXTOK_OK) return st;
+    if (s < 0 || s >= sc->steps) return textok__fail(TEXTOK_ERR_ARG, "%s: step %d not in [0, steps %d)", fn, s, sc->steps);
+    if ((st = textok__mg_check_input(m, fn, ids, m->cfg.codebook_size, classes, m->cfg.num_classes - 1, B)) != TEXTOK_OK) return st;
+    if ((st = textok__mg_sample_buf_new(&sb, m, B)) != TEXTOK_OK) return st;
+    st = textok__mg_step(m, sc, s, ids, classes, B, u1, u2, sb.hc, sb.hu, sb.null_cls, sb.conf);
+    textok__mg_sample_buf_free(&sb);
+    return st;
+}
+
+TEXTOKDEF int textok_maskgit_generate(textok_maskgit *m, const textok_maskgit_sample_config *sc,
+                                      const int32_t *classes, int B, textok_rng *rng, int32_t *ids)
+{
+    const char *fn = "textok_maskgit_generate";
+    textok__mg_sample_buf sb;
+    float *u1 = NULL, *u2 = NULL;
+    size_t n, i;
+    int s, st;
+    if (!m || !sc || !classes || !rng || !ids) return textok__fail(TEXTOK_ERR_ARG, "%s: NULL argument", fn);
+    if ((st = textok__mg_check_sample(sc, fn)) != TEXTOK_OK) return st;
+    if ((st = textok__mg_check_input(m, fn, NULL, 0, classes, m->cfg.num_classes - 1, B)) != TEXTOK_OK) return st;
+    if ((st = textok__mg_sample_buf_new(&sb, m, B)) != TEXTOK_OK) return st;
+    n = (size_t)B * m->cfg.seq_len;
+    u1 = (float *)textok__malloc(n * (size_t)m->cfg.codebook_size * sizeof(float));
+    u2 = (float *)textok__malloc(n * sizeof(float));
+    if (!u1 || !u2) { st = textok__fail(TEXTOK_ERR_NOMEM, "%s: out of memory", fn); goto done; }
+    for (i = 0; i < n; i++) ids[i] = m->cfg.codebook_size;   /* all masked */
+    for (s = 0; s < sc->steps; s++) {
+        textok_rng_fill_uniform(rng, u1, n * (size_t)m->cfg.codebook_size, 0.0f, 1.0f);
+        textok_rng_fill_uniform(rng, u2, n, 0.0f, 1.0f);
+        if ((st = textok__mg_step(m, sc, s, ids, classes, B, u1, u2, sb.hc, sb.hu, sb.null_cls, sb.conf)) != TEXTOK_OK) goto done;
+        if (sc->progress && sc->progress(s + 1, sc->steps, sc->progress_user)) {
+            st = textok__fail(TEXTOK_ERR_ARG, "%s: cancelled at step %d of %d", fn, s + 1, sc->steps);
+            goto done;
+        }
+    }
+done:
+    TEXTOK_FREE(u1);
+    TEXTOK_FREE(u2);
+    textok__mg_sample_buf_free(&sb);
+    return st;
+}
+
+/* ----- training (architecture.md 4.5): the hooks section 17's trainer calls ------------------ */
+/* the hooks are called by section 17's trainer (and by tests/test_maskgit.c); a translation unit
+   without either must not warn about them */
+#if defined(__GNUC__) || defined(__clang__)
+#define TEXTOK__MG_HOOK static __attribute__((unused))
+#else
+#define TEXTOK__MG_HOOK static
+#endif
+typedef struct textok__maskgit_train textok__maskgit_train;
+struct textok__maskgit_train {
+    textok_maskgit *m;                /* borrowed */
+    int B;
+    textok__mg_weights g;             /* the grads twin of m->w */
+    float *arena;
+    int32_t *ids, *zeros, *posids, *tgt;   /* (B, T), (B, T), (B, T), (B, L) */
+    float *e, *emb_mean, *emb_rstd;   /* (B, T, D) BERT pre-norm sum; its LN statistics */
+    float *x0;                        /* (B, T, D) block 0's input */
+    float **xs;                       /* (n_blocks) host array of (B, T, D) block outputs */
+    textok__tb_tape *tapes;           /* (n_blocks) host */
+    textok__tb_scratch sc;
+    float *work;
+    float *fin, *fin_mean, *fin_rstd; /* UViT: the final norm's output and statistics */
+    float *h, *logits, *probs;        /* (B*L, D), (B*L, V), (B*L, V) */
+    float *losses, *dlosses;          /* (B*L) */
+    float *dlogits, *dh;              /* (B*L, V), (B*L, D) */
+    float *dx, *dtmp;                 /* (B, T, D) */
+    float **dskips;                   /* UViT: (depth/2) (B, T, D) gradients of the in-blocks' outputs via the skips */
+    /* host */
+    int32_t *h_ids, *h_tgt;
+    float *h_u, *h_losses, *h_w, *h_logits;
+    unsigned char *h_mask;
+};
+
+static void textok__mg_train_carve(textok__maskgit_train *t, textok__carve *a)
+{
+    const textok_maskgit_config *c = &t->m->cfg;
+    const size_t B = (size_t)t->B, T = (size_t)t->m->T, D = (size_t)c->hidden, L = (size_t)c->seq_len;
+    const size_t V = (size_t)c->codebook_size;
+    textok__tb_shape s = textok__mg_shape(c, t->B);
+    int *o = &a->overflow, l;
+    const size_t n = textok__mul3(B, T, D, o);
+    t->ids = (int32_t *)(void *)textok__take(a, B * T);
+    t->zeros = (int32_t *)(void *)textok__take(a, B * T);
+    t->posids = (int32_t *)(void *)textok__take(a, B * T);
+    t->tgt = (int32_t *)(void *)textok__take(a, B * L);
+    t->e = textok__take(a, n);
+    t->emb_mean = textok__take(a, B * T); t->emb_rstd = textok__take(a, B * T);
+    t->x0 = textok__take(a, n);
+    for (l = 0; l < t->m->n_blocks; l++) {
+        float *p = textok__take(a, n);
+        if (t->xs) t->xs[l] = p;
+        s.has_skip = c->arch == TEXTOK_MASKGIT_UVIT && l > c->depth / 2;
+        if (t->tapes) textok__tb_tape_carve(a, &t->tapes[l], &s);
+        else { textok__tb_tape tmp; textok__tb_tape_carve(a, &tmp, &s); }
+    }
+    s.has_skip = c->arch == TEXTOK_MASKGIT_UVIT;
+    textok__tb_scratch_carve(a, &t->sc, &s);
+    t->work = textok__take(a, textok__tb_work_floats(&s));
+    t->fin = textok__take(a, n);
+    t->fin_mean = textok__take(a, B * T); t->fin_rstd = textok__take(a, B * T);
+    t->h = textok__take(a, textok__mul3(B, L, D, o));
+    t->logits = textok__take(a, textok__mul3(B, L, V, o));
+    t->probs = textok__take(a, textok__mul3(B, L, V, o));
+    t->losses = textok__take(a, B * L);
+    t->dlosses = textok__take(a, B * L);
+    t->dlogits = textok__take(a, textok__mul3(B, L, V, o));
+    t->dh = textok__take(a, textok__mul3(B, L, D, o));
+    t->dx = textok__take(a, n);
+    t->dtmp = textok__take(a, n);
+    if (c->arch == TEXTOK_MASKGIT_UVIT)
+        for (l = 0; l < c->depth / 2; l++) {
+            float *p = textok__take(a, n);
+            if (t->dskips) t->dskips[l] = p;
+        }
+}
+
+TEXTOK__MG_HOOK void textok__maskgit_train_delete(textok__maskgit_train *t)
+{
+    if (!t) return;
+    if (t->arena) t->m->k.free(&t->m->k, t->arena);
+    TEXTOK_FREE(t->g.blocks); TEXTOK_FREE(t->xs); TEXTOK_FREE(t->tapes); TEXTOK_FREE(t->dskips);
+    TEXTOK_FREE(t->h_ids); TEXTOK_FREE(t->h_tgt); TEXTOK_FREE(t->h_u); TEXTOK_FREE(t->h_losses);
+    TEXTOK_FREE(t->h_w); TEXTOK_FREE(t->h_logits); TEXTOK_FREE(t->h_mask);
+    TEXTOK_FREE(t);
+}
+
+/* A tape for B sequences; binds a grads twin of the model's parameters into grads (n_params floats). */
+TEXTOK__MG_HOOK int textok__maskgit_train_new(textok__maskgit_train **out, textok_maskgit *m, float *grads, int B)
+{
+    const textok_kernels *k;
+    textok__maskgit_train *t;
+    textok__carve a;
+    size_t BL, BLV;
+    int st;
+    *out = NULL;
+    if (!m || !grads) return textok__fail(TEXTOK_ERR_ARG, "MaskGIT training: NULL model or grads");
+    if (B < 1 || B > 65536) return textok__fail(TEXTOK_ERR_ARG, "MaskGIT training: batch %d not in [1, 65536]", B);
+    k = &m->k;
+    if (!k->matmul_backward || !k->layernorm_backward || !k->attention_backward || !k->gelu_backward ||
+        !k->embedding_backward || !k->cross_entropy_forward || !k->cross_entropy_backward || !k->fill ||
+        !k->transpose_backward)
+        return textok__fail(TEXTOK_ERR_UNSUPPORTED, "MaskGIT training: the kernel table '%s' lacks a backward kernel "
+                            "(matmul, layernorm, attention, gelu, embedding, cross_entropy, fill, transpose)", k->name ? k->name : "?");
+    t = (textok__maskgit_train *)textok__calloc(1, sizeof *t);
+    if (!t) return textok__fail(TEXTOK_ERR_NOMEM, "MaskGIT training: out of memory");
+    t->m = m; t->B = B;
+    BL = (size_t)B * m->cfg.seq_len; BLV = BL * (size_t)m->cfg.codebook_size;
+    t->g.blocks = (textok__tblock *)textok__calloc((size_t)m->n_blocks, sizeof *t->g.blocks);
+    t->xs = (float **)textok__calloc((size_t)m->n_blocks, sizeof *t->xs);
+    t->tapes = (textok__tb_tape *)textok__calloc((size_t)m->n_blocks, sizeof *t->tapes);
+    t->dskips = (float **)textok__calloc((size_t)(m->cfg.depth / 2 + 1), sizeof *t->dskips);
+    t->h_ids = (int32_t *)textok__calloc((size_t)B * m->T, sizeof(int32_t));
+    t->h_tgt = (int32_t *)textok__calloc(BL, sizeof(int32_t));
+    t->h_u = (float *)textok__calloc(BL, sizeof(float));
+    t->h_losses = (float *)textok__calloc(BL, sizeof(float));
+    t->h_w = (float *)textok__calloc(BL, sizeof(float));
+    t->h_logits = (float *)textok__calloc(BLV, sizeof(float));
+    t->h_mask = (unsigned char *)textok__calloc(BL, 1);
+    if (!t->g.blocks || !t->xs || !t->tapes || !t->dskips || !t->h_ids || !t->h_tgt || !t->h_u || !t->h_losses ||
+        !t->h_w || !t->h_logits || !t->h_mask) {
+        textok__maskgit_train_delete(t);
+        return textok__fail(TEXTOK_ERR_NOMEM, "MaskGIT training: out of memory");
+    }
+    textok__mg_bind(&m->cfg, &t->g, grads);
+    {   /* size, then carve */
+        float **xs = t->xs, **ds = t->dskips;
+        textok__tb_tape *tp = t->tapes;
+        t->xs = NULL; t->dskips = NULL; t->tapes = NULL;
+        memset(&a, 0, sizeof a);
+        textok__mg_train_carve(t, &a);
+        t->xs = xs; t->dskips = ds; t->tapes = tp;
+    }
+    if (a.overflow) {
+        textok__maskgit_train_delete(t);
+        return textok__fail(TEXTOK_ERR_SHAPE, "MaskGIT training: an activation buffer would exceed INT_MAX floats (batch %d)", B);
+    }
+    t->arena = (float *)k->alloc(k, a.used * sizeof(float));
+    if (!t->arena) {
+        textok__maskgit_train_delete(t);
+        return textok__fail(TEXTOK_ERR_NOMEM, "MaskGIT training: cannot allocate %lu MB of activations for batch %d",
+                            (unsigned long)(a.used * sizeof(float) >> 20), B);
+    }
+    a.base = t->arena; a.used = 0; a.overflow = 0;
+    textok__mg_train_carve(t, &a);
+    if ((st = textok__mg_fill_ids(k, t->zeros, t->posids, B, m->T)) != TEXTOK_OK) { textok__maskgit_train_delete(t); return st; }
+    *out = t;
+    return TEXTOK_OK;
+}
+
+/* The masking ratio of a schedule at t in [0, 1), in float as torch's float32 tensors, clamped to
+   [1e-6, 1] (architecture.md 4.5; cosine and linear as MaskGen's get_masking_ratio). */
+static float textok__mg_mask_ratio(int schedule, float t)
+{
+    float r = schedule == TEXTOK_MASK_ARCCOS ? acosf(t) / (float)(3.14159265358979323846 * 0.5)
+            : schedule == TEXTOK_MASK_COSINE ? cosf(t * (float)(3.14159265358979323846 * 0.5)) : 1.0f - t;
+    return r < 1e-6f ? 1e-6f : r > 1.0f ? 1.0f : r;
+}
+
+/* masks (L) from one draw: n = max(1, round-half-even(L ratio(t))) positions, those whose
+   uniform ranks below n. rank(i) = #{j: u_j < u_i} + #{j < i: u_j == u_i} (architecture.md 4.5;
+   the official code masks argsort(u) < n, the inverse permutation, with the same distribution). */
+static void textok__mg_mask_row(int schedule, float t, const float *u, int L, unsigned char *mask)
+{
+    float nf = rintf((float)L * textok__mg_mask_ratio(schedule, t));   /* the default rounding: half to even */
+    int n = nf < 1.0f ? 1 : (int)nf, i, j;
+    for (i = 0; i < L; i++) {
+        int rank = 0;
+        for (j = 0; j < L; j++) rank += u[j] < u[i] || (u[j] == u[i] && j < i);
+        mask[i] = rank < n;
+    }
+}
+
+/* One forward + loss + backward on B sequences: gradients ACCUMULATED into the grads block. RNG
+   order: t (B uniforms), the rank uniforms (B*L), then the drops (B, only when cond_dropout > 0). */
+TEXTOK__MG_HOOK int textok__maskgit_train_loss(textok__maskgit_train *t, textok_rng *rng, const textok_gen_train_config *tc,
+                                      const int32_t *tokens, const int32_t *y, textok_gen_train_stats *stats)
+{
+    textok_maskgit *m;
+    const textok_kernels *k;
+    const textok_maskgit_config *c;
+    const textok__mg_weights *w, *g;
+    int B, L, T, D, V, BT, BL, half, b, i, l, st;
+    size_t n;
+    textok__tb_shape s;
+    const float *fin;
+    double sw = 0.0, sl = 0.0, acc = 0.0;
+    if (!t || !rng || !tc || !tokens || !y) return textok__fail(TEXTOK_ERR_ARG, "MaskGIT training: NULL argument");
+    m = t->m; k = &m->k; c = &m->cfg; w = &m->w; g = &t->g;
+    B = t->B; L = c->seq_len; T = m->T; D = c->hidden; V = c->codebook_size; BT = B * T; BL = B * L;
+    half = c->depth / 2;
+    n = (size_t)BT * D;
+    s = textok__mg_shape(c, B);
+    if ((st = textok__mg_check_input(m, "MaskGIT training", tokens, V - 1, y, c->num_classes, B)) != TEXTOK_OK) return st;
+    if (tc->mask_schedule < TEXTOK_MASK_ARCCOS || tc->mask_schedule > TEXTOK_MASK_LINEAR)
+        return textok__fail(TEXTOK_ERR_ARG, "MaskGIT training: mask_schedule %d is not TEXTOK_MASK_ARCCOS, _COSINE or _LINEAR", tc->mask_schedule);
+    if (!(tc->label_smoothing >= 0.0f && tc->label_smoothing < 1.0f) || !(tc->unmasked_weight >= 0.0f && tc->unmasked_weight <= 1e3f) ||
+        !(tc->cond_dropout >= 0.0f && tc->cond_dropout <= 1.0f))
+        return textok__fail(TEXTOK_ERR_ARG, "MaskGIT training: label_smoothing %g must be in [0, 1), unmasked_weight %g in [0, 1e3], "
+                            "cond_dropout %g in [0, 1]", (double)tc->label_smoothing, (double)tc->unmasked_weight, (double)tc->cond_dropout);
+    /* masks and classes on the host */
+    for (b = 0; b < B; b++) t->h_u[b] = textok_rng_uniform(rng);   /* t, kept in h_u[0..B) until used */
+    {
+        float *tt = t->h_w;   /* (B*L) >= B: hold the B t values while h_u takes the ranks */
+        for (b = 0; b < B; b++) tt[b] = t->h_u[b];
+        textok_rng_fill_uniform(rng, t->h_u, (size_t)BL, 0.0f, 1.0f);
+        for (b = 0; b < B; b++) textok__mg_mask_row(tc->mask_schedule, tt[b], t->h_u + (size_t)b * L, L, t->h_mask + (size_t)b * L);
+    }
+    for (b = 0; b < B; b++) {
+        int cls = y[b];
+        if (tc->cond_dropout > 0.0f && textok_rng_uniform(rng) < tc->cond_dropout) cls = c->num_classes;
+        t->h_ids[(size_t)b * T] = V + 1 + cls;
+        for (i = 0; i < L; i++) {
+            const size_t r = (size_t)b * L + i;
+            t->h_ids[(size_t)b * T + 1 + i] = t->h_mask[r] ? V : tokens[r];
+            t->h_tgt[r] = tokens[r];
+        }
+    }
+    if ((st = k->to_device(k, t->ids, t->h_ids, (size_t)BT * sizeof(int32_t))) != TEXTOK_OK ||
+        (st = k->to_device(k, t->tgt, t->h_tgt, (size_t)BL * sizeof(int32_t))) != TEXTOK_OK)
+        return textok__mg_xfer_fail(st);
+    /* forward with a tape per block */
+    textok__mg_embed(k, c, w, t->ids, t->zeros, t->posids, B, t->x0, t->e, t->dtmp, t->emb_mean, t->emb_rstd);
+    for (l = 0; l < m->n_blocks; l++) {
+        const float *xin = l == 0 ? t->x0 : t->xs[l - 1], *skip = NULL;
+        s.has_skip = 0;
+        if (c->arch == TEXTOK_MASKGIT_UVIT && l > half) { s.has_skip = 1; skip = t->xs[half - 1 - (l - half - 1)]; }
+        textok__tb_forward(k, &w->blocks[l], &s, &t->tapes[l], xin, t->xs[l], NULL, skip, NULL, NULL, t->work);
+    }
+    fin = t->xs[m->n_blocks - 1];
+    if (c->arch == TEXTOK_MASKGIT_UVIT) {
+        k->layernorm_forward(k, t->fin, t->fin_mean, t->fin_rstd, fin, w->norm_w, w->norm_b, BT, D, 1e-5f);
+        fin = t->fin;
+    }
+    textok__mg_head(k, c, w, fin, t->h, t->logits, B);
+    k->cross_entropy_forward(k, t->losses, t->probs, t->logits, t->tgt, BL, V, tc->label_smoothing);
+    if ((st = k->to_host(k, t->h_losses, t->losses, (size_t)BL * sizeof(float))) != TEXTOK_OK ||
+        (st = k->to_host(k, t->h_logits, t->logits, (size_t)BL * V * sizeof(float))) != TEXTOK_OK)
+        return textok__mg_xfer_fail(st);
+    /* loss = sum(l w) / (sum w + 1e-8), w = 1 masked, unmasked_weight else (MLMLoss) */
+    for (i = 0; i < BL; i++) {
+        t->h_w[i] = t->h_mask[i] ? 1.0f : tc->unmasked_weight;
+        sw += t->h_w[i];
+        sl += (double)t->h_losses[i] * t->h_w[i];
+    }
+    for (b = 0; b < B; b++) {   /* argmax hits among the masked tokens, per sequence, then the batch mean */
+        double hit = 0.0, cnt = 0.0;
+        for (i = 0; i < L; i++) {
+            const size_t r = (size_t)b * L + i;
+            const float *lg = t->h_logits + r * V;
+            int v, arg = 0;
+            if (!t->h_mask[r]) continue;
+            for (v = 1; v < V; v++) if (lg[v] > lg[arg]) arg = v;
+            hit += arg == t->h_tgt[r];
+            cnt += 1.0;
+        }
+        acc += hit / (cnt + 1e-8);
+    }
+    if (!(sl == sl) || sl > 1e300)
+        return textok__fail(TEXTOK_ERR_FORMAT, "MaskGIT training: the loss is not finite (diverged weights or a bad learning rate?)");
+    for (i = 0; i < BL; i++) t->h_w[i] = (float)(t->h_w[i] / (sw + 1e-8));
+    if ((st = k->to_device(k, t->dlosses, t->h_w, (size_t)BL * sizeof(float))) != TEXTOK_OK) return textok__mg_xfer_fail(st);
+    if (stats) {
+        stats->loss = stats->ce = sl / (sw + 1e-8);
+        stats->accuracy = acc / B;
+    }
+    /* backward */
+    k->fill(k, t->dlogits, (size_t)BL * V, 0.0f);
+    k->cross_entropy_backward(k, t->dlogits, t->dlosses, t->probs, t->tgt, BL, V, tc->label_smoothing);
+    k->fill(k, t->dh, (size_t)BL * D, 0.0f);
+    textok__linear_backward(k, t->dh, g->lm_w, g->lm_b, t->dlogits, t->h, w->lm_w, BL, D, V);
+    k->fill(k, t->dx, n, 0.0f);   /* position 0 (the class token) gets no gradient from the head */
+    for (b = 0; b < B; b++)
+        k->copy(k, t->dx + ((size_t)b * T + 1) * D, t->dh + (size_t)b * L * D, (size_t)L * D * sizeof(float));
+    if (c->arch == TEXTOK_MASKGIT_UVIT) {
+        float *tmp;
+        k->fill(k, t->dtmp, n, 0.0f);
+        k->layernorm_backward(k, t->dtmp, g->norm_w, g->norm_b, t->dx, t->xs[m->n_blocks - 1], w->norm_w,
+                              t->fin_mean, t->fin_rstd, BT, D);
+        tmp = t->dx; t->dx = t->dtmp; t->dtmp = tmp;
+        for (l = 0; l < half; l++) k->fill(k, t->dskips[l], n, 0.0f);
+    }
+    for (l = m->n_blocks - 1; l >= 0; l--) {
+        float *dskip = NULL;
+        s.has_skip = 0;
+        if (c->arch == TEXTOK_MASKGIT_UVIT) {
+            if (l > half) { s.has_skip = 1; dskip = t->dskips[half - 1 - (l - half - 1)]; }
+            else if (l < half) k->add_forward(k, t->dx, t->dx, t->dskips[l], n);   /* its output also fed an out-block */
+        }
+        textok__tb_backward(k, &w->blocks[l], &g->blocks[l], &s, &t->tapes[l], t->dx, NULL, dskip, NULL, NULL, &t->sc, t->work);
+    }
+    if (c->arch == TEXTOK_MASKGIT_BERT) {
+        k->fill(k, t->dtmp, n, 0.0f);
+        k->layernorm_backward(k, t->dtmp, g->eln_w, g->eln_b, t->dx, t->e, w->eln_w, t->emb_mean, t->emb_rstd, BT, D);
+        k->embedding_backward(k, g->word, t->dtmp, t->ids, BT, D);
+        k->embedding_backward(k, g->type, t->dtmp, t->zeros, BT, D);
+        k->embedding_backward(k, g->pos, t->dtmp, t->posids, BT, D);
+    } else {
+        k->embedding_backward(k, g->word, t->dx, t->ids, BT, D);
+        k->embedding_backward(k, g->pos, t->dx, t->posids, BT, D);
+    }
+    return TEXTOK_OK;
+}
+
+
+/* ---------------------------------------------------------------------------------------------
+   17. Training a generator: one trainer for DiT and MaskGIT. The model sections provide the
+   forward + loss + backward of one batch (textok__dit_train_loss, textok__maskgit_train_loss,
+   each accumulating into a grads block laid out like the params); this shell owns what is the
+   same for both: zeroing, global-norm clipping, AdamW per tensor (frozen tensors skipped, weight
+   decay by the official name rule), warmup + cosine, the weight EMA, and checkpoints that
+   resume bit for bit (params, EMA, both moments, step, RNG state). */
+struct textok_gen_trainer {
+    textok_gen_train_config tc;
+    textok_dit         *dit;            /* borrowed; exactly one of dit, maskgit */
+    textok_maskgit     *mg;
+    textok_kernels      k;
+    textok_rng          rng;
+    int                 step;
+    float              *params;         /* the model's block (device) */
+    size_t              n_params;
+    const textok_tensor_spec *specs;    /* the model's (n_tensors) */
+    int                 n_tensors;
+    size_t             *offsets;        /* (n_tensors + 1) host */
+    unsigned char      *frozen;         /* (n_tensors) host: 1 = not trained (DiT's pos_embed) */
+    float              *grads, *adam_m, *adam_v, *ema;   /* (n_params) device; ema NULL without EMA */
+    float              *scal;           /* (16) device scalars */
+    textok__dit_train     *dit_state;
+    textok__maskgit_train *mg_state;
+};
+
+TEXTOKDEF int textok_gen_train_preset(textok_gen_train_config *tc, const char *name)
+{
+    if (!tc || !name) return textok__fail(TEXTOK_ERR_ARG, "textok_gen_train_preset: NULL argument");
+    memset(tc, 0, sizeof *tc);
+    tc->batch = 8; tc->beta1 = 0.9; tc->beta2 = 0.999; tc->eps = 1e-8; tc->cond_dropout = 0.1f;
+    tc->mask_schedule = TEXTOK_MASK_ARCCOS; tc->label_smoothing = 0.1f; tc->unmasked_weight = 0.1f;
+    if (!strcmp(name, "dit")) {                 /* DiT train.py: AdamW(lr 1e-4, wd 0), constant, EMA 0.9999 */
+        tc->batch = 256; tc->lr = tc->end_lr = 1e-4; tc->total_steps = 400000; tc->ema_decay = 0.9999;
+    } else if (!strcmp(name, "maskgit")) {      /* 1d-tokenizer configs/training/generator/maskgit.yaml */
+        tc->batch = 2048; tc->lr = 2e-4; tc->end_lr = 1e-5; tc->beta2 = 0.96; tc->weight_decay = 0.03;
+        tc->warmup_steps = 10000; tc->total_steps = 500000; tc->ema_decay = 0.9999; tc->grad_clip = 1.0f;
+    } else if (!strcmp(name, "tiny")) {         /* tests and demos */
+        tc->lr = 1e-3; tc->end_lr = 1e-4; tc->warmup_steps = 10; tc->total_steps = 1000; tc->ema_decay = 0.99;
+        tc->grad_clip = 1.0f;
+    } else {
+        return textok__fail(TEXTOK_ERR_ARG, "textok_gen_train_preset: unknown preset '%.64s' (dit, maskgit, tiny)", name);
+    }
+    return TEXTOK_OK;
+}
+
+TEXTOKDEF int textok_gen_train_config_check(const textok_gen_train_config *tc)
+{
+#define TEXTOK__GC(cond, ...) do { if (!(cond)) return textok__fail(TEXTOK_ERR_ARG, "generator training config: " __VA_ARGS__); } while (0)
+    if (!tc) return textok__fail(TEXTOK_ERR_ARG, "generator training config: NULL");
+    TEXTOK__GC(tc->batch >= 1 && tc->batch <= 65536, "batch %d not in [1, 65536]", tc->batch);
+    TEXTOK__GC(tc->lr >= 0 && tc->end_lr >= 0, "learning rates must be >= 0");
+    TEXTOK__GC(tc->warmup_steps >= 0 && tc->total_steps >= 1, "warmup_steps must be >= 0 and total_steps >= 1");
+    TEXTOK__GC(tc->beta1 >= 0 && tc->beta1 < 1 && tc->beta2 >= 0 && tc->beta2 < 1 && tc->eps > 0, "AdamW betas must be in [0, 1), eps > 0");
+    TEXTOK__GC(tc->weight_decay >= 0 && tc->grad_clip >= 0, "weight_decay and grad_clip must be >= 0");
+    TEXTOK__GC(tc->ema_decay >= 0 && tc->ema_decay < 1, "ema_decay %g not in [0, 1)", tc->ema_decay);
+    TEXTOK__GC(tc->cond_dropout >= 0 && tc->cond_dropout <= 1, "cond_dropout %g not in [0, 1]", tc->cond_dropout);
+    TEXTOK__GC(tc->mask_schedule == TEXTOK_MASK_ARCCOS || tc->mask_schedule == TEXTOK_MASK_COSINE ||
+               tc->mask_schedule == TEXTOK_MASK_LINEAR, "mask_schedule %d is not arccos (0), cosine (1) or linear (2)", tc->mask_schedule);
+    TEXTOK__GC(tc->label_smoothing >= 0 && tc->label_smoothing < 1, "label_smoothing %g not in [0, 1)", tc->label_smoothing);
+    TEXTOK__GC(tc->unmasked_weight >= 0 && tc->unmasked_weight <= 1, "unmasked_weight %g not in [0, 1]", tc->unmasked_weight);
+#undef TEXTOK__GC
+    return TEXTOK_OK;
+}
+
+TEXTOKDEF void textok_gen_trainer_free(textok_gen_trainer *t)
+{
+    if (!t) return;
+    if (t->dit_state) textok__dit_train_delete(t->dit_state);
+    if (t->mg_state) textok__maskgit_train_delete(t->mg_state);
+    if (t->grads) t->k.free(&t->k, t->grads);
+    if (t->adam_m) t->k.free(&t->k, t->adam_m);
+    if (t->adam_v) t->k.free(&t->k, t->adam_v);
+    if (t->ema) t->k.free(&t->k, t->ema);
+    if (t->scal) t->k.free(&t->k, t->scal);
+    TEXTOK_FREE(t->offsets);
+    TEXTOK_FREE(t->frozen);
+    TEXTOK_FREE(t);
+}
+
+TEXTOKDEF int textok_gen_trainer_create(textok_gen_trainer **out, textok_dit *dit, textok_maskgit *maskgit,
+                                        const textok_gen_train_config *tc, uint64_t seed)
+{
+    textok_gen_trainer *t;
+    const size_t bytes_of = sizeof(float);
+    int st, i;
+    if (!out) return textok__fail(TEXTOK_ERR_ARG, "textok_gen_trainer_create: NULL argument");
+    *out = NULL;
+    if (!dit == !maskgit) return textok__fail(TEXTOK_ERR_ARG, "textok_gen_trainer_create: give exactly one of a DiT and a MaskGIT");
+    if ((st = textok_gen_train_config_check(tc)) != TEXTOK_OK) return st;
+    if (!(t = (textok_gen_trainer *)textok__calloc(1, sizeof *t))) return textok__fail(TEXTOK_ERR_NOMEM, "textok_gen_trainer_create: out of memory");
+    t->tc = *tc; t->dit = dit; t->mg = maskgit;
+    textok_rng_seed(&t->rng, seed);
+    if (dit) { t->k = dit->k; t->params = dit->params; t->n_params = dit->n_params; t->specs = dit->specs; t->n_tensors = dit->n_tensors; }
+    else     { t->k = maskgit->k; t->params = maskgit->params; t->n_params = maskgit->n_params; t->specs = maskgit->specs; t->n_tensors = maskgit->n_tensors; }
+    t->offsets = (size_t *)textok__calloc((size_t)t->n_tensors + 1, sizeof *t->offsets);
+    t->frozen = (unsigned char *)textok__calloc((size_t)t->n_tensors + 1, 1);
+    if (!t->offsets || !t->frozen) { st = textok__fail(TEXTOK_ERR_NOMEM, "textok_gen_trainer_create: out of memory"); goto fail; }
+    for (i = 0; i < t->n_tensors; i++) {
+        t->offsets[i + 1] = t->offsets[i] + textok__spec_numel(&t->specs[i]);
+        t->frozen[i] = (unsigned char)(dit && textok__dit_frozen(t->specs[i].name));
+    }
+    if (t->offsets[t->n_tensors] != t->n_params) { st = textok__fail(TEXTOK_ERR_ARG, "textok_gen_trainer_create: the model's specs do not cover its parameters"); goto fail; }
+    t->grads = (float *)t->k.alloc(&t->k, t->n_params * bytes_of);
+    t->adam_m = (float *)t->k.alloc(&t->k, t->n_params * bytes_of);
+    t->adam_v = (float *)t->k.alloc(&t->k, t->n_params * bytes_of);
+    t->scal = (float *)t->k.alloc(&t->k, 16 * bytes_of);
+    if (tc->ema_decay > 0) t->ema = (float *)t->k.alloc(&t->k, t->n_params * bytes_of);
+    if (!t->grads || !t->adam_m || !t->adam_v || !t->scal || (tc->ema_decay > 0 && !t->ema)) {
+        st = textok__fail(TEXTOK_ERR_NOMEM, "textok_gen_trainer_create: out of memory for %zu parameters' state", t->n_params);
+        goto fail;
+    }
+    t->k.fill(&t->k, t->grads, t->n_params, 0.0f);
+    t->k.fill(&t->k, t->adam_m, t->n_params, 0.0f);
+    t->k.fill(&t->k, t->adam_v, t->n_params, 0.0f);
+    if (t->ema && (st = t->k.copy(&t->k, t->ema, t->params, t->n_params * bytes_of)) != TEXTOK_OK) goto fail;
+    st = dit ? textok__dit_train_new(&t->dit_state, dit, t->grads, tc->batch)
+             : textok__maskgit_train_new(&t->mg_state, maskgit, t->grads, tc->batch);
+    if (st != TEXTOK_OK) goto fail;
+    *out = t;
+    return TEXTOK_OK;
+fail:
+    textok_gen_trainer_free(t);
+    return st;
+}
+
+TEXTOKDEF int textok_gen_trainer_steps_done(const textok_gen_trainer *t) { return t ? t->step : 0; }
+TEXTOKDEF textok_rng *textok_gen_trainer_rng(textok_gen_trainer *t) { return t ? &t->rng : NULL; }
+
+TEXTOKDEF int textok_gen_trainer_step(textok_gen_trainer *t, const float *latents, const int32_t *tokens,
+                                      const int32_t *y, const textok_text *text, textok_gen_train_stats *stats)
+{
+    const textok_kernels *k;
+    textok_gen_train_stats s;
+    textok_adamw_params hp;
+    double ss;
+    float v;
+    int st, i;
+    if (!t) return textok__fail(TEXTOK_ERR_ARG, "textok_gen_trainer_step: NULL trainer");
+    k = &t->k;
+    memset(&s, 0, sizeof s);
+    k->fill(k, t->grads, t->n_params, 0.0f);
+    if (t->dit) {
+        if (!latents) return textok__fail(TEXTOK_ERR_ARG, "textok_gen_trainer_step: a DiT trains on latents (NULL given)");
+        st = textok__dit_train_loss(t->dit_state, &t->rng, &t->tc, latents, y, text, &s);
+    } else {
+        if (!tokens) return textok__fail(TEXTOK_ERR_ARG, "textok_gen_trainer_step: a MaskGIT trains on token ids (NULL given)");
+        st = textok__maskgit_train_loss(t->mg_state, &t->rng, &t->tc, tokens, y, &s);
+    }
+    if (st != TEXTOK_OK) return st;
+    if (!textok__finite(s.loss))
+        return textok__fail(TEXTOK_ERR_FORMAT, "generator training step %d: the loss is not finite; parameters left unchanged", t->step);
+    for (i = 0; i < t->n_tensors; i++)
+        if (t->frozen[i]) k->fill(k, t->grads + t->offsets[i], t->offsets[i + 1] - t->offsets[i], 0.0f);
+    /* global-norm clipping as torch.nn.utils.clip_grad_norm_ */
+    k->sum_squares(k, t->scal, t->grads, t->n_params);
+    if ((st = k->to_host(k, &v, t->scal, sizeof v)) != TEXTOK_OK) return st;
+    ss = v;
+    s.grad_norm = sqrt(ss);
+    if (!textok__finite(s.grad_norm))
+        return textok__fail(TEXTOK_ERR_FORMAT, "generator training step %d: the gradient norm is not finite; parameters left unchanged", t->step);
+    if (t->tc.grad_clip > 0) {
+        float coef = t->tc.grad_clip / (float)(s.grad_norm + 1e-6);
+        if (coef < 1.0f) k->scale(k, t->grads, t->n_params, coef);
+    }
+    s.lr = textok__lr_at(t->tc.lr, t->tc.end_lr, t->step, t->tc.warmup_steps, t->tc.total_steps);
+    hp.lr = s.lr; hp.beta1 = t->tc.beta1; hp.beta2 = t->tc.beta2; hp.eps = t->tc.eps;
+    for (i = 0; i < t->n_tensors; i++) {
+        size_t o = t->offsets[i], n = t->offsets[i + 1] - o;
+        if (t->frozen[i]) continue;
+        hp.weight_decay = textok__decays(&t->specs[i]) ? t->tc.weight_decay : 0.0;
+        k->adamw_update(k, t->params + o, t->grads + o, t->adam_m + o, t->adam_v + o, n, &hp, t->step + 1);
+    }
+    if (t->ema) {   /* the same warm-up as the tokenizer trainer: (1 + s) / (10 + s) capped at ema_decay */
+        double d = t->step <= 0 ? 0.0 : (1.0 + t->step) / (10.0 + t->step);
+        if (d > t->tc.ema_decay) d = t->tc.ema_decay;
+        k->ema_update(k, t->ema, t->params, t->n_params, (float)(1.0 - d));
+    }
+    t->step++;
+    s.step = t->step;
+    if (stats) *stats = s;
+    return TEXTOK_OK;
+}
+
+/* "param.<name>" and friends: the block and the tensor's place in it */
+static int textok__gen_find(textok_gen_trainer *t, const char *name, float **block, size_t *off, size_t *n)
+{
+    static const char *const pre[] = { "param.", "grad.", "ema.", "adam_m.", "adam_v." };
+    int b, i;
+    for (b = 0; b < 5; b++) {
+        size_t len = strlen(pre[b]);
+        if (strncmp(name, pre[b], len)) continue;
+        *block = b == 0 ? t->params : b == 1 ? t->grads : b == 2 ? t->ema : b == 3 ? t->adam_m : t->adam_v;
+        if (!*block) return textok__fail(TEXTOK_ERR_NOT_FOUND, "'%s': this trainer keeps no EMA", name);
+        for (i = 0; i < t->n_tensors; i++)
+            if (!strcmp(name + len, t->specs[i].name)) {
+                *off = t->offsets[i]; *n = t->offsets[i + 1] - t->offsets[i];
+                return TEXTOK_OK;
+            }
+        return textok__fail(TEXTOK_ERR_NOT_FOUND, "'%s': the model has no tensor '%s'", name, name + len);
+    }
+    return textok__fail(TEXTOK_ERR_NOT_FOUND, "'%s': expected a param./grad./ema./adam_m./adam_v. name", name);
+}
+
+TEXTOKDEF int textok_gen_trainer_get(textok_gen_trainer *t, const char *name, float *out, size_t n)
+{
+    float *b; size_t o, cnt;
+    int st;
+    if (!t || !name || !out) return textok__fail(TEXTOK_ERR_ARG, "textok_gen_trainer_get: NULL argument");
+    if ((st = textok__gen_find(t, name, &b, &o, &cnt)) != TEXTOK_OK) return st;
+    if (n != cnt) return textok__fail(TEXTOK_ERR_SHAPE, "textok_gen_trainer_get: '%s' has %zu values, not %zu", name, cnt, n);
+    return t->k.to_host(&t->k, out, b + o, n * sizeof(float));
+}
+
+TEXTOKDEF int textok_gen_trainer_set(textok_gen_trainer *t, const char *name, const float *in, size_t n)
+{
+    float *b; size_t o, cnt;
+    int st;
+    if (!t || !name || !in) return textok__fail(TEXTOK_ERR_ARG, "textok_gen_trainer_set: NULL argument");
+    if (strncmp(name, "param.", 6)) return textok__fail(TEXTOK_ERR_ARG, "textok_gen_trainer_set: only param.<name> tensors can be set, not '%s'", name);
+    if ((st = textok__gen_find(t, name, &b, &o, &cnt)) != TEXTOK_OK) return st;
+    if (n != cnt) return textok__fail(TEXTOK_ERR_SHAPE, "textok_gen_trainer_set: '%s' has %zu values, not %zu", name, cnt, n);
+    return t->k.to_device(&t->k, b + o, in, n * sizeof(float));
+}
+
+/* Checkpoint metadata: the model's config (as its own files have it), then the trainer's. */
+static int textok__gen_ckpt_meta(textok_gen_trainer *t, const char **kv, char *cfgbuf, size_t cfgsz, char *buf,
+                                 size_t bufsz, const char *rng_hex)
+{
+    const int room = TEXTOK__CKPT_META - 24;
+    int n = t->dit ? textok_dit_config_to_meta(textok_dit_get_config(t->dit), kv, room, cfgbuf, cfgsz)
+                   : textok_maskgit_config_to_meta(textok_maskgit_get_config(t->mg), kv, room, cfgbuf, cfgsz);
+    char *p = buf;
+    const textok_gen_train_config *c = &t->tc;
+    if (n < 0) return n;
+#define TEXTOK__KV(key, ...) do { \
+        int w_ = snprintf(p, bufsz - (size_t)(p - buf), __VA_ARGS__); \
+        if (w_ < 0 || (size_t)w_ >= bufsz - (size_t)(p - buf)) return TEXTOK_ERR_ARG; \
+        kv[2 * n] = key; kv[2 * n + 1] = p; p += w_ + 1; n++; } while (0)
+    TEXTOK__KV("textok.trainer", "%s", t->dit ? "dit" : "maskgit");   /* a checkpoint, not a model file */
+    TEXTOK__KV("train.step", "%d", t->step);
+    TEXTOK__KV("train.batch", "%d", c->batch);
+    TEXTOK__KV("train.lr", "%.17g", c->lr);
+    TEXTOK__KV("train.end_lr", "%.17g", c->end_lr);
+    TEXTOK__KV("train.warmup_steps", "%d", c->warmup_steps);
+    TEXTOK__KV("train.total_steps", "%d", c->total_steps);
+    TEXTOK__KV("train.beta1", "%.17g", c->beta1);
+    TEXTOK__KV("train.beta2", "%.17g", c->beta2);
+    TEXTOK__KV("train.eps", "%.17g", c->eps);
+    TEXTOK__KV("train.weight_decay", "%.17g", c->weight_decay);
+    TEXTOK__KV("train.grad_clip", "%.9g", c->grad_clip);
+    TEXTOK__KV("train.ema_decay", "%.17g", c->ema_decay);
+    TEXTOK__KV("train.cond_dropout", "%.9g", c->cond_dropout);
+    TEXTOK__KV("train.mask_schedule", "%d", c->mask_schedule);
+    TEXTOK__KV("train.label_smoothing", "%.9g", c->label_smoothing);
+    TEXTOK__KV("train.unmasked_weight", "%.9g", c->unmasked_weight);
+#undef TEXTOK__KV
+    kv[2 * n] = "train.rng"; kv[2 * n + 1] = rng_hex; n++;
+    return n;
+}
+
+TEXTOKDEF int textok_gen_trainer_save(textok_gen_trainer *t, const char *path)
+{
+    static const char *const blocks[] = { "param.", "ema.", "adam_m.", "adam_v." };
+    const char *kv[2 * TEXTOK__CKPT_META];
+    char cfgmeta[4096], meta[4096], rng_hex[8 * 628 + 1], (*names)[112] = NULL;
+    textok_st_entry *e = NULL;
+    float *host = NULL;
+    int n_meta, n = 0, bl, i, d, st;
+    if (!t || !path) return textok__fail(TEXTOK_ERR_ARG, "textok_gen_trainer_save: NULL argument");
+    textok__rng_to_hex(&t->rng, rng_hex);
+    if ((n_meta = textok__gen_ckpt_meta(t, kv, cfgmeta, sizeof cfgmeta, meta, sizeof meta, rng_hex)) < 0)
+        return textok__fail(TEXTOK_ERR_ARG, "textok_gen_trainer_save: metadata does not fit");
+    e = (textok_st_entry *)textok__calloc((size_t)4 * t->n_tensors, sizeof *e);
+    names = (char (*)[112])textok__calloc((size_t)4 * t->n_tensors, sizeof *names);
+    host = (float *)textok__malloc(4 * t->n_params * sizeof(float));
+    if (!e || !names || !host) { st = textok__fail(TEXTOK_ERR_NOMEM, "textok_gen_trainer_save: out of memory"); goto done; }
+    for (bl = 0; bl < 4; bl++) {
+        const float *src = bl == 0 ? t->params : bl == 1 ? t->ema : bl == 2 ? t->adam_m : t->adam_v;
+        float *h = host + (size_t)bl * t->n_params;
+        if (!src) continue;
+        if ((st = t->k.to_host(&t->k, h, src, t->n_params * sizeof(float))) != TEXTOK_OK) goto done;
+        for (i = 0; i < t->n_tensors; i++) {
+            snprintf(names[n], sizeof names[n], "%s%s", blocks[bl], t->specs[i].name);
+            e[n].name = names[n];
+            e[n].data = h + t->offsets[i];
+            e[n].ndim = t->specs[i].ndim;
+            for (d = 0; d < t->specs[i].ndim; d++) e[n].shape[d] = t->specs[i].shape[d];
+            n++;
+        }
+    }
+    st = textok_st_save(path, e, n, kv, n_meta, TEXTOK_DTYPE_F32);
+done:
+    TEXTOK_FREE(e); TEXTOK_FREE(names); TEXTOK_FREE(host);
+    return st;
+}
+
+TEXTOKDEF int textok_gen_trainer_load(textok_gen_trainer *t, const char *path)
+{
+    static const char *const blocks[] = { "param.", "ema.", "adam_m.", "adam_v." };
+    const char *kv_have[2 * TEXTOK__CKPT_META], *kv_file[2 * TEXTOK__CKPT_META];
+    char buf_have[4096], buf_file[4096], name[160];
+    const char *want = t && t->dit ? "dit" : "maskgit", *model;
+    textok_safetensors st;
+    textok_rng rng;
+    float *host = NULL;
+    int s, bl, i, d, step, n_have, n_file;
+    if (!t || !path) return textok__fail(TEXTOK_ERR_ARG, "textok_gen_trainer_load: NULL argument");
+    if ((s = textok_st_open(&st, path)) != TEXTOK_OK) return s;
+    model = textok_st_meta(&st, "textok.trainer");
+    if (!model || strcmp(model, want)) {
+        s = textok__fail(TEXTOK_ERR_FORMAT, "%s: not a %s training checkpoint (textok.trainer is '%s')", st.path, want, model ? model : "(absent)");
+        goto done;
+    }
+    /* the model config must be the trainer's: compare the metadata each writes */
+    if (t->dit) {
+        textok_dit_config c;
+        if ((s = textok_dit_config_from_meta(&c, &st)) != TEXTOK_OK) goto done;
+        n_file = textok_dit_config_to_meta(&c, kv_file, TEXTOK__CKPT_META, buf_file, sizeof buf_file);
+        n_have = textok_dit_config_to_meta(textok_dit_get_config(t->dit), kv_have, TEXTOK__CKPT_META, buf_have, sizeof buf_have);
+    } else {
+        textok_maskgit_config c;
+        if ((s = textok_maskgit_config_from_meta(&c, &st)) != TEXTOK_OK) goto done;
+        n_file = textok_maskgit_config_to_meta(&c, kv_file, TEXTOK__CKPT_META, buf_file, sizeof buf_file);
+        n_have = textok_maskgit_config_to_meta(textok_maskgit_get_config(t->mg), kv_have, TEXTOK__CKPT_META, buf_have, sizeof buf_have);
+    }
+    if (n_file < 0 || n_have < 0) { s = textok__fail(TEXTOK_ERR_ARG, "%s: model metadata does not fit", st.path); goto done; }
+    for (i = 0; i < 2 * n_have; i += 2) {
+        if (i >= 2 * n_file || strcmp(kv_file[i], kv_have[i]) || strcmp(kv_file[i + 1], kv_have[i + 1])) {
+            s = textok__fail(TEXTOK_ERR_SHAPE, "%s: the checkpoint's model config differs from this trainer's model at '%s' (checkpoint '%s', model '%s')",
+                             st.path, kv_have[i], i < 2 * n_file ? kv_file[i + 1] : "(absent)", kv_have[i + 1]);
+            goto done;
+        }
+    }
+    if (TEXTOK_OK != textok__meta_int(&st, "train.step", &step) || step < 0 || !textok__rng_from_hex(&rng, textok_st_meta(&st, "train.rng"))) {
+        s = textok__fail(TEXTOK_ERR_FORMAT, "%s: missing or malformed train.step / train.rng metadata", st.path);
+        goto done;
+    }
+    for (bl = 0; bl < 4; bl++) {   /* check every tensor before changing anything */
+        if (bl == 1 && !t->ema) continue;
+        for (i = 0; i < t->n_tensors; i++) {
+            const textok_st_tensor *tt;
+            int same;
+            snprintf(name, sizeof name, "%s%s", blocks[bl], t->specs[i].name);
+            if (!(tt = textok_st_find(&st, name))) { s = textok__fail(TEXTOK_ERR_NOT_FOUND, "%s: tensor '%s' missing", st.path, name); goto done; }
+            same = tt->ndim == t->specs[i].ndim;
+            for (d = 0; same && d < tt->ndim; d++) same = tt->shape[d] == t->specs[i].shape[d];
+            if (!same) { s = textok__fail(TEXTOK_ERR_SHAPE, "%s: tensor '%s' has the wrong shape", st.path, name); goto done; }
+        }
+    }
+    if (!(host = (float *)textok__malloc(t->n_params * sizeof(float)))) { s = textok__fail(TEXTOK_ERR_NOMEM, "textok_gen_trainer_load: out of memory"); goto done; }
+    for (bl = 0; bl < 4; bl++) {
+        float *dst = bl == 0 ? t->params : bl == 1 ? t->ema : bl == 2 ? t->adam_m : t->adam_v;
+        if (!dst) continue;
+        for (i = 0; i < t->n_tensors; i++) {
+            snprintf(name, sizeof name, "%s%s", blocks[bl], t->specs[i].name);
+            if ((s = textok_st_read_f32(&st, textok_st_find(&st, name), host + t->offsets[i], t->offsets[i + 1] - t->offsets[i])) != TEXTOK_OK) goto done;
+        }
+        if ((s = t->k.to_device(&t->k, dst, host, t->n_params * sizeof(float))) != TEXTOK_OK) goto done;
+    }
+    t->step = step; t->rng = rng;
+done:
+    TEXTOK_FREE(host);
+    textok_st_close(&st);
+    return s;
+}
+
+TEXTOKDEF int textok_gen_trainer_save_model(textok_gen_trainer *t, const char *path, int ema)
+{
+    if (!t || !path) return textok__fail(TEXTOK_ERR_ARG, "textok_gen_trainer_save_model: NULL argument");
+    if (ema && !t->ema) return textok__fail(TEXTOK_ERR_ARG, "textok_gen_trainer_save_model: this trainer keeps no EMA (ema_decay 0)");
+    return t->dit ? textok__dit_save_params(t->dit, path, ema ? t->ema : t->params)
+                  : textok__maskgit_save_params(t->mg, path, ema ? t->ema : t->params);
+}
+
 
 #endif /* TEXTOK_IMPLEMENTATION_DONE */
 #endif /* TEXTOK_IMPLEMENTATION */

@@ -33,4 +33,6 @@ void test_train(tt_stats *s);
 void test_spm(tt_stats *s);
 void test_textok(tt_stats *s);
 void test_dit(tt_stats *s);
+void test_maskgit(tt_stats *s);
+void test_gen_train(tt_stats *s);
 #endif

@@ -24,6 +24,8 @@ int main(void)
     test_spm(&s);
     test_textok(&s);
     test_dit(&s);
+    test_maskgit(&s);
+    test_gen_train(&s);
     printf("%d passed, %d failed\n", s.passed, s.failed);
     return s.failed ? 1 : 0;
 }
