@@ -13368,14 +13368,15 @@ TEXTOKDEF void textok_maskgit_free(textok_maskgit *m)
 /* int32 id arrays for the embedding kernels: zeros (token types) and positions 0..T-1 per row */
 static int textok__mg_fill_ids(const textok_kernels *k, int32_t *zeros, int32_t *posids, int B, int T)
 {
-    size_t n = (size_t)B * T, i;
+    size_t n = (size_t)B * T, i = 0;   /* B, T >= 1 */
     int32_t *h = (int32_t *)textok__malloc(n * sizeof(int32_t));
     int st;
     if (!h) return textok__fail(TEXTOK_ERR_NOMEM, "MaskGIT: out of memory");
-    for (i = 0; i < n; i++) h[i] = 0;
-    st = k->to_device(k, zeros, h, n * sizeof(int32_t));
-    for (i = 0; i < n; i++) h[i] = (int32_t)(i % (size_t)T);
-    if (st == TEXTOK_OK) st = k->to_device(k, posids, h, n * sizeof(int32_t));
+    do h[i] = (int32_t)(i % (size_t)T); while (++i < n);
+    st = k->to_device(k, posids, h, n * sizeof(int32_t));
+    i = 0;
+    do h[i] = 0; while (++i < n);
+    if (st == TEXTOK_OK) st = k->to_device(k, zeros, h, n * sizeof(int32_t));
     TEXTOK_FREE(h);
     return st;
 }
