@@ -139,6 +139,12 @@
          none, decoder, every pixel head, text segments) forward with a tape and backward into a
          grads block laid out like the params; the step (losses, clipping, AdamW, schedule, EMA,
          text dropout, discriminator step); reading tensors by name; checkpoints
+     14. DiT: config, presets and metadata, the official parameter walk, 2D and 1D sin-cos
+         positions, the timestep embedding, load/create/save, forward over one reused block
+         tape (2D latents, 1D tokens, T2I cross-attention), backward, forward_with_cfg
+     15. Gaussian diffusion: float64 tables, respacing, q_sample, the loss (mse + vb with its
+         analytic gradient, the discretised NLL at t = 0), DDPM and DDIM steps; DiT sampling
+         (textok_dit_generate); the DiT training hooks the generator trainer calls
 
    REVISION HISTORY
       0.4.0 (2026-11-21)  language-guided tokenization: TexTok and TA-TiTok layouts (text
