@@ -125,8 +125,10 @@
       5. Kernels, one subsection per op: naive reference, then fast version; forward, then backward
       6. The CPU kernel tables
       7. textok_kernels_compare: checking one table against another
-      8. Layers: linear, the pre-norm ViT stack, the MaskGIT-VQGAN ResnetBlock
-         (and what every model is built from: the parameter walk, the activation arena)
+      8. Layers: linear, the pre-norm ViT stack, the MaskGIT-VQGAN ResnetBlock, the generators'
+         transformer block (pre/post-norm, adaLN-Zero, cross-attention, UViT skip; forward and
+         backward with a tape), and what every model is built from: the parameter walk, the
+         activation arena
       9. Text: the SentencePiece Unigram tokenizer (UTF-8, a JSON reader, tokenizer.json,
          normalizers incl. the precompiled charsmap, pre-tokenizers, Viterbi, templates)
      10. The T5 text encoder: config, walk, loading, relative-position buckets, forward
@@ -139,10 +141,19 @@
          none, decoder, every pixel head, text segments) forward with a tape and backward into a
          grads block laid out like the params; the step (losses, clipping, AdamW, schedule, EMA,
          text dropout, discriminator step); reading tensors by name; checkpoints
+     14. DiT: config, presets and metadata, the official parameter walk, 2D and 1D sin-cos
+         positions, the timestep embedding, load/create/save, forward over one reused block
+         tape (2D latents, 1D tokens, T2I cross-attention), backward, forward_with_cfg
+     15. Gaussian diffusion: float64 tables, respacing, q_sample, the loss (mse + vb with its
+         analytic gradient, the discretised NLL at t = 0), DDPM and DDIM steps; DiT sampling
+         (textok_dit_generate); the DiT training hooks the generator trainer calls
      16. MaskGIT (TiTok's generators): config, presets and metadata, the walk (ImageBert's BERT
          names, UViTBert's), load/create/save, forward over the generic block (BERT post-norm,
          UViT with LIFO skips), the sampling loop (host-side Gumbel, argmax, confidence sort),
          the training hooks (masking schedules, label dropout, weighted MLM loss, backward)
+     17. Training a generator: the trainer shell both generators share (presets, config check,
+         clipping, AdamW with frozen tensors, warmup + cosine, EMA, checkpoints that resume
+         bit for bit) around the models' training hooks
 
    REVISION HISTORY
       0.4.0 (2026-11-21)  language-guided tokenization: TexTok and TA-TiTok layouts (text
@@ -11660,13 +11671,6 @@ done:
    max_batch/2 examples in one pass (two passes of one row when max_batch is 1). Training
    (textok__dit_train_*) keeps one tape per block for its own batch size. */
 
-/* The training hooks (textok__dit_train_*, _frozen, _save_params) are called by the generator
-   trainer (section 17); marked so that a build that does not reference one stays warning-free. */
-#if defined(__GNUC__) || defined(__clang__)
-#define TEXTOK__HOOK static __attribute__((unused))
-#else
-#define TEXTOK__HOOK static
-#endif
 
 typedef struct textok__dit_w {       /* the parameter pointers; the same walk binds params and grads */
     float *pos, *xe_w, *xe_b, *t0_w, *t0_b, *t2_w, *t2_b, *ytab;
@@ -11922,7 +11926,7 @@ static void textok__dit_bind(const textok_dit_config *c, textok__dit_w *w, float
     textok__dit_walk(c, w, &wk);
 }
 
-TEXTOK__HOOK int textok__dit_frozen(const char *name) { return name && strcmp(name, "pos_embed") == 0; }
+static int textok__dit_frozen(const char *name) { return name && strcmp(name, "pos_embed") == 0; }
 
 /* ----- fixed embeddings (host, computed in double as MAE's numpy code, then rounded) --------- */
 static void textok__dit_pos_embed(const textok_dit_config *c, int gh, int gw, float *pe)
@@ -12488,7 +12492,7 @@ fail:
 
 /* A textok-layout file of the parameter block params (device memory laid out like m->params:
    the model's own, or a trainer's EMA). */
-TEXTOK__HOOK int textok__dit_save_params(const textok_dit *m, const char *path, const float *params)
+static int textok__dit_save_params(const textok_dit *m, const char *path, const float *params)
 {
 #ifdef TEXTOK_NO_STDIO
     (void)m; (void)path; (void)params;
@@ -12960,7 +12964,7 @@ struct textok__dit_train {
 };
 typedef struct textok__dit_train textok__dit_train;
 
-TEXTOK__HOOK void textok__dit_train_delete(textok__dit_train *s)
+static void textok__dit_train_delete(textok__dit_train *s)
 {
     if (!s) return;
     if (s->arena) s->m->k.free(&s->m->k, s->arena);
@@ -12969,7 +12973,7 @@ TEXTOK__HOOK void textok__dit_train_delete(textok__dit_train *s)
     TEXTOK_FREE(s);
 }
 
-TEXTOK__HOOK int textok__dit_train_new(textok__dit_train **out, textok_dit *m, float *grads, int B)
+static int textok__dit_train_new(textok__dit_train **out, textok_dit *m, float *grads, int B)
 {
     textok__dit_train *s;
     const textok_dit_config *c = &m->cfg;
@@ -13026,7 +13030,7 @@ TEXTOK__HOOK int textok__dit_train_new(textok__dit_train **out, textok_dit *m, f
 
 /* The training forward on B = s->B rows: xt (B, C, H, W) host, t/y host, text, null (B) flags
    (dropped conditions) or NULL -> s->a.out on the device. */
-TEXTOK__HOOK int textok__dit_train_forward(textok__dit_train *s, const float *xt, const int32_t *t, const int32_t *y,
+static int textok__dit_train_forward(textok__dit_train *s, const float *xt, const int32_t *t, const int32_t *y,
                                      const textok_text *text, const unsigned char *null)
 {
     textok_dit *m = s->m;
@@ -13045,7 +13049,7 @@ TEXTOK__HOOK int textok__dit_train_forward(textok__dit_train *s, const float *xt
 
 /* dout (B, Cout, H, W) host -> gradients accumulated into the grads block; dx (B, C, H, W) device
    (accumulated) or NULL. */
-TEXTOK__HOOK int textok__dit_train_backward(textok__dit_train *s, const float *dout, float *dx)
+static int textok__dit_train_backward(textok__dit_train *s, const float *dout, float *dx)
 {
     textok_dit *m = s->m;
     const textok_kernels *k = &m->k;
@@ -13059,7 +13063,7 @@ TEXTOK__HOOK int textok__dit_train_backward(textok__dit_train *s, const float *d
 /* One step's forward, loss and backward (gradients ACCUMULATED into the grads block). RNG order:
    t (B values, textok_rng_u32 % 1000), noise (B*C*H*W normals), then, only when cond_dropout > 0,
    B uniforms (u < cond_dropout: that example trains with the null class / the null caption). */
-TEXTOK__HOOK int textok__dit_train_loss(textok__dit_train *s, textok_rng *rng, const textok_gen_train_config *tc,
+static int textok__dit_train_loss(textok__dit_train *s, textok_rng *rng, const textok_gen_train_config *tc,
                                   const float *latents, const int32_t *y, const textok_text *text, textok_gen_train_stats *stt)
 {
     textok_dit *m = s->m;
@@ -13933,13 +13937,6 @@ done:
 }
 
 /* ----- training (architecture.md 4.5): the hooks section 17's trainer calls ------------------ */
-/* the hooks are called by section 17's trainer (and by tests/test_maskgit.c); a translation unit
-   without either must not warn about them */
-#if defined(__GNUC__) || defined(__clang__)
-#define TEXTOK__MG_HOOK static __attribute__((unused))
-#else
-#define TEXTOK__MG_HOOK static
-#endif
 typedef struct textok__maskgit_train textok__maskgit_train;
 struct textok__maskgit_train {
     textok_maskgit *m;                /* borrowed */
@@ -14008,7 +14005,7 @@ static void textok__mg_train_carve(textok__maskgit_train *t, textok__carve *a)
         }
 }
 
-TEXTOK__MG_HOOK void textok__maskgit_train_delete(textok__maskgit_train *t)
+static void textok__maskgit_train_delete(textok__maskgit_train *t)
 {
     if (!t) return;
     if (t->arena) t->m->k.free(&t->m->k, t->arena);
@@ -14019,7 +14016,7 @@ TEXTOK__MG_HOOK void textok__maskgit_train_delete(textok__maskgit_train *t)
 }
 
 /* A tape for B sequences; binds a grads twin of the model's parameters into grads (n_params floats). */
-TEXTOK__MG_HOOK int textok__maskgit_train_new(textok__maskgit_train **out, textok_maskgit *m, float *grads, int B)
+static int textok__maskgit_train_new(textok__maskgit_train **out, textok_maskgit *m, float *grads, int B)
 {
     const textok_kernels *k;
     textok__maskgit_train *t;
@@ -14106,7 +14103,7 @@ static void textok__mg_mask_row(int schedule, float t, const float *u, int L, un
 
 /* One forward + loss + backward on B sequences: gradients ACCUMULATED into the grads block. RNG
    order: t (B uniforms), the rank uniforms (B*L), then the drops (B, only when cond_dropout > 0). */
-TEXTOK__MG_HOOK int textok__maskgit_train_loss(textok__maskgit_train *t, textok_rng *rng, const textok_gen_train_config *tc,
+static int textok__maskgit_train_loss(textok__maskgit_train *t, textok_rng *rng, const textok_gen_train_config *tc,
                                       const int32_t *tokens, const int32_t *y, textok_gen_train_stats *stats)
 {
     textok_maskgit *m;
