@@ -3075,10 +3075,13 @@ describe:
         return cv_fail("%s: the inferred DiT configuration is not valid: %s", in->path, textok_last_error());
     {
         size_t n = strlen(desc);
-        n += (size_t)snprintf(desc + n, size - n, ", hidden %d, depth %d, %d heads, MLP %d, %s %d%s%d x %d channels, "
-                              "patch %d, ", c->hidden, c->depth, c->heads, c->mlp_hidden,
-                              c->seq_1d ? "1D tokens" : "2D latents", c->input_size, c->seq_1d ? "" : "x",
-                              c->seq_1d ? 1 : c->input_size, c->in_channels, c->patch_size);
+        n += (size_t)snprintf(desc + n, size - n, ", hidden %d, depth %d, %d heads, MLP %d, ", c->hidden, c->depth,
+                              c->heads, c->mlp_hidden);
+        if (c->seq_1d)
+            n += (size_t)snprintf(desc + n, size - n, "1D: %d tokens x %d channels, ", c->input_size, c->in_channels);
+        else
+            n += (size_t)snprintf(desc + n, size - n, "2D latents %dx%d x %d channels, patch %d, ", c->input_size,
+                                  c->input_size, c->in_channels, c->patch_size);
         if (c->num_classes) n += (size_t)snprintf(desc + n, size - n, "%d classes (+ null)", c->num_classes);
         else if (c->text_dim) n += (size_t)snprintf(desc + n, size - n, "text %d x %d", c->text_len, c->text_dim);
         else n += (size_t)snprintf(desc + n, size - n, "unconditional");
