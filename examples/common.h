@@ -1,4 +1,5 @@
-/* common.h - helpers shared by the example programs (tokenize.c, reconstruct.c).
+/* common.h - helpers shared by the example programs (tokenize.c, reconstruct.c, encode_text.c,
+   train_tokenizer.c, generate.c, train_generator.c).
 
    These are for programs, not for the library: on a bad input they print a message that names
    the culprit and exit (status 2 for a bad command line, 1 for everything else). ex_die also
@@ -143,6 +144,18 @@ EX_STATIC int ex_parse_int(const char *s, const char *name, int lo, int hi, int 
     return (int)v;
 }
 
+/* A number flag in [lo, hi]; NULL (flag absent) gives def. */
+EX_STATIC double ex_parse_num(const char *s, const char *name, double lo, double hi, double def, const char *usage)
+{
+    char *end;
+    double v;
+    if (!s) return def;
+    v = strtod(s, &end);
+    if (end == s || *end || !(v >= lo && v <= hi))   /* NaN fails */
+        ex_usage(usage, "%s must be a number in [%g, %g], not '%s'", name, lo, hi, s);
+    return v;
+}
+
 /* ---------------------------------------------------------------------------------------------
    Images. Memory layout everywhere: float (1,3,S,S) NCHW RGB, values in [0,1] (uint8 / 255),
    which is what textok_titok_encode takes and textok_titok_decode_* returns. */
@@ -247,9 +260,9 @@ EX_STATIC int ex_model_takes_text(const textok_titok_config *cfg)
 
 /* Reads --text-emb FILE.npy: one caption's token states, float32 (L, D) or (1, L, D) - what
    build/encode_text writes, or CLIP's 77 x 768 for TA-TiTok. Every row is a real token. Fills tx
-   (B = 1) and returns the array to free. A width or length the model cannot take is an error
-   naming the file and the model's expectation. */
-EX_STATIC float *ex_load_text_emb(const char *path, const textok_titok_config *cfg, textok_text *tx)
+   (B = 1) and returns the array to free. A width other than text_dim or more than text_len rows
+   is an error naming the file and what the model (who) takes. */
+EX_STATIC float *ex_load_text_emb_dims(const char *path, int text_dim, int text_len, const char *who, textok_text *tx)
 {
     float *emb = NULL;
     int ndim = 0, L;
@@ -260,15 +273,19 @@ EX_STATIC float *ex_load_text_emb(const char *path, const textok_titok_config *c
         free(emb);
         ex_die("--text-emb '%s': expected the token states of one caption, shape (L, D) or (1, L, D), not %d dims", path, ndim);
     }
-    if (shape[ndim - 1] != cfg->text_dim || shape[ndim - 2] < 1 || shape[ndim - 2] > cfg->text_len) {
+    if (shape[ndim - 1] != text_dim || shape[ndim - 2] < 1 || shape[ndim - 2] > text_len) {
         long l = (long)shape[ndim - 2], d = (long)shape[ndim - 1];
         free(emb);
-        ex_die("--text-emb '%s' holds %ld tokens x %ld; this model takes 1 to %d tokens of width %d (text_len x text_dim)",
-               path, l, d, cfg->text_len, cfg->text_dim);
+        ex_die("--text-emb '%s' holds %ld tokens x %ld; %s takes 1 to %d tokens of width %d (text_len x text_dim)",
+               path, l, d, who, text_len, text_dim);
     }
     L = (int)shape[ndim - 2];
-    tx->emb = emb; tx->mask = NULL; tx->L = L; tx->dim = cfg->text_dim;
+    tx->emb = emb; tx->mask = NULL; tx->L = L; tx->dim = text_dim;
     return emb;
+}
+EX_STATIC float *ex_load_text_emb(const char *path, const textok_titok_config *cfg, textok_text *tx)
+{
+    return ex_load_text_emb_dims(path, cfg->text_dim, cfg->text_len, "this model", tx);
 }
 
 /* The text flags of tokenize and reconstruct: returns &tx filled from --text-emb, or NULL when
@@ -319,6 +336,33 @@ EX_STATIC void ex_write_png_hw(const char *path, const float *img, int H, int W)
     free(tmp);
 }
 EX_STATIC void ex_write_png(const char *path, const float *img, int S) { ex_write_png_hw(path, img, S, S); }
+
+/* n square (3,S,S) images (consecutive in imgs) as one PNG grid: cols per row (0: the smallest
+   cols with cols*cols >= n), 2-pixel white gutters between and around the tiles. */
+EX_STATIC void ex_write_tiles(const char *path, const float *imgs, int n, int S, int cols)
+{
+    const int g = 2;
+    int rows, W, H, c, y, x, i;
+    float *img;
+    if (cols <= 0) for (cols = 1; cols * cols < n; cols++) {}
+    if (cols > n) cols = n > 0 ? n : 1;
+    rows = (n + cols - 1) / cols;
+    if (rows < 1) rows = 1;
+    W = cols * (S + g) + g;
+    H = rows * (S + g) + g;
+    img = (float *)ex_malloc((size_t)3 * H * W * sizeof(float));
+    for (i = 0; i < 3 * H * W; i++) img[i] = 1.0f;
+    for (i = 0; i < n; i++) {
+        const float *src = imgs + (size_t)i * 3 * S * S;
+        const int r = i / cols, k = i % cols;
+        for (c = 0; c < 3; c++)
+            for (y = 0; y < S; y++)
+                for (x = 0; x < S; x++)
+                    img[((size_t)c * H + g + r * (S + g) + y) * W + g + k * (S + g) + x] = src[((size_t)c * S + y) * S + x];
+    }
+    ex_write_png_hw(path, img, H, W);
+    free(img);
+}
 
 /* ---------------------------------------------------------------------------------------------
    Other outputs */
@@ -397,17 +441,6 @@ EX_STATIC double ex_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* A number flag in [lo, hi]; NULL (flag absent) gives def. */
-EX_STATIC double ex_parse_num(const char *s, const char *name, double lo, double hi, double def, const char *usage)
-{
-    char *end;
-    double v;
-    if (!s) return def;
-    v = strtod(s, &end);
-    if (end == s || *end || !(v >= lo && v <= hi))   /* NaN fails */
-        ex_usage(usage, "%s must be a number in [%g, %g], not '%s'", name, lo, hi, s);
-    return v;
-}
 
 /* ---------------------------------------------------------------------------------------------
    Images and captions */
