@@ -5513,6 +5513,326 @@ static size_t textok__mul3(size_t a, size_t b, size_t c, int *overflow)
     return r;
 }
 
+/* ----- the generators' transformer block: one block, four families ------------------------------
+   DiT (adaLN-Zero, LayerNorm without affine, tanh GELU), DiT-T2I (plus a cross-attention
+   sublayer), UViT (pre-norm, qkv without bias, a skip linear on the out-blocks) and BERT
+   (post-norm) differ only in which parts exist and where the norms sit, so they share one
+   forward and one backward. Pre-norm (post_norm = 0):
+       x0 = has_skip ? skip_linear(cat[xin, skip]) : xin
+       h  = LN1(x0), then h*(1 + scale1) + shift1            (has_ada)
+       x1 = x0 + [gate1 *] proj(attention(q(h), k(h), v(h)))
+       x2 = x1 + ca_proj(attention(ca_q(x1), ca_k(ctx), ca_v(ctx), ctx_mask))   (has_cross)
+       h2 = LN2(x2), then h2*(1 + scale2) + shift2          (has_ada)
+       xout = x2 + [gate2 *] fc2(GELU(fc1(h2)))
+   Post-norm (BERT): x1 = LN1(x0 + proj(attention(x0))); xout = LN2(x1 + fc2(GELU(fc1(x1)))).
+   The six adaLN chunks come from Linear(SiLU(c)) (6D, D), applied chunk by chunk (weight rows
+   j*D .. (j+1)*D) so that each is a contiguous (B, D) array the modulate/gate kernels take.
+   The cross-attention follows PixArt-alpha: no norm and no gate on it. */
+typedef struct textok__tblock {      /* one block's weights; NULL = absent */
+    float *skip_w, *skip_b;          /* (D, 2D), (D): UViT out-blocks; input columns 0..D-1 act on x */
+    float *ln1_w, *ln1_b;            /* (D), or NULL for a LayerNorm without affine (DiT) */
+    float *q_w, *k_w, *v_w;          /* (D, D) each; a fused qkv (3D, D) has k_w = q_w + D*D, v_w = q_w + 2D*D */
+    float *q_b, *k_b, *v_b;          /* (D) each, or NULL (UViT's qkv has no bias) */
+    float *proj_w, *proj_b;          /* (D, D), (D) */
+    float *ca_q_w, *ca_q_b;          /* cross-attention: (D, D), (D) queries from x1 */
+    float *ca_k_w, *ca_k_b;          /* (D, D), (D) keys from the context (fused kv: v = kv + D*D) */
+    float *ca_v_w, *ca_v_b;          /* (D, D), (D) */
+    float *ca_proj_w, *ca_proj_b;    /* (D, D), (D) */
+    float *ln2_w, *ln2_b;            /* (D) or NULL */
+    float *fc1_w, *fc1_b;            /* (M, D), (M) */
+    float *fc2_w, *fc2_b;            /* (D, M), (D) */
+    float *ada_w, *ada_b;            /* (6D, D), (6D): shift1, scale1, gate1, shift2, scale2, gate2 */
+} textok__tblock;
+
+typedef struct textok__tb_shape {
+    int B, T, D, H, M;               /* batch, tokens, width, heads, MLP hidden */
+    int Tc;                          /* context rows for the cross-attention (has_cross) */
+    float eps;                       /* LayerNorm eps: 1e-6 DiT, 1e-5 UViT, 1e-12 BERT */
+    int post_norm;                   /* 1: BERT */
+    int gelu_tanh;                   /* 1: DiT's tanh approximation; 0: exact erf */
+    int has_skip, has_cross, has_ada;
+} textok__tb_shape;
+
+typedef struct textok__tb_tape {     /* what backward reads; a pointer is NULL where a part is absent */
+    const float *xin, *skip, *ctx, *csilu;   /* the inputs, recorded by forward (not owned) */
+    float *cat;                      /* (B, T, 2D) [xin | skip] (has_skip) */
+    float *tmp;                      /* (B, T, 2D) transposes for the concatenation (has_skip) */
+    float *x0;                       /* (B, T, D) the skip linear's output (has_skip) */
+    float *mod;                      /* (6, B, D) the adaLN chunks (has_ada) */
+    float *ln1, *ln1_mean, *ln1_rstd;   /* (B, T, D), (B*T) x2; post-norm: x1 itself */
+    float *h1;                       /* (B, T, D) modulated LN1 output (has_ada) */
+    float *q, *k, *v, *att;          /* (B, T, D) */
+    float *lse;                      /* (B, H, T) */
+    float *a;                        /* (B, T, D) proj output; post-norm: x0 + proj output */
+    float *x1;                       /* (B, T, D) pre-norm residual after attention */
+    float *cq, *catt;                /* (B, T, D) (has_cross) */
+    float *ck, *cv;                  /* (B, Tc, D) */
+    float *clse;                     /* (B, H, T) */
+    float *x2;                       /* (B, T, D) after the cross-attention (has_cross) */
+    float *ln2, *ln2_mean, *ln2_rstd, *h2;
+    float *fc, *gelu;                /* (B, T, M) before and after the GELU */
+    float *m;                        /* (B, T, D) fc2 output; post-norm: x1 + fc2 output */
+} textok__tb_tape;
+
+typedef struct textok__tb_scratch {  /* backward scratch, shared by every block of a stack */
+    float *dm, *dh, *dln, *da, *datt, *dq, *dk, *dv;   /* (B, T, D) */
+    float *dck, *dcv;                /* (B, Tc, D) */
+    float *dfc, *dgelu;              /* (B, T, M) */
+    float *dmod;                     /* (6, B, D) */
+    float *dcat, *dtmp;              /* (B, T, 2D) */
+} textok__tb_scratch;
+
+static void textok__tb_tape_carve(textok__carve *a, textok__tb_tape *t, const textok__tb_shape *s)
+{
+    const size_t B = (size_t)s->B, T = (size_t)s->T, D = (size_t)s->D;
+    int *o = &a->overflow;
+    const size_t n = textok__mul3(B, T, D, o), nm = textok__mul3(B, T, (size_t)s->M, o);
+    const size_t nc = textok__mul3(B, (size_t)s->Tc, D, o), nl = textok__mul3(B, (size_t)s->H, T, o);
+    memset(t, 0, sizeof *t);
+    if (s->has_skip) { t->cat = textok__take(a, 2 * n); t->tmp = textok__take(a, 2 * n); t->x0 = textok__take(a, n); }
+    if (s->has_ada) { t->mod = textok__take(a, textok__mul3(6, B, D, o)); t->h1 = textok__take(a, n); t->h2 = textok__take(a, n); }
+    t->ln1 = textok__take(a, n); t->ln1_mean = textok__take(a, B * T); t->ln1_rstd = textok__take(a, B * T);
+    t->q = textok__take(a, n); t->k = textok__take(a, n); t->v = textok__take(a, n); t->att = textok__take(a, n);
+    t->lse = textok__take(a, nl);
+    t->a = textok__take(a, n);
+    if (!s->post_norm) t->x1 = textok__take(a, n);
+    if (s->has_cross) {
+        t->cq = textok__take(a, n); t->catt = textok__take(a, n);
+        t->ck = textok__take(a, nc); t->cv = textok__take(a, nc);
+        t->clse = textok__take(a, nl); t->x2 = textok__take(a, n);
+    }
+    t->ln2 = textok__take(a, n); t->ln2_mean = textok__take(a, B * T); t->ln2_rstd = textok__take(a, B * T);
+    t->fc = textok__take(a, nm); t->gelu = textok__take(a, nm);
+    t->m = textok__take(a, n);
+}
+
+static void textok__tb_scratch_carve(textok__carve *a, textok__tb_scratch *s, const textok__tb_shape *sh)
+{
+    const size_t B = (size_t)sh->B, T = (size_t)sh->T, D = (size_t)sh->D;
+    int *o = &a->overflow;
+    const size_t n = textok__mul3(B, T, D, o), nm = textok__mul3(B, T, (size_t)sh->M, o);
+    memset(s, 0, sizeof *s);
+    s->dm = textok__take(a, n); s->dh = textok__take(a, n); s->dln = textok__take(a, n); s->da = textok__take(a, n);
+    s->datt = textok__take(a, n); s->dq = textok__take(a, n); s->dk = textok__take(a, n); s->dv = textok__take(a, n);
+    if (sh->has_cross) {
+        s->dck = textok__take(a, textok__mul3(B, (size_t)sh->Tc, D, o));
+        s->dcv = textok__take(a, textok__mul3(B, (size_t)sh->Tc, D, o));
+    }
+    s->dfc = textok__take(a, nm); s->dgelu = textok__take(a, nm);
+    if (sh->has_ada) s->dmod = textok__take(a, textok__mul3(6, B, D, o));
+    if (sh->has_skip) { s->dcat = textok__take(a, 2 * n); s->dtmp = textok__take(a, 2 * n); }
+}
+
+static textok_attention_dims textok__tb_ad(const textok__tb_shape *s, int Tk)
+{
+    textok_attention_dims ad;
+    ad.B = s->B; ad.Tq = s->T; ad.Tk = Tk; ad.C = s->D; ad.H = s->H;
+    ad.scale = (float)(1.0 / sqrt((double)s->D / s->H));
+    return ad;
+}
+
+static size_t textok__tb_work_floats(const textok__tb_shape *s)
+{
+    textok_attention_dims a = textok__tb_ad(s, s->T), c = textok__tb_ad(s, s->has_cross ? s->Tc : 1);
+    return textok__max2(textok_attention_work_floats(&a), textok_attention_work_floats(&c));
+}
+
+static void textok__tb_forward(const textok_kernels *k, const textok__tblock *w, const textok__tb_shape *s,
+                               textok__tb_tape *t, const float *xin, float *xout, const float *csilu,
+                               const float *skip, const float *ctx, const unsigned char *ctx_mask, float *work)
+{
+    const int B = s->B, D = s->D, M = s->M, BT = s->B * s->T;
+    const size_t n = (size_t)BT * D, bd = (size_t)B * D;
+    const textok_attention_dims ad = textok__tb_ad(s, s->T);
+    const float *x0 = xin, *h, *x2;
+    int j;
+    t->xin = xin; t->skip = skip; t->ctx = ctx; t->csilu = csilu;
+    if (s->has_skip) {
+        /* cat[x, skip] along features, as (cat^T)^T: both transposed into one (2D, BT) block */
+        k->transpose_forward(k, t->tmp, xin, 1, BT, D);
+        k->transpose_forward(k, t->tmp + n, skip, 1, BT, D);
+        k->transpose_forward(k, t->cat, t->tmp, 1, 2 * D, BT);
+        textok__linear(k, t->x0, t->cat, w->skip_w, w->skip_b, BT, 2 * D, D);
+        x0 = t->x0;
+    }
+    if (s->has_ada)
+        for (j = 0; j < 6; j++)
+            textok__linear(k, t->mod + j * bd, csilu, w->ada_w + (size_t)j * D * D, w->ada_b + (size_t)j * D, B, D, D);
+    /* attention */
+    if (s->post_norm) {
+        h = x0;
+    } else {
+        k->layernorm_forward(k, t->ln1, t->ln1_mean, t->ln1_rstd, x0, w->ln1_w, w->ln1_b, BT, D, s->eps);
+        h = t->ln1;
+        if (s->has_ada) {
+            k->modulate_forward(k, t->h1, t->ln1, t->mod, t->mod + bd, B, s->T, D);
+            h = t->h1;
+        }
+    }
+    textok__linear(k, t->q, h, w->q_w, w->q_b, BT, D, D);
+    textok__linear(k, t->k, h, w->k_w, w->k_b, BT, D, D);
+    textok__linear(k, t->v, h, w->v_w, w->v_b, BT, D, D);
+    k->attention_forward(k, t->att, t->lse, t->q, t->k, t->v, NULL, NULL, &ad, work);
+    textok__linear(k, t->a, t->att, w->proj_w, w->proj_b, BT, D, D);
+    if (s->post_norm) {
+        k->add_forward(k, t->a, t->a, x0, n);
+        k->layernorm_forward(k, t->ln1, t->ln1_mean, t->ln1_rstd, t->a, w->ln1_w, w->ln1_b, BT, D, s->eps);
+        /* MLP on x1 = ln1, then LN2 of the sum straight into xout */
+        textok__linear(k, t->fc, t->ln1, w->fc1_w, w->fc1_b, BT, D, M);
+        k->gelu_forward(k, t->gelu, t->fc, (size_t)BT * M, s->gelu_tanh);
+        textok__linear(k, t->m, t->gelu, w->fc2_w, w->fc2_b, BT, M, D);
+        k->add_forward(k, t->m, t->m, t->ln1, n);
+        k->layernorm_forward(k, xout, t->ln2_mean, t->ln2_rstd, t->m, w->ln2_w, w->ln2_b, BT, D, s->eps);
+        return;
+    }
+    if (s->has_ada) k->gate_forward(k, t->x1, x0, t->a, t->mod + 2 * bd, B, s->T, D);
+    else            k->add_forward(k, t->x1, x0, t->a, n);
+    x2 = t->x1;
+    if (s->has_cross) {
+        const textok_attention_dims cd = textok__tb_ad(s, s->Tc);
+        const int BTc = B * s->Tc;
+        textok__linear(k, t->cq, t->x1, w->ca_q_w, w->ca_q_b, BT, D, D);
+        textok__linear(k, t->ck, ctx, w->ca_k_w, w->ca_k_b, BTc, D, D);
+        textok__linear(k, t->cv, ctx, w->ca_v_w, w->ca_v_b, BTc, D, D);
+        k->attention_forward(k, t->catt, t->clse, t->cq, t->ck, t->cv, NULL, ctx_mask, &cd, work);
+        textok__linear(k, t->x2, t->catt, w->ca_proj_w, w->ca_proj_b, BT, D, D);
+        k->add_forward(k, t->x2, t->x2, t->x1, n);
+        x2 = t->x2;
+    }
+    /* MLP */
+    k->layernorm_forward(k, t->ln2, t->ln2_mean, t->ln2_rstd, x2, w->ln2_w, w->ln2_b, BT, D, s->eps);
+    h = t->ln2;
+    if (s->has_ada) {
+        k->modulate_forward(k, t->h2, t->ln2, t->mod + 3 * bd, t->mod + 4 * bd, B, s->T, D);
+        h = t->h2;
+    }
+    textok__linear(k, t->fc, h, w->fc1_w, w->fc1_b, BT, D, M);
+    k->gelu_forward(k, t->gelu, t->fc, (size_t)BT * M, s->gelu_tanh);
+    textok__linear(k, t->m, t->gelu, w->fc2_w, w->fc2_b, BT, M, D);
+    if (s->has_ada) k->gate_forward(k, xout, x2, t->m, t->mod + 5 * bd, B, s->T, D);
+    else            k->add_forward(k, xout, x2, t->m, n);
+}
+
+/* y = x W^T + b, backward: dx += dy W, dW += dy^T x, db += sum dy (any of the three may be NULL) */
+static void textok__linear_backward(const textok_kernels *k, float *dx, float *dw, float *db, const float *dy,
+                                    const float *x, const float *w, int N, int in, int out)
+{
+    textok_matmul_dims d;
+    d.batch = 1; d.M = N; d.N = out; d.K = in; d.trans_a = 0; d.trans_b = 1;
+    k->matmul_backward(k, dx, dw, db, dy, x, w, &d);
+}
+
+/* q, k, v = three linears of the same input h: dh += the three input gradients */
+static void textok__tb_qkv_backward(const textok_kernels *k, const textok__tblock *w, const textok__tblock *g,
+                                    float *dh, const float *dq, const float *dk, const float *dv, const float *h,
+                                    int BT, int D)
+{
+    textok__linear_backward(k, dh, g->q_w, g->q_b, dq, h, w->q_w, BT, D, D);
+    textok__linear_backward(k, dh, g->k_w, g->k_b, dk, h, w->k_w, BT, D, D);
+    textok__linear_backward(k, dh, g->v_w, g->v_b, dv, h, w->v_w, BT, D, D);
+}
+
+static void textok__tb_backward(const textok_kernels *k, const textok__tblock *w, const textok__tblock *g,
+                                const textok__tb_shape *s, const textok__tb_tape *t, float *dx, float *dcsilu,
+                                float *dskip, float *dctx, const unsigned char *ctx_mask,
+                                const textok__tb_scratch *sc, float *work)
+{
+    const int B = s->B, D = s->D, M = s->M, BT = s->B * s->T;
+    const size_t n = (size_t)BT * D, nm = (size_t)BT * M, bd = (size_t)B * D;
+    const textok_attention_dims ad = textok__tb_ad(s, s->T);
+    const float *x0 = s->has_skip ? t->x0 : t->xin;
+    const float *x2 = s->has_cross ? t->x2 : t->x1;
+    float *dm = dx, *da = dx, *dh1, *dh2;
+    int j;
+    if (s->has_ada) k->fill(k, sc->dmod, 6 * bd, 0.0f);
+    if (s->post_norm) {
+        /* xout = LN2(s2), s2 = x1 + m (t->m holds s2); x1 = LN1(s1), s1 = x0 + a (t->a holds s1) */
+        k->fill(k, sc->dm, n, 0.0f);
+        k->layernorm_backward(k, sc->dm, g->ln2_w, g->ln2_b, dx, t->m, w->ln2_w, t->ln2_mean, t->ln2_rstd, BT, D);
+        k->fill(k, sc->dgelu, nm, 0.0f);
+        textok__linear_backward(k, sc->dgelu, g->fc2_w, g->fc2_b, sc->dm, t->gelu, w->fc2_w, BT, M, D);
+        k->fill(k, sc->dfc, nm, 0.0f);
+        k->gelu_backward(k, sc->dfc, sc->dgelu, t->fc, nm, s->gelu_tanh);
+        textok__linear_backward(k, sc->dm, g->fc1_w, g->fc1_b, sc->dfc, t->ln1, w->fc1_w, BT, D, M);  /* dm = d x1 */
+        k->fill(k, sc->da, n, 0.0f);
+        k->layernorm_backward(k, sc->da, g->ln1_w, g->ln1_b, sc->dm, t->a, w->ln1_w, t->ln1_mean, t->ln1_rstd, BT, D);
+        /* da = d s1 = d x0's residual share and d(proj output) */
+        k->copy(k, dx, sc->da, n * sizeof(float));
+        da = sc->da;
+        dh1 = dx;   /* the qkv input is x0 itself */
+    } else {
+        /* xout = x2 + [gate2 *] m */
+        if (s->has_ada) {
+            k->fill(k, sc->dm, n, 0.0f);
+            k->gate_backward(k, NULL, sc->dm, sc->dmod + 5 * bd, dx, t->m, t->mod + 5 * bd, B, s->T, D);
+            dm = sc->dm;
+        }
+        k->fill(k, sc->dgelu, nm, 0.0f);
+        textok__linear_backward(k, sc->dgelu, g->fc2_w, g->fc2_b, dm, t->gelu, w->fc2_w, BT, M, D);
+        k->fill(k, sc->dfc, nm, 0.0f);
+        k->gelu_backward(k, sc->dfc, sc->dgelu, t->fc, nm, s->gelu_tanh);
+        k->fill(k, sc->dh, n, 0.0f);
+        textok__linear_backward(k, sc->dh, g->fc1_w, g->fc1_b, sc->dfc, s->has_ada ? t->h2 : t->ln2, w->fc1_w, BT, D, M);
+        dh2 = sc->dh;
+        if (s->has_ada) {
+            k->fill(k, sc->dln, n, 0.0f);
+            k->modulate_backward(k, sc->dln, sc->dmod + 3 * bd, sc->dmod + 4 * bd, sc->dh, t->ln2, t->mod + 4 * bd, B, s->T, D);
+            dh2 = sc->dln;
+        }
+        k->layernorm_backward(k, dx, g->ln2_w, g->ln2_b, dh2, x2, w->ln2_w, t->ln2_mean, t->ln2_rstd, BT, D);
+        /* dx = d x2 */
+        if (s->has_cross) {
+            const textok_attention_dims cd = textok__tb_ad(s, s->Tc);
+            const int BTc = B * s->Tc;
+            const size_t nc = (size_t)BTc * D;
+            k->fill(k, sc->datt, n, 0.0f);
+            textok__linear_backward(k, sc->datt, g->ca_proj_w, g->ca_proj_b, dx, t->catt, w->ca_proj_w, BT, D, D);
+            k->fill(k, sc->dq, n, 0.0f); k->fill(k, sc->dck, nc, 0.0f); k->fill(k, sc->dcv, nc, 0.0f);
+            k->attention_backward(k, sc->dq, sc->dck, sc->dcv, NULL, sc->datt, t->cq, t->ck, t->cv, NULL, ctx_mask,
+                                  t->catt, t->clse, &cd, work);
+            textok__linear_backward(k, dx, g->ca_q_w, g->ca_q_b, sc->dq, t->x1, w->ca_q_w, BT, D, D);
+            textok__linear_backward(k, dctx, g->ca_k_w, g->ca_k_b, sc->dck, t->ctx, w->ca_k_w, BTc, D, D);
+            textok__linear_backward(k, dctx, g->ca_v_w, g->ca_v_b, sc->dcv, t->ctx, w->ca_v_w, BTc, D, D);
+        }
+        /* dx = d x1; x1 = x0 + [gate1 *] a */
+        if (s->has_ada) {
+            k->fill(k, sc->da, n, 0.0f);
+            k->gate_backward(k, NULL, sc->da, sc->dmod + 2 * bd, dx, t->a, t->mod + 2 * bd, B, s->T, D);
+            da = sc->da;
+        }
+        dh1 = sc->dh;
+        k->fill(k, sc->dh, n, 0.0f);
+    }
+    k->fill(k, sc->datt, n, 0.0f);
+    textok__linear_backward(k, sc->datt, g->proj_w, g->proj_b, da, t->att, w->proj_w, BT, D, D);
+    k->fill(k, sc->dq, n, 0.0f); k->fill(k, sc->dk, n, 0.0f); k->fill(k, sc->dv, n, 0.0f);
+    k->attention_backward(k, sc->dq, sc->dk, sc->dv, NULL, sc->datt, t->q, t->k, t->v, NULL, NULL, t->att, t->lse, &ad, work);
+    if (s->post_norm) {
+        textok__tb_qkv_backward(k, w, g, dh1, sc->dq, sc->dk, sc->dv, x0, BT, D);   /* dx = d x0 */
+    } else {
+        textok__tb_qkv_backward(k, w, g, dh1, sc->dq, sc->dk, sc->dv, s->has_ada ? t->h1 : t->ln1, BT, D);
+        if (s->has_ada) {
+            k->fill(k, sc->dln, n, 0.0f);
+            k->modulate_backward(k, sc->dln, sc->dmod, sc->dmod + bd, sc->dh, t->ln1, t->mod + bd, B, s->T, D);
+            dh1 = sc->dln;
+        }
+        k->layernorm_backward(k, dx, g->ln1_w, g->ln1_b, dh1, x0, w->ln1_w, t->ln1_mean, t->ln1_rstd, BT, D);
+    }
+    /* dx = d x0 */
+    if (s->has_ada)
+        for (j = 0; j < 6; j++)
+            textok__linear_backward(k, dcsilu, g->ada_w + (size_t)j * D * D, g->ada_b + (size_t)j * D, sc->dmod + j * bd,
+                                    t->csilu, w->ada_w + (size_t)j * D * D, B, D, D);
+    if (s->has_skip) {
+        /* d cat (BT, 2D) -> its transpose (2D, BT): rows 0..D-1 are d xin^T, rows D..2D-1 d skip^T */
+        k->fill(k, sc->dcat, 2 * n, 0.0f);
+        textok__linear_backward(k, sc->dcat, g->skip_w, g->skip_b, dx, t->cat, w->skip_w, BT, 2 * D, D);
+        k->transpose_forward(k, sc->dtmp, sc->dcat, 1, BT, 2 * D);
+        k->transpose_forward(k, dx, sc->dtmp, 1, D, BT);
+        if (dskip) k->transpose_backward(k, dskip, sc->dtmp + n, 1, BT, D);
+    }
+}
+
 static size_t textok__spec_numel(const textok_tensor_spec *s)
 {
     size_t n = 1;
@@ -9868,15 +10188,6 @@ static void textok__vit_train_forward(const textok_kernels *k, const textok__vit
         textok__linear(k, xnext, y->gelu, b->fc2_w, b->fc2_b, BT, M, D);
         k->add_forward(k, xnext, xnext, y->xmid, n);
     }
-}
-
-/* y = x W^T + b, backward: dx += dy W, dW += dy^T x, db += sum dy */
-static void textok__linear_backward(const textok_kernels *k, float *dx, float *dw, float *db, const float *dy,
-                                    const float *x, const float *w, int N, int in, int out)
-{
-    textok_matmul_dims d;
-    d.batch = 1; d.M = N; d.N = out; d.K = in; d.trans_a = 0; d.trans_b = 1;
-    k->matmul_backward(k, dx, dw, db, dy, x, w, &d);
 }
 
 /* dxout (B, T, D): the gradient at the stack's output, consumed (it becomes the running residual
