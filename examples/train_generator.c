@@ -477,26 +477,53 @@ typedef struct ckpt_info {
     int step, has_ema;
 } ckpt_info;
 
+/* The checkpoint's generator config. A trainer checkpoint carries the model's config keys with
+   "textok.model" = "<something>-trainer"; the library's config readers take model files, so they
+   read a shallow view of the metadata whose textok.model says "dit" / "maskgit". */
+static int config_from_ckpt_meta(const textok_safetensors *st, gen_config *g, char *why, size_t size)
+{
+    textok_safetensors view = *st;
+    char **vals = (char **)ex_malloc((size_t)(st->n_meta ? st->n_meta : 1) * sizeof(char *));
+    static char dit_s[] = "dit", mg_s[] = "maskgit";
+    char why_d[300];
+    int i, ok = 0;
+    view.meta_values = vals;
+    for (i = 0; i < st->n_meta; i++) vals[i] = strcmp(st->meta_keys[i], "textok.model") ? st->meta_values[i] : dit_s;
+    if (textok_dit_config_from_meta(&g->dit, &view) == TEXTOK_OK) {
+        g->kind = GEN_DIT;
+        ok = 1;
+    } else {
+        snprintf(why_d, sizeof why_d, "%s", textok_last_error());
+        for (i = 0; i < st->n_meta; i++) if (!strcmp(st->meta_keys[i], "textok.model")) vals[i] = mg_s;
+        if (textok_maskgit_config_from_meta(&g->mg, &view) == TEXTOK_OK) {
+            g->kind = GEN_MASKGIT;
+            ok = 1;
+        } else {
+            snprintf(why, size, "as DiT: %s; as MaskGIT: %s", why_d, textok_last_error());
+        }
+    }
+    free(vals);
+    return ok;
+}
+
 static void probe_checkpoint(const char *path, ckpt_info *ci)
 {
     textok_safetensors st;
-    const char *step;
-    char why_d[300], why_m[300];
+    const char *step, *kind;
+    char why[700];
     int i;
     if (textok_st_open(&st, path) != TEXTOK_OK) ex_die("cannot resume from '%s': %s", path, textok_last_error());
     memset(ci, 0, sizeof *ci);
-    if (textok_dit_config_from_meta(&ci->g.dit, &st) == TEXTOK_OK) {
-        ci->g.kind = GEN_DIT;
-    } else {
-        snprintf(why_d, sizeof why_d, "%s", textok_last_error());
-        if (textok_maskgit_config_from_meta(&ci->g.mg, &st) == TEXTOK_OK) {
-            ci->g.kind = GEN_MASKGIT;
-        } else {
-            snprintf(why_m, sizeof why_m, "%s", textok_last_error());
-            textok_st_close(&st);
-            ex_die("cannot resume from '%s': not a generator training checkpoint (as DiT: %s; as MaskGIT: %s)", path,
-                   why_d, why_m);
-        }
+    kind = textok_st_meta(&st, "textok.model");
+    if (!kind || strlen(kind) < 8 || strcmp(kind + strlen(kind) - 8, "-trainer") || !strcmp(kind, "titok-trainer")) {
+        snprintf(why, sizeof why, "%s", kind ? kind : "absent");
+        textok_st_close(&st);
+        ex_die("cannot resume from '%s': not a generator training checkpoint (textok.model is '%s'; --resume takes the "
+               "ckpt.safetensors of an earlier train_generator run, --init a generator file)", path, why);
+    }
+    if (!config_from_ckpt_meta(&st, &ci->g, why, sizeof why)) {
+        textok_st_close(&st);
+        ex_die("cannot resume from '%s': no generator config in its metadata (%s)", path, why);
     }
     step = textok_st_meta(&st, "train.step");
     ci->step = step ? atoi(step) : -1;
