@@ -35,8 +35,9 @@ so build/convert needs --heads 4):
                   width 64, depth 2, MLP 256
   uvit_tiny       UViTBert, same token space, width 64, depth 2 (in, mid, out blocks)
 Full size (the published shapes; ~4.5 GB of files, a few minutes on 2 cores):
-  DiT-XL-2-256 (B 2), DiT-XL-2-512 (B 1; the same weights but pos_embed, as the released pair
-  differ only there in shape), imagebert_l32 (TiTok-L-32's generator), uvit_s128 (TiTok-S-128's).
+  DiT-XL-2-256 (B 2, forward and forward_with_cfg), DiT-XL-2-512 (B 1, forward only, float32
+  reference by default; the same weights but pos_embed, as the released pair differ only there
+  in shape), imagebert_l32 (TiTok-L-32's generator), uvit_s128 (TiTok-S-128's).
 """
 import argparse
 import os
@@ -79,7 +80,8 @@ def dit_inputs(cfg, B, seed):
 
 
 @torch.no_grad()
-def write_dit(dit_ref, out_dir, name, cfg, seed, B, precision, formats=("pt",), train_form=False, model=None):
+def write_dit(dit_ref, out_dir, name, cfg, seed, B, precision, formats=("pt",), train_form=False, model=None,
+              with_cfg=True):
     t0 = time.time()
     if model is None:
         model = dit_ref.init_random(dit_ref.DiT(cfg), seed)
@@ -109,14 +111,16 @@ def write_dit(dit_ref, out_dir, name, cfg, seed, B, precision, formats=("pt",), 
     dt = torch.float64 if precision == "float64" else torch.float32
     m = model.to(dt)
     out = m(x.to(dt), t, y)
-    out_cfg = m.forward_with_cfg(x.to(dt), t, y, None, None, CFG_SCALE)
+    out_cfg = m.forward_with_cfg(x.to(dt), t, y, None, None, CFG_SCALE) if with_cfg else None
     model.float()
     meta = dict(cfg.to_meta())
     meta.update({"precision": precision, "seed": str(seed), "cfg_scale": str(CFG_SCALE), "model": name})
     ins = {"x": x, "t": t.float(), "y": y.float()}
     save_safetensors(os.path.join(out_dir, name + "_in.safetensors"), ins, {"model": name})
-    save_safetensors(os.path.join(out_dir, name + "_ref.safetensors"),
-                     dict(ins, out=out.float(), out_cfg=out_cfg.float()), meta)
+    refs_out = dict(ins, out=out.float())
+    if with_cfg:
+        refs_out["out_cfg"] = out_cfg.float()
+    save_safetensors(os.path.join(out_dir, name + "_ref.safetensors"), refs_out, meta)
     print(f"{name}: DiT {cfg.hidden}x{cfg.depth}, {sum(v.numel() for v in sd.values()):,} values; write "
           f"{t1 - t0:.1f}s, {precision} reference (B {B}) {time.time() - t1:.1f}s")
     return model
@@ -169,7 +173,7 @@ def tiny(out_dir):
                       formats=("bin", "safetensors"))
 
 
-def full(out_dir, precision, threads):
+def full(out_dir, precision, threads, full512_f64=False):
     dit_ref, maskgit_ref = refs()
     torch.set_num_threads(threads)
     os.makedirs(out_dir, exist_ok=True)
@@ -182,7 +186,10 @@ def full(out_dir, precision, threads):
     sd["pos_embed"] = m512.state_dict()["pos_embed"]
     m512.load_state_dict(sd)
     del model, sd
-    write_dit(dit_ref, out_dir, "DiT-XL-2-512", c512, 21, 1, precision, model=m512)
+    # float64 at 1024 tokens takes minutes on 2 cores: the forward only (CFG is checked at 256), in
+    # float32 unless --precision float64 --full-512-float64
+    write_dit(dit_ref, out_dir, "DiT-XL-2-512", c512, 21, 1, precision if full512_f64 else "float32", model=m512,
+              with_cfg=False)
     del m512
     for arch, name, L, D, depth, M in (("bert", "imagebert_l32", 32, 768, 24, 3072),
                                        ("uvit", "uvit_s128", 128, 1024, 20, 4096)):
@@ -198,13 +205,15 @@ def main():
     ap.add_argument("--precision", choices=["float64", "float32"], default="float64",
                     help="the reference's arithmetic (default float64)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads for --full")
+    ap.add_argument("--full-512-float64", action="store_true",
+                    help="the DiT-XL-2-512 reference in --precision too (default float32: ~3 min less)")
     a = ap.parse_args()
     if not a.tiny and not a.full:
         ap.error("give --tiny DIR or --full DIR")
     if a.tiny:
         tiny(a.tiny)
     if a.full:
-        full(a.full, a.precision, a.threads)
+        full(a.full, a.precision, a.threads, a.full_512_float64)
     return 0
 
 
