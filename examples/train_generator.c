@@ -934,7 +934,7 @@ int main(int argc, char **argv)
             picked[b] = k;
             if (lat_b) memcpy(lat_b + (size_t)b * tk.C * tk.K, tk.data + (size_t)k * tk.C * tk.K, (size_t)tk.C * tk.K * sizeof(float));
             else for (j = 0; j < (size_t)tk.K; j++) ids_b[(size_t)b * tk.K + j] = (int32_t)tk.data[(size_t)k * tk.K + j];
-            if (y_b) y_b[b] = tk.labels[k];
+            if (tk.labels) y_b[b] = tk.labels[k];
             if (text_b) {
                 memcpy(text_b + (size_t)b * tk.L * tk.D, tk.text + (size_t)k * tk.L * tk.D, (size_t)tk.L * tk.D * sizeof(float));
                 memcpy(mask_b + (size_t)b * tk.L, tk.mask + (size_t)k * tk.L, (size_t)tk.L);
