@@ -2,7 +2,9 @@
 #   make                  build everything into build/
 #   make test             compile checks (C99, C11, C++, TEXTOK_STATIC, two-TU link, gcc/clang
 #                         -Werror), then the test runner, also built with BLAS and OpenMP off
-#   make check-full       full-size TiTok-S-128 through convert/tokenize/reconstruct vs PyTorch
+#   make check-full       full-size TiTok-S-128 through convert/tokenize/reconstruct, and the
+#                         full-size DiT-XL/2 (256, 512), ImageBert-L32, UViT-S128 generators
+#                         through convert/generate --forward, vs PyTorch
 #   make asan             the test runner under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make bench            build/bench: GFLOP/s table
 #   make install / uninstall   PREFIX (default /usr/local) and DESTDIR honoured
@@ -63,7 +65,7 @@ TEST_SRC   := tests/test_main.c tests/check.c tests/test_kernels.c tests/test_io
               tests/test_gen_train.c tests/textok_impl.c
 TEST_HDR   := tests/check.h
 TOOLS      := $(BUILD)/convert $(BUILD)/tokenize $(BUILD)/reconstruct $(BUILD)/npycmp $(BUILD)/train_tokenizer \
-              $(BUILD)/encode_text
+              $(BUILD)/encode_text $(BUILD)/generate $(BUILD)/train_generator
 PROGRAMS   := $(BUILD)/selfcheck $(BUILD)/bench $(BUILD)/test_runner $(TOOLS)
 # stb_image / stb_image_write (Debian libstb-dev): examples only, never the library. -isystem
 # keeps stb's own code out of our warning flags.
@@ -89,7 +91,8 @@ $(BUILD)/npycmp: tools/npycmp.c $(HDR)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(TEXTOK_CFLAGS) $< -o $@ $(LDFLAGS) $(TEXTOK_LIBS)
 
-$(BUILD)/tokenize $(BUILD)/reconstruct $(BUILD)/train_tokenizer $(BUILD)/encode_text: $(BUILD)/%: examples/%.c examples/common.h $(HDR)
+$(BUILD)/tokenize $(BUILD)/reconstruct $(BUILD)/train_tokenizer $(BUILD)/encode_text $(BUILD)/generate \
+$(BUILD)/train_generator: $(BUILD)/%: examples/%.c examples/common.h $(HDR)
 	@mkdir -p $(@D)
 	@test -f /usr/include/stb/stb_image.h || { echo "textok: examples need stb_image: apt-get install libstb-dev"; exit 1; }
 	$(CC) $(CFLAGS) $(TEXTOK_CFLAGS) $(STB_CFLAGS) $< -o $@ $(LDFLAGS) $(TEXTOK_LIBS)
@@ -127,7 +130,7 @@ $(BUILD)/plain/test_runner: $(TEST_SRC) $(TEST_HDR) $(HDR)
 
 test check: compile-checks $(BUILD)/test_runner $(BUILD)/plain/test_runner $(BUILD)/selfcheck $(TOOLS)
 	$(BUILD)/selfcheck
-	@echo "== command-line tools: convert, tokenize, reconstruct, train_tokenizer =="
+	@echo "== command-line tools: convert, tokenize, reconstruct, train_tokenizer, generate, train_generator =="
 	tests/test_cli.sh $(BUILD)
 	@echo "== portable build (BLAS=none OPENMP=0) =="
 	$(BUILD)/plain/test_runner
@@ -135,7 +138,8 @@ test check: compile-checks $(BUILD)/test_runner $(BUILD)/plain/test_runner $(BUI
 	$(BUILD)/test_runner
 
 # Full-size acceptance check (TiTok-S-128, official names, .safetensors and .bin, against the
-# PyTorch reference; needs python3-torch, ~1 minute, ~1.5 GB in a temp dir).
+# PyTorch reference; then the official-named generators: DiT-XL/2 256 and 512 (.pt),
+# ImageBert-L32 and UViT-S128 (.bin); needs python3-torch, a few minutes, ~8 GB in a temp dir).
 check-full: $(TOOLS)
 	tests/check_full.sh $(BUILD)
 
@@ -147,7 +151,7 @@ asan: $(BUILD)/asan/test_runner
 	ASAN_OPTIONS=detect_leaks=1 $(BUILD)/asan/test_runner
 	@echo "== command-line tools under ASan + UBSan =="
 	$(MAKE) --no-print-directory BUILD=$(BUILD)/asan CFLAGS="-O1 -g $(SAN) -DTEXTOK_NO_MMAP" LDFLAGS="$(SAN)" \
-	    $(addprefix $(BUILD)/asan/,convert tokenize reconstruct npycmp train_tokenizer encode_text)
+	    $(addprefix $(BUILD)/asan/,convert tokenize reconstruct npycmp train_tokenizer encode_text generate train_generator)
 	ASAN_OPTIONS=detect_leaks=1 tests/test_cli.sh $(BUILD)/asan
 
 bench: $(BUILD)/bench

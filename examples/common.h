@@ -1,4 +1,5 @@
-/* common.h - helpers shared by the example programs (tokenize.c, reconstruct.c).
+/* common.h - helpers shared by the example programs (tokenize.c, reconstruct.c, encode_text.c,
+   train_tokenizer.c, generate.c, train_generator.c).
 
    These are for programs, not for the library: on a bad input they print a message that names
    the culprit and exit (status 2 for a bad command line, 1 for everything else). ex_die also
@@ -143,6 +144,18 @@ EX_STATIC int ex_parse_int(const char *s, const char *name, int lo, int hi, int 
     return (int)v;
 }
 
+/* A number flag in [lo, hi]; NULL (flag absent) gives def. */
+EX_STATIC double ex_parse_num(const char *s, const char *name, double lo, double hi, double def, const char *usage)
+{
+    char *end;
+    double v;
+    if (!s) return def;
+    v = strtod(s, &end);
+    if (end == s || *end || !(v >= lo && v <= hi))   /* NaN fails */
+        ex_usage(usage, "%s must be a number in [%g, %g], not '%s'", name, lo, hi, s);
+    return v;
+}
+
 /* ---------------------------------------------------------------------------------------------
    Images. Memory layout everywhere: float (1,3,S,S) NCHW RGB, values in [0,1] (uint8 / 255),
    which is what textok_titok_encode takes and textok_titok_decode_* returns. */
@@ -247,9 +260,9 @@ EX_STATIC int ex_model_takes_text(const textok_titok_config *cfg)
 
 /* Reads --text-emb FILE.npy: one caption's token states, float32 (L, D) or (1, L, D) - what
    build/encode_text writes, or CLIP's 77 x 768 for TA-TiTok. Every row is a real token. Fills tx
-   (B = 1) and returns the array to free. A width or length the model cannot take is an error
-   naming the file and the model's expectation. */
-EX_STATIC float *ex_load_text_emb(const char *path, const textok_titok_config *cfg, textok_text *tx)
+   (B = 1) and returns the array to free. A width other than text_dim or more than text_len rows
+   is an error naming the file and what the model (who) takes. */
+EX_STATIC float *ex_load_text_emb_dims(const char *path, int text_dim, int text_len, const char *who, textok_text *tx)
 {
     float *emb = NULL;
     int ndim = 0, L;
@@ -260,15 +273,19 @@ EX_STATIC float *ex_load_text_emb(const char *path, const textok_titok_config *c
         free(emb);
         ex_die("--text-emb '%s': expected the token states of one caption, shape (L, D) or (1, L, D), not %d dims", path, ndim);
     }
-    if (shape[ndim - 1] != cfg->text_dim || shape[ndim - 2] < 1 || shape[ndim - 2] > cfg->text_len) {
+    if (shape[ndim - 1] != text_dim || shape[ndim - 2] < 1 || shape[ndim - 2] > text_len) {
         long l = (long)shape[ndim - 2], d = (long)shape[ndim - 1];
         free(emb);
-        ex_die("--text-emb '%s' holds %ld tokens x %ld; this model takes 1 to %d tokens of width %d (text_len x text_dim)",
-               path, l, d, cfg->text_len, cfg->text_dim);
+        ex_die("--text-emb '%s' holds %ld tokens x %ld; %s takes 1 to %d tokens of width %d (text_len x text_dim)",
+               path, l, d, who, text_len, text_dim);
     }
     L = (int)shape[ndim - 2];
-    tx->emb = emb; tx->mask = NULL; tx->L = L; tx->dim = cfg->text_dim;
+    tx->emb = emb; tx->mask = NULL; tx->L = L; tx->dim = text_dim;
     return emb;
+}
+EX_STATIC float *ex_load_text_emb(const char *path, const textok_titok_config *cfg, textok_text *tx)
+{
+    return ex_load_text_emb_dims(path, cfg->text_dim, cfg->text_len, "this model", tx);
 }
 
 /* The text flags of tokenize and reconstruct: returns &tx filled from --text-emb, or NULL when
@@ -320,6 +337,33 @@ EX_STATIC void ex_write_png_hw(const char *path, const float *img, int H, int W)
 }
 EX_STATIC void ex_write_png(const char *path, const float *img, int S) { ex_write_png_hw(path, img, S, S); }
 
+/* n square (3,S,S) images (consecutive in imgs) as one PNG grid: cols per row (0: the smallest
+   cols with cols*cols >= n), 2-pixel white gutters between and around the tiles. */
+EX_STATIC void ex_write_tiles(const char *path, const float *imgs, int n, int S, int cols)
+{
+    const int g = 2;
+    int rows, W, H, c, y, x, i;
+    float *img;
+    if (cols <= 0) for (cols = 1; cols * cols < n; cols++) {}
+    if (cols > n) cols = n > 0 ? n : 1;
+    rows = (n + cols - 1) / cols;
+    if (rows < 1) rows = 1;
+    W = cols * (S + g) + g;
+    H = rows * (S + g) + g;
+    img = (float *)ex_malloc((size_t)3 * H * W * sizeof(float));
+    for (i = 0; i < 3 * H * W; i++) img[i] = 1.0f;
+    for (i = 0; i < n; i++) {
+        const float *src = imgs + (size_t)i * 3 * S * S;
+        const int r = i / cols, k = i % cols;
+        for (c = 0; c < 3; c++)
+            for (y = 0; y < S; y++)
+                for (x = 0; x < S; x++)
+                    img[((size_t)c * H + g + r * (S + g) + y) * W + g + k * (S + g) + x] = src[((size_t)c * S + y) * S + x];
+    }
+    ex_write_png_hw(path, img, H, W);
+    free(img);
+}
+
 /* ---------------------------------------------------------------------------------------------
    Other outputs */
 
@@ -353,5 +397,299 @@ EX_STATIC void ex_write_tokens_json(const char *path, const int32_t *tokens, int
     ex_commit(tmp, path);
     free(tmp);
 }
+
+
+/* =============================================================================================
+   Training programs (train_tokenizer.c, train_generator.c): define EX_TRAINING (and
+   _POSIX_C_SOURCE 200809L, for opendir, stat, clock_gettime) before including this header. */
+#ifdef EX_TRAINING
+#include <dirent.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+/* ---------------------------------------------------------------------------------------------
+   Small helpers */
+
+EX_STATIC char *ex_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = (char *)ex_malloc(n);
+    memcpy(p, s, n);
+    return p;
+}
+
+/* dir + "/" + name, as a new string */
+EX_STATIC char *ex_path_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = (char *)ex_malloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+EX_STATIC int ex_file_exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+EX_STATIC double ex_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+
+/* ---------------------------------------------------------------------------------------------
+   Images and captions */
+
+typedef struct ex_dataset {
+    int            n, S;
+    char         **names;    /* file names inside the folder, sorted (strcmp) */
+    unsigned char *pixels;   /* (n, 3, S, S) 8-bit RGB, planar */
+    char         **captions; /* n entries, NULL where an image has none */
+} ex_dataset;
+
+EX_STATIC int ex_is_image_name(const char *name)
+{
+    static const char *const exts[] = { ".png", ".jpg", ".jpeg", ".bmp" };
+    size_t n = strlen(name), i, j;
+    for (i = 0; i < sizeof exts / sizeof exts[0]; i++) {
+        size_t e = strlen(exts[i]);
+        int same = n > e;
+        for (j = 0; same && j < e; j++) {
+            char ch = name[n - e + j];
+            if (ch >= 'A' && ch <= 'Z') ch = (char)(ch - 'A' + 'a');
+            same = ch == exts[i][j];
+        }
+        if (same) return 1;
+    }
+    return 0;
+}
+
+EX_STATIC int ex_cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Every image file of dir, sorted by name so that the batches do not depend on readdir's order.
+   Hidden files, directories and other extensions are skipped. */
+EX_STATIC void ex_load_images(ex_dataset *ds, const char *dir, int S)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    size_t cap = 64, plane = (size_t)S * S, i;
+    int skipped = 0, alpha = 0;
+    if (!d) ex_die("cannot open the image folder '%s': %s", dir, strerror(errno));
+    ds->n = 0; ds->S = S;
+    ds->names = (char **)ex_malloc(cap * sizeof(char *));
+    while ((e = readdir(d)) != NULL) {
+        char *path;
+        struct stat sb;
+        int regular;
+        if (e->d_name[0] == '.') continue;
+        path = ex_path_join(dir, e->d_name);
+        regular = stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+        free(path);
+        if (!regular) continue;
+        if (!ex_is_image_name(e->d_name)) { skipped++; continue; }
+        if ((size_t)ds->n == cap) {
+            char **grown = (char **)realloc(ds->names, 2 * cap * sizeof(char *));
+            if (!grown) ex_die("out of memory listing '%s'", dir);
+            ds->names = grown; cap *= 2;
+        }
+        ds->names[ds->n++] = ex_strdup(e->d_name);
+    }
+    closedir(d);
+    if (ds->n == 0) ex_die("no images (.png .jpg .jpeg .bmp) in '%s'", dir);
+    qsort(ds->names, (size_t)ds->n, sizeof(char *), ex_cmp_names);
+    if ((size_t)ds->n > ((size_t)-1 / 3) / plane) ex_die("%d images of %dx%d do not fit in memory", ds->n, S, S);
+    ds->pixels = (unsigned char *)ex_malloc((size_t)ds->n * 3 * plane);
+    for (i = 0; i < (size_t)ds->n; i++) {
+        char *path = ex_path_join(dir, ds->names[i]);
+        int w, h, n, c;
+        size_t p;
+        /* 3 channels asked: gray is copied to R, G, B and alpha is dropped, as ex_load_image */
+        unsigned char *pix = stbi_load(path, &w, &h, &n, 3);
+        unsigned char *dst = ds->pixels + i * 3 * plane;
+        if (!pix) ex_die("cannot read image '%s': %s", path, stbi_failure_reason());
+        if (w != S || h != S) {
+            stbi_image_free(pix);
+            ex_die("image '%s' is %dx%d, but the model takes %dx%d images (every image must be "
+                   "image_size x image_size; resize the folder first)", path, w, h, S, S);
+        }
+        if (n == 2 || n == 4) alpha++;
+        for (c = 0; c < 3; c++)
+            for (p = 0; p < plane; p++) dst[c * plane + p] = pix[p * 3 + c];
+        stbi_image_free(pix);
+        free(path);
+    }
+    printf("images: %d of %dx%d from %s (%.2f MB in memory)", ds->n, S, S, dir, (double)ds->n * 3 * plane / 1e6);
+    if (skipped) printf("; %d other files skipped", skipped);
+    printf("\n");
+    if (alpha) fprintf(stderr, "%s: note: %d of the images have an alpha channel; it is dropped (as build/tokenize does)\n",
+                       ex_prog, alpha);
+}
+
+/* One line of any length into *buf (grown as needed), without the "\n" or "\r\n"; -1 at EOF. */
+EX_STATIC long ex_read_line(FILE *f, char **buf, size_t *cap)
+{
+    size_t n = 0;
+    int ch;
+    while ((ch = fgetc(f)) != EOF && ch != '\n') {
+        if (n + 1 >= *cap) {
+            char *grown = (char *)realloc(*buf, *cap * 2);
+            if (!grown) ex_die("out of memory reading a line");
+            *buf = grown; *cap *= 2;
+        }
+        (*buf)[n++] = (char)ch;
+    }
+    if (ch == EOF && n == 0) return -1;
+    if (n > 0 && (*buf)[n - 1] == '\r') n--;
+    (*buf)[n] = 0;
+    return (long)n;
+}
+
+/* "filename<TAB>caption" lines; blank lines are skipped. Every filename must be one of the
+   loaded images, at most once. */
+EX_STATIC void ex_load_captions(ex_dataset *ds, const char *path, const char *dir)
+{
+    FILE *f = fopen(path, "rb");
+    size_t cap = 256;
+    char *line = (char *)ex_malloc(cap);
+    int *line_of = (int *)ex_malloc((size_t)ds->n * sizeof(int));
+    int lineno = 0, count = 0;
+    if (!f) ex_die("cannot open captions '%s': %s", path, strerror(errno));
+    ds->captions = (char **)calloc((size_t)ds->n, sizeof(char *));
+    if (!ds->captions) ex_die("out of memory");
+    while (ex_read_line(f, &line, &cap) >= 0) {
+        char *tab, *key = line, **hit;
+        int idx;
+        lineno++;
+        if (line[strspn(line, " \t")] == 0) continue;
+        if (!(tab = strchr(line, '\t')))
+            ex_die("%s:%d: expected 'filename<TAB>caption', found no tab", path, lineno);
+        *tab = 0;
+        hit = (char **)bsearch(&key, ds->names, (size_t)ds->n, sizeof(char *), ex_cmp_names);
+        if (!hit) ex_die("%s:%d: '%s' is not one of the %d images in '%s'", path, lineno, line, ds->n, dir);
+        idx = (int)(hit - ds->names);
+        if (ds->captions[idx])
+            ex_die("%s:%d: a second caption for '%s' (the first is on line %d)", path, lineno, line, line_of[idx]);
+        ds->captions[idx] = ex_strdup(tab + 1);
+        line_of[idx] = lineno;
+        count++;
+    }
+    if (ferror(f)) ex_die("cannot read captions '%s'", path);
+    fclose(f);
+    free(line); free(line_of);
+    printf("captions: %d of %d images have one (%s)\n", count, ds->n, path);
+}
+
+/* Opens log.csv for appending, header its first line. A fresh run starts it over; a resumed run keeps the rows up to
+   the checkpoint's step (a run that died after its last checkpoint logged steps that will be
+   trained again). The rewrite goes through a temp file and a rename. */
+EX_STATIC FILE *ex_open_log(const char *path, const char *header, int resumed, int keep_upto)
+{
+    char *tmp = ex_join(path, ".tmp");
+    FILE *out = fopen(tmp, "wb"), *in, *f;
+    if (!out) ex_die("cannot create '%s': %s", tmp, strerror(errno));
+    fputs(header, out);
+    if (resumed && (in = fopen(path, "rb")) != NULL) {
+        size_t cap = 256;
+        char *line = (char *)ex_malloc(cap);
+        while (ex_read_line(in, &line, &cap) >= 0) {
+            char *end;
+            long step = strtol(line, &end, 10);
+            if (end != line && *end == ',' && step >= 1 && step <= keep_upto) fprintf(out, "%s\n", line);
+        }
+        fclose(in);
+        free(line);
+    }
+    {
+        int bad = ferror(out);
+        bad |= fclose(out) != 0;
+        if (bad) { remove(tmp); ex_die("cannot write '%s'", tmp); }
+    }
+    if (rename(tmp, path) != 0) { remove(tmp); ex_die("cannot rename '%s' to '%s'", tmp, path); }
+    free(tmp);
+    if (!(f = fopen(path, "ab"))) ex_die("cannot open '%s': %s", path, strerror(errno));
+    return f;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Signals: the handler only sets a flag; the loop saves a checkpoint after the current step. It
+   also restores the default action, so that a second Ctrl-C stops the program at once (the
+   checkpoint on disk is then the last one written, never a partial file). */
+static volatile sig_atomic_t ex_stop_signal = 0;
+EX_STATIC void ex_on_signal(int sig)
+{
+    ex_stop_signal = sig;
+    signal(sig, SIG_DFL);
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Captions for text-conditioned models (TexTok, DiT-T2I): each caption goes through the Unigram
+   tokenizer and the frozen T5 encoder
+   once, and its token states (L_i x D, no padding) are kept for the rest of the run. A batch
+   pads them to its longest caption and masks the padding; an image without a caption gets an
+   all-masked row (trained as if its text were dropped). */
+typedef struct ex_text_source {
+    textok_spm *spm;
+    textok_t5  *t5;
+    int         on;            /* the model reads text */
+    int         max_len;       /* the model's text_len */
+    int         dim;
+    float     **emb;           /* (n) per image: (len[i], dim), computed on first use */
+    int        *len;           /* (n) 0 = no caption (or not computed yet) */
+    float      *buf;           /* (B, max_len, dim) the batch */
+    unsigned char *mask;       /* (B, max_len) */
+} ex_text_source;
+
+EX_STATIC const textok_text *ex_text_batch(ex_text_source *ts, ex_dataset *ds, const int *idx, int B, textok_text *tx)
+{
+    int b, Lb = 1;
+    if (!ts->on) return NULL;
+    for (b = 0; b < B; b++) {
+        const int i = idx[b];
+        if (ds->captions[i] && !ts->emb[i]) {
+            int32_t *ids = (int32_t *)ex_malloc((size_t)ts->max_len * sizeof(int32_t));
+            int n = 0, full = 0;
+            if (textok_spm_encode(ts->spm, ds->captions[i], ids, ts->max_len, &n, &full) != TEXTOK_OK)
+                ex_die("caption of '%s': %s", ds->names[i], textok_last_error());
+            if (full > n)
+                fprintf(stderr, "%s: note: the caption of '%s' has %d tokens; the first %d are used (text_len)\n", ex_prog,
+                        ds->names[i], full, n);
+            ts->emb[i] = (float *)ex_malloc((size_t)n * ts->dim * sizeof(float));
+            if (textok_t5_encode(ts->t5, ids, NULL, 1, n, ts->emb[i]) != TEXTOK_OK)
+                ex_die("T5 on the caption of '%s': %s", ds->names[i], textok_last_error());
+            ts->len[i] = n;
+            free(ids);
+        }
+        if (ts->len[i] > Lb) Lb = ts->len[i];
+    }
+    free(ts->buf);
+    ts->buf = (float *)ex_malloc((size_t)B * Lb * ts->dim * sizeof(float));
+    free(ts->mask);
+    ts->mask = (unsigned char *)ex_malloc((size_t)B * Lb);
+    memset(ts->buf, 0, (size_t)B * Lb * ts->dim * sizeof(float));
+    memset(ts->mask, 0, (size_t)B * Lb);
+    for (b = 0; b < B; b++) {
+        const int i = idx[b];
+        if (!ts->len[i]) continue;
+        memcpy(ts->buf + (size_t)b * Lb * ts->dim, ts->emb[i], (size_t)ts->len[i] * ts->dim * sizeof(float));
+        memset(ts->mask + (size_t)b * Lb, 1, (size_t)ts->len[i]);
+    }
+    tx->emb = ts->buf; tx->mask = ts->mask; tx->L = Lb; tx->dim = ts->dim;
+    return tx;
+}
+
+EX_STATIC void ex_text_free(ex_text_source *ts, int n)
+{
+    int i;
+    if (ts->emb) for (i = 0; i < n; i++) free(ts->emb[i]);
+    free(ts->emb); free(ts->len); free(ts->buf); free(ts->mask);
+    textok_t5_free(ts->t5);
+    textok_spm_free(ts->spm);
+}
+#endif /* EX_TRAINING */
 
 #endif /* TEXTOK_EXAMPLES_COMMON_H */

@@ -27,6 +27,7 @@
    take 44 MB; 10,000 256x256 photos 2 GB): there is no streaming, the limit is the memory. */
 #define _POSIX_C_SOURCE 200809L   /* opendir, stat, mkdir, clock_gettime */
 #define TEXTOK_IMPLEMENTATION
+#define EX_TRAINING
 #include "textok.h"
 #include "common.h"
 #include <dirent.h>
@@ -111,51 +112,6 @@ static const char *const help_text[2] = {
 };
 
 /* ---------------------------------------------------------------------------------------------
-   Small helpers */
-
-static char *str_dup(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *p = (char *)ex_malloc(n);
-    memcpy(p, s, n);
-    return p;
-}
-
-/* dir + "/" + name, as a new string */
-static char *path_join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = (char *)ex_malloc(n);
-    snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
-static int file_exists(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* A number flag in [lo, hi]; NULL (flag absent) gives def. */
-static double parse_num(const char *s, const char *name, double lo, double hi, double def)
-{
-    char *end;
-    double v;
-    if (!s) return def;
-    v = strtod(s, &end);
-    if (end == s || *end || !(v >= lo && v <= hi))   /* NaN fails */
-        ex_usage(usage, "%s must be a number in [%g, %g], not '%s'", name, lo, hi, s);
-    return v;
-}
-
-/* ---------------------------------------------------------------------------------------------
    Model configs: --model NAME[,field=value...] */
 
 typedef struct model_preset {
@@ -202,7 +158,7 @@ static void model_config(const char *spec, int text_dim, textok_titok_config *c)
 {
     static const int mult_official[5] = { 1, 1, 2, 2, 4 }, mult_tiny[3] = { 1, 1, 2 };
     const model_preset *mp = NULL;
-    char *s = str_dup(spec), *item, *next;
+    char *s = ex_strdup(spec), *item, *next;
     int i;
     next = strchr(s, ',');
     if (next) *next++ = 0;
@@ -287,148 +243,6 @@ static void model_config(const char *spec, int text_dim, textok_titok_config *c)
 }
 
 /* ---------------------------------------------------------------------------------------------
-   Images and captions */
-
-typedef struct dataset {
-    int            n, S;
-    char         **names;    /* file names inside the folder, sorted (strcmp) */
-    unsigned char *pixels;   /* (n, 3, S, S) 8-bit RGB, planar */
-    char         **captions; /* n entries, NULL where an image has none */
-} dataset;
-
-static int is_image_name(const char *name)
-{
-    static const char *const exts[] = { ".png", ".jpg", ".jpeg", ".bmp" };
-    size_t n = strlen(name), i, j;
-    for (i = 0; i < sizeof exts / sizeof exts[0]; i++) {
-        size_t e = strlen(exts[i]);
-        int same = n > e;
-        for (j = 0; same && j < e; j++) {
-            char ch = name[n - e + j];
-            if (ch >= 'A' && ch <= 'Z') ch = (char)(ch - 'A' + 'a');
-            same = ch == exts[i][j];
-        }
-        if (same) return 1;
-    }
-    return 0;
-}
-
-static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-/* Every image file of dir, sorted by name so that the batches do not depend on readdir's order.
-   Hidden files, directories and other extensions are skipped. */
-static void load_images(dataset *ds, const char *dir, int S)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    size_t cap = 64, plane = (size_t)S * S, i;
-    int skipped = 0, alpha = 0;
-    if (!d) ex_die("cannot open the image folder '%s': %s", dir, strerror(errno));
-    ds->n = 0; ds->S = S;
-    ds->names = (char **)ex_malloc(cap * sizeof(char *));
-    while ((e = readdir(d)) != NULL) {
-        char *path;
-        struct stat sb;
-        int regular;
-        if (e->d_name[0] == '.') continue;
-        path = path_join(dir, e->d_name);
-        regular = stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-        free(path);
-        if (!regular) continue;
-        if (!is_image_name(e->d_name)) { skipped++; continue; }
-        if ((size_t)ds->n == cap) {
-            char **grown = (char **)realloc(ds->names, 2 * cap * sizeof(char *));
-            if (!grown) ex_die("out of memory listing '%s'", dir);
-            ds->names = grown; cap *= 2;
-        }
-        ds->names[ds->n++] = str_dup(e->d_name);
-    }
-    closedir(d);
-    if (ds->n == 0) ex_die("no images (.png .jpg .jpeg .bmp) in '%s'", dir);
-    qsort(ds->names, (size_t)ds->n, sizeof(char *), cmp_names);
-    if ((size_t)ds->n > ((size_t)-1 / 3) / plane) ex_die("%d images of %dx%d do not fit in memory", ds->n, S, S);
-    ds->pixels = (unsigned char *)ex_malloc((size_t)ds->n * 3 * plane);
-    for (i = 0; i < (size_t)ds->n; i++) {
-        char *path = path_join(dir, ds->names[i]);
-        int w, h, n, c;
-        size_t p;
-        /* 3 channels asked: gray is copied to R, G, B and alpha is dropped, as ex_load_image */
-        unsigned char *pix = stbi_load(path, &w, &h, &n, 3);
-        unsigned char *dst = ds->pixels + i * 3 * plane;
-        if (!pix) ex_die("cannot read image '%s': %s", path, stbi_failure_reason());
-        if (w != S || h != S) {
-            stbi_image_free(pix);
-            ex_die("image '%s' is %dx%d, but the model takes %dx%d images (every image must be "
-                   "image_size x image_size; resize the folder first)", path, w, h, S, S);
-        }
-        if (n == 2 || n == 4) alpha++;
-        for (c = 0; c < 3; c++)
-            for (p = 0; p < plane; p++) dst[c * plane + p] = pix[p * 3 + c];
-        stbi_image_free(pix);
-        free(path);
-    }
-    printf("images: %d of %dx%d from %s (%.2f MB in memory)", ds->n, S, S, dir, (double)ds->n * 3 * plane / 1e6);
-    if (skipped) printf("; %d other files skipped", skipped);
-    printf("\n");
-    if (alpha) fprintf(stderr, "%s: note: %d of the images have an alpha channel; it is dropped (as build/tokenize does)\n",
-                       ex_prog, alpha);
-}
-
-/* One line of any length into *buf (grown as needed), without the "\n" or "\r\n"; -1 at EOF. */
-static long read_line(FILE *f, char **buf, size_t *cap)
-{
-    size_t n = 0;
-    int ch;
-    while ((ch = fgetc(f)) != EOF && ch != '\n') {
-        if (n + 1 >= *cap) {
-            char *grown = (char *)realloc(*buf, *cap * 2);
-            if (!grown) ex_die("out of memory reading a line");
-            *buf = grown; *cap *= 2;
-        }
-        (*buf)[n++] = (char)ch;
-    }
-    if (ch == EOF && n == 0) return -1;
-    if (n > 0 && (*buf)[n - 1] == '\r') n--;
-    (*buf)[n] = 0;
-    return (long)n;
-}
-
-/* "filename<TAB>caption" lines; blank lines are skipped. Every filename must be one of the
-   loaded images, at most once. */
-static void load_captions(dataset *ds, const char *path, const char *dir)
-{
-    FILE *f = fopen(path, "rb");
-    size_t cap = 256;
-    char *line = (char *)ex_malloc(cap);
-    int *line_of = (int *)ex_malloc((size_t)ds->n * sizeof(int));
-    int lineno = 0, count = 0;
-    if (!f) ex_die("cannot open captions '%s': %s", path, strerror(errno));
-    ds->captions = (char **)calloc((size_t)ds->n, sizeof(char *));
-    if (!ds->captions) ex_die("out of memory");
-    while (read_line(f, &line, &cap) >= 0) {
-        char *tab, *key = line, **hit;
-        int idx;
-        lineno++;
-        if (line[strspn(line, " \t")] == 0) continue;
-        if (!(tab = strchr(line, '\t')))
-            ex_die("%s:%d: expected 'filename<TAB>caption', found no tab", path, lineno);
-        *tab = 0;
-        hit = (char **)bsearch(&key, ds->names, (size_t)ds->n, sizeof(char *), cmp_names);
-        if (!hit) ex_die("%s:%d: '%s' is not one of the %d images in '%s'", path, lineno, line, ds->n, dir);
-        idx = (int)(hit - ds->names);
-        if (ds->captions[idx])
-            ex_die("%s:%d: a second caption for '%s' (the first is on line %d)", path, lineno, line, line_of[idx]);
-        ds->captions[idx] = str_dup(tab + 1);
-        line_of[idx] = lineno;
-        count++;
-    }
-    if (ferror(f)) ex_die("cannot read captions '%s'", path);
-    fclose(f);
-    free(line); free(line_of);
-    printf("captions: %d of %d images have one (%s)\n", count, ds->n, path);
-}
-
-/* ---------------------------------------------------------------------------------------------
    Checkpoints: what --resume needs to know before building the trainer */
 
 typedef struct ckpt_info {
@@ -507,7 +321,7 @@ static void write_grid(const char *dir, int step, const float *inputs, const flo
                         img[((size_t)c * H + g + row * (S + g) + y) * W + g + b * (S + g) + x] = src[((size_t)c * S + y) * S + x];
         }
     snprintf(name, sizeof name, "recon_%d.png", step);
-    path = path_join(dir, name);
+    path = ex_path_join(dir, name);
     ex_write_png_hw(path, img, H, W);
     free(path); free(img);
 }
@@ -515,37 +329,6 @@ static void write_grid(const char *dir, int step, const float *inputs, const flo
 static const char *csv_header =
     "step,recon,perceptual,quantizer,kl,gen,total,hinge,lecam,d_total,grad_norm,disc_grad_norm,"
     "lr,disc_lr,logits_real,logits_fake,gan_on,elapsed_s\n";
-
-/* Opens log.csv for appending. A fresh run starts it over; a resumed run keeps the rows up to
-   the checkpoint's step (a run that died after its last checkpoint logged steps that will be
-   trained again). The rewrite goes through a temp file and a rename. */
-static FILE *open_log(const char *path, int resumed, int keep_upto)
-{
-    char *tmp = ex_join(path, ".tmp");
-    FILE *out = fopen(tmp, "wb"), *in, *f;
-    if (!out) ex_die("cannot create '%s': %s", tmp, strerror(errno));
-    fputs(csv_header, out);
-    if (resumed && (in = fopen(path, "rb")) != NULL) {
-        size_t cap = 256;
-        char *line = (char *)ex_malloc(cap);
-        while (read_line(in, &line, &cap) >= 0) {
-            char *end;
-            long step = strtol(line, &end, 10);
-            if (end != line && *end == ',' && step >= 1 && step <= keep_upto) fprintf(out, "%s\n", line);
-        }
-        fclose(in);
-        free(line);
-    }
-    {
-        int bad = ferror(out);
-        bad |= fclose(out) != 0;
-        if (bad) { remove(tmp); ex_die("cannot write '%s'", tmp); }
-    }
-    if (rename(tmp, path) != 0) { remove(tmp); ex_die("cannot rename '%s' to '%s'", tmp, path); }
-    free(tmp);
-    if (!(f = fopen(path, "ab"))) ex_die("cannot open '%s': %s", path, strerror(errno));
-    return f;
-}
 
 static void log_row(FILE *f, const char *path, const textok_train_stats *s, double elapsed)
 {
@@ -569,17 +352,6 @@ static void progress_line(const textok_train_stats *s, int steps, int is_vq, dou
     printf("  total %.5f  |g| %.3g  lr %.3g  %.2f it/s  ETA %ld:%02ld:%02ld\n", s->total, s->grad_norm, s->lr,
            rate, e / 3600, e / 60 % 60, e % 60);
     fflush(stdout);
-}
-
-/* ---------------------------------------------------------------------------------------------
-   Signals: the handler only sets a flag; the loop saves a checkpoint after the current step. It
-   also restores the default action, so that a second Ctrl-C stops the program at once (the
-   checkpoint on disk is then the last one written, never a partial file). */
-static volatile sig_atomic_t stop_signal = 0;
-static void on_signal(int sig)
-{
-    stop_signal = sig;
-    signal(sig, SIG_DFL);
 }
 
 static void save_checkpoint(textok_trainer *t, const char *path)
@@ -610,24 +382,7 @@ static int export_model(const char *ckpt, const char *out, const textok_params *
     return 0;
 }
 
-/* ---------------------------------------------------------------------------------------------
-   Text for TexTok: each caption goes through the Unigram tokenizer and the frozen T5 encoder
-   once, and its token states (L_i x D, no padding) are kept for the rest of the run. A batch
-   pads them to its longest caption and masks the padding; an image without a caption gets an
-   all-masked row (trained as if its text were dropped). */
-typedef struct text_source {
-    textok_spm *spm;
-    textok_t5  *t5;
-    int         on;            /* the model reads text */
-    int         max_len;       /* the model's text_len */
-    int         dim;
-    float     **emb;           /* (n) per image: (len[i], dim), computed on first use */
-    int        *len;           /* (n) 0 = no caption (or not computed yet) */
-    float      *buf;           /* (B, max_len, dim) the batch */
-    unsigned char *mask;       /* (B, max_len) */
-} text_source;
-
-static void text_check(text_source *ts, dataset *ds, const textok_titok_config *cfg, const char *captions,
+static void text_check(ex_text_source *ts, ex_dataset *ds, const textok_titok_config *cfg, const char *captions,
                        const char *t5_path, float dropout)
 {
     int i, missing = 0;
@@ -654,53 +409,6 @@ static void text_check(text_source *ts, dataset *ds, const textok_titok_config *
     if (!ts->emb || !ts->len) ex_die("out of memory");
 }
 
-static const textok_text *text_batch(text_source *ts, dataset *ds, const int *idx, int B, textok_text *tx)
-{
-    int b, Lb = 1;
-    if (!ts->on) return NULL;
-    for (b = 0; b < B; b++) {
-        const int i = idx[b];
-        if (ds->captions[i] && !ts->emb[i]) {
-            int32_t *ids = (int32_t *)ex_malloc((size_t)ts->max_len * sizeof(int32_t));
-            int n = 0, full = 0;
-            if (textok_spm_encode(ts->spm, ds->captions[i], ids, ts->max_len, &n, &full) != TEXTOK_OK)
-                ex_die("caption of '%s': %s", ds->names[i], textok_last_error());
-            if (full > n)
-                fprintf(stderr, "%s: note: the caption of '%s' has %d tokens; the first %d are used (text_len)\n", ex_prog,
-                        ds->names[i], full, n);
-            ts->emb[i] = (float *)ex_malloc((size_t)n * ts->dim * sizeof(float));
-            if (textok_t5_encode(ts->t5, ids, NULL, 1, n, ts->emb[i]) != TEXTOK_OK)
-                ex_die("T5 on the caption of '%s': %s", ds->names[i], textok_last_error());
-            ts->len[i] = n;
-            free(ids);
-        }
-        if (ts->len[i] > Lb) Lb = ts->len[i];
-    }
-    free(ts->buf);
-    ts->buf = (float *)ex_malloc((size_t)B * Lb * ts->dim * sizeof(float));
-    free(ts->mask);
-    ts->mask = (unsigned char *)ex_malloc((size_t)B * Lb);
-    memset(ts->buf, 0, (size_t)B * Lb * ts->dim * sizeof(float));
-    memset(ts->mask, 0, (size_t)B * Lb);
-    for (b = 0; b < B; b++) {
-        const int i = idx[b];
-        if (!ts->len[i]) continue;
-        memcpy(ts->buf + (size_t)b * Lb * ts->dim, ts->emb[i], (size_t)ts->len[i] * ts->dim * sizeof(float));
-        memset(ts->mask + (size_t)b * Lb, 1, (size_t)ts->len[i]);
-    }
-    tx->emb = ts->buf; tx->mask = ts->mask; tx->L = Lb; tx->dim = ts->dim;
-    return tx;
-}
-
-static void text_free(text_source *ts, int n)
-{
-    int i;
-    if (ts->emb) for (i = 0; i < n; i++) free(ts->emb[i]);
-    free(ts->emb); free(ts->len); free(ts->buf); free(ts->mask);
-    textok_t5_free(ts->t5);
-    textok_spm_free(ts->spm);
-}
-
 /* ---------------------------------------------------------------------------------------------
    main */
 int main(int argc, char **argv)
@@ -724,7 +432,7 @@ int main(int argc, char **argv)
         { "--grid-every", &grid_s, 0 }, { "--log-every", &logk_s, 0 }, { "--text-encoder", &t5_path, 0 },
         { "--spm", &spm_path, 0 }, { "--text-dropout", &tdrop_s, 0 },
     };
-    text_source ts;
+    ex_text_source ts;
     textok_text tx;
     int *picked;
     textok_params params = textok_default_params();
@@ -736,7 +444,7 @@ int main(int argc, char **argv)
     textok_trainer *t = NULL;
     textok_train_stats s;
     ckpt_info ci;
-    dataset ds;
+    ex_dataset ds;
     char **args = (char **)ex_malloc((size_t)(argc + 1) * sizeof(char *));
     char *ckpt_path, *log_path, *model_path;
     float *batch, *recon;
@@ -780,19 +488,19 @@ int main(int argc, char **argv)
     sched = ex_parse_int(sched_s, "--schedule-steps", 1, INT_MAX - 1, steps, usage);
     tc.total_steps = sched;
     tc.batch = ex_parse_int(batch_s, "--batch", 1, 4096, tc.batch, usage);
-    tc.lr = tc.disc_lr = parse_num(lr_s, "--lr", 0, 1e30, tc.lr);
-    tc.end_lr = tc.disc_end_lr = parse_num(end_lr_s, "--end-lr", 0, 1e30, lr_s ? tc.lr * lr_ratio : tc.end_lr);
+    tc.lr = tc.disc_lr = ex_parse_num(lr_s, "--lr", 0, 1e30, tc.lr, usage);
+    tc.end_lr = tc.disc_end_lr = ex_parse_num(end_lr_s, "--end-lr", 0, 1e30, lr_s ? tc.lr * lr_ratio : tc.end_lr, usage);
     tc.warmup_steps = ex_parse_int(warmup_s, "--warmup", 0, INT_MAX - 1, tc.warmup_steps, usage);
-    tc.ema_decay = parse_num(ema_s, "--ema", 0, 0.999999, tc.ema_decay);
-    tc.grad_clip = (float)parse_num(clip_s, "--grad-clip", 0, 1e30, tc.grad_clip);
+    tc.ema_decay = ex_parse_num(ema_s, "--ema", 0, 0.999999, tc.ema_decay, usage);
+    tc.grad_clip = (float)ex_parse_num(clip_s, "--grad-clip", 0, 1e30, tc.grad_clip, usage);
     tc.recon_l1 = recon_l1;
-    tc.quantizer_weight = (float)parse_num(quant_s, "--quantizer", 0, 1e6, tc.quantizer_weight);
-    tc.kl_weight = (float)parse_num(kl_s, "--kl", 0, 1e6, tc.kl_weight);
-    tc.perceptual_weight = (float)parse_num(perc_s, "--perceptual", 0, 1e6, tc.perceptual_weight);
-    tc.disc_weight = (float)parse_num(disc_s, "--disc", 0, 1e6, tc.disc_weight);
+    tc.quantizer_weight = (float)ex_parse_num(quant_s, "--quantizer", 0, 1e6, tc.quantizer_weight, usage);
+    tc.kl_weight = (float)ex_parse_num(kl_s, "--kl", 0, 1e6, tc.kl_weight, usage);
+    tc.perceptual_weight = (float)ex_parse_num(perc_s, "--perceptual", 0, 1e6, tc.perceptual_weight, usage);
+    tc.disc_weight = (float)ex_parse_num(disc_s, "--disc", 0, 1e6, tc.disc_weight, usage);
     tc.disc_start = ex_parse_int(disc_start_s, "--disc-start", 0, INT_MAX - 1, tc.disc_start, usage);
-    tc.lecam_weight = (float)parse_num(lecam_s, "--lecam", 0, 1e6, tc.lecam_weight);
-    tc.text_dropout = (float)parse_num(tdrop_s, "--text-dropout", 0, 1, 0.0);
+    tc.lecam_weight = (float)ex_parse_num(lecam_s, "--lecam", 0, 1e6, tc.lecam_weight, usage);
+    tc.text_dropout = (float)ex_parse_num(tdrop_s, "--text-dropout", 0, 1, 0.0, usage);
     if (!t5_path != !spm_path) ex_usage(usage, "--text-encoder and --spm go together (the T5 encoder and its tokenizer)");
     if (arch_s) {
         char extra;
@@ -819,10 +527,10 @@ int main(int argc, char **argv)
     params.max_batch = tc.batch;
 
     /* never overwrite another run's checkpoint by accident */
-    ckpt_path = path_join(out, "ckpt.safetensors");
-    log_path = path_join(out, "log.csv");
-    model_path = path_join(out, "model.safetensors");
-    if (!resume && file_exists(ckpt_path))
+    ckpt_path = ex_path_join(out, "ckpt.safetensors");
+    log_path = ex_path_join(out, "log.csv");
+    model_path = ex_path_join(out, "model.safetensors");
+    if (!resume && ex_file_exists(ckpt_path))
         ex_die("'%s' already holds a checkpoint: continue it with --resume %s, or pick another --out", out, ckpt_path);
 
     /* the text encoder first: its width is the model's text width */
@@ -856,8 +564,8 @@ int main(int argc, char **argv)
 
     /* data: everything is checked before the (possibly long) model set-up */
     memset(&ds, 0, sizeof ds);
-    load_images(&ds, images, cfg.image_size);
-    if (captions) load_captions(&ds, captions, images);
+    ex_load_images(&ds, images, cfg.image_size);
+    if (captions) ex_load_captions(&ds, captions, images);
     text_check(&ts, &ds, &cfg, captions, t5_path, tc.text_dropout);
 
     if (!model && textok_titok_create(&model, &cfg, &params, seed) != TEXTOK_OK)
@@ -884,16 +592,16 @@ int main(int argc, char **argv)
 
     /* outputs */
     if (mkdir(out, 0777) != 0 && errno != EEXIST) ex_die("cannot create '%s': %s", out, strerror(errno));
-    logf = open_log(log_path, resume != NULL, step0);
+    logf = ex_open_log(log_path, csv_header, resume != NULL, step0);
     batch = (float *)ex_malloc((size_t)tc.batch * 3 * cfg.image_size * cfg.image_size * sizeof(float));
     picked = (int *)ex_malloc((size_t)tc.batch * sizeof(int));
     recon = (float *)ex_malloc((size_t)tc.batch * 3 * cfg.image_size * cfg.image_size * sizeof(float));
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    signal(SIGINT, ex_on_signal);
+    signal(SIGTERM, ex_on_signal);
 
-    t_start = now_s();
+    t_start = ex_now();
     memset(&s, 0, sizeof s);
-    for (done = 0; textok_trainer_steps_done(t) < steps && !stop_signal; done++) {
+    for (done = 0; textok_trainer_steps_done(t) < steps && !ex_stop_signal; done++) {
         const size_t img = (size_t)3 * cfg.image_size * cfg.image_size;
         textok_rng *rng = textok_trainer_rng(t);
         int step;
@@ -906,7 +614,7 @@ int main(int argc, char **argv)
             for (j = 0; j < img; j++) batch[(size_t)b * img + j] = src[j] / 255.0f;
             picked[b] = (int)k;
         }
-        if ((status = textok_trainer_step(t, batch, text_batch(&ts, &ds, picked, tc.batch, &tx), &s)) != TEXTOK_OK) {
+        if ((status = textok_trainer_step(t, batch, ex_text_batch(&ts, &ds, picked, tc.batch, &tx), &s)) != TEXTOK_OK) {
             char why[600];
             snprintf(why, sizeof why, "%s", textok_last_error());
             fclose(logf);
@@ -918,7 +626,7 @@ int main(int argc, char **argv)
             ex_die("training stopped: %s\n  no checkpoint was written yet (--ckpt-every %d)", why, ckpt_every);
         }
         step = s.step;
-        elapsed = now_s() - t_start;
+        elapsed = ex_now() - t_start;
         if (done == 0 || step % log_every == 0 || step == steps) {
             log_row(logf, log_path, &s, elapsed);
             progress_line(&s, steps, is_vq, (done + 1) / (elapsed > 0 ? elapsed : 1e-9));
@@ -936,8 +644,8 @@ int main(int argc, char **argv)
     fclose(logf);
 
     final_step = textok_trainer_steps_done(t);
-    if (stop_signal && final_step < steps) {
-        const char *name = stop_signal == SIGINT ? "SIGINT" : "SIGTERM";
+    if (ex_stop_signal && final_step < steps) {
+        const char *name = ex_stop_signal == SIGINT ? "SIGINT" : "SIGTERM";
         if (done == 0) {
             printf("%s: %s before the first step: nothing saved\n", ex_prog, name);
         } else {
@@ -954,7 +662,7 @@ int main(int argc, char **argv)
         if (textok_trainer_save_model(t, model_path, tc.ema_decay > 0) != TEXTOK_OK)
             ex_die("cannot write '%s': %s", model_path, textok_last_error());
         printf("%s: done, %d steps (%d in this run, %.1f s): %s (%s weights), %s\n", ex_prog, final_step, done,
-               now_s() - t_start, model_path, tc.ema_decay > 0 ? "EMA" : "raw", ckpt_path);
+               ex_now() - t_start, model_path, tc.ema_decay > 0 ? "EMA" : "raw", ckpt_path);
     }
 
     textok_trainer_free(t);
@@ -963,7 +671,7 @@ int main(int argc, char **argv)
     textok_titok_free(model);
     for (i = 0; i < ds.n; i++) { free(ds.names[i]); if (ds.captions) free(ds.captions[i]); }
     free(ds.names); free(ds.captions); free(ds.pixels);
-    text_free(&ts, ds.n);
+    ex_text_free(&ts, ds.n);
     free(batch); free(recon); free(picked); free(args); free(ckpt_path); free(log_path); free(model_path);
     return 0;
 }

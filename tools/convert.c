@@ -1,7 +1,8 @@
-/* convert: a TiTok tokenizer checkpoint, the LPIPS loss network, or a T5 text encoder, as
-   published -> the textok layout (safetensors, F32)
+/* convert: a TiTok tokenizer checkpoint, a generator (DiT, TiTok's MaskGIT), the LPIPS loss
+   network, or a T5 text encoder, as published -> the textok layout (safetensors, F32)
 
      build/convert IN OUT.safetensors [--l2-norm 0|1] [--quiet]     TiTok
+     build/convert IN OUT.safetensors [--heads N] [--dit-1d]        DiT, MaskGIT (see Generators)
      build/convert --lpips VGG16 LIN OUT.safetensors [--quiet]      torchvision vgg16 + LPIPS lin
      build/convert --lpips LPIPS OUT.safetensors [--quiet]          one LPIPS(net='vgg') state_dict
      build/convert --t5 IN OUT.safetensors [--t5-config config.json] [--quiet]
@@ -50,7 +51,9 @@
      of container elements, and every length read from the file are bounded, so no input can
      crash the reader. An output of more than CV_MAX_PARAMS parameters is refused: a stride-0
      view can describe a huge tensor with a few bytes, and TiTok-L-32 has 641M.
-     A dict {"state_dict": sd} or {"model": sd} around the state_dict is unwrapped.
+     A dict {"state_dict": sd} or {"model": sd} around the state_dict is unwrapped; a DiT train.py
+     checkpoint {"model", "ema", "opt", "args"} gives its "ema" (as DiT's find_model does), and its
+     args, an argparse.Namespace (GLOBAL + NEWOBJ + BUILD), is read as an opaque value.
 
    WHAT IT DOES WITH THE TENSORS
      1. recognises the TiTok family from the parameter names (legacy VQ with the MaskGIT-VQGAN
@@ -69,10 +72,14 @@
    scaling_layer constants of a full LPIPS state_dict verified and dropped.
    With --t5 likewise for a T5 checkpoint (see the T5 section): the encoder's config from the
    shapes and config.json, every encoder tensor checked, decoder.* and lm_head.* dropped.
+   Generators likewise (see the Generators section): a DiT (x_embedder / t_embedder names) or a
+   MaskGIT (ImageBert's model.embeddings / model.encoder.layer, UViT's in_blocks / mid_block),
+   the config from the shapes (heads from the published table or --heads N), every tensor
+   checked against textok_dit_tensor_specs / textok_maskgit_tensor_specs.
    Exit status: 0 written, 1 bad input (the message on stderr says why), 2 bad command line.
 
    SECTIONS: helpers and files | ZIP | pickle VM | tensor table | family recognition |
-             checks | write | LPIPS | T5 | main */
+             checks | write | LPIPS | T5 | generators | main */
 
 #define TEXTOK_IMPLEMENTATION
 #include "textok.h"
@@ -385,7 +392,7 @@ static const char *const pk_type_name[] = { "None", "bool", "int", "float", "str
 
 /* the globals a state_dict pickle may name */
 enum { PKG_ORDERED_DICT, PKG_REBUILD_TENSOR, PKG_REBUILD_TENSOR_V2, PKG_REBUILD_PARAMETER,
-       PKG_REBUILD_PARAMETER_WITH_STATE, PKG_STORAGE };
+       PKG_REBUILD_PARAMETER_WITH_STATE, PKG_STORAGE, PKG_NAMESPACE };
 
 typedef struct cv_storage_type {
     const char *name;    /* torch.<name> */
@@ -676,6 +683,7 @@ static int pk_push_global(pk_vm *vm, const char *module, const char *name)
     else if (!strcmp(module, "torch._utils") && !strcmp(name, "_rebuild_parameter")) id = PKG_REBUILD_PARAMETER;
     else if (!strcmp(module, "torch._utils") && !strcmp(name, "_rebuild_parameter_with_state"))
         id = PKG_REBUILD_PARAMETER_WITH_STATE;
+    else if (!strcmp(module, "argparse") && !strcmp(name, "Namespace")) id = PKG_NAMESPACE;
     else if (!strcmp(module, "torch"))
         for (k = 0; k < sizeof cv_storage_types / sizeof *cv_storage_types; k++)
             if (!strcmp(name, cv_storage_types[k].name)) {
@@ -685,7 +693,8 @@ static int pk_push_global(pk_vm *vm, const char *module, const char *name)
     if (id < 0)
         return pk_fail(vm, "unsupported global '%s.%s': a state_dict needs only collections.OrderedDict, "
                        "torch._utils._rebuild_tensor(_v2), torch._utils._rebuild_parameter and "
-                       "torch.<Type>Storage, and convert runs nothing else", module, name);
+                       "torch.<Type>Storage (and DiT's train.py checkpoints an argparse.Namespace), and "
+                       "convert runs nothing else", module, name);
     if (!(o = pk_new(vm, PK_GLOBAL))) return -1;
     o->i = id;
     o->stype = stype;
@@ -992,6 +1001,15 @@ static int pk_run(pk_vm *vm, pk_obj **result)
         case 'R':    /* REDUCE */
             if (pk_reduce(vm)) return -1;
             break;
+        case 0x81:   /* NEWOBJ: cls.__new__(cls, *args); only argparse.Namespace (the "args" of a
+                        DiT train.py checkpoint), which becomes an opaque None: its attributes
+                        (BUILD) are dropped and nothing reads it */
+            if (pk_pop(vm, &b) || pk_pop(vm, &a)) return -1;
+            if (a->type != PK_GLOBAL || a->i != PKG_NAMESPACE || b->type != PK_TUPLE)
+                return pk_fail(vm, "NEWOBJ of %s: only argparse.Namespace() objects are understood",
+                               a->type == PK_GLOBAL ? a->s : pk_type_name[a->type]);
+            if (pk_push(vm, pk_new(vm, PK_NONE))) return -1;
+            break;
         case 'b':    /* BUILD: sets attributes (e.g. a state_dict's _metadata); not needed */
             if (pk_pop(vm, &a) || pk_top(vm, &b)) return -1;
             break;
@@ -1222,8 +1240,10 @@ static int cv_state_dict(cv_input *in, const pk_obj *root)
     sd = root;
     for (i = 1; i < root->n; i += 2) n_tensors += root->items[i]->type == PK_TENSOR;
     if (!n_tensors) {
-        static const char *const wrappers[] = { "state_dict", "model" };
-        for (k = 0; k < 2 && sd == root; k++)
+        /* "ema" first: DiT's train.py saves {"model", "ema", "opt", "args"} and its find_model
+           (sample.py) uses the EMA weights */
+        static const char *const wrappers[] = { "ema", "state_dict", "model" };
+        for (k = 0; k < 3 && sd == root; k++)
             for (i = 0; i + 1 < root->n; i += 2)
                 if (root->items[i]->type == PK_STR && !strcmp(root->items[i]->s, wrappers[k]) &&
                     root->items[i + 1]->type == PK_DICT) {
@@ -1231,8 +1251,8 @@ static int cv_state_dict(cv_input *in, const pk_obj *root)
                     in->wrapper = wrappers[k];
                 }
         if (sd == root)
-            return cv_fail("%s: %s holds a dict of %zu items, none a tensor, and no 'state_dict' or "
-                           "'model' dict inside: not a state_dict", in->path,
+            return cv_fail("%s: %s holds a dict of %zu items, none a tensor, and no 'ema', 'state_dict' "
+                           "or 'model' dict inside: not a state_dict", in->path,
                            in->format == CV_FMT_TORCH_ZIP ? "data.pkl" : "the pickle", root->n / 2);
     }
     if (!(in->t = (cv_tensor *)calloc(sd->n / 2 + 1, sizeof *in->t))) return cv_fail("%s: out of memory", in->path);
@@ -1789,9 +1809,9 @@ static int cv_check(cv_input *in, const textok_tensor_spec *specs, int n_specs)
 static size_t cv_max_params = CV_MAX_PARAMS;   /* the cap of this run */
 
 /* the components of architecture.md 1.8's table, by name prefix */
-static const char *const cv_titok_components[] = { "latent_tokens", "encoder.", "decoder.", "quantize.",
-                                                   "pixel_quantize.", "pixel_decoder." };
-#define CV_N_COMPONENTS 6
+#define CV_N_COMPONENTS 8
+static const char *const cv_titok_components[CV_N_COMPONENTS] = { "latent_tokens", "encoder.", "decoder.", "quantize.",
+                                                                  "pixel_quantize.", "pixel_decoder." };
 
 /* parameters per component (name prefix; at most CV_N_COMPONENTS), and the total */
 static void cv_report_counts(const textok_tensor_spec *specs, int n_specs, const char *const *cv_components)
@@ -2931,12 +2951,290 @@ done:
 }
 
 /* =============================================================================================
+   Generators (architecture.md 4 and 7): the official DiT (models.py) and TiTok's MaskGIT
+   generators (ImageBert: BERT names under "model."; UViTBert). The tensor names ARE the textok
+   layout's, so this only recognises the family, infers the config from the shapes, checks every
+   tensor against textok_dit_tensor_specs / textok_maskgit_tensor_specs and adds the config as
+   metadata. A textok-layout file (safetensors with "textok.model" = "dit" / "maskgit" in its
+   __metadata__, e.g. a DiT-T2I or a 1D-token DiT that train_generator wrote) keeps its config. */
+
+enum { CV_GEN_NONE, CV_GEN_DIT, CV_GEN_BERT, CV_GEN_UVIT };
+
+static int cv_gen_kind(const cv_input *in)
+{
+    if (cv_find(in, "x_embedder.proj.weight") || cv_find(in, "t_embedder.mlp.0.weight")) return CV_GEN_DIT;
+    if (cv_find(in, "model.embeddings.word_embeddings.weight") || cv_any(in, "model.encoder.layer.", 1))
+        return CV_GEN_BERT;
+    if (cv_any(in, "in_blocks.", 1) || cv_find(in, "mid_block.attn.qkv.weight")) return CV_GEN_UVIT;
+    return CV_GEN_NONE;
+}
+
+/* the published head counts (the files do not record them): DiT-XL/L 16, B 12, S 6; ImageBert
+   768 and UViT 1024 both 16; any other width needs --heads */
+static int cv_gen_heads(const cv_input *in, const char *family, int width, int given, const int *table, int *heads)
+{
+    int k;
+    if (given > 0) {
+        if (width % given)
+            return cv_fail("%s: --heads %d does not divide the %s width %d", in->path, given, family, width);
+        *heads = given;
+        return 0;
+    }
+    for (k = 0; table[k]; k += 2)
+        if (table[k] == width) {
+            *heads = table[k + 1];
+            return 0;
+        }
+    return cv_fail("%s: a %s of width %d is not a published size, so the number of attention heads is unknown "
+                   "(the file does not record it): give --heads N", in->path, family, width);
+}
+
+/* config from a textok-layout file's metadata, if it has one for this kind; 1 = taken, 0 = none */
+static int cv_gen_meta(const cv_input *in, const char *kind)
+{
+    const char *v;
+    if (in->format != CV_FMT_SAFETENSORS) return 0;
+    v = textok_st_meta(&in->st, "textok.model");
+    return v && !strcmp(v, kind);
+}
+
+static int cv_dit_recognise(const cv_input *in, int heads, int seq_1d, textok_dit_config *c, char *desc, size_t size)
+{
+    static const int table[] = { 1152, 16, 1024, 16, 768, 12, 384, 6, 0, 0 };
+    const cv_tensor *xe = cv_find(in, "x_embedder.proj.weight"), *pe = cv_find(in, "pos_embed");
+    char sh[256];
+    int T, side, out_rows, pp, rows;
+    memset(c, 0, sizeof *c);
+    if (cv_gen_meta(in, "dit")) {
+        if (textok_dit_config_from_meta(c, &in->st))
+            return cv_fail("%s: bad DiT metadata: %s", in->path, textok_last_error());
+        snprintf(desc, size, "DiT (textok layout, config from its metadata)");
+        goto describe;
+    }
+    if (!xe) return cv_fail("%s: a DiT without x_embedder.proj.weight: cannot infer its width", in->path);
+    if (xe->ndim != 4 || xe->shape[2] != xe->shape[3] || xe->shape[0] <= 0 || xe->shape[1] <= 0 ||
+        xe->shape[2] <= 0 || xe->shape[0] > (1 << 20) || xe->shape[1] > 4096 || xe->shape[2] > 64)
+        return cv_fail("%s: tensor 'x_embedder.proj.weight' has shape %s; expected (hidden, in_channels, p, p)",
+                       in->path, cv_shape_str(sh, sizeof sh, xe->ndim, xe->shape));
+    c->hidden = (int)xe->shape[0];
+    c->in_channels = (int)xe->shape[1];
+    c->patch_size = (int)xe->shape[2];
+    if (!pe) return cv_fail("%s: cannot infer the input size: tensor 'pos_embed' is missing", in->path);
+    if (pe->ndim != 3 || pe->shape[0] != 1 || pe->shape[2] != c->hidden || pe->shape[1] <= 0 || pe->shape[1] > (1 << 24))
+        return cv_fail("%s: tensor 'pos_embed' has shape %s; expected (1, tokens, %d) for hidden %d (from "
+                       "x_embedder.proj.weight)", in->path, cv_shape_str(sh, sizeof sh, pe->ndim, pe->shape), c->hidden,
+                       c->hidden);
+    T = (int)pe->shape[1];
+    if (seq_1d) {
+        if (c->patch_size != 1)
+            return cv_fail("%s: --dit-1d: a DiT over 1D tokens has patch size 1; x_embedder.proj.weight has %dx%d patches",
+                           in->path, c->patch_size, c->patch_size);
+        c->seq_1d = 1;
+        c->input_size = T;
+    } else {
+        for (side = 1; side * side < T; side++) {}
+        if (side * side != T)
+            return cv_fail("%s: pos_embed has %d tokens, not a square number: not a DiT over 2D latents (a DiT over "
+                           "1D tokens: --dit-1d)", in->path, T);
+        c->input_size = side * c->patch_size;
+    }
+    if (cv_count(in, "blocks.", 4096, &c->depth) ||
+        cv_dim(in, "blocks.0.mlp.fc1.weight", 2, 0, &c->mlp_hidden, "the MLP width") ||
+        cv_dim(in, "final_layer.linear.weight", 2, 0, &out_rows, "the output channels") ||
+        cv_gen_heads(in, "DiT", c->hidden, heads, table, &c->heads))
+        return -1;
+    if (!c->depth) return cv_fail("%s: a DiT without blocks.{i} tensors", in->path);
+    pp = c->patch_size * c->patch_size;
+    if (out_rows == pp * 2 * c->in_channels) c->learn_sigma = 1;
+    else if (out_rows != pp * c->in_channels)
+        return cv_fail("%s: final_layer.linear.weight has %d rows; expected p*p*C = %d or p*p*2C = %d (learned "
+                       "sigma) for patch %d and %d input channels", in->path, out_rows, pp * c->in_channels,
+                       2 * pp * c->in_channels, c->patch_size, c->in_channels);
+    if (cv_find(in, "y_embedder.embedding_table.weight")) {
+        if (cv_dim(in, "y_embedder.embedding_table.weight", 2, 0, &rows, "the number of classes")) return -1;
+        if (rows < 2)
+            return cv_fail("%s: y_embedder.embedding_table.weight has %d rows: expected num_classes + 1 (the "
+                           "last is the null class)", in->path, rows);
+        c->num_classes = rows - 1;
+    } else if (cv_any(in, "y_embedder.y_proj.", 0) || cv_any(in, "blocks.0.cross_attn.", 0)) {
+        return cv_fail("%s: a text-conditioned DiT (y_embedder.y_proj, cross_attn) without textok metadata: "
+                       "its caption length is not in the tensors; DiT-T2I files come from textok "
+                       "(build/train_generator) with their config", in->path);
+    }
+    /* the official 2D DiT runs on SD-VAE latents: its CFG guides 3 of the 4 channels (7.3) */
+    if (!c->seq_1d && c->in_channels == 4) {
+        c->guide_channels = 3;
+        c->latent_scale = 0.18215f;
+    } else {
+        c->guide_channels = c->in_channels;
+        c->latent_scale = 1.0f;
+    }
+    snprintf(desc, size, "DiT (official names)");
+describe:
+    if (textok_dit_config_check(c))
+        return cv_fail("%s: the inferred DiT configuration is not valid: %s", in->path, textok_last_error());
+    {
+        size_t n = strlen(desc);
+        n += (size_t)snprintf(desc + n, size - n, ", hidden %d, depth %d, %d heads, MLP %d, ", c->hidden, c->depth,
+                              c->heads, c->mlp_hidden);
+        if (c->seq_1d)
+            n += (size_t)snprintf(desc + n, size - n, "1D: %d tokens x %d channels, ", c->input_size, c->in_channels);
+        else
+            n += (size_t)snprintf(desc + n, size - n, "2D latents %dx%d x %d channels, patch %d, ", c->input_size,
+                                  c->input_size, c->in_channels, c->patch_size);
+        if (c->num_classes) n += (size_t)snprintf(desc + n, size - n, "%d classes (+ null)", c->num_classes);
+        else if (c->text_dim) n += (size_t)snprintf(desc + n, size - n, "text %d x %d", c->text_len, c->text_dim);
+        else n += (size_t)snprintf(desc + n, size - n, "unconditional");
+        if (n < size)
+            snprintf(desc + n, size - n, ", %s, CFG on %d channel%s, latent scale %g",
+                     c->learn_sigma ? "learned sigma" : "fixed sigma", c->guide_channels, c->guide_channels == 1 ? "" : "s",
+                     (double)c->latent_scale);
+    }
+    return 0;
+}
+
+static int cv_maskgit_recognise(const cv_input *in, int kind, int heads, textok_maskgit_config *c, char *desc,
+                                size_t size)
+{
+    static const int bert_table[] = { 768, 16, 0, 0 }, uvit_table[] = { 1024, 16, 0, 0 };
+    int vocab, rows, n_in = 0, n_out = 0;
+    memset(c, 0, sizeof *c);
+    if (cv_gen_meta(in, "maskgit")) {
+        if (textok_maskgit_config_from_meta(c, &in->st))
+            return cv_fail("%s: bad MaskGIT metadata: %s", in->path, textok_last_error());
+        snprintf(desc, size, "MaskGIT (textok layout, config from its metadata)");
+    } else if (kind == CV_GEN_BERT) {
+        c->arch = TEXTOK_MASKGIT_BERT;
+        if (cv_dim(in, "model.embeddings.word_embeddings.weight", 2, 0, &vocab, "the vocabulary") ||
+            cv_dim(in, "model.embeddings.word_embeddings.weight", 2, 1, &c->hidden, "the width") ||
+            cv_dim(in, "model.embeddings.position_embeddings.weight", 2, 0, &rows, "the sequence length") ||
+            cv_dim(in, "model.lm_head.weight", 2, 0, &c->codebook_size, "the codebook size") ||
+            cv_count(in, "model.encoder.layer.", 4096, &c->depth) ||
+            cv_dim(in, "model.encoder.layer.0.intermediate.dense.weight", 2, 0, &c->mlp_hidden, "the MLP width") ||
+            cv_gen_heads(in, "ImageBert", c->hidden, heads, bert_table, &c->heads))
+            return -1;
+        c->seq_len = rows - 1;
+        snprintf(desc, size, "MaskGIT ImageBert (TiTok's L-32/B-64 generator, BERT names under 'model.')");
+    } else {
+        c->arch = TEXTOK_MASKGIT_UVIT;
+        if (cv_dim(in, "embeddings.weight", 2, 0, &vocab, "the vocabulary") ||
+            cv_dim(in, "embeddings.weight", 2, 1, &c->hidden, "the width") ||
+            cv_dim(in, "pos_embed", 3, 1, &rows, "the sequence length") ||
+            cv_dim(in, "lm_head.weight", 2, 0, &c->codebook_size, "the codebook size") ||
+            cv_count(in, "in_blocks.", 4096, &n_in) || cv_count(in, "out_blocks.", 4096, &n_out) ||
+            cv_dim(in, "in_blocks.0.mlp.fc1.weight", 2, 0, &c->mlp_hidden, "the MLP width") ||
+            cv_gen_heads(in, "UViT", c->hidden, heads, uvit_table, &c->heads))
+            return -1;
+        if (n_in != n_out || !n_in)
+            return cv_fail("%s: a UViT has as many out_blocks as in_blocks (their outputs pair up as skips); this "
+                           "file has %d in_blocks and %d out_blocks", in->path, n_in, n_out);
+        if (!cv_find(in, "mid_block.attn.qkv.weight"))
+            return cv_fail("%s: a UViT without mid_block (tensor 'mid_block.attn.qkv.weight' is missing)", in->path);
+        c->depth = n_in + n_out;
+        c->seq_len = rows - 1;
+        snprintf(desc, size, "MaskGIT UViT (TiTok's S-128 generator)");
+    }
+    if (!cv_gen_meta(in, "maskgit")) {
+        /* vocab = V (image tokens) + 1 (mask) + classes + 1 (null class) */
+        c->num_classes = vocab - c->codebook_size - 2;
+        if (c->seq_len < 1)
+            return cv_fail("%s: the position table has %d rows; expected 1 + the token count (the class token "
+                           "comes first)", in->path, rows);
+        if (c->num_classes < 1)
+            return cv_fail("%s: the token table has %d rows and lm_head predicts %d codes: expected codes + 1 (mask) + "
+                           "classes + 1 (null class) rows, so at least %d", in->path, vocab, c->codebook_size,
+                           c->codebook_size + 3);
+    }
+    if (textok_maskgit_config_check(c))
+        return cv_fail("%s: the inferred MaskGIT configuration is not valid: %s", in->path, textok_last_error());
+    {
+        size_t n = strlen(desc);
+        snprintf(desc + n, size - n, "\n  hidden %d, depth %d%s, %d heads, MLP %d, %d tokens over a codebook of %d, "
+                 "%d classes (+ mask and null ids: vocabulary %d)", c->hidden, c->depth,
+                 c->arch == TEXTOK_MASKGIT_UVIT ? " (+ mid block)" : "", c->heads, c->mlp_hidden, c->seq_len,
+                 c->codebook_size, c->num_classes, c->codebook_size + c->num_classes + 2);
+    }
+    return 0;
+}
+
+static const char *const cv_dit_components[CV_N_COMPONENTS] = { "pos_embed", "x_embedder.", "t_embedder.",
+                                                                 "y_embedder.", "blocks.", "final_layer." };
+static const char *const cv_bert_components[CV_N_COMPONENTS] = { "model.embeddings.", "model.encoder.",
+                                                                  "model.lm_head." };
+static const char *const cv_uvit_components[CV_N_COMPONENTS] = { "pos_embed", "embeddings.", "in_blocks.",
+                                                                  "mid_block.", "out_blocks.", "norm.", "lm_head." };
+
+/* A DiT or MaskGIT checkpoint: recognise, check, write. Returns 0 or -1 (reported). */
+static int cv_gen_convert(cv_input *in, int kind, const char *out_path, int heads, int seq_1d)
+{
+    const char *kv[2 * 64];
+    char desc[1024], meta[4096];
+    int n_specs, n_meta, problems, i, rc = -1;
+    textok_dit_config dc;
+    textok_maskgit_config mc;
+    textok_tensor_spec *specs = NULL;
+    cv_src *src = NULL;
+    if (kind == CV_GEN_DIT ? cv_dit_recognise(in, heads, seq_1d, &dc, desc, sizeof desc)
+                           : cv_maskgit_recognise(in, kind, heads, &mc, desc, sizeof desc)) {
+        fflush(stdout);
+        fprintf(stderr, "convert: %s\n", cv_errbuf);
+        return -1;
+    }
+    if (seq_1d && kind != CV_GEN_DIT) {
+        fflush(stdout);
+        fprintf(stderr, "convert: %s: --dit-1d applies to DiT checkpoints; this is a MaskGIT generator\n", in->path);
+        return -1;
+    }
+    cv_info("%s\n", desc);
+    n_specs = kind == CV_GEN_DIT ? textok_dit_tensor_specs(&dc, NULL, 0) : textok_maskgit_tensor_specs(&mc, NULL, 0);
+    if (n_specs <= 0 || !(specs = (textok_tensor_spec *)calloc((size_t)n_specs, sizeof *specs)) ||
+        !(src = (cv_src *)calloc((size_t)n_specs, sizeof *src)) ||
+        (kind == CV_GEN_DIT ? textok_dit_tensor_specs(&dc, specs, n_specs)
+                            : textok_maskgit_tensor_specs(&mc, specs, n_specs)) != n_specs) {
+        fflush(stdout);
+        fprintf(stderr, "convert: cannot list the tensors of this config: %s\n",
+                n_specs <= 0 ? textok_last_error() : "out of memory");
+        goto done;
+    }
+    fflush(stdout);
+    problems = cv_check(in, specs, n_specs);
+    if (problems) {
+        fprintf(stderr, "convert: %s: %d problem%s against the configuration inferred from it "
+                "(listed above); nothing written\n", in->path, problems, problems == 1 ? "" : "s");
+        goto done;
+    }
+    cv_report_counts(specs, n_specs, kind == CV_GEN_DIT ? cv_dit_components
+                                     : kind == CV_GEN_BERT ? cv_bert_components : cv_uvit_components);
+    for (i = 0; i < n_specs; i++) {
+        src[i].in = in;
+        src[i].t = cv_find(in, specs[i].name);
+    }
+    n_meta = kind == CV_GEN_DIT ? textok_dit_config_to_meta(&dc, kv, 64, meta, sizeof meta)
+                                : textok_maskgit_config_to_meta(&mc, kv, 64, meta, sizeof meta);
+    if (n_meta < 0) {
+        fprintf(stderr, "convert: cannot write the config as metadata: %s\n", textok_last_error());
+        goto done;
+    }
+    if (cv_write(out_path, specs, src, n_specs, kv, n_meta)) {
+        fflush(stdout);
+        fprintf(stderr, "convert: %s\n", cv_errbuf);
+        goto done;
+    }
+    rc = 0;
+done:
+    free(specs);
+    free(src);
+    return rc;
+}
+
+/* =============================================================================================
    main */
 
 static void cv_usage(FILE *f)
 {
     fprintf(f,
             "usage: convert IN OUT.safetensors [--l2-norm 0|1] [--heads E,D] [--quiet]\n"
+            "       convert GENERATOR OUT.safetensors [--heads N] [--dit-1d] [--quiet]\n"
             "       convert --lpips VGG16 LIN OUT.safetensors [--quiet]\n"
             "       convert --lpips LPIPS OUT.safetensors [--quiet]\n"
             "       convert --t5 IN OUT.safetensors [--t5-config config.json] [--quiet]\n"
@@ -2948,6 +3246,15 @@ static void cv_usage(FILE *f)
             "                 tensor names (text guidance tensors: TA-TiTok / TexTok with text)\n"
             "  --heads E,D    attention heads of the encoder and decoder (default: width / 64, as\n"
             "                 every published TiTok; the file does not record them)\n"
+            "  GENERATOR      a DiT (the official DiT-XL-2-256.pt / -512.pt state_dicts, or a train.py\n"
+            "                 checkpoint: its 'ema' weights are taken) or one of TiTok's MaskGIT\n"
+            "                 generators (ImageBert L-32/B-64 with 'model.' BERT names, UViT S-128),\n"
+            "                 recognised from the names; the config comes from the shapes\n"
+            "  --heads N      a generator's attention heads (default: the published count for the\n"
+            "                 width: DiT 1152/1024 16, 768 12, 384 6; ImageBert 768 16; UViT 1024 16)\n"
+            "  --dit-1d       a DiT over 1D token sequences (patch 1, 1D positions) without textok\n"
+            "                 metadata; otherwise a DiT runs over 2D latents, and a 4-channel one is\n"
+            "                 taken as SD-VAE latents (CFG on 3 channels, scale 0.18215, as official)\n"
             "  --l2-norm 0|1  TiTok VQ only: L2-normalise codes before the search (default: on for\n"
             "                 the legacy L-32/B-64/S-128 family, off otherwise)\n"
             "  --lpips        the LPIPS perceptual loss (VGG16): either torchvision's vgg16 state_dict\n"
@@ -3043,7 +3350,7 @@ done:
 int main(int argc, char **argv)
 {
     const char *pos[3] = { NULL, NULL, NULL }, *t5_config = NULL;
-    int n_pos = 0, l2 = -1, lpips = 0, t5 = 0, i, n_in, rc = 1, heads[2] = { 0, 0 };
+    int n_pos = 0, l2 = -1, lpips = 0, t5 = 0, i, n_in, rc = 1, heads[2] = { 0, 0 }, n_heads = 0, dit_1d = 0, kind;
     cv_input in[2];
 
     for (i = 1; i < argc; i++) {
@@ -3057,13 +3364,21 @@ int main(int argc, char **argv)
             l2 = argv[++i][0] - '0';
         } else if (!strcmp(a, "--heads")) {
             char tail = 0;
-            if (i + 1 >= argc || sscanf(argv[i + 1], "%d,%d%c", &heads[0], &heads[1], &tail) != 2 ||
-                heads[0] < 1 || heads[1] < 1 || heads[0] > 4096 || heads[1] > 4096) {
-                fprintf(stderr, "convert: --heads takes E,D: two head counts in [1, 4096], e.g. 12,16\n");
+            if (i + 1 < argc && sscanf(argv[i + 1], "%d%c", &heads[0], &tail) == 1) {
+                heads[1] = heads[0];   /* one count: a generator's, or both TiTok stacks' */
+                n_heads = 1;
+            } else if (i + 1 < argc && sscanf(argv[i + 1], "%d,%d%c", &heads[0], &heads[1], &tail) == 2) {
+                n_heads = 2;
+            }
+            if (!n_heads || heads[0] < 1 || heads[1] < 1 || heads[0] > 4096 || heads[1] > 4096) {
+                fprintf(stderr, "convert: --heads takes N (a generator) or E,D (a TiTok encoder and decoder): head "
+                        "counts in [1, 4096], e.g. 16 or 12,16\n");
                 cv_usage(stderr);
                 return 2;
             }
             i++;
+        } else if (!strcmp(a, "--dit-1d")) {
+            dit_1d = 1;
         } else if (!strcmp(a, "--lpips")) {
             lpips = 1;
         } else if (!strcmp(a, "--t5")) {
@@ -3139,7 +3454,18 @@ int main(int argc, char **argv)
         }
         cv_describe_input(&in[i]);
     }
+    kind = lpips ? CV_GEN_NONE : cv_gen_kind(&in[0]);
+    if (kind != CV_GEN_NONE && (l2 >= 0 || n_heads == 2)) {
+        fprintf(stderr, "convert: %s is a %s generator: %s applies to TiTok tokenizers\n", pos[0],
+                kind == CV_GEN_DIT ? "DiT" : "MaskGIT", l2 >= 0 ? "--l2-norm" : "--heads E,D (two counts)");
+        goto done;
+    }
+    if (dit_1d && kind != CV_GEN_DIT) {
+        fprintf(stderr, "convert: --dit-1d applies to DiT checkpoints; %s is not one\n", pos[0]);
+        goto done;
+    }
     if (lpips) rc = cv_lpips_convert(in, n_in, pos[n_in]) ? 1 : 0;
+    else if (kind != CV_GEN_NONE) rc = cv_gen_convert(&in[0], kind, pos[1], n_heads ? heads[0] : 0, dit_1d) ? 1 : 0;
     else rc = cv_titok_convert(&in[0], pos[1], l2, heads) ? 1 : 0;
 done:
     for (i = 0; i < n_in; i++) cv_input_close(&in[i]);
