@@ -1,4 +1,4 @@
-/* textok.h - v0.4.0 - language-guided 1D image tokenization (TexTok, TiTok) in plain C
+/* textok.h - v0.5.0 - language-guided 1D image tokenization (TexTok, TiTok) in plain C
                       no warranty implied; use at your own risk. See end of file for license.
 
    Do this:
@@ -20,7 +20,11 @@
       resume bit for bit. Language-guided tokenization: TexTok (caption embeddings in the
       tokenizer, the detokenizer, both or neither) and the official TA-TiTok checkpoints, on the
       same model type; the text side is a T5 encoder and the SentencePiece Unigram tokenizer that
-      reads Hugging Face tokenizer.json files.
+      reads Hugging Face tokenizer.json files. Generators: DiT over 2D latents (the official
+      DiT-XL/2 checkpoints) or over a 1D tokenizer's tokens, class- or caption-conditional
+      (DiT-T2I), with Gaussian diffusion (training loss, DDPM with respacing, DDIM, classifier-free
+      guidance), and TiTok's MaskGIT generators (ImageBert, UViT) with their training loss and
+      sampling loop; one trainer for both.
 
    QUICK USAGE
       textok_kernels ref  = textok_cpu_ref_kernels();   // naive loops: the reference
@@ -77,6 +81,27 @@
                                                               // (a textok_text for models with text)
       textok_trainer_save(t, "ckpt.safetensors");       // resume: textok_trainer_load
       textok_trainer_save_model(t, "model.safetensors", 1);   // EMA weights, a normal model file
+
+   GENERATORS (DiT with Gaussian diffusion; MaskGIT)
+      textok_dit *g;                                    // made by build/convert or training
+      textok_dit_load(&g, "dit.safetensors", &p);      // 2D SD-VAE latents (official DiT-XL/2) or
+                                                        // 1D tokenizer tokens (seq_1d), class or text
+      textok_dit_sample_config sc = textok_dit_sample_default();   // 250 DDPM steps, cfg 4.0
+      textok_rng rng;  textok_rng_seed(&rng, 0);
+      textok_dit_generate(g, &sc, classes, NULL, B, &rng, latents);   // (B,C,1,K) for a tokenizer
+      textok_titok_decode_latents(m, latents, B, NULL, images);
+
+      textok_maskgit *mg;                               // TiTok's generators: ImageBert, UViT
+      textok_maskgit_load(&mg, "maskgit.safetensors", &p);
+      textok_maskgit_sample_config ms;
+      textok_maskgit_sample_preset(&ms, "L-32");       // the published sampling settings
+      textok_maskgit_generate(mg, &ms, classes, B, &rng, ids);   // (B,K) ids
+      textok_titok_decode_tokens(m, ids, B, NULL, images);
+
+      textok_gen_train_config gc;  textok_gen_train_preset(&gc, "dit");   // or "maskgit", "tiny"
+      textok_gen_trainer *gt;
+      textok_gen_trainer_create(&gt, g, NULL, &gc, seed);           // (NULL, mg, ...) for MaskGIT
+      textok_gen_trainer_step(gt, latents, NULL, classes, NULL, &gstats);   // (gt, NULL, ids, ...)
 
    DATA CONVENTIONS
       Every tensor is a contiguous row-major float32 array; shapes are written as (dim0, dim1, ...)
@@ -156,6 +181,11 @@
          bit for bit) around the models' training hooks
 
    REVISION HISTORY
+      0.5.0 (2026-11-21)  generators: DiT (2D latents as the official checkpoints, 1D token
+                          sequences, DiT-T2I with cross-attention) with Gaussian diffusion (loss
+                          with the learned-sigma bound, DDPM with respacing, DDIM, CFG); MaskGIT
+                          (ImageBert, UViT) with its training loss and sampling loop; one trainer
+                          for both; the generators' transformer block in section 8.
       0.4.0 (2026-11-21)  language-guided tokenization: TexTok and TA-TiTok layouts (text
                           segments with key-padding masks, arch textok, quantize_mode none, text
                           dropout) in inference and training; the T5 encoder; the Unigram
@@ -176,9 +206,9 @@
 #include <stdint.h>
 
 #define TEXTOK_VERSION_MAJOR 0
-#define TEXTOK_VERSION_MINOR 4
+#define TEXTOK_VERSION_MINOR 5
 #define TEXTOK_VERSION_PATCH 0
-#define TEXTOK_VERSION_STRING "0.4.0"
+#define TEXTOK_VERSION_STRING "0.5.0"
 
 #ifndef TEXTOKDEF
 #ifdef TEXTOK_STATIC

@@ -477,33 +477,15 @@ typedef struct ckpt_info {
     int step, has_ema;
 } ckpt_info;
 
-/* The checkpoint's generator config. A trainer checkpoint carries the model's config keys with
-   "textok.model" = "<something>-trainer"; the library's config readers take model files, so they
-   read a shallow view of the metadata whose textok.model says "dit" / "maskgit". */
+/* A checkpoint holds the generator's config under the model's own keys and names the kind in
+   "textok.trainer" (textok_gen_trainer_save). */
 static int config_from_ckpt_meta(const textok_safetensors *st, gen_config *g, char *why, size_t size)
 {
-    textok_safetensors view = *st;
-    char **vals = (char **)ex_malloc((size_t)(st->n_meta ? st->n_meta : 1) * sizeof(char *));
-    static char dit_s[] = "dit", mg_s[] = "maskgit";
-    char why_d[300];
-    int i, ok = 0;
-    view.meta_values = vals;
-    for (i = 0; i < st->n_meta; i++) vals[i] = strcmp(st->meta_keys[i], "textok.model") ? st->meta_values[i] : dit_s;
-    if (textok_dit_config_from_meta(&g->dit, &view) == TEXTOK_OK) {
-        g->kind = GEN_DIT;
-        ok = 1;
-    } else {
-        snprintf(why_d, sizeof why_d, "%s", textok_last_error());
-        for (i = 0; i < st->n_meta; i++) if (!strcmp(st->meta_keys[i], "textok.model")) vals[i] = mg_s;
-        if (textok_maskgit_config_from_meta(&g->mg, &view) == TEXTOK_OK) {
-            g->kind = GEN_MASKGIT;
-            ok = 1;
-        } else {
-            snprintf(why, size, "as DiT: %s; as MaskGIT: %s", why_d, textok_last_error());
-        }
-    }
-    free(vals);
-    return ok;
+    const char *kind = textok_st_meta(st, "textok.trainer");
+    if (kind && !strcmp(kind, "dit") && textok_dit_config_from_meta(&g->dit, st) == TEXTOK_OK) { g->kind = GEN_DIT; return 1; }
+    if (kind && !strcmp(kind, "maskgit") && textok_maskgit_config_from_meta(&g->mg, st) == TEXTOK_OK) { g->kind = GEN_MASKGIT; return 1; }
+    snprintf(why, size, "%s", textok_last_error());
+    return 0;
 }
 
 static void probe_checkpoint(const char *path, ckpt_info *ci)
@@ -514,11 +496,11 @@ static void probe_checkpoint(const char *path, ckpt_info *ci)
     int i;
     if (textok_st_open(&st, path) != TEXTOK_OK) ex_die("cannot resume from '%s': %s", path, textok_last_error());
     memset(ci, 0, sizeof *ci);
-    kind = textok_st_meta(&st, "textok.model");
-    if (!kind || strlen(kind) < 8 || strcmp(kind + strlen(kind) - 8, "-trainer") || !strcmp(kind, "titok-trainer")) {
+    kind = textok_st_meta(&st, "textok.trainer");
+    if (!kind || (strcmp(kind, "dit") && strcmp(kind, "maskgit"))) {
         snprintf(why, sizeof why, "%s", kind ? kind : "absent");
         textok_st_close(&st);
-        ex_die("cannot resume from '%s': not a generator training checkpoint (textok.model is '%s'; --resume takes the "
+        ex_die("cannot resume from '%s': not a generator training checkpoint (textok.trainer is '%s'; --resume takes the "
                "ckpt.safetensors of an earlier train_generator run, --init a generator file)", path, why);
     }
     if (!config_from_ckpt_meta(&st, &ci->g, why, sizeof why)) {
@@ -848,7 +830,8 @@ int main(int argc, char **argv)
             int *all = (int *)ex_malloc((size_t)ds.n * sizeof(int));
             textok_text tx;
             for (i = 0; i < ds.n; i++) all[i] = i;
-            ex_text_batch(&ts, &ds, all, ds.n, &tx);
+            memset(&tx, 0, sizeof tx);
+            if (!ex_text_batch(&ts, &ds, all, ds.n, &tx)) ex_die("captions were given but no text encoder is loaded");
             tk.L = tx.L;
             tk.text = (float *)ex_malloc((size_t)ds.n * tk.L * tk.D * sizeof(float));
             tk.mask = (unsigned char *)ex_malloc((size_t)ds.n * tk.L);
