@@ -240,3 +240,26 @@ refuses "train_generator: no --tokenizer" 2 "--tokenizer" "" \
   "$B/train_generator" --images "$I" --steps 2 --out "$TMP/bad3"
 refuses "train_generator: an existing checkpoint is not overwritten" 1 "already holds a checkpoint" "" \
   "$B/train_generator" "${COMMON[@]}" --tokenizer "$TMP/vq.st" --steps 4 --out "$TMP/maskgit.a"
+
+# ---- 5. DiT-T2I: captions through the tiny T5 and the Unigram tokenizer ------------------------
+# train_generator --captions makes a DiT-T2I (cross-attention to the caption's T5 states); it
+# trains 4 steps, then generate --caption runs it, byte-identical at 1 and 2 threads.
+T5G=tests/golden/t5
+SPMG=tests/golden/spm/tokenizer.json
+if [ -f "$T5G/t5_caption.safetensors" ] && [ -f "$SPMG" ]; then
+  ok "convert --t5 t5_caption" "$B/convert" --t5 "$T5G/t5_caption.safetensors" "$TMP/t5.st" --t5-config "$T5G/t5_caption_config.json" &&
+  printf 'img0.png\ta red square\nimg1.png\ta green field at dusk\nimg2.png\tstripes\nimg3.png\ta red square on grey\nimg4.png\tgreen\nimg5.png\tblue stripes and a dot\n' >"$TMP/caps.txt" &&
+  ok "train_generator DiT-T2I: 4 steps on captions" "$B/train_generator" --images "$I" --captions "$TMP/caps.txt" \
+      --text-encoder "$TMP/t5.st" --spm "$SPMG" --tokenizer "$TMP/vae.st" --model dit_tiny --batch 3 --warmup 1 \
+      --schedule-steps 4 --log-every 1 --grid-every 4 --grid-n 2 --grid-steps 3 --steps 4 --out "$TMP/t2i" --threads 1 &&
+  for t in 1 2; do
+    ok "generate DiT-T2I --caption (TEXTOK_THREADS=$t)" env TEXTOK_THREADS=$t "$B/generate" --tokenizer "$TMP/vae.st" \
+        --generator "$TMP/t2i/model.safetensors" --caption "a red square" --text-encoder "$TMP/t5.st" --spm "$SPMG" \
+        -n 2 --steps 4 --cfg 3 --seed 5 --out "$TMP/t2i_$t.png" --out-latents "$TMP/t2i_$t.npy"
+  done &&
+  same "generate DiT-T2I: 1 and 2 threads give the same latents" "$TMP/t2i_1.npy" "$TMP/t2i_2.npy" &&
+  refuses "generate DiT-T2I without a caption" 2 "caption" "$TMP/r.png" \
+    "$B/generate" --tokenizer "$TMP/vae.st" --generator "$TMP/t2i/model.safetensors" --out "$TMP/r.png"
+else
+  fail "DiT-T2I" "tests/golden/t5 or tests/golden/spm files are missing"
+fi
