@@ -2250,7 +2250,7 @@ static int cv_lpips_check(const cv_lpips *lp, const textok_tensor_spec *specs, i
     return 0;
 }
 
-static const char *const cv_lpips_components[] = { "net.slice1.", "net.slice2.", "net.slice3.", "net.slice4.",
+static const char *const cv_lpips_components[CV_N_COMPONENTS] = { "net.slice1.", "net.slice2.", "net.slice3.", "net.slice4.",
                                                    "net.slice5.", "lin" };
 
 /* --lpips: ins[0..n_in-1] are open; checks them and writes out. Returns 0 or -1 (reported). */
