@@ -1896,6 +1896,30 @@ done:
     return rc;
 }
 
+/* The tail every single-file conversion shares: the parameter counts by component, then the
+   tensors in spec order, all from one input, with the config (n_meta pairs, or a negative status
+   from *_config_to_meta) as metadata. Returns 0 or -1 (reported). */
+static int cv_write_single(cv_input *in, const textok_tensor_spec *specs, cv_src *src, int n_specs,
+                           const char *const *components, const char *const *kv, int n_meta, const char *out_path)
+{
+    int i;
+    if (n_meta < 0) {
+        fprintf(stderr, "convert: cannot write the config as metadata: %s\n", textok_last_error());
+        return -1;
+    }
+    cv_report_counts(specs, n_specs, components);
+    for (i = 0; i < n_specs; i++) {
+        src[i].in = in;
+        src[i].t = cv_find(in, specs[i].name);
+    }
+    if (cv_write(out_path, specs, src, n_specs, kv, n_meta)) {
+        fflush(stdout);
+        fprintf(stderr, "convert: %s\n", cv_errbuf);
+        return -1;
+    }
+    return 0;
+}
+
 /* =============================================================================================
    LPIPS (architecture.md 6): the VGG16 trunk and the five lin layers -> the textok LPIPS file
    (textok.h section 10: F32, official LPIPS(net='vgg') names, metadata "textok.model" = "lpips"
@@ -3169,7 +3193,7 @@ static int cv_gen_convert(cv_input *in, int kind, const char *out_path, int head
 {
     const char *kv[2 * 64];
     char desc[1024], meta[4096];
-    int n_specs, n_meta, problems, i, rc = -1;
+    int n_specs, n_meta, problems, rc = -1;
     textok_dit_config dc;
     textok_maskgit_config mc;
     textok_tensor_spec *specs = NULL;
@@ -3203,24 +3227,10 @@ static int cv_gen_convert(cv_input *in, int kind, const char *out_path, int head
                 "(listed above); nothing written\n", in->path, problems, problems == 1 ? "" : "s");
         goto done;
     }
-    cv_report_counts(specs, n_specs, kind == CV_GEN_DIT ? cv_dit_components
-                                     : kind == CV_GEN_BERT ? cv_bert_components : cv_uvit_components);
-    for (i = 0; i < n_specs; i++) {
-        src[i].in = in;
-        src[i].t = cv_find(in, specs[i].name);
-    }
     n_meta = kind == CV_GEN_DIT ? textok_dit_config_to_meta(&dc, kv, 64, meta, sizeof meta)
                                 : textok_maskgit_config_to_meta(&mc, kv, 64, meta, sizeof meta);
-    if (n_meta < 0) {
-        fprintf(stderr, "convert: cannot write the config as metadata: %s\n", textok_last_error());
-        goto done;
-    }
-    if (cv_write(out_path, specs, src, n_specs, kv, n_meta)) {
-        fflush(stdout);
-        fprintf(stderr, "convert: %s\n", cv_errbuf);
-        goto done;
-    }
-    rc = 0;
+    rc = cv_write_single(in, specs, src, n_specs, kind == CV_GEN_DIT ? cv_dit_components
+                         : kind == CV_GEN_BERT ? cv_bert_components : cv_uvit_components, kv, n_meta, out_path);
 done:
     free(specs);
     free(src);
@@ -3300,7 +3310,7 @@ static int cv_titok_convert(cv_input *in, const char *out_path, int l2, const in
 {
     const char *kv[2 * 64];
     char desc[1024], meta[8192];
-    int n_specs, n_meta, problems, i, rc = -1;
+    int n_specs, n_meta, problems, rc = -1;
     textok_titok_config cfg;
     textok_tensor_spec *specs = NULL;
     cv_src *src = NULL;
@@ -3326,21 +3336,8 @@ static int cv_titok_convert(cv_input *in, const char *out_path, int l2, const in
                 "(listed above); nothing written\n", in->path, problems, problems == 1 ? "" : "s");
         goto done;
     }
-    cv_report_counts(specs, n_specs, cv_titok_components);
-    for (i = 0; i < n_specs; i++) {
-        src[i].in = in;
-        src[i].t = cv_find(in, specs[i].name);
-    }
-    if ((n_meta = textok_titok_config_to_meta(&cfg, kv, 64, meta, sizeof meta)) < 0) {
-        fprintf(stderr, "convert: cannot write the config as metadata: %s\n", textok_last_error());
-        goto done;
-    }
-    if (cv_write(out_path, specs, src, n_specs, kv, n_meta)) {
-        fflush(stdout);
-        fprintf(stderr, "convert: %s\n", cv_errbuf);
-        goto done;
-    }
-    rc = 0;
+    n_meta = textok_titok_config_to_meta(&cfg, kv, 64, meta, sizeof meta);
+    rc = cv_write_single(in, specs, src, n_specs, cv_titok_components, kv, n_meta, out_path);
 done:
     free(specs);
     free(src);
