@@ -2673,7 +2673,6 @@ TEXTOKDEF int textok_npy_write(const char *path, const float *data, int ndim, co
 #endif
 static int textok__nt(const textok_kernels *k) { return k->n_threads > 0 ? k->n_threads : 1; }
 
-#ifndef TEXTOK_USE_BLAS
 #define TEXTOK__GEMM_MB 64   /* rows of C per task */
 #define TEXTOK__GEMM_NB 128  /* columns of C per task (tile width) */
 #define TEXTOK__GEMM_KB 128  /* depth of the packed B tile: KB*NB floats = 64 KiB on the stack */
@@ -2738,7 +2737,19 @@ TEXTOK__OMP(omp parallel for schedule(dynamic, 1) num_threads(n_threads) if (nta
     }
 }
 
-#endif /* !TEXTOK_USE_BLAS */
+/* The same product on the calling thread only: safe inside an OpenMP parallel region (fused
+   attention and tiled convolutions call it from their own parallel loops). Deterministic: the
+   sum for each element of C runs in the same order as in textok__gemm. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((unused))   /* until the tiled kernels land */
+#endif
+static void textok__gemm_serial(int ta, int tb, int M, int N, int K, float alpha,
+                                const float *A, int lda, const float *B, int ldb,
+                                float beta, float *C, int ldc)
+{
+    if (M <= 0 || N <= 0) return;
+    textok__gemm_blocked(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 1);
+}
 
 /* The GEMM the fast kernels use. Must not be called from inside an OpenMP parallel region. */
 static void textok__gemm(const textok_kernels *k, int ta, int tb, int M, int N, int K, float alpha,
