@@ -2764,8 +2764,13 @@ TEXTOK__OMP(omp parallel for schedule(dynamic, 1) num_threads(n_threads) if (nta
    Every element of C is summed over k in KC blocks, in order, by one micro-kernel call each: the
    order depends only on K and the level, never on the thread count or on the task tiling, so
    textok__gemm and textok__gemm_serial give the same bits. */
+#ifndef TEXTOK__GEMM_KC
 #define TEXTOK__GEMM_KC 256
 #define TEXTOK__GEMM_NC 192        /* a multiple of both NRs */
+#endif
+#ifndef TEXTOK__GEMM_MC
+#define TEXTOK__GEMM_MC 512        /* at most this many rows per task (MC x NC of C: 384 KiB) */
+#endif
 #define TEXTOK__GEMM_MR_MAX 14
 
 enum { TEXTOK__GEMM_PORTABLE, TEXTOK__GEMM_BLAS, TEXTOK__GEMM_AVX2, TEXTOK__GEMM_AVX512, TEXTOK__GEMM_NKINDS };
@@ -2874,7 +2879,12 @@ TEXTOK__AVX512 static void textok__pack_rows_avx512(const float *src, ptrdiff_t 
                 t[4 + e]  = _mm512_shuffle_f32x4(hi0, hi1, 0x88);
                 t[12 + e] = _mm512_shuffle_f32x4(hi0, hi1, 0xdd);
             }
-            for (i = 0; i < np; i++) _mm512_mask_storeu_ps(dst + (size_t)(p0 + i) * R + rb, ml, t[i]);
+            if (lanes == 16 || p0 + np < kc)   /* whole stores, in order (masked ones are slow on
+                                                  some CPUs): each one's spill past the R lanes is
+                                                  overwritten by the next; the last block is masked */
+                for (i = 0; i < np; i++) _mm512_storeu_ps(dst + (size_t)(p0 + i) * R + rb, t[i]);
+            else
+                for (i = 0; i < np; i++) _mm512_mask_storeu_ps(dst + (size_t)(p0 + i) * R + rb, ml, t[i]);
         }
     }
 }
@@ -3019,14 +3029,17 @@ static void textok__gemm_run(int kind, int n_threads, int ta, int tb, int M, int
         static const textok__gemm_level l512 = { 14, 32, textok__uk_avx512, textok__pack_rows_avx512 };
         static const textok__gemm_level l256 = { 6, 16, textok__uk_avx2, textok__pack_rows };
         const textok__gemm_level *L = kind == TEXTOK__GEMM_AVX512 ? &l512 : &l256;
-        /* tasks: column blocks of NC, and row blocks (multiples of MR) only as many as it takes to
-           give every thread about 4 tasks, since each row block packs its own copy of op(B) */
+        /* tasks: column blocks of NC, and row blocks (multiples of MR, at most MC rows) only as
+           many as it takes to give every thread about 4 tasks, since each row block packs its own
+           copy of op(B) */
         int nb = (N + TEXTOK__GEMM_NC - 1) / TEXTOK__GEMM_NC, mb = 1, MB, ntasks, t;
+        int mc = TEXTOK__GEMM_MC / L->mr * L->mr;
         if (n_threads > 1) {
             int most = M / (4 * L->mr);
             mb = (4 * n_threads + nb - 1) / nb;
             if (mb > most) mb = most > 1 ? most : 1;
         }
+        if (mb < (M + mc - 1) / mc) mb = (M + mc - 1) / mc;   /* a task's C block stays in L2 */
         MB = ((M + mb - 1) / mb + L->mr - 1) / L->mr * L->mr;
         mb = (M + MB - 1) / MB;
         ntasks = mb * nb;
