@@ -2772,6 +2772,9 @@ TEXTOK__OMP(omp parallel for schedule(dynamic, 1) num_threads(n_threads) if (nta
 #define TEXTOK__GEMM_MC 512        /* at most this many rows per task (MC x NC of C: 384 KiB) */
 #endif
 #define TEXTOK__GEMM_MR_MAX 14
+#ifndef TEXTOK__PF
+#define TEXTOK__PF 64
+#endif
 
 enum { TEXTOK__GEMM_PORTABLE, TEXTOK__GEMM_BLAS, TEXTOK__GEMM_AVX2, TEXTOK__GEMM_AVX512, TEXTOK__GEMM_NKINDS };
 static const char *const textok__gemm_kind_name[TEXTOK__GEMM_NKINDS] = { "portable", "blas", "avx2", "avx512" };
@@ -2845,10 +2848,22 @@ TEXTOK__AVX512 static void textok__uk_avx512(int kc, const float *a, const float
 }
 
 /* textok__pack_rows with 16 x 16 transposes in registers (unpack ps, unpack pd, two rounds of
-   128-bit lane shuffles): a row-major operand read along its rows, written k-major. */
+   128-bit lane shuffles): a row-major operand read along its rows, written k-major. Written out
+   in named variables (generated, one statement per line of the classic transpose) so that no
+   compiler sends the 32 vectors through the stack. */
+#define TEXTOK__T_LD(i) __m512 r##i = (i) < nv ? _mm512_maskz_loadu_ps(mp, src + (rb + (i)) * ld + p0) : _mm512_setzero_ps();
+#define TEXTOK__T_UNPS(i, j) __m512 t##i = _mm512_unpacklo_ps(r##i, r##j), t##j = _mm512_unpackhi_ps(r##i, r##j);
+#define TEXTOK__T_UNPD(a, b, c, d) __m512 u##a = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t##a), _mm512_castps_pd(t##c))), \
+        u##b = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t##a), _mm512_castps_pd(t##c))), \
+        u##c = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t##b), _mm512_castps_pd(t##d))), \
+        u##d = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t##b), _mm512_castps_pd(t##d)));
+#define TEXTOK__T_LANES(e, f, g, h) { __m512 lo0 = _mm512_shuffle_f32x4(u##e, u##f, 0x88), hi0 = _mm512_shuffle_f32x4(u##e, u##f, 0xdd); \
+        __m512 lo1 = _mm512_shuffle_f32x4(u##g, u##h, 0x88), hi1 = _mm512_shuffle_f32x4(u##g, u##h, 0xdd);               \
+        o[e] = _mm512_shuffle_f32x4(lo0, lo1, 0x88); o[8 + e] = _mm512_shuffle_f32x4(lo0, lo1, 0xdd);                   \
+        o[4 + e] = _mm512_shuffle_f32x4(hi0, hi1, 0x88); o[12 + e] = _mm512_shuffle_f32x4(hi0, hi1, 0xdd); }
 TEXTOK__AVX512 static void textok__pack_rows_avx512(const float *src, ptrdiff_t ld, int rows, int kc, int R, float *dst)
 {
-    int rb, p0, i, e;
+    int rb, p0, i;
     for (rb = 0; rb < R; rb += 16) {
         int nv = rows - rb < 0 ? 0 : rows - rb > 16 ? 16 : rows - rb;   /* rows read in this band */
         int lanes = R - rb < 16 ? R - rb : 16;                            /* rows written */
@@ -2856,35 +2871,26 @@ TEXTOK__AVX512 static void textok__pack_rows_avx512(const float *src, ptrdiff_t 
         for (p0 = 0; p0 < kc; p0 += 16) {
             int np = kc - p0 < 16 ? kc - p0 : 16;
             __mmask16 mp = (__mmask16)(np == 16 ? 0xFFFF : (1u << np) - 1);
-            __m512 r[16], t[16];
-            for (i = 0; i < 16; i++)
-                r[i] = i < nv ? _mm512_maskz_loadu_ps(mp, src + (rb + i) * ld + p0) : _mm512_setzero_ps();
-            for (i = 0; i < 8; i++) {
-                t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-                t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-            }
-            for (i = 0; i < 4; i++) {
-                __m512d x0 = _mm512_castps_pd(t[4 * i]), x1 = _mm512_castps_pd(t[4 * i + 1]);
-                __m512d x2 = _mm512_castps_pd(t[4 * i + 2]), x3 = _mm512_castps_pd(t[4 * i + 3]);
-                r[4 * i]     = _mm512_castpd_ps(_mm512_unpacklo_pd(x0, x2));   /* element 4L + 0 of rows 4i.. */
-                r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(x0, x2));   /* 4L + 1 */
-                r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(x1, x3));   /* 4L + 2 */
-                r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(x1, x3));   /* 4L + 3 */
-            }
-            for (e = 0; e < 4; e++) {
-                __m512 lo0 = _mm512_shuffle_f32x4(r[e], r[4 + e], 0x88), hi0 = _mm512_shuffle_f32x4(r[e], r[4 + e], 0xdd);
-                __m512 lo1 = _mm512_shuffle_f32x4(r[8 + e], r[12 + e], 0x88), hi1 = _mm512_shuffle_f32x4(r[8 + e], r[12 + e], 0xdd);
-                t[e]      = _mm512_shuffle_f32x4(lo0, lo1, 0x88);
-                t[8 + e]  = _mm512_shuffle_f32x4(lo0, lo1, 0xdd);
-                t[4 + e]  = _mm512_shuffle_f32x4(hi0, hi1, 0x88);
-                t[12 + e] = _mm512_shuffle_f32x4(hi0, hi1, 0xdd);
+            __m512 o[16];   /* o[q] lane r = row rb + r, column p0 + q */
+            TEXTOK__T_LD(0) TEXTOK__T_LD(1) TEXTOK__T_LD(2) TEXTOK__T_LD(3) TEXTOK__T_LD(4) TEXTOK__T_LD(5)
+            TEXTOK__T_LD(6) TEXTOK__T_LD(7) TEXTOK__T_LD(8) TEXTOK__T_LD(9) TEXTOK__T_LD(10) TEXTOK__T_LD(11)
+            TEXTOK__T_LD(12) TEXTOK__T_LD(13) TEXTOK__T_LD(14) TEXTOK__T_LD(15)
+            for (i = 0; i < nv && p0 + TEXTOK__PF < kc; i++)   /* 16 strided streams: prefetchers miss them */
+                _mm_prefetch((const char *)(src + (rb + i) * ld + p0 + TEXTOK__PF), _MM_HINT_T0);
+            {
+                TEXTOK__T_UNPS(0, 1) TEXTOK__T_UNPS(2, 3) TEXTOK__T_UNPS(4, 5) TEXTOK__T_UNPS(6, 7)
+                TEXTOK__T_UNPS(8, 9) TEXTOK__T_UNPS(10, 11) TEXTOK__T_UNPS(12, 13) TEXTOK__T_UNPS(14, 15)
+                {   /* u[4i + e]: element 4L + e of rows 4i..4i+3, in 128-bit lane L */
+                    TEXTOK__T_UNPD(0, 1, 2, 3) TEXTOK__T_UNPD(4, 5, 6, 7) TEXTOK__T_UNPD(8, 9, 10, 11) TEXTOK__T_UNPD(12, 13, 14, 15)
+                    TEXTOK__T_LANES(0, 4, 8, 12) TEXTOK__T_LANES(1, 5, 9, 13) TEXTOK__T_LANES(2, 6, 10, 14) TEXTOK__T_LANES(3, 7, 11, 15)
+                }
             }
             if (lanes == 16 || p0 + np < kc)   /* whole stores, in order (masked ones are slow on
                                                   some CPUs): each one's spill past the R lanes is
                                                   overwritten by the next; the last block is masked */
-                for (i = 0; i < np; i++) _mm512_storeu_ps(dst + (size_t)(p0 + i) * R + rb, t[i]);
+                for (i = 0; i < np; i++) _mm512_storeu_ps(dst + (size_t)(p0 + i) * R + rb, o[i]);
             else
-                for (i = 0; i < np; i++) _mm512_mask_storeu_ps(dst + (size_t)(p0 + i) * R + rb, ml, t[i]);
+                for (i = 0; i < np; i++) _mm512_mask_storeu_ps(dst + (size_t)(p0 + i) * R + rb, ml, o[i]);
         }
     }
 }
@@ -2924,30 +2930,38 @@ TEXTOK__AVX2 static void textok__uk_avx2(int kc, const float *a, const float *b,
 
 typedef struct textok__gemm_level { int mr, nr; textok__ukernel uk; textok__packer pack_rows; } textok__gemm_level;
 
-/* One task: C[i0:i1, j0:j1] with j1 - j0 <= NC, all of K. Both operands are packed (A a panel
-   of MR rows at a time, so it sits in L1 and never aliases in it, whatever lda is). */
+/* One task, one KC block: C[i0:i1, j0:j1] (j1 - j0 <= NC) gets op(A)[., k0:k0+kc] .
+   op(B)[k0:k0+kc, .]. Both operands are packed (A a panel of MR rows at a time, so it sits in L1
+   and never aliases in it, whatever lda is). The caller runs the KC blocks in order, each over
+   all tasks, so the MC x KC slice of A a task reads is still in L2 when the next column block
+   packs it again. */
 static void textok__gemm_simd_tile(const textok__gemm_level *L, int ta, int tb, int i0, int i1, int j0, int j1,
-                                   int K, float alpha, const float *A, int lda, const float *B, int ldb,
+                                   int k0, int K, float alpha, const float *A, int lda, const float *B, int ldb,
                                    float beta, float *C, int ldc)
 {
     float bp[TEXTOK__GEMM_KC * TEXTOK__GEMM_NC] __attribute__((aligned(64)));
     float ap[TEXTOK__GEMM_MR_MAX * TEXTOK__GEMM_KC] __attribute__((aligned(64)));
-    int MR = L->mr, NR = L->nr, nc = j1 - j0, k0, i, jb;
-    for (k0 = 0; k0 < K; k0 += TEXTOK__GEMM_KC) {
-        int kc = K - k0 < TEXTOK__GEMM_KC ? K - k0 : TEXTOK__GEMM_KC;
-        for (jb = 0; jb < nc; jb += NR) {   /* op(B)[k0:k0+kc, j0+jb : +NR] */
-            int nr = nc - jb < NR ? nc - jb : NR;
-            if (tb) L->pack_rows(B + (size_t)(j0 + jb) * ldb + k0, ldb, nr, kc, NR, bp + (size_t)jb * kc);
-            else    textok__pack_cols(B + (size_t)k0 * ldb + j0 + jb, ldb, nr, kc, NR, bp + (size_t)jb * kc);
+    int MR = L->mr, NR = L->nr, nc = j1 - j0, i, jb;
+    int kc = K - k0 < TEXTOK__GEMM_KC ? K - k0 : TEXTOK__GEMM_KC;
+    for (jb = 0; jb < nc; jb += NR) {   /* op(B)[k0:k0+kc, j0+jb : +NR] */
+        int nr = nc - jb < NR ? nc - jb : NR;
+        if (tb) L->pack_rows(B + (size_t)(j0 + jb) * ldb + k0, ldb, nr, kc, NR, bp + (size_t)jb * kc);
+        else    textok__pack_cols(B + (size_t)k0 * ldb + j0 + jb, ldb, nr, kc, NR, bp + (size_t)jb * kc);
+    }
+    for (i = i0; i < i1; i += MR) {   /* op(A)[i : i+MR, k0:k0+kc] */
+        int mr = i1 - i < MR ? i1 - i : MR;
+        if (ta) textok__pack_cols(A + (size_t)k0 * lda + i, lda, mr, kc, MR, ap);
+        else    L->pack_rows(A + (size_t)i * lda + k0, lda, mr, kc, MR, ap);
+        if (!ta && i + MR < i1) {   /* the next panel's rows into L2 while this one computes: MR
+                                       strided rows are a pattern the hardware prefetchers miss */
+            int r, p, rn = i1 - i - MR < MR ? i1 - i - MR : MR;
+            for (r = 0; r < rn; r++)
+                for (p = 0; p < kc; p += 16)
+                    _mm_prefetch((const char *)(A + (size_t)(i + MR + r) * lda + k0 + p), _MM_HINT_T1);
         }
-        for (i = i0; i < i1; i += MR) {   /* op(A)[i : i+MR, k0:k0+kc] */
-            int mr = i1 - i < MR ? i1 - i : MR;
-            if (ta) textok__pack_cols(A + (size_t)k0 * lda + i, lda, mr, kc, MR, ap);
-            else    L->pack_rows(A + (size_t)i * lda + k0, lda, mr, kc, MR, ap);
-            for (jb = 0; jb < nc; jb += NR)
-                L->uk(kc, ap, bp + (size_t)jb * kc, C + (size_t)i * ldc + j0 + jb, ldc, mr,
-                      nc - jb < NR ? nc - jb : NR, alpha, beta, k0 == 0);
-        }
+        for (jb = 0; jb < nc; jb += NR)
+            L->uk(kc, ap, bp + (size_t)jb * kc, C + (size_t)i * ldc + j0 + jb, ldc, mr,
+                  nc - jb < NR ? nc - jb : NR, alpha, beta, k0 == 0);
     }
 }
 
@@ -3032,7 +3046,7 @@ static void textok__gemm_run(int kind, int n_threads, int ta, int tb, int M, int
         /* tasks: column blocks of NC, and row blocks (multiples of MR, at most MC rows) only as
            many as it takes to give every thread about 4 tasks, since each row block packs its own
            copy of op(B) */
-        int nb = (N + TEXTOK__GEMM_NC - 1) / TEXTOK__GEMM_NC, mb = 1, MB, ntasks, t;
+        int nb = (N + TEXTOK__GEMM_NC - 1) / TEXTOK__GEMM_NC, mb = 1, MB, ntasks, t, k0;
         int mc = TEXTOK__GEMM_MC / L->mr * L->mr;
         if (n_threads > 1) {
             int most = M / (4 * L->mr);
@@ -3043,20 +3057,21 @@ static void textok__gemm_run(int kind, int n_threads, int ta, int tb, int M, int
         MB = ((M + mb - 1) / mb + L->mr - 1) / L->mr * L->mr;
         mb = (M + MB - 1) / MB;
         ntasks = mb * nb;
+#define TEXTOK__GEMM_TASK(t) textok__gemm_simd_tile(L, ta, tb, ((t) / nb) * MB, ((t) / nb) * MB + MB < M ? ((t) / nb) * MB + MB : M, \
+            ((t) % nb) * TEXTOK__GEMM_NC, ((t) % nb) * TEXTOK__GEMM_NC + TEXTOK__GEMM_NC < N ? ((t) % nb) * TEXTOK__GEMM_NC + TEXTOK__GEMM_NC : N, \
+            k0, K, alpha, A, lda, B, ldb, beta, C, ldc)
         if (n_threads <= 1 || ntasks == 1 || (double)M * N * K < 2e5) {
-            for (t = 0; t < ntasks; t++) {
-                int i0 = (t / nb) * MB, j0 = (t % nb) * TEXTOK__GEMM_NC;
-                textok__gemm_simd_tile(L, ta, tb, i0, i0 + MB < M ? i0 + MB : M, j0, j0 + TEXTOK__GEMM_NC < N ? j0 + TEXTOK__GEMM_NC : N,
-                                       K, alpha, A, lda, B, ldb, beta, C, ldc);
-            }
+            for (k0 = 0; k0 < K; k0 += TEXTOK__GEMM_KC)
+                for (t = 0; t < ntasks; t++) TEXTOK__GEMM_TASK(t);
         } else {
-TEXTOK__OMP(omp parallel for schedule(dynamic, 1) num_threads(n_threads))
-            for (t = 0; t < ntasks; t++) {
-                int i0 = (t / nb) * MB, j0 = (t % nb) * TEXTOK__GEMM_NC;
-                textok__gemm_simd_tile(L, ta, tb, i0, i0 + MB < M ? i0 + MB : M, j0, j0 + TEXTOK__GEMM_NC < N ? j0 + TEXTOK__GEMM_NC : N,
-                                       K, alpha, A, lda, B, ldb, beta, C, ldc);
+            /* one parallel region; the tasks of each KC block, then a barrier (end of omp for) */
+TEXTOK__OMP(omp parallel private(k0) num_threads(n_threads))
+            for (k0 = 0; k0 < K; k0 += TEXTOK__GEMM_KC) {
+TEXTOK__OMP(omp for schedule(dynamic, 1))
+                for (t = 0; t < ntasks; t++) TEXTOK__GEMM_TASK(t);
             }
         }
+#undef TEXTOK__GEMM_TASK
         return;
     }
 #endif
