@@ -28,7 +28,7 @@
 
    QUICK USAGE
       textok_kernels ref  = textok_cpu_ref_kernels();   // naive loops: the reference
-      textok_kernels fast = textok_cpu_kernels(0);      // BLAS / blocked / threaded; 0 = default threads
+      textok_kernels fast = textok_cpu_kernels(0);      // SIMD GEMM / threaded; 0 = default threads
       fast.matmul_forward(&fast, out, a, b, bias, &dims);
 
       int fails = textok_kernels_compare(&ref, &fast, 1234, print_row, NULL);  // self-check
@@ -113,9 +113,14 @@
    COMPILE-TIME OPTIONS  (set where noted before including the header)
       TEXTOK_STATIC          all functions static to the implementing file (set where the
                              implementation is; the declarations then also become static).
-      TEXTOK_USE_BLAS        matmul/conv/attention call cblas_sgemm (implementing file only;
-                             link -lopenblas or another CBLAS). Without it a cache-blocked C GEMM
-                             is used.
+      TEXTOK_USE_BLAS        cblas_sgemm for the fast table's GEMM on CPUs where we have no SIMD
+                             micro-kernel (implementing file only; link -lopenblas or another
+                             CBLAS). x86-64 with AVX2+FMA or AVX-512 uses our own kernels with or
+                             without it (OpenBLAS misdetects some AVX-512 CPUs and then runs 5x
+                             slower). Without BLAS and SIMD a cache-blocked C GEMM is used.
+      TEXTOK_NO_SIMD         leave out the AVX2/AVX-512 GEMM kernels (they are compiled with
+                             __attribute__((target)) under gcc/clang on x86-64, no -march needed,
+                             and run only where the CPU reports the instructions).
       _OPENMP                set by the compiler under -fopenmp; without it everything runs on one
                              thread and the pragmas are ignored.
       TEXTOK_NO_MMAP         read files into the heap instead of mapping them (lets
@@ -142,11 +147,21 @@
       oversubscribes the cores). Results do not depend on the thread count except where BLAS
       chooses its own summation order.
 
+   GEMM LEVELS
+      The fast table's GEMM is picked at run time: "avx512" (14x32 micro-kernel), "avx2" (6x16,
+      AVX2+FMA), "blas" (cblas_sgemm, under TEXTOK_USE_BLAS), "portable" (blocked C). The default
+      is the widest SIMD level the CPU has, else BLAS, else portable; $TEXTOK_SIMD=<level> (read
+      by textok_cpu_kernels) or textok_cpu_kernels_simd(n, "<level>") asks for another one, a
+      level the build or CPU lacks falls back to the next one down, and the table's name says
+      what it got ("cpu-avx512"). Kernels that run GEMMs inside their own parallel loops use
+      $TEXTOK_SIMD too (read once per process), never BLAS there. Results at one level do not
+      depend on the thread count; levels differ from each other in the last bits.
+
    TABLE OF CONTENTS (implementation, in data-flow order)
       1. Platform: allocator, errors, threads, timer
       2. RNG: MT19937 (torch-compatible uniform) + Box-Muller normal
       3. Files: a strict JSON subset, safetensors read/write, npy read/write
-      4. GEMM: naive reference, cache-blocked fallback, BLAS
+      4. GEMM: portable blocked fallback, AVX-512 / AVX2 micro-kernels chosen at run time, BLAS
       5. Kernels, one subsection per op: naive reference, then fast version; forward, then backward
       6. The CPU kernel tables
       7. textok_kernels_compare: checking one table against another
@@ -2661,11 +2676,15 @@ TEXTOKDEF int textok_npy_write(const char *path, const float *data, int ndim, co
 /* ---------------------------------------------------------------------------------------------
    4. GEMM. Every matrix product of the fast kernels goes through textok__gemm,
       C (M,N) = alpha * op(A) (M,K) . op(B) (K,N) + beta * C,   all row-major with leading dims,
-   with op(X) = X or X^T (BLAS semantics). Behind it, one of:
-     - textok__gemm_blocked: cache-blocked, op(B) packed into tiles, a 4x16 micro-kernel; used when
-                             the library is built without BLAS. Threads over blocks of C, so each
-                             element of C is summed by one thread in a fixed order (deterministic).
-     - cblas_sgemm:          under TEXTOK_USE_BLAS.
+   with op(X) = X or X^T (BLAS semantics). Behind it, one of (the table's GEMM level, see GEMM
+   LEVELS at the top; textok__gemm_serial runs the same levels on the calling thread):
+     - 4.2 the SIMD GEMM:    packed operands and an AVX-512 (14x32) or AVX2+FMA (6x16)
+                             micro-kernel, on x86-64 CPUs that have them (checked at run time).
+     - cblas_sgemm:          under TEXTOK_USE_BLAS, where no SIMD kernel applies (or asked for).
+     - textok__gemm_blocked: the portable fallback: cache-blocked, op(B) packed into tiles, a
+                             4x16 micro-kernel in plain C.
+   All of ours thread over blocks of C, so each element of C is summed by one thread in a fixed
+   order (deterministic, whatever the thread count).
    The reference kernels (suffix _ref, section 5) do not use it: they are plain loops summing in
    double, which is what both of the above are checked against.
    beta == 0 never reads C (it may hold garbage or NaN), as in BLAS. */
@@ -2684,6 +2703,7 @@ TEXTOKDEF int textok_npy_write(const char *path, const float *data, int ndim, co
 #endif
 static int textok__nt(const textok_kernels *k) { return k->n_threads > 0 ? k->n_threads : 1; }
 
+/* ----- 4.1 the portable blocked GEMM (plain C, any compiler and CPU) ------------------------------ */
 #define TEXTOK__GEMM_MB 64   /* rows of C per task */
 #define TEXTOK__GEMM_NB 128  /* columns of C per task (tile width) */
 #define TEXTOK__GEMM_KB 128  /* depth of the packed B tile: KB*NB floats = 64 KiB on the stack */
@@ -3023,6 +3043,7 @@ static int textok__gemm_serial_kind(void)
 static void textok__gemm_run(int kind, int n_threads, int ta, int tb, int M, int N, int K, float alpha,
                              const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
+    (void)kind;   /* a build with neither SIMD nor BLAS has one level */
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {   /* nothing to multiply: C = beta * C */
         int i, j;
