@@ -3230,8 +3230,8 @@ static void textok__attention_backward_ref(const textok_kernels *k, float *dq, f
    block of at most TEXTOK__ATT_QB rows in its thread's slot of work, and every product is a
    textok__gemm_serial on strided head slices (leading dimension C), so no head is copied out.
      forward:  tasks are (batch, head, block of queries):
-               S = scale Q_blk K^T;  per row: + bias, masked keys -> -inf, softmax in place, lse;
-               out_blk = P V.
+               S = scale Q_blk K^T;  per row: + bias, masked keys -> -inf, e = exp(s - max) in
+               place, lse;  out_blk = (E V) / row sums (the division on the head-dim product).
      backward: tasks are (batch, head) - (head) when dbias is wanted, since dbias sums over the
                batch - with the query blocks in order inside, so each dK, dV (and dbias) element
                is summed in an order fixed by the shape alone:
@@ -3240,7 +3240,7 @@ static void textok__attention_backward_ref(const textok_kernels *k, float *dq, f
    Results do not depend on the thread count: a task's sums never cross tasks, and a thread's
    slot is only scratch. work holds TEXTOK__ATT_SLOTS slots, so at most that many threads run
    (more would only share the (b, h, block) tasks finer than the caller's buffer allows). */
-#define TEXTOK__ATT_QB 64      /* queries per block */
+#define TEXTOK__ATT_QB 112     /* queries per block */
 #define TEXTOK__ATT_SLOTS 32   /* per-thread scratch slots in work, hence the most threads used */
 
 /* row stride of a score block: Tk rounded up to 16 floats (the row loops run 16 lanes wide) */
@@ -3301,14 +3301,16 @@ static float textok__att_exp(float x)
 }
 
 /* Plain C. Forward: each of the n rows of S (row stride ld >= Tk, a multiple of 16) gets + bias
-   (row stride Tk) and -inf at masked keys, then becomes its softmax, with s[Tk:ld] = 0; lse[i] =
-   max + log(sum). At least one key is on (the caller checked). */
+   (row stride Tk) and -inf at masked keys, then becomes exp(s - max), with s[Tk:ld] = 0, and
+   rsum[i] = 1 / sum, lse[i] = max + log(sum): the softmax is S * rsum, and the caller scales the
+   (n, head dim) product P V by rsum rather than the (n, Tk) block. At least one key is on (the
+   caller checked). */
 static void textok__att_softmax_rows_c(float *S, int n, int Tk, int ld, const float *bias,
-                                       const unsigned char *mask, float *lse)
+                                       const unsigned char *mask, float *lse, float *rsum)
 {
     int i, j, l;
     for (i = 0; i < n; i++) {
-        float *s = S + (size_t)i * ld, mx[16], sm[16], m, sum, inv;
+        float *s = S + (size_t)i * ld, mx[16], sm[16], m, sum;
         const float *b = bias ? bias + (size_t)i * Tk : NULL;
         for (j = 0; j < Tk; j++) s[j] = (mask && !mask[j]) ? -INFINITY : b ? s[j] + b[j] : s[j];
         for (j = Tk; j < ld; j++) s[j] = -INFINITY;
@@ -3319,8 +3321,7 @@ static void textok__att_softmax_rows_c(float *S, int n, int Tk, int ld, const fl
         for (j = 0; j < ld; j += 16)
             for (l = 0; l < 16; l++) { s[j + l] = textok__att_exp(s[j + l] - m); sm[l] += s[j + l]; }
         for (sum = sm[0], l = 1; l < 16; l++) sum += sm[l];
-        inv = 1.0f / sum;
-        for (j = 0; j < ld; j++) s[j] *= inv;
+        rsum[i] = 1.0f / sum;
         lse[i] = m + logf(sum);
     }
 }
@@ -3394,7 +3395,7 @@ TEXTOK__INLINE void textok__v16_score(textok__v16f *v, const float *s, const flo
     }
 }
 TEXTOK__INLINE void textok__att_softmax_rows_body(float *S, int n, int Tk, int ld, const float *bias,
-                                                  const unsigned char *mask, float *lse)
+                                                  const unsigned char *mask, float *lse, float *rsum)
 {
     const textok__v16f z = { 0 };
     const int Tf = Tk / 16 * 16;   /* full chunks; the rest goes through a padded copy */
@@ -3405,7 +3406,7 @@ TEXTOK__INLINE void textok__att_softmax_rows_body(float *S, int n, int Tk, int l
         textok__v16f vm = TEXTOK__V16(-INFINITY), vs = z, v;
         for (j = 0; j < Tf; j += 16) {
             textok__v16_score(&v, s + j, b ? b + j : NULL, mask ? mask + j : NULL);
-            TEXTOK__V16_STORE(s + j, v);
+            if (b || mask) TEXTOK__V16_STORE(s + j, v);
             vm = TEXTOK__V16_SEL(v > vm, v, vm);
         }
         if (Tf < Tk) {
@@ -3424,11 +3425,7 @@ TEXTOK__INLINE void textok__att_softmax_rows_body(float *S, int n, int Tk, int l
             vs += v;
         }
         for (sum = vs[0], l = 1; l < 16; l++) sum += vs[l];
-        for (j = 0; j < ld; j += 16) {
-            TEXTOK__V16_LOAD(v, s + j);
-            v *= 1.0f / sum;
-            TEXTOK__V16_STORE(s + j, v);
-        }
+        rsum[i] = 1.0f / sum;
         lse[i] = m + logf(sum);
     }
 }
@@ -3477,8 +3474,8 @@ TEXTOK__INLINE void textok__att_dscore_rows_body(float *dS, const float *P, int 
 /* one instance per target: textok__att_<op>_<isa> */
 #define TEXTOK__ATT_ROWS(isa, attr)                                                                  \
     attr static void textok__att_softmax_rows_##isa(float *S, int n, int Tk, int ld, const float *bias, \
-                                                    const unsigned char *mask, float *lse)            \
-    { textok__att_softmax_rows_body(S, n, Tk, ld, bias, mask, lse); }                                 \
+                                                    const unsigned char *mask, float *lse, float *rsum) \
+    { textok__att_softmax_rows_body(S, n, Tk, ld, bias, mask, lse, rsum); }                           \
     attr static void textok__att_prob_rows_##isa(float *P, int n, int Tk, int ld, const float *bias,   \
                                                  const unsigned char *mask, const float *lse)         \
     { textok__att_prob_rows_body(P, n, Tk, ld, bias, mask, lse); }                                    \
@@ -3493,7 +3490,8 @@ TEXTOK__ATT_ROWS(avx512, __attribute__((target("avx512f"))))
 #endif /* TEXTOK__ATT_VEC */
 
 typedef struct textok__att_rows {
-    void (*softmax)(float *S, int n, int Tk, int ld, const float *bias, const unsigned char *mask, float *lse);
+    void (*softmax)(float *S, int n, int Tk, int ld, const float *bias, const unsigned char *mask, float *lse,
+                    float *rsum);
     void (*prob)(float *P, int n, int Tk, int ld, const float *bias, const unsigned char *mask, const float *lse);
     void (*dscore)(float *dS, const float *P, int n, int Tk, int ld, const float *D);
 } textok__att_rows;
@@ -3532,7 +3530,7 @@ static void textok__attention_forward(const textok_kernels *k, float *out, float
     (void)nt;
 TEXTOK__OMP(omp parallel num_threads(nt) if (ntasks > 1 && (double)B * Tq * Tk * C > 2e5))
     {
-        float *S = slots + (size_t)textok__thread_num() * slot;
+        float *S = slots + (size_t)textok__thread_num() * slot, *rsum = S + (size_t)qb * ld;
 TEXTOK__OMP(omp for schedule(dynamic, 1))
         for (task = 0; task < ntasks; task++) {
             const int b = task / (H * nqb), h = task / nqb % H, i0 = task % nqb * qb;
@@ -3540,14 +3538,16 @@ TEXTOK__OMP(omp for schedule(dynamic, 1))
             const size_t oq = ((size_t)b * Tq + i0) * C + h * hd, ok = (size_t)b * Tk * C + h * hd;
             const unsigned char *mask_b = key_mask ? key_mask + (size_t)b * Tk : NULL;
             float *lse_blk = lse + ((size_t)b * H + h) * Tq + i0;
-            int i;
+            int i, c;
             if (!textok__any_key(key_mask, b, Tk)) {   /* every key masked: out = 0, lse = 0 */
                 for (i = 0; i < n; i++) { memset(out + oq + (size_t)i * C, 0, (size_t)hd * sizeof(float)); lse_blk[i] = 0.0f; }
                 continue;
             }
             textok__gemm_serial(0, 1, n, Tk, hd, d->scale, q + oq, C, key + ok, C, 0.0f, S, ld);
-            rows.softmax(S, n, Tk, ld, bias ? bias + ((size_t)h * Tq + i0) * Tk : NULL, mask_b, lse_blk);
+            rows.softmax(S, n, Tk, ld, bias ? bias + ((size_t)h * Tq + i0) * Tk : NULL, mask_b, lse_blk, rsum);
             textok__gemm_serial(0, 0, n, hd, Tk, 1.0f, S, ld, v + ok, C, 0.0f, out + oq, C);
+            for (i = 0; i < n; i++)
+                for (c = 0; c < hd; c++) out[oq + (size_t)i * C + c] *= rsum[i];
         }
     }
 }
