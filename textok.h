@@ -490,7 +490,7 @@ struct textok_kernels {
                                  const float *f0, const float *f1, const float *w, int B, int C, int HW);
 };
 
-/* Work-buffer sizes (in floats) shared by every backend */
+/* Work-buffer sizes (in floats) shared by every backend (attention's depends on Tq and Tk only) */
 TEXTOKDEF size_t textok_attention_work_floats(const textok_attention_dims *d);
 TEXTOKDEF size_t textok_conv2d_work_floats(const textok_conv2d_dims *d);
 TEXTOKDEF size_t textok_codebook_work_floats(int N, int K, int D);
@@ -3238,8 +3238,9 @@ static void textok__attention_backward_ref(const textok_kernels *k, float *dq, f
                P = exp(scale Q_blk K^T + bias - lse);  dV += P^T dO_blk;  dP = dO_blk V^T;
                dS = P (dP - D) with D_i = dO_i . out_i;  dQ_blk += scale dS K;  dK += scale dS^T Q_blk.
    Results do not depend on the thread count: a task's sums never cross tasks, and a thread's
-   slot is only scratch. work holds TEXTOK__ATT_SLOTS slots, so at most that many threads run
-   (more would only share the (b, h, block) tasks finer than the caller's buffer allows). */
+   slot is only scratch. work holds TEXTOK__ATT_SLOTS slots (its size cannot depend on the
+   thread count, which textok_attention_work_floats does not know), so at most that many
+   threads run here. */
 #define TEXTOK__ATT_QB 112     /* queries per block */
 #define TEXTOK__ATT_SLOTS 32   /* per-thread scratch slots in work, hence the most threads used */
 
@@ -3281,12 +3282,13 @@ static int textok__thread_num(void)
    softmax of a row needs its exp'd scores summed, and exp is most of the row work: here it is
    e^x = 2^n e^r with x = n ln2 + r, |r| <= ln2/2, e^r by the Cephes expf polynomial (about
    1 ulp), 2^n built in the exponent bits; x < -87 (below the smallest normal float, and the
-   -inf of a masked key) gives exactly 0. Only x <= 0 ever comes in (scores minus their max, or
-   minus the row's lse). */
+   -inf of a masked key) gives exactly 0. What comes in is <= 0 up to rounding (scores minus
+   their max, or minus the row's lse); x is clamped at 88 all the same, so 2^n stays finite. */
 #define TEXTOK__EXP_MAGIC 12582912.0f   /* 1.5 * 2^23: x + magic - magic rounds x to an integer */
 static float textok__att_exp(float x)
 {
-    float xc = x < -87.0f ? -87.0f : x, n = (xc * 1.44269504088896341f + TEXTOK__EXP_MAGIC) - TEXTOK__EXP_MAGIC;
+    float xc = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
+    float n = (xc * 1.44269504088896341f + TEXTOK__EXP_MAGIC) - TEXTOK__EXP_MAGIC;
     float r = (xc - n * 0.693359375f) + n * 2.12194440e-4f, p, two_n;   /* ln2 in two parts: n*hi is exact */
     int32_t bits = ((int32_t)n + 127) * (1 << 23);
     p = 1.9875691500e-4f;
@@ -3386,6 +3388,7 @@ TEXTOK__INLINE void textok__v16_exp(textok__v16f *x)
     const textok__v16f z = { 0 };
     textok__v16i small = *x < TEXTOK__V16(-87.0f), bits;
     textok__v16f xc = TEXTOK__V16_SEL(small, TEXTOK__V16(-87.0f), *x), n, r, p;
+    xc = TEXTOK__V16_SEL(xc > TEXTOK__V16(88.0f), TEXTOK__V16(88.0f), xc);
     n = (xc * 1.44269504088896341f + TEXTOK__EXP_MAGIC) - TEXTOK__EXP_MAGIC;
     r = (xc - n * 0.693359375f) + n * 2.12194440e-4f;
     bits = (__builtin_convertvector(n, textok__v16i) + 127) * (1 << 23);
