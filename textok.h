@@ -3552,14 +3552,15 @@ static void textok__attention_forward(const textok_kernels *k, float *out, float
     (void)nt;
 TEXTOK__OMP(omp parallel num_threads(nt) if (ntasks > 1 && (double)B * Tq * Tk * C > 2e5))
     {
-        float *S = slots + (size_t)textok__thread_num() * slot, *rsum = S + (size_t)qb * ld;
+        /* S (qb, ld), then qb floats of lse when the caller keeps none, then 1 / row sums */
+        float *S = slots + (size_t)textok__thread_num() * slot, *rsum = S + 2 * (size_t)qb * ld;
 TEXTOK__OMP(omp for schedule(dynamic, 1))
         for (task = 0; task < ntasks; task++) {
             const int b = task / (H * nqb), h = task / nqb % H, i0 = task % nqb * qb;
             const int n = Tq - i0 < qb ? Tq - i0 : qb;
             const size_t oq = ((size_t)b * Tq + i0) * C + h * hd, ok = (size_t)b * Tk * C + h * hd;
             const unsigned char *mask_b = key_mask ? key_mask + (size_t)b * Tk : NULL;
-            float *lse_blk = lse + ((size_t)b * H + h) * Tq + i0;
+            float *lse_blk = lse ? lse + ((size_t)b * H + h) * Tq + i0 : S + (size_t)qb * ld;
             int i, c;
             if (!textok__any_key(key_mask, b, Tk)) {   /* every key masked: out = 0, lse = 0 */
                 for (i = 0; i < n; i++) { memset(out + oq + (size_t)i * C, 0, (size_t)hd * sizeof(float)); lse_blk[i] = 0.0f; }
