@@ -505,7 +505,7 @@ struct textok_kernels {
                                  const float *f0, const float *f1, const float *w, int B, int C, int HW);
 };
 
-/* Work-buffer sizes (in floats) shared by every backend */
+/* Work-buffer sizes (in floats) shared by every backend (attention's depends on Tq and Tk only) */
 TEXTOKDEF size_t textok_attention_work_floats(const textok_attention_dims *d);
 TEXTOKDEF size_t textok_conv2d_work_floats(const textok_conv2d_dims *d);
 TEXTOKDEF size_t textok_codebook_work_floats(int N, int K, int D);
@@ -3499,10 +3499,6 @@ TEXTOK__PARALLEL_FOR(k, (size_t)rows * cols > 16384)
      dq_i += scale sum_j ds_j key_j;  dkey_j += scale ds_j q_i;  dbias[h,i,j] += ds_j
    A query with every key masked has out = 0 and lse = 0, and gets no gradient. */
 
-TEXTOKDEF size_t textok_attention_work_floats(const textok_attention_dims *d)
-{
-    return 2 * (size_t)d->Tq * (size_t)d->Tk + (size_t)d->Tq;  /* scores, dscores, row sums */
-}
 
 static int textok__any_key(const unsigned char *key_mask, int b, int Tk)
 {
@@ -3594,25 +3590,315 @@ static void textok__attention_backward_ref(const textok_kernels *k, float *dq, f
             }
 }
 
-/* Fast: one (batch, head) at a time, its score block S (Tq,Tk) in work. The products are GEMMs
-   on strided head slices (leading dimension C), so no head is ever copied out; the row-wise
-   softmax runs in parallel between them. */
-static void textok__attention_scores(const textok_kernels *k, float *S, const float *q_bh,
-                                     const float *k_bh, const float *bias_h,
-                                     const unsigned char *mask_b, const textok_attention_dims *d)
+/* Fast: fused, in one parallel loop. Nothing of size Tq x Tk exists: a task's scores live in a
+   block of at most TEXTOK__ATT_QB rows in its thread's slot of work, and every product is a
+   textok__gemm_serial on strided head slices (leading dimension C), so no head is copied out.
+     forward:  tasks are (batch, head, block of queries):
+               S = scale Q_blk K^T;  per row: + bias, masked keys -> -inf, e = exp(s - max) in
+               place, lse;  out_blk = (E V) / row sums (the division on the head-dim product).
+     backward: tasks are (batch, head) - (head) when dbias is wanted, since dbias sums over the
+               batch - with the query blocks in order inside, so each dK, dV (and dbias) element
+               is summed in an order fixed by the shape alone:
+               P = exp(scale Q_blk K^T + bias - lse);  dV += P^T dO_blk;  dP = dO_blk V^T;
+               dS = P (dP - D) with D_i = dO_i . out_i;  dQ_blk += scale dS K;  dK += scale dS^T Q_blk.
+   Results do not depend on the thread count: a task's sums never cross tasks, and a thread's
+   slot is only scratch. work holds TEXTOK__ATT_SLOTS slots (its size cannot depend on the
+   thread count, which textok_attention_work_floats does not know), so at most that many
+   threads run here. */
+#define TEXTOK__ATT_QB 112     /* queries per block */
+#define TEXTOK__ATT_SLOTS 32   /* per-thread scratch slots in work, hence the most threads used */
+
+/* row stride of a score block: Tk rounded up to 16 floats (the row loops run 16 lanes wide) */
+static int textok__att_ld(int Tk) { return (Tk + 15) / 16 * 16; }
+static int textok__att_qb(int Tq) { return Tq < TEXTOK__ATT_QB ? (Tq > 0 ? Tq : 1) : TEXTOK__ATT_QB; }
+/* one slot: P and dS blocks (qb, ld), D (qb, rounded to 16 floats); a multiple of 16 floats */
+static size_t textok__att_slot(int Tq, int Tk)
 {
-    int i, Tq = d->Tq, Tk = d->Tk;
-    textok__gemm(k, 0, 1, Tq, Tk, d->C / d->H, d->scale, q_bh, d->C, k_bh, d->C, 0.0f, S, Tk);
-    if (!bias_h && !mask_b) return;
-TEXTOK__PARALLEL_FOR(k, (size_t)Tq * Tk > 16384)
-    for (i = 0; i < Tq; i++) {
-        float *s = S + (size_t)i * Tk;
-        int j;
-        for (j = 0; j < Tk; j++) {
-            if (bias_h) s[j] += bias_h[(size_t)i * Tk + j];
-            if (mask_b && !mask_b[j]) s[j] = -INFINITY;
+    size_t qb = (size_t)textok__att_qb(Tq);
+    return 2 * qb * (size_t)textok__att_ld(Tk) + (qb + 15) / 16 * 16;
+}
+/* the first slot starts 64-byte aligned: work may be off by up to 15 floats (16 spare) */
+static float *textok__att_slots(float *work)
+{
+    return work + (16 - (size_t)(((uintptr_t)work / sizeof(float)) % 16)) % 16;
+}
+/* The reference needs 2 Tk floats; the fast kernels TEXTOK__ATT_SLOTS slots. A function of Tq
+   and Tk alone, growing with both: callers size work for their largest shape. */
+TEXTOKDEF size_t textok_attention_work_floats(const textok_attention_dims *d)
+{
+    return 16 + TEXTOK__ATT_SLOTS * textok__att_slot(d->Tq, d->Tk);
+}
+static int textok__thread_num(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* The row work between the products (bias, key mask, softmax or exp, dS), over whole blocks.
+   Two versions, picked once per call: plain C (any compiler), and 16-lane vectors written with
+   the GCC/clang vector extensions, which each target lowers to its own registers (SSE or NEON:
+   four of them, AVX2: two, AVX-512: one zmm) - on x86-64 compiled three times, for the base ISA,
+   AVX2+FMA and AVX-512F, and chosen by the CPU. Both compute the same thing in the same order
+   (sums in 16 lanes, then the lanes as a tree), so the result depends on the shape alone. The
+   softmax of a row needs its exp'd scores summed, and exp is most of the row work: here it is
+   e^x = 2^n e^r with x = n ln2 + r, |r| <= ln2/2, e^r by the Cephes expf polynomial (about
+   1 ulp), 2^n built in the exponent bits; x < -87 (below the smallest normal float, and the
+   -inf of a masked key) gives exactly 0. What comes in is <= 0 up to rounding (scores minus
+   their max, or minus the row's lse); x is clamped at 88 all the same, so 2^n stays finite. */
+#define TEXTOK__EXP_MAGIC 12582912.0f   /* 1.5 * 2^23: x + magic - magic rounds x to an integer */
+static float textok__att_exp(float x)
+{
+    float xc = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
+    float n = (xc * 1.44269504088896341f + TEXTOK__EXP_MAGIC) - TEXTOK__EXP_MAGIC;
+    float r = (xc - n * 0.693359375f) + n * 2.12194440e-4f, p, two_n;   /* ln2 in two parts: n*hi is exact */
+    int32_t bits = ((int32_t)n + 127) * (1 << 23);
+    p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    memcpy(&two_n, &bits, sizeof two_n);
+    return x < -87.0f ? 0.0f : p * two_n;
+}
+
+/* The 16 lanes of a row's max and sum folded as a tree (8 + 8, 4 + 4, ...): four dependent steps
+   instead of fifteen, and the same order in both versions. */
+static float textok__max16(float *t)
+{
+    int w, l;
+    for (w = 8; w >= 1; w /= 2)
+        for (l = 0; l < w; l++) t[l] = t[l + w] > t[l] ? t[l + w] : t[l];
+    return t[0];
+}
+static float textok__sum16(float *t)
+{
+    int w, l;
+    for (w = 8; w >= 1; w /= 2)
+        for (l = 0; l < w; l++) t[l] += t[l + w];
+    return t[0];
+}
+
+/* Plain C. Forward: each of the n rows of S (row stride ld >= Tk, a multiple of 16) gets + bias
+   (row stride Tk) and -inf at masked keys, then becomes exp(s - max), with s[Tk:ld] = 0, and
+   rsum[i] = 1 / sum, lse[i] = max + log(sum): the softmax is S * rsum, and the caller scales the
+   (n, head dim) product P V by rsum rather than the (n, Tk) block. At least one key is on (the
+   caller checked). */
+static void textok__att_softmax_rows_c(float *S, int n, int Tk, int ld, const float *bias,
+                                       const unsigned char *mask, float *lse, float *rsum)
+{
+    int i, j, l;
+    for (i = 0; i < n; i++) {
+        float *s = S + (size_t)i * ld, mx[16], sm[16], m, sum;
+        const float *b = bias ? bias + (size_t)i * Tk : NULL;
+        for (j = 0; j < Tk; j++) s[j] = (mask && !mask[j]) ? -INFINITY : b ? s[j] + b[j] : s[j];
+        for (j = Tk; j < ld; j++) s[j] = -INFINITY;
+        for (l = 0; l < 16; l++) { mx[l] = -INFINITY; sm[l] = 0.0f; }
+        for (j = 0; j < ld; j += 16)
+            for (l = 0; l < 16; l++) mx[l] = s[j + l] > mx[l] ? s[j + l] : mx[l];
+        m = textok__max16(mx);
+        for (j = 0; j < ld; j += 16)
+            for (l = 0; l < 16; l++) { s[j + l] = textok__att_exp(s[j + l] - m); sm[l] += s[j + l]; }
+        sum = textok__sum16(sm);
+        rsum[i] = 1.0f / sum;
+        lse[i] = m + logf(sum);
+    }
+}
+
+/* Backward, probabilities again: P = exp(S + bias - lse), 0 at masked keys and past Tk. */
+static void textok__att_prob_rows_c(float *P, int n, int Tk, int ld, const float *bias,
+                                    const unsigned char *mask, const float *lse)
+{
+    int i, j;
+    for (i = 0; i < n; i++) {
+        float *p = P + (size_t)i * ld;
+        const float *b = bias ? bias + (size_t)i * Tk : NULL;
+        for (j = 0; j < Tk; j++) p[j] = (mask && !mask[j]) ? 0.0f : textok__att_exp((b ? p[j] + b[j] : p[j]) - lse[i]);
+        for (j = Tk; j < ld; j++) p[j] = 0.0f;
+    }
+}
+
+/* Backward, score gradients in place: dS = P (dP - D) over the n rows, D (n). */
+static void textok__att_dscore_rows_c(float *dS, const float *P, int n, int Tk, int ld, const float *D)
+{
+    int i, j;
+    for (i = 0; i < n; i++) {
+        float *ds = dS + (size_t)i * ld;
+        const float *p = P + (size_t)i * ld;
+        for (j = 0; j < Tk; j++) ds[j] = p[j] * (ds[j] - D[i]);
+    }
+}
+
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(TEXTOK_NO_SIMD)
+#define TEXTOK__ATT_VEC 1
+typedef float         textok__v16f __attribute__((vector_size(64)));
+typedef int32_t       textok__v16i __attribute__((vector_size(64)));
+typedef unsigned char textok__v16b __attribute__((vector_size(16)));
+/* Helpers as macros and pointer arguments: a vector passed by value to a function compiled for
+   the base ISA would draw GCC's -Wpsabi note. v16(a) broadcasts a, given the local zero vector
+   `z` in scope. */
+#define TEXTOK__INLINE static inline __attribute__((always_inline))
+#define TEXTOK__V16(a) (z + (a))
+#define TEXTOK__V16_LOAD(v, p) memcpy(&(v), (p), sizeof(textok__v16f))
+#define TEXTOK__V16_STORE(p, v) memcpy((p), &(v), sizeof(textok__v16f))
+#define TEXTOK__V16_SEL(m, a, b) ((textok__v16f)(((m) & (textok__v16i)(a)) | (~(m) & (textok__v16i)(b))))
+/* *x = e^*x */
+TEXTOK__INLINE void textok__v16_exp(textok__v16f *x)
+{
+    const textok__v16f z = { 0 };
+    textok__v16i small = *x < TEXTOK__V16(-87.0f), bits;
+    textok__v16f xc = TEXTOK__V16_SEL(small, TEXTOK__V16(-87.0f), *x), n, r, p;
+    xc = TEXTOK__V16_SEL(xc > TEXTOK__V16(88.0f), TEXTOK__V16(88.0f), xc);
+    n = (xc * 1.44269504088896341f + TEXTOK__EXP_MAGIC) - TEXTOK__EXP_MAGIC;
+    r = (xc - n * 0.693359375f) + n * 2.12194440e-4f;
+    bits = (__builtin_convertvector(n, textok__v16i) + 127) * (1 << 23);
+    p = TEXTOK__V16(1.9875691500e-4f);
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    *x = (textok__v16f)(~small & (textok__v16i)(p * (textok__v16f)bits));
+}
+/* *v = s[0:16] + b[0:16] (b may be NULL), -inf at masked keys (mask may be NULL); a chunk inside
+   [0, Tk) */
+TEXTOK__INLINE void textok__v16_score(textok__v16f *v, const float *s, const float *b, const unsigned char *mask)
+{
+    const textok__v16f z = { 0 };
+    TEXTOK__V16_LOAD(*v, s);
+    if (b) { textok__v16f w; TEXTOK__V16_LOAD(w, b); *v += w; }
+    if (mask) {
+        textok__v16b mb;
+        memcpy(&mb, mask, sizeof mb);
+        *v = TEXTOK__V16_SEL(__builtin_convertvector(mb, textok__v16i) == 0, TEXTOK__V16(-INFINITY), *v);
+    }
+}
+TEXTOK__INLINE void textok__att_softmax_rows_body(float *S, int n, int Tk, int ld, const float *bias,
+                                                  const unsigned char *mask, float *lse, float *rsum)
+{
+    const textok__v16f z = { 0 };
+    const int Tf = Tk / 16 * 16;   /* full chunks; the rest goes through a padded copy */
+    int i, j, l;
+    for (i = 0; i < n; i++) {
+        float *s = S + (size_t)i * ld, t[16], m, sum;
+        const float *b = bias ? bias + (size_t)i * Tk : NULL;
+        textok__v16f vm = TEXTOK__V16(-INFINITY), vs = z, v;
+        for (j = 0; j < Tf; j += 16) {
+            textok__v16_score(&v, s + j, b ? b + j : NULL, mask ? mask + j : NULL);
+            if (b || mask) TEXTOK__V16_STORE(s + j, v);
+            vm = TEXTOK__V16_SEL(v > vm, v, vm);
+        }
+        if (Tf < Tk) {
+            for (l = 0; l < 16; l++)
+                t[l] = Tf + l >= Tk || (mask && !mask[Tf + l]) ? -INFINITY : b ? s[Tf + l] + b[Tf + l] : s[Tf + l];
+            TEXTOK__V16_LOAD(v, t);
+            TEXTOK__V16_STORE(s + Tf, v);
+            vm = TEXTOK__V16_SEL(v > vm, v, vm);
+        }
+        memcpy(t, &vm, sizeof t);
+        m = textok__max16(t);
+        for (j = 0; j < ld; j += 16) {
+            TEXTOK__V16_LOAD(v, s + j);
+            v -= m;
+            textok__v16_exp(&v);
+            TEXTOK__V16_STORE(s + j, v);
+            vs += v;
+        }
+        memcpy(t, &vs, sizeof t);
+        sum = textok__sum16(t);
+        rsum[i] = 1.0f / sum;
+        lse[i] = m + logf(sum);
+    }
+}
+TEXTOK__INLINE void textok__att_prob_rows_body(float *P, int n, int Tk, int ld, const float *bias,
+                                               const unsigned char *mask, const float *lse)
+{
+    const int Tf = Tk / 16 * 16;
+    int i, j, l;
+    for (i = 0; i < n; i++) {
+        float *p = P + (size_t)i * ld, t[16];
+        const float *b = bias ? bias + (size_t)i * Tk : NULL;
+        textok__v16f v;
+        for (j = 0; j < Tf; j += 16) {
+            textok__v16_score(&v, p + j, b ? b + j : NULL, mask ? mask + j : NULL);
+            v -= lse[i];
+            textok__v16_exp(&v);
+            TEXTOK__V16_STORE(p + j, v);
+        }
+        if (Tf < Tk) {
+            for (l = 0; l < 16; l++)
+                t[l] = Tf + l >= Tk || (mask && !mask[Tf + l]) ? -INFINITY : b ? p[Tf + l] + b[Tf + l] : p[Tf + l];
+            TEXTOK__V16_LOAD(v, t);
+            v -= lse[i];
+            textok__v16_exp(&v);
+            TEXTOK__V16_STORE(p + Tf, v);
         }
     }
+}
+TEXTOK__INLINE void textok__att_dscore_rows_body(float *dS, const float *P, int n, int Tk, int ld, const float *D)
+{
+    const int Tf = Tk / 16 * 16;
+    int i, j;
+    for (i = 0; i < n; i++) {
+        float *ds = dS + (size_t)i * ld;
+        const float *p = P + (size_t)i * ld;
+        textok__v16f vp, vd;
+        for (j = 0; j < Tf; j += 16) {
+            TEXTOK__V16_LOAD(vp, p + j);
+            TEXTOK__V16_LOAD(vd, ds + j);
+            vd = vp * (vd - D[i]);
+            TEXTOK__V16_STORE(ds + j, vd);
+        }
+        for (; j < Tk; j++) ds[j] = p[j] * (ds[j] - D[i]);
+    }
+}
+/* one instance per target: textok__att_<op>_<isa> */
+#define TEXTOK__ATT_ROWS(isa, attr)                                                                  \
+    attr static void textok__att_softmax_rows_##isa(float *S, int n, int Tk, int ld, const float *bias, \
+                                                    const unsigned char *mask, float *lse, float *rsum) \
+    { textok__att_softmax_rows_body(S, n, Tk, ld, bias, mask, lse, rsum); }                           \
+    attr static void textok__att_prob_rows_##isa(float *P, int n, int Tk, int ld, const float *bias,   \
+                                                 const unsigned char *mask, const float *lse)         \
+    { textok__att_prob_rows_body(P, n, Tk, ld, bias, mask, lse); }                                    \
+    attr static void textok__att_dscore_rows_##isa(float *dS, const float *P, int n, int Tk, int ld,   \
+                                                   const float *D)                                    \
+    { textok__att_dscore_rows_body(dS, P, n, Tk, ld, D); }
+TEXTOK__ATT_ROWS(vec, )
+#if defined(__x86_64__)
+TEXTOK__ATT_ROWS(avx2, __attribute__((target("avx2,fma"))))
+TEXTOK__ATT_ROWS(avx512, __attribute__((target("avx512f"))))
+#endif
+#endif /* TEXTOK__ATT_VEC */
+
+typedef struct textok__att_rows {
+    void (*softmax)(float *S, int n, int Tk, int ld, const float *bias, const unsigned char *mask, float *lse,
+                    float *rsum);
+    void (*prob)(float *P, int n, int Tk, int ld, const float *bias, const unsigned char *mask, const float *lse);
+    void (*dscore)(float *dS, const float *P, int n, int Tk, int ld, const float *D);
+} textok__att_rows;
+
+/* the widest row code this build and CPU have */
+static textok__att_rows textok__att_rows_pick(void)
+{
+    textok__att_rows r;
+    r.softmax = textok__att_softmax_rows_c; r.prob = textok__att_prob_rows_c; r.dscore = textok__att_dscore_rows_c;
+#ifdef TEXTOK__ATT_VEC
+    r.softmax = textok__att_softmax_rows_vec; r.prob = textok__att_prob_rows_vec; r.dscore = textok__att_dscore_rows_vec;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) {
+        r.softmax = textok__att_softmax_rows_avx512; r.prob = textok__att_prob_rows_avx512; r.dscore = textok__att_dscore_rows_avx512;
+    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        r.softmax = textok__att_softmax_rows_avx2; r.prob = textok__att_prob_rows_avx2; r.dscore = textok__att_dscore_rows_avx2;
+    }
+#endif
+#endif
+    return r;
 }
 
 static void textok__attention_forward(const textok_kernels *k, float *out, float *lse,
@@ -3620,30 +3906,35 @@ static void textok__attention_forward(const textok_kernels *k, float *out, float
                                       const float *bias, const unsigned char *key_mask,
                                       const textok_attention_dims *d, float *work)
 {
-    int B = d->B, Tq = d->Tq, Tk = d->Tk, C = d->C, H = d->H, hd = C / H, b, h, i;
-    float *S = work;
-    for (b = 0; b < B; b++) {
-        const unsigned char *mask_b = key_mask ? key_mask + (size_t)b * Tk : NULL;
-        int any = textok__any_key(key_mask, b, Tk);
-        for (h = 0; h < H; h++) {
-            float *out_bh = out + (size_t)b * Tq * C + h * hd, *lse_bh = lse + ((size_t)b * H + h) * Tq;
-            if (!any) {
-                for (i = 0; i < Tq; i++) { memset(out_bh + (size_t)i * C, 0, (size_t)hd * sizeof(float)); lse_bh[i] = 0.0f; }
+    const int B = d->B, Tq = d->Tq, Tk = d->Tk, C = d->C, H = d->H, hd = C / H;
+    const int qb = textok__att_qb(Tq), nqb = (Tq + qb - 1) / qb, ld = textok__att_ld(Tk);
+    const int ntasks = B * H * nqb, nt = textok__nt(k) < TEXTOK__ATT_SLOTS ? textok__nt(k) : TEXTOK__ATT_SLOTS;
+    const size_t slot = textok__att_slot(Tq, Tk);
+    const textok__att_rows rows = textok__att_rows_pick();
+    float *slots = textok__att_slots(work);
+    int task;
+    (void)nt;
+TEXTOK__OMP(omp parallel num_threads(nt) if (ntasks > 1 && (double)B * Tq * Tk * C > 2e5))
+    {
+        /* S (qb, ld), then qb floats of lse when the caller keeps none, then 1 / row sums */
+        float *S = slots + (size_t)textok__thread_num() * slot, *rsum = S + 2 * (size_t)qb * ld;
+TEXTOK__OMP(omp for schedule(dynamic, 1))
+        for (task = 0; task < ntasks; task++) {
+            const int b = task / (H * nqb), h = task / nqb % H, i0 = task % nqb * qb;
+            const int n = Tq - i0 < qb ? Tq - i0 : qb;
+            const size_t oq = ((size_t)b * Tq + i0) * C + h * hd, ok = (size_t)b * Tk * C + h * hd;
+            const unsigned char *mask_b = key_mask ? key_mask + (size_t)b * Tk : NULL;
+            float *lse_blk = lse ? lse + ((size_t)b * H + h) * Tq + i0 : S + (size_t)qb * ld;
+            int i, c;
+            if (!textok__any_key(key_mask, b, Tk)) {   /* every key masked: out = 0, lse = 0 */
+                for (i = 0; i < n; i++) { memset(out + oq + (size_t)i * C, 0, (size_t)hd * sizeof(float)); lse_blk[i] = 0.0f; }
                 continue;
             }
-            textok__attention_scores(k, S, q + (size_t)b * Tq * C + h * hd, key + (size_t)b * Tk * C + h * hd,
-                                     bias ? bias + (size_t)h * Tq * Tk : NULL, mask_b, d);
-TEXTOK__PARALLEL_FOR(k, (size_t)Tq * Tk > 16384)
-            for (i = 0; i < Tq; i++) {
-                float *s = S + (size_t)i * Tk, m = -INFINITY;
-                double sum = 0.0;
-                int j;
-                for (j = 0; j < Tk; j++) m = s[j] > m ? s[j] : m;
-                for (j = 0; j < Tk; j++) { s[j] = expf(s[j] - m); sum += s[j]; }
-                for (j = 0; j < Tk; j++) s[j] = (float)(s[j] / sum);
-                lse_bh[i] = m + (float)log(sum);
-            }
-            textok__gemm(k, 0, 0, Tq, hd, Tk, 1.0f, S, Tk, v + (size_t)b * Tk * C + h * hd, C, 0.0f, out_bh, C);
+            textok__gemm_serial(0, 1, n, Tk, hd, d->scale, q + oq, C, key + ok, C, 0.0f, S, ld);
+            rows.softmax(S, n, Tk, ld, bias ? bias + ((size_t)h * Tq + i0) * Tk : NULL, mask_b, lse_blk, rsum);
+            textok__gemm_serial(0, 0, n, hd, Tk, 1.0f, S, ld, v + ok, C, 0.0f, out + oq, C);
+            for (i = 0; i < n; i++)
+                for (c = 0; c < hd; c++) out[oq + (size_t)i * C + c] *= rsum[i];
         }
     }
 }
@@ -3654,41 +3945,51 @@ static void textok__attention_backward(const textok_kernels *k, float *dq, float
                                        const unsigned char *key_mask, const float *out,
                                        const float *lse, const textok_attention_dims *d, float *work)
 {
-    int B = d->B, Tq = d->Tq, Tk = d->Tk, C = d->C, H = d->H, hd = C / H, b, h, i;
-    float *P = work, *dS = work + (size_t)Tq * Tk, *D = work + 2 * (size_t)Tq * Tk;
-    for (b = 0; b < B; b++) {
-        const unsigned char *mask_b = key_mask ? key_mask + (size_t)b * Tk : NULL;
-        if (!textok__any_key(key_mask, b, Tk)) continue;
-        for (h = 0; h < H; h++) {
-            size_t oq = (size_t)b * Tq * C + h * hd, ok = (size_t)b * Tk * C + h * hd;
-            const float *lse_bh = lse + ((size_t)b * H + h) * Tq;
-            textok__attention_scores(k, P, q + oq, key + ok, bias ? bias + (size_t)h * Tq * Tk : NULL, mask_b, d);
-TEXTOK__PARALLEL_FOR(k, (size_t)Tq * Tk > 16384)
-            for (i = 0; i < Tq; i++) {
-                float *p = P + (size_t)i * Tk;
-                const float *dy = dout + oq + (size_t)i * C, *y = out + oq + (size_t)i * C;
-                double s = 0.0;
-                int j, c;
-                for (j = 0; j < Tk; j++) p[j] = expf(p[j] - lse_bh[i]);
-                for (c = 0; c < hd; c++) s += (double)dy[c] * y[c];
-                D[i] = (float)s;
-            }
-            if (dv) textok__gemm(k, 1, 0, Tk, hd, Tq, 1.0f, P, Tk, dout + oq, C, 1.0f, dv + ok, C);
-            /* dP = dout_h . v_h^T, then dS = P * (dP - D) */
-            textok__gemm(k, 0, 1, Tq, Tk, hd, 1.0f, dout + oq, C, v + ok, C, 0.0f, dS, Tk);
-TEXTOK__PARALLEL_FOR(k, (size_t)Tq * Tk > 16384)
-            for (i = 0; i < Tq; i++) {
-                float *ds = dS + (size_t)i * Tk;
-                const float *p = P + (size_t)i * Tk;
-                int j;
-                for (j = 0; j < Tk; j++) ds[j] = p[j] * (ds[j] - D[i]);
-                if (dbias) {
-                    float *db = dbias + ((size_t)h * Tq + i) * Tk;
-                    for (j = 0; j < Tk; j++) db[j] += ds[j];
+    const int B = d->B, Tq = d->Tq, Tk = d->Tk, C = d->C, H = d->H, hd = C / H;
+    const int qb = textok__att_qb(Tq), ld = textok__att_ld(Tk);
+    const int nbi = dbias ? B : 1, ntasks = B / nbi * H;   /* batches per task: all when dbias */
+    const int nt = textok__nt(k) < TEXTOK__ATT_SLOTS ? textok__nt(k) : TEXTOK__ATT_SLOTS;
+    const size_t slot = textok__att_slot(Tq, Tk);
+    const textok__att_rows rows = textok__att_rows_pick();
+    float *slots = textok__att_slots(work);
+    int task;
+    (void)nt;
+TEXTOK__OMP(omp parallel num_threads(nt) if (ntasks > 1 && (double)B * Tq * Tk * C > 1e5))
+    {
+        float *P = slots + (size_t)textok__thread_num() * slot, *dS = P + (size_t)qb * ld, *D = dS + (size_t)qb * ld;
+TEXTOK__OMP(omp for schedule(dynamic, 1))
+        for (task = 0; task < ntasks; task++) {
+            const int h = task % H;
+            int b, i0, i, j, c;
+            for (b = task / H * nbi; b < (task / H + 1) * nbi; b++) {
+                const unsigned char *mask_b = key_mask ? key_mask + (size_t)b * Tk : NULL;
+                const size_t ok = (size_t)b * Tk * C + h * hd;
+                if (!textok__any_key(key_mask, b, Tk)) continue;   /* no gradient at all */
+                for (i0 = 0; i0 < Tq; i0 += qb) {
+                    const int n = Tq - i0 < qb ? Tq - i0 : qb;
+                    const size_t oq = ((size_t)b * Tq + i0) * C + h * hd;
+                    const float *lse_blk = lse + ((size_t)b * H + h) * Tq + i0;
+                    textok__gemm_serial(0, 1, n, Tk, hd, d->scale, q + oq, C, key + ok, C, 0.0f, P, ld);
+                    rows.prob(P, n, Tk, ld, bias ? bias + ((size_t)h * Tq + i0) * Tk : NULL, mask_b, lse_blk);
+                    for (i = 0; i < n; i++) {   /* D_i = dO_i . out_i */
+                        const float *dy = dout + oq + (size_t)i * C, *y = out + oq + (size_t)i * C;
+                        double s = 0.0;
+                        for (c = 0; c < hd; c++) s += (double)dy[c] * y[c];
+                        D[i] = (float)s;
+                    }
+                    if (dv) textok__gemm_serial(1, 0, Tk, hd, n, 1.0f, P, ld, dout + oq, C, 1.0f, dv + ok, C);
+                    /* dP = dO_blk V^T, then dS = P (dP - D) in place */
+                    textok__gemm_serial(0, 1, n, Tk, hd, 1.0f, dout + oq, C, v + ok, C, 0.0f, dS, ld);
+                    rows.dscore(dS, P, n, Tk, ld, D);
+                    if (dbias)
+                        for (i = 0; i < n; i++) {
+                            float *db = dbias + ((size_t)h * Tq + i0 + i) * Tk;
+                            for (j = 0; j < Tk; j++) db[j] += dS[(size_t)i * ld + j];
+                        }
+                    if (dq) textok__gemm_serial(0, 0, n, hd, Tk, d->scale, dS, ld, key + ok, C, 1.0f, dq + oq, C);
+                    if (dkey) textok__gemm_serial(1, 0, Tk, hd, n, d->scale, dS, ld, q + oq, C, 1.0f, dkey + ok, C);
                 }
             }
-            if (dq) textok__gemm(k, 0, 0, Tq, hd, Tk, d->scale, dS, Tk, key + ok, C, 1.0f, dq + oq, C);
-            if (dkey) textok__gemm(k, 1, 0, Tk, hd, Tq, d->scale, dS, Tk, q + oq, C, 1.0f, dkey + ok, C);
         }
     }
 }
