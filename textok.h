@@ -368,7 +368,10 @@ struct textok_kernels {
                           const float *dout, const float *inp, const float *gate,
                           int B, int T, int C);
 
-    /* conv2d, see textok_conv2d_dims; bias (OC) or NULL. work: textok_conv2d_work_floats(d) */
+    /* conv2d, see textok_conv2d_dims; bias (OC) or NULL. work: textok_conv2d_work_floats(d),
+       which does not depend on d->B nor on the thread count (the CPU table: a column tile of
+       640 KiB, or of 96 output pixels when that is more, for each of up to 32 threads, the
+       most a conv uses; 0 for 1x1 convs) */
     void (*conv2d_forward)(const textok_kernels *k, float *out, const float *inp, const float *weight,
                            const float *bias, const textok_conv2d_dims *d, float *work);
     void (*conv2d_backward)(const textok_kernels *k, float *dinp, float *dweight, float *dbias,
@@ -3496,10 +3499,10 @@ static void textok__conv2d_backward_ref(const textok_kernels *k, float *dinp, fl
 
    work: TEXTOK__CONV_SLOTS column tiles (threads beyond that many are not used by conv2d), plus
    the flipped weight for dinput, or one image's dcol for the stride != 1 dinput fallback. A
-   slot is TEXTOK__CONV_TILE floats at most (or 32 pixels' columns when CKK is larger); only
+   slot is TEXTOK__CONV_TILE floats at most (or 96 pixels' columns when CKK is larger); only
    the slots of threads that run are touched. */
 #define TEXTOK__CONV_SLOTS 32
-#define TEXTOK__CONV_TILE  131072   /* floats per column tile (512 KiB) */
+#define TEXTOK__CONV_TILE  163840   /* floats per column tile (640 KiB) */
 #define TEXTOK__CONV_ROWS  256      /* rows of dweight's column tile (input channels x KH*KW) */
 
 static int textok__conv2d_is_pointwise(const textok_conv2d_dims *d)
@@ -3522,11 +3525,13 @@ static textok_conv2d_dims textok__conv2d_dinp_dims(const textok_conv2d_dims *d)
     return t;
 }
 
-/* pixels per column tile of `rows` rows: a multiple of 32 (the GEMM's column panel) */
+/* pixels per column tile of `rows` rows at most: a multiple of 32 (the GEMM's column panel),
+   and not under 96 (narrower tiles lose more to the GEMM's per-call overheads than they gain
+   in cache) */
 static int textok__conv_tile_px(size_t rows, int P)
 {
     size_t t = TEXTOK__CONV_TILE / (rows ? rows : 1) / 32 * 32;
-    if (t < 32) t = 32;
+    if (t < 96) t = 96;
     return t < (size_t)P ? (int)t : P;
 }
 
@@ -3536,6 +3541,29 @@ static int textok__conv_dw_cb(const textok_conv2d_dims *d)
     int cb = TEXTOK__CONV_ROWS / (d->KH * d->KW);
     if (cb < 1) cb = 1;
     return cb < d->C ? cb : d->C;
+}
+
+/* The GEMM's register block is 14 rows by 32 columns (AVX-512), so with OC = 64 or 128 output
+   channels as its rows a tenth of it is padding, while as its columns none is. A conv whose
+   weight is small enough to be repacked for every tile from L2 runs transposed: the tile's
+   (pixels, OC) = col^T . weight^T, written back to (OC, pixels) (a pass over a small tile). */
+static int textok__conv_transposed(const textok_conv2d_dims *d)
+{
+    return !textok__conv2d_is_pointwise(d) && d->OC % 32 == 0 && (size_t)d->OC * d->C * d->KH * d->KW <= 2 * TEXTOK__CONV_TILE;
+}
+
+/* forward-type loop: pixels per tile at most (a multiple of 14 when transposed), floats per slot */
+static int textok__conv_fwd_px(const textok_conv2d_dims *d)
+{
+    const int P = textok_conv2d_out_h(d) * textok_conv2d_out_w(d);
+    int np = textok__conv_tile_px((size_t)d->C * d->KH * d->KW, P);
+    if (textok__conv_transposed(d) && np >= 14) np = np / 14 * 14;
+    return np;
+}
+static size_t textok__conv_fwd_slot(const textok_conv2d_dims *d)
+{
+    const size_t np = (size_t)textok__conv_fwd_px(d);
+    return ((size_t)d->C * d->KH * d->KW + (textok__conv_transposed(d) ? (size_t)d->OC : 0)) * np;
 }
 
 static size_t textok__conv_round16(size_t n) { return (n + 15) / 16 * 16; }
@@ -3564,14 +3592,14 @@ TEXTOKDEF size_t textok_conv2d_work_floats(const textok_conv2d_dims *d)
     const size_t CKK = (size_t)d->C * KK;
     size_t fwd, dw, din;
     if (textok__conv2d_is_pointwise(d)) return 0;
-    fwd = TEXTOK__CONV_SLOTS * CKK * (size_t)textok__conv_tile_px(CKK, P);
+    fwd = TEXTOK__CONV_SLOTS * textok__conv_fwd_slot(d);
     {
         const size_t rows = (size_t)textok__conv_dw_cb(d) * KK;
         dw = TEXTOK__CONV_SLOTS * rows * (size_t)textok__conv_tile_px(rows, P);
     }
     if (textok__conv2d_dinp_as_conv(d)) {
-        const size_t rows = (size_t)d->OC * KK;
-        din = textok__conv_round16((size_t)d->OC * CKK) + TEXTOK__CONV_SLOTS * rows * (size_t)textok__conv_tile_px(rows, d->H * d->W);
+        const textok_conv2d_dims t = textok__conv2d_dinp_dims(d);
+        din = textok__conv_round16((size_t)d->OC * CKK) + TEXTOK__CONV_SLOTS * textok__conv_fwd_slot(&t);
     } else
         din = CKK * (size_t)P;
     if (dw > fwd) fwd = dw;
@@ -3647,15 +3675,29 @@ static void textok__conv2d_tiled(const textok_kernels *k, float *out, const floa
                                  const float *bias, float beta, const textok_conv2d_dims *d, float *slots)
 {
     const int P = textok_conv2d_out_h(d) * textok_conv2d_out_w(d), CKK = d->C * d->KH * d->KW;
-    const int pointwise = textok__conv2d_is_pointwise(d), np = textok__conv_tile_px((size_t)CKK, P);
-    const int ntiles = P > 0 ? (P + np - 1) / np : 0;
-    const long ntasks = (long)d->B * ntiles;
-    const int nth = textok__conv_threads(k, (size_t)ntasks, 2.0 * d->B * d->OC * (double)CKK * P);
-    const size_t slot = (size_t)CKK * np;
-    (void)nth; (void)slot;
+    const int pointwise = textok__conv2d_is_pointwise(d), tr = textok__conv_transposed(d);
+    const int npmax = textok__conv_fwd_px(d);
+    const size_t slot = textok__conv_fwd_slot(d);
+    int ntiles = P > 0 ? (P + npmax - 1) / npmax : 0, np, nth;
+    long ntasks;
+    /* Few tasks (small images): cut finer so that every thread gets the same number. Each
+       output element is still one GEMM's, summed over CKK in the GEMM's order, so the tiling
+       may follow the thread count without changing the result. */
+    nth = textok__conv_threads(k, (size_t)d->B * ntiles, 2.0 * d->B * d->OC * (double)CKK * P);
+    if (nth > 1 && (long)d->B * ntiles < 8L * nth) {
+        long total = ((long)d->B * ntiles + nth - 1) / nth * nth;
+        ntiles = (int)((total + d->B - 1) / d->B);
+        if (ntiles > P) ntiles = P;
+    }
+    np = ntiles > 0 ? (P + ntiles - 1) / ntiles : 0;
+    if (tr) np = (np + 13) / 14 * 14 < npmax ? (np + 13) / 14 * 14 : npmax;
+    ntiles = np > 0 ? (P + np - 1) / np : 0;
+    ntasks = (long)d->B * ntiles;
+    (void)slot;
 TEXTOK__OMP(omp parallel num_threads(nth) if (nth > 1))
     {
         float *col = pointwise ? NULL : slots + (size_t)textok__thread_num() * slot;
+        float *tmp = tr ? col + (size_t)CKK * npmax : NULL;   /* (np, OC) */
         long task;
 TEXTOK__OMP(omp for schedule(dynamic, 1))
         for (task = 0; task < ntasks; task++) {
@@ -3664,6 +3706,16 @@ TEXTOK__OMP(omp for schedule(dynamic, 1))
             float *ob = out + (size_t)b * d->OC * P + p0, bt = beta;
             int ldb = P, o, j;
             if (!pointwise) { textok__im2col_tile(col, img, d, 0, d->C, p0, p0 + n); colt = col; ldb = n; }
+            if (tr) {
+                /* tmp (n, OC) = col^T . op(wm)^T, then out_b[:, p0:p0+n] (= or +=) tmp^T (+ bias) */
+                textok__gemm_serial(1, !ta, n, d->OC, CKK, 1.0f, colt, ldb, wm, ta ? d->OC : CKK, 0.0f, tmp, d->OC);
+                for (o = 0; o < d->OC; o++) {
+                    float *r = ob + (size_t)o * P, bo = bias ? bias[o] : 0.0f;
+                    if (beta == 0.0f) for (j = 0; j < n; j++) r[j] = tmp[(size_t)j * d->OC + o] + bo;
+                    else              for (j = 0; j < n; j++) r[j] = beta * r[j] + tmp[(size_t)j * d->OC + o] + bo;
+                }
+                continue;
+            }
             if (bias) {
                 for (o = 0; o < d->OC; o++)
                     for (j = 0; j < n; j++) ob[(size_t)o * P + j] = bias[o];
@@ -5073,7 +5125,8 @@ static int textok__cmp_build(textok__cmp_case *cs)
         { 2, 3, 8, 8, 4, 3, 3, 1, 1 }, { 1, 5, 9, 7, 6, 4, 4, 2, 1 }, { 1, 8, 6, 6, 16, 1, 1, 1, 0 }, { 1, 32, 17, 17, 33, 3, 3, 1, 1 },
         /* several pixel tiles (tiles end mid-row) and dweight channel blocks, in every dinput path */
         { 2, 48, 26, 23, 20, 3, 3, 1, 1 }, { 1, 40, 33, 31, 12, 4, 4, 2, 1 }, { 1, 100, 40, 40, 8, 1, 1, 1, 0 },
-        { 2, 3, 21, 19, 7, 5, 5, 1, 2 }, { 1, 30, 25, 22, 9, 3, 3, 1, 0 } };
+        { 2, 3, 21, 19, 7, 5, 5, 1, 2 }, { 1, 30, 25, 22, 9, 3, 3, 1, 0 },
+        { 1, 32, 40, 30, 64, 3, 3, 1, 1 } };   /* forward and dinput through the transposed GEMM */
     static const int gn[][4] = { { 2, 8, 16, 4 }, { 1, 64, 289, 32 } };
     static const int cb[][3] = { { 10, 16, 8 }, { 133, 1025, 12 }, { 65, 4096, 16 } };
     int n = 0, i;
