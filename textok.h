@@ -5745,7 +5745,7 @@ typedef struct textok__resblock {
 
 typedef struct textok__pix_acts {
     float *x, *t, *h;   /* (B, Cmax, HWmax) each: block input/output, normalised input, branch */
-    float *work;        /* conv im2col work for one image */
+    float *work;        /* conv2d work: textok_conv2d_work_floats of the largest conv */
 } textok__pix_acts;
 
 /* x (B, cin, H, W) -> x (B, cout, H, W) in place. When the channel count changes, the upstream
@@ -8438,7 +8438,7 @@ struct textok_titok {
     float *img;                /* (B, 3, S, S) input or output images */
     float *img2;               /* (B, 3, S, S) non-legacy head before its conv_out */
     float *patches;            /* (B, De, P) patch_embed output, NCHW */
-    float *conv_work;          /* im2col work, the largest conv of one image */
+    float *conv_work;          /* conv2d work: textok_conv2d_work_floats of the largest conv */
     float *lat;                /* (B, K, max(De, Dd)) ln_post output at the latent / decoder rows */
     float *zt;                 /* (B, K, Cq) encoder output, token-major */
     float *zq;                 /* (B, K, C) what the quantiser searches (normalised if l2) */
@@ -9618,7 +9618,7 @@ struct textok_lpips {
     float *ga, *gb;                   /* backward: gradient ping-pong, the largest activation */
     float *d5;                        /* (5, B) the per-layer distances */
     float *dd;                        /* (B) upstream gradient of each distance */
-    float *work;                      /* conv im2col work, one image of the largest conv */
+    float *work;                      /* conv2d work: textok_conv2d_work_floats of the largest conv */
     float *host_d;                    /* host (5, B): the per-layer distances on their way out */
 };
 
@@ -10045,7 +10045,7 @@ struct textok_disc {
     float *t0;                        /* (B, C, pool, pool) to_logits.0 output after its LeakyReLU */
     float *logits;                    /* (B, 1, pool, pool) for textok_disc_logits */
     float *ga, *gb;                   /* the stage conv's output in forward; gradients in backward */
-    float *work;                      /* conv im2col work, one image of the largest conv */
+    float *work;                      /* conv2d work: textok_conv2d_work_floats of the largest conv */
 };
 
 #define TEXTOK__DG(d, p) ((d)->grads + ((p) - (d)->params))   /* p's gradient, at the same offset */
