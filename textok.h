@@ -383,7 +383,10 @@ struct textok_kernels {
                           const float *dout, const float *inp, const float *gate,
                           int B, int T, int C);
 
-    /* conv2d, see textok_conv2d_dims; bias (OC) or NULL. work: textok_conv2d_work_floats(d) */
+    /* conv2d, see textok_conv2d_dims; bias (OC) or NULL. work: textok_conv2d_work_floats(d),
+       which does not depend on d->B nor on the thread count (the CPU table: a column tile of
+       640 KiB, or of 96 output pixels when that is more, for each of up to 32 threads, the
+       most a conv uses; 0 for 1x1 convs) */
     void (*conv2d_forward)(const textok_kernels *k, float *out, const float *inp, const float *weight,
                            const float *bias, const textok_conv2d_dims *d, float *work);
     void (*conv2d_backward)(const textok_kernels *k, float *dinp, float *dweight, float *dbias,
@@ -4083,11 +4086,6 @@ TEXTOK__PARALLEL_FOR(k, (size_t)B * T * C > 65536)
 /* ----- conv2d ------------------------------------------------------------------------------- */
 TEXTOKDEF int textok_conv2d_out_h(const textok_conv2d_dims *d) { return (d->H + 2 * d->pad - d->KH) / d->stride + 1; }
 TEXTOKDEF int textok_conv2d_out_w(const textok_conv2d_dims *d) { return (d->W + 2 * d->pad - d->KW) / d->stride + 1; }
-TEXTOKDEF size_t textok_conv2d_work_floats(const textok_conv2d_dims *d)
-{
-    /* one image's im2col matrix: (C*KH*KW, OH*OW) */
-    return (size_t)d->C * d->KH * d->KW * (size_t)textok_conv2d_out_h(d) * textok_conv2d_out_w(d);
-}
 
 /* Reference: the direct 7-deep loop. */
 static void textok__conv2d_forward_ref(const textok_kernels *k, float *out, const float *inp,
@@ -4138,35 +4136,183 @@ static void textok__conv2d_backward_ref(const textok_kernels *k, float *dinp, fl
                 }
 }
 
-/* Fast: im2col, then out_b (OC, OH*OW) = weight (OC, C*KH*KW) . col + bias. A 1x1, stride-1,
-   unpadded conv needs no im2col: the image already is the column matrix. */
+/* Fast conv2d: tiled im2col + GEMM, every tile owned by one thread.
+
+   Forward. out_b (OC, OH*OW) = weight (OC, CKK) . col_b (CKK, OH*OW) + bias, CKK = C*KH*KW. The
+   column matrix of a whole image is big (128 channels, 3x3 at 256x256: 302 MB), so it is never
+   built: ONE parallel loop runs over (image, tile of output pixels) tasks; a task im2cols its
+   np pixels (a contiguous range of the flattened output, rows of the image when np >= OW) into
+   its thread's slot of `work` (CKK x np floats, sized to stay in L2) and calls
+   textok__gemm_serial for out_b[:, p0:p0+np]. Each output element belongs to one task, and the
+   GEMM's sum order does not depend on how C is cut, so the result is the same at any thread
+   count. A 1x1, stride-1, unpadded conv needs no im2col: the image already is the column matrix.
+
+   dinput (stride 1, square kernel, pad < KH, which is every 3x3 "same" and 1x1 conv here): the
+   gradient of a stride-1 conv is itself a stride-1 conv, of dout with the weight transposed
+   (C <-> OC) and flipped (ky -> KH-1-ky), padded KH-1-pad:
+       dinp[c, y, x] += sum_{o, ky, kx} W[o, c, KH-1-ky, KW-1-kx] . dout_pad[o, y + ky, x + kx]
+   so it runs through the same tiled loop (accumulating, beta 1) with the flipped weight built
+   once per call at the start of `work`. Each input pixel is one task's: no scatter, no races.
+   Other strides fall back to one image at a time: dcol = weight^T . dout_b, then col2im (threads
+   over channels); those convs (patch embeddings, the discriminator's blur) are small.
+
+   dweight (OC, CKK) += dout_b . col_b^T, summed over images and pixels. Tasks are blocks of
+   (output channels x input channels) of dweight; each sums over every image and pixel tile in
+   a fixed order, im2col'ing only its own input channels' rows. The pixel tile depends on the
+   dims only and the GEMM's per-element order not on the block, so blocks may follow the thread
+   count (for balance) while the bits do not.
+
+   work: TEXTOK__CONV_SLOTS column tiles (threads beyond that many are not used by conv2d), plus
+   the flipped weight for dinput, or one image's dcol for the stride != 1 dinput fallback. A
+   slot is TEXTOK__CONV_TILE floats at most (or 96 pixels' columns when CKK is larger); only
+   the slots of threads that run are touched. */
+#define TEXTOK__CONV_SLOTS 32
+#define TEXTOK__CONV_TILE  163840   /* floats per column tile (640 KiB) */
+#define TEXTOK__CONV_ROWS  256      /* rows of dweight's column tile (input channels x KH*KW) */
+
 static int textok__conv2d_is_pointwise(const textok_conv2d_dims *d)
 {
     return d->KH == 1 && d->KW == 1 && d->stride == 1 && d->pad == 0;
 }
 
-static void textok__im2col(const textok_kernels *k, float *col, const float *img, const textok_conv2d_dims *d)
+/* dinput as a stride-1 conv of dout (see above) */
+static int textok__conv2d_dinp_as_conv(const textok_conv2d_dims *d)
 {
-    int OH = textok_conv2d_out_h(d), OW = textok_conv2d_out_w(d), c;
-TEXTOK__PARALLEL_FOR(k, (size_t)d->C * d->KH * d->KW * OH * OW > 65536)
-    for (c = 0; c < d->C; c++) {
-        int ky, kx, oy, ox;
-        for (ky = 0; ky < d->KH; ky++)
-            for (kx = 0; kx < d->KW; kx++) {
-                float *row = col + (((size_t)c * d->KH + ky) * d->KW + kx) * OH * OW;
-                for (oy = 0; oy < OH; oy++) {
-                    int y = oy * d->stride - d->pad + ky;
-                    for (ox = 0; ox < OW; ox++) {
-                        int x = ox * d->stride - d->pad + kx;
-                        row[(size_t)oy * OW + ox] = (y < 0 || y >= d->H || x < 0 || x >= d->W)
-                                                    ? 0.0f : img[((size_t)c * d->H + y) * d->W + x];
-                    }
-                }
-            }
-    }
+    return d->stride == 1 && d->KH == d->KW && d->pad < d->KH;
 }
 
-/* img += col2im(col); threads over channels, so no two threads touch the same pixel */
+/* the conv computing dinput: dout (B, OC, OH, OW) -> (B, C, H, W) */
+static textok_conv2d_dims textok__conv2d_dinp_dims(const textok_conv2d_dims *d)
+{
+    textok_conv2d_dims t = *d;
+    t.C = d->OC; t.OC = d->C; t.H = textok_conv2d_out_h(d); t.W = textok_conv2d_out_w(d);
+    t.pad = d->KH - 1 - d->pad;
+    return t;
+}
+
+/* pixels per column tile of `rows` rows at most: a multiple of 32 (the GEMM's column panel),
+   and not under 96 (narrower tiles lose more to the GEMM's per-call overheads than they gain
+   in cache) */
+static int textok__conv_tile_px(size_t rows, int P)
+{
+    size_t t = TEXTOK__CONV_TILE / (rows ? rows : 1) / 32 * 32;
+    if (t < 96) t = 96;
+    return t < (size_t)P ? (int)t : P;
+}
+
+/* input channels per dweight block at most */
+static int textok__conv_dw_cb(const textok_conv2d_dims *d)
+{
+    int cb = TEXTOK__CONV_ROWS / (d->KH * d->KW);
+    if (cb < 1) cb = 1;
+    return cb < d->C ? cb : d->C;
+}
+
+/* The GEMM's register block is 14 rows by 32 columns (AVX-512), so with OC = 64 or 128 output
+   channels as its rows a tenth of it is padding, while as its columns none is. A conv whose
+   weight is small enough to be repacked for every tile from L2 runs transposed: the tile's
+   (pixels, OC) = col^T . weight^T, written back to (OC, pixels) (a pass over a small tile). */
+static int textok__conv_transposed(const textok_conv2d_dims *d)
+{
+    return !textok__conv2d_is_pointwise(d) && d->OC % 32 == 0 && (size_t)d->OC * d->C * d->KH * d->KW <= 2 * TEXTOK__CONV_TILE;
+}
+
+/* forward-type loop: pixels per tile at most (a multiple of 14 when transposed), floats per slot */
+static int textok__conv_fwd_px(const textok_conv2d_dims *d)
+{
+    const int P = textok_conv2d_out_h(d) * textok_conv2d_out_w(d);
+    int np = textok__conv_tile_px((size_t)d->C * d->KH * d->KW, P);
+    if (textok__conv_transposed(d) && np >= 14) np = np / 14 * 14;
+    return np;
+}
+static size_t textok__conv_fwd_slot(const textok_conv2d_dims *d)
+{
+    const size_t np = (size_t)textok__conv_fwd_px(d);
+    return ((size_t)d->C * d->KH * d->KW + (textok__conv_transposed(d) ? (size_t)d->OC : 0)) * np;
+}
+
+static size_t textok__conv_round16(size_t n) { return (n + 15) / 16 * 16; }
+
+/* threads for a loop of `tasks` tasks doing `flops` in all: at most the slots */
+static int textok__conv_threads(const textok_kernels *k, size_t tasks, double flops)
+{
+    int n = textok__nt(k);
+    if (n > TEXTOK__CONV_SLOTS) n = TEXTOK__CONV_SLOTS;
+    if ((size_t)n > tasks) n = (int)tasks;
+    return n < 1 || flops < 1e6 ? 1 : n;
+}
+
+static int textok__thread_num(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+TEXTOKDEF size_t textok_conv2d_work_floats(const textok_conv2d_dims *d)
+{
+    const int P = textok_conv2d_out_h(d) * textok_conv2d_out_w(d), KK = d->KH * d->KW;
+    const size_t CKK = (size_t)d->C * KK;
+    size_t fwd, dw, din;
+    if (textok__conv2d_is_pointwise(d)) return 0;
+    fwd = TEXTOK__CONV_SLOTS * textok__conv_fwd_slot(d);
+    {
+        const size_t rows = (size_t)textok__conv_dw_cb(d) * KK;
+        dw = TEXTOK__CONV_SLOTS * rows * (size_t)textok__conv_tile_px(rows, P);
+    }
+    if (textok__conv2d_dinp_as_conv(d)) {
+        const textok_conv2d_dims t = textok__conv2d_dinp_dims(d);
+        din = textok__conv_round16((size_t)d->OC * CKK) + TEXTOK__CONV_SLOTS * textok__conv_fwd_slot(&t);
+    } else
+        din = CKK * (size_t)P;
+    if (dw > fwd) fwd = dw;
+    return din > fwd ? din : fwd;
+}
+
+/* work for a stride-1 "same" conv (ksize 3 pad 1, or 1 pad 0) on side x side images */
+static size_t textok__conv_same_work(int C, int side, int OC, int ksize)
+{
+    textok_conv2d_dims d;
+    d.B = 1; d.C = C; d.H = d.W = side; d.OC = OC; d.KH = d.KW = ksize; d.stride = 1; d.pad = ksize / 2;
+    return textok_conv2d_work_floats(&d);
+}
+
+/* The rows of input channels [c0, c1) of image img's column matrix, for output pixels [p0, p1):
+   col ((c1-c0)*KH*KW, p1-p0), row (c, ky, kx), zero where the window is in the padding. */
+static void textok__im2col_tile(float *col, const float *img, const textok_conv2d_dims *d, int c0, int c1, int p0, int p1)
+{
+    const int OW = textok_conv2d_out_w(d), np = p1 - p0, s = d->stride;
+    int c, ky, kx;
+    for (c = c0; c < c1; c++)
+        for (ky = 0; ky < d->KH; ky++)
+            for (kx = 0; kx < d->KW; kx++) {
+                float *row = col + ((size_t)((c - c0) * d->KH + ky) * d->KW + kx) * np;
+                const float *plane = img + (size_t)c * d->H * d->W;
+                /* output columns [lo, hi) read an input column x = ox*s - pad + kx inside [0, W) */
+                const int lo = kx >= d->pad ? 0 : (d->pad - kx + s - 1) / s;
+                const int hi = d->W - 1 + d->pad - kx < 0 ? 0 : (d->W - 1 + d->pad - kx) / s + 1;
+                int p = p0;
+                while (p < p1) {
+                    const int oy = p / OW, ox0 = p - oy * OW, ox1 = ox0 + (p1 - p) < OW ? ox0 + (p1 - p) : OW;
+                    const int y = oy * s - d->pad + ky;
+                    float *r = row + (p - p0);   /* r[ox - ox0] is pixel (oy, ox) */
+                    int a = lo < ox0 ? ox0 : lo > ox1 ? ox1 : lo, e = hi < a ? a : hi > ox1 ? ox1 : hi, ox;
+                    if (y < 0 || y >= d->H) a = e = ox1;
+                    for (ox = ox0; ox < a; ox++) r[ox - ox0] = 0.0f;
+                    if (s == 1) {
+                        if (e > a) memcpy(r + (a - ox0), plane + (size_t)y * d->W + (a - d->pad + kx), (size_t)(e - a) * sizeof(float));
+                    } else
+                        for (ox = a; ox < e; ox++) r[ox - ox0] = plane[(size_t)y * d->W + ox * s - d->pad + kx];
+                    for (ox = e; ox < ox1; ox++) r[ox - ox0] = 0.0f;
+                    p += ox1 - ox0;
+                }
+            }
+}
+
+/* img += col2im(col) for a whole image's col (CKK, OH*OW); threads over channels, so no two
+   threads touch the same pixel. Only the stride != 1 dinput uses it. */
 static void textok__col2im(const textok_kernels *k, float *img, const float *col, const textok_conv2d_dims *d)
 {
     int OH = textok_conv2d_out_h(d), OW = textok_conv2d_out_w(d), c;
@@ -4188,50 +4334,162 @@ TEXTOK__PARALLEL_FOR(k, (size_t)d->C * d->KH * d->KW * OH * OW > 65536)
     }
 }
 
+/* out = beta*out + conv(inp, op(wm)) (+ bias, only with beta 0), the tiled loop described above.
+   op(wm) is (OC, CKK): wm stored that way (ta 0) or as (CKK, OC) (ta 1). slots: the tiles. */
+static void textok__conv2d_tiled(const textok_kernels *k, float *out, const float *inp, const float *wm, int ta,
+                                 const float *bias, float beta, const textok_conv2d_dims *d, float *slots)
+{
+    const int P = textok_conv2d_out_h(d) * textok_conv2d_out_w(d), CKK = d->C * d->KH * d->KW;
+    const int pointwise = textok__conv2d_is_pointwise(d), tr = textok__conv_transposed(d);
+    const int npmax = textok__conv_fwd_px(d);
+    const size_t slot = textok__conv_fwd_slot(d);
+    int ntiles = P > 0 ? (P + npmax - 1) / npmax : 0, np, nth;
+    long ntasks;
+    /* Few tasks (small images): cut finer so that every thread gets the same number. Each
+       output element is still one GEMM's, summed over CKK in the GEMM's order, so the tiling
+       may follow the thread count without changing the result. */
+    nth = textok__conv_threads(k, (size_t)d->B * ntiles, 2.0 * d->B * d->OC * (double)CKK * P);
+    if (nth > 1 && (long)d->B * ntiles < 8L * nth) {
+        long total = ((long)d->B * ntiles + nth - 1) / nth * nth;
+        ntiles = (int)((total + d->B - 1) / d->B);
+        if (ntiles > P) ntiles = P;
+    }
+    np = ntiles > 0 ? (P + ntiles - 1) / ntiles : 0;
+    if (tr) np = (np + 13) / 14 * 14 < npmax ? (np + 13) / 14 * 14 : npmax;
+    ntiles = np > 0 ? (P + np - 1) / np : 0;
+    ntasks = (long)d->B * ntiles;
+    (void)slot;
+TEXTOK__OMP(omp parallel num_threads(nth) if (nth > 1))
+    {
+        float *col = pointwise ? NULL : slots + (size_t)textok__thread_num() * slot;
+        float *tmp = tr ? col + (size_t)CKK * npmax : NULL;   /* (np, OC) */
+        long task;
+TEXTOK__OMP(omp for schedule(dynamic, 1))
+        for (task = 0; task < ntasks; task++) {
+            const int b = (int)(task / ntiles), p0 = (int)(task % ntiles) * np, n = P - p0 < np ? P - p0 : np;
+            const float *img = inp + (size_t)b * d->C * d->H * d->W, *colt = img + p0;
+            float *ob = out + (size_t)b * d->OC * P + p0, bt = beta;
+            int ldb = P, o, j;
+            if (!pointwise) { textok__im2col_tile(col, img, d, 0, d->C, p0, p0 + n); colt = col; ldb = n; }
+            if (tr) {
+                /* tmp (n, OC) = col^T . op(wm)^T, then out_b[:, p0:p0+n] (= or +=) tmp^T (+ bias) */
+                textok__gemm_serial(1, !ta, n, d->OC, CKK, 1.0f, colt, ldb, wm, ta ? d->OC : CKK, 0.0f, tmp, d->OC);
+                for (o = 0; o < d->OC; o++) {
+                    float *r = ob + (size_t)o * P, bo = bias ? bias[o] : 0.0f;
+                    if (beta == 0.0f) for (j = 0; j < n; j++) r[j] = tmp[(size_t)j * d->OC + o] + bo;
+                    else              for (j = 0; j < n; j++) r[j] = beta * r[j] + tmp[(size_t)j * d->OC + o] + bo;
+                }
+                continue;
+            }
+            if (bias) {
+                for (o = 0; o < d->OC; o++)
+                    for (j = 0; j < n; j++) ob[(size_t)o * P + j] = bias[o];
+                bt = 1.0f;
+            }
+            textok__gemm_serial(ta, 0, d->OC, n, CKK, 1.0f, wm, ta ? d->OC : CKK, colt, ldb, bt, ob, P);
+        }
+    }
+}
+
 static void textok__conv2d_forward(const textok_kernels *k, float *out, const float *inp,
                                    const float *weight, const float *bias,
                                    const textok_conv2d_dims *d, float *work)
 {
-    int P = textok_conv2d_out_h(d) * textok_conv2d_out_w(d), CKK = d->C * d->KH * d->KW, b, o;
-    for (b = 0; b < d->B; b++) {
-        const float *img = inp + (size_t)b * d->C * d->H * d->W, *col = img;
-        float *out_b = out + (size_t)b * d->OC * P;
-        if (!textok__conv2d_is_pointwise(d)) { textok__im2col(k, work, img, d); col = work; }
-        if (bias) for (o = 0; o < d->OC; o++) { int p; for (p = 0; p < P; p++) out_b[(size_t)o * P + p] = bias[o]; }
-        textok__gemm(k, 0, 0, d->OC, P, CKK, 1.0f, weight, CKK, col, P, bias ? 1.0f : 0.0f, out_b, P);
+    textok__conv2d_tiled(k, out, inp, weight, 0, bias, 0.0f, d, work);
+}
+
+/* dweight += sum over images of dout_b . col_b^T, tasks over blocks of dweight (see above) */
+static void textok__conv2d_dweight(const textok_kernels *k, float *dweight, const float *dout, const float *inp,
+                                   const textok_conv2d_dims *d, float *work)
+{
+    const int P = textok_conv2d_out_h(d) * textok_conv2d_out_w(d), KK = d->KH * d->KW, CKK = d->C * KK;
+    const int pointwise = textok__conv2d_is_pointwise(d), cbmax = textok__conv_dw_cb(d);
+    const int np = textok__conv_tile_px((size_t)cbmax * KK, P);
+    const size_t slot = (size_t)cbmax * KK * np;
+    const double flops = 2.0 * d->B * d->OC * (double)CKK * P;
+    int nth = textok__conv_threads(k, (size_t)TEXTOK__CONV_SLOTS, flops), nc, cb, no, ob, ntasks;
+    /* input-channel blocks: at least C/cbmax, rounded up to a multiple of the threads */
+    nc = (d->C + cbmax - 1) / cbmax;
+    nc = (nc + nth - 1) / nth * nth;
+    if (nc > d->C) nc = d->C;
+    cb = (d->C + nc - 1) / nc; nc = (d->C + cb - 1) / cb;
+    /* output-channel blocks: 256 rows at most, more when there are too few tasks (each repeats
+       the im2col of its input channels) */
+    no = (d->OC + 255) / 256;
+    if (nc * no < nth) no = (nth + nc - 1) / nc;
+    if (no > d->OC) no = d->OC;
+    ob = (d->OC + no - 1) / no; no = (d->OC + ob - 1) / ob;
+    ntasks = nc * no;
+    if (nth > ntasks) nth = ntasks;
+    (void)slot;
+TEXTOK__OMP(omp parallel num_threads(nth) if (nth > 1))
+    {
+        float *col = pointwise ? NULL : work + (size_t)textok__thread_num() * slot;
+        int task;
+TEXTOK__OMP(omp for schedule(dynamic, 1))
+        for (task = 0; task < ntasks; task++) {
+            const int c0 = (task % nc) * cb, c1 = c0 + cb < d->C ? c0 + cb : d->C;
+            const int o0 = (task / nc) * ob, o1 = o0 + ob < d->OC ? o0 + ob : d->OC;
+            int b, p0;
+            for (b = 0; b < d->B; b++) {
+                const float *img = inp + (size_t)b * d->C * d->H * d->W, *dout_b = dout + (size_t)b * d->OC * P;
+                for (p0 = 0; p0 < P; p0 += np) {
+                    const int n = P - p0 < np ? P - p0 : np;
+                    const float *colt = img + (size_t)c0 * P + p0;
+                    int ldb = P;
+                    if (!pointwise) { textok__im2col_tile(col, img, d, c0, c1, p0, p0 + n); colt = col; ldb = n; }
+                    textok__gemm_serial(0, 1, o1 - o0, (c1 - c0) * KK, n, 1.0f, dout_b + (size_t)o0 * P + p0, P,
+                                        colt, ldb, 1.0f, dweight + (size_t)o0 * CKK + (size_t)c0 * KK, CKK);
+                }
+            }
+        }
     }
 }
 
-/* dweight += dout_b . col^T;  dcol = weight^T . dout_b, scattered back by col2im;
-   dbias += sum over pixels of dout. */
+/* dbias += sum over images and pixels of dout (in double, one channel per thread);
+   dweight, dinput: see above. */
 static void textok__conv2d_backward(const textok_kernels *k, float *dinp, float *dweight, float *dbias,
                                     const float *dout, const float *inp, const float *weight,
                                     const textok_conv2d_dims *d, float *work)
 {
-    int P = textok_conv2d_out_h(d) * textok_conv2d_out_w(d), CKK = d->C * d->KH * d->KW, b, o;
-    int pointwise = textok__conv2d_is_pointwise(d);
-    for (b = 0; b < d->B; b++) {
-        const float *img = inp + (size_t)b * d->C * d->H * d->W, *dout_b = dout + (size_t)b * d->OC * P;
-        float *dimg = dinp ? dinp + (size_t)b * d->C * d->H * d->W : NULL;
-        if (dweight) {
-            const float *col = img;
-            if (!pointwise) { textok__im2col(k, work, img, d); col = work; }
-            textok__gemm(k, 0, 1, d->OC, CKK, P, 1.0f, dout_b, P, col, P, 1.0f, dweight, CKK);
-        }
-        if (dimg) {
-            if (pointwise) textok__gemm(k, 1, 0, CKK, P, d->OC, 1.0f, weight, CKK, dout_b, P, 1.0f, dimg, P);
-            else {
-                textok__gemm(k, 1, 0, CKK, P, d->OC, 1.0f, weight, CKK, dout_b, P, 0.0f, work, P);
-                textok__col2im(k, dimg, work, d);
+    const int P = textok_conv2d_out_h(d) * textok_conv2d_out_w(d), KK = d->KH * d->KW, CKK = d->C * KK;
+    int o;
+    if (dbias) {
+TEXTOK__PARALLEL_FOR(k, (size_t)d->B * d->OC * P > 65536)
+        for (o = 0; o < d->OC; o++) {
+            double s = 0.0;
+            int b, p;
+            for (b = 0; b < d->B; b++) {
+                const float *g = dout + ((size_t)b * d->OC + o) * P;
+                for (p = 0; p < P; p++) s += g[p];
             }
+            dbias[o] += (float)s;
         }
-        if (dbias)
-            for (o = 0; o < d->OC; o++) {
-                double s = 0.0;
-                int p;
-                for (p = 0; p < P; p++) s += dout_b[(size_t)o * P + p];
-                dbias[o] += (float)s;
-            }
+    }
+    if (dweight) textok__conv2d_dweight(k, dweight, dout, inp, d, work);
+    if (!dinp) return;
+    if (textok__conv2d_is_pointwise(d)) {
+        textok_conv2d_dims t = textok__conv2d_dinp_dims(d);
+        textok__conv2d_tiled(k, dinp, dout, weight, 1, NULL, 1.0f, &t, NULL);
+    } else if (textok__conv2d_dinp_as_conv(d)) {
+        /* wt (C, OC*KK): wt[c][(o, ky, kx)] = weight[o][c][KH-1-ky][KW-1-kx] */
+        textok_conv2d_dims t = textok__conv2d_dinp_dims(d);
+        float *wt = work;
+        int c;
+TEXTOK__PARALLEL_FOR(k, (size_t)d->C * d->OC * KK > 65536)
+        for (c = 0; c < d->C; c++) {
+            int oc, q;
+            for (oc = 0; oc < d->OC; oc++)
+                for (q = 0; q < KK; q++)
+                    wt[((size_t)c * d->OC + oc) * KK + q] = weight[((size_t)oc * d->C + c) * KK + (KK - 1 - q)];
+        }
+        textok__conv2d_tiled(k, dinp, dout, wt, 0, NULL, 1.0f, &t, work + textok__conv_round16((size_t)d->OC * CKK));
+    } else {
+        int b;
+        for (b = 0; b < d->B; b++) {
+            textok__gemm(k, 1, 0, CKK, P, d->OC, 1.0f, weight, CKK, dout + (size_t)b * d->OC * P, P, 0.0f, work, P);
+            textok__col2im(k, dinp + (size_t)b * d->C * d->H * d->W, work, d);
+        }
     }
 }
 
@@ -5533,7 +5791,11 @@ static int textok__cmp_build(textok__cmp_case *cs)
     static const int at[][7] = { /* B Tq Tk C H bias mask */
         { 2, 5, 5, 16, 2, 0, 0 }, { 1, 33, 17, 64, 4, 1, 1 }, { 2, 129, 129, 96, 3, 1, 0 } };
     static const int cv[][9] = { /* B C H W OC KH KW stride pad */
-        { 2, 3, 8, 8, 4, 3, 3, 1, 1 }, { 1, 5, 9, 7, 6, 4, 4, 2, 1 }, { 1, 8, 6, 6, 16, 1, 1, 1, 0 }, { 1, 32, 17, 17, 33, 3, 3, 1, 1 } };
+        { 2, 3, 8, 8, 4, 3, 3, 1, 1 }, { 1, 5, 9, 7, 6, 4, 4, 2, 1 }, { 1, 8, 6, 6, 16, 1, 1, 1, 0 }, { 1, 32, 17, 17, 33, 3, 3, 1, 1 },
+        /* several pixel tiles (tiles end mid-row) and dweight channel blocks, in every dinput path */
+        { 2, 48, 26, 23, 20, 3, 3, 1, 1 }, { 1, 40, 33, 31, 12, 4, 4, 2, 1 }, { 1, 100, 40, 40, 8, 1, 1, 1, 0 },
+        { 2, 3, 21, 19, 7, 5, 5, 1, 2 }, { 1, 30, 25, 22, 9, 3, 3, 1, 0 },
+        { 1, 32, 40, 30, 64, 3, 3, 1, 1 } };   /* forward and dinput through the transposed GEMM */
     static const int gn[][4] = { { 2, 8, 16, 4 }, { 1, 64, 289, 32 } };
     static const int cb[][3] = { { 10, 16, 8 }, { 133, 1025, 12 }, { 65, 4096, 16 } };
     int n = 0, i;
@@ -5671,7 +5933,7 @@ static int textok__cmp_build(textok__cmp_case *cs)
         textok__cmp_buf(c, "dx", TEXTOK__OUT_F32, nx, 0);
         textok__cmp_buf(c, "dgate", TEXTOK__OUT_F32, nbc, 0);
     }
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < (int)(sizeof cv / sizeof cv[0]); i++) {
         const int *s = cv[i];
         textok_conv2d_dims d;
         size_t nx, nw, no;
@@ -6152,7 +6414,7 @@ typedef struct textok__resblock {
 
 typedef struct textok__pix_acts {
     float *x, *t, *h;   /* (B, Cmax, HWmax) each: block input/output, normalised input, branch */
-    float *work;        /* conv im2col work for one image */
+    float *work;        /* conv2d work: textok_conv2d_work_floats of the largest conv */
 } textok__pix_acts;
 
 /* x (B, cin, H, W) -> x (B, cout, H, W) in place. When the channel count changes, the upstream
@@ -8845,7 +9107,7 @@ struct textok_titok {
     float *img;                /* (B, 3, S, S) input or output images */
     float *img2;               /* (B, 3, S, S) non-legacy head before its conv_out */
     float *patches;            /* (B, De, P) patch_embed output, NCHW */
-    float *conv_work;          /* im2col work, the largest conv of one image */
+    float *conv_work;          /* conv2d work: textok_conv2d_work_floats of the largest conv */
     float *lat;                /* (B, K, max(De, Dd)) ln_post output at the latent / decoder rows */
     float *zt;                 /* (B, K, Cq) encoder output, token-major */
     float *zq;                 /* (B, K, C) what the quantiser searches (normalised if l2) */
@@ -9251,19 +9513,23 @@ static void textok__titok_carve(textok_titok *m, textok__carve *a)
         int l, top = textok__pix_ch(c, c->pixel_num_levels - 1), cin = top;
         m->logits = textok__take(a, textok__mul3(B, P, (size_t)c->pixel_codebook_size, o));
         m->codes  = textok__take(a, textok__mul3(B, P, (size_t)c->pixel_z_channels, o));
+        int g = (int)(S / p);
         act = textok__max2((size_t)c->pixel_z_channels, (size_t)top) * hw;
-        conv_work = textok__max2(conv_work, textok__mul3((size_t)textok__max2((size_t)c->pixel_z_channels, (size_t)top), 9, hw, o));
+        conv_work = textok__max2(conv_work, textok__conv_same_work(c->pixel_z_channels, g, top, 3));
+        conv_work = textok__max2(conv_work, textok__conv_same_work(top, g, top, 3));   /* mid blocks */
         for (l = c->pixel_num_levels - 1; l >= 0; l--) {
             int cout = textok__pix_ch(c, l);
             act = textok__max2(act, textok__max2((size_t)cin, (size_t)cout) * hw);
-            conv_work = textok__max2(conv_work, textok__mul3(textok__max2((size_t)cin, (size_t)cout), 9, hw, o));
+            conv_work = textok__max2(conv_work, textok__conv_same_work(cin, g, cout, 3));
+            conv_work = textok__max2(conv_work, textok__conv_same_work(cout, g, cout, 3));
             cin = cout;
             if (l > 0) {
-                hw *= 4;
+                hw *= 4; g *= 2;
                 act = textok__max2(act, (size_t)cout * hw);
-                conv_work = textok__max2(conv_work, textok__mul3((size_t)cout, 9, hw, o));
+                conv_work = textok__max2(conv_work, textok__conv_same_work(cout, g, cout, 3));
             }
         }
+        conv_work = textok__max2(conv_work, textok__conv_same_work(cin, g, 3, 3));   /* conv_out */
         m->pixa.x = textok__take(a, textok__mul3(B, act, 1, o));
         m->pixa.t = textok__take(a, textok__mul3(B, act, 1, o));
         m->pixa.h = textok__take(a, textok__mul3(B, act, 1, o));
@@ -10021,7 +10287,7 @@ struct textok_lpips {
     float *ga, *gb;                   /* backward: gradient ping-pong, the largest activation */
     float *d5;                        /* (5, B) the per-layer distances */
     float *dd;                        /* (B) upstream gradient of each distance */
-    float *work;                      /* conv im2col work, one image of the largest conv */
+    float *work;                      /* conv2d work: textok_conv2d_work_floats of the largest conv */
     float *host_d;                    /* host (5, B): the per-layer distances on their way out */
 };
 
@@ -10448,7 +10714,7 @@ struct textok_disc {
     float *t0;                        /* (B, C, pool, pool) to_logits.0 output after its LeakyReLU */
     float *logits;                    /* (B, 1, pool, pool) for textok_disc_logits */
     float *ga, *gb;                   /* the stage conv's output in forward; gradients in backward */
-    float *work;                      /* conv im2col work, one image of the largest conv */
+    float *work;                      /* conv2d work: textok_conv2d_work_floats of the largest conv */
 };
 
 #define TEXTOK__DG(d, p) ((d)->grads + ((p) - (d)->params))   /* p's gradient, at the same offset */
@@ -11059,7 +11325,7 @@ static int textok__px_build(textok_trainer *t, textok__carve *a, textok__px_stag
     if (!cur) cur = &tmp;
     cur->w = px->conv_in_w; cur->b = px->conv_in_b; cur->gw = gx->conv_in_w; cur->gb = gx->conv_in_b;
     cur->out = prev = textok__take(a, textok__mul3(B, (size_t)top, hw, o));
-    *conv_work = textok__max2(*conv_work, textok__mul3((size_t)c->pixel_z_channels, 9, hw, o));
+    *conv_work = textok__max2(*conv_work, textok__conv_same_work(c->pixel_z_channels, H, top, 3));
     *act = textok__max2(*act, textok__max2((size_t)c->pixel_z_channels, (size_t)top) * hw);
     for (l = c->pixel_num_levels; l >= 0; l--) {   /* l == levels: the mid blocks */
         for (j = 0; j < nb; j++) {
@@ -11078,7 +11344,8 @@ static int textok__px_build(textok_trainer *t, textok__carve *a, textok__px_stag
             cur->s2 = textok__take(a, textok__mul3(B, (size_t)cout, hw, o));
             cur->h2 = textok__take(a, textok__mul3(B, (size_t)cout, hw, o));
             cur->out = prev = textok__take(a, textok__mul3(B, (size_t)cout, hw, o));
-            *conv_work = textok__max2(*conv_work, textok__mul3(textok__max2((size_t)cin, (size_t)cout), 9, hw, o));
+            *conv_work = textok__max2(*conv_work, textok__conv_same_work(cin, H, cout, 3));
+            *conv_work = textok__max2(*conv_work, textok__conv_same_work(cout, H, cout, 3));
             *act = textok__max2(*act, textok__max2((size_t)cin, (size_t)cout) * hw);
         }
         if (l > 0 && l < c->pixel_num_levels) {   /* nearest x2 then a 3x3 conv */
@@ -11089,7 +11356,7 @@ static int textok__px_build(textok_trainer *t, textok__carve *a, textok__px_stag
             hw *= 4;
             cur->t1 = textok__take(a, textok__mul3(B, (size_t)ch, hw, o));
             cur->out = prev = textok__take(a, textok__mul3(B, (size_t)ch, hw, o));
-            *conv_work = textok__max2(*conv_work, textok__mul3((size_t)ch, 9, hw, o));
+            *conv_work = textok__max2(*conv_work, textok__conv_same_work(ch, 2 * H, ch, 3));
             *act = textok__max2(*act, (size_t)ch * hw);
             H *= 2;
         }
@@ -11104,7 +11371,7 @@ static int textok__px_build(textok_trainer *t, textok__carve *a, textok__px_stag
         cur->m1 = textok__take(a, B * G); cur->r1 = textok__take(a, B * G);
         cur->s1 = textok__take(a, textok__mul3(B, (size_t)ch, hw, o));
         cur->out = t->recon;
-        *conv_work = textok__max2(*conv_work, textok__mul3((size_t)ch, 9, hw, o));
+        *conv_work = textok__max2(*conv_work, textok__conv_same_work(ch, H, 3, 3));
     }
 #undef TEXTOK__PX_NEW
     return n;
