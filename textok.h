@@ -2705,6 +2705,16 @@ TEXTOKDEF int textok_npy_write(const char *path, const float *data, int ndim, co
 #define TEXTOK__PARALLEL_FOR(k, cond) (void)textok__nt(k);
 #endif
 static int textok__nt(const textok_kernels *k) { return k->n_threads > 0 ? k->n_threads : 1; }
+/* this thread's index in the enclosing parallel loop: kernels that thread their own tiles give each
+   thread its slot of the caller's work buffer */
+static int textok__thread_num(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
 
 /* ----- 4.1 the portable blocked GEMM (plain C, any compiler and CPU) ------------------------------ */
 #define TEXTOK__GEMM_MB 64   /* rows of C per task */
@@ -3631,15 +3641,6 @@ TEXTOKDEF size_t textok_attention_work_floats(const textok_attention_dims *d)
 {
     return 16 + TEXTOK__ATT_SLOTS * textok__att_slot(d->Tq, d->Tk);
 }
-static int textok__thread_num(void)
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
 /* The row work between the products (bias, key mask, softmax or exp, dS), over whole blocks.
    Two versions, picked once per call: plain C (any compiler), and 16-lane vectors written with
    the GCC/clang vector extensions, which each target lowers to its own registers (SSE or NEON:
@@ -4240,15 +4241,6 @@ static int textok__conv_threads(const textok_kernels *k, size_t tasks, double fl
     if (n > TEXTOK__CONV_SLOTS) n = TEXTOK__CONV_SLOTS;
     if ((size_t)n > tasks) n = (int)tasks;
     return n < 1 || flops < 1e6 ? 1 : n;
-}
-
-static int textok__thread_num(void)
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
 }
 
 TEXTOKDEF size_t textok_conv2d_work_floats(const textok_conv2d_dims *d)
