@@ -11762,6 +11762,8 @@ struct textok_dit {
     size_t arena_floats;
     /* host staging for one pass */
     float *h_feat;                   /* (max_batch, 256) */
+    float *h_cfg;                    /* (max_batch + max(max_batch/2, 1), Cout*H*W) forward_cfg's
+                                        model outputs: so a sampling step allocates nothing */
     int32_t *h_y;                    /* (max_batch) */
     int *h_row;                      /* (max_batch) the caller's row of each pass row (its text) */
     unsigned char *h_null;           /* (max_batch) 1 = null condition (CFG's unconditional rows) */
@@ -12302,7 +12304,7 @@ TEXTOKDEF int textok_dit_forward_cfg(textok_dit *m, const float *x, const int32_
 {
     const size_t HW = m ? (size_t)m->H * m->W : 0, on = m ? (size_t)m->Cout * HW : 0;
     const int cb = m && m->max_batch >= 2 ? m->max_batch / 2 : 1;
-    float *unc = NULL;
+    float *unc;
     int b0, r, st = TEXTOK_OK;
     size_t i, b;
     if (!m || !x || !t || !out) return textok__fail(TEXTOK_ERR_ARG, "textok_dit_forward_cfg: NULL argument");
@@ -12312,16 +12314,14 @@ TEXTOKDEF int textok_dit_forward_cfg(textok_dit *m, const float *x, const int32_
         return textok__fail(TEXTOK_ERR_ARG, "textok_dit_forward_cfg: this DiT is unconditional (no classes, no text): there is "
                             "nothing to guide; use textok_dit_forward");
     if ((st = textok__dit_check_cond(m, t, y, text, B, 1, "textok_dit_forward_cfg")) != TEXTOK_OK) return st;
-    unc = (float *)textok__malloc((size_t)(m->max_batch >= 2 ? cb : 1) * on * sizeof(float));
-    if (!unc) return textok__fail(TEXTOK_ERR_NOMEM, "textok_dit_forward_cfg: out of memory");
+    unc = m->h_cfg;   /* (cb, on); the pass writing both halves uses the (max_batch, on) after it */
     for (b0 = 0; b0 < B; b0 += cb) {
         const int nb = B - b0 < cb ? B - b0 : cb;
         float *cond = out + (size_t)b0 * on;
         if (m->max_batch >= 2) {
             /* rows [cond 0..nb-1, null 0..nb-1] in one pass: the pass writes 2 nb rows, the
                conditional ones into out, the null ones into unc */
-            float *both = (float *)textok__malloc((size_t)2 * nb * on * sizeof(float));
-            if (!both) { st = textok__fail(TEXTOK_ERR_NOMEM, "textok_dit_forward_cfg: out of memory"); break; }
+            float *both = m->h_cfg + (size_t)cb * on;
             for (r = 0; r < nb; r++) {
                 m->h_row[r] = m->h_row[nb + r] = b0 + r;
                 m->h_null[r] = 0; m->h_null[nb + r] = 1;
@@ -12331,7 +12331,6 @@ TEXTOKDEF int textok_dit_forward_cfg(textok_dit *m, const float *x, const int32_
                 memcpy(cond, both, (size_t)nb * on * sizeof(float));
                 memcpy(unc, both + (size_t)nb * on, (size_t)nb * on * sizeof(float));
             }
-            TEXTOK_FREE(both);
         } else {
             m->h_row[0] = b0; m->h_null[0] = 0;
             st = textok__dit_pass(m, x, t, y, text, 1, cond);
@@ -12344,7 +12343,6 @@ TEXTOKDEF int textok_dit_forward_cfg(textok_dit *m, const float *x, const int32_
                 cond[b * on + i] = uv + scale * (cv - uv);
             }
     }
-    TEXTOK_FREE(unc);
     return st;
 }
 
@@ -12388,6 +12386,7 @@ static int textok__dit_new(textok_dit **out, const textok_dit_config *cfg, const
     m->P = c->patch_size * c->patch_size * m->Cout;
     mb = (size_t)m->max_batch; Lt = (size_t)c->text_len;
     hb = (size_t)c->depth * sizeof(textok__tblock) + mb * 256 * sizeof(float) + mb * sizeof(int32_t)
+       + (mb + (mb >= 2 ? mb / 2 : 1)) * (size_t)m->Cout * m->H * m->W * sizeof(float)
        + mb * sizeof(int) + mb + mb * Lt + 16;
     p = (unsigned char *)textok__calloc(1, hb);
     m->specs = (textok_tensor_spec *)textok__calloc((size_t)n_specs, sizeof *m->specs);
@@ -12395,6 +12394,7 @@ static int textok__dit_new(textok_dit **out, const textok_dit_config *cfg, const
     m->host_block = p;
     m->blocks_host = (textok__tblock *)(void *)p;      p += (size_t)c->depth * sizeof(textok__tblock);
     m->h_feat = (float *)(void *)p;                    p += mb * 256 * sizeof(float);
+    m->h_cfg = (float *)(void *)p;                     p += (mb + (mb >= 2 ? mb / 2 : 1)) * (size_t)m->Cout * m->H * m->W * sizeof(float);
     m->h_y = (int32_t *)(void *)p;                     p += mb * sizeof(int32_t);
     m->h_row = (int *)(void *)p;                       p += mb * sizeof(int);
     m->h_null = p;                                     p += mb;
@@ -13843,10 +13843,11 @@ static int textok__mg_cmp_float(const void *a, const void *b)
    argmax over V, the confidence sort) runs here on the host, on logits copied back once per step:
    it is a few flops per logit next to the network that produced them, it keeps the kernel table
    free of sampling-only kernels, and it makes the noise a host-RNG stream (B*L*V then B*L
-   uniforms) that does not depend on the backend. hc, hu: (B, L, V) host scratch; conf: (L) x 2. */
+   uniforms) that does not depend on the backend. Host scratch from the caller (allocated once per
+   generate, so a step allocates nothing): hc, hu (B, L, V); conf (L) x 2; sampled, sl (B, L). */
 static int textok__mg_step(textok_maskgit *m, const textok_maskgit_sample_config *sc, int s, int32_t *ids,
                            const int32_t *classes, int B, const float *u1, const float *u2, float *hc, float *hu,
-                           int32_t *null_cls, float *conf)
+                           int32_t *null_cls, float *conf, int32_t *sampled, float *sl)
 {
     const textok_maskgit_config *c = &m->cfg;
     const int L = c->seq_len, V = c->codebook_size, T = sc->steps;
@@ -13856,13 +13857,10 @@ static int textok__mg_step(textok_maskgit *m, const textok_maskgit_sample_config
     const float cfg = textok__mg_cfg(sc, s);
     float *sorted = conf + L;
     int b, i, v, st, n = 0, masked0 = 0;
-    int32_t *sampled = (int32_t *)textok__malloc((size_t)B * L * sizeof(int32_t));
-    float *sl = (float *)textok__malloc((size_t)B * L * sizeof(float));
-    if (!sampled || !sl) { TEXTOK_FREE(sampled); TEXTOK_FREE(sl); return textok__fail(TEXTOK_ERR_NOMEM, "MaskGIT sampling: out of memory"); }
-    if ((st = textok__mg_logits(m, ids, classes, B, hc)) != TEXTOK_OK) goto done;
+    if ((st = textok__mg_logits(m, ids, classes, B, hc)) != TEXTOK_OK) return st;
     if (cfg != 0.0f) {
         for (b = 0; b < B; b++) null_cls[b] = c->num_classes;
-        if ((st = textok__mg_logits(m, ids, null_cls, B, hu)) != TEXTOK_OK) goto done;
+        if ((st = textok__mg_logits(m, ids, null_cls, B, hu)) != TEXTOK_OK) return st;
     }
     for (i = 0; i < L; i++) masked0 += ids[i] == V;
     for (b = 0; b < B; b++)
@@ -13879,7 +13877,7 @@ static int textok__mg_step(textok_maskgit *m, const textok_maskgit_sample_config
                 if (sc->temperature_annealing) x = x / anneal;
                 lg[v] = x;
                 y = x + temp * textok__mg_gumbel(nz[v]);
-                if (y != y) { st = textok__fail(TEXTOK_ERR_FORMAT, "MaskGIT sampling: non-finite logits at row %d, position %d (the weights?)", b, i); goto done; }
+                if (y != y) return textok__fail(TEXTOK_ERR_FORMAT, "MaskGIT sampling: non-finite logits at row %d, position %d (the weights?)", b, i);
                 if (v == 0 || y > best) { best = y; arg = v; }   /* first maximum, as torch.argmax */
             }
             if (ids[row] == V) { sampled[row] = arg; sl[row] = lg[arg]; }
@@ -13897,17 +13895,15 @@ static int textok__mg_step(textok_maskgit *m, const textok_maskgit_sample_config
         qsort(sorted, (size_t)L, sizeof(float), textok__mg_cmp_float);
         for (i = 0; i < L; i++) row_ids[i] = conf[i] <= sorted[n - 1] ? V : sampled[(size_t)b * L + i];
     }
-done:
-    TEXTOK_FREE(sampled);
-    TEXTOK_FREE(sl);
-    return st;
+    return TEXTOK_OK;
 }
 
 /* host scratch for sampling B sequences */
-typedef struct textok__mg_sample_buf { float *hc, *hu, *conf; int32_t *null_cls; } textok__mg_sample_buf;
+typedef struct textok__mg_sample_buf { float *hc, *hu, *conf, *sl; int32_t *null_cls, *sampled; } textok__mg_sample_buf;
 static void textok__mg_sample_buf_free(textok__mg_sample_buf *sb)
 {
     TEXTOK_FREE(sb->hc); TEXTOK_FREE(sb->hu); TEXTOK_FREE(sb->conf); TEXTOK_FREE(sb->null_cls);
+    TEXTOK_FREE(sb->sampled); TEXTOK_FREE(sb->sl);
 }
 static int textok__mg_sample_buf_new(textok__mg_sample_buf *sb, const textok_maskgit *m, int B)
 {
@@ -13919,7 +13915,9 @@ static int textok__mg_sample_buf_new(textok__mg_sample_buf *sb, const textok_mas
     sb->hu = (float *)textok__malloc(n * sizeof(float));
     sb->conf = (float *)textok__malloc(2 * (size_t)m->cfg.seq_len * sizeof(float));
     sb->null_cls = (int32_t *)textok__malloc((size_t)B * sizeof(int32_t));
-    if (!sb->hc || !sb->hu || !sb->conf || !sb->null_cls) {
+    sb->sampled = (int32_t *)textok__malloc((size_t)B * m->cfg.seq_len * sizeof(int32_t));
+    sb->sl = (float *)textok__malloc((size_t)B * m->cfg.seq_len * sizeof(float));
+    if (!sb->hc || !sb->hu || !sb->conf || !sb->null_cls || !sb->sampled || !sb->sl) {
         textok__mg_sample_buf_free(sb);
         return textok__fail(TEXTOK_ERR_NOMEM, "MaskGIT sampling: cannot allocate %lu MB of host logits",
                             (unsigned long)(2 * n * sizeof(float) >> 20));
@@ -13939,7 +13937,7 @@ TEXTOKDEF int textok_maskgit_sample_step(textok_maskgit *m, const textok_maskgit
     if (s < 0 || s >= sc->steps) return textok__fail(TEXTOK_ERR_ARG, "%s: step %d not in [0, steps %d)", fn, s, sc->steps);
     if ((st = textok__mg_check_input(m, fn, ids, m->cfg.codebook_size, classes, m->cfg.num_classes - 1, B)) != TEXTOK_OK) return st;
     if ((st = textok__mg_sample_buf_new(&sb, m, B)) != TEXTOK_OK) return st;
-    st = textok__mg_step(m, sc, s, ids, classes, B, u1, u2, sb.hc, sb.hu, sb.null_cls, sb.conf);
+    st = textok__mg_step(m, sc, s, ids, classes, B, u1, u2, sb.hc, sb.hu, sb.null_cls, sb.conf, sb.sampled, sb.sl);
     textok__mg_sample_buf_free(&sb);
     return st;
 }
@@ -13964,7 +13962,7 @@ TEXTOKDEF int textok_maskgit_generate(textok_maskgit *m, const textok_maskgit_sa
     for (s = 0; s < sc->steps; s++) {
         textok_rng_fill_uniform(rng, u1, n * (size_t)m->cfg.codebook_size, 0.0f, 1.0f);
         textok_rng_fill_uniform(rng, u2, n, 0.0f, 1.0f);
-        if ((st = textok__mg_step(m, sc, s, ids, classes, B, u1, u2, sb.hc, sb.hu, sb.null_cls, sb.conf)) != TEXTOK_OK) goto done;
+        if ((st = textok__mg_step(m, sc, s, ids, classes, B, u1, u2, sb.hc, sb.hu, sb.null_cls, sb.conf, sb.sampled, sb.sl)) != TEXTOK_OK) goto done;
         if (sc->progress && sc->progress(s + 1, sc->steps, sc->progress_user)) {
             st = textok__fail(TEXTOK_ERR_ARG, "%s: cancelled at step %d of %d", fn, s + 1, sc->steps);
             goto done;
