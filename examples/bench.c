@@ -11,7 +11,19 @@
    --train times whole training steps (textok_trainer_step) in ms per step for a tiny ViT tokenizer
    (VQ and VAE, batch 8) and a TiTok-S-128-sized one (batch 4) with the L2 loss, and the tiny VQ
    one with LPIPS + the discriminator (s128-vq+gan: ~30 s a step, only when named); --torch
-   runs tools/bench_train_torch.py first, the same steps in PyTorch. */
+   runs tools/bench_train_torch.py first, the same steps in PyTorch.
+     build/bench --compare [--quick | --full] [--no-torch] [--budget S] [--prefix CMD] [--verbose]
+   --compare is issue 7's table: every row side by side for ours, PyTorch default (no environment
+   variables) and PyTorch tuned (OPENBLAS_CORETYPE=SkylakeX OMP_WAIT_POLICY=passive), with the
+   ratios, GFLOP/s, % of the run's measured sgemm peak and the peak RSS of each side, one process
+   per unit of work (see compare() below). Ours runs with neither variable set. Rows: sgemm
+   2048^3, attention at ViT shapes, TiTok-S-128 / B-64 / L-32 encode and decode at batch 1, the
+   pixel decoder alone, a training step (tiny and S-128-sized ViT tokenizers, batch 4) and one
+   guided DiT-B sampling step for 8 images (x 250 below the table). --quick: sgemm, attention,
+   S-128, tiny training (~3 min); the default run ~10 min on 2 cores; --full adds batch 8 rows.
+   --budget: seconds of timed calls per measurement (1.5; quick 1). --prefix: put in front of
+   every child's command (e.g. 'flock /tmp/bench.lock' on a shared machine, 'taskset -c 0,1').
+   Run it from the repository root (tools/bench_compare_torch.py, /usr/bin/python3). */
 #define _POSIX_C_SOURCE 200112L   /* clock_gettime, popen, strtok_r */
 #define TEXTOK_IMPLEMENTATION
 #include "textok.h"
@@ -19,6 +31,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>   /* getrusage: peak RSS of a --row unit */
+#include <unistd.h>         /* readlink: /proc/self/exe for --compare's children */
 
 static double now(void)
 {
@@ -340,8 +354,10 @@ static int selected(const char *models, const train_row *r)
 }
 
 /* one row: create the model (and loss networks), count the forward FLOPs with one image through
-   encode + decode, then warm-up and timed trainer steps */
-static int train_bench_row(const train_row *r, int threads, double peak, const torch_row *trows, int n_trows)
+   encode + decode, then warm-up and timed trainer steps. Out: the median and the fastest step in
+   seconds, the forward FLOPs of the whole batch and the parameter count. 0 on success. */
+static int train_measure(const train_row *r, int threads, double *med_s, double *min_s, double *fwd_flops_out,
+                         double *params_out)
 {
     const textok_titok_config *c = &r->cfg;
     textok_train_config tc = train_config(r);
@@ -356,7 +372,7 @@ static int train_bench_row(const train_row *r, int threads, double peak, const t
     textok_rng rng;
     const size_t img_n = (size_t)3 * c->image_size * c->image_size;
     float *img = NULL, *lat = NULL, *out = NULL;
-    double *ts = NULL, med, fwd_flops, tms, params = 0.0;
+    double *ts = NULL, fwd_flops, params = 0.0;
     int i, j, n_specs, status = 1;
     p.n_threads = threads; p.max_batch = r->batch;
     if (textok_titok_create(&m, c, &p, 1) != TEXTOK_OK) goto fail;
@@ -394,14 +410,10 @@ static int train_bench_row(const train_row *r, int threads, double peak, const t
         if (i >= r->warmup) ts[i - r->warmup] = now() - t0;
     }
     qsort(ts, (size_t)r->steps, sizeof(double), cmp_double);
-    med = r->steps % 2 ? ts[r->steps / 2] : 0.5 * (ts[r->steps / 2 - 1] + ts[r->steps / 2]);
-    tms = torch_ms(trows, n_trows, r->name, r->batch, "step");
-    printf("%-12s %5d %7.2f %9.1f %9.1f", r->name, r->batch, params * 1e-6, 1e3 * med, 1e3 * ts[0]);
-    if (r->loss_nets) printf(" %10s %8s %6s", "-", "-", "-");   /* the loss networks' FLOPs are not counted */
-    else printf(" %10.2f %8.1f %5.1f%%", 3.0 * fwd_flops * 1e-9, 3.0 * fwd_flops / med * 1e-9, 100.0 * 3.0 * fwd_flops / med * 1e-9 / peak);
-    if (tms > 0.0) printf(" %9.1f %10.2f\n", tms, 1e3 * med / tms);
-    else printf(" %9s %10s\n", "-", "-");
-    fflush(stdout);
+    *med_s = r->steps % 2 ? ts[r->steps / 2] : 0.5 * (ts[r->steps / 2 - 1] + ts[r->steps / 2]);
+    *min_s = ts[0];
+    *fwd_flops_out = fwd_flops;
+    *params_out = params;
     status = 0;
     goto done;
 fail:
@@ -413,6 +425,20 @@ done:
     textok_titok_free(m);
     free(specs); free(img); free(out); free(lat); free(ts);
     return status;
+}
+
+static int train_bench_row(const train_row *r, int threads, double peak, const torch_row *trows, int n_trows)
+{
+    double med, mn, fwd_flops, params, tms;
+    if (train_measure(r, threads, &med, &mn, &fwd_flops, &params)) return 1;
+    tms = torch_ms(trows, n_trows, r->name, r->batch, "step");
+    printf("%-12s %5d %7.2f %9.1f %9.1f", r->name, r->batch, params * 1e-6, 1e3 * med, 1e3 * mn);
+    if (r->loss_nets) printf(" %10s %8s %6s", "-", "-", "-");   /* the loss networks' FLOPs are not counted */
+    else printf(" %10.2f %8.1f %5.1f%%", 3.0 * fwd_flops * 1e-9, 3.0 * fwd_flops / med * 1e-9, 100.0 * 3.0 * fwd_flops / med * 1e-9 / peak);
+    if (tms > 0.0) printf(" %9.1f %10.2f\n", tms, 1e3 * med / tms);
+    else printf(" %9s %10s\n", "-", "-");
+    fflush(stdout);
+    return 0;
 }
 
 static int train_bench(const char *models, int threads, int torch, double peak)
@@ -467,10 +493,409 @@ static int train_bench(const char *models, int threads, int torch, double peak)
     return status;
 }
 
+/* ----- --compare: ours and PyTorch side by side, one process per unit of work ----- */
+/* Every unit runs in a fresh process so that its peak RSS (getrusage(RUSAGE_SELF).ru_maxrss at the
+   end, reported by the child itself; RUSAGE_CHILDREN in the parent would give the largest child
+   so far, not this one) belongs to that unit alone. Ours is this program again (--row UNIT), run
+   through `env -u OPENBLAS_CORETYPE -u OMP_WAIT_POLICY` so that it never sees the variables (the
+   Makefile exports both to the programs make runs). PyTorch (tools/bench_compare_torch.py) runs
+   twice: "default" with the same two variables removed, and "tuned" with OPENBLAS_CORETYPE=SkylakeX
+   OMP_WAIT_POLICY=passive. Timing, the same rule on both sides: one warm-up call of t_w seconds,
+   then n = clamp(floor(budget / t_w), 1, 10) timed calls, median.
+
+   FLOPs (multiply-add = 2), from the shapes:
+     sgemm n^3            2 n^3
+     attention            4 B T^2 C (Q K^T and P V: 2 B H T T (C/H) each; softmax not counted)
+     TiTok encode/decode  textok_titok_last_timing's counts: 2 (in x out) per token for every
+                          linear, 4 T^2 width per attention layer, 2 OC C kh kw per output pixel for
+                          every conv (the pixel decoder), for the whole batch
+     training step        3 x the forward FLOPs of the batch (backward: dinput and dweight)
+     DiT CFG step         rows R = 2 B (conditional + null), N tokens, width D, depth L, MLP M,
+                          channels Cin / Cout: R [2 N Cin D (x embed) + 2 (256 D + D D) (t embed)
+                          + L (2 D 6D (adaLN) + 2 N D 3D (qkv) + 4 N^2 D (attention) + 2 N D D (proj)
+                          + 4 N D M (MLP)) + 2 D 2D + 2 N D Cout (final)]; the guidance and the
+                          p_sample update (O(B Cin N)) are not counted */
+#define CMP_MAX_ROWS 64
+typedef struct {
+    char key[48], label[64];
+    double gflop, ms[3];   /* 0 ours, 1 torch tuned, 2 torch default; < 0 = none */
+    long rss_kib[3];
+} cmp_row;
+
+static int reps_for(double tw, double budget)
+{
+    int n = tw > 0.0 ? (int)(budget / tw) : 10;
+    return n < 1 ? 1 : n > 10 ? 10 : n;
+}
+
+static double median(double *ts, int n)
+{
+    qsort(ts, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? ts[n / 2] : 0.5 * (ts[n / 2 - 1] + ts[n / 2]);
+}
+
+static void emit(const char *key, double s, double flops, const char *label)
+{
+    printf("row %s %.3f %.6f %s\n", key, 1e3 * s, flops * 1e-9, label);
+    fflush(stdout);
+}
+
+/* the training rows of --compare: the --train rows of the same name at batch 4 (issue 7's table),
+   with fewer steps (the S-128 one is seconds a step, 4x that for PyTorch default) */
+static int compare_train_row(const char *name, train_row *out)
+{
+    train_row rows[8];
+    int n = train_rows(rows), i;
+    for (i = 0; i < n; i++) {
+        if (strcmp(rows[i].name, name)) continue;
+        *out = rows[i];
+        out->batch = 4;
+        if (!strcmp(name, "s128-vq")) { out->warmup = 1; out->steps = 2; }
+        else { out->warmup = 2; out->steps = 10; }
+        return 1;
+    }
+    return 0;
+}
+
+/* DiT-B/1 over 64 1D tokens of 12 channels (TiTok's token_size), class-conditional, learn_sigma */
+static textok_dit_config dit_b64_config(void)
+{
+    textok_dit_config c;
+    textok_dit_preset(&c, "B/2", 256);
+    c.in_channels = 12; c.seq_1d = 1; c.patch_size = 1; c.input_size = 64; c.guide_channels = 12; c.latent_scale = 1.0f;
+    return c;
+}
+
+static double dit_cfg_step_flops(const textok_dit_config *c, int B)
+{
+    const double R = 2.0 * B, N = c->input_size, D = c->hidden, L = c->depth, M = c->mlp_hidden;
+    const double Cin = c->in_channels, Cout = c->learn_sigma ? 2.0 * Cin : Cin;
+    return R * (2 * N * Cin * D + 2 * (256 * D + D * D)
+                + L * (2 * D * 6 * D + 2 * N * D * 3 * D + 4 * N * N * D + 2 * N * D * D + 4 * N * D * M)
+                + 2 * D * 2 * D + 2 * N * D * Cout);
+}
+
+/* --row UNIT: one unit of work in this process; prints "row KEY MS GFLOP LABEL" lines, then
+   "rss KIB" */
+static int row_unit(const char *unit, int threads, double budget)
+{
+    textok_kernels fast = textok_cpu_kernels(threads);
+    textok_rng r;
+    double ts[10], tw, t0;
+    int i, n, status = 0;
+    char key[64], label[64];
+    struct rusage ru;
+    textok_rng_seed(&r, 7);
+    if (!strcmp(unit, "sgemm")) {
+        const int sz = 2048;
+        job j;
+        memset(&j, 0, sizeof j);
+        j.k = &fast; j.which = 0;
+        j.mm.batch = 1; j.mm.M = sz; j.mm.N = sz; j.mm.K = sz;   /* C = A B, no bias: torch.mm */
+        j.a = rnd(&r, (size_t)sz * sz); j.b = rnd(&r, (size_t)sz * sz); j.c = rnd(&r, (size_t)sz * sz);
+        t0 = now(); run(&j); tw = now() - t0;
+        n = reps_for(tw, budget);
+        for (i = 0; i < n; i++) { t0 = now(); run(&j); ts[i] = now() - t0; }
+        emit("sgemm", median(ts, n), 2.0 * sz * sz * sz, "sgemm 2048^3");
+        /* for the peak: the fastest call (other work on a shared machine only ever slows one down) */
+        printf("peak %.3f\n", 2.0 * sz * sz * sz / ts[0] * 1e-9);   /* ts sorted by median() */
+        free(j.a); free(j.b); free(j.c);
+    } else if (!strncmp(unit, "attn-", 5) && atoi(unit + 5) > 0) {
+        const int B = atoi(unit + 5), T = 321, C = 768;
+        job j;
+        memset(&j, 0, sizeof j);
+        j.k = &fast; j.which = 1;
+        j.at.B = B; j.at.Tq = T; j.at.Tk = T; j.at.C = C; j.at.H = 12; j.at.scale = 0.125f;
+        j.a = rnd(&r, (size_t)B * T * C); j.b = rnd(&r, (size_t)B * T * C); j.c = rnd(&r, (size_t)B * T * C);
+        j.d = rnd(&r, (size_t)B * T * C); j.e = rnd(&r, (size_t)B * 12 * T); j.w = rnd(&r, textok_attention_work_floats(&j.at));
+        t0 = now(); run(&j); tw = now() - t0;
+        n = reps_for(tw, budget);
+        for (i = 0; i < n; i++) { t0 = now(); run(&j); ts[i] = now() - t0; }
+        snprintf(label, sizeof label, "attention B%d T%d C%d H12", B, T, C);
+        emit(unit, median(ts, n), 4.0 * B * T * T * C, label);
+        free(j.a); free(j.b); free(j.c); free(j.d); free(j.e); free(j.w);
+    } else if (!strncmp(unit, "titok-", 6)) {
+        char model[16];
+        int B = 0;
+        textok_titok_config cfg;
+        textok_params p = textok_default_params();
+        textok_titok *m = NULL;
+        textok_titok_timing tt;
+        float *img, *out;
+        int32_t *ids;
+        double tp[10], fl_enc, fl_dec, fl_pix;
+        size_t sz;
+        const char *dash = strchr(unit + 6, '-');
+        if (!dash || (size_t)(dash - unit - 6) >= sizeof model || (B = atoi(dash + 1)) < 1) goto unknown;
+        memcpy(model, unit + 6, (size_t)(dash - unit - 6)); model[dash - unit - 6] = 0;
+        if (!titok_preset(model, &cfg)) goto unknown;
+        p.n_threads = threads; p.max_batch = B;
+        if (textok_titok_create(&m, &cfg, &p, 1) != TEXTOK_OK) { fprintf(stderr, "bench: %s\n", textok_last_error()); return 1; }
+        sz = (size_t)B * 3 * 256 * 256;
+        img = (float *)malloc(sz * sizeof(float)); out = (float *)malloc(sz * sizeof(float));
+        ids = (int32_t *)malloc((size_t)B * cfg.num_latent_tokens * sizeof(int32_t));
+        if (!img || !out || !ids) { fprintf(stderr, "bench: out of memory\n"); return 1; }
+        textok_rng_seed(&r, 2);
+        textok_rng_fill_uniform(&r, img, sz, 0.0f, 1.0f);
+        /* encode: the whole call (encoder + quantizer), as torch's m.encode(x) */
+        t0 = now(); status |= textok_titok_encode(m, img, B, NULL, ids, NULL, NULL, NULL); tw = now() - t0;
+        fl_enc = textok_titok_last_timing(m).encoder_flops;
+        n = reps_for(tw, budget);
+        for (i = 0; i < n; i++) { t0 = now(); status |= textok_titok_encode(m, img, B, NULL, ids, NULL, NULL, NULL); ts[i] = now() - t0; }
+        snprintf(key, sizeof key, "%s-encode", unit);
+        snprintf(label, sizeof label, "TiTok-%s encode B%d", model, B);
+        emit(key, median(ts, n), fl_enc, label);
+        /* decode: decode_tokens (lookup, ViT decoder, pixel decoder); the pixel decoder's own time
+           from the same calls (torch times m.decode_pixels as a call of its own) */
+        t0 = now(); status |= textok_titok_decode_tokens(m, ids, B, NULL, out); tw = now() - t0;
+        tt = textok_titok_last_timing(m);
+        fl_dec = tt.decoder_flops + tt.pixel_decoder_flops; fl_pix = tt.pixel_decoder_flops;
+        n = reps_for(tw, budget);
+        for (i = 0; i < n; i++) {
+            t0 = now(); status |= textok_titok_decode_tokens(m, ids, B, NULL, out); ts[i] = now() - t0;
+            tp[i] = textok_titok_last_timing(m).pixel_decoder_s;
+        }
+        snprintf(key, sizeof key, "%s-decode", unit);
+        snprintf(label, sizeof label, "TiTok-%s decode B%d", model, B);
+        emit(key, median(ts, n), fl_dec, label);
+        if (!strcmp(model, "s128")) {
+            snprintf(key, sizeof key, "%s-decode_pixel", unit);
+            snprintf(label, sizeof label, "pixel decoder B%d", B);
+            emit(key, median(tp, n), fl_pix, label);
+        }
+        if (status) fprintf(stderr, "bench: %s: %s\n", unit, textok_last_error());
+        textok_titok_free(m);
+        free(img); free(out); free(ids);
+    } else if (!strncmp(unit, "train-", 6)) {
+        train_row tr;
+        double med, mn, fwd, params;
+        if (!compare_train_row(unit + 6, &tr)) goto unknown;
+        if (train_measure(&tr, threads, &med, &mn, &fwd, &params)) return 1;
+        snprintf(label, sizeof label, "train step %s B%d", tr.name, tr.batch);
+        emit(unit, med, 3.0 * fwd, label);
+    } else if (!strcmp(unit, "dit-b")) {
+        /* one guided DDPM step for 8 images: forward_cfg (16 rows in one pass) + p_sample */
+        const int B = 8;
+        textok_dit_config c = dit_b64_config();
+        textok_params p = textok_default_params();
+        textok_dit *m = NULL;
+        textok_diffusion *d = NULL;
+        const size_t xn = (size_t)B * c.in_channels * c.input_size;
+        float *x, *noise, *o, *xp;
+        int32_t t[8], y[8];
+        int si;
+        p.n_threads = threads; p.max_batch = 2 * B;
+        if (textok_dit_create(&m, &c, &p, 1) != TEXTOK_OK || textok_diffusion_create(&d, 1000, "250") != TEXTOK_OK) {
+            fprintf(stderr, "bench: %s\n", textok_last_error());
+            return 1;
+        }
+        x = rnd(&r, xn); noise = rnd(&r, xn); o = rnd(&r, 2 * xn); xp = rnd(&r, xn);
+        si = textok_diffusion_num_steps(d) / 2;
+        for (i = 0; i < B; i++) { t[i] = textok_diffusion_timestep(d, si); y[i] = 7 * i; }
+#define DIT_STEP() (textok_dit_forward_cfg(m, x, t, y, NULL, B, 4.0f, o) | \
+                    textok_diffusion_p_step(d, si, x, o, noise, B, c.in_channels, c.input_size, 1, xp))
+        t0 = now(); status |= DIT_STEP(); tw = now() - t0;
+        n = reps_for(tw, budget);
+        for (i = 0; i < n; i++) { t0 = now(); status |= DIT_STEP(); ts[i] = now() - t0; }
+#undef DIT_STEP
+        if (status) fprintf(stderr, "bench: %s: %s\n", unit, textok_last_error());
+        emit(unit, median(ts, n), dit_cfg_step_flops(&c, B), "DiT-B/1 N64 CFG step, 8 img");
+        textok_dit_free(m); textok_diffusion_free(d);
+        free(x); free(noise); free(o); free(xp);
+    } else {
+        goto unknown;
+    }
+    getrusage(RUSAGE_SELF, &ru);
+    printf("rss %ld\n", (long)ru.ru_maxrss);   /* KiB on Linux */
+    return status != 0;
+unknown:
+    fprintf(stderr, "bench: unknown --row unit '%s' (sgemm, attn-B, titok-{s128,b64,l32}-B, train-{tiny-vq,s128-vq}, dit-b)\n", unit);
+    return 2;
+}
+
+/* runs one child, merges its "row" lines into rows[] (side: 0 ours, 1 tuned, 2 default; ours
+   adds rows, the torch sides fill in rows of the same key) and its "rss" into those rows */
+static int cmp_run(const char *cmd, int side, cmp_row *rows, int first, int *n_rows, double *peak, int verbose)
+{
+    char line[512];
+    FILE *f;
+    int i, got = 0;
+    long rss = -1;
+    if (verbose) { printf("  $ %s\n", cmd); fflush(stdout); }
+    if (!(f = popen(cmd, "r"))) return 1;
+    while (fgets(line, sizeof line, f)) {
+        char key[48];
+        double ms, gf = 0.0;
+        int pos = 0;
+        if (sscanf(line, "row %47s %lf %lf %n", key, &ms, &gf, &pos) >= 2) {
+            if (side == 0 && *n_rows < CMP_MAX_ROWS) {
+                cmp_row *c = &rows[(*n_rows)++];
+                memset(c, 0, sizeof *c);
+                snprintf(c->key, sizeof c->key, "%s", key);
+                snprintf(c->label, sizeof c->label, "%s", pos > 0 ? line + pos : key);
+                c->label[strcspn(c->label, "\r\n")] = 0;
+                c->gflop = gf;
+                c->ms[0] = ms; c->ms[1] = c->ms[2] = -1.0;
+                c->rss_kib[0] = c->rss_kib[1] = c->rss_kib[2] = -1;
+                got++;
+            } else if (side > 0) {
+                for (i = first; i < *n_rows; i++) if (!strcmp(rows[i].key, key)) { rows[i].ms[side] = ms; got++; }
+            }
+        } else if (sscanf(line, "peak %lf", &gf) == 1) {
+            if (gf > *peak) *peak = gf;
+        } else if (sscanf(line, "rss %ld", &rss) == 1) {
+        } else if (verbose) {
+            printf("  | %s", line);
+        }
+    }
+    for (i = first; i < *n_rows; i++) if (rss >= 0 && rows[i].ms[side] >= 0.0) rows[i].rss_kib[side] = rss;
+    return pclose(f) != 0 || !got;
+}
+
+static void cmp_cell_ratio(double a, double b)
+{
+    if (a > 0.0 && b > 0.0) printf(" %7.2f", a / b);
+    else printf(" %7s", "-");
+}
+
+static void cmp_print(const cmp_row *c, double peak)
+{
+    const double pk = peak > 0.0 ? peak : 1.0;
+    int s;
+    printf("%-30s %8.2f", c->label, c->gflop);
+    for (s = 0; s < 3; s++) {
+        if (c->ms[s] >= 0.0) printf(" %9.1f", c->ms[s]);
+        else printf(" %9s", "-");
+    }
+    cmp_cell_ratio(c->ms[0], c->ms[1]);
+    cmp_cell_ratio(c->ms[0], c->ms[2]);
+    for (s = 0; s < 2; s++) {
+        if (c->ms[s] > 0.0) printf(" %7.1f %4.0f%%", c->gflop / c->ms[s] * 1e3, 100.0 * c->gflop / c->ms[s] * 1e3 / pk);
+        else printf(" %7s %5s", "-", "-");
+    }
+    for (s = 0; s < 2; s++) {
+        if (c->rss_kib[s] >= 0) printf(" %6.0f", c->rss_kib[s] / 1024.0);
+        else printf(" %6s", "-");
+    }
+    cmp_cell_ratio((double)c->rss_kib[0], (double)c->rss_kib[1]);
+    printf("\n");
+    fflush(stdout);
+}
+
+/* the 1-minute load average: on a shared machine, other work in the run makes every time longer
+   (ratios of one run less so); printed at the start and the end */
+static double loadavg(void)
+{
+    double l = -1.0;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) { if (fscanf(f, "%lf", &l) != 1) l = -1.0; fclose(f); }
+    return l;
+}
+
+static void cpu_name(char *buf, size_t size)
+{
+    char line[512];
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    const char *isa = "no AVX2";
+    snprintf(buf, size, "unknown CPU");
+    if (!f) return;
+    while (fgets(line, sizeof line, f)) {
+        char *colon = strchr(line, ':');
+        if (!colon) continue;
+        if (!strncmp(line, "model name", 10)) {
+            snprintf(buf, size, "%s", colon + 2);
+            buf[strcspn(buf, "\r\n")] = 0;
+        }
+        if (!strncmp(line, "flags", 5)) {
+            isa = strstr(line, " avx512f") ? "AVX-512" : strstr(line, " avx2") ? "AVX2" : "no AVX2";
+            break;
+        }
+    }
+    fclose(f);
+    if (strlen(buf) + 16 < size) { strcat(buf, ", "); strcat(buf, isa); }
+}
+
+/* mode: 0 quick, 1 default, 2 full */
+static int compare(const char *self, int threads, int mode, int torch, double budget, const char *prefix, int verbose)
+{
+    static const struct { const char *unit; int min_mode; } units[] = {
+        { "sgemm", 0 }, { "attn-1", 0 }, { "attn-8", 2 },
+        { "titok-s128-1", 0 }, { "titok-b64-1", 1 }, { "titok-l32-1", 1 },
+        { "titok-s128-8", 2 }, { "titok-b64-8", 2 }, { "titok-l32-8", 2 },
+        { "train-tiny-vq", 0 }, { "train-s128-vq", 1 }, { "dit-b", 1 },
+    };
+    static const char *unset = "env -u OPENBLAS_CORETYPE -u OMP_WAIT_POLICY";
+    static const char *tuned = "env OPENBLAS_CORETYPE=SkylakeX OMP_WAIT_POLICY=passive";
+    cmp_row rows[CMP_MAX_ROWS];
+    int n_rows = 0, u, i, status = 0, header = 0;
+    double peak = 0.0;
+    char cpu[160];
+    cpu_name(cpu, sizeof cpu);
+    printf("bench --compare (%s): textok %s (%s kernels) vs PyTorch, %d threads, one process per unit\n",
+           mode == 0 ? "quick" : mode == 1 ? "default" : "full", textok_version(), textok_cpu_kernels(threads).name, threads);
+    printf("  ours: %s build/bench --row UNIT;  torch default: %s;  torch tuned: %s\n", unset, unset, tuned);
+    if (loadavg() >= 0.0) printf("  load average at the start: %.2f (other work on the machine slows every row down)\n", loadavg());
+    fflush(stdout);
+    for (u = 0; u < (int)(sizeof units / sizeof units[0]); u++) {
+        char cmd[8192], spec[2048] = "";
+        int first = n_rows, side;
+        if (units[u].min_mode > mode) continue;
+        if (!strncmp(units[u].unit, "train-", 6)) {
+            train_row tr;
+            if (compare_train_row(units[u].unit + 6, &tr)) {
+                char s[1900];
+                torch_train_spec(s, sizeof s, &tr);
+                snprintf(spec, sizeof spec, " --spec '%s'", s);
+            }
+        }
+        for (side = 0; side < (torch ? 3 : 1); side++) {
+            if (side == 0)
+                snprintf(cmd, sizeof cmd, "%s%s%s '%s' --row %s --threads %d --budget %g", prefix, *prefix ? " " : "", unset, self,
+                         units[u].unit, threads, budget);
+            else
+                snprintf(cmd, sizeof cmd, "%s%s%s /usr/bin/python3 tools/bench_compare_torch.py --unit %s --threads %d --budget %g%s",
+                         prefix, *prefix ? " " : "", side == 1 ? tuned : unset, units[u].unit, threads, budget, spec);
+            if (cmp_run(cmd, side, rows, first, &n_rows, &peak, verbose)) {
+                printf("  (%s: %s failed%s)\n", units[u].unit, side == 0 ? "ours" : side == 1 ? "torch tuned" : "torch default",
+                       side ? ": is python3-torch installed? run from the repository root" : "");
+                status = 1;
+                if (side == 0) break;
+            }
+        }
+        /* the peak: the fastest single 2048^3 sgemm call of the three sides ("peak" lines of the
+           sgemm unit), measured once, at the top of the run */
+        if (!header) {
+            printf("%s; sgemm peak %.1f GFLOP/s (the fastest 2048^3 sgemm call of this run: ours, torch tuned or default)\n\n", cpu, peak);
+            printf("%-30s %8s %9s %9s %9s %7s %7s %7s %5s %7s %5s %6s %6s %7s\n", "work", "GFLOP", "ours ms", "tuned ms", "deflt ms",
+                   "o/tuned", "o/deflt", "ours", "%peak", "tuned", "%peak", "RSS MiB", "torch", "o/torch");
+            printf("%-30s %8s %9s %9s %9s %7s %7s %7s %5s %7s %5s %6s %6s %7s\n", "", "", "", "", "", "", "", "GFLOP/s", "", "GFLOP/s", "",
+                   "ours", "tuned", "RSS");
+            header = 1;
+        }
+        for (i = first; i < n_rows; i++) cmp_print(&rows[i], peak);
+    }
+    for (i = 0; i < n_rows; i++) {
+        if (strcmp(rows[i].key, "dit-b")) continue;
+        printf("\nDiT-B/1 over 64 tokens, 250 guided steps for 8 images (the step above x 250): ours %.2f min",
+               rows[i].ms[0] * 250 / 60e3);
+        if (rows[i].ms[1] > 0.0) printf(", torch tuned %.2f min", rows[i].ms[1] * 250 / 60e3);
+        if (rows[i].ms[2] > 0.0) printf(", torch default %.2f min", rows[i].ms[2] * 250 / 60e3);
+        printf("\n");
+    }
+    if (loadavg() >= 0.0) printf("\nload average at the end: %.2f\n", loadavg());
+    printf("\nms: median per call for the whole batch (B images; training: one step of 4 images), after one warm-up\n"
+           "call, as many calls as fit in %.1f s (1 to 10). o/tuned, o/deflt: ours / PyTorch ms (< 1: we are faster).\n"
+           "GFLOP/s: the GFLOP column (counted from the shapes, examples/bench.c) / ms; %%peak: of the sgemm peak above.\n"
+           "RSS: peak resident set of the unit's own process in MiB (a TiTok unit encodes and decodes in one\n"
+           "process; the torch process includes libtorch itself); o/torch: ours / torch tuned.\n", budget);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
-    int threads = 0, reps = 5, i, s, bi, titok = 0, train = 0, torch = 0;
-    const char *models = NULL, *batches = "1,8";
+    int threads = 0, reps = 5, i, s, bi, titok = 0, train = 0, torch = 0, cmp = 0, mode = 1, no_torch = 0, verbose = 0;
+    const char *models = NULL, *batches = "1,8", *unit = NULL, *prefix = "";
+    double budget = -1.0;
     textok_kernels ref = textok_cpu_ref_kernels(), fast;
     textok_rng r;
     double peak;
@@ -483,12 +908,34 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--torch")) torch = 1;
         else if (!strcmp(argv[i], "--models") && i + 1 < argc) models = argv[++i];
         else if (!strcmp(argv[i], "--batches") && i + 1 < argc) batches = argv[++i];
+        else if (!strcmp(argv[i], "--compare")) cmp = 1;
+        else if (!strcmp(argv[i], "--quick")) mode = 0;
+        else if (!strcmp(argv[i], "--full")) mode = 2;
+        else if (!strcmp(argv[i], "--no-torch")) no_torch = 1;
+        else if (!strcmp(argv[i], "--verbose")) verbose = 1;
+        else if (!strcmp(argv[i], "--row") && i + 1 < argc) unit = argv[++i];
+        else if (!strcmp(argv[i], "--budget") && i + 1 < argc) budget = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--prefix") && i + 1 < argc) prefix = argv[++i];
         else {
             fprintf(stderr, "usage: %s [--threads N] [--reps R] | --titok [--models s128,b64,l32] [--batches 1,8] [--torch]\n"
                     "       | --train [--models tiny-vq,tiny-vae,s128-vq,tiny-vq+gan,s128-vq+gan] [--torch]\n"
+                    "       | --compare [--quick | --full] [--no-torch] [--budget S] [--prefix CMD] [--verbose]\n"
+                    "       | --row UNIT [--budget S]   (one --compare unit in this process)\n"
                     "unknown or incomplete flag '%s'\n", argv[0], argv[i]);
             return 2;
         }
+    }
+    if (unit) return row_unit(unit, threads, budget > 0.0 ? budget : 1.5);
+    if (cmp) {
+        /* the children run this same program: its path from /proc (argv[0] may be relative to
+           a directory we are not in, or found through PATH) */
+        static char self[4096];
+        ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (len > 0) self[len] = 0;
+        else snprintf(self, sizeof self, "%s", argv[0]);
+        if (strchr(self, '\'')) { fprintf(stderr, "bench: the program's path must not contain a quote\n"); return 2; }
+        return compare(self, textok_cpu_kernels(threads).n_threads, mode, !no_torch,
+                       budget > 0.0 ? budget : mode == 0 ? 1.0 : 1.5, prefix, verbose);
     }
     fast = textok_cpu_kernels(threads);
     if (train) {

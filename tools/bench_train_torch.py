@@ -163,6 +163,7 @@ class Step:
 
 
 def bench_row(spec):
+    """runs one row, prints its line and returns the median ms per step"""
     name, batch, warmup, steps, model_kv, train_kv = spec.split(":", 5)
     B, warmup, steps = int(batch), int(warmup), int(steps)
     cfg = make_config(parse_kv(model_kv))
@@ -182,7 +183,9 @@ def bench_row(spec):
             ts.append(time.perf_counter() - t0)
     if not math.isfinite(float(loss)):
         print(f"# {name}: the loss is not finite ({float(loss)})", flush=True)
-    print(f"torch {name} {B} step {1000.0 * statistics.median(ts):.2f}", flush=True)
+    ms = 1000.0 * statistics.median(ts)
+    print(f"torch {name} {B} step {ms:.2f}", flush=True)
+    return ms
 
 
 def main():
