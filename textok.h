@@ -2770,31 +2770,31 @@ TEXTOK__OMP(omp parallel for schedule(dynamic, 1) num_threads(n_threads) if (nta
 
 /* ----- 4.2 SIMD GEMM (x86-64: AVX-512, AVX2+FMA), chosen at run time ---------------------------
    The default build has no -march flag, so these functions carry __attribute__((target)) and are
-   only called after the CPU said it has the instructions (__builtin_cpu_supports). Layout, after
-   GotoBLAS/BLIS, with one change: A is not packed.
-     - C is cut into tasks of (rows, up to NC columns). In a task, op(B)[k0:k0+KC, cols] is packed
-       into panels of NR columns (k-major, zero-padded past N): a KC x NC block on the stack
-       (KC*NC*4 = 192 KiB, in L2).
+   only called after the CPU said it has the instructions (__builtin_cpu_supports). Layout after
+   GotoBLAS/BLIS, sized so that every buffer is on the stack (no allocation, ~210 KiB):
+     - Work units are (row block of at most MC rows, group of NC-wide column blocks), taken
+       dynamically by the threads. A unit runs the KC blocks in order and, inside each, its
+       column blocks: op(B)[k0:k0+KC, cols] is packed into panels of NR columns (k-major,
+       zero-padded past N; a KC x NC block, 192 KiB, in L2), then op(A) one MR-row panel at a
+       time (k-major, zero rows past M; 14 KiB, in L1, and never aliasing in L1 whatever lda is).
+       Row-major operands read across their rows (A, and B^T) are packed with in-register 16 x 16
+       transposes.
      - The micro-kernel holds an MR x NR block of C in registers (AVX-512: 14 x 32, 28 of the 32
-       zmm registers; AVX2: 6 x 16, 12 of 16 ymm) and, for each k, broadcasts MR values of A
-       straight from op(A) (either layout is a fixed stride; the MR x KC slice stays in L1 while
-       the task walks the panels). Rows past M are read from a zero-padded copy instead.
+       zmm registers; AVX2: 6 x 16, 12 of the 16 ymm) and, for each k, loads NR values of B and
+       broadcasts MR values of A: 2*MR FMAs per MR + 2 loads.
      - alpha is applied once when the block is written (C = alpha*acc + beta*C on the first KC
        block, C += alpha*acc after it); beta == 0 never reads C. Columns past N: masked stores.
    Every element of C is summed over k in KC blocks, in order, by one micro-kernel call each: the
-   order depends only on K and the level, never on the thread count or on the task tiling, so
-   textok__gemm and textok__gemm_serial give the same bits. */
-#ifndef TEXTOK__GEMM_KC
+   order depends only on K and the level, never on the thread count or on the tiling, so
+   textok__gemm and textok__gemm_serial give the same bits.
+   Tuning (Zen 4, 2 threads, 2026-11): 91-97 % of OpenBLAS's own 1536^3 peak at the ViT shapes,
+   within 1-5 % of OpenBLAS's SkylakeX kernel; what is left is mostly packing A again for every
+   column block (NC is bounded by the stack). */
 #define TEXTOK__GEMM_KC 256
 #define TEXTOK__GEMM_NC 192        /* a multiple of both NRs */
-#endif
-#ifndef TEXTOK__GEMM_MC
-#define TEXTOK__GEMM_MC 512        /* at most this many rows per task (MC x NC of C: 384 KiB) */
-#endif
+#define TEXTOK__GEMM_MC 512        /* at most this many rows per unit (MC x NC of C: 384 KiB, in L2) */
 #define TEXTOK__GEMM_MR_MAX 14
-#ifndef TEXTOK__PF
-#define TEXTOK__PF 64
-#endif
+#define TEXTOK__GEMM_PF 64         /* prefetch distance (floats) along the rows a pack reads */
 
 enum { TEXTOK__GEMM_PORTABLE, TEXTOK__GEMM_BLAS, TEXTOK__GEMM_AVX2, TEXTOK__GEMM_AVX512, TEXTOK__GEMM_NKINDS };
 static const char *const textok__gemm_kind_name[TEXTOK__GEMM_NKINDS] = { "portable", "blas", "avx2", "avx512" };
@@ -2895,8 +2895,8 @@ TEXTOK__AVX512 static void textok__pack_rows_avx512(const float *src, ptrdiff_t 
             TEXTOK__T_LD(0) TEXTOK__T_LD(1) TEXTOK__T_LD(2) TEXTOK__T_LD(3) TEXTOK__T_LD(4) TEXTOK__T_LD(5)
             TEXTOK__T_LD(6) TEXTOK__T_LD(7) TEXTOK__T_LD(8) TEXTOK__T_LD(9) TEXTOK__T_LD(10) TEXTOK__T_LD(11)
             TEXTOK__T_LD(12) TEXTOK__T_LD(13) TEXTOK__T_LD(14) TEXTOK__T_LD(15)
-            for (i = 0; i < nv && p0 + TEXTOK__PF < kc; i++)   /* 16 strided streams: prefetchers miss them */
-                _mm_prefetch((const char *)(src + (rb + i) * ld + p0 + TEXTOK__PF), _MM_HINT_T0);
+            for (i = 0; i < nv && p0 + TEXTOK__GEMM_PF < kc; i++)   /* 16 strided streams: prefetchers miss them */
+                _mm_prefetch((const char *)(src + (rb + i) * ld + p0 + TEXTOK__GEMM_PF), _MM_HINT_T0);
             {
                 TEXTOK__T_UNPS(0, 1) TEXTOK__T_UNPS(2, 3) TEXTOK__T_UNPS(4, 5) TEXTOK__T_UNPS(6, 7)
                 TEXTOK__T_UNPS(8, 9) TEXTOK__T_UNPS(10, 11) TEXTOK__T_UNPS(12, 13) TEXTOK__T_UNPS(14, 15)
