@@ -2783,31 +2783,31 @@ TEXTOK__OMP(omp parallel for schedule(dynamic, 1) num_threads(n_threads) if (nta
 
 /* ----- 4.2 SIMD GEMM (x86-64: AVX-512, AVX2+FMA), chosen at run time ---------------------------
    The default build has no -march flag, so these functions carry __attribute__((target)) and are
-   only called after the CPU said it has the instructions (__builtin_cpu_supports). Layout, after
-   GotoBLAS/BLIS, with one change: A is not packed.
-     - C is cut into tasks of (rows, up to NC columns). In a task, op(B)[k0:k0+KC, cols] is packed
-       into panels of NR columns (k-major, zero-padded past N): a KC x NC block on the stack
-       (KC*NC*4 = 192 KiB, in L2).
+   only called after the CPU said it has the instructions (__builtin_cpu_supports). Layout after
+   GotoBLAS/BLIS, sized so that every buffer is on the stack (no allocation, ~210 KiB):
+     - Work units are (row block of at most MC rows, group of NC-wide column blocks), taken
+       dynamically by the threads. A unit runs the KC blocks in order and, inside each, its
+       column blocks: op(B)[k0:k0+KC, cols] is packed into panels of NR columns (k-major,
+       zero-padded past N; a KC x NC block, 192 KiB, in L2), then op(A) one MR-row panel at a
+       time (k-major, zero rows past M; 14 KiB, in L1, and never aliasing in L1 whatever lda is).
+       Row-major operands read across their rows (A, and B^T) are packed with in-register 16 x 16
+       transposes.
      - The micro-kernel holds an MR x NR block of C in registers (AVX-512: 14 x 32, 28 of the 32
-       zmm registers; AVX2: 6 x 16, 12 of 16 ymm) and, for each k, broadcasts MR values of A
-       straight from op(A) (either layout is a fixed stride; the MR x KC slice stays in L1 while
-       the task walks the panels). Rows past M are read from a zero-padded copy instead.
+       zmm registers; AVX2: 6 x 16, 12 of the 16 ymm) and, for each k, loads NR values of B and
+       broadcasts MR values of A: 2*MR FMAs per MR + 2 loads.
      - alpha is applied once when the block is written (C = alpha*acc + beta*C on the first KC
        block, C += alpha*acc after it); beta == 0 never reads C. Columns past N: masked stores.
    Every element of C is summed over k in KC blocks, in order, by one micro-kernel call each: the
-   order depends only on K and the level, never on the thread count or on the task tiling, so
-   textok__gemm and textok__gemm_serial give the same bits. */
-#ifndef TEXTOK__GEMM_KC
+   order depends only on K and the level, never on the thread count or on the tiling, so
+   textok__gemm and textok__gemm_serial give the same bits.
+   Tuning (Zen 4, 2 threads, 2026-11): 91-97 % of OpenBLAS's own 1536^3 peak at the ViT shapes,
+   within 1-5 % of OpenBLAS's SkylakeX kernel; what is left is mostly packing A again for every
+   column block (NC is bounded by the stack). */
 #define TEXTOK__GEMM_KC 256
 #define TEXTOK__GEMM_NC 192        /* a multiple of both NRs */
-#endif
-#ifndef TEXTOK__GEMM_MC
-#define TEXTOK__GEMM_MC 512        /* at most this many rows per task (MC x NC of C: 384 KiB) */
-#endif
+#define TEXTOK__GEMM_MC 512        /* at most this many rows per unit (MC x NC of C: 384 KiB, in L2) */
 #define TEXTOK__GEMM_MR_MAX 14
-#ifndef TEXTOK__PF
-#define TEXTOK__PF 64
-#endif
+#define TEXTOK__GEMM_PF 64         /* prefetch distance (floats) along the rows a pack reads */
 
 enum { TEXTOK__GEMM_PORTABLE, TEXTOK__GEMM_BLAS, TEXTOK__GEMM_AVX2, TEXTOK__GEMM_AVX512, TEXTOK__GEMM_NKINDS };
 static const char *const textok__gemm_kind_name[TEXTOK__GEMM_NKINDS] = { "portable", "blas", "avx2", "avx512" };
@@ -2908,8 +2908,8 @@ TEXTOK__AVX512 static void textok__pack_rows_avx512(const float *src, ptrdiff_t 
             TEXTOK__T_LD(0) TEXTOK__T_LD(1) TEXTOK__T_LD(2) TEXTOK__T_LD(3) TEXTOK__T_LD(4) TEXTOK__T_LD(5)
             TEXTOK__T_LD(6) TEXTOK__T_LD(7) TEXTOK__T_LD(8) TEXTOK__T_LD(9) TEXTOK__T_LD(10) TEXTOK__T_LD(11)
             TEXTOK__T_LD(12) TEXTOK__T_LD(13) TEXTOK__T_LD(14) TEXTOK__T_LD(15)
-            for (i = 0; i < nv && p0 + TEXTOK__PF < kc; i++)   /* 16 strided streams: prefetchers miss them */
-                _mm_prefetch((const char *)(src + (rb + i) * ld + p0 + TEXTOK__PF), _MM_HINT_T0);
+            for (i = 0; i < nv && p0 + TEXTOK__GEMM_PF < kc; i++)   /* 16 strided streams: prefetchers miss them */
+                _mm_prefetch((const char *)(src + (rb + i) * ld + p0 + TEXTOK__GEMM_PF), _MM_HINT_T0);
             {
                 TEXTOK__T_UNPS(0, 1) TEXTOK__T_UNPS(2, 3) TEXTOK__T_UNPS(4, 5) TEXTOK__T_UNPS(6, 7)
                 TEXTOK__T_UNPS(8, 9) TEXTOK__T_UNPS(10, 11) TEXTOK__T_UNPS(12, 13) TEXTOK__T_UNPS(14, 15)
@@ -2965,9 +2965,7 @@ typedef struct textok__gemm_level { int mr, nr; textok__ukernel uk; textok__pack
 
 /* One task, one KC block: C[i0:i1, j0:j1] (j1 - j0 <= NC) gets op(A)[., k0:k0+kc] .
    op(B)[k0:k0+kc, .]. Both operands are packed (A a panel of MR rows at a time, so it sits in L1
-   and never aliases in it, whatever lda is). The caller runs the KC blocks in order, each over
-   all tasks, so the MC x KC slice of A a task reads is still in L2 when the next column block
-   packs it again. */
+   and never aliases in it, whatever lda is). */
 static void textok__gemm_simd_tile(const textok__gemm_level *L, int ta, int tb, int i0, int i1, int j0, int j1,
                                    int k0, int K, float alpha, const float *A, int lda, const float *B, int ldb,
                                    float beta, float *C, int ldc)
@@ -2996,6 +2994,21 @@ static void textok__gemm_simd_tile(const textok__gemm_level *L, int ta, int tb, 
             L->uk(kc, ap, bp + (size_t)jb * kc, C + (size_t)i * ldc + j0 + jb, ldc, mr,
                   nc - jb < NR ? nc - jb : NR, alpha, beta, k0 == 0);
     }
+}
+
+/* Work unit u: row block u / ng (MB rows), column blocks [c0, c1) of group u % ng (gs blocks of
+   NC); KC blocks in order, and inside each the unit's column blocks. */
+static void textok__gemm_simd_unit(const textok__gemm_level *L, int ta, int tb, int u, int ng, int gs, int nb,
+                                   int MB, int M, int N, int K, float alpha, const float *A, int lda,
+                                   const float *B, int ldb, float beta, float *C, int ldc)
+{
+    int i0 = (u / ng) * MB, i1 = i0 + MB < M ? i0 + MB : M;
+    int c0 = (u % ng) * gs, c1 = c0 + gs < nb ? c0 + gs : nb, k0, cb;
+    for (k0 = 0; k0 < K; k0 += TEXTOK__GEMM_KC)
+        for (cb = c0; cb < c1; cb++)
+            textok__gemm_simd_tile(L, ta, tb, i0, i1, cb * TEXTOK__GEMM_NC,
+                                   (cb + 1) * TEXTOK__GEMM_NC < N ? (cb + 1) * TEXTOK__GEMM_NC : N,
+                                   k0, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 static int textok__cpu_has(int kind)
@@ -3077,35 +3090,32 @@ static void textok__gemm_run(int kind, int n_threads, int ta, int tb, int M, int
         static const textok__gemm_level l512 = { 14, 32, textok__uk_avx512, textok__pack_rows_avx512 };
         static const textok__gemm_level l256 = { 6, 16, textok__uk_avx2, textok__pack_rows };
         const textok__gemm_level *L = kind == TEXTOK__GEMM_AVX512 ? &l512 : &l256;
-        /* tasks: column blocks of NC, and row blocks (multiples of MR, at most MC rows) only as
-           many as it takes to give every thread about 4 tasks, since each row block packs its own
-           copy of op(B) */
-        int nb = (N + TEXTOK__GEMM_NC - 1) / TEXTOK__GEMM_NC, mb = 1, MB, ntasks, t, k0;
-        int mc = TEXTOK__GEMM_MC / L->mr * L->mr;
-        if (n_threads > 1) {
-            int most = M / (4 * L->mr);
-            mb = (4 * n_threads + nb - 1) / nb;
-            if (mb > most) mb = most > 1 ? most : 1;
+        /* Work units: (row block, group of NC-wide column blocks). A unit runs its KC blocks in
+           order and, inside each, its column blocks, so the MB x KC slice of A it packs again for
+           every column block is still in L2. Columns are split first (free); rows (multiples of
+           MR, at most MC) only as the threads need or the cap says, since every row block packs
+           its own copy of op(B). About 2 units per thread, taken dynamically, no barriers. */
+        int nb = (N + TEXTOK__GEMM_NC - 1) / TEXTOK__GEMM_NC, mc = TEXTOK__GEMM_MC / L->mr * L->mr;
+        int want = n_threads > 1 && (double)M * N * K >= 2e5 ? 2 * n_threads : 1;
+        int ng = nb < want ? nb : want, gs, mb = (M + mc - 1) / mc, MB, nunits, u;
+        if (mb * ng < want) {
+            int most = M / (4 * L->mr) > 1 ? M / (4 * L->mr) : 1;
+            mb = (want + ng - 1) / ng < most ? (want + ng - 1) / ng : most;
+            if (mb < (M + mc - 1) / mc) mb = (M + mc - 1) / mc;
         }
-        if (mb < (M + mc - 1) / mc) mb = (M + mc - 1) / mc;   /* a task's C block stays in L2 */
         MB = ((M + mb - 1) / mb + L->mr - 1) / L->mr * L->mr;
         mb = (M + MB - 1) / MB;
-        ntasks = mb * nb;
-#define TEXTOK__GEMM_TASK(t) textok__gemm_simd_tile(L, ta, tb, ((t) / nb) * MB, ((t) / nb) * MB + MB < M ? ((t) / nb) * MB + MB : M, \
-            ((t) % nb) * TEXTOK__GEMM_NC, ((t) % nb) * TEXTOK__GEMM_NC + TEXTOK__GEMM_NC < N ? ((t) % nb) * TEXTOK__GEMM_NC + TEXTOK__GEMM_NC : N, \
-            k0, K, alpha, A, lda, B, ldb, beta, C, ldc)
-        if (n_threads <= 1 || ntasks == 1 || (double)M * N * K < 2e5) {
-            for (k0 = 0; k0 < K; k0 += TEXTOK__GEMM_KC)
-                for (t = 0; t < ntasks; t++) TEXTOK__GEMM_TASK(t);
+        gs = (nb + ng - 1) / ng;
+        ng = (nb + gs - 1) / gs;
+        nunits = mb * ng;
+        if (want == 1 || nunits == 1) {   /* the calling thread only: no OpenMP region at all */
+            for (u = 0; u < nunits; u++)
+                textok__gemm_simd_unit(L, ta, tb, u, ng, gs, nb, MB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         } else {
-            /* one parallel region; the tasks of each KC block, then a barrier (end of omp for) */
-TEXTOK__OMP(omp parallel private(k0) num_threads(n_threads))
-            for (k0 = 0; k0 < K; k0 += TEXTOK__GEMM_KC) {
-TEXTOK__OMP(omp for schedule(dynamic, 1))
-                for (t = 0; t < ntasks; t++) TEXTOK__GEMM_TASK(t);
-            }
+TEXTOK__OMP(omp parallel for schedule(dynamic, 1) num_threads(n_threads))
+            for (u = 0; u < nunits; u++)
+                textok__gemm_simd_unit(L, ta, tb, u, ng, gs, nb, MB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         }
-#undef TEXTOK__GEMM_TASK
         return;
     }
 #endif
