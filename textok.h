@@ -3522,7 +3522,6 @@ TEXTOK__PARALLEL_FOR(k, (size_t)rows * cols > 16384)
      dq_i += scale sum_j ds_j key_j;  dkey_j += scale ds_j q_i;  dbias[h,i,j] += ds_j
    A query with every key masked has out = 0 and lse = 0, and gets no gradient. */
 
-
 static int textok__any_key(const unsigned char *key_mask, int b, int Tk)
 {
     int j;
@@ -3747,6 +3746,20 @@ static void textok__att_dscore_rows_c(float *dS, const float *P, int n, int Tk, 
     }
 }
 
+/* Backward, D[i] = dO_i . out_i over the n rows (row stride ld, hd long), in 16 lanes. */
+static void textok__att_dot_rows_c(const float *dout, const float *out, int n, int hd, int ld, float *D)
+{
+    int i, c, l;
+    for (i = 0; i < n; i++) {
+        const float *dy = dout + (size_t)i * ld, *y = out + (size_t)i * ld;
+        float acc[16] = { 0 };
+        for (c = 0; c + 16 <= hd; c += 16)
+            for (l = 0; l < 16; l++) acc[l] += dy[c + l] * y[c + l];
+        for (l = 0; c + l < hd; l++) acc[l] += dy[c + l] * y[c + l];
+        D[i] = textok__sum16(acc);
+    }
+}
+
 #if (defined(__GNUC__) || defined(__clang__)) && !defined(TEXTOK_NO_SIMD)
 #define TEXTOK__ATT_VEC 1
 typedef float         textok__v16f __attribute__((vector_size(64)));
@@ -3871,6 +3884,28 @@ TEXTOK__INLINE void textok__att_dscore_rows_body(float *dS, const float *P, int 
         for (; j < Tk; j++) ds[j] = p[j] * (ds[j] - D[i]);
     }
 }
+TEXTOK__INLINE void textok__att_dot_rows_body(const float *dout, const float *out, int n, int hd, int ld, float *D)
+{
+    int i, c, l;
+    for (i = 0; i < n; i++) {
+        const float *dy = dout + (size_t)i * ld, *y = out + (size_t)i * ld;
+        textok__v16f acc = { 0 }, a, b;
+        float t[16], u[16];
+        for (c = 0; c + 16 <= hd; c += 16) {
+            TEXTOK__V16_LOAD(a, dy + c);
+            TEXTOK__V16_LOAD(b, y + c);
+            acc += a * b;
+        }
+        if (c < hd) {
+            for (l = 0; l < 16; l++) { t[l] = c + l < hd ? dy[c + l] : 0.0f; u[l] = c + l < hd ? y[c + l] : 0.0f; }
+            TEXTOK__V16_LOAD(a, t);
+            TEXTOK__V16_LOAD(b, u);
+            acc += a * b;
+        }
+        memcpy(t, &acc, sizeof t);
+        D[i] = textok__sum16(t);
+    }
+}
 /* one instance per target: textok__att_<op>_<isa> */
 #define TEXTOK__ATT_ROWS(isa, attr)                                                                  \
     attr static void textok__att_softmax_rows_##isa(float *S, int n, int Tk, int ld, const float *bias, \
@@ -3881,7 +3916,10 @@ TEXTOK__INLINE void textok__att_dscore_rows_body(float *dS, const float *P, int 
     { textok__att_prob_rows_body(P, n, Tk, ld, bias, mask, lse); }                                    \
     attr static void textok__att_dscore_rows_##isa(float *dS, const float *P, int n, int Tk, int ld,   \
                                                    const float *D)                                    \
-    { textok__att_dscore_rows_body(dS, P, n, Tk, ld, D); }
+    { textok__att_dscore_rows_body(dS, P, n, Tk, ld, D); }                                            \
+    attr static void textok__att_dot_rows_##isa(const float *dout, const float *out, int n, int hd, int ld, \
+                                                float *D)                                             \
+    { textok__att_dot_rows_body(dout, out, n, hd, ld, D); }
 TEXTOK__ATT_ROWS(vec, )
 #if defined(__x86_64__)
 TEXTOK__ATT_ROWS(avx2, __attribute__((target("avx2,fma"))))
@@ -3894,6 +3932,7 @@ typedef struct textok__att_rows {
                     float *rsum);
     void (*prob)(float *P, int n, int Tk, int ld, const float *bias, const unsigned char *mask, const float *lse);
     void (*dscore)(float *dS, const float *P, int n, int Tk, int ld, const float *D);
+    void (*dot)(const float *dout, const float *out, int n, int hd, int ld, float *D);
 } textok__att_rows;
 
 /* the widest row code this build and CPU have */
@@ -3901,14 +3940,18 @@ static textok__att_rows textok__att_rows_pick(void)
 {
     textok__att_rows r;
     r.softmax = textok__att_softmax_rows_c; r.prob = textok__att_prob_rows_c; r.dscore = textok__att_dscore_rows_c;
+    r.dot = textok__att_dot_rows_c;
 #ifdef TEXTOK__ATT_VEC
     r.softmax = textok__att_softmax_rows_vec; r.prob = textok__att_prob_rows_vec; r.dscore = textok__att_dscore_rows_vec;
+    r.dot = textok__att_dot_rows_vec;
 #if defined(__x86_64__)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f")) {
         r.softmax = textok__att_softmax_rows_avx512; r.prob = textok__att_prob_rows_avx512; r.dscore = textok__att_dscore_rows_avx512;
+        r.dot = textok__att_dot_rows_avx512;
     } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         r.softmax = textok__att_softmax_rows_avx2; r.prob = textok__att_prob_rows_avx2; r.dscore = textok__att_dscore_rows_avx2;
+        r.dot = textok__att_dot_rows_avx2;
     }
 #endif
 #endif
@@ -3974,7 +4017,7 @@ TEXTOK__OMP(omp parallel num_threads(nt) if (ntasks > 1 && (double)B * Tq * Tk *
 TEXTOK__OMP(omp for schedule(dynamic, 1))
         for (task = 0; task < ntasks; task++) {
             const int h = task % H;
-            int b, i0, i, j, c;
+            int b, i0, i, j;
             for (b = task / H * nbi; b < (task / H + 1) * nbi; b++) {
                 const unsigned char *mask_b = key_mask ? key_mask + (size_t)b * Tk : NULL;
                 const size_t ok = (size_t)b * Tk * C + h * hd;
@@ -3985,12 +4028,7 @@ TEXTOK__OMP(omp for schedule(dynamic, 1))
                     const float *lse_blk = lse + ((size_t)b * H + h) * Tq + i0;
                     textok__gemm_serial(0, 1, n, Tk, hd, d->scale, q + oq, C, key + ok, C, 0.0f, P, ld);
                     rows.prob(P, n, Tk, ld, bias ? bias + ((size_t)h * Tq + i0) * Tk : NULL, mask_b, lse_blk);
-                    for (i = 0; i < n; i++) {   /* D_i = dO_i . out_i */
-                        const float *dy = dout + oq + (size_t)i * C, *y = out + oq + (size_t)i * C;
-                        double s = 0.0;
-                        for (c = 0; c < hd; c++) s += (double)dy[c] * y[c];
-                        D[i] = (float)s;
-                    }
+                    rows.dot(dout + oq, out + oq, n, hd, C, D);
                     if (dv) textok__gemm_serial(1, 0, Tk, hd, n, 1.0f, P, ld, dout + oq, C, 1.0f, dv + ok, C);
                     /* dP = dO_blk V^T, then dS = P (dP - D) in place */
                     textok__gemm_serial(0, 1, n, Tk, hd, 1.0f, dout + oq, C, v + ok, C, 0.0f, dS, ld);
