@@ -28,7 +28,7 @@
 
    QUICK USAGE
       textok_kernels ref  = textok_cpu_ref_kernels();   // naive loops: the reference
-      textok_kernels fast = textok_cpu_kernels(0);      // BLAS / blocked / threaded; 0 = default threads
+      textok_kernels fast = textok_cpu_kernels(0);      // SIMD GEMM / threaded; 0 = default threads
       fast.matmul_forward(&fast, out, a, b, bias, &dims);
 
       int fails = textok_kernels_compare(&ref, &fast, 1234, print_row, NULL);  // self-check
@@ -113,9 +113,14 @@
    COMPILE-TIME OPTIONS  (set where noted before including the header)
       TEXTOK_STATIC          all functions static to the implementing file (set where the
                              implementation is; the declarations then also become static).
-      TEXTOK_USE_BLAS        matmul/conv/attention call cblas_sgemm (implementing file only;
-                             link -lopenblas or another CBLAS). Without it a cache-blocked C GEMM
-                             is used.
+      TEXTOK_USE_BLAS        cblas_sgemm for the fast table's GEMM on CPUs where we have no SIMD
+                             micro-kernel (implementing file only; link -lopenblas or another
+                             CBLAS). x86-64 with AVX2+FMA or AVX-512 uses our own kernels with or
+                             without it (OpenBLAS misdetects some AVX-512 CPUs and then runs 5x
+                             slower). Without BLAS and SIMD a cache-blocked C GEMM is used.
+      TEXTOK_NO_SIMD         leave out the AVX2/AVX-512 GEMM kernels (they are compiled with
+                             __attribute__((target)) under gcc/clang on x86-64, no -march needed,
+                             and run only where the CPU reports the instructions).
       _OPENMP                set by the compiler under -fopenmp; without it everything runs on one
                              thread and the pragmas are ignored.
       TEXTOK_NO_MMAP         read files into the heap instead of mapping them (lets
@@ -142,11 +147,21 @@
       oversubscribes the cores). Results do not depend on the thread count except where BLAS
       chooses its own summation order.
 
+   GEMM LEVELS
+      The fast table's GEMM is picked at run time: "avx512" (14x32 micro-kernel), "avx2" (6x16,
+      AVX2+FMA), "blas" (cblas_sgemm, under TEXTOK_USE_BLAS), "portable" (blocked C). The default
+      is the widest SIMD level the CPU has, else BLAS, else portable; $TEXTOK_SIMD=<level> (read
+      by textok_cpu_kernels) or textok_cpu_kernels_simd(n, "<level>") asks for another one, a
+      level the build or CPU lacks falls back to the next one down, and the table's name says
+      what it got ("cpu-avx512"). Kernels that run GEMMs inside their own parallel loops use
+      $TEXTOK_SIMD too (read once per process), never BLAS there. Results at one level do not
+      depend on the thread count; levels differ from each other in the last bits.
+
    TABLE OF CONTENTS (implementation, in data-flow order)
       1. Platform: allocator, errors, threads, timer
       2. RNG: MT19937 (torch-compatible uniform) + Box-Muller normal
       3. Files: a strict JSON subset, safetensors read/write, npy read/write
-      4. GEMM: naive reference, cache-blocked fallback, BLAS
+      4. GEMM: portable blocked fallback, AVX-512 / AVX2 micro-kernels chosen at run time, BLAS
       5. Kernels, one subsection per op: naive reference, then fast version; forward, then backward
       6. The CPU kernel tables
       7. textok_kernels_compare: checking one table against another
@@ -502,6 +517,17 @@ TEXTOKDEF int    textok_conv2d_out_w(const textok_conv2d_dims *d);
 TEXTOKDEF textok_kernels textok_cpu_ref_kernels(void);
 TEXTOKDEF textok_kernels textok_cpu_kernels(int n_threads);
 TEXTOKDEF int            textok_default_threads(void);
+/* The fast CPU table with its GEMM chosen by name: "avx512", "avx2" (our micro-kernels, x86-64),
+   "blas" (cblas_sgemm, under TEXTOK_USE_BLAS), "portable" (the blocked C GEMM). A level this
+   build or CPU lacks falls back to the next one down; NULL or "" = $TEXTOK_SIMD if set, else the
+   best. textok_cpu_kernels(n) is textok_cpu_kernels_simd(n, NULL). The table's name says what
+   it got ("cpu-avx512", ...). For tests and benchmarks: every level on one machine. */
+TEXTOKDEF textok_kernels textok_cpu_kernels_simd(int n_threads, const char *simd);
+/* The CPU tables' GEMM on host arrays, for tests and benchmarks: C (M,N) = alpha op(A) op(B) +
+   beta C, row-major with leading dims, BLAS semantics (beta 0 never reads C); k (a CPU table,
+   not NULL) gives the level and the threads. */
+TEXTOKDEF void textok_cpu_gemm(const textok_kernels *k, int trans_a, int trans_b, int M, int N, int K, float alpha,
+                               const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
 /* ---------------------------------------------------------------------------------------------
    Comparing two kernel tables. Every kernel both tables provide is run on the same seeded
@@ -2650,11 +2676,15 @@ TEXTOKDEF int textok_npy_write(const char *path, const float *data, int ndim, co
 /* ---------------------------------------------------------------------------------------------
    4. GEMM. Every matrix product of the fast kernels goes through textok__gemm,
       C (M,N) = alpha * op(A) (M,K) . op(B) (K,N) + beta * C,   all row-major with leading dims,
-   with op(X) = X or X^T (BLAS semantics). Behind it, one of:
-     - textok__gemm_blocked: cache-blocked, op(B) packed into tiles, a 4x16 micro-kernel; used when
-                             the library is built without BLAS. Threads over blocks of C, so each
-                             element of C is summed by one thread in a fixed order (deterministic).
-     - cblas_sgemm:          under TEXTOK_USE_BLAS.
+   with op(X) = X or X^T (BLAS semantics). Behind it, one of (the table's GEMM level, see GEMM
+   LEVELS at the top; textok__gemm_serial runs the same levels on the calling thread):
+     - 4.2 the SIMD GEMM:    packed operands and an AVX-512 (14x32) or AVX2+FMA (6x16)
+                             micro-kernel, on x86-64 CPUs that have them (checked at run time).
+     - cblas_sgemm:          under TEXTOK_USE_BLAS, where no SIMD kernel applies (or asked for).
+     - textok__gemm_blocked: the portable fallback: cache-blocked, op(B) packed into tiles, a
+                             4x16 micro-kernel in plain C.
+   All of ours thread over blocks of C, so each element of C is summed by one thread in a fixed
+   order (deterministic, whatever the thread count).
    The reference kernels (suffix _ref, section 5) do not use it: they are plain loops summing in
    double, which is what both of the above are checked against.
    beta == 0 never reads C (it may hold garbage or NaN), as in BLAS. */
@@ -2673,6 +2703,7 @@ TEXTOKDEF int textok_npy_write(const char *path, const float *data, int ndim, co
 #endif
 static int textok__nt(const textok_kernels *k) { return k->n_threads > 0 ? k->n_threads : 1; }
 
+/* ----- 4.1 the portable blocked GEMM (plain C, any compiler and CPU) ------------------------------ */
 #define TEXTOK__GEMM_MB 64   /* rows of C per task */
 #define TEXTOK__GEMM_NB 128  /* columns of C per task (tile width) */
 #define TEXTOK__GEMM_KB 128  /* depth of the packed B tile: KB*NB floats = 64 KiB on the stack */
@@ -2737,25 +2768,282 @@ TEXTOK__OMP(omp parallel for schedule(dynamic, 1) num_threads(n_threads) if (nta
     }
 }
 
-/* The same product on the calling thread only: safe inside an OpenMP parallel region (fused
-   attention and tiled convolutions call it from their own parallel loops). Deterministic: the
-   sum for each element of C runs in the same order as in textok__gemm. */
-#if defined(__GNUC__) || defined(__clang__)
-__attribute__((unused))   /* until the tiled kernels land */
+/* ----- 4.2 SIMD GEMM (x86-64: AVX-512, AVX2+FMA), chosen at run time ---------------------------
+   The default build has no -march flag, so these functions carry __attribute__((target)) and are
+   only called after the CPU said it has the instructions (__builtin_cpu_supports). Layout, after
+   GotoBLAS/BLIS, with one change: A is not packed.
+     - C is cut into tasks of (rows, up to NC columns). In a task, op(B)[k0:k0+KC, cols] is packed
+       into panels of NR columns (k-major, zero-padded past N): a KC x NC block on the stack
+       (KC*NC*4 = 192 KiB, in L2).
+     - The micro-kernel holds an MR x NR block of C in registers (AVX-512: 14 x 32, 28 of the 32
+       zmm registers; AVX2: 6 x 16, 12 of 16 ymm) and, for each k, broadcasts MR values of A
+       straight from op(A) (either layout is a fixed stride; the MR x KC slice stays in L1 while
+       the task walks the panels). Rows past M are read from a zero-padded copy instead.
+     - alpha is applied once when the block is written (C = alpha*acc + beta*C on the first KC
+       block, C += alpha*acc after it); beta == 0 never reads C. Columns past N: masked stores.
+   Every element of C is summed over k in KC blocks, in order, by one micro-kernel call each: the
+   order depends only on K and the level, never on the thread count or on the task tiling, so
+   textok__gemm and textok__gemm_serial give the same bits. */
+#ifndef TEXTOK__GEMM_KC
+#define TEXTOK__GEMM_KC 256
+#define TEXTOK__GEMM_NC 192        /* a multiple of both NRs */
 #endif
-static void textok__gemm_serial(int ta, int tb, int M, int N, int K, float alpha,
-                                const float *A, int lda, const float *B, int ldb,
-                                float beta, float *C, int ldc)
+#ifndef TEXTOK__GEMM_MC
+#define TEXTOK__GEMM_MC 512        /* at most this many rows per task (MC x NC of C: 384 KiB) */
+#endif
+#define TEXTOK__GEMM_MR_MAX 14
+#ifndef TEXTOK__PF
+#define TEXTOK__PF 64
+#endif
+
+enum { TEXTOK__GEMM_PORTABLE, TEXTOK__GEMM_BLAS, TEXTOK__GEMM_AVX2, TEXTOK__GEMM_AVX512, TEXTOK__GEMM_NKINDS };
+static const char *const textok__gemm_kind_name[TEXTOK__GEMM_NKINDS] = { "portable", "blas", "avx2", "avx512" };
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(TEXTOK_NO_SIMD)
+#define TEXTOK__X86_SIMD 1
+#include <immintrin.h>
+#define TEXTOK__AVX512 __attribute__((target("avx512f")))
+#define TEXTOK__AVX2   __attribute__((target("avx2,fma")))
+
+/* a micro-kernel: C[0:mr, 0:nr] (= or +=) alpha * Apanel . Bpanel over kc, with the packed
+   panels A[p*MR + r] and B[p*NR + j]; first says whether this is the first KC block (beta
+   applies there; after it the kernel adds) */
+typedef void (*textok__ukernel)(int kc, const float *a, const float *b, float *c, ptrdiff_t ldc,
+                                int mr, int nr, float alpha, float beta, int first);
+/* packing: dst[p*R + r] = src[r*ld + p] for r < rows, 0 for rows <= r < R (p < kc) */
+typedef void (*textok__packer)(const float *src, ptrdiff_t ld, int rows, int kc, int R, float *dst);
+
+static void textok__pack_rows(const float *src, ptrdiff_t ld, int rows, int kc, int R, float *dst)
 {
-    if (M <= 0 || N <= 0) return;
-    textok__gemm_blocked(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 1);
+    int r, p;
+    for (r = 0; r < R; r++) {
+        const float *s = src + r * ld;
+        if (r < rows) for (p = 0; p < kc; p++) dst[p * R + r] = s[p];
+        else          for (p = 0; p < kc; p++) dst[p * R + r] = 0.0f;
+    }
+}
+/* the other layout: dst[p*R + c] = src[p*ld + c] for c < cols, 0 past them */
+static void textok__pack_cols(const float *src, ptrdiff_t ld, int cols, int kc, int R, float *dst)
+{
+    int p, c;
+    for (p = 0; p < kc; p++) {
+        const float *s = src + p * ld;
+        float *d = dst + p * R;
+        for (c = 0; c < cols; c++) d[c] = s[c];
+        for (; c < R; c++) d[c] = 0.0f;
+    }
 }
 
-/* The GEMM the fast kernels use. Must not be called from inside an OpenMP parallel region. */
-static void textok__gemm(const textok_kernels *k, int ta, int tb, int M, int N, int K, float alpha,
-                         const float *A, int lda, const float *B, int ldb,
-                         float beta, float *C, int ldc)
+/* AVX-512, 14 x 32. Written out with macros (rows 0..13, halves a/b) so the 28 accumulators are
+   plain variables that every compiler keeps in registers. */
+#define TEXTOK__ROWS14(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)
+#define TEXTOK__Z_DECL(r) __m512 c##r##a = _mm512_setzero_ps(), c##r##b = _mm512_setzero_ps();
+#define TEXTOK__Z_FMA(r) { __m512 ar = _mm512_set1_ps(a[r]);                                       \
+                           c##r##a = _mm512_fmadd_ps(ar, b0, c##r##a); c##r##b = _mm512_fmadd_ps(ar, b1, c##r##b); }
+#define TEXTOK__Z_STORE(r) if ((r) < mr) {                                                          \
+        float *cr = c + (r) * ldc;                                                                  \
+        __m512 v0 = _mm512_mul_ps(va, c##r##a), v1 = _mm512_mul_ps(va, c##r##b);                    \
+        if (!first || beta != 0.0f) {                                                               \
+            __m512 o0 = _mm512_maskz_loadu_ps(m0, cr), o1 = _mm512_maskz_loadu_ps(m1, cr + 16);    \
+            if (first) { o0 = _mm512_mul_ps(vb, o0); o1 = _mm512_mul_ps(vb, o1); }                 \
+            v0 = _mm512_add_ps(o0, v0); v1 = _mm512_add_ps(o1, v1);                                 \
+        }                                                                                           \
+        _mm512_mask_storeu_ps(cr, m0, v0); _mm512_mask_storeu_ps(cr + 16, m1, v1);                  \
+    }
+TEXTOK__AVX512 static void textok__uk_avx512(int kc, const float *a, const float *b, float *c, ptrdiff_t ldc,
+                                             int mr, int nr, float alpha, float beta, int first)
 {
+    __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
+    __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xFFFF : nr > 16 ? (1u << (nr - 16)) - 1 : 0);
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    int p;
+    TEXTOK__ROWS14(TEXTOK__Z_DECL)
+    for (p = 0; p < kc; p++) {
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+        TEXTOK__ROWS14(TEXTOK__Z_FMA)
+        a += 14;
+        b += 32;
+    }
+    TEXTOK__ROWS14(TEXTOK__Z_STORE)
+}
+
+/* textok__pack_rows with 16 x 16 transposes in registers (unpack ps, unpack pd, two rounds of
+   128-bit lane shuffles): a row-major operand read along its rows, written k-major. Written out
+   in named variables (generated, one statement per line of the classic transpose) so that no
+   compiler sends the 32 vectors through the stack. */
+#define TEXTOK__T_LD(i) __m512 r##i = (i) < nv ? _mm512_maskz_loadu_ps(mp, src + (rb + (i)) * ld + p0) : _mm512_setzero_ps();
+#define TEXTOK__T_UNPS(i, j) __m512 t##i = _mm512_unpacklo_ps(r##i, r##j), t##j = _mm512_unpackhi_ps(r##i, r##j);
+#define TEXTOK__T_UNPD(a, b, c, d) __m512 u##a = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t##a), _mm512_castps_pd(t##c))), \
+        u##b = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t##a), _mm512_castps_pd(t##c))), \
+        u##c = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t##b), _mm512_castps_pd(t##d))), \
+        u##d = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t##b), _mm512_castps_pd(t##d)));
+#define TEXTOK__T_LANES(e, f, g, h) { __m512 lo0 = _mm512_shuffle_f32x4(u##e, u##f, 0x88), hi0 = _mm512_shuffle_f32x4(u##e, u##f, 0xdd); \
+        __m512 lo1 = _mm512_shuffle_f32x4(u##g, u##h, 0x88), hi1 = _mm512_shuffle_f32x4(u##g, u##h, 0xdd);               \
+        o[e] = _mm512_shuffle_f32x4(lo0, lo1, 0x88); o[8 + e] = _mm512_shuffle_f32x4(lo0, lo1, 0xdd);                   \
+        o[4 + e] = _mm512_shuffle_f32x4(hi0, hi1, 0x88); o[12 + e] = _mm512_shuffle_f32x4(hi0, hi1, 0xdd); }
+TEXTOK__AVX512 static void textok__pack_rows_avx512(const float *src, ptrdiff_t ld, int rows, int kc, int R, float *dst)
+{
+    int rb, p0, i;
+    for (rb = 0; rb < R; rb += 16) {
+        int nv = rows - rb < 0 ? 0 : rows - rb > 16 ? 16 : rows - rb;   /* rows read in this band */
+        int lanes = R - rb < 16 ? R - rb : 16;                            /* rows written */
+        __mmask16 ml = (__mmask16)(lanes == 16 ? 0xFFFF : (1u << lanes) - 1);
+        for (p0 = 0; p0 < kc; p0 += 16) {
+            int np = kc - p0 < 16 ? kc - p0 : 16;
+            __mmask16 mp = (__mmask16)(np == 16 ? 0xFFFF : (1u << np) - 1);
+            __m512 o[16];   /* o[q] lane r = row rb + r, column p0 + q */
+            TEXTOK__T_LD(0) TEXTOK__T_LD(1) TEXTOK__T_LD(2) TEXTOK__T_LD(3) TEXTOK__T_LD(4) TEXTOK__T_LD(5)
+            TEXTOK__T_LD(6) TEXTOK__T_LD(7) TEXTOK__T_LD(8) TEXTOK__T_LD(9) TEXTOK__T_LD(10) TEXTOK__T_LD(11)
+            TEXTOK__T_LD(12) TEXTOK__T_LD(13) TEXTOK__T_LD(14) TEXTOK__T_LD(15)
+            for (i = 0; i < nv && p0 + TEXTOK__PF < kc; i++)   /* 16 strided streams: prefetchers miss them */
+                _mm_prefetch((const char *)(src + (rb + i) * ld + p0 + TEXTOK__PF), _MM_HINT_T0);
+            {
+                TEXTOK__T_UNPS(0, 1) TEXTOK__T_UNPS(2, 3) TEXTOK__T_UNPS(4, 5) TEXTOK__T_UNPS(6, 7)
+                TEXTOK__T_UNPS(8, 9) TEXTOK__T_UNPS(10, 11) TEXTOK__T_UNPS(12, 13) TEXTOK__T_UNPS(14, 15)
+                {   /* u[4i + e]: element 4L + e of rows 4i..4i+3, in 128-bit lane L */
+                    TEXTOK__T_UNPD(0, 1, 2, 3) TEXTOK__T_UNPD(4, 5, 6, 7) TEXTOK__T_UNPD(8, 9, 10, 11) TEXTOK__T_UNPD(12, 13, 14, 15)
+                    TEXTOK__T_LANES(0, 4, 8, 12) TEXTOK__T_LANES(1, 5, 9, 13) TEXTOK__T_LANES(2, 6, 10, 14) TEXTOK__T_LANES(3, 7, 11, 15)
+                }
+            }
+            if (lanes == 16 || p0 + np < kc)   /* whole stores, in order (masked ones are slow on
+                                                  some CPUs): each one's spill past the R lanes is
+                                                  overwritten by the next; the last block is masked */
+                for (i = 0; i < np; i++) _mm512_storeu_ps(dst + (size_t)(p0 + i) * R + rb, o[i]);
+            else
+                for (i = 0; i < np; i++) _mm512_mask_storeu_ps(dst + (size_t)(p0 + i) * R + rb, ml, o[i]);
+        }
+    }
+}
+
+/* AVX2 + FMA, 6 x 16 (12 of the 16 ymm registers), the same structure. */
+#define TEXTOK__ROWS6(X) X(0) X(1) X(2) X(3) X(4) X(5)
+#define TEXTOK__Y_DECL(r) __m256 c##r##a = _mm256_setzero_ps(), c##r##b = _mm256_setzero_ps();
+#define TEXTOK__Y_FMA(r) { __m256 ar = _mm256_broadcast_ss(a + (r));                              \
+                           c##r##a = _mm256_fmadd_ps(ar, b0, c##r##a); c##r##b = _mm256_fmadd_ps(ar, b1, c##r##b); }
+#define TEXTOK__Y_STORE(r) if ((r) < mr) {                                                          \
+        float *cr = c + (r) * ldc;                                                                  \
+        __m256 v0 = _mm256_mul_ps(va, c##r##a), v1 = _mm256_mul_ps(va, c##r##b);                    \
+        if (!first || beta != 0.0f) {                                                               \
+            __m256 o0 = _mm256_maskload_ps(cr, m0), o1 = _mm256_maskload_ps(cr + 8, m1);            \
+            if (first) { o0 = _mm256_mul_ps(vb, o0); o1 = _mm256_mul_ps(vb, o1); }                 \
+            v0 = _mm256_add_ps(o0, v0); v1 = _mm256_add_ps(o1, v1);                                 \
+        }                                                                                           \
+        _mm256_maskstore_ps(cr, m0, v0); _mm256_maskstore_ps(cr + 8, m1, v1);                       \
+    }
+TEXTOK__AVX2 static void textok__uk_avx2(int kc, const float *a, const float *b, float *c, ptrdiff_t ldc,
+                                         int mr, int nr, float alpha, float beta, int first)
+{
+    __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr), lane);        /* lane < nr */
+    __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr - 8), lane);
+    __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+    int p;
+    TEXTOK__ROWS6(TEXTOK__Y_DECL)
+    for (p = 0; p < kc; p++) {
+        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+        TEXTOK__ROWS6(TEXTOK__Y_FMA)
+        a += 6;
+        b += 16;
+    }
+    TEXTOK__ROWS6(TEXTOK__Y_STORE)
+}
+
+typedef struct textok__gemm_level { int mr, nr; textok__ukernel uk; textok__packer pack_rows; } textok__gemm_level;
+
+/* One task, one KC block: C[i0:i1, j0:j1] (j1 - j0 <= NC) gets op(A)[., k0:k0+kc] .
+   op(B)[k0:k0+kc, .]. Both operands are packed (A a panel of MR rows at a time, so it sits in L1
+   and never aliases in it, whatever lda is). The caller runs the KC blocks in order, each over
+   all tasks, so the MC x KC slice of A a task reads is still in L2 when the next column block
+   packs it again. */
+static void textok__gemm_simd_tile(const textok__gemm_level *L, int ta, int tb, int i0, int i1, int j0, int j1,
+                                   int k0, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+                                   float beta, float *C, int ldc)
+{
+    float bp[TEXTOK__GEMM_KC * TEXTOK__GEMM_NC] __attribute__((aligned(64)));
+    float ap[TEXTOK__GEMM_MR_MAX * TEXTOK__GEMM_KC] __attribute__((aligned(64)));
+    int MR = L->mr, NR = L->nr, nc = j1 - j0, i, jb;
+    int kc = K - k0 < TEXTOK__GEMM_KC ? K - k0 : TEXTOK__GEMM_KC;
+    for (jb = 0; jb < nc; jb += NR) {   /* op(B)[k0:k0+kc, j0+jb : +NR] */
+        int nr = nc - jb < NR ? nc - jb : NR;
+        if (tb) L->pack_rows(B + (size_t)(j0 + jb) * ldb + k0, ldb, nr, kc, NR, bp + (size_t)jb * kc);
+        else    textok__pack_cols(B + (size_t)k0 * ldb + j0 + jb, ldb, nr, kc, NR, bp + (size_t)jb * kc);
+    }
+    for (i = i0; i < i1; i += MR) {   /* op(A)[i : i+MR, k0:k0+kc] */
+        int mr = i1 - i < MR ? i1 - i : MR;
+        if (ta) textok__pack_cols(A + (size_t)k0 * lda + i, lda, mr, kc, MR, ap);
+        else    L->pack_rows(A + (size_t)i * lda + k0, lda, mr, kc, MR, ap);
+        if (!ta && i + MR < i1) {   /* the next panel's rows into L2 while this one computes: MR
+                                       strided rows are a pattern the hardware prefetchers miss */
+            int r, p, rn = i1 - i - MR < MR ? i1 - i - MR : MR;
+            for (r = 0; r < rn; r++)
+                for (p = 0; p < kc; p += 16)
+                    _mm_prefetch((const char *)(A + (size_t)(i + MR + r) * lda + k0 + p), _MM_HINT_T1);
+        }
+        for (jb = 0; jb < nc; jb += NR)
+            L->uk(kc, ap, bp + (size_t)jb * kc, C + (size_t)i * ldc + j0 + jb, ldc, mr,
+                  nc - jb < NR ? nc - jb : NR, alpha, beta, k0 == 0);
+    }
+}
+
+static int textok__cpu_has(int kind)
+{
+    __builtin_cpu_init();
+    if (kind == TEXTOK__GEMM_AVX512) return __builtin_cpu_supports("avx512f") != 0;
+    if (kind == TEXTOK__GEMM_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return 0;
+}
+#else
+static int textok__cpu_has(int kind) { (void)kind; return 0; }
+#endif /* TEXTOK__X86_SIMD */
+
+static int textok__gemm_kind_ok(int kind)
+{
+    if (kind == TEXTOK__GEMM_PORTABLE) return 1;
+#ifdef TEXTOK_USE_BLAS
+    if (kind == TEXTOK__GEMM_BLAS) return 1;
+#endif
+    return textok__cpu_has(kind);
+}
+
+/* The GEMM for a kernel table: `want` ("portable", "blas", "avx2", "avx512"; NULL or "" = best)
+   if this build and CPU have it, else the next one down; best (also for an unknown name) = the
+   widest SIMD, else BLAS, else portable. */
+static int textok__gemm_pick(const char *want)
+{
+    int kind = TEXTOK__GEMM_NKINDS - 1, i;
+    for (i = 0; want && i < TEXTOK__GEMM_NKINDS; i++)
+        if (!strcmp(want, textok__gemm_kind_name[i])) kind = i;
+    while (kind > 0 && !textok__gemm_kind_ok(kind)) kind--;
+    return kind;
+}
+
+/* The level textok__gemm_serial runs at (it has no table to ask): $TEXTOK_SIMD if this CPU has
+   it, else the best SIMD level, else portable (it never calls BLAS: it runs inside our own
+   parallel loops). Looked up once per process and kept, since the answer cannot change; the
+   relaxed atomics make the first-call race harmless. */
+static int textok__gemm_serial_kind(void)
+{
+#ifdef TEXTOK__X86_SIMD
+    static int memo = -1;
+    int kind = __atomic_load_n(&memo, __ATOMIC_RELAXED);
+    if (kind < 0) {
+        kind = textok__gemm_pick(getenv("TEXTOK_SIMD"));
+        if (kind == TEXTOK__GEMM_BLAS) kind = textok__gemm_pick(NULL);
+        if (kind == TEXTOK__GEMM_BLAS) kind = TEXTOK__GEMM_PORTABLE;
+        __atomic_store_n(&memo, kind, __ATOMIC_RELAXED);
+    }
+    return kind;
+#else
+    return TEXTOK__GEMM_PORTABLE;
+#endif
+}
+
+/* C = alpha op(A) op(B) + beta C at level `kind` on up to n_threads threads (1: the calling
+   thread only, no OpenMP region at all). */
+static void textok__gemm_run(int kind, int n_threads, int ta, int tb, int M, int N, int K, float alpha,
+                             const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+    (void)kind;   /* a build with neither SIMD nor BLAS has one level */
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {   /* nothing to multiply: C = beta * C */
         int i, j;
@@ -2764,16 +3052,92 @@ static void textok__gemm(const textok_kernels *k, int ta, int tb, int M, int N, 
                 C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
         return;
     }
+#ifdef TEXTOK_USE_BLAS
+    if (kind == TEXTOK__GEMM_BLAS) {
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                    M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+#endif
+#ifdef TEXTOK__X86_SIMD
+    if (kind == TEXTOK__GEMM_AVX512 || kind == TEXTOK__GEMM_AVX2) {
+        static const textok__gemm_level l512 = { 14, 32, textok__uk_avx512, textok__pack_rows_avx512 };
+        static const textok__gemm_level l256 = { 6, 16, textok__uk_avx2, textok__pack_rows };
+        const textok__gemm_level *L = kind == TEXTOK__GEMM_AVX512 ? &l512 : &l256;
+        /* tasks: column blocks of NC, and row blocks (multiples of MR, at most MC rows) only as
+           many as it takes to give every thread about 4 tasks, since each row block packs its own
+           copy of op(B) */
+        int nb = (N + TEXTOK__GEMM_NC - 1) / TEXTOK__GEMM_NC, mb = 1, MB, ntasks, t, k0;
+        int mc = TEXTOK__GEMM_MC / L->mr * L->mr;
+        if (n_threads > 1) {
+            int most = M / (4 * L->mr);
+            mb = (4 * n_threads + nb - 1) / nb;
+            if (mb > most) mb = most > 1 ? most : 1;
+        }
+        if (mb < (M + mc - 1) / mc) mb = (M + mc - 1) / mc;   /* a task's C block stays in L2 */
+        MB = ((M + mb - 1) / mb + L->mr - 1) / L->mr * L->mr;
+        mb = (M + MB - 1) / MB;
+        ntasks = mb * nb;
+#define TEXTOK__GEMM_TASK(t) textok__gemm_simd_tile(L, ta, tb, ((t) / nb) * MB, ((t) / nb) * MB + MB < M ? ((t) / nb) * MB + MB : M, \
+            ((t) % nb) * TEXTOK__GEMM_NC, ((t) % nb) * TEXTOK__GEMM_NC + TEXTOK__GEMM_NC < N ? ((t) % nb) * TEXTOK__GEMM_NC + TEXTOK__GEMM_NC : N, \
+            k0, K, alpha, A, lda, B, ldb, beta, C, ldc)
+        if (n_threads <= 1 || ntasks == 1 || (double)M * N * K < 2e5) {
+            for (k0 = 0; k0 < K; k0 += TEXTOK__GEMM_KC)
+                for (t = 0; t < ntasks; t++) TEXTOK__GEMM_TASK(t);
+        } else {
+            /* one parallel region; the tasks of each KC block, then a barrier (end of omp for) */
+TEXTOK__OMP(omp parallel private(k0) num_threads(n_threads))
+            for (k0 = 0; k0 < K; k0 += TEXTOK__GEMM_KC) {
+TEXTOK__OMP(omp for schedule(dynamic, 1))
+                for (t = 0; t < ntasks; t++) TEXTOK__GEMM_TASK(t);
+            }
+        }
+#undef TEXTOK__GEMM_TASK
+        return;
+    }
+#endif
+    textok__gemm_blocked(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, n_threads);
+}
+
+/* The same product on the calling thread only: safe inside an OpenMP parallel region (fused
+   attention and tiled convolutions call it from their own parallel loops), and from several
+   threads at once. No allocation: the packing buffers (about 210 KiB) are on the stack.
+   Deterministic: the sum for each element of C runs in the same order as in textok__gemm at
+   the same level. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((unused))   /* until the tiled kernels land */
+#endif
+static void textok__gemm_serial(int ta, int tb, int M, int N, int K, float alpha,
+                                const float *A, int lda, const float *B, int ldb,
+                                float beta, float *C, int ldc)
+{
+    textok__gemm_run(textok__gemm_serial_kind(), 1, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* The CPU fast tables point k->state at one of these: the table's GEMM level. */
+static const int textok__gemm_kinds[TEXTOK__GEMM_NKINDS] = { TEXTOK__GEMM_PORTABLE, TEXTOK__GEMM_BLAS,
+                                                             TEXTOK__GEMM_AVX2, TEXTOK__GEMM_AVX512 };
+static int textok__gemm_kind_of(const textok_kernels *k)
+{
+    return k && k->state ? *(const int *)k->state : textok__gemm_pick(NULL);
+}
+
+/* The GEMM the fast kernels use: the table's level and threads. Must not be called from inside
+   an OpenMP parallel region (BLAS has its own threads; use textok__gemm_serial there). */
+static void textok__gemm(const textok_kernels *k, int ta, int tb, int M, int N, int K, float alpha,
+                         const float *A, int lda, const float *B, int ldb,
+                         float beta, float *C, int ldc)
+{
 #ifdef _OPENMP
     TEXTOK_ASSERT(!omp_in_parallel());
 #endif
-#ifdef TEXTOK_USE_BLAS
-    (void)k;
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-#else
-    textok__gemm_blocked(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, k->n_threads);
-#endif
+    textok__gemm_run(textok__gemm_kind_of(k), textok__nt(k), ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+TEXTOKDEF void textok_cpu_gemm(const textok_kernels *k, int trans_a, int trans_b, int M, int N, int K, float alpha,
+                               const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+    textok__gemm(k, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -4818,10 +5182,13 @@ TEXTOKDEF textok_kernels textok_cpu_ref_kernels(void)
 #else
 #define TEXTOK__SET_BLAS_THREADS(n) ((void)(n))
 #endif
-TEXTOKDEF textok_kernels textok_cpu_kernels(int n_threads)
+TEXTOKDEF textok_kernels textok_cpu_kernels_simd(int n_threads, const char *simd)
 {
+    static const char *const names[TEXTOK__GEMM_NKINDS] = { "cpu-portable", "cpu-blas", "cpu-avx2", "cpu-avx512" };
     textok_kernels k = textok_cpu_ref_kernels();
-    k.name = "cpu";
+    int kind = textok__gemm_pick(simd && *simd ? simd : getenv("TEXTOK_SIMD"));
+    k.name = names[kind];
+    k.state = (void *)&textok__gemm_kinds[kind];   /* read only: the table's GEMM level */
     k.n_threads = n_threads > 0 ? n_threads : textok_default_threads();
     TEXTOK__SET_BLAS_THREADS(k.n_threads);
     k.matmul_forward = textok__matmul_forward;
@@ -4842,6 +5209,7 @@ TEXTOKDEF textok_kernels textok_cpu_kernels(int n_threads)
     k.lpips_layer_backward = textok__lpips_layer_backward;
     return k;
 }
+TEXTOKDEF textok_kernels textok_cpu_kernels(int n_threads) { return textok_cpu_kernels_simd(n_threads, NULL); }
 
 /* ---------------------------------------------------------------------------------------------
    7. textok_kernels_compare. Each case names a kernel family, a shape, its buffers (inputs,

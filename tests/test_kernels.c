@@ -1093,6 +1093,10 @@ static void cmp_row(const textok_compare_result *r, void *user)
     tt_check((tt_stats *)user, r->ok, "compare %-15s %-30s %-6s max_abs=%.2e max_rel=%.2e nmse=%.2e tol=%.0e %s",
              r->kernel, r->shape, r->output, r->max_abs, r->max_rel, r->nmse, r->tol_nmse, r->why);
 }
+static void cmp_row_failures(const textok_compare_result *r, void *user)   /* prints only what fails */
+{
+    if (!r->ok) cmp_row(r, user);
+}
 
 /* Deliberately wrong kernels: the checker must catch each one. */
 static void bad_add_forward(const textok_kernels *k, float *out, const float *a, const float *b, size_t n)
@@ -1120,6 +1124,100 @@ static void count_row(const textok_compare_result *r, void *user)
     why_count *w = (why_count *)user;
     w->rows++;
     if (!r->ok && !strcmp(r->why, w->why)) w->failed++;
+}
+
+/* ----- the GEMM levels --------------------------------------------------------------------------
+   textok_cpu_kernels_simd gives the fast table at every GEMM level this build and CPU have
+   (avx512, avx2, blas, portable); textok_cpu_gemm runs that table's GEMM on host arrays. Each
+   level is checked against a float64 loop over all four transposes, sizes that are not multiples
+   of any block (micro-tile rows/columns, the KC depth, the NC task width), alpha != 1, beta 0
+   over a C full of NaN (BLAS: never read), beta 1 and 0.5, and leading dims wider than the
+   matrices (the gap columns of C must stay untouched). Then 1 and 2 threads must agree bit for
+   bit, and the whole table passes textok_kernels_compare at that level. */
+static float gemm_rand(unsigned *st)
+{
+    *st = *st * 1664525u + 1013904223u;
+    return (float)((*st >> 8) & 0xFFFF) / 32768.0f - 1.0f;
+}
+
+static int gemm_case(tt_stats *s, const textok_kernels *k, int ta, int tb, int M, int N, int K,
+                     float alpha, float beta, double *worst)
+{
+    int lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 5, ldc = N + 7, i, j, p, ok = 1;
+    size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb, nc = (size_t)M * ldc;
+    float *A = (float *)malloc(na * sizeof(float)), *B = (float *)malloc(nb * sizeof(float));
+    float *C = (float *)malloc(nc * sizeof(float)), *C0 = (float *)malloc(nc * sizeof(float));
+    double se = 0.0, sr = 0.0;
+    unsigned st = (unsigned)(M * 7919 + N * 104729 + K * 13 + ta * 2 + tb);
+    (void)s;
+    for (i = 0; i < (int)na; i++) A[i] = gemm_rand(&st);
+    for (i = 0; i < (int)nb; i++) B[i] = gemm_rand(&st);
+    for (i = 0; i < (int)nc; i++) C0[i] = (i % ldc) >= N ? 1234.5f : beta == 0.0f ? (float)NAN : gemm_rand(&st);
+    memcpy(C, C0, nc * sizeof(float));
+    textok_cpu_gemm(k, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    for (i = 0; i < M; i++)
+        for (j = 0; j < ldc; j++) {
+            double acc = 0.0, d;
+            if (j >= N) { if (C[(size_t)i * ldc + j] != 1234.5f) ok = 0; continue; }   /* the gap */
+            for (p = 0; p < K; p++)
+                acc += (double)(ta ? A[(size_t)p * lda + i] : A[(size_t)i * lda + p]) *
+                       (double)(tb ? B[(size_t)j * ldb + p] : B[(size_t)p * ldb + j]);
+            acc *= alpha;
+            if (beta != 0.0f) acc += (double)beta * C0[(size_t)i * ldc + j];
+            d = C[(size_t)i * ldc + j] - acc;
+            if (!(d == d)) ok = 0;   /* NaN: beta 0 read C */
+            se += d * d;
+            sr += acc * acc;
+        }
+    if (sr > 0.0 && sqrt(se / sr) > *worst) *worst = sqrt(se / sr);
+    if (!(sqrt(se / (sr > 0.0 ? sr : 1.0)) <= GOLD_TOL)) ok = 0;
+    free(A); free(B); free(C); free(C0);
+    return ok;
+}
+
+static void gemm_levels(tt_stats *s)
+{
+    static const char *const levels[] = { "avx512", "avx2", "blas", "portable" };
+    static const int shapes[][3] = {   /* M, N, K */
+        { 1, 1, 1 }, { 3, 5, 2 }, { 13, 31, 17 }, { 14, 32, 16 }, { 15, 33, 255 }, { 6, 16, 256 },
+        { 29, 65, 257 }, { 43, 200, 300 }, { 100, 193, 513 }, { 7, 385, 64 }, { 321, 70, 40 }
+    };
+    static const float ab[][2] = { { 1.0f, 0.0f }, { -0.75f, 1.0f }, { 1.5f, 0.5f } };
+    char want[32];
+    int l;
+    for (l = 0; l < 4; l++) {
+        textok_kernels k = textok_cpu_kernels_simd(1, levels[l]), k2 = textok_cpu_kernels_simd(2, levels[l]);
+        textok_kernels ref = textok_cpu_ref_kernels();
+        int t, sh, c, ok, fails;
+        double worst;
+        snprintf(want, sizeof want, "cpu-%s", levels[l]);
+        if (strcmp(k.name, want)) {
+            printf("SKIP gemm level %s: not in this build or CPU (the table falls back to %s)\n", levels[l], k.name);
+            continue;
+        }
+        for (t = 0; t < 4; t++) {
+            ok = 1; worst = 0.0;
+            for (sh = 0; sh < (int)(sizeof shapes / sizeof shapes[0]); sh++)
+                for (c = 0; c < 3; c++)
+                    ok &= gemm_case(s, &k, t >> 1, t & 1, shapes[sh][0], shapes[sh][1], shapes[sh][2], ab[c][0], ab[c][1], &worst);
+            tt_check(s, ok, "gemm %-8s op(A)=%s op(B)=%s: %d shapes x 3 (alpha, beta), worst rel_l2 %.2e, gaps untouched, no NaN",
+                     levels[l], t >> 1 ? "A^T" : "A  ", t & 1 ? "B^T" : "B  ", (int)(sizeof shapes / sizeof shapes[0]), worst);
+        }
+        {   /* 1 and 2 threads, bit for bit (BLAS picks its own order: not required of it) */
+            int M = 333, N = 450, K = 700;
+            float *A = (float *)malloc((size_t)M * K * sizeof(float)), *B = (float *)malloc((size_t)K * N * sizeof(float));
+            float *C1 = (float *)malloc((size_t)M * N * sizeof(float)), *C2 = (float *)malloc((size_t)M * N * sizeof(float));
+            unsigned st = 5;
+            for (t = 0; t < M * K; t++) A[t] = gemm_rand(&st);
+            for (t = 0; t < K * N; t++) B[t] = gemm_rand(&st);
+            textok_cpu_gemm(&k, 0, 1, M, N, K, 0.5f, A, K, B, K, 0.0f, C1, N);
+            textok_cpu_gemm(&k2, 0, 1, M, N, K, 0.5f, A, K, B, K, 0.0f, C2, N);
+            if (l != 2) tt_check(s, !memcmp(C1, C2, (size_t)M * N * sizeof(float)), "gemm %-8s 1 and 2 threads give the same bits (%dx%dx%d)", levels[l], M, N, K);
+            free(A); free(B); free(C1); free(C2);
+        }
+        fails = textok_kernels_compare(&ref, &k2, 1234, cmp_row_failures, s);
+        tt_check(s, fails == 0, "compare: table %s (2 threads) against the reference: %d failing rows", k2.name, fails);
+    }
 }
 
 void test_kernels_compare(tt_stats *s)
@@ -1154,4 +1252,5 @@ void test_kernels_compare(tt_stats *s)
         tt_check(s, fails == 0 && w.rows > 0 && w.rows < all.rows,
                  "compare skips kernels a table lacks (NULL): %d of %d rows run, %d fail", w.rows, all.rows, fails);
     }
+    gemm_levels(s);
 }
