@@ -3499,7 +3499,6 @@ TEXTOK__PARALLEL_FOR(k, (size_t)rows * cols > 16384)
      dq_i += scale sum_j ds_j key_j;  dkey_j += scale ds_j q_i;  dbias[h,i,j] += ds_j
    A query with every key masked has out = 0 and lse = 0, and gets no gradient. */
 
-
 static int textok__any_key(const unsigned char *key_mask, int b, int Tk)
 {
     int j;
