@@ -3652,9 +3652,9 @@ TEXTOKDEF size_t textok_attention_work_floats(const textok_attention_dims *d)
 }
 /* The row work between the products (bias, key mask, softmax or exp, dS), over whole blocks.
    Two versions, picked once per call: plain C (any compiler), and 16-lane vectors written with
-   the GCC/clang vector extensions, which each target lowers to its own registers (SSE or NEON:
-   four of them, AVX2: two, AVX-512: one zmm) - on x86-64 compiled three times, for the base ISA,
-   AVX2+FMA and AVX-512F, and chosen by the CPU. Both compute the same thing in the same order
+   the GCC/clang vector extensions, which each target lowers to its own registers (NEON: four of
+   them, AVX2: two, AVX-512: one zmm) - on x86-64 compiled twice, for AVX2+FMA and AVX-512F, and
+   chosen with the table's GEMM level (textok__att_rows_pick). Both compute the same thing in the same order
    (sums in 16 lanes, then the lanes as a tree), so the result depends on the shape alone. The
    softmax of a row needs its exp'd scores summed, and exp is most of the row work: here it is
    e^x = 2^n e^r with x = n ln2 + r, |r| <= ln2/2, e^r by the Cephes expf polynomial (about
@@ -3920,10 +3920,11 @@ TEXTOK__INLINE void textok__att_dot_rows_body(const float *dout, const float *ou
     attr static void textok__att_dot_rows_##isa(const float *dout, const float *out, int n, int hd, int ld, \
                                                 float *D)                                             \
     { textok__att_dot_rows_body(dout, out, n, hd, ld, D); }
+#ifdef TEXTOK__X86_SIMD
+TEXTOK__ATT_ROWS(avx2, TEXTOK__AVX2)
+TEXTOK__ATT_ROWS(avx512, TEXTOK__AVX512)
+#else
 TEXTOK__ATT_ROWS(vec, )
-#if defined(__x86_64__)
-TEXTOK__ATT_ROWS(avx2, __attribute__((target("avx2,fma"))))
-TEXTOK__ATT_ROWS(avx512, __attribute__((target("avx512f"))))
 #endif
 #endif /* TEXTOK__ATT_VEC */
 
@@ -3935,26 +3936,29 @@ typedef struct textok__att_rows {
     void (*dot)(const float *dout, const float *out, int n, int hd, int ld, float *D);
 } textok__att_rows;
 
-/* the widest row code this build and CPU have */
-static textok__att_rows textok__att_rows_pick(void)
+/* The row code at the table's GEMM level (x86-64): avx512 and avx2 their instances, portable
+   the plain C (so that every version is tested on one machine), blas the level
+   textok__gemm_serial runs at. Elsewhere the vector version where the compiler has it. */
+static textok__att_rows textok__att_rows_pick(const textok_kernels *k)
 {
     textok__att_rows r;
+    int kind = textok__gemm_kind_of(k);
     r.softmax = textok__att_softmax_rows_c; r.prob = textok__att_prob_rows_c; r.dscore = textok__att_dscore_rows_c;
     r.dot = textok__att_dot_rows_c;
-#ifdef TEXTOK__ATT_VEC
-    r.softmax = textok__att_softmax_rows_vec; r.prob = textok__att_prob_rows_vec; r.dscore = textok__att_dscore_rows_vec;
-    r.dot = textok__att_dot_rows_vec;
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) {
+    if (kind == TEXTOK__GEMM_BLAS) kind = textok__gemm_serial_kind();
+#if defined(TEXTOK__ATT_VEC) && defined(TEXTOK__X86_SIMD)
+    if (kind == TEXTOK__GEMM_AVX512) {
         r.softmax = textok__att_softmax_rows_avx512; r.prob = textok__att_prob_rows_avx512; r.dscore = textok__att_dscore_rows_avx512;
         r.dot = textok__att_dot_rows_avx512;
-    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    } else if (kind == TEXTOK__GEMM_AVX2) {
         r.softmax = textok__att_softmax_rows_avx2; r.prob = textok__att_prob_rows_avx2; r.dscore = textok__att_dscore_rows_avx2;
         r.dot = textok__att_dot_rows_avx2;
     }
+#elif defined(TEXTOK__ATT_VEC)
+    r.softmax = textok__att_softmax_rows_vec; r.prob = textok__att_prob_rows_vec; r.dscore = textok__att_dscore_rows_vec;
+    r.dot = textok__att_dot_rows_vec;
 #endif
-#endif
+    (void)kind;
     return r;
 }
 
@@ -3967,7 +3971,7 @@ static void textok__attention_forward(const textok_kernels *k, float *out, float
     const int qb = textok__att_qb(Tq), nqb = (Tq + qb - 1) / qb, ld = textok__att_ld(Tk);
     const int ntasks = B * H * nqb, nt = textok__nt(k) < TEXTOK__ATT_SLOTS ? textok__nt(k) : TEXTOK__ATT_SLOTS;
     const size_t slot = textok__att_slot(Tq, Tk);
-    const textok__att_rows rows = textok__att_rows_pick();
+    const textok__att_rows rows = textok__att_rows_pick(k);
     float *slots = textok__att_slots(work);
     int task;
     (void)nt;
@@ -4007,7 +4011,7 @@ static void textok__attention_backward(const textok_kernels *k, float *dq, float
     const int nbi = dbias ? B : 1, ntasks = B / nbi * H;   /* batches per task: all when dbias */
     const int nt = textok__nt(k) < TEXTOK__ATT_SLOTS ? textok__nt(k) : TEXTOK__ATT_SLOTS;
     const size_t slot = textok__att_slot(Tq, Tk);
-    const textok__att_rows rows = textok__att_rows_pick();
+    const textok__att_rows rows = textok__att_rows_pick(k);
     float *slots = textok__att_slots(work);
     int task;
     (void)nt;
