@@ -2838,12 +2838,10 @@ static void textok__pack_rows(const float *src, ptrdiff_t ld, int rows, int kc, 
 /* the other layout: dst[p*R + c] = src[p*ld + c] for c < cols, 0 past them */
 static void textok__pack_cols(const float *src, ptrdiff_t ld, int cols, int kc, int R, float *dst)
 {
-    int p, c;
-    for (p = 0; p < kc; p++) {
-        const float *s = src + p * ld;
-        float *d = dst + p * R;
-        for (c = 0; c < cols; c++) d[c] = s[c];
-        for (; c < R; c++) d[c] = 0.0f;
+    int p;
+    for (p = 0; p < kc; p++) {   /* memcpy: -O2 leaves the element loop scalar (28 % of a T=64 attention) */
+        memcpy(dst + (size_t)p * R, src + p * ld, (size_t)cols * sizeof(float));
+        if (cols < R) memset(dst + (size_t)p * R + cols, 0, (size_t)(R - cols) * sizeof(float));
     }
 }
 
