@@ -3678,19 +3678,20 @@ static void textok__conv2d_tiled(const textok_kernels *k, float *out, const floa
     const int pointwise = textok__conv2d_is_pointwise(d), tr = textok__conv_transposed(d);
     const int npmax = textok__conv_fwd_px(d);
     const size_t slot = textok__conv_fwd_slot(d);
-    int ntiles = P > 0 ? (P + npmax - 1) / npmax : 0, np, nth;
-    long ntasks;
-    /* Few tasks (small images): cut finer so that every thread gets the same number. Each
-       output element is still one GEMM's, summed over CKK in the GEMM's order, so the tiling
-       may follow the thread count without changing the result. */
-    nth = textok__conv_threads(k, (size_t)d->B * ntiles, 2.0 * d->B * d->OC * (double)CKK * P);
-    if (nth > 1 && (long)d->B * ntiles < 8L * nth) {
-        long total = ((long)d->B * ntiles + nth - 1) / nth * nth;
-        ntiles = (int)((total + d->B - 1) / d->B);
-        if (ntiles > P) ntiles = P;
+    const int unit = tr ? 14 : 32;   /* the GEMM's register block along the pixels */
+    int ntiles, np = npmax, nth, c;
+    long ntasks, best = -1;
+    nth = textok__conv_threads(k, (size_t)d->B * ((P + npmax - 1) / (npmax > 0 ? npmax : 1)),
+                               2.0 * d->B * d->OC * (double)CKK * P);
+    /* The tile width: the fewest rounds of tasks over the threads, times the tile's width padded
+       to the GEMM's block, plus ~24 pixels' worth of per-tile cost (the GEMM repacks the weight
+       for every tile). Each output element is one GEMM's sum over CKK whatever the tiling, so
+       the tiling may follow the thread count without changing the result. */
+    for (c = npmax; c > 0; c = c > unit && c % unit ? c / unit * unit : c - unit) {
+        const long tiles = (long)d->B * ((P + c - 1) / c), rounds = (tiles + nth - 1) / nth;
+        const long cost = rounds * ((c + unit - 1) / unit * unit + 24);
+        if (best < 0 || cost < best) { best = cost; np = c; }
     }
-    np = ntiles > 0 ? (P + ntiles - 1) / ntiles : 0;
-    if (tr) np = (np + 13) / 14 * 14 < npmax ? (np + 13) / 14 * 14 : npmax;
     ntiles = np > 0 ? (P + np - 1) / np : 0;
     ntasks = (long)d->B * ntiles;
     (void)slot;
