@@ -4282,6 +4282,20 @@ static size_t textok__conv_fwd_slot(const textok_conv2d_dims *d)
     return ((size_t)d->C * d->KH * d->KW + (textok__conv_transposed(d) ? (size_t)d->OC : 0)) * np;
 }
 
+/* dweight runs transposed (dweight^T blocks, output channels as the GEMM's columns) when the
+   output channels fill its 32-wide column panels; its block rows (input channels x KH*KW) are
+   then chosen against the 14-row register block. */
+static int textok__conv_dw_transposed(const textok_conv2d_dims *d)
+{
+    return !textok__conv2d_is_pointwise(d) && d->OC % 32 == 0;
+}
+static size_t textok__conv_dw_slot(const textok_conv2d_dims *d)
+{
+    const int P = textok_conv2d_out_h(d) * textok_conv2d_out_w(d);
+    const size_t rows = (size_t)textok__conv_dw_cb(d) * d->KH * d->KW;
+    return rows * ((size_t)textok__conv_tile_px(rows, P) + (textok__conv_dw_transposed(d) ? (d->OC < 256 ? (size_t)d->OC : 256) : 0));
+}
+
 static size_t textok__conv_round16(size_t n) { return (n + 15) / 16 * 16; }
 
 /* threads for a loop of `tasks` tasks doing `flops` in all: at most the slots */
@@ -4300,10 +4314,7 @@ TEXTOKDEF size_t textok_conv2d_work_floats(const textok_conv2d_dims *d)
     size_t fwd, dw, din;
     if (textok__conv2d_is_pointwise(d)) return 0;
     fwd = TEXTOK__CONV_SLOTS * textok__conv_fwd_slot(d);
-    {
-        const size_t rows = (size_t)textok__conv_dw_cb(d) * KK;
-        dw = TEXTOK__CONV_SLOTS * rows * (size_t)textok__conv_tile_px(rows, P);
-    }
+    dw = TEXTOK__CONV_SLOTS * textok__conv_dw_slot(d);
     if (textok__conv2d_dinp_as_conv(d)) {
         const textok_conv2d_dims t = textok__conv2d_dinp_dims(d);
         din = textok__conv_round16((size_t)d->OC * CKK) + TEXTOK__CONV_SLOTS * textok__conv_fwd_slot(&t);
@@ -4385,19 +4396,20 @@ static void textok__conv2d_tiled(const textok_kernels *k, float *out, const floa
     const int pointwise = textok__conv2d_is_pointwise(d), tr = textok__conv_transposed(d);
     const int npmax = textok__conv_fwd_px(d);
     const size_t slot = textok__conv_fwd_slot(d);
-    int ntiles = P > 0 ? (P + npmax - 1) / npmax : 0, np, nth;
-    long ntasks;
-    /* Few tasks (small images): cut finer so that every thread gets the same number. Each
-       output element is still one GEMM's, summed over CKK in the GEMM's order, so the tiling
-       may follow the thread count without changing the result. */
-    nth = textok__conv_threads(k, (size_t)d->B * ntiles, 2.0 * d->B * d->OC * (double)CKK * P);
-    if (nth > 1 && (long)d->B * ntiles < 8L * nth) {
-        long total = ((long)d->B * ntiles + nth - 1) / nth * nth;
-        ntiles = (int)((total + d->B - 1) / d->B);
-        if (ntiles > P) ntiles = P;
+    const int unit = tr ? 14 : 32;   /* the GEMM's register block along the pixels */
+    int ntiles, np = npmax, nth, c;
+    long ntasks, best = -1;
+    nth = textok__conv_threads(k, (size_t)d->B * ((P + npmax - 1) / (npmax > 0 ? npmax : 1)),
+                               2.0 * d->B * d->OC * (double)CKK * P);
+    /* The tile width: the fewest rounds of tasks over the threads, times the tile's width padded
+       to the GEMM's block, plus ~24 pixels' worth of per-tile cost (the GEMM repacks the weight
+       for every tile). Each output element is one GEMM's sum over CKK whatever the tiling, so
+       the tiling may follow the thread count without changing the result. */
+    for (c = npmax; c > 0; c = c > unit && c % unit ? c / unit * unit : c - unit) {
+        const long tiles = (long)d->B * ((P + c - 1) / c), rounds = (tiles + nth - 1) / nth;
+        const long cost = rounds * ((c + unit - 1) / unit * unit + 24);
+        if (best < 0 || cost < best) { best = cost; np = c; }
     }
-    np = ntiles > 0 ? (P + ntiles - 1) / ntiles : 0;
-    if (tr) np = (np + 13) / 14 * 14 < npmax ? (np + 13) / 14 * 14 : npmax;
     ntiles = np > 0 ? (P + np - 1) / np : 0;
     ntasks = (long)d->B * ntiles;
     (void)slot;
@@ -4445,34 +4457,40 @@ static void textok__conv2d_dweight(const textok_kernels *k, float *dweight, cons
                                    const textok_conv2d_dims *d, float *work)
 {
     const int P = textok_conv2d_out_h(d) * textok_conv2d_out_w(d), KK = d->KH * d->KW, CKK = d->C * KK;
-    const int pointwise = textok__conv2d_is_pointwise(d), cbmax = textok__conv_dw_cb(d);
-    const int np = textok__conv_tile_px((size_t)cbmax * KK, P);
-    const size_t slot = (size_t)cbmax * KK * np;
+    const int pointwise = textok__conv2d_is_pointwise(d), cbmax = textok__conv_dw_cb(d), tr = textok__conv_dw_transposed(d);
+    const int np = textok__conv_tile_px((size_t)cbmax * KK, P), unit = tr ? 14 : 32;
+    const size_t slot = textok__conv_dw_slot(d), rows_max = (size_t)cbmax * KK;
     const double flops = 2.0 * d->B * d->OC * (double)CKK * P;
-    int nth = textok__conv_threads(k, (size_t)TEXTOK__CONV_SLOTS, flops), nc, cb, no, ob, ntasks;
-    /* input-channel blocks: at least C/cbmax, rounded up to a multiple of the threads */
-    nc = (d->C + cbmax - 1) / cbmax;
-    nc = (nc + nth - 1) / nth * nth;
-    if (nc > d->C) nc = d->C;
-    cb = (d->C + nc - 1) / nc; nc = (d->C + cb - 1) / cb;
-    /* output-channel blocks: 256 rows at most, more when there are too few tasks (each repeats
-       the im2col of its input channels) */
+    int nth = textok__conv_threads(k, (size_t)TEXTOK__CONV_SLOTS, flops), nc, cb = cbmax, no, ob, ntasks, c;
+    long best = -1;
+    /* output-channel blocks: 256 at most (each block repeats the im2col of its input channels);
+       when transposed, a multiple of 32 (the GEMM's column panel) */
     no = (d->OC + 255) / 256;
-    if (nc * no < nth) no = (nth + nc - 1) / nc;
-    if (no > d->OC) no = d->OC;
-    ob = (d->OC + no - 1) / no; no = (d->OC + ob - 1) / ob;
+    ob = (d->OC + no - 1) / no;
+    if (tr) ob = (ob + 31) / 32 * 32;
+    no = (d->OC + ob - 1) / ob;
+    /* input-channel blocks: the fewest rounds of tasks over the threads times the block's rows
+       padded to the GEMM's register block (+ a per-task cost) */
+    for (c = cbmax; c >= 1; c--) {
+        const long tasks = (long)((d->C + c - 1) / c) * no, rounds = (tasks + nth - 1) / nth;
+        const long cost = rounds * (((long)c * KK + unit - 1) / unit * unit + 16);
+        if (best < 0 || cost < best) { best = cost; cb = c; }
+    }
+    nc = (d->C + cb - 1) / cb;
     ntasks = nc * no;
     if (nth > ntasks) nth = ntasks;
-    (void)slot;
+    (void)slot; (void)rows_max;
 TEXTOK__OMP(omp parallel num_threads(nth) if (nth > 1))
     {
         float *col = pointwise ? NULL : work + (size_t)textok__thread_num() * slot;
+        float *acc = tr ? col + rows_max * np : NULL;   /* (rows, ob): this block of dweight^T */
         int task;
 TEXTOK__OMP(omp for schedule(dynamic, 1))
         for (task = 0; task < ntasks; task++) {
             const int c0 = (task % nc) * cb, c1 = c0 + cb < d->C ? c0 + cb : d->C;
             const int o0 = (task / nc) * ob, o1 = o0 + ob < d->OC ? o0 + ob : d->OC;
-            int b, p0;
+            const int rows = (c1 - c0) * KK;
+            int b, p0, first = 1;
             for (b = 0; b < d->B; b++) {
                 const float *img = inp + (size_t)b * d->C * d->H * d->W, *dout_b = dout + (size_t)b * d->OC * P;
                 for (p0 = 0; p0 < P; p0 += np) {
@@ -4480,8 +4498,20 @@ TEXTOK__OMP(omp for schedule(dynamic, 1))
                     const float *colt = img + (size_t)c0 * P + p0;
                     int ldb = P;
                     if (!pointwise) { textok__im2col_tile(col, img, d, c0, c1, p0, p0 + n); colt = col; ldb = n; }
-                    textok__gemm_serial(0, 1, o1 - o0, (c1 - c0) * KK, n, 1.0f, dout_b + (size_t)o0 * P + p0, P,
-                                        colt, ldb, 1.0f, dweight + (size_t)o0 * CKK + (size_t)c0 * KK, CKK);
+                    if (tr)   /* acc (rows, ob) += col . dout_b[o0:o1]^T */
+                        textok__gemm_serial(0, 1, rows, o1 - o0, n, 1.0f, colt, ldb, dout_b + (size_t)o0 * P + p0, P,
+                                            first ? 0.0f : 1.0f, acc, ob);
+                    else
+                        textok__gemm_serial(0, 1, o1 - o0, rows, n, 1.0f, dout_b + (size_t)o0 * P + p0, P,
+                                            colt, ldb, 1.0f, dweight + (size_t)o0 * CKK + (size_t)c0 * KK, CKK);
+                    first = 0;
+                }
+            }
+            if (tr && !first) {
+                int o, r;
+                for (o = o0; o < o1; o++) {
+                    float *dw = dweight + (size_t)o * CKK + (size_t)c0 * KK;
+                    for (r = 0; r < rows; r++) dw[r] += acc[(size_t)r * ob + (o - o0)];
                 }
             }
         }
