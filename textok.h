@@ -3125,9 +3125,6 @@ TEXTOK__OMP(omp parallel for schedule(dynamic, 1) num_threads(n_threads))
    threads at once. No allocation: the packing buffers (about 210 KiB) are on the stack.
    Deterministic: the sum for each element of C runs in the same order as in textok__gemm at
    the same level. */
-#if defined(__GNUC__) || defined(__clang__)
-__attribute__((unused))   /* until the tiled kernels land */
-#endif
 static void textok__gemm_serial(int ta, int tb, int M, int N, int K, float alpha,
                                 const float *A, int lda, const float *B, int ldb,
                                 float beta, float *C, int ldc)
