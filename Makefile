@@ -50,15 +50,15 @@ else
   $(error BLAS must be openblas or none, not '$(BLAS)')
 endif
 
-# Debian's OpenBLAS 0.3.21 misdetects some AVX-512 CPUs and falls back to an SSE3 kernel (5x
-# slower). Where the CPU has AVX-512 and the user has not chosen, pick the right kernel for the
-# programs make runs. It is read when libopenblas loads, so it must be in the environment.
+# For the PyTorch reference scripts that check-full and the golden tools run (textok itself needs
+# neither: its GEMM is its own, chosen at run time, and it has one thread pool). Debian's OpenBLAS
+# 0.3.21 misdetects some AVX-512 CPUs and falls back to an SSE3 kernel (5x slower); it reads the
+# core when it loads, so it must be in the environment.
 ifeq ($(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null && echo y),y)
   export OPENBLAS_CORETYPE ?= SkylakeX
 endif
-# libgomp's idle threads spin after each of our parallel loops and take the cores from
-# OpenBLAS's own thread pool (3-10x slower models on 2 cores). Passive waiting fixes that; it is
-# read when the program starts, so it too must be in the environment.
+# libgomp's idle threads spin after each parallel loop and take the cores from OpenBLAS's own
+# thread pool (PyTorch runs both). Read when the program starts.
 export OMP_WAIT_POLICY ?= passive
 
 HDR        := textok.h

@@ -153,8 +153,9 @@
       is the widest SIMD level the CPU has, else BLAS, else portable; $TEXTOK_SIMD=<level> (read
       by textok_cpu_kernels) or textok_cpu_kernels_simd(n, "<level>") asks for another one, a
       level the build or CPU lacks falls back to the next one down, and the table's name says
-      what it got ("cpu-avx512"). Kernels that run GEMMs inside their own parallel loops use
-      $TEXTOK_SIMD too (read once per process), never BLAS there. Results at one level do not
+      what it got ("cpu-avx512"). Kernels that run GEMMs inside their own parallel loops
+      (attention, conv2d) use the table's level too, never BLAS there (a "blas" table runs the
+      best SIMD level inside them). Results at one level do not
       depend on the thread count; levels differ from each other in the last bits.
 
    TABLE OF CONTENTS (implementation, in data-flow order)
@@ -3041,27 +3042,6 @@ static int textok__gemm_pick(const char *want)
     return kind;
 }
 
-/* The level textok__gemm_serial runs at (it has no table to ask): $TEXTOK_SIMD if this CPU has
-   it, else the best SIMD level, else portable (it never calls BLAS: it runs inside our own
-   parallel loops). Looked up once per process and kept, since the answer cannot change; the
-   relaxed atomics make the first-call race harmless. */
-static int textok__gemm_serial_kind(void)
-{
-#ifdef TEXTOK__X86_SIMD
-    static int memo = -1;
-    int kind = __atomic_load_n(&memo, __ATOMIC_RELAXED);
-    if (kind < 0) {
-        kind = textok__gemm_pick(getenv("TEXTOK_SIMD"));
-        if (kind == TEXTOK__GEMM_BLAS) kind = textok__gemm_pick(NULL);
-        if (kind == TEXTOK__GEMM_BLAS) kind = TEXTOK__GEMM_PORTABLE;
-        __atomic_store_n(&memo, kind, __ATOMIC_RELAXED);
-    }
-    return kind;
-#else
-    return TEXTOK__GEMM_PORTABLE;
-#endif
-}
-
 /* C = alpha op(A) op(B) + beta C at level `kind` on up to n_threads threads (1: the calling
    thread only, no OpenMP region at all). */
 static void textok__gemm_run(int kind, int n_threads, int ta, int tb, int M, int N, int K, float alpha,
@@ -3125,19 +3105,29 @@ TEXTOK__OMP(omp parallel for schedule(dynamic, 1) num_threads(n_threads))
    threads at once. No allocation: the packing buffers (about 210 KiB) are on the stack.
    Deterministic: the sum for each element of C runs in the same order as in textok__gemm at
    the same level. */
-static void textok__gemm_serial(int ta, int tb, int M, int N, int K, float alpha,
-                                const float *A, int lda, const float *B, int ldb,
-                                float beta, float *C, int ldc)
-{
-    textok__gemm_run(textok__gemm_serial_kind(), 1, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
-
 /* The CPU fast tables point k->state at one of these: the table's GEMM level. */
 static const int textok__gemm_kinds[TEXTOK__GEMM_NKINDS] = { TEXTOK__GEMM_PORTABLE, TEXTOK__GEMM_BLAS,
                                                              TEXTOK__GEMM_AVX2, TEXTOK__GEMM_AVX512 };
 static int textok__gemm_kind_of(const textok_kernels *k)
 {
     return k && k->state ? *(const int *)k->state : textok__gemm_pick(NULL);
+}
+
+/* The level textok__gemm_serial runs at: the table's, except that a "blas" table runs the best
+   SIMD level this CPU has (else portable) there: BLAS brings its own threads, and these calls
+   come from inside our parallel loops. */
+static int textok__gemm_serial_kind(const textok_kernels *k)
+{
+    int kind = textok__gemm_kind_of(k);
+    if (kind == TEXTOK__GEMM_BLAS) kind = textok__gemm_pick(NULL);
+    return kind == TEXTOK__GEMM_BLAS ? TEXTOK__GEMM_PORTABLE : kind;
+}
+
+static void textok__gemm_serial(const textok_kernels *k, int ta, int tb, int M, int N, int K, float alpha,
+                                const float *A, int lda, const float *B, int ldb,
+                                float beta, float *C, int ldc)
+{
+    textok__gemm_run(textok__gemm_serial_kind(k), 1, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 /* The GEMM the fast kernels use: the table's level and threads. Must not be called from inside
@@ -3940,7 +3930,7 @@ static textok__att_rows textok__att_rows_pick(const textok_kernels *k)
     int kind = textok__gemm_kind_of(k);
     r.softmax = textok__att_softmax_rows_c; r.prob = textok__att_prob_rows_c; r.dscore = textok__att_dscore_rows_c;
     r.dot = textok__att_dot_rows_c;
-    if (kind == TEXTOK__GEMM_BLAS) kind = textok__gemm_serial_kind();
+    if (kind == TEXTOK__GEMM_BLAS) kind = textok__gemm_serial_kind(k);
 #if defined(TEXTOK__ATT_VEC) && defined(TEXTOK__X86_SIMD)
     if (kind == TEXTOK__GEMM_AVX512) {
         r.softmax = textok__att_softmax_rows_avx512; r.prob = textok__att_prob_rows_avx512; r.dscore = textok__att_dscore_rows_avx512;
@@ -3986,9 +3976,9 @@ TEXTOK__OMP(omp for schedule(dynamic, 1))
                 for (i = 0; i < n; i++) { memset(out + oq + (size_t)i * C, 0, (size_t)hd * sizeof(float)); lse_blk[i] = 0.0f; }
                 continue;
             }
-            textok__gemm_serial(0, 1, n, Tk, hd, d->scale, q + oq, C, key + ok, C, 0.0f, S, ld);
+            textok__gemm_serial(k, 0, 1, n, Tk, hd, d->scale, q + oq, C, key + ok, C, 0.0f, S, ld);
             rows.softmax(S, n, Tk, ld, bias ? bias + ((size_t)h * Tq + i0) * Tk : NULL, mask_b, lse_blk, rsum);
-            textok__gemm_serial(0, 0, n, hd, Tk, 1.0f, S, ld, v + ok, C, 0.0f, out + oq, C);
+            textok__gemm_serial(k, 0, 0, n, hd, Tk, 1.0f, S, ld, v + ok, C, 0.0f, out + oq, C);
             for (i = 0; i < n; i++)
                 for (c = 0; c < hd; c++) out[oq + (size_t)i * C + c] *= rsum[i];
         }
@@ -4025,20 +4015,20 @@ TEXTOK__OMP(omp for schedule(dynamic, 1))
                     const int n = Tq - i0 < qb ? Tq - i0 : qb;
                     const size_t oq = ((size_t)b * Tq + i0) * C + h * hd;
                     const float *lse_blk = lse + ((size_t)b * H + h) * Tq + i0;
-                    textok__gemm_serial(0, 1, n, Tk, hd, d->scale, q + oq, C, key + ok, C, 0.0f, P, ld);
+                    textok__gemm_serial(k, 0, 1, n, Tk, hd, d->scale, q + oq, C, key + ok, C, 0.0f, P, ld);
                     rows.prob(P, n, Tk, ld, bias ? bias + ((size_t)h * Tq + i0) * Tk : NULL, mask_b, lse_blk);
                     rows.dot(dout + oq, out + oq, n, hd, C, D);
-                    if (dv) textok__gemm_serial(1, 0, Tk, hd, n, 1.0f, P, ld, dout + oq, C, 1.0f, dv + ok, C);
+                    if (dv) textok__gemm_serial(k, 1, 0, Tk, hd, n, 1.0f, P, ld, dout + oq, C, 1.0f, dv + ok, C);
                     /* dP = dO_blk V^T, then dS = P (dP - D) in place */
-                    textok__gemm_serial(0, 1, n, Tk, hd, 1.0f, dout + oq, C, v + ok, C, 0.0f, dS, ld);
+                    textok__gemm_serial(k, 0, 1, n, Tk, hd, 1.0f, dout + oq, C, v + ok, C, 0.0f, dS, ld);
                     rows.dscore(dS, P, n, Tk, ld, D);
                     if (dbias)
                         for (i = 0; i < n; i++) {
                             float *db = dbias + ((size_t)h * Tq + i0 + i) * Tk;
                             for (j = 0; j < Tk; j++) db[j] += dS[(size_t)i * ld + j];
                         }
-                    if (dq) textok__gemm_serial(0, 0, n, hd, Tk, d->scale, dS, ld, key + ok, C, 1.0f, dq + oq, C);
-                    if (dkey) textok__gemm_serial(1, 0, Tk, hd, n, d->scale, dS, ld, q + oq, C, 1.0f, dkey + ok, C);
+                    if (dq) textok__gemm_serial(k, 0, 0, n, hd, Tk, d->scale, dS, ld, key + ok, C, 1.0f, dq + oq, C);
+                    if (dkey) textok__gemm_serial(k, 1, 0, Tk, hd, n, d->scale, dS, ld, q + oq, C, 1.0f, dkey + ok, C);
                 }
             }
         }
@@ -4424,7 +4414,7 @@ TEXTOK__OMP(omp for schedule(dynamic, 1))
             if (!pointwise) { textok__im2col_tile(col, img, d, 0, d->C, p0, p0 + n); colt = col; ldb = n; }
             if (tr) {
                 /* tmp (n, OC) = col^T . op(wm)^T, then out_b[:, p0:p0+n] (= or +=) tmp^T (+ bias) */
-                textok__gemm_serial(1, !ta, n, d->OC, CKK, 1.0f, colt, ldb, wm, ta ? d->OC : CKK, 0.0f, tmp, d->OC);
+                textok__gemm_serial(k, 1, !ta, n, d->OC, CKK, 1.0f, colt, ldb, wm, ta ? d->OC : CKK, 0.0f, tmp, d->OC);
                 for (o = 0; o < d->OC; o++) {
                     float *r = ob + (size_t)o * P, bo = bias ? bias[o] : 0.0f;
                     if (beta == 0.0f) for (j = 0; j < n; j++) r[j] = tmp[(size_t)j * d->OC + o] + bo;
@@ -4437,7 +4427,7 @@ TEXTOK__OMP(omp for schedule(dynamic, 1))
                     for (j = 0; j < n; j++) ob[(size_t)o * P + j] = bias[o];
                 bt = 1.0f;
             }
-            textok__gemm_serial(ta, 0, d->OC, n, CKK, 1.0f, wm, ta ? d->OC : CKK, colt, ldb, bt, ob, P);
+            textok__gemm_serial(k, ta, 0, d->OC, n, CKK, 1.0f, wm, ta ? d->OC : CKK, colt, ldb, bt, ob, P);
         }
     }
 }
@@ -4496,10 +4486,10 @@ TEXTOK__OMP(omp for schedule(dynamic, 1))
                     int ldb = P;
                     if (!pointwise) { textok__im2col_tile(col, img, d, c0, c1, p0, p0 + n); colt = col; ldb = n; }
                     if (tr)   /* acc (rows, ob) += col . dout_b[o0:o1]^T */
-                        textok__gemm_serial(0, 1, rows, o1 - o0, n, 1.0f, colt, ldb, dout_b + (size_t)o0 * P + p0, P,
+                        textok__gemm_serial(k, 0, 1, rows, o1 - o0, n, 1.0f, colt, ldb, dout_b + (size_t)o0 * P + p0, P,
                                             first ? 0.0f : 1.0f, acc, ob);
                     else
-                        textok__gemm_serial(0, 1, o1 - o0, rows, n, 1.0f, dout_b + (size_t)o0 * P + p0, P,
+                        textok__gemm_serial(k, 0, 1, o1 - o0, rows, n, 1.0f, dout_b + (size_t)o0 * P + p0, P,
                                             colt, ldb, 1.0f, dweight + (size_t)o0 * CKK + (size_t)c0 * KK, CKK);
                     first = 0;
                 }
