@@ -3413,8 +3413,8 @@ TEXTOK__PARALLEL_FOR(k, (size_t)N * C > 16384)
 #define TEXTOK__INV_SQRT_2     0.7071067811865476f
 #define TEXTOK__INV_SQRT_2PI   0.3989422804014327f
 
-static void textok__gelu_forward(const textok_kernels *k, float *out, const float *inp, size_t n,
-                                 int approx_tanh)
+static void textok__gelu_forward_ref(const textok_kernels *k, float *out, const float *inp, size_t n,
+                                     int approx_tanh)
 {
     long i, nn = (long)n;
 TEXTOK__PARALLEL_FOR(k, n > 65536)
@@ -3426,8 +3426,8 @@ TEXTOK__PARALLEL_FOR(k, n > 65536)
     }
 }
 
-static void textok__gelu_backward(const textok_kernels *k, float *dinp, const float *dout,
-                                  const float *inp, size_t n, int approx_tanh)
+static void textok__gelu_backward_ref(const textok_kernels *k, float *dinp, const float *dout,
+                                      const float *inp, size_t n, int approx_tanh)
 {
     long i, nn = (long)n;
 TEXTOK__PARALLEL_FOR(k, n > 65536)
@@ -3441,6 +3441,35 @@ TEXTOK__PARALLEL_FOR(k, n > 65536)
             g = 0.5f * (1.0f + erff(x * TEXTOK__INV_SQRT_2)) + x * TEXTOK__INV_SQRT_2PI * expf(-0.5f * x * x);
         }
         dinp[i] += dout[i] * g;
+    }
+}
+
+/* Fast: the tanh form through 1/2 (1 + tanh(u)) = sigmoid(2u), so GELU = x / (1 + e^(-2u)): one
+   expf instead of tanhf (tanhf was 17 % of a DiT-B sampling step), and no cancellation in
+   1 + tanh(u) for negative x. The erf form is as in the reference. */
+static void textok__gelu_forward(const textok_kernels *k, float *out, const float *inp, size_t n,
+                                 int approx_tanh)
+{
+    long i, nn = (long)n;
+    if (!approx_tanh) { textok__gelu_forward_ref(k, out, inp, n, 0); return; }
+TEXTOK__PARALLEL_FOR(k, n > 65536)
+    for (i = 0; i < nn; i++) {
+        float x = inp[i];
+        out[i] = x / (1.0f + expf(-2.0f * TEXTOK__SQRT_2_OVER_PI * (x + 0.044715f * x * x * x)));
+    }
+}
+
+/* d/dx x s(2u) = s + 2 x s (1 - s) u',  u' = sqrt(2/pi) (1 + 3 0.044715 x^2) */
+static void textok__gelu_backward(const textok_kernels *k, float *dinp, const float *dout,
+                                  const float *inp, size_t n, int approx_tanh)
+{
+    long i, nn = (long)n;
+    if (!approx_tanh) { textok__gelu_backward_ref(k, dinp, dout, inp, n, 0); return; }
+TEXTOK__PARALLEL_FOR(k, n > 65536)
+    for (i = 0; i < nn; i++) {
+        float x = inp[i];
+        float sg = 1.0f / (1.0f + expf(-2.0f * TEXTOK__SQRT_2_OVER_PI * (x + 0.044715f * x * x * x)));
+        dinp[i] += dout[i] * (sg + 2.0f * x * sg * (1.0f - sg) * TEXTOK__SQRT_2_OVER_PI * (1.0f + 3.0f * 0.044715f * x * x));
     }
 }
 
@@ -3761,9 +3790,9 @@ typedef unsigned char textok__v16b __attribute__((vector_size(16)));
 /* *x = e^*x */
 TEXTOK__INLINE void textok__v16_exp(textok__v16f *x)
 {
-    const textok__v16f z = { 0 };
-    textok__v16i small = *x < TEXTOK__V16(-87.0f), bits;
-    textok__v16f xc = TEXTOK__V16_SEL(small, TEXTOK__V16(-87.0f), *x), n, r, p;
+    const textok__v16f z = { 0 }, x0 = *x;
+    textok__v16i small = *x < TEXTOK__V16(-87.0f), nan = *x != *x, bits;
+    textok__v16f xc = TEXTOK__V16_SEL(small | nan, TEXTOK__V16(-87.0f), *x), n, r, p;   /* NaN: put back at the end */
     xc = TEXTOK__V16_SEL(xc > TEXTOK__V16(88.0f), TEXTOK__V16(88.0f), xc);
     n = (xc * 1.44269504088896341f + TEXTOK__EXP_MAGIC) - TEXTOK__EXP_MAGIC;
     r = (xc - n * 0.693359375f) + n * 2.12194440e-4f;
@@ -3775,7 +3804,7 @@ TEXTOK__INLINE void textok__v16_exp(textok__v16f *x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    *x = (textok__v16f)(~small & (textok__v16i)(p * (textok__v16f)bits));
+    *x = TEXTOK__V16_SEL(nan, x0, (textok__v16f)(~small & (textok__v16i)(p * (textok__v16f)bits)));
 }
 /* *v = s[0:16] + b[0:16] (b may be NULL), -inf at masked keys (mask may be NULL); a chunk inside
    [0, Tk) */
@@ -5398,8 +5427,8 @@ TEXTOKDEF textok_kernels textok_cpu_ref_kernels(void)
         /* .layernorm_backward     = */ textok__layernorm_backward,
         /* .rmsnorm_forward        = */ textok__rmsnorm_forward,
         /* .rmsnorm_backward       = */ textok__rmsnorm_backward,
-        /* .gelu_forward           = */ textok__gelu_forward,
-        /* .gelu_backward          = */ textok__gelu_backward,
+        /* .gelu_forward           = */ textok__gelu_forward_ref,
+        /* .gelu_backward          = */ textok__gelu_backward_ref,
         /* .silu_forward           = */ textok__silu_forward,
         /* .silu_backward          = */ textok__silu_backward,
         /* .softmax_forward        = */ textok__softmax_forward,
@@ -5471,6 +5500,8 @@ TEXTOKDEF textok_kernels textok_cpu_kernels_simd(int n_threads, const char *simd
     TEXTOK__SET_BLAS_THREADS(k.n_threads);
     k.matmul_forward = textok__matmul_forward;
     k.matmul_backward = textok__matmul_backward;
+    k.gelu_forward = textok__gelu_forward;
+    k.gelu_backward = textok__gelu_backward;
     k.attention_forward = textok__attention_forward;
     k.attention_backward = textok__attention_backward;
     k.conv2d_forward = textok__conv2d_forward;
