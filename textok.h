@@ -1,4 +1,4 @@
-/* textok.h - v0.5.0 - language-guided 1D image tokenization (TexTok, TiTok) in plain C
+/* textok.h - v0.6.0 - language-guided 1D image tokenization (TexTok, TiTok) in plain C
                       no warranty implied; use at your own risk. See end of file for license.
 
    Do this:
@@ -197,6 +197,11 @@
          bit for bit) around the models' training hooks
 
    REVISION HISTORY
+      0.6.0 (2026-11-21)  CPU speed: our own GEMM (AVX-512 14x32 and AVX2 6x16 micro-kernels with
+                          packing, chosen at run time; BLAS only where neither applies), fused
+                          attention, tiled conv2d (work is a fixed number of tile slots, no longer
+                          an image's im2col), one OpenMP pool; textok_cpu_kernels_simd,
+                          textok_cpu_gemm, $TEXTOK_SIMD. No per-step allocation in sampling.
       0.5.0 (2026-11-21)  generators: DiT (2D latents as the official checkpoints, 1D token
                           sequences, DiT-T2I with cross-attention) with Gaussian diffusion (loss
                           with the learned-sigma bound, DDPM with respacing, DDIM, CFG); MaskGIT
@@ -224,7 +229,7 @@
 #define TEXTOK_VERSION_MAJOR 0
 #define TEXTOK_VERSION_MINOR 5
 #define TEXTOK_VERSION_PATCH 0
-#define TEXTOK_VERSION_STRING "0.5.0"
+#define TEXTOK_VERSION_STRING "0.6.0"
 
 #ifndef TEXTOKDEF
 #ifdef TEXTOK_STATIC
