@@ -13396,7 +13396,7 @@ static int textok__dit_new(textok_dit **out, const textok_dit_config *cfg, const
     textok__walk w;
     textok__carve a;
     const textok_dit_config *c;
-    size_t mb, hb, Lt;
+    size_t mb, hb, Lt, cfg_floats;   /* cfg_floats: h_cfg (see the struct) */
     unsigned char *p;
     int n_specs;
     *out = NULL;
@@ -13416,8 +13416,9 @@ static int textok__dit_new(textok_dit **out, const textok_dit_config *cfg, const
     m->Cout = c->learn_sigma ? 2 * c->in_channels : c->in_channels;
     m->P = c->patch_size * c->patch_size * m->Cout;
     mb = (size_t)m->max_batch; Lt = (size_t)c->text_len;
+    cfg_floats = (mb + (mb >= 2 ? mb / 2 : 1)) * (size_t)m->Cout * m->H * m->W;
     hb = (size_t)c->depth * sizeof(textok__tblock) + mb * 256 * sizeof(float) + mb * sizeof(int32_t)
-       + (mb + (mb >= 2 ? mb / 2 : 1)) * (size_t)m->Cout * m->H * m->W * sizeof(float)
+       + cfg_floats * sizeof(float)
        + mb * sizeof(int) + mb + mb * Lt + 16;
     p = (unsigned char *)textok__calloc(1, hb);
     m->specs = (textok_tensor_spec *)textok__calloc((size_t)n_specs, sizeof *m->specs);
@@ -13425,7 +13426,7 @@ static int textok__dit_new(textok_dit **out, const textok_dit_config *cfg, const
     m->host_block = p;
     m->blocks_host = (textok__tblock *)(void *)p;      p += (size_t)c->depth * sizeof(textok__tblock);
     m->h_feat = (float *)(void *)p;                    p += mb * 256 * sizeof(float);
-    m->h_cfg = (float *)(void *)p;                     p += (mb + (mb >= 2 ? mb / 2 : 1)) * (size_t)m->Cout * m->H * m->W * sizeof(float);
+    m->h_cfg = (float *)(void *)p;                     p += cfg_floats * sizeof(float);
     m->h_y = (int32_t *)(void *)p;                     p += mb * sizeof(int32_t);
     m->h_row = (int *)(void *)p;                       p += mb * sizeof(int);
     m->h_null = p;                                     p += mb;

@@ -940,25 +940,19 @@ int main(int argc, char **argv)
     fast = textok_cpu_kernels(threads);
     if (train) {
         peak = peak_gflops(&fast);
-        printf("textok %s: %d threads; measured sgemm peak %.1f GFLOP/s; OPENBLAS_CORETYPE=%s OMP_WAIT_POLICY=%s\n",
-               textok_version(), fast.n_threads, peak, getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "unset",
-               getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "unset");
-        if (!getenv("OMP_WAIT_POLICY"))
-            printf("  (OMP_WAIT_POLICY unset: spinning OpenMP threads slow OpenBLAS down; make bench sets it to passive)\n");
+        printf("textok %s: table %s, %d threads; measured sgemm peak %.1f GFLOP/s\n", textok_version(), fast.name,
+               fast.n_threads, peak);
         return train_bench(models, fast.n_threads, torch, peak);
     }
     if (titok) {
         peak = peak_gflops(&fast);
-        printf("textok %s: %d threads; measured sgemm peak %.1f GFLOP/s\n", textok_version(), fast.n_threads, peak);
+        printf("textok %s: table %s, %d threads; measured sgemm peak %.1f GFLOP/s\n", textok_version(), fast.name,
+               fast.n_threads, peak);
         return titok_bench(models ? models : "s128,b64,l32", batches, fast.n_threads, torch, peak);
     }
     textok_rng_seed(&r, 7);
-#ifdef TEXTOK_USE_BLAS
-    printf("textok %s bench: %d threads, GEMM = cblas_sgemm", textok_version(), fast.n_threads);
-    printf(" (OPENBLAS_CORETYPE=%s)\n", getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "unset");
-#else
-    printf("textok %s bench: %d threads, GEMM = portable blocked (built without BLAS)\n", textok_version(), fast.n_threads);
-#endif
+    printf("textok %s bench: table %s (its GEMM level: $TEXTOK_SIMD picks another), %d threads\n",
+           textok_version(), fast.name, fast.n_threads);
     peak = peak_gflops(&fast);
     printf("measured sgemm peak (1536^3 through the fast table): %.1f GFLOP/s\n\n", peak);
     printf("%-10s %-34s %9s %10s %9s %9s %7s %7s\n", "kernel", "shape", "GFLOP", "fast ms", "naive GF/s", "fast GF/s", "speedup", "%peak");
