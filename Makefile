@@ -66,7 +66,7 @@ TEST_SRC   := tests/test_main.c tests/check.c tests/test_kernels.c tests/test_io
               tests/test_spm.c tests/test_nets.c tests/test_train.c tests/test_textok.c tests/test_dit.c tests/test_maskgit.c \
               tests/test_gen_train.c tests/textok_impl.c
 TEST_HDR   := tests/check.h
-TOOLS      := $(BUILD)/convert $(BUILD)/tokenize $(BUILD)/reconstruct $(BUILD)/npycmp $(BUILD)/train_tokenizer \
+TOOLS      := $(BUILD)/convert $(BUILD)/emoji_dataset $(BUILD)/word_t5 $(BUILD)/tokenize $(BUILD)/reconstruct $(BUILD)/npycmp $(BUILD)/train_tokenizer \
               $(BUILD)/encode_text $(BUILD)/generate $(BUILD)/train_generator
 PROGRAMS   := $(BUILD)/selfcheck $(BUILD)/bench $(BUILD)/test_runner $(TOOLS)
 # stb_image / stb_image_write (Debian libstb-dev): examples only, never the library. -isystem
@@ -88,6 +88,15 @@ $(BUILD)/bench: examples/bench.c $(HDR)
 $(BUILD)/convert: tools/convert.c $(HDR)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(TEXTOK_CFLAGS) $< -o $@ $(LDFLAGS) $(TEXTOK_LIBS)
+
+$(BUILD)/word_t5: tools/word_t5.c $(HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(TEXTOK_CFLAGS) $< -o $@ $(LDFLAGS) $(TEXTOK_LIBS)
+
+$(BUILD)/emoji_dataset: tools/emoji_dataset.c $(HDR)
+	@mkdir -p $(@D)
+	@test -f /usr/include/stb/stb_image.h || { echo "textok: tools need stb_image: apt-get install libstb-dev"; exit 1; }
+	$(CC) $(CFLAGS) $(TEXTOK_CFLAGS) $(STB_CFLAGS) $< -o $@ $(LDFLAGS) $(TEXTOK_LIBS)
 
 $(BUILD)/npycmp: tools/npycmp.c $(HDR)
 	@mkdir -p $(@D)

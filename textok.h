@@ -563,8 +563,10 @@ TEXTOKDEF int textok_kernels_compare(const textok_kernels *ref, const textok_ker
 /* ---------------------------------------------------------------------------------------------
    safetensors. The reader validates everything before use: header length against the file size,
    the JSON, every dtype, shape (dims product overflow-checked) and byte range; ranges must lie
-   inside the data buffer and must not overlap. F32, F16 and BF16 convert to F32 on read. */
-enum { TEXTOK_DTYPE_F32 = 0, TEXTOK_DTYPE_F16 = 1, TEXTOK_DTYPE_BF16 = 2 };
+   inside the data buffer and must not overlap. F32, F16, BF16 and U8 convert to F32 on read. */
+/* U8 (bytes, read as their values 0..255) holds data files' pixels and text (the packed datasets
+   the training examples read), never model weights: the model loaders refuse it. */
+enum { TEXTOK_DTYPE_F32 = 0, TEXTOK_DTYPE_F16 = 1, TEXTOK_DTYPE_BF16 = 2, TEXTOK_DTYPE_U8 = 3 };
 #define TEXTOK_MAX_DIMS 8
 typedef struct textok_st_tensor {
     char    *name;
@@ -613,8 +615,9 @@ TEXTOKDEF int  textok_st_read_f32(const textok_safetensors *st, const textok_st_
 TEXTOKDEF int  textok_st_load(const textok_safetensors *st, const char *name, int ndim,
                               const int64_t *shape, float *dst);
 
-/* Writing: tensors given as F32 arrays, stored as F32 or F16; metadata as string pairs. The file
-   is written to "<path>.tmp" and renamed, so a failure never leaves a half-written file. */
+/* Writing: tensors given as F32 arrays, stored as F32, F16 or U8 (rounded, clamped to 0..255);
+   metadata as string pairs. The file is written to "<path>.tmp" and renamed, so a failure never
+   leaves a half-written file. */
 typedef struct textok_st_entry {
     const char  *name;
     const float *data;
@@ -1549,8 +1552,8 @@ TEXTOKDEF float textok_bf16_to_f32(uint16_t h)
 #define TEXTOK__SHAPE_STR 192   /* holds "[d0, ..., d7]" with 20-character dims */
 #define TEXTOK__ST_MAX_HEADER 100000000u   /* safetensors' own MAX_HEADER_SIZE */
 
-static const size_t textok__dtype_size[3] = { 4, 2, 2 };
-static const char  *textok__dtype_name[3] = { "F32", "F16", "BF16" };
+static const size_t textok__dtype_size[4] = { 4, 2, 2, 1 };
+static const char  *textok__dtype_name[4] = { "F32", "F16", "BF16", "U8" };
 
 static int textok__is_le(void)
 {
@@ -1581,8 +1584,10 @@ static void textok__load_floats(float *dst, const unsigned char *src, size_t n, 
         }
     } else if (dtype == TEXTOK_DTYPE_F16) {
         for (i = 0; i < n; i++) dst[i] = textok_f16_to_f32((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
-    } else {
+    } else if (dtype == TEXTOK_DTYPE_BF16) {
         for (i = 0; i < n; i++) dst[i] = textok_bf16_to_f32((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
+    } else {
+        for (i = 0; i < n; i++) dst[i] = (float)src[i];
     }
 }
 
@@ -1825,16 +1830,16 @@ static int textok__json_ints(textok__cur *c, const char *what, int64_t *v, int m
 
 /* ---- 3.4 safetensors: header parsing and validation ---------------------------------------- */
 
-/* "F32" | "F16" | "BF16"; any other dtype is valid safetensors that this reader cannot convert. */
+/* "F32" | "F16" | "BF16" | "U8"; any other dtype is valid safetensors that this reader cannot convert. */
 static int textok__st_parse_dtype(textok__cur *c, int *dtype)
 {
     char *s;
     int rc = textok__json_str(c, &s);
     if (rc) return rc;
     *dtype = !strcmp(s, "F32") ? TEXTOK_DTYPE_F32 : !strcmp(s, "F16") ? TEXTOK_DTYPE_F16
-           : !strcmp(s, "BF16") ? TEXTOK_DTYPE_BF16 : -1;
+           : !strcmp(s, "BF16") ? TEXTOK_DTYPE_BF16 : !strcmp(s, "U8") ? TEXTOK_DTYPE_U8 : -1;
     if (*dtype < 0)
-        rc = textok__cfail(c, TEXTOK_ERR_UNSUPPORTED, "dtype '%.40s' is not supported (only F32, F16, BF16)",
+        rc = textok__cfail(c, TEXTOK_ERR_UNSUPPORTED, "dtype '%.40s' is not supported (only F32, F16, BF16, U8)",
                            s);
     TEXTOK_FREE(s);
     return rc;
@@ -2227,7 +2232,7 @@ TEXTOKDEF const char *textok_st_meta(const textok_safetensors *st, const char *k
     return NULL;
 }
 
-/* Converts t's data (F32, F16 or BF16, at any alignment) into dst, which holds dst_numel floats. */
+/* Converts t's data (F32, F16, BF16 or U8, at any alignment) into dst, which holds dst_numel floats. */
 TEXTOKDEF int textok_st_read_f32(const textok_safetensors *st, const textok_st_tensor *t, float *dst,
                                  size_t dst_numel)
 {
@@ -2235,7 +2240,7 @@ TEXTOKDEF int textok_st_read_f32(const textok_safetensors *st, const textok_st_t
     size_t end, need;
     if (!st || !t) return textok__fail(TEXTOK_ERR_ARG, "textok_st_read_f32: st and t must not be NULL");
     /* t might come from another (or a closed) file: re-check its range against this buffer */
-    if (t->dtype < 0 || t->dtype > TEXTOK_DTYPE_BF16 || !textok__add_size(t->offset, t->nbytes, &end) ||
+    if (t->dtype < 0 || t->dtype > TEXTOK_DTYPE_U8 || !textok__add_size(t->offset, t->nbytes, &end) ||
         end > st->buffer_size || !textok__mul_size(t->numel, textok__dtype_size[t->dtype], &need) ||
         need != t->nbytes)
         return textok__fail(TEXTOK_ERR_ARG, "%s: tensor '%.120s' does not belong to this file", st->path,
@@ -2270,6 +2275,9 @@ TEXTOKDEF int textok_st_load(const textok_safetensors *st, const char *name, int
         return textok__fail(TEXTOK_ERR_SHAPE, "%s: tensor '%.120s': expected %s but file has %s",
                             st->path, name,
                             textok__shape_str(s1, ndim, shape), textok__shape_str(s2, t->ndim, t->shape));
+    if (t->dtype == TEXTOK_DTYPE_U8)
+        return textok__fail(TEXTOK_ERR_FORMAT, "%s: tensor '%.120s' is U8 (bytes: a data file's); weights must be F32, F16 or BF16",
+                            st->path, name);
     return textok_st_read_f32(st, t, dst, t->numel);
 }
 
@@ -2308,7 +2316,8 @@ static void textok__wbytes(textok__wfile *w, const void *p, size_t n)
     if (!w->failed && n && fwrite(p, 1, n, w->f) != n) { w->failed = 1; w->err = errno; }
 }
 
-/* n floats as little-endian F32 or F16, converted through a fixed-size buffer. */
+/* n floats as little-endian F32 or F16, or as U8 (rounded, clamped to [0, 255]), converted
+   through a fixed-size buffer. */
 static void textok__wfloats(textok__wfile *w, const float *x, size_t n, int dtype)
 {
     unsigned char buf[4096];
@@ -2319,6 +2328,7 @@ static void textok__wfloats(textok__wfile *w, const float *x, size_t n, int dtyp
         for (j = 0; j < k; j++) {
             uint32_t u;
             if (dtype == TEXTOK_DTYPE_F16) u = textok_f32_to_f16(x[i + j]);
+            else if (dtype == TEXTOK_DTYPE_U8) u = !(x[i + j] > 0.0f) ? 0u : x[i + j] >= 255.0f ? 255u : (uint32_t)(x[i + j] + 0.5f);
             else memcpy(&u, &x[i + j], 4);
             for (b = 0; b < esz; b++) buf[j * esz + b] = (unsigned char)(u >> (8 * b));
         }
@@ -2406,8 +2416,8 @@ TEXTOKDEF int textok_st_save(const char *path, const textok_st_entry *entries, i
     if (!path || n_entries < 0 || (n_entries && !entries) || n_meta < 0 || (n_meta && !meta_kv))
         return textok__fail(TEXTOK_ERR_ARG,
                             "textok_st_save: bad arguments (path, entries or meta_kv NULL, or a count < 0)");
-    if (dtype != TEXTOK_DTYPE_F32 && dtype != TEXTOK_DTYPE_F16)
-        return textok__fail(TEXTOK_ERR_ARG, "%s: can only write F32 or F16, not dtype %d", path, dtype);
+    if (dtype != TEXTOK_DTYPE_F32 && dtype != TEXTOK_DTYPE_F16 && dtype != TEXTOK_DTYPE_U8)
+        return textok__fail(TEXTOK_ERR_ARG, "%s: can only write F32, F16 or U8, not dtype %d", path, dtype);
     esz = textok__dtype_size[dtype];
     for (i = 0; i < n_entries; i++) {
         const textok_st_entry *e = &entries[i];

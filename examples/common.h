@@ -530,6 +530,69 @@ EX_STATIC void ex_load_images(ex_dataset *ds, const char *dir, int S)
                        ex_prog, alpha);
 }
 
+/* A packed dataset file (tools/emoji_dataset.c: safetensors with "textok.model" = "dataset",
+   U8 tensors images (N, S, S, 3), split (N) 0 train / 1 val, captions and names: N NUL-ended
+   strings each). split: "train", "val" or "all". Every size is checked against the others before
+   anything is copied; names become "<name>" and captions are filled (ds->captions[i] non-NULL). */
+EX_STATIC void ex_load_data(ex_dataset *ds, const char *path, const char *split, int S)
+{
+    textok_safetensors st;
+    const textok_st_tensor *ti, *ts, *tc, *tn;
+    const char *model;
+    const unsigned char *sp, *cap, *nam;
+    size_t plane = (size_t)S * S, i, N, co = 0, no = 0;
+    int want = !strcmp(split, "train") ? 0 : !strcmp(split, "val") ? 1 : !strcmp(split, "all") ? 2 : -1, k = 0;
+    if (want < 0) ex_die("--split must be train, val or all, not '%s'", split);
+    if (textok_st_open(&st, path) != TEXTOK_OK) ex_die("%s", textok_last_error());
+    model = textok_st_meta(&st, "textok.model");
+    if (!model || strcmp(model, "dataset"))
+        ex_die("'%s' is not a dataset file (its textok.model is '%s', expected 'dataset'; tools/get_emoji.sh makes one)",
+               path, model ? model : "(none)");
+    ti = textok_st_find(&st, "images"); ts = textok_st_find(&st, "split");
+    tc = textok_st_find(&st, "captions"); tn = textok_st_find(&st, "names");
+    if (!ti || !ts || !tc || !tn) ex_die("'%s': a dataset needs the tensors images, split, captions and names", path);
+    if (ti->dtype != TEXTOK_DTYPE_U8 || ts->dtype != TEXTOK_DTYPE_U8 || tc->dtype != TEXTOK_DTYPE_U8 || tn->dtype != TEXTOK_DTYPE_U8)
+        ex_die("'%s': every dataset tensor must be U8", path);
+    if (ti->ndim != 4 || ti->shape[3] != 3 || ti->shape[0] < 1)
+        ex_die("'%s': images must be (N, H, W, 3) with N >= 1", path);
+    if (ti->shape[1] != S || ti->shape[2] != S)
+        ex_die("'%s': images are %lldx%lld, but the model takes %dx%d", path, (long long)ti->shape[2],
+               (long long)ti->shape[1], S, S);
+    N = (size_t)ti->shape[0];
+    if (ts->ndim != 1 || (size_t)ts->shape[0] != N) ex_die("'%s': split must be (%zu), one per image", path, N);
+    if (tc->ndim != 1 || tn->ndim != 1) ex_die("'%s': captions and names must be 1-D byte strings", path);
+    sp = st.buffer + ts->offset; cap = st.buffer + tc->offset; nam = st.buffer + tn->offset;
+    ds->S = S; ds->n = 0;
+    for (i = 0; i < N; i++) {
+        if (sp[i] > 1) ex_die("'%s': split[%zu] is %d (0 train, 1 val)", path, i, sp[i]);
+        ds->n += want == 2 || sp[i] == want;
+    }
+    if (ds->n == 0) ex_die("'%s': the %s split is empty", path, split);
+    ds->names = (char **)ex_malloc((size_t)ds->n * sizeof(char *));
+    ds->captions = (char **)ex_malloc((size_t)ds->n * sizeof(char *));
+    ds->pixels = (unsigned char *)ex_malloc((size_t)ds->n * 3 * plane);
+    for (i = 0; i < N; i++) {
+        const unsigned char *c0 = cap + co, *n0 = nam + no, *src = st.buffer + ti->offset + i * 3 * plane;
+        size_t p;
+        int c;
+        while (co < tc->numel && cap[co]) co++;
+        while (no < tn->numel && nam[no]) no++;
+        if (co >= tc->numel || no >= tn->numel)
+            ex_die("'%s': %s ends after %zu of %zu strings", path, co >= tc->numel ? "captions" : "names", i, N);
+        co++; no++;
+        if (!(want == 2 || sp[i] == want)) continue;
+        ds->captions[k] = ex_strdup((const char *)c0);
+        ds->names[k] = ex_strdup((const char *)n0);
+        for (c = 0; c < 3; c++)
+            for (p = 0; p < plane; p++) ds->pixels[((size_t)k * 3 + c) * plane + p] = src[p * 3 + c];
+        k++;
+    }
+    if (co != tc->numel || no != tn->numel) ex_die("'%s': captions or names hold more than %zu strings", path, N);
+    textok_st_close(&st);
+    printf("data: %d %s images of %dx%d from %s (%.2f MB in memory)\n", ds->n, split, S, S, path,
+           (double)ds->n * 3 * plane / 1e6);
+}
+
 /* One line of any length into *buf (grown as needed), without the "\n" or "\r\n"; -1 at EOF. */
 EX_STATIC long ex_read_line(FILE *f, char **buf, size_t *cap)
 {

@@ -54,10 +54,10 @@
 #include <stddef.h>
 
 static const char *usage =
-    "--images DIR --tokenizer W --out DIR --steps N [--model SPEC | --init G] [--resume CKPT] [options]   (--help for all)";
+    "(--images DIR | --data FILE) --tokenizer W --out DIR --steps N [--model SPEC | --init G] [--resume CKPT] [options]   (--help for all)";
 
 static const char *const help_text[2] = {
-    "usage: train_generator --images DIR --tokenizer W --out DIR --steps N [options]\n"
+    "usage: train_generator (--images DIR | --data FILE) --tokenizer W --out DIR --steps N [options]\n"
     "       train_generator --resume CKPT --export G.safetensors\n"
     "\n"
     "Pre-tokenises a folder of images with the tokenizer W (once; cached in the token file), then\n"
@@ -70,6 +70,8 @@ static const char *const help_text[2] = {
     "\n"
     "Data:\n"
     "  --images DIR        .png .jpg .jpeg .bmp files, all image_size x image_size of the tokenizer\n"
+    "  --data FILE         a packed dataset (tools/get_emoji.sh) instead of --images: images and\n"
+    "                      captions (used with --text-encoder/--spm)   --split S   train (default), val, all\n"
     "  --tokenizer W       a textok-layout tokenizer (TiTok / TexTok): VQ for MaskGIT, VAE or\n"
     "                      continuous for DiT\n"
     "  --labels FILE       lines 'filename<TAB>class' (integers >= 0) for every image\n"
@@ -641,14 +643,14 @@ static const char *describe(const gen_config *g, char *buf, size_t size)
 
 int main(int argc, char **argv)
 {
-    const char *images = NULL, *tok_path = NULL, *labels_path = NULL, *class_folders = NULL, *captions = NULL;
+    const char *images = NULL, *data = NULL, *split = NULL, *tok_path = NULL, *labels_path = NULL, *class_folders = NULL, *captions = NULL;
     const char *t5_path = NULL, *spm_path = NULL, *tokens_path = NULL, *model_spec = NULL, *init = NULL;
     const char *resume = NULL, *export_path = NULL, *preset = NULL, *steps_s = NULL, *batch_s = NULL, *lr_s = NULL;
     const char *end_lr_s = NULL, *warmup_s = NULL, *sched_s = NULL, *ema_s = NULL, *clip_s = NULL, *drop_s = NULL;
     const char *mask_s = NULL, *seed_s = NULL, *threads_s = NULL, *out = NULL, *ckpt_s = NULL, *grid_s = NULL;
     const char *gridn_s = NULL, *grids_s = NULL, *logk_s = NULL;
     ex_flag flags[] = {
-        { "--images", &images, 0 }, { "--tokenizer", &tok_path, 0 }, { "--labels", &labels_path, 0 },
+        { "--images", &images, 0 }, { "--data", &data, 0 }, { "--split", &split, 0 }, { "--tokenizer", &tok_path, 0 }, { "--labels", &labels_path, 0 },
         { "--class-folders", &class_folders, 0 }, { "--captions", &captions, 0 }, { "--text-encoder", &t5_path, 0 },
         { "--spm", &spm_path, 0 }, { "--tokens", &tokens_path, 0 }, { "--model", &model_spec, 0 }, { "--init", &init, 0 },
         { "--resume", &resume, 0 }, { "--export", &export_path, 0 }, { "--preset", &preset, 0 }, { "--steps", &steps_s, 0 },
@@ -696,7 +698,10 @@ int main(int argc, char **argv)
         if (!resume) ex_usage(usage, "--export needs --resume CKPT (the checkpoint to export)");
         return export_model(resume, export_path, &params);
     }
-    if (!images) ex_usage(usage, "--images is required");
+    if (!images == !data) ex_usage(usage, "give --images DIR or --data FILE (one of them)");
+    if (split && !data) ex_usage(usage, "--split needs --data");
+    if (data && (captions || labels_path || class_folders))
+        ex_usage(usage, "--data holds the images and captions; --captions, --labels and --class-folders are for --images");
     if (!tok_path) ex_usage(usage, "--tokenizer is required (it turns the images into the tokens the generator learns)");
     if (!out) ex_usage(usage, "--out is required");
     if (!steps_s) ex_usage(usage, "--steps is required");
@@ -782,10 +787,13 @@ int main(int argc, char **argv)
 
     /* data */
     memset(&ds, 0, sizeof ds);
-    if (class_folders) load_class_folders(&ds, images, tcfg->image_size, &labels, &num_classes);
+    if (data) {
+        ex_load_data(&ds, data, split ? split : "train", tcfg->image_size);
+        if (t5_path) captions = data;
+    } else if (class_folders) load_class_folders(&ds, images, tcfg->image_size, &labels, &num_classes);
     else ex_load_images(&ds, images, tcfg->image_size);
     if (labels_path) labels = load_labels(&ds, labels_path, &num_classes);
-    if (captions) ex_load_captions(&ds, captions, images);
+    if (captions && !data) ex_load_captions(&ds, captions, images);
     memset(&ts, 0, sizeof ts);
     memset(&tk, 0, sizeof tk);
     tk.n = ds.n; tk.K = tcfg->num_latent_tokens; tk.C = tcfg->token_size; tk.is_latents = want_dit;

@@ -1,6 +1,6 @@
 /* train_tokenizer: train a TiTok tokenizer on a folder of images.
 
-     build/train_tokenizer --images DIR --out DIR --steps N [--model SPEC | --init FILE] [options]
+     build/train_tokenizer (--images DIR | --data FILE) --out DIR --steps N [--model SPEC | --init FILE] [options]
      build/train_tokenizer --images DIR --out DIR --steps N --resume DIR/ckpt.safetensors [options]
      build/train_tokenizer --resume CKPT --export MODEL.safetensors
 
@@ -40,11 +40,11 @@
 
 /* Short form, printed after a command-line error; --help prints help_text. */
 static const char *usage =
-    "--images DIR --out DIR --steps N [--model SPEC | --init FILE] [--resume CKPT] [options]   (--help for all)";
+    "(--images DIR | --data FILE) --out DIR --steps N [--model SPEC | --init FILE] [--resume CKPT] [options]   (--help for all)";
 
 /* in two parts: C99 compilers need only support string literals of up to 4095 characters */
 static const char *const help_text[2] = {
-    "usage: train_tokenizer --images DIR --out DIR --steps N [options]\n"
+    "usage: train_tokenizer (--images DIR | --data FILE) --out DIR --steps N [options]\n"
     "       train_tokenizer --resume CKPT --export MODEL.safetensors\n"
     "\n"
     "Trains a TiTok tokenizer on a folder of images. Writes into --out DIR:\n"
@@ -57,6 +57,9 @@ static const char *const help_text[2] = {
     "  --images DIR        .png .jpg .jpeg .bmp files, all image_size x image_size (not resized); an\n"
     "                      alpha channel is dropped, gray is copied to RGB (as build/tokenize does).\n"
     "                      All are held in memory, 3*S*S bytes each (3600 64x64 images: 44 MB)\n"
+    "  --data FILE         a packed dataset (tools/get_emoji.sh): images and captions in one file;\n"
+    "                      instead of --images and --captions\n"
+    "  --split S           with --data: train (default), val or all\n"
     "  --captions FILE     lines 'filename<TAB>caption' naming files of --images (TiTok ignores them;\n"
     "                      TexTok reads each through --spm and --text-encoder, once, and caches it)\n"
     "  --text-encoder F    the frozen T5 encoder (build/convert --t5) for the captions\n"
@@ -394,7 +397,7 @@ static void text_check(ex_text_source *ts, ex_dataset *ds, const textok_titok_co
     }
     if (!t5_path) ex_usage(usage, "this model reads text (%d x %d): give --captions FILE --text-encoder T5 --spm tokenizer.json",
                            cfg->text_len, cfg->text_dim);
-    if (!captions) ex_usage(usage, "this model reads text: give --captions FILE");
+    if (!captions) ex_usage(usage, "this model reads text: give --captions FILE (or --data FILE, which holds captions)");
     if (textok_t5_get_config(ts->t5)->d_model != cfg->text_dim)
         ex_die("--text-encoder: its width is %d, the model's text width is %d (text_dim)", textok_t5_get_config(ts->t5)->d_model,
                cfg->text_dim);
@@ -418,9 +421,9 @@ int main(int argc, char **argv)
     const char *sched_s = NULL, *ema_s = NULL, *clip_s = NULL, *seed_s = NULL, *threads_s = NULL;
     const char *perc_s = NULL, *lpips_path = NULL, *disc_s = NULL, *disc_start_s = NULL, *arch_s = NULL;
     const char *lecam_s = NULL, *kl_s = NULL, *quant_s = NULL, *out = NULL, *ckpt_s = NULL, *grid_s = NULL, *logk_s = NULL;
-    const char *t5_path = NULL, *spm_path = NULL, *tdrop_s = NULL;
+    const char *t5_path = NULL, *spm_path = NULL, *tdrop_s = NULL, *data = NULL, *split = NULL;
     ex_flag flags[] = {
-        { "--images", &images, 0 }, { "--captions", &captions, 0 }, { "--model", &model_spec, 0 },
+        { "--images", &images, 0 }, { "--data", &data, 0 }, { "--split", &split, 0 }, { "--captions", &captions, 0 }, { "--model", &model_spec, 0 },
         { "--init", &init, 0 }, { "--resume", &resume, 0 }, { "--export", &export_path, 0 },
         { "--preset", &preset, 0 }, { "--batch", &batch_s, 0 }, { "--steps", &steps_s, 0 },
         { "--lr", &lr_s, 0 }, { "--end-lr", &end_lr_s, 0 }, { "--warmup", &warmup_s, 0 },
@@ -476,7 +479,9 @@ int main(int argc, char **argv)
         free(args);
         return status;
     }
-    if (!images) ex_usage(usage, "--images is required");
+    if (!images == !data) ex_usage(usage, "give --images DIR or --data FILE (one of them)");
+    if (split && !data) ex_usage(usage, "--split needs --data");
+    if (data && captions) ex_usage(usage, "--data holds the captions; --captions is for --images");
     if (!out) ex_usage(usage, "--out is required");
     if (!steps_s) ex_usage(usage, "--steps is required");
     if (model_spec && init) ex_usage(usage, "--model and --init both give the model: pick one");
@@ -564,8 +569,13 @@ int main(int argc, char **argv)
 
     /* data: everything is checked before the (possibly long) model set-up */
     memset(&ds, 0, sizeof ds);
-    ex_load_images(&ds, images, cfg.image_size);
-    if (captions) ex_load_captions(&ds, captions, images);
+    if (data) {
+        ex_load_data(&ds, data, split ? split : "train", cfg.image_size);
+        captions = data;
+    } else {
+        ex_load_images(&ds, images, cfg.image_size);
+        if (captions) ex_load_captions(&ds, captions, images);
+    }
     text_check(&ts, &ds, &cfg, captions, t5_path, tc.text_dropout);
 
     if (!model && textok_titok_create(&model, &cfg, &params, seed) != TEXTOK_OK)
