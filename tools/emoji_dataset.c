@@ -3,6 +3,7 @@
 
      tools/get_emoji.sh                       npm pack + this program: data/emoji64.safetensors
      build/emoji_dataset --package DIR[=STYLE] [--package DIR2=STYLE2 ...] --out FILE.safetensors
+                         [--sample N SAMPLE.safetensors]
 
    INPUT: an unpacked npm package of the emoji-datasource family (emoji-datasource-twitter,
    -google, ...): DIR/emoji.json and DIR/img/<vendor>/64/<image>.png, where <vendor> is the package
@@ -16,6 +17,9 @@
       captions  (bytes)          N UTF-8 captions, each ended by a NUL
       names     (bytes)          N names "<vendor>/<image>", each ended by a NUL
    and __metadata__ textok.model = "dataset", image_size, n, n_train, n_val, split_rule, sources.
+   --sample N writes a second file of the same format with N validation images only (the
+   (i * n_val / N)-th for i < N, in file order): weights/emoji/val_sample.safetensors, which the
+   demo and the tests read, is this file for N = 16 (the images are CC-BY 4.0, see there).
 
    CAPTIONS: "<name>, <category>, <subcategory>", lower-cased (emoji.json's name is upper case);
    a skin-tone variation appends ", <tone> skin tone" per person ("light", "medium-light",
@@ -384,11 +388,69 @@ static void read_package(const char *dir, const char *style, int several)
     /* the tree is left to the process exit: it lives as long as the program */
 }
 
+/* Every item (pick NULL) or the n_pick picked ones, as one dataset file. */
+static void write_file(const char *out, const char *const *dirs, int n_dirs, const int *pick, int n_pick)
+{
+    const int N = pick ? n_pick : n_items;
+    int i, n_val = 0;
+    size_t cap_bytes = 0, name_bytes = 0, j, o = 0, q = 0;
+    /* textok_st_save takes floats; U8 stores them as bytes */
+    float *img, *split, *caps, *names;
+    char meta_v[4][64], sources[1024] = "";
+    const char *meta[14];
+    textok_st_entry e[4];
+    for (i = 0; i < N; i++) {
+        const item *it = &items[pick ? pick[i] : i];
+        n_val += it->val;
+        cap_bytes += strlen(it->caption) + 1;
+        name_bytes += strlen(it->name) + 1;
+    }
+    img = (float *)xmalloc((size_t)N * S * S * 3 * sizeof(float));
+    split = (float *)xmalloc((size_t)N * sizeof(float));
+    caps = (float *)xmalloc(cap_bytes * sizeof(float));
+    names = (float *)xmalloc(name_bytes * sizeof(float));
+    for (i = 0; i < N; i++) {
+        const item *it = &items[pick ? pick[i] : i];
+        const char *s;
+        for (j = 0; j < (size_t)S * S * 3; j++) img[(size_t)i * S * S * 3 + j] = it->rgb[j];
+        split[i] = (float)it->val;
+        for (s = it->caption; ; s++) { caps[o++] = (float)(unsigned char)*s; if (!*s) break; }
+        for (s = it->name; ; s++) { names[q++] = (float)(unsigned char)*s; if (!*s) break; }
+    }
+    for (i = 0; i < n_dirs; i++) {
+        const char *slash = strrchr(dirs[i], '/');
+        snprintf(sources + strlen(sources), sizeof sources - strlen(sources), "%s%s", i ? "," : "", slash ? slash + 1 : dirs[i]);
+    }
+    memset(e, 0, sizeof e);
+    e[0].name = "images";   e[0].data = img;   e[0].ndim = 4;
+    e[0].shape[0] = N; e[0].shape[1] = S; e[0].shape[2] = S; e[0].shape[3] = 3;
+    e[1].name = "split";    e[1].data = split; e[1].ndim = 1; e[1].shape[0] = N;
+    e[2].name = "captions"; e[2].data = caps;  e[2].ndim = 1; e[2].shape[0] = (int64_t)cap_bytes;
+    e[3].name = "names";    e[3].data = names; e[3].ndim = 1; e[3].shape[0] = (int64_t)name_bytes;
+    snprintf(meta_v[0], sizeof meta_v[0], "%d", S);
+    snprintf(meta_v[1], sizeof meta_v[1], "%d", N);
+    snprintf(meta_v[2], sizeof meta_v[2], "%d", N - n_val);
+    snprintf(meta_v[3], sizeof meta_v[3], "%d", n_val);
+    meta[0] = "textok.model"; meta[1] = "dataset";
+    meta[2] = "image_size";   meta[3] = meta_v[0];
+    meta[4] = "n";            meta[5] = meta_v[1];
+    meta[6] = "n_train";      meta[7] = meta_v[2];
+    meta[8] = "n_val";        meta[9] = meta_v[3];
+    meta[10] = "split_rule";  meta[11] = "val iff fnv1a32(base unified code) % 10 == 0";
+    meta[12] = "sources";     meta[13] = sources;
+    if (textok_st_save(out, e, 4, meta, 7, TEXTOK_DTYPE_U8) != TEXTOK_OK) die("%s", textok_last_error());
+    printf("wrote %s: %d images (%d train, %d validation), %dx%d RGB, captions %zu bytes\n", out, N, N - n_val, n_val, S, S,
+           cap_bytes);
+    free(img); free(split); free(caps); free(names);
+}
+
+#define USAGE "usage: emoji_dataset --package DIR[=STYLE] [--package DIR=STYLE ...] --out FILE.safetensors " \
+              "[--sample N SAMPLE.safetensors]\n"
+
 int main(int argc, char **argv)
 {
-    const char *dirs[MAX_PACKAGES], *styles[MAX_PACKAGES], *out = NULL;
-    int n_dirs = 0, i, n_val = 0;
-    size_t cap_bytes = 0, name_bytes = 0;
+    const char *dirs[MAX_PACKAGES], *styles[MAX_PACKAGES], *out = NULL, *sample_out = NULL;
+    int n_dirs = 0, i, n_val = 0, n_sample = 0;
     for (i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--package") && i + 1 < argc) {
             char *eq;
@@ -399,64 +461,29 @@ int main(int argc, char **argv)
             if (eq) { *eq = 0; styles[n_dirs] = eq + 1; }
             n_dirs++;
         } else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
-        else {
-            fprintf(stderr, "usage: emoji_dataset --package DIR[=STYLE] [--package DIR=STYLE ...] --out FILE.safetensors\n"
-                            "(unknown or incomplete argument '%s')\n", argv[i]);
+        else if (!strcmp(argv[i], "--sample") && i + 2 < argc) {
+            n_sample = atoi(argv[++i]);
+            sample_out = argv[++i];
+            if (n_sample < 1 || n_sample > 300) { fprintf(stderr, "emoji_dataset: --sample N: N must be 1..300\n"); return 2; }
+        } else {
+            fprintf(stderr, USAGE "(unknown or incomplete argument '%s')\n", argv[i]);
             return 2;
         }
     }
-    if (!n_dirs || !out) {
-        fprintf(stderr, "usage: emoji_dataset --package DIR[=STYLE] [--package DIR=STYLE ...] --out FILE.safetensors\n");
-        return 2;
-    }
+    if (!n_dirs || !out) { fputs(USAGE, stderr); return 2; }
     for (i = 0; i < n_dirs; i++) read_package(dirs[i], styles[i], n_dirs > 1);
-    for (i = 0; i < n_items; i++) {
-        n_val += items[i].val;
-        cap_bytes += strlen(items[i].caption) + 1;
-        name_bytes += strlen(items[i].name) + 1;
-    }
+    for (i = 0; i < n_items; i++) n_val += items[i].val;
     if (n_val < 300) die("only %d validation images (at least 300 are needed)", n_val);
-    {
-        /* textok_st_save takes floats; U8 stores them as bytes */
-        float *img = (float *)xmalloc((size_t)n_items * S * S * 3 * sizeof(float));
-        float *split = (float *)xmalloc((size_t)n_items * sizeof(float));
-        float *caps = (float *)xmalloc(cap_bytes * sizeof(float)), *names = (float *)xmalloc(name_bytes * sizeof(float));
-        size_t j, o = 0, q = 0;
-        char meta_v[6][256], sources[1024] = "";
-        const char *meta[14];
-        textok_st_entry e[4];
-        for (i = 0; i < n_items; i++) {
-            const char *s;
-            for (j = 0; j < (size_t)S * S * 3; j++) img[(size_t)i * S * S * 3 + j] = items[i].rgb[j];
-            split[i] = (float)items[i].val;
-            for (s = items[i].caption; ; s++) { caps[o++] = (float)(unsigned char)*s; if (!*s) break; }
-            for (s = items[i].name; ; s++) { names[q++] = (float)(unsigned char)*s; if (!*s) break; }
-        }
-        for (i = 0; i < n_dirs; i++) {
-            const char *slash = strrchr(dirs[i], '/');
-            snprintf(sources + strlen(sources), sizeof sources - strlen(sources), "%s%s", i ? "," : "", slash ? slash + 1 : dirs[i]);
-        }
-        memset(e, 0, sizeof e);
-        e[0].name = "images";   e[0].data = img;   e[0].ndim = 4;
-        e[0].shape[0] = n_items; e[0].shape[1] = S; e[0].shape[2] = S; e[0].shape[3] = 3;
-        e[1].name = "split";    e[1].data = split; e[1].ndim = 1; e[1].shape[0] = n_items;
-        e[2].name = "captions"; e[2].data = caps;  e[2].ndim = 1; e[2].shape[0] = (int64_t)cap_bytes;
-        e[3].name = "names";    e[3].data = names; e[3].ndim = 1; e[3].shape[0] = (int64_t)name_bytes;
-        snprintf(meta_v[0], 256, "%d", S);
-        snprintf(meta_v[1], 256, "%d", n_items);
-        snprintf(meta_v[2], 256, "%d", n_items - n_val);
-        snprintf(meta_v[3], 256, "%d", n_val);
-        meta[0] = "textok.model"; meta[1] = "dataset";
-        meta[2] = "image_size";   meta[3] = meta_v[0];
-        meta[4] = "n";            meta[5] = meta_v[1];
-        meta[6] = "n_train";      meta[7] = meta_v[2];
-        meta[8] = "n_val";        meta[9] = meta_v[3];
-        meta[10] = "split_rule";  meta[11] = "val iff fnv1a32(base unified code) % 10 == 0";
-        meta[12] = "sources";     meta[13] = sources;
-        if (textok_st_save(out, e, 4, meta, 7, TEXTOK_DTYPE_U8) != TEXTOK_OK) die("%s", textok_last_error());
-        printf("wrote %s: %d images (%d train, %d validation), %dx%d RGB, captions %zu bytes\n", out, n_items,
-               n_items - n_val, n_val, S, S, cap_bytes);
-        free(img); free(split); free(caps); free(names);
+    write_file(out, dirs, n_dirs, NULL, 0);
+    if (sample_out) {
+        int *pick = (int *)xmalloc((size_t)n_sample * sizeof(int)), k = 0, v = 0;
+        for (i = 0; i < n_items && k < n_sample; i++)
+            if (items[i].val) {
+                if (v == (int)((long long)k * n_val / n_sample)) pick[k++] = i;
+                v++;
+            }
+        write_file(sample_out, dirs, n_dirs, pick, n_sample);
+        free(pick);
     }
     for (i = 0; i < n_items; i++) { free(items[i].name); free(items[i].caption); free(items[i].rgb); }
     free(items);
