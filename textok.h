@@ -884,9 +884,18 @@ TEXTOKDEF int  textok_titok_load(textok_titok **model, const char *path, const t
 TEXTOKDEF int  textok_titok_load_st(textok_titok **model, const textok_safetensors *st,
                                     const textok_titok_config *cfg, const textok_params *p);
 /* A model with fresh weights drawn from seed as TiTok's own initialisation: for training from
-   scratch and for benchmarks. */
+   scratch and for benchmarks. Every weight matrix (linear, conv) is truncated-normal (at 2 sigma)
+   with std 0.02, biases 0, norms 1, embeddings and positions N(0, 1/width).
+   create_std takes the matrices' std: 0.02 is create's; 0 means 1/sqrt(fan_in) per matrix
+   (fan_in = the product of its dims after the first). Why the choice: 0.02 suits the official
+   widths (768: a gain of 0.02 sqrt(768) = 0.55 per layer), but a narrow model (width 128: gain
+   0.23) starts with latent tokens that barely depend on the image (0.4 % here) and trains into
+   the mean image, its tokens ignored; with 1/sqrt(fan_in) the same 64x64 TexTok leaves that
+   plateau within a few hundred steps (weights/README.md, the emoji models). */
 TEXTOKDEF int  textok_titok_create(textok_titok **model, const textok_titok_config *cfg,
                                    const textok_params *p, uint64_t seed);
+TEXTOKDEF int  textok_titok_create_std(textok_titok **model, const textok_titok_config *cfg,
+                                       const textok_params *p, uint64_t seed, float std);
 TEXTOKDEF void textok_titok_free(textok_titok *m);
 TEXTOKDEF const textok_titok_config *textok_titok_get_config(const textok_titok *m);
 TEXTOKDEF size_t textok_titok_num_params(const textok_titok *m);
@@ -9814,6 +9823,12 @@ static int textok__ends(const char *s, const char *suffix)
 TEXTOKDEF int textok_titok_create(textok_titok **out, const textok_titok_config *cfg, const textok_params *params,
                                   uint64_t seed)
 {
+    return textok_titok_create_std(out, cfg, params, seed, 0.02f);
+}
+
+TEXTOKDEF int textok_titok_create_std(textok_titok **out, const textok_titok_config *cfg, const textok_params *params,
+                                      uint64_t seed, float std)
+{
     textok_titok *m = NULL;
     textok_tensor_spec *specs = NULL;
     textok_rng rng;
@@ -9821,6 +9836,7 @@ TEXTOKDEF int textok_titok_create(textok_titok **out, const textok_titok_config 
     size_t max_numel = 0, offset = 0, j;
     int i, n_specs = 0, status;
     if (!out || !cfg) return textok__fail(TEXTOK_ERR_ARG, "textok_titok_create: NULL argument");
+    if (!(std >= 0.0f && std <= 10.0f)) return textok__fail(TEXTOK_ERR_ARG, "textok_titok_create_std: std %g not in [0, 10]", (double)std);
     *out = NULL;
     if ((status = textok__titok_new(&m, cfg, params, &specs, &n_specs)) != TEXTOK_OK) return status;
     for (i = 0; i < n_specs; i++)
@@ -9843,10 +9859,15 @@ TEXTOKDEF int textok_titok_create(textok_titok **out, const textok_titok_config 
         } else if (specs[i].ndim == 1) {                             /* LayerNorm / GroupNorm weight */
             for (j = 0; j < numel; j++) stage[j] = 1.0f;
         } else {
+            double fan_in = 1.0;
+            float sd;
+            int d;
+            for (d = 1; d < specs[i].ndim; d++) fan_in *= (double)specs[i].shape[d];
+            sd = std > 0.0f ? std : (float)(1.0 / sqrt(fan_in));
             for (j = 0; j < numel; j++) {
                 float x;
                 do x = textok_rng_normal(&rng); while (x < -2.0f || x > 2.0f);
-                stage[j] = 0.02f * x;
+                stage[j] = sd * x;
             }
         }
         if ((status = m->k.to_device(&m->k, m->params + offset, stage, numel * sizeof(float))) != TEXTOK_OK) goto fail;

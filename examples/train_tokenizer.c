@@ -78,6 +78,9 @@ static const char *const help_text[2] = {
     "                      8, KL); text=both|encoder|decoder|none (the paper's ablation), text_len=N\n"
     "                      (default 64 caption tokens), quantize_mode=vq|vae|none\n"
     "  --init FILE         start from the weights (and config) of a textok-layout model file\n"
+    "  --init-std S        a fresh model's weight matrices: truncated normal of std S (default\n"
+    "                      0.02, TiTok's), or fan_in: 1/sqrt(fan_in), which narrow models need\n"
+    "                      (textok_titok_create_std)\n"
     "  --resume CKPT       continue from a checkpoint; the model config comes from it. Repeat the\n"
     "                      training flags of the run that wrote it for a bit-exact continuation\n"
     "  --export FILE       with --resume only: write the checkpoint's weights (EMA if kept) as a\n"
@@ -421,7 +424,7 @@ int main(int argc, char **argv)
     const char *sched_s = NULL, *ema_s = NULL, *clip_s = NULL, *seed_s = NULL, *threads_s = NULL;
     const char *perc_s = NULL, *lpips_path = NULL, *disc_s = NULL, *disc_start_s = NULL, *arch_s = NULL;
     const char *lecam_s = NULL, *kl_s = NULL, *quant_s = NULL, *out = NULL, *ckpt_s = NULL, *grid_s = NULL, *logk_s = NULL;
-    const char *t5_path = NULL, *spm_path = NULL, *tdrop_s = NULL, *data = NULL, *split = NULL;
+    const char *t5_path = NULL, *spm_path = NULL, *tdrop_s = NULL, *data = NULL, *split = NULL, *init_std_s = NULL;
     ex_flag flags[] = {
         { "--images", &images, 0 }, { "--data", &data, 0 }, { "--split", &split, 0 }, { "--captions", &captions, 0 }, { "--model", &model_spec, 0 },
         { "--init", &init, 0 }, { "--resume", &resume, 0 }, { "--export", &export_path, 0 },
@@ -433,7 +436,7 @@ int main(int argc, char **argv)
         { "--disc-arch", &arch_s, 0 }, { "--lecam", &lecam_s, 0 }, { "--kl", &kl_s, 0 },
         { "--quantizer", &quant_s, 0 }, { "--out", &out, 0 }, { "--ckpt-every", &ckpt_s, 0 },
         { "--grid-every", &grid_s, 0 }, { "--log-every", &logk_s, 0 }, { "--text-encoder", &t5_path, 0 },
-        { "--spm", &spm_path, 0 }, { "--text-dropout", &tdrop_s, 0 },
+        { "--spm", &spm_path, 0 }, { "--text-dropout", &tdrop_s, 0 }, { "--init-std", &init_std_s, 0 },
     };
     ex_text_source ts;
     textok_text tx;
@@ -454,6 +457,7 @@ int main(int argc, char **argv)
     FILE *logf;
     int nargs = 0, recon_l1 = 0, arch[4] = { 0, 0, 0, 0 }, i, b, steps, sched, ckpt_every, grid_every, log_every;
     int step0, done, final_step, last_ckpt = -1, last_grid = -1, is_vq, status;
+    float init_std = 0.02f;
     uint64_t seed;
     double lr_ratio, t_start;
 
@@ -483,6 +487,10 @@ int main(int argc, char **argv)
     if (split && !data) ex_usage(usage, "--split needs --data");
     if (data && captions) ex_usage(usage, "--data holds the captions; --captions is for --images");
     if (!out) ex_usage(usage, "--out is required");
+    if (init_std_s) {
+        if (resume || init) ex_usage(usage, "--init-std applies to a fresh model (not --resume or --init)");
+        init_std = !strcmp(init_std_s, "fan_in") ? 0.0f : (float)ex_parse_num(init_std_s, "--init-std", 1e-6, 10, 0.02, usage);
+    }
     if (!steps_s) ex_usage(usage, "--steps is required");
     if (model_spec && init) ex_usage(usage, "--model and --init both give the model: pick one");
 
@@ -578,7 +586,7 @@ int main(int argc, char **argv)
     }
     text_check(&ts, &ds, &cfg, captions, t5_path, tc.text_dropout);
 
-    if (!model && textok_titok_create(&model, &cfg, &params, seed) != TEXTOK_OK)
+    if (!model && textok_titok_create_std(&model, &cfg, &params, seed, init_std) != TEXTOK_OK)
         ex_die("cannot create the model: %s", textok_last_error());
     make_loss_nets(&tc, lpips_path, arch, cfg.image_size, &params, seed + 1, &lpips, &disc);
     if (textok_trainer_create(&t, model, lpips, disc, &tc, seed + 2) != TEXTOK_OK)

@@ -3240,6 +3240,59 @@ done:
 /* =============================================================================================
    main */
 
+/* --f16: a textok-layout file (any model: its __metadata__ has "textok.model") with every tensor
+   stored as F16 and the metadata unchanged: how the shipped weights (weights/emoji/) are made from
+   the F32 files the trainers export. Values beyond F16's range are refused, naming the tensor. */
+static int cv_to_f16(const char *in_path, const char *out_path)
+{
+    textok_safetensors st;
+    textok_st_entry *e = NULL;
+    float **buf = NULL;
+    const char **kv = NULL;
+    size_t total = 0, j;
+    int i, rc = 1;
+    if (textok_st_open(&st, in_path) != TEXTOK_OK) { fprintf(stderr, "convert: %s\n", textok_last_error()); return 1; }
+    if (!textok_st_meta(&st, "textok.model")) {
+        fprintf(stderr, "convert: %s: no \"textok.model\" in __metadata__: --f16 takes a textok-layout file (convert it first)\n",
+                in_path);
+        goto done;
+    }
+    e = (textok_st_entry *)calloc((size_t)st.n_tensors + 1, sizeof *e);
+    buf = (float **)calloc((size_t)st.n_tensors + 1, sizeof *buf);
+    kv = (const char **)calloc(2 * (size_t)st.n_meta + 1, sizeof *kv);
+    if (!e || !buf || !kv) { fprintf(stderr, "convert: out of memory\n"); goto done; }
+    for (i = 0; i < st.n_tensors; i++) {
+        const textok_st_tensor *t = &st.tensors[i];
+        int d;
+        if (t->dtype == TEXTOK_DTYPE_U8) { fprintf(stderr, "convert: %s: tensor '%s' is U8 (data, not weights)\n", in_path, t->name); goto done; }
+        if (!(buf[i] = (float *)malloc(t->numel ? t->numel * sizeof(float) : 1))) { fprintf(stderr, "convert: out of memory\n"); goto done; }
+        if (textok_st_read_f32(&st, t, buf[i], t->numel) != TEXTOK_OK) { fprintf(stderr, "convert: %s\n", textok_last_error()); goto done; }
+        for (j = 0; j < t->numel; j++)
+            if (!(fabsf(buf[i][j]) <= 65504.0f)) {
+                fprintf(stderr, "convert: %s: tensor '%s' holds %g at index %zu, outside F16's range\n", in_path, t->name,
+                        (double)buf[i][j], j);
+                goto done;
+            }
+        e[i].name = t->name; e[i].data = buf[i]; e[i].ndim = t->ndim;
+        for (d = 0; d < t->ndim; d++) e[i].shape[d] = t->shape[d];
+        total += t->numel;
+    }
+    for (i = 0; i < st.n_meta; i++) { kv[2 * i] = st.meta_keys[i]; kv[2 * i + 1] = st.meta_values[i]; }
+    if (textok_st_save(out_path, e, st.n_tensors, kv, st.n_meta, TEXTOK_DTYPE_F16) != TEXTOK_OK) {
+        fprintf(stderr, "convert: %s\n", textok_last_error());
+        goto done;
+    }
+    if (!cv_quiet)
+        printf("wrote %s: %d tensors, F16, %zu parameters, __metadata__ of %s (%d keys)\n", out_path, st.n_tensors, total,
+               in_path, st.n_meta);
+    rc = 0;
+done:
+    if (buf) for (i = 0; i < st.n_tensors; i++) free(buf[i]);
+    free(buf); free(e); free((void *)kv);
+    textok_st_close(&st);
+    return rc;
+}
+
 static void cv_usage(FILE *f)
 {
     fprintf(f,
@@ -3248,6 +3301,7 @@ static void cv_usage(FILE *f)
             "       convert --lpips VGG16 LIN OUT.safetensors [--quiet]\n"
             "       convert --lpips LPIPS OUT.safetensors [--quiet]\n"
             "       convert --t5 IN OUT.safetensors [--t5-config config.json] [--quiet]\n"
+            "       convert --f16 IN.safetensors OUT.safetensors [--quiet]\n"
             "  Reads checkpoints as published (PyTorch files written by torch.save, zip or the legacy\n"
             "  format before torch 1.6, or .safetensors; F32/F16/BF16), checks every tensor and writes\n"
             "  the textok layout: F32 safetensors with the config in __metadata__. Nothing is written\n"
@@ -3347,7 +3401,7 @@ done:
 int main(int argc, char **argv)
 {
     const char *pos[3] = { NULL, NULL, NULL }, *t5_config = NULL;
-    int n_pos = 0, l2 = -1, lpips = 0, t5 = 0, i, n_in, rc = 1, heads[2] = { 0, 0 }, n_heads = 0, dit_1d = 0, kind;
+    int n_pos = 0, l2 = -1, lpips = 0, t5 = 0, f16 = 0, i, n_in, rc = 1, heads[2] = { 0, 0 }, n_heads = 0, dit_1d = 0, kind;
     cv_input in[2];
 
     for (i = 1; i < argc; i++) {
@@ -3380,6 +3434,8 @@ int main(int argc, char **argv)
             lpips = 1;
         } else if (!strcmp(a, "--t5")) {
             t5 = 1;
+        } else if (!strcmp(a, "--f16")) {
+            f16 = 1;
         } else if (!strcmp(a, "--t5-config")) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "convert: --t5-config takes the model's config.json\n");
@@ -3403,6 +3459,14 @@ int main(int argc, char **argv)
             cv_usage(stderr);
             return 2;
         }
+    }
+    if (f16) {
+        if (n_pos != 2 || t5 || lpips || l2 >= 0 || n_heads || dit_1d) {
+            fprintf(stderr, "convert: --f16 takes IN and OUT only (a textok-layout file to store as F16)\n");
+            cv_usage(stderr);
+            return 2;
+        }
+        return cv_to_f16(pos[0], pos[1]) ? 1 : 0;
     }
     if (t5_config && !t5) {
         fprintf(stderr, "convert: --t5-config goes with --t5\n");
