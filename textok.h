@@ -47,6 +47,7 @@
           fprintf(stderr, "%s\n", textok_last_error());
       textok_titok_encode(m, images, B, tokens, NULL, NULL, NULL);   // (B,3,256,256) in [0,1] -> (B,K) ids
       textok_titok_decode_tokens(m, tokens, B, recon);                // -> (B,3,256,256), not clamped
+      textok_image_metrics(images, recon, 3, 256, 256, &mse, &psnr, &ssim);   // one pair (clamp recon first)
       textok_titok_free(m);
 
    TEXT (TexTok, TA-TiTok)
@@ -165,7 +166,8 @@
       4. GEMM: portable blocked fallback, AVX-512 / AVX2 micro-kernels chosen at run time, BLAS
       5. Kernels, one subsection per op: naive reference, then fast version; forward, then backward
       6. The CPU kernel tables
-      7. textok_kernels_compare: checking one table against another
+      7. textok_kernels_compare: checking one table against another; image metrics (MSE, PSNR,
+         SSIM) for comparing reconstructions
       8. Layers: linear, the pre-norm ViT stack, the MaskGIT-VQGAN ResnetBlock, the generators'
          transformer block (pre/post-norm, adaLN-Zero, cross-attention, UViT skip; forward and
          backward with a tape), and what every model is built from: the parameter walk, the
@@ -559,6 +561,29 @@ typedef struct textok_compare_result {
 typedef void (*textok_compare_report_fn)(const textok_compare_result *r, void *user);
 TEXTOKDEF int textok_kernels_compare(const textok_kernels *ref, const textok_kernels *test,
                                      uint64_t seed, textok_compare_report_fn report, void *user);
+
+/* ---------------------------------------------------------------------------------------------
+   Image metrics: how close a reconstruction y is to its original x. One image each, planar
+   (C,H,W) float host memory, values nominally in [0,1] (data range L = 1); nothing is clamped
+   here (clamp a decoder's output first, as a saved PNG would be). All sums are in double, in a
+   fixed order: the results are deterministic and independent of threads. Any output pointer may
+   be NULL; on failure none is written.
+     mse   mean of (x - y)^2 over all C*H*W values.
+     psnr  10 log10(1 / mse) in dB, with mse floored at 1e-10: identical images give 100 dB,
+           never infinity (so that means over images stay finite).
+     ssim  Wang et al. 2004 SSIM, (2 mx my + C1)(2 sxy + C2) / ((mx^2 + my^2 + C1)(sx^2 + sy^2 + C2))
+           with C1 = (0.01 L)^2, C2 = (0.03 L)^2, the local means, variances and covariance taken
+           with an 11x11 Gaussian window, sigma 1.5 (taps exp(-k^2 / 4.5), k = -5..5, normalised
+           to sum 1; separable), population statistics (sx^2 = E[x^2] - mx^2, no n/(n-1)). Per
+           channel, over the VALID window positions only, (H-10) x (W-10) centres where the whole
+           window lies inside the image (no padding), then averaged over channels and positions.
+           This is scikit-image's structural_similarity(x, y, gaussian_weights=True, sigma=1.5,
+           use_sample_covariance=False, data_range=1, channel_axis=0) (its filter pads, then it
+           drops a 5-pixel border: exactly the valid positions).
+   TEXTOK_ERR_ARG for NULL x or y, C, H or W < 1, or, when ssim is asked for, an image smaller
+   than the 11x11 window. Allocates 5 W doubles (through the library allocator). */
+TEXTOKDEF int textok_image_metrics(const float *x, const float *y, int C, int H, int W,
+                                   double *mse, double *psnr, double *ssim);
 
 /* ---------------------------------------------------------------------------------------------
    safetensors. The reader validates everything before use: header length against the file size,
@@ -5550,7 +5575,8 @@ TEXTOKDEF textok_kernels textok_cpu_kernels(int n_threads) { return textok_cpu_k
    The harness makes the inputs and the initial contents of every output (random, the same for
    both tables: backward kernels accumulate, and this checks that they do), uploads them into
    buffers with canary bytes on both sides, runs, downloads, and compares the test table's
-   outputs with the reference table's. */
+   outputs with the reference table's. At the end of the section: the image metrics
+   (textok_image_metrics), which compare two images rather than two tables. */
 
 enum {
     TEXTOK__IN_F32,    /* random normal input */
@@ -6419,6 +6445,68 @@ TEXTOKDEF int textok_kernels_compare(const textok_kernels *ref, const textok_ker
     TEXTOK_FREE(cs);
     return st != TEXTOK_OK ? st : fails;
 }
+
+/* Image metrics (MSE, PSNR, SSIM; see the declaration). SSIM runs one output row at a time: the
+   vertical Gaussian pass of that row's 11 input rows goes into 5 rows of W doubles (x, y, x^2,
+   y^2, xy), then the horizontal pass gives each position's moments and its SSIM term. */
+#define TEXTOK__SSIM_WIN 11
+TEXTOKDEF int textok_image_metrics(const float *x, const float *y, int C, int H, int W,
+                                   double *mse, double *psnr, double *ssim)
+{
+    const double C1 = 0.01 * 0.01, C2 = 0.03 * 0.03;   /* (K1 L)^2, (K2 L)^2 with L = 1 */
+    const int R = TEXTOK__SSIM_WIN / 2;
+    double g[TEXTOK__SSIM_WIN], gsum = 0.0, se = 0.0, ssim_sum = 0.0, m;
+    double *v = NULL;   /* 5 rows of W: vertical sums of x, y, x^2, y^2, xy */
+    size_t n, plane, i;
+    int c, r, col, k;
+    if (!x || !y) return textok__fail(TEXTOK_ERR_ARG, "image_metrics: x and y must not be NULL");
+    if (C < 1 || H < 1 || W < 1 || !textok__mul_size((size_t)H, (size_t)W, &plane) || !textok__mul_size(plane, (size_t)C, &n))
+        return textok__fail(TEXTOK_ERR_ARG, "image_metrics: bad image shape (%d,%d,%d) (C,H,W)", C, H, W);
+    if (ssim) {
+        if (H < TEXTOK__SSIM_WIN || W < TEXTOK__SSIM_WIN)
+            return textok__fail(TEXTOK_ERR_ARG, "image_metrics: SSIM needs images of at least %dx%d (its Gaussian window), "
+                                "not %dx%d", TEXTOK__SSIM_WIN, TEXTOK__SSIM_WIN, H, W);
+        if (!(v = (double *)textok__calloc((size_t)5 * (size_t)W, sizeof(double))))
+            return textok__fail(TEXTOK_ERR_NOMEM, "image_metrics: out of memory (%d x 5 doubles)", W);
+        for (k = 0; k < TEXTOK__SSIM_WIN; k++) gsum += g[k] = exp(-0.5 * (double)((k - R) * (k - R)) / (1.5 * 1.5));
+        for (k = 0; k < TEXTOK__SSIM_WIN; k++) g[k] /= gsum;
+    }
+    for (i = 0; i < n; i++) {
+        const double d = (double)x[i] - (double)y[i];
+        se += d * d;
+    }
+    for (c = 0; ssim && c < C; c++) {
+        const float *xc = x + (size_t)c * plane, *yc = y + (size_t)c * plane;
+        double *vx = v, *vy = v + W, *vxx = v + 2 * (size_t)W, *vyy = v + 3 * (size_t)W, *vxy = v + 4 * (size_t)W;
+        for (r = 0; r + TEXTOK__SSIM_WIN <= H; r++) {
+            for (col = 0; col < W; col++) {
+                double sx = 0, sy = 0, sxx = 0, syy = 0, sxy = 0;
+                for (k = 0; k < TEXTOK__SSIM_WIN; k++) {
+                    const double a = xc[(size_t)(r + k) * W + col], b = yc[(size_t)(r + k) * W + col];
+                    sx += g[k] * a; sy += g[k] * b;
+                    sxx += g[k] * (a * a); syy += g[k] * (b * b); sxy += g[k] * (a * b);
+                }
+                vx[col] = sx; vy[col] = sy; vxx[col] = sxx; vyy[col] = syy; vxy[col] = sxy;
+            }
+            for (col = 0; col + TEXTOK__SSIM_WIN <= W; col++) {
+                double mx = 0, my = 0, mxx = 0, myy = 0, mxy = 0, sx2, sy2, sxy;
+                for (k = 0; k < TEXTOK__SSIM_WIN; k++) {
+                    mx += g[k] * vx[col + k]; my += g[k] * vy[col + k];
+                    mxx += g[k] * vxx[col + k]; myy += g[k] * vyy[col + k]; mxy += g[k] * vxy[col + k];
+                }
+                sx2 = mxx - mx * mx; sy2 = myy - my * my; sxy = mxy - mx * my;
+                ssim_sum += ((2 * mx * my + C1) * (2 * sxy + C2)) / ((mx * mx + my * my + C1) * (sx2 + sy2 + C2));
+            }
+        }
+    }
+    TEXTOK_FREE(v);
+    m = se / (double)n;
+    if (mse) *mse = m;
+    if (psnr) *psnr = 10.0 * log10(1.0 / (m < 1e-10 ? 1e-10 : m));   /* NaN stays NaN */
+    if (ssim) *ssim = ssim_sum / ((double)C * (double)(H - 2 * R) * (double)(W - 2 * R));
+    return TEXTOK_OK;
+}
+#undef TEXTOK__SSIM_WIN
 
 /* ---------------------------------------------------------------------------------------------
    8. Layers. Models are written only in terms of these and the kernel table: they compute
