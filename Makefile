@@ -1,5 +1,6 @@
 # textok - build, test, install.
 #   make                  build everything into build/
+#   make demo             the shipped emoji models: reconstruct 16 emoji, generate 8 (PNGs in demo/)
 #   make test             compile checks (C99, C11, C++, TEXTOK_STATIC, two-TU link, gcc/clang
 #                         -Werror), then the test runner, also built with BLAS and OpenMP off
 #   make check-full       full-size TiTok-S-128 through convert/tokenize/reconstruct, and the
@@ -67,15 +68,19 @@ TEST_SRC   := tests/test_main.c tests/check.c tests/test_kernels.c tests/test_io
               tests/test_gen_train.c tests/textok_impl.c
 TEST_HDR   := tests/check.h
 TOOLS      := $(BUILD)/convert $(BUILD)/emoji_dataset $(BUILD)/word_t5 $(BUILD)/tokenize $(BUILD)/reconstruct $(BUILD)/npycmp $(BUILD)/train_tokenizer \
-              $(BUILD)/encode_text $(BUILD)/generate $(BUILD)/train_generator
+              $(BUILD)/encode_text $(BUILD)/generate $(BUILD)/train_generator $(BUILD)/demo
 PROGRAMS   := $(BUILD)/selfcheck $(BUILD)/bench $(BUILD)/test_runner $(TOOLS)
 # stb_image / stb_image_write (Debian libstb-dev): examples only, never the library. -isystem
 # keeps stb's own code out of our warning flags.
 STB_CFLAGS := -isystem /usr/include/stb
 CLANG      := $(shell command -v clang 2>/dev/null)
 
-.PHONY: all test check check-full asan bench bench-compare compile-checks install uninstall clean
+.PHONY: all demo test check check-full asan bench bench-compare compile-checks install uninstall clean
 all: $(PROGRAMS)
+
+# The shipped emoji models (weights/emoji/) end to end: reconstructions and generated samples in demo/
+demo: $(BUILD)/demo
+	$(BUILD)/demo
 
 $(BUILD)/selfcheck: examples/selfcheck.c $(HDR)
 	@mkdir -p $(@D)
@@ -103,7 +108,7 @@ $(BUILD)/npycmp: tools/npycmp.c $(HDR)
 	$(CC) $(CFLAGS) $(TEXTOK_CFLAGS) $< -o $@ $(LDFLAGS) $(TEXTOK_LIBS)
 
 $(BUILD)/tokenize $(BUILD)/reconstruct $(BUILD)/train_tokenizer $(BUILD)/encode_text $(BUILD)/generate \
-$(BUILD)/train_generator: $(BUILD)/%: examples/%.c examples/common.h $(HDR)
+$(BUILD)/train_generator $(BUILD)/demo: $(BUILD)/%: examples/%.c examples/common.h $(HDR)
 	@mkdir -p $(@D)
 	@test -f /usr/include/stb/stb_image.h || { echo "textok: examples need stb_image: apt-get install libstb-dev"; exit 1; }
 	$(CC) $(CFLAGS) $(TEXTOK_CFLAGS) $(STB_CFLAGS) $< -o $@ $(LDFLAGS) $(TEXTOK_LIBS)
@@ -141,7 +146,7 @@ $(BUILD)/plain/test_runner: $(TEST_SRC) $(TEST_HDR) $(HDR)
 
 test check: compile-checks $(BUILD)/test_runner $(BUILD)/plain/test_runner $(BUILD)/selfcheck $(TOOLS)
 	$(BUILD)/selfcheck
-	@echo "== command-line tools: convert, tokenize, reconstruct, train_tokenizer, generate, train_generator =="
+	@echo "== command-line tools: convert, tokenize, reconstruct, train_tokenizer, generate, train_generator, demo =="
 	tests/test_cli.sh $(BUILD)
 	@echo "== portable build (BLAS=none OPENMP=0) =="
 	$(BUILD)/plain/test_runner
@@ -162,7 +167,7 @@ asan: $(BUILD)/asan/test_runner
 	ASAN_OPTIONS=detect_leaks=1 $(BUILD)/asan/test_runner
 	@echo "== command-line tools under ASan + UBSan =="
 	$(MAKE) --no-print-directory BUILD=$(BUILD)/asan CFLAGS="-O1 -g $(SAN) -DTEXTOK_NO_MMAP" LDFLAGS="$(SAN)" \
-	    $(addprefix $(BUILD)/asan/,convert tokenize reconstruct npycmp train_tokenizer encode_text generate train_generator)
+	    $(addprefix $(BUILD)/asan/,convert tokenize reconstruct npycmp train_tokenizer encode_text generate train_generator demo)
 	ASAN_OPTIONS=detect_leaks=1 tests/test_cli.sh $(BUILD)/asan
 
 bench: $(BUILD)/bench
