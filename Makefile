@@ -65,7 +65,7 @@ export OMP_WAIT_POLICY ?= passive
 HDR        := textok.h
 TEST_SRC   := tests/test_main.c tests/check.c tests/test_kernels.c tests/test_io.c tests/test_titok.c tests/test_t5.c \
               tests/test_spm.c tests/test_nets.c tests/test_train.c tests/test_textok.c tests/test_dit.c tests/test_maskgit.c \
-              tests/test_gen_train.c tests/textok_impl.c
+              tests/test_gen_train.c tests/test_shipped.c tests/textok_impl.c
 TEST_HDR   := tests/check.h
 TOOLS      := $(BUILD)/convert $(BUILD)/emoji_dataset $(BUILD)/word_t5 $(BUILD)/tokenize $(BUILD)/reconstruct $(BUILD)/npycmp $(BUILD)/train_tokenizer \
               $(BUILD)/encode_text $(BUILD)/generate $(BUILD)/train_generator $(BUILD)/demo

@@ -35,4 +35,5 @@ void test_textok(tt_stats *s);
 void test_dit(tt_stats *s);
 void test_maskgit(tt_stats *s);
 void test_gen_train(tt_stats *s);
+void test_shipped(tt_stats *s);
 #endif
