@@ -64,10 +64,10 @@ export OMP_WAIT_POLICY ?= passive
 HDR        := textok.h
 TEST_SRC   := tests/test_main.c tests/check.c tests/test_kernels.c tests/test_io.c tests/test_titok.c tests/test_t5.c \
               tests/test_spm.c tests/test_nets.c tests/test_train.c tests/test_textok.c tests/test_dit.c tests/test_maskgit.c \
-              tests/test_gen_train.c tests/test_metrics.c tests/textok_impl.c
+              tests/test_gen_train.c tests/test_metrics.c tests/test_shipped.c tests/textok_impl.c
 TEST_HDR   := tests/check.h
 TOOLS      := $(BUILD)/convert $(BUILD)/emoji_dataset $(BUILD)/word_t5 $(BUILD)/tokenize $(BUILD)/reconstruct $(BUILD)/npycmp $(BUILD)/train_tokenizer \
-              $(BUILD)/encode_text $(BUILD)/generate $(BUILD)/train_generator $(BUILD)/evaluate
+              $(BUILD)/encode_text $(BUILD)/generate $(BUILD)/train_generator $(BUILD)/evaluate $(BUILD)/demo
 PROGRAMS   := $(BUILD)/selfcheck $(BUILD)/bench $(BUILD)/test_runner $(TOOLS)
 # stb_image / stb_image_write (Debian libstb-dev): examples only, never the library. -isystem
 # keeps stb's own code out of our warning flags.
@@ -103,7 +103,7 @@ $(BUILD)/npycmp: tools/npycmp.c $(HDR)
 	$(CC) $(CFLAGS) $(TEXTOK_CFLAGS) $< -o $@ $(LDFLAGS) $(TEXTOK_LIBS)
 
 $(BUILD)/tokenize $(BUILD)/reconstruct $(BUILD)/train_tokenizer $(BUILD)/encode_text $(BUILD)/generate \
-$(BUILD)/train_generator $(BUILD)/evaluate: $(BUILD)/%: examples/%.c examples/common.h $(HDR)
+$(BUILD)/train_generator $(BUILD)/evaluate $(BUILD)/demo: $(BUILD)/%: examples/%.c examples/common.h $(HDR)
 	@mkdir -p $(@D)
 	@test -f /usr/include/stb/stb_image.h || { echo "textok: examples need stb_image: apt-get install libstb-dev"; exit 1; }
 	$(CC) $(CFLAGS) $(TEXTOK_CFLAGS) $(STB_CFLAGS) $< -o $@ $(LDFLAGS) $(TEXTOK_LIBS)
@@ -141,7 +141,7 @@ $(BUILD)/plain/test_runner: $(TEST_SRC) $(TEST_HDR) $(HDR)
 
 test check: compile-checks $(BUILD)/test_runner $(BUILD)/plain/test_runner $(BUILD)/selfcheck $(TOOLS)
 	$(BUILD)/selfcheck
-	@echo "== command-line tools: convert, tokenize, reconstruct, train_tokenizer, generate, train_generator, evaluate =="
+	@echo "== command-line tools: convert, tokenize, reconstruct, train_tokenizer, generate, train_generator, evaluate, demo =="
 	tests/test_cli.sh $(BUILD)
 	@echo "== portable build (BLAS=none OPENMP=0) =="
 	$(BUILD)/plain/test_runner
@@ -162,7 +162,7 @@ asan: $(BUILD)/asan/test_runner
 	ASAN_OPTIONS=detect_leaks=1 $(BUILD)/asan/test_runner
 	@echo "== command-line tools under ASan + UBSan =="
 	$(MAKE) --no-print-directory BUILD=$(BUILD)/asan CFLAGS="-O1 -g $(SAN) -DTEXTOK_NO_MMAP" LDFLAGS="$(SAN)" \
-	    $(addprefix $(BUILD)/asan/,convert tokenize reconstruct npycmp train_tokenizer encode_text generate train_generator evaluate)
+	    $(addprefix $(BUILD)/asan/,convert tokenize reconstruct npycmp train_tokenizer encode_text generate train_generator evaluate demo)
 	ASAN_OPTIONS=detect_leaks=1 tests/test_cli.sh $(BUILD)/asan
 
 bench: $(BUILD)/bench

@@ -36,4 +36,5 @@ void test_dit(tt_stats *s);
 void test_maskgit(tt_stats *s);
 void test_gen_train(tt_stats *s);
 void test_metrics(tt_stats *s);
+void test_shipped(tt_stats *s);
 #endif

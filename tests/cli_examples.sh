@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Command-line checks of the example programs against the golden TiTok models:
-#   build/convert, build/tokenize, build/reconstruct, build/npycmp.
+#   build/convert, build/tokenize, build/reconstruct, build/npycmp; and build/demo on the shipped
+#   models (weights/emoji/): bad command lines and a missing weights folder are refused, and a
+#   short run writes both PNGs.
 # For each tiny model (tests/golden/titok/<name>.safetensors and .bin, converted to the textok
 # layout) and each test image: the token ids must equal <name>_ref.safetensors:tokens exactly, the
 # latents, the pre-quantisation output and the raw decoded image must match latents, pre_quant
@@ -186,5 +188,25 @@ if [ -f "$W" ]; then
   refuses "npycmp with a missing tensor" 2 "nope" "" "$B/npycmp" "$G/tiny_vq_ref.safetensors:nope" "$G/tiny_vq_ref.safetensors:tokens"
 else
   fail "bad inputs" "no converted tiny_vq model"
+fi
+
+# ---- build/demo: the shipped models (weights/emoji/, committed) --------------------------------
+if [ -x "$B/demo" ]; then
+  O="$TMP/demo" outs="$TMP/demo/reconstructions.png $TMP/demo/generated.png"
+  refuses "demo with a --weights folder that does not exist" 1 "$TMP/noweights/textok.safetensors" "$outs" \
+    "$B/demo" --weights "$TMP/noweights" --out "$O"
+  refuses "demo with an unknown flag" 2 "--bogus" "$outs" "$B/demo" --out "$O" --bogus 1
+  refuses "demo --steps 0" 2 "--steps" "$outs" "$B/demo" --out "$O" --steps 0
+  refuses "demo --cfg nan" 2 "--cfg" "$outs" "$B/demo" --out "$O" --cfg nan
+  if ok "demo runs (5 steps)" "$B/demo" --out "$O" --steps 5 --threads 1; then
+    for f in $outs; do
+      if [ "$(head -c 8 "$f" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ]; then pass "demo writes $(basename "$f")"
+      else fail "demo writes $(basename "$f")" "$f is missing or not a PNG"; fi
+    done
+    if grep -q '^  mean PSNR [0-9.]* dB' "$TMP/out"; then pass "demo prints the mean PSNR"
+    else fail "demo prints the mean PSNR" "stdout: $(grep -m1 PSNR "$TMP/out")"; fi
+  fi
+else
+  fail "demo" "$B/demo is not built (run make)"
 fi
 exit 0

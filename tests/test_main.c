@@ -1,5 +1,5 @@
 /* The test runner: one line per check, then "N passed, N failed"; exit status 1 on any failure.
-   Run from the repository root (it reads tests/golden/ and tests/bad/).
+   Run from the repository root (it reads tests/golden/, tests/bad/ and weights/emoji/).
      build/test_runner               every group, in the order below
      build/test_runner metrics t5    only the named groups (exit 2 for a name that is not one) */
 #include "check.h"
@@ -24,6 +24,7 @@ static const struct tt_group { const char *name; void (*run)(tt_stats *s); } gro
     { "maskgit", test_maskgit },
     { "gen_train", test_gen_train },
     { "metrics", test_metrics },
+    { "shipped", test_shipped },
 };
 #define N_GROUPS ((int)(sizeof groups / sizeof groups[0]))
 
