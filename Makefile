@@ -1,5 +1,6 @@
 # textok - build, test, install.
 #   make                  build everything into build/
+#   make demo             the shipped emoji models: reconstruct 16 emoji, generate 8 (PNGs in demo/)
 #   make test             compile checks (C99, C11, C++, TEXTOK_STATIC, two-TU link, gcc/clang
 #                         -Werror), then the test runner, also built with BLAS and OpenMP off
 #   make check-full       full-size TiTok-S-128 through convert/tokenize/reconstruct, and the
@@ -74,8 +75,12 @@ PROGRAMS   := $(BUILD)/selfcheck $(BUILD)/bench $(BUILD)/test_runner $(TOOLS)
 STB_CFLAGS := -isystem /usr/include/stb
 CLANG      := $(shell command -v clang 2>/dev/null)
 
-.PHONY: all test check check-full asan bench bench-compare compile-checks install uninstall clean
+.PHONY: all demo test check check-full asan bench bench-compare compile-checks install uninstall clean
 all: $(PROGRAMS)
+
+# The shipped emoji models (weights/emoji/) end to end: reconstructions and generated samples in demo/
+demo: $(BUILD)/demo
+	$(BUILD)/demo
 
 $(BUILD)/selfcheck: examples/selfcheck.c $(HDR)
 	@mkdir -p $(@D)
