@@ -589,7 +589,7 @@ EX_STATIC void ex_load_data(ex_dataset *ds, const char *path, const char *split,
     }
     if (co != tc->numel || no != tn->numel) ex_die("'%s': captions or names hold more than %zu strings", path, N);
     textok_st_close(&st);
-    printf("data: %d %s images of %dx%d from %s (%.2f MB in memory)\n", ds->n, split, S, S, path,
+    printf("data: %d images (split %s) of %dx%d from %s (%.2f MB in memory)\n", ds->n, split, S, S, path,
            (double)ds->n * 3 * plane / 1e6);
 }
 

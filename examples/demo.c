@@ -49,20 +49,6 @@ static char *need(const char *dir, const char *name)
     return path;
 }
 
-/* Peak signal-to-noise ratio in dB of a reconstruction against the original, both n values in
-   [0,1]: 10 log10(1 / MSE), the reconstruction clamped to [0,1] first, the MSE over every value
-   (all pixels and channels). Identical images give infinity. */
-static double psnr(const float *recon, const float *orig, size_t n)
-{
-    double se = 0;
-    size_t i;
-    for (i = 0; i < n; i++) {
-        double v = recon[i] > 0 ? (recon[i] < 1 ? recon[i] : 1) : 0, d = v - orig[i];
-        se += d * d;
-    }
-    return se > 0 ? 10.0 * log10((double)n / se) : INFINITY;
-}
-
 /* T5 token states of every caption of ds, padded to the longest and masked (common.h). The
    result points into ts and lives until the next call. */
 static const textok_text *encode_captions(ex_text_source *ts, ex_dataset *ds, textok_text *tx)
@@ -163,8 +149,12 @@ int main(int argc, char **argv)
         textok_titok_decode_latents(tok, lat, N, text, recon) != TEXTOK_OK)
         ex_die("cannot reconstruct the images of '%s': %s", data_path, textok_last_error());
     printf("\nreconstructions (%dx%d image -> %d tokens of %d -> image), PSNR of each:\n", S, S, K, C);
+    /* PSNR = 10 log10(1 / MSE) over every value of the image clamped to [0,1], as the PNG shows it
+       and as build/evaluate measures it (textok_image_metrics) */
+    for (i = 0; i < (size_t)N * plane; i++) recon[i] = recon[i] < 0.0f ? 0.0f : recon[i] > 1.0f ? 1.0f : recon[i];
     for (k = 0; k < N; k++) {
-        double p = psnr(recon + k * plane, orig + k * plane, plane);
+        double p = 0;
+        textok_image_metrics(recon + k * plane, orig + k * plane, 3, S, S, NULL, &p, NULL);
         sum += p;
         printf("  %2d  %5.2f dB  %s\n", k, p, val.captions[k]);
     }
