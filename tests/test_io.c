@@ -257,6 +257,37 @@ static void test_st_roundtrip(tt_stats *s, int dtype)
     remove(path);
 }
 
+/* U8 (the dataset files' dtype): stored rounded and clamped to [0, 255] (NaN as 0), read back
+   as the byte values; textok_st_load, which fills model weights, refuses it by name. */
+static void test_st_u8(tt_stats *s)
+{
+    char path[512];
+    const float x[8] = { 0.0f, 1.0f, 2.6f, 254.5f, 255.0f, 300.0f, -3.0f, NAN };
+    const float want[8] = { 0, 1, 3, 255, 255, 255, 0, 0 };
+    float got[8] = { 0 };
+    textok_st_entry e[1];
+    textok_safetensors st;
+    const textok_st_tensor *t;
+    int64_t sh[1] = { 8 };
+    int rc;
+    tmp_path(path, sizeof path, "rt_u8.safetensors");
+    memset(e, 0, sizeof e);
+    e[0].name = "bytes"; e[0].data = x; e[0].ndim = 1; e[0].shape[0] = 8;
+    rc = textok_st_save(path, e, 1, NULL, 0, TEXTOK_DTYPE_U8);
+    tt_check(s, rc == TEXTOK_OK, "io: st_save U8 -> %s%s", status_name(rc), err_of(rc));
+    rc = textok_st_open(&st, path);
+    if (rc != TEXTOK_OK) { tt_check(s, 0, "io: st_open U8 -> %s%s", status_name(rc), err_of(rc)); return; }
+    t = textok_st_find(&st, "bytes");
+    tt_check(s, t && t->dtype == TEXTOK_DTYPE_U8 && t->nbytes == 8, "io: st U8 tensor: dtype U8, 1 byte per value");
+    rc = t ? textok_st_read_f32(&st, t, got, 8) : -100;
+    tt_compare(s, "io: st U8 reads back rounded, clamped byte values (NaN -> 0)", got, want, 8, 0.0);
+    rc = textok_st_load(&st, "bytes", 1, sh, got);
+    tt_check(s, rc == TEXTOK_ERR_FORMAT && contains(textok_last_error(), "'bytes' is U8"),
+             "io: st_load refuses a U8 tensor as weights -> %s%s", status_name(rc), err_of(rc));
+    textok_st_close(&st);
+    remove(path);
+}
+
 /* A file as other writers make it: header length not a multiple of 8 (so the data is unaligned),
    BF16 and F16 data, a hole between tensors, \u escapes in a name, whitespace in the JSON. */
 static void test_st_foreign(tt_stats *s)
@@ -607,6 +638,7 @@ void test_io(tt_stats *s)
     test_half(s);
     test_st_roundtrip(s, TEXTOK_DTYPE_F32);
     test_st_roundtrip(s, TEXTOK_DTYPE_F16);
+    test_st_u8(s);
     test_st_foreign(s);
     test_st_json(s);
     test_st_errors(s);
