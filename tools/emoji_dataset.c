@@ -336,7 +336,7 @@ static void read_package(const char *dir, const char *style, int several)
     char path[4096], has[128], caption[1024], suffix[160];
     char *vendor = find_vendor(dir), *json;
     FILE *f;
-    long size;
+    long size = 0;
     jcur c;
     jval root;
     int i, before = n_items;
@@ -369,12 +369,14 @@ static void read_package(const char *dir, const char *style, int several)
         if (!sk || sk->type != J_OBJ) continue;
         for (k = 0; k < sk->n; k++) {
             const jval *v = &sk->items[k], *vh = jget(v, has);
-            char tones[256] = "", code[64], *tok, *save = NULL;
+            char tones[256] = "", code[64], *tok, *dash;
             int people = 0;
             if (!vh || vh->type != J_BOOL || !vh->b) continue;
             snprintf(code, sizeof code, "%s", sk->keys[k]);
-            for (tok = strtok_r(code, "-", &save); tok; tok = strtok_r(NULL, "-", &save)) {
-                const char *t = tone_name(tok);
+            for (tok = code; tok; tok = dash ? dash + 1 : NULL) {   /* "1F3FB-1F3FC": one tone per person */
+                const char *t;
+                if ((dash = strchr(tok, '-')) != NULL) *dash = 0;
+                t = tone_name(tok);
                 if (!t) die("%s: entry %d: unknown skin tone code '%s' in \"%s\"", path, i, tok, sk->keys[k]);
                 snprintf(tones + strlen(tones), sizeof tones - strlen(tones), "%s%s skin tone", people++ ? " and " : "", t);
             }

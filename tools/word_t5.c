@@ -135,7 +135,7 @@ int main(int argc, char **argv)
     memset(&cfg, 0, sizeof cfg);
     cfg.d_model = 128; cfg.d_kv = 32; cfg.heads = 4; cfg.d_ff = 256; cfg.layers = 2;
     cfg.num_buckets = 32; cfg.max_distance = 128; cfg.gated = 1; cfg.gelu_tanh = 1; cfg.eps = 1e-6f;
-    for (i = 1; i < argc; i++) {
+    for (i = 1; i < argc; i += 2) {   /* every flag takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) die("'%s' needs a value", a);
         if (!strcmp(a, "--data")) data = v;
@@ -146,7 +146,6 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--layers")) cfg.layers = atoi(v);
         else die("unknown flag '%s' (usage: word_t5 --data FILE --out-t5 T5.safetensors --out-spm tokenizer.json "
                  "[--seed N] [--d-model D] [--layers L])", a);
-        i++;
     }
     if (!data || !out_t5 || !out_spm) die("usage: word_t5 --data FILE --out-t5 T5.safetensors --out-spm tokenizer.json");
     cfg.heads = cfg.d_model / cfg.d_kv > 0 ? cfg.d_model / cfg.d_kv : 1;
