@@ -1,4 +1,4 @@
-/* textok.h - v0.6.0 - language-guided 1D image tokenization (TexTok, TiTok) in plain C
+/* textok.h - v0.7.0 - language-guided 1D image tokenization (TexTok, TiTok) in plain C
                       no warranty implied; use at your own risk. See end of file for license.
 
    Do this:
@@ -37,7 +37,7 @@
       if (textok_st_open(&st, "model.safetensors") != TEXTOK_OK)
           fprintf(stderr, "%s\n", textok_last_error());
       const textok_st_tensor *t = textok_st_find(&st, "encoder.ln_post.weight");
-      textok_st_read_f32(&st, t, dst, n);              // F32/F16/BF16 -> F32
+      textok_st_read_f32(&st, t, dst, n);              // F32/F16/BF16 (U8) -> F32
       textok_st_close(&st);
 
    TITOK
@@ -199,6 +199,10 @@
          bit for bit) around the models' training hooks
 
    REVISION HISTORY
+      0.7.0 (2026-11-21)  the shipped emoji models (weights/emoji/, make demo): safetensors U8
+                          (data files: read as byte values, refused as weights);
+                          textok_titok_create_std (1/sqrt(fan_in) init for narrow models);
+                          textok_image_metrics (MSE, PSNR, SSIM).
       0.6.0 (2026-11-21)  CPU speed: our own GEMM (AVX-512 14x32 and AVX2 6x16 micro-kernels with
                           packing, chosen at run time; BLAS only where neither applies), fused
                           attention, tiled conv2d (work is a fixed number of tile slots, no longer
@@ -229,9 +233,9 @@
 #include <stdint.h>
 
 #define TEXTOK_VERSION_MAJOR 0
-#define TEXTOK_VERSION_MINOR 5
+#define TEXTOK_VERSION_MINOR 7
 #define TEXTOK_VERSION_PATCH 0
-#define TEXTOK_VERSION_STRING "0.6.0"
+#define TEXTOK_VERSION_STRING "0.7.0"
 
 #ifndef TEXTOKDEF
 #ifdef TEXTOK_STATIC
