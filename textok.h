@@ -13560,10 +13560,11 @@ static int textok__dit_new(textok_dit **out, const textok_dit_config *cfg, const
     m->a.xs = &m->xs0; m->a.n_xs = 1; m->a.tapes = &m->tape; m->a.n_tapes = 1;
     memset(&a, 0, sizeof a);
     textok__dit_carve(m, &a, &m->a, mb);
-    if (a.overflow) {
+    if (a.overflow) {   /* the message first: c may point into m */
+        const int st = textok__fail(TEXTOK_ERR_SHAPE, "DiT: an activation buffer would exceed INT_MAX floats (input_size %d, max_batch %d)",
+                                    c->input_size, prm.max_batch);
         textok_dit_free(m);
-        return textok__fail(TEXTOK_ERR_SHAPE, "DiT: an activation buffer would exceed INT_MAX floats (input_size %d, max_batch %d)",
-                            c->input_size, prm.max_batch);
+        return st;
     }
     m->arena_floats = a.used;
     memset(&w, 0, sizeof w);
@@ -14609,9 +14610,10 @@ static int textok__mg_new(textok_maskgit **out, const textok_maskgit_config *cfg
                             : !k->attention_forward ? "attention_forward" : !k->add_forward ? "add_forward"
                             : !k->embedding_forward ? "embedding_forward" : !k->gelu_forward ? "gelu_forward"
                             : !k->transpose_forward ? "transpose_forward" : NULL;
-        if (missing) {
+        if (missing) {   /* the message first: k points into m */
+            const int st = textok__fail(TEXTOK_ERR_UNSUPPORTED, "MaskGIT: the kernel table '%s' lacks %s", k->name ? k->name : "?", missing);
             textok_maskgit_free(m);
-            return textok__fail(TEXTOK_ERR_UNSUPPORTED, "MaskGIT: the kernel table '%s' lacks %s", k->name ? k->name : "?", missing);
+            return st;
         }
     }
     m->n_tensors = n_specs;

@@ -333,7 +333,7 @@ static char *find_vendor(const char *dir)
 
 static void read_package(const char *dir, const char *style, int several)
 {
-    char path[4096], has[128], caption[1024], suffix[160];
+    char path[4096], has[128], caption[1280], suffix[160];   /* caption: base, tones and suffix always fit */
     char *vendor = find_vendor(dir), *json;
     FILE *f;
     long size = 0;
