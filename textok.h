@@ -914,7 +914,8 @@ TEXTOKDEF int  textok_titok_load_st(textok_titok **model, const textok_safetenso
                                     const textok_titok_config *cfg, const textok_params *p);
 /* A model with fresh weights drawn from seed as TiTok's own initialisation: for training from
    scratch and for benchmarks. Every weight matrix (linear, conv) is truncated-normal (at 2 sigma)
-   with std 0.02, biases 0, norms 1, embeddings and positions N(0, 1/width).
+   with std 0.02, biases 0, norms 1, learned tokens and positions N(0, 1/width), codebooks
+   U(-1/V, 1/V).
    create_std takes the matrices' std: 0.02 is create's; 0 means 1/sqrt(fan_in) per matrix
    (fan_in = the product of its dims after the first). Why the choice: 0.02 suits the official
    widths (768: a gain of 0.02 sqrt(768) = 0.55 per layer), but a narrow model (width 128: gain
