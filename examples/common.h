@@ -88,6 +88,28 @@ EX_STATIC void ex_commit(const char *tmp, const char *path)
     ex_wrote(path);
 }
 
+/* A text output: ex_create opens "<path>.tmp" (*tmp, freed by ex_finish); ex_finish checks
+   every write, closes, and renames it onto path (or removes it and dies). */
+EX_STATIC FILE *ex_create(const char *path, char **tmp)
+{
+    FILE *f;
+    *tmp = ex_join(path, ".tmp");
+    if (!(f = fopen(*tmp, "wb"))) ex_die("cannot create '%s': %s", *tmp, strerror(errno));
+    return f;
+}
+
+EX_STATIC void ex_finish(FILE *f, char *tmp, const char *path)
+{
+    int ok = !ferror(f);
+    ok = (fclose(f) == 0) && ok;
+    if (!ok) {
+        remove(tmp);
+        ex_die("cannot write '%s'", tmp);
+    }
+    ex_commit(tmp, path);
+    free(tmp);
+}
+
 /* ---------------------------------------------------------------------------------------------
    Command line: "--name VALUE" pairs only. An unknown flag, a flag without its value or a
    missing required flag prints the usage on stderr and exits with status 2; --help prints it on
@@ -377,10 +399,9 @@ EX_STATIC void ex_write_npy(const char *path, const float *data, int ndim, const
 /* {"tokens": [id, ...]} for one image (B = 1), {"tokens": [[id, ...], ...]} for B > 1. */
 EX_STATIC void ex_write_tokens_json(const char *path, const int32_t *tokens, int B, int K)
 {
-    char *tmp = ex_join(path, ".tmp");
-    FILE *f = fopen(tmp, "wb");
-    int b, k, ok;
-    if (!f) ex_die("cannot create '%s': %s", tmp, strerror(errno));
+    char *tmp;
+    FILE *f = ex_create(path, &tmp);
+    int b, k;
     fprintf(f, "{\"tokens\": %s", B > 1 ? "[" : "");
     for (b = 0; b < B; b++) {
         fprintf(f, "%s[", b ? ", " : "");
@@ -388,14 +409,7 @@ EX_STATIC void ex_write_tokens_json(const char *path, const int32_t *tokens, int
         fputc(']', f);
     }
     fprintf(f, "%s}\n", B > 1 ? "]" : "");
-    ok = !ferror(f);
-    ok = (fclose(f) == 0) && ok;
-    if (!ok) {
-        remove(tmp);
-        ex_die("cannot write '%s'", tmp);
-    }
-    ex_commit(tmp, path);
-    free(tmp);
+    ex_finish(f, tmp, path);
 }
 
 

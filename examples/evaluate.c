@@ -239,10 +239,9 @@ static void csv_field(FILE *f, const char *s)
 
 static void write_csv(const char *path, const model_entry *models, int n_models, const ex_dataset *ds, int n, int has_lpips)
 {
-    char *tmp = ex_join(path, ".tmp");
-    FILE *f = fopen(tmp, "wb");
-    int m, i, ok;
-    if (!f) ex_die("cannot create '%s': %s", tmp, strerror(errno));
+    char *tmp;
+    FILE *f = ex_create(path, &tmp);
+    int m, i;
     fprintf(f, "model,index,name,psnr,ssim,mse%s\n", has_lpips ? ",lpips" : "");
     for (m = 0; m < n_models; m++)
         for (i = 0; i < n; i++) {
@@ -254,14 +253,7 @@ static void write_csv(const char *path, const model_entry *models, int n_models,
             if (has_lpips) fprintf(f, ",%.6f", e->lpips[i]);
             fputc('\n', f);
         }
-    ok = !ferror(f);
-    ok = (fclose(f) == 0) && ok;
-    if (!ok) {
-        remove(tmp);
-        ex_die("cannot write '%s'", tmp);
-    }
-    ex_commit(tmp, path);
-    free(tmp);
+    ex_finish(f, tmp, path);
 }
 
 static void print_table(const model_entry *models, int n_models, int n, int has_lpips, const char *split,
