@@ -269,6 +269,14 @@ TEXTOKDEF const char *textok_version(void);
 /* Message for the last failure on this thread ("" if none). Valid until the next failing call. */
 TEXTOKDEF const char *textok_last_error(void);
 TEXTOKDEF void        textok_clear_error(void);
+/* Sets this thread's message (printf format) and returns status: for code outside the
+   implementing file that reports through the same channel, e.g. a GPU kernel table
+   (textok_cuda.cu) turning a CUDA failure into a textok error. */
+TEXTOKDEF int         textok_set_error(int status, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
 
 /* ---------------------------------------------------------------------------------------------
    RNG: explicit state, never seeded from time. MT19937 seeded like torch.manual_seed(seed);
@@ -1407,6 +1415,14 @@ static int textok__fail_wrap(int status, const char *prefix)
 TEXTOKDEF const char *textok_version(void) { return TEXTOK_VERSION_STRING; }
 TEXTOKDEF const char *textok_last_error(void) { return textok__errbuf; }
 TEXTOKDEF void textok_clear_error(void) { textok__errbuf[0] = 0; }
+TEXTOKDEF int textok_set_error(int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(textok__errbuf, sizeof textok__errbuf, fmt, ap);
+    va_end(ap);
+    return status;
+}
 TEXTOKDEF void textok_free(void *p) { TEXTOK_FREE(p); }
 
 /* Overflow-checked size arithmetic for everything that comes from a file. */
