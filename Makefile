@@ -10,6 +10,10 @@
 #   make bench            build/bench: GFLOP/s table
 #   make bench-compare    build/bench --compare: ours vs PyTorch default and tuned, side by side
 #                         (~10 min; BENCH_FLAGS=--quick for ~3 min, --full adds batch 8)
+#   make cuda             build/test_cuda and build/bench_cuda with textok_cuda.cu (nvcc; skipped
+#                         with a message when there is none). CUDA_ARCH (default "80 90"),
+#                         NVCC (default: nvcc on PATH, else /usr/local/cuda/bin/nvcc). Never
+#                         probes a GPU: build/test_cuda prints "skipped: no CUDA device" without one
 #   make install / uninstall   PREFIX (default /usr/local) and DESTDIR honoured
 #   make clean
 # Options: BLAS=openblas|none (default openblas), OPENMP=1|0 (default 1), CC, CFLAGS, LDFLAGS.
@@ -75,7 +79,7 @@ PROGRAMS   := $(BUILD)/selfcheck $(BUILD)/bench $(BUILD)/test_runner $(TOOLS)
 STB_CFLAGS := -isystem /usr/include/stb
 CLANG      := $(shell command -v clang 2>/dev/null)
 
-.PHONY: all demo test check check-full asan bench bench-compare compile-checks install uninstall clean
+.PHONY: all demo test check check-full asan bench bench-compare compile-checks cuda install uninstall clean
 all: $(PROGRAMS)
 
 # The shipped emoji models (weights/emoji/) end to end: reconstructions and generated samples in demo/
@@ -181,6 +185,42 @@ bench: $(BUILD)/bench
 BENCH_FLAGS ?=
 bench-compare: $(BUILD)/bench
 	$(BUILD)/bench --compare $(BENCH_FLAGS)
+
+# CUDA (issue 9): textok_cuda.cu is compiled by nvcc for explicit architectures (no GPU query at
+# build time), with --fmad=false (no multiply-add contraction, so pointwise kernels round as the
+# C code does) and the host compiler's warnings as errors. The C side (test/bench + the library
+# implementation) is compiled by $(CC) as everywhere else, and nvcc links the two with cuBLAS.
+NVCC      ?= $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc; })
+CUDA_ARCH ?= 80 90
+NVCCFLAGS ?= -O2
+CUDA_GENCODE := $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(a),code=sm_$(a))
+CUDA_FLAGS   := -std=c++14 --fmad=false $(CUDA_GENCODE) -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror -I.
+CUDA_LIBS    := -lcublas $(patsubst -fopenmp,-Xcompiler -fopenmp,$(TEXTOK_LIBS))
+ifeq ($(NVCC),)
+cuda:
+	@echo "textok: nvcc not found (set NVCC=/path/to/nvcc): skipping the CUDA build"
+else
+cuda: $(BUILD)/test_cuda $(BUILD)/bench_cuda
+	@echo "textok: CUDA build ok ($(BUILD)/test_cuda, $(BUILD)/bench_cuda; CUDA_ARCH=$(CUDA_ARCH))"
+endif
+
+$(BUILD)/cuda/textok_cuda.o: textok_cuda.cu textok_cuda.h $(HDR)
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCCFLAGS) $(CUDA_FLAGS) -c $< -o $@
+
+$(BUILD)/cuda/test_cuda.o: tests/test_cuda.c textok_cuda.h $(HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(TEXTOK_CFLAGS) -Werror -c $< -o $@
+
+$(BUILD)/cuda/bench_cuda.o: examples/bench.c textok_cuda.h $(HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(TEXTOK_CFLAGS) -DTEXTOK_CUDA -c $< -o $@
+
+$(BUILD)/test_cuda: $(BUILD)/cuda/test_cuda.o $(BUILD)/cuda/textok_cuda.o
+	$(NVCC) $(CUDA_GENCODE) $^ -o $@ $(CUDA_LIBS)
+
+$(BUILD)/bench_cuda: $(BUILD)/cuda/bench_cuda.o $(BUILD)/cuda/textok_cuda.o
+	$(NVCC) $(CUDA_GENCODE) $^ -o $@ $(CUDA_LIBS)
 
 textok.pc: textok.pc.in $(HDR)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/^#define TEXTOK_VERSION_STRING "\(.*\)"/\1/p' $(HDR))|' $< > $@

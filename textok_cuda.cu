@@ -674,6 +674,7 @@ __global__ static void textok__cuda_attention_forward_kernel(float *out, float *
         for (int c = lane; c < hd; c += 32) part += q_i[c] * k_j[c];
         const float s = scale * textok__cuda_warp_sum(part) + (bias ? bias[((size_t)h * Tq + i) * Tk + j] : 0.0f);
         const float m_new = s > m ? s : m;
+        if (m_new == -INFINITY) continue;   /* only -inf scores so far (a -inf bias): nothing to add */
         const float corr = expf(m - m_new), p = expf(s - m_new);   /* corr = 0 on the first key (m = -inf) */
         l = l * corr + p;
 #pragma unroll
@@ -796,7 +797,7 @@ __global__ static void textok__cuda_attention_dbias_kernel(float *dbias, const f
                 dp += dout[qi + c] * v[kj + c];
                 D += dout[qi + c] * out[qi + c];
             }
-            const float p = expf(scale * dot + bias[e] - lse[((size_t)b * H + h) * Tq + i]);
+            const float p = expf(scale * dot + (bias ? bias[e] : 0.0f) - lse[((size_t)b * H + h) * Tq + i]);
             acc += p * (dp - D);
         }
         dbias[e] += acc;
@@ -842,7 +843,7 @@ static void textok__cuda_attention_backward(const textok_kernels *k, float *dq, 
             dkey, dv, dout, q, key, v, bias, key_mask, out, lse, d->B, d->Tq, d->Tk, d->C, d->H, d->scale);
         TEXTOK__CUDA_LAUNCHED(k, "attention_backward dkey dv");
     }
-    if (dbias && bias) {
+    if (dbias) {
         textok__cuda_attention_dbias_kernel<<<textok__cuda_grid((size_t)d->H * d->Tq * d->Tk), TEXTOK__CUDA_THREADS>>>(
             dbias, dout, q, key, v, bias, key_mask, out, lse, d->B, d->Tq, d->Tk, d->C, d->H, d->scale);
         TEXTOK__CUDA_LAUNCHED(k, "attention_backward dbias");

@@ -1,0 +1,303 @@
+/* test_cuda: the CUDA kernel table (textok_cuda.cu) against the CPU (issue 9).
+     build/test_cuda [--quick]     (make cuda)
+   Without a CUDA device (or driver) it prints "skipped: no CUDA device" and passes. With one:
+     1. the CUDA table has every kernel the CPU reference table has (slot by slot: a NULL where
+        the reference has a function is a failure, so a missing kernel cannot pass silently);
+     2. textok_kernels_compare(cpu reference, cuda) over every kernel and shape: every row must
+        pass (NaN/Inf, canaries, NMSE per kernel);
+     3. whole models, the CUDA table against the fast CPU table (the reference loops would take
+        minutes at these sizes), same seeds, same host inputs:
+        - TiTok-S-128 sized (legacy, VQ 4096, pixel decoder), batch 2: encode token ids identical,
+          or the near-tie rule below; decode of the same ids: relative L2 <= 1e-4;
+        - host<->device copies of an encode do not grow with the number of layers (debug
+          counters of the CUDA table: no hidden copies in the per-layer path);
+        - one training step of an S-128-sized ViT tokenizer with LPIPS + discriminator ("tiny"
+          preset, batch 2): every gradient, generator and discriminator, relative L2 <= 1e-4;
+        - one guided DiT sampling step (DiT-S/2 at 256, cfg 4.0): relative L2 <= 1e-4.
+   Near-tie rule for token ids: the two encoders' pre-quantisation latents must agree to relative
+   L2 <= 1e-4, and at most 1 % of the ids (at least 1) may differ: with 4096 l2-normalised codes a
+   latent can lie within rounding of two codes, and a 1e-7 change of the latent then flips the
+   argmin (textok_kernels_compare checks the codebook kernel itself exactly, at the distances).
+   --quick: steps 1-2 only. Exit status 0 = all passed. */
+#define TEXTOK_IMPLEMENTATION
+#include "textok.h"
+#include "textok_cuda.h"
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+
+static int n_fail = 0;
+
+#define CHECK(cond, ...) do { if (!(cond)) { printf("FAIL: "); printf(__VA_ARGS__); printf("\n"); n_fail++; } } while (0)
+#define TRY(call) do { int st_ = (call); if (st_ != TEXTOK_OK) { printf("FAIL: %s: %s\n", #call, textok_last_error()); n_fail++; goto done; } } while (0)
+
+static double rel_l2(const float *test, const float *ref, size_t n)
+{
+    double se = 0.0, sr = 0.0;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        double d = (double)test[i] - ref[i];
+        se += d * d;
+        sr += (double)ref[i] * ref[i];
+    }
+    return sr > 0.0 ? sqrt(se / sr) : sqrt(se);
+}
+
+/* 1. every slot of the table after `alloc` is a function pointer; compare them slot by slot */
+typedef void (*fnptr)(void);
+static int missing_kernels(const textok_kernels *ref, const textok_kernels *k)
+{
+    const size_t off = offsetof(textok_kernels, alloc), n = (sizeof *ref - off) / sizeof(fnptr);
+    size_t i;
+    int miss = 0;
+    for (i = 0; i < n; i++) {
+        fnptr a, b;
+        memcpy(&a, (const char *)ref + off + i * sizeof a, sizeof a);
+        memcpy(&b, (const char *)k + off + i * sizeof b, sizeof b);
+        if (a && !b) { printf("MISSING: the CUDA table has no function in slot %zu (counting from alloc)\n", i); miss++; }
+    }
+    printf("kernel table: %zu slots, %d missing in the CUDA table\n", n, miss);
+    return miss;
+}
+
+/* 2. one line per (kernel, output, shape) */
+typedef struct { int rows, bad; } cmp_tally;
+static void report(const textok_compare_result *r, void *user)
+{
+    cmp_tally *t = (cmp_tally *)user;
+    t->rows++;
+    if (!r->ok) t->bad++;
+    printf("  %-4s %-20s %-8s %-32s nmse %9.2e (tol %7.1e) max_abs %9.2e%s%s\n", r->ok ? "ok" : "FAIL", r->kernel,
+           r->output, r->shape, r->nmse, r->tol_nmse, r->max_abs, r->why[0] ? "  " : "", r->why);
+}
+
+/* 3a. TiTok-S-128 as the official checkpoint (legacy: proxy codes + MaskGIT-VQGAN pixel decoder) */
+static textok_titok_config s128_legacy(int layers)
+{
+    static const int mult[5] = { 1, 1, 2, 2, 4 };
+    textok_titok_config c;
+    int i;
+    memset(&c, 0, sizeof c);
+    c.image_size = 256; c.patch_size = 16; c.num_latent_tokens = 128; c.token_size = 12;
+    c.enc_width = c.dec_width = 512; c.enc_layers = c.dec_layers = layers; c.enc_heads = c.dec_heads = 8;
+    c.enc_mlp = c.dec_mlp = 2048;
+    c.quantize_mode = TEXTOK_QUANT_VQ; c.codebook_size = 4096; c.use_l2_norm = 1; c.is_legacy = 1;
+    c.pixel_codebook_size = 1024; c.pixel_z_channels = 256; c.pixel_hidden = 128; c.pixel_num_levels = 5;
+    for (i = 0; i < 5; i++) c.pixel_channel_mult[i] = mult[i];
+    c.pixel_res_blocks = 2; c.pixel_groups = 32;
+    return c;
+}
+
+static void titok_checks(const textok_kernels *cpu, const textok_kernels *gpu)
+{
+    const int B = 2;
+    textok_titok_config cfg = s128_legacy(8);
+    const int K = cfg.num_latent_tokens, S = cfg.image_size, Cq = cfg.token_size;
+    const size_t n_img = (size_t)B * 3 * S * S, n_pq = (size_t)B * Cq * K;
+    textok_titok *mc = NULL, *mg = NULL;
+    textok_params pc = textok_default_params(), pg = textok_default_params();
+    float *img = (float *)malloc(n_img * sizeof(float)), *out_c = (float *)malloc(n_img * sizeof(float));
+    float *out_g = (float *)malloc(n_img * sizeof(float));
+    float *pq_c = (float *)malloc(n_pq * sizeof(float)), *pq_g = (float *)malloc(n_pq * sizeof(float));
+    int32_t *ids_c = (int32_t *)malloc((size_t)B * K * sizeof(int32_t)), *ids_g = (int32_t *)malloc((size_t)B * K * sizeof(int32_t));
+    textok_rng r;
+    int i, diff = 0, allowed = B * K / 100 > 1 ? B * K / 100 : 1;
+    double e_pq, e_img;
+    if (!img || !out_c || !out_g || !pq_c || !pq_g || !ids_c || !ids_g) { CHECK(0, "out of memory"); goto done; }
+    pc.kernels = cpu; pc.max_batch = B;
+    pg.kernels = gpu; pg.max_batch = B;
+    TRY(textok_titok_create(&mc, &cfg, &pc, 1));
+    TRY(textok_titok_create(&mg, &cfg, &pg, 1));
+    textok_rng_seed(&r, 2);
+    textok_rng_fill_uniform(&r, img, n_img, 0.0f, 1.0f);
+    TRY(textok_titok_encode(mc, img, B, NULL, ids_c, NULL, pq_c, NULL));
+    TRY(textok_titok_encode(mg, img, B, NULL, ids_g, NULL, pq_g, NULL));
+    for (i = 0; i < B * K; i++) diff += ids_c[i] != ids_g[i];
+    e_pq = rel_l2(pq_g, pq_c, n_pq);
+    printf("titok s128 encode: pre_quant rel L2 %.3e, %d of %d token ids differ\n", e_pq, diff, B * K);
+    CHECK(e_pq <= 1e-4, "titok encode: pre_quant relative L2 %.3e > 1e-4", e_pq);
+    CHECK(diff == 0 || (diff <= allowed && e_pq <= 1e-4), "titok encode: %d token ids differ (near-tie rule allows %d)", diff, allowed);
+    /* decode the same (CPU) ids on both */
+    TRY(textok_titok_decode_tokens(mc, ids_c, B, NULL, out_c));
+    TRY(textok_titok_decode_tokens(mg, ids_c, B, NULL, out_g));
+    e_img = rel_l2(out_g, out_c, n_img);
+    printf("titok s128 decode: images rel L2 %.3e\n", e_img);
+    CHECK(e_img <= 1e-4, "titok decode: relative L2 %.3e > 1e-4", e_img);
+done:
+    textok_titok_free(mc); textok_titok_free(mg);
+    free(img); free(out_c); free(out_g); free(pq_c); free(pq_g); free(ids_c); free(ids_g);
+}
+
+/* 3b. copies per encode for 1 and 3 layers: equal when nothing crosses the bus per layer */
+static void copy_count_checks(const textok_kernels *gpu)
+{
+    unsigned long n_copies[2] = { 0, 0 };
+    int li;
+    for (li = 0; li < 2; li++) {
+        textok_titok_config cfg = s128_legacy(li ? 3 : 1);
+        textok_params p = textok_default_params();
+        textok_titok *m = NULL;
+        const size_t n_img = (size_t)3 * cfg.image_size * cfg.image_size;
+        float *img = (float *)calloc(n_img, sizeof(float));
+        int32_t ids[128];
+        textok_cuda_counters c;
+        p.kernels = gpu;
+        if (!img || textok_titok_create(&m, &cfg, &p, 1) != TEXTOK_OK) { CHECK(0, "copy count: %s", textok_last_error()); free(img); return; }
+        textok_cuda_reset_counters(gpu);
+        if (textok_titok_encode(m, img, 1, NULL, ids, NULL, NULL, NULL) != TEXTOK_OK) CHECK(0, "copy count: %s", textok_last_error());
+        c = textok_cuda_get_counters(gpu);
+        n_copies[li] = c.to_device + c.to_host;
+        printf("titok encode with %d layer(s): %lu to_device (%llu bytes), %lu to_host (%llu bytes), %lu device copies, "
+               "%lu launches, %lu allocs\n", cfg.enc_layers, c.to_device, c.to_device_bytes, c.to_host, c.to_host_bytes,
+               c.copies, c.launches, c.allocs);
+        textok_titok_free(m);
+        free(img);
+    }
+    CHECK(n_copies[0] == n_copies[1], "host<->device copies per encode grow with the layers: %lu (1 layer) vs %lu (3)",
+          n_copies[0], n_copies[1]);
+}
+
+/* 3c. one training step: S-128-sized ViT tokenizer (non-legacy), small LPIPS and discriminator */
+static void train_checks(const textok_kernels *cpu, const textok_kernels *gpu)
+{
+    static const int lp_ch[5] = { 16, 32, 64, 64, 64 };
+    const int B = 2;
+    const textok_kernels *tabs[2];
+    textok_titok *m[2] = { NULL, NULL };
+    textok_lpips *lp[2] = { NULL, NULL };
+    textok_disc *dc[2] = { NULL, NULL };
+    textok_trainer *t[2] = { NULL, NULL };
+    textok_train_stats stats[2];
+    textok_titok_config cfg;
+    textok_train_config tc;
+    textok_disc_config dcfg = textok_disc_default_config();
+    textok_tensor_spec *specs = NULL;
+    float *img = NULL, *g0 = NULL, *g1 = NULL;
+    textok_rng r;
+    int i, side, n_specs, n_dspecs, worst_i = -1;
+    double worst = 0.0;
+    tabs[0] = cpu; tabs[1] = gpu;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.image_size = 256; cfg.patch_size = 16; cfg.num_latent_tokens = 128; cfg.token_size = 12;
+    cfg.enc_width = cfg.dec_width = 512; cfg.enc_layers = cfg.dec_layers = 8; cfg.enc_heads = cfg.dec_heads = 8;
+    cfg.enc_mlp = cfg.dec_mlp = 2048; cfg.quantize_mode = TEXTOK_QUANT_VQ; cfg.codebook_size = 4096; cfg.use_l2_norm = 1;
+    dcfg.hidden = 32;
+    textok_train_preset(&tc, "tiny");
+    tc.batch = B;
+    img = (float *)malloc((size_t)B * 3 * 256 * 256 * sizeof(float));
+    if (!img) { CHECK(0, "out of memory"); goto done; }
+    textok_rng_seed(&r, 3);
+    textok_rng_fill_uniform(&r, img, (size_t)B * 3 * 256 * 256, 0.0f, 1.0f);
+    for (side = 0; side < 2; side++) {
+        textok_params p = textok_default_params();
+        p.kernels = tabs[side]; p.max_batch = B;
+        TRY(textok_titok_create(&m[side], &cfg, &p, 1));
+        TRY(textok_lpips_create(&lp[side], lp_ch, &p, 2));
+        TRY(textok_disc_create(&dc[side], &dcfg, 256, &p, 3));
+        TRY(textok_trainer_create(&t[side], m[side], lp[side], dc[side], &tc, 4));
+        TRY(textok_trainer_step(t[side], img, NULL, &stats[side]));
+    }
+    printf("train step: total loss cpu %.8g cuda %.8g; recon %.8g / %.8g; grad_norm %.8g / %.8g; d_total %.8g / %.8g\n",
+           stats[0].total, stats[1].total, stats[0].recon, stats[1].recon, stats[0].grad_norm, stats[1].grad_norm,
+           stats[0].d_total, stats[1].d_total);
+    CHECK(fabs(stats[1].total - stats[0].total) <= 1e-4 * fabs(stats[0].total), "train step: total loss differs");
+    /* every generator gradient, then every discriminator gradient */
+    n_specs = textok_titok_tensor_specs(&cfg, NULL, 0);
+    n_dspecs = textok_disc_tensor_specs(&dcfg, NULL, 0);
+    specs = (textok_tensor_spec *)malloc((size_t)(n_specs + n_dspecs) * sizeof *specs);
+    if (!specs) { CHECK(0, "out of memory"); goto done; }
+    textok_titok_tensor_specs(&cfg, specs, n_specs);
+    textok_disc_tensor_specs(&dcfg, specs + n_specs, n_dspecs);
+    for (i = 0; i < n_specs + n_dspecs; i++) {
+        char name[128];
+        size_t n = 1;
+        int d;
+        double e;
+        for (d = 0; d < specs[i].ndim; d++) n *= (size_t)specs[i].shape[d];
+        snprintf(name, sizeof name, "%s%s", i < n_specs ? "grad." : "disc.grad.", specs[i].name);
+        g0 = (float *)malloc(n * sizeof(float));
+        g1 = (float *)malloc(n * sizeof(float));
+        if (!g0 || !g1) { CHECK(0, "out of memory"); goto done; }
+        TRY(textok_trainer_get(t[0], name, g0, n));
+        TRY(textok_trainer_get(t[1], name, g1, n));
+        e = rel_l2(g1, g0, n);
+        if (e > worst || worst_i < 0) { worst = e; worst_i = i; }
+        CHECK(e <= 1e-4, "train step: %s relative L2 %.3e > 1e-4", name, e);
+        free(g0); free(g1); g0 = g1 = NULL;
+    }
+    printf("train step: %d gradients compared, worst %s rel L2 %.3e\n", n_specs + n_dspecs,
+           worst_i >= 0 ? specs[worst_i].name : "-", worst);
+done:
+    for (side = 0; side < 2; side++) {
+        textok_trainer_free(t[side]); textok_titok_free(m[side]); textok_lpips_free(lp[side]); textok_disc_free(dc[side]);
+    }
+    free(specs); free(img); free(g0); free(g1);
+}
+
+/* 3d. one guided DiT sampling step (DiT-S/2, 256 px: 4x32x32 latents), the same rng on both */
+static void dit_checks(const textok_kernels *cpu, const textok_kernels *gpu)
+{
+    const int B = 2;
+    textok_dit_config cfg;
+    textok_dit *m[2] = { NULL, NULL };
+    textok_dit_sample_config sc = textok_dit_sample_default();
+    int32_t y[2] = { 3, 207 };
+    float *out[2] = { NULL, NULL };
+    size_t n;
+    int side;
+    double e;
+    TRY(textok_dit_preset(&cfg, "S/2", 256));
+    n = (size_t)B * cfg.in_channels * cfg.input_size * cfg.input_size;
+    sc.steps = 1;
+    for (side = 0; side < 2; side++) {
+        textok_params p = textok_default_params();
+        textok_rng r;
+        p.kernels = side ? gpu : cpu; p.max_batch = 2 * B;   /* cfg runs the conditional and null halves together */
+        out[side] = (float *)malloc(n * sizeof(float));
+        if (!out[side]) { CHECK(0, "out of memory"); goto done; }
+        TRY(textok_dit_create(&m[side], &cfg, &p, 5));
+        textok_rng_seed(&r, 6);
+        TRY(textok_dit_generate(m[side], &sc, y, NULL, B, &r, out[side]));
+    }
+    e = rel_l2(out[1], out[0], n);
+    printf("dit S/2 one guided sampling step: rel L2 %.3e\n", e);
+    CHECK(e <= 1e-4, "dit sampling step: relative L2 %.3e > 1e-4", e);
+done:
+    for (side = 0; side < 2; side++) { textok_dit_free(m[side]); free(out[side]); }
+}
+
+int main(int argc, char **argv)
+{
+    textok_kernels ref = textok_cpu_ref_kernels(), fast = textok_cpu_kernels(0), gpu;
+    cmp_tally tally = { 0, 0 };
+    int quick = argc > 1 && !strcmp(argv[1], "--quick"), st, n_dev = textok_cuda_device_count();
+    if (n_dev == 0) {
+        /* the one CPU-side path: asking for a table without a device is a clean error */
+        st = textok_cuda_kernels(&gpu, 0, 0);
+        if (st == TEXTOK_OK) { printf("FAIL: textok_cuda_kernels succeeded without a device\n"); return 1; }
+        printf("textok_cuda_kernels without a device: %s\n", textok_last_error());
+        printf("skipped: no CUDA device\n");
+        return 0;
+    }
+    if (textok_cuda_kernels(&gpu, 0, 0) != TEXTOK_OK) { printf("FAIL: %s\n", textok_last_error()); return 1; }
+    printf("CUDA devices: %d; table '%s'\n", n_dev, gpu.name);
+
+    CHECK(missing_kernels(&ref, &gpu) == 0, "the CUDA table lacks kernels the CPU table has");
+    st = textok_kernels_compare(&ref, &gpu, 1234, report, &tally);
+    printf("kernels_compare: %d rows, %d failed (status %d)\n", tally.rows, tally.bad, st);
+    CHECK(st == 0, "kernels_compare(cpu-ref, cuda) returned %d: %s", st, st < 0 ? textok_last_error() : "rows failed");
+    CHECK(textok_cuda_status(&gpu) == TEXTOK_OK, "CUDA error after the kernel comparison: %s", textok_last_error());
+
+    if (!quick) {
+        titok_checks(&fast, &gpu);
+        copy_count_checks(&gpu);
+        train_checks(&fast, &gpu);
+        dit_checks(&fast, &gpu);
+        CHECK(textok_cuda_status(&gpu) == TEXTOK_OK, "CUDA error after the model checks: %s", textok_last_error());
+    }
+    textok_cuda_release(&gpu);
+    printf(n_fail ? "test_cuda: %d FAILED\n" : "test_cuda: all passed\n", n_fail);
+    return n_fail ? 1 : 0;
+}
