@@ -79,7 +79,7 @@ PROGRAMS   := $(BUILD)/selfcheck $(BUILD)/bench $(BUILD)/test_runner $(TOOLS)
 STB_CFLAGS := -isystem /usr/include/stb
 CLANG      := $(shell command -v clang 2>/dev/null)
 
-.PHONY: all demo test check check-full asan bench bench-compare compile-checks cuda install uninstall clean
+.PHONY: all demo test check check-full asan bench bench-compare compile-checks cuda cuda-emu install uninstall clean
 all: $(PROGRAMS)
 
 # The shipped emoji models (weights/emoji/) end to end: reconstructions and generated samples in demo/
@@ -221,6 +221,23 @@ $(BUILD)/test_cuda: $(BUILD)/cuda/test_cuda.o $(BUILD)/cuda/textok_cuda.o
 
 $(BUILD)/bench_cuda: $(BUILD)/cuda/bench_cuda.o $(BUILD)/cuda/textok_cuda.o
 	$(NVCC) $(CUDA_GENCODE) $^ -o $@ $(CUDA_LIBS)
+
+# No GPU needed: textok_cuda.cu's kernels RUN on the CPU under tests/cuda_emu (every CUDA thread a
+# fiber, __syncthreads and warp shuffles real barriers, cuBLAS a checked column-major GEMM), with
+# the <<<grid, block>>> launches rewritten to emu_launcher(grid, block, kernel)(...). x86-64 + g++.
+# build/test_cuda_emu --quick: the kernel table slots and kernels_compare against the CPU reference.
+EMU_DIR := tests/cuda_emu
+$(BUILD)/emu/textok_cuda_emu.cpp: textok_cuda.cu
+	@mkdir -p $(@D)
+	sed -E 's/([A-Za-z0-9_]+)<<<(.*)>>>\(/emu_launcher(\2, \1)(/' $< > $@
+	@! grep -nE '<<<.*>>>\(' $@ || { echo "textok: a launch that cuda-emu's rewrite missed (one line per <<<...>>>( please)"; exit 1; }
+
+$(BUILD)/test_cuda_emu: $(BUILD)/emu/textok_cuda_emu.cpp $(BUILD)/cuda/test_cuda.o $(EMU_DIR)/cuda_runtime.h $(EMU_DIR)/cublas_v2.h textok_cuda.h $(HDR)
+	$(CXX) -O2 -g -std=c++14 -fcf-protection=none -Wall -Wextra -Wno-unknown-pragmas -Werror -I$(EMU_DIR) -I. \
+	    -x c++ $(BUILD)/emu/textok_cuda_emu.cpp -x none $(BUILD)/cuda/test_cuda.o -o $@ $(TEXTOK_LIBS)
+
+cuda-emu: $(BUILD)/test_cuda_emu
+	$(BUILD)/test_cuda_emu --quick
 
 textok.pc: textok.pc.in $(HDR)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/^#define TEXTOK_VERSION_STRING "\(.*\)"/\1/p' $(HDR))|' $< > $@
