@@ -225,7 +225,7 @@ $(BUILD)/bench_cuda: $(BUILD)/cuda/bench_cuda.o $(BUILD)/cuda/textok_cuda.o
 # No GPU needed: textok_cuda.cu's kernels RUN on the CPU under tests/cuda_emu (every CUDA thread a
 # fiber, __syncthreads and warp shuffles real barriers, cuBLAS a checked column-major GEMM), with
 # the <<<grid, block>>> launches rewritten to emu_launcher(grid, block, kernel)(...). x86-64 + g++.
-# build/test_cuda_emu --quick: the kernel table slots and kernels_compare against the CPU reference.
+# build/test_cuda_emu --small: every check of build/test_cuda, the model checks on tiny models.
 EMU_DIR := tests/cuda_emu
 $(BUILD)/emu/textok_cuda_emu.cpp: textok_cuda.cu
 	@mkdir -p $(@D)
@@ -237,7 +237,7 @@ $(BUILD)/test_cuda_emu: $(BUILD)/emu/textok_cuda_emu.cpp $(BUILD)/cuda/test_cuda
 	    -x c++ $(BUILD)/emu/textok_cuda_emu.cpp -x none $(BUILD)/cuda/test_cuda.o -o $@ $(TEXTOK_LIBS)
 
 cuda-emu: $(BUILD)/test_cuda_emu
-	$(BUILD)/test_cuda_emu --quick
+	$(BUILD)/test_cuda_emu --small
 
 textok.pc: textok.pc.in $(HDR)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/^#define TEXTOK_VERSION_STRING "\(.*\)"/\1/p' $(HDR))|' $< > $@

@@ -18,7 +18,9 @@
    L2 <= 1e-4, and at most 1 % of the ids (at least 1) may differ: with 4096 l2-normalised codes a
    latent can lie within rounding of two codes, and a 1e-7 change of the latent then flips the
    argmin (textok_kernels_compare checks the codebook kernel itself exactly, at the distances).
-   --quick: steps 1-2 only. Exit status 0 = all passed. */
+   --quick: steps 1-2 only. --small: the same model checks on tiny configurations (32x32
+   images, width 32; DiT 8x8 latents, width 64), for the CPU emulation (make cuda-emu), where the
+   full sizes would take hours. Exit status 0 = all passed. */
 #define TEXTOK_IMPLEMENTATION
 #include "textok.h"
 #include "textok_cuda.h"
@@ -29,6 +31,7 @@
 #include <math.h>
 
 static int n_fail = 0;
+static int g_small = 0;   /* --small: tiny models */
 
 #define CHECK(cond, ...) do { if (!(cond)) { printf("FAIL: "); printf(__VA_ARGS__); printf("\n"); n_fail++; } } while (0)
 #define TRY(call) do { int st_ = (call); if (st_ != TEXTOK_OK) { printf("FAIL: %s: %s\n", #call, textok_last_error()); n_fail++; goto done; } } while (0)
@@ -43,6 +46,14 @@ static double rel_l2(const float *test, const float *ref, size_t n)
         sr += (double)ref[i] * ref[i];
     }
     return sr > 0.0 ? sqrt(se / sr) : sqrt(se);
+}
+
+static double dot_self(const float *x, size_t n)
+{
+    double s = 0.0;
+    size_t i;
+    for (i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return s;
 }
 
 /* 1. every slot of the table after `alloc` is a function pointer; compare them slot by slot */
@@ -87,13 +98,21 @@ static textok_titok_config s128_legacy(int layers)
     c.pixel_codebook_size = 1024; c.pixel_z_channels = 256; c.pixel_hidden = 128; c.pixel_num_levels = 5;
     for (i = 0; i < 5; i++) c.pixel_channel_mult[i] = mult[i];
     c.pixel_res_blocks = 2; c.pixel_groups = 32;
+    if (g_small) {   /* 32x32, patch 4, 8 tokens, width 32, a 3-level pixel decoder (x4) */
+        c.image_size = 32; c.patch_size = 4; c.num_latent_tokens = 8; c.token_size = 6;
+        c.enc_width = c.dec_width = 32; c.enc_heads = c.dec_heads = 2; c.enc_mlp = c.dec_mlp = 64;
+        c.codebook_size = 64;
+        c.pixel_codebook_size = 16; c.pixel_z_channels = 8; c.pixel_hidden = 8; c.pixel_num_levels = 3;
+        c.pixel_channel_mult[0] = 1; c.pixel_channel_mult[1] = 1; c.pixel_channel_mult[2] = 2;
+        c.pixel_res_blocks = 1; c.pixel_groups = 4;
+    }
     return c;
 }
 
 static void titok_checks(const textok_kernels *cpu, const textok_kernels *gpu)
 {
     const int B = 2;
-    textok_titok_config cfg = s128_legacy(8);
+    textok_titok_config cfg = s128_legacy(g_small ? 2 : 8);
     const int K = cfg.num_latent_tokens, S = cfg.image_size, Cq = cfg.token_size;
     const size_t n_img = (size_t)B * 3 * S * S, n_pq = (size_t)B * Cq * K;
     textok_titok *mc = NULL, *mg = NULL;
@@ -116,14 +135,14 @@ static void titok_checks(const textok_kernels *cpu, const textok_kernels *gpu)
     TRY(textok_titok_encode(mg, img, B, NULL, ids_g, NULL, pq_g, NULL));
     for (i = 0; i < B * K; i++) diff += ids_c[i] != ids_g[i];
     e_pq = rel_l2(pq_g, pq_c, n_pq);
-    printf("titok s128 encode: pre_quant rel L2 %.3e, %d of %d token ids differ\n", e_pq, diff, B * K);
+    printf("titok %s encode: pre_quant rel L2 %.3e, %d of %d token ids differ\n", g_small ? "tiny" : "s128", e_pq, diff, B * K);
     CHECK(e_pq <= 1e-4, "titok encode: pre_quant relative L2 %.3e > 1e-4", e_pq);
     CHECK(diff == 0 || (diff <= allowed && e_pq <= 1e-4), "titok encode: %d token ids differ (near-tie rule allows %d)", diff, allowed);
     /* decode the same (CPU) ids on both */
     TRY(textok_titok_decode_tokens(mc, ids_c, B, NULL, out_c));
     TRY(textok_titok_decode_tokens(mg, ids_c, B, NULL, out_g));
     e_img = rel_l2(out_g, out_c, n_img);
-    printf("titok s128 decode: images rel L2 %.3e\n", e_img);
+    printf("titok %s decode: images rel L2 %.3e\n", g_small ? "tiny" : "s128", e_img);
     CHECK(e_img <= 1e-4, "titok decode: relative L2 %.3e > 1e-4", e_img);
 done:
     textok_titok_free(mc); textok_titok_free(mg);
@@ -141,7 +160,7 @@ static void copy_count_checks(const textok_kernels *gpu)
         textok_titok *m = NULL;
         const size_t n_img = (size_t)3 * cfg.image_size * cfg.image_size;
         float *img = (float *)calloc(n_img, sizeof(float));
-        int32_t ids[128];
+        int32_t ids[128];   /* K <= 128 */
         textok_cuda_counters c;
         p.kernels = gpu;
         if (!img || textok_titok_create(&m, &cfg, &p, 1) != TEXTOK_OK) { CHECK(0, "copy count: %s", textok_last_error()); free(img); return; }
@@ -162,7 +181,7 @@ static void copy_count_checks(const textok_kernels *gpu)
 /* 3c. one training step: S-128-sized ViT tokenizer (non-legacy), small LPIPS and discriminator */
 static void train_checks(const textok_kernels *cpu, const textok_kernels *gpu)
 {
-    static const int lp_ch[5] = { 16, 32, 64, 64, 64 };
+    static const int lp_ch[5] = { 16, 32, 64, 64, 64 }, lp_small[5] = { 4, 8, 8, 8, 8 };
     const int B = 2;
     const textok_kernels *tabs[2];
     textok_titok *m[2] = { NULL, NULL };
@@ -176,7 +195,7 @@ static void train_checks(const textok_kernels *cpu, const textok_kernels *gpu)
     textok_tensor_spec *specs = NULL;
     float *img = NULL, *g0 = NULL, *g1 = NULL;
     textok_rng r;
-    int i, side, n_specs, n_dspecs, worst_i = -1;
+    int i, side, n_specs, n_dspecs, worst_i = -1, S;
     double worst = 0.0;
     tabs[0] = cpu; tabs[1] = gpu;
     memset(&cfg, 0, sizeof cfg);
@@ -184,18 +203,25 @@ static void train_checks(const textok_kernels *cpu, const textok_kernels *gpu)
     cfg.enc_width = cfg.dec_width = 512; cfg.enc_layers = cfg.dec_layers = 8; cfg.enc_heads = cfg.dec_heads = 8;
     cfg.enc_mlp = cfg.dec_mlp = 2048; cfg.quantize_mode = TEXTOK_QUANT_VQ; cfg.codebook_size = 4096; cfg.use_l2_norm = 1;
     dcfg.hidden = 32;
+    if (g_small) {   /* 32x32, patch 8, 8 tokens, width 32; discriminator 16 wide, 4x4 logits */
+        cfg.image_size = 32; cfg.patch_size = 8; cfg.num_latent_tokens = 8; cfg.token_size = 6;
+        cfg.enc_width = cfg.dec_width = 32; cfg.enc_layers = cfg.dec_layers = 2; cfg.enc_heads = cfg.dec_heads = 2;
+        cfg.enc_mlp = cfg.dec_mlp = 64; cfg.codebook_size = 64;
+        dcfg.hidden = 16; dcfg.groups = 4; dcfg.pool = 4;
+    }
     textok_train_preset(&tc, "tiny");
     tc.batch = B;
-    img = (float *)malloc((size_t)B * 3 * 256 * 256 * sizeof(float));
+    S = cfg.image_size;
+    img = (float *)malloc((size_t)B * 3 * S * S * sizeof(float));
     if (!img) { CHECK(0, "out of memory"); goto done; }
     textok_rng_seed(&r, 3);
-    textok_rng_fill_uniform(&r, img, (size_t)B * 3 * 256 * 256, 0.0f, 1.0f);
+    textok_rng_fill_uniform(&r, img, (size_t)B * 3 * S * S, 0.0f, 1.0f);
     for (side = 0; side < 2; side++) {
         textok_params p = textok_default_params();
         p.kernels = tabs[side]; p.max_batch = B;
         TRY(textok_titok_create(&m[side], &cfg, &p, 1));
-        TRY(textok_lpips_create(&lp[side], lp_ch, &p, 2));
-        TRY(textok_disc_create(&dc[side], &dcfg, 256, &p, 3));
+        TRY(textok_lpips_create(&lp[side], g_small ? lp_small : lp_ch, &p, 2));
+        TRY(textok_disc_create(&dc[side], &dcfg, S, &p, 3));
         TRY(textok_trainer_create(&t[side], m[side], lp[side], dc[side], &tc, 4));
         TRY(textok_trainer_step(t[side], img, NULL, &stats[side]));
     }
@@ -236,7 +262,39 @@ done:
     free(specs); free(img); free(g0); free(g1);
 }
 
-/* 3d. one guided DiT sampling step (DiT-S/2, 256 px: 4x32x32 latents), the same rng on both */
+/* 3d. one guided DiT sampling step (DiT-S/2, 256 px: 4x32x32 latents), the same rng on both.
+   Fresh DiT weights are adaLN-Zero (the blocks' gates and the final layer are 0: the output
+   would be 0 on both sides), so every tensor is drawn N(0, 0.05^2) instead, written to a
+   temporary file and loaded by both. */
+static int dit_random_file(const char *path, const textok_dit_config *cfg)
+{
+    textok_tensor_spec *specs = NULL;
+    textok_st_entry *e = NULL;
+    float **data = NULL;
+    textok_rng r;
+    int n = textok_dit_tensor_specs(cfg, NULL, 0), i, st = TEXTOK_ERR_NOMEM;
+    if (n <= 0) return n < 0 ? n : TEXTOK_ERR_ARG;
+    specs = (textok_tensor_spec *)calloc((size_t)n, sizeof *specs);
+    e = (textok_st_entry *)calloc((size_t)n, sizeof *e);
+    data = (float **)calloc((size_t)n, sizeof *data);
+    if (!specs || !e || !data) goto done;
+    textok_dit_tensor_specs(cfg, specs, n);
+    textok_rng_seed(&r, 5);
+    for (i = 0; i < n; i++) {
+        size_t cnt = 1;
+        int d;
+        for (d = 0; d < specs[i].ndim; d++) { cnt *= (size_t)specs[i].shape[d]; e[i].shape[d] = specs[i].shape[d]; }
+        if (!(data[i] = (float *)malloc(cnt * sizeof(float)))) goto done;
+        textok_rng_fill_normal(&r, data[i], cnt, 0.0f, 0.05f);
+        e[i].name = specs[i].name; e[i].data = data[i]; e[i].ndim = specs[i].ndim;
+    }
+    st = textok_st_save(path, e, n, NULL, 0, TEXTOK_DTYPE_F32);
+done:
+    for (i = 0; data && i < n; i++) free(data[i]);
+    free(specs); free(e); free(data);
+    return st;
+}
+
 static void dit_checks(const textok_kernels *cpu, const textok_kernels *gpu)
 {
     const int B = 2;
@@ -245,26 +303,37 @@ static void dit_checks(const textok_kernels *cpu, const textok_kernels *gpu)
     textok_dit_sample_config sc = textok_dit_sample_default();
     int32_t y[2] = { 3, 207 };
     float *out[2] = { NULL, NULL };
+    char path[512];
+    const char *tmp = getenv("TMPDIR");
+    textok_safetensors stf;
     size_t n;
-    int side;
+    int side, have_file = 0;
     double e;
-    TRY(textok_dit_preset(&cfg, "S/2", 256));
+    TRY(textok_dit_preset(&cfg, "S/2", g_small ? 64 : 256));
+    if (g_small) { cfg.hidden = 64; cfg.depth = 2; cfg.heads = 4; cfg.mlp_hidden = 256; }   /* 4x8x8 latents */
     n = (size_t)B * cfg.in_channels * cfg.input_size * cfg.input_size;
     sc.steps = 1;
+    snprintf(path, sizeof path, "%s/textok_test_cuda_dit.safetensors", tmp && *tmp ? tmp : "/tmp");
+    TRY(dit_random_file(path, &cfg));
+    TRY(textok_st_open(&stf, path));
+    have_file = 1;
     for (side = 0; side < 2; side++) {
         textok_params p = textok_default_params();
         textok_rng r;
         p.kernels = side ? gpu : cpu; p.max_batch = 2 * B;   /* cfg runs the conditional and null halves together */
         out[side] = (float *)malloc(n * sizeof(float));
         if (!out[side]) { CHECK(0, "out of memory"); goto done; }
-        TRY(textok_dit_create(&m[side], &cfg, &p, 5));
+        TRY(textok_dit_load_st(&m[side], &stf, &cfg, &p));
         textok_rng_seed(&r, 6);
         TRY(textok_dit_generate(m[side], &sc, y, NULL, B, &r, out[side]));
     }
     e = rel_l2(out[1], out[0], n);
-    printf("dit S/2 one guided sampling step: rel L2 %.3e\n", e);
+    printf("dit %s one guided sampling step: rel L2 %.3e\n", g_small ? "tiny" : "S/2", e);
     CHECK(e <= 1e-4, "dit sampling step: relative L2 %.3e > 1e-4", e);
+    printf("dit: output rms %.4g (nonzero: the check compares something)\n", sqrt(dot_self(out[0], n) / (double)n));
+    CHECK(dot_self(out[0], n) > 0.0, "dit sampling step: the output is all zeros");
 done:
+    if (have_file) { textok_st_close(&stf); remove(path); }
     for (side = 0; side < 2; side++) { textok_dit_free(m[side]); free(out[side]); }
 }
 
@@ -272,7 +341,12 @@ int main(int argc, char **argv)
 {
     textok_kernels ref = textok_cpu_ref_kernels(), fast = textok_cpu_kernels(0), gpu;
     cmp_tally tally = { 0, 0 };
-    int quick = argc > 1 && !strcmp(argv[1], "--quick"), st, n_dev = textok_cuda_device_count();
+    int quick = 0, st, i, n_dev = textok_cuda_device_count();
+    for (i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--small")) g_small = 1;
+        else { fprintf(stderr, "usage: %s [--quick] [--small]\n", argv[0]); return 2; }
+    }
     if (n_dev == 0) {
         /* the one CPU-side path: asking for a table without a device is a clean error */
         st = textok_cuda_kernels(&gpu, 0, 0);
