@@ -35,6 +35,7 @@ static cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperatio
     if (m < 0 || n < 0 || k < 0 || batch < 0 || lda < (ta == CUBLAS_OP_N ? (m > 1 ? m : 1) : (k > 1 ? k : 1)) ||
         ldb < (tb == CUBLAS_OP_N ? (k > 1 ? k : 1) : (n > 1 ? n : 1)) || ldc < (m > 1 ? m : 1))
         return CUBLAS_STATUS_INVALID_VALUE;
+    emu_open();
     for (bt = 0; bt < batch; bt++) {
         const float *a = A + bt * sA, *b = B + bt * sB;
         float *c = C + bt * sC;
@@ -49,6 +50,7 @@ static cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperatio
                 c[i + (size_t)j * ldc] = *beta == 0.0f ? *alpha * acc : *alpha * acc + *beta * c[i + (size_t)j * ldc];
             }
     }
+    emu_close();
     return CUBLAS_STATUS_SUCCESS;
 }
 #endif

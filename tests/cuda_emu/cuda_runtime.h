@@ -10,6 +10,11 @@
    are never preempted). It checks what the real runtime checks at a launch (block size 1..1024,
    grid > 0) and what cuBLAS checks of a GEMM's leading dimensions (cublas_v2.h here).
 
+   Hidden host accesses: device memory is mmap'ed and kept PROT_NONE except while a kernel, a
+   cudaMemcpy or a GEMM runs, so host code that dereferences device memory directly (what a real
+   GPU table would turn into a crash or garbage) faults here, with a backtrace (SIGSEGV handler).
+   TEXTOK_EMU_PROTECT=0 turns that off.
+
    What it cannot show: races that only real concurrency exposes (none intended: every kernel
    writes disjoint outputs or uses atomicAdd), memory-model or occupancy problems, warp
    divergence around shuffles (the emulation would deadlock there - a bug on the GPU too), and
@@ -21,6 +26,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <functional>
+#include <execinfo.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #define __global__
 #define __device__
@@ -107,6 +117,9 @@ static void emu_fiber_init(emu_fiber *f)
     f->done = 0;
 }
 
+static void emu_open(void);
+static void emu_close(void);
+
 static void emu_run(dim3 g, dim3 b, std::function<void()> body)
 {
     unsigned bx;
@@ -116,6 +129,7 @@ static void emu_run(dim3 g, dim3 b, std::function<void()> body)
         emu.last = cudaErrorInvalidConfiguration;
         return;
     }
+    emu_open();
     emu.body = body;
     emu.grid_dim = g;
     emu.block_dim = b;
@@ -146,6 +160,7 @@ static void emu_run(dim3 g, dim3 b, std::function<void()> body)
             (void)progressed;
         }
     }
+    emu_close();
 }
 
 template <class F> struct emu_launch_t {
@@ -195,6 +210,52 @@ template <class T> static T __shfl_xor_sync(unsigned mask, T v, int o)
 
 static float atomicAdd(float *p, float v) { float old = *p; *p = old + v; return old; }
 
+/* ----- device memory: a registry of mappings, open (RW) only inside the "device" ----- */
+#define EMU_MAX_ALLOCS 65536
+static struct { void *p; size_t len; } emu_alloc[EMU_MAX_ALLOCS];
+static int emu_n_alloc = -1;   /* -1: not initialised */
+static int emu_protect = 1, emu_depth = 0;
+
+static void emu_segv(int sig, siginfo_t *si, void *ctx)
+{
+    void *bt[64];
+    int i, n;
+    (void)ctx;
+    for (i = 0; i < emu_n_alloc; i++)
+        if ((char *)si->si_addr >= (char *)emu_alloc[i].p && (char *)si->si_addr < (char *)emu_alloc[i].p + emu_alloc[i].len) {
+            fprintf(stderr, "cuda-emu: HOST ACCESS TO DEVICE MEMORY at %p (allocation %p, %zu bytes); backtrace:\n",
+                    si->si_addr, emu_alloc[i].p, emu_alloc[i].len);
+            n = backtrace(bt, 64);
+            backtrace_symbols_fd(bt, n, 2);
+            _exit(3);
+        }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void emu_mem_init(void)
+{
+    const char *e = getenv("TEXTOK_EMU_PROTECT");
+    struct sigaction sa;
+    if (emu_n_alloc >= 0) return;
+    emu_n_alloc = 0;
+    emu_protect = !(e && *e == '0');
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = emu_segv;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGSEGV, &sa, NULL);
+}
+
+static void emu_set_all(int prot)
+{
+    int i;
+    if (!emu_protect) return;
+    for (i = 0; i < emu_n_alloc; i++) mprotect(emu_alloc[i].p, emu_alloc[i].len, prot);
+}
+/* enter / leave the device: nested calls (a GEMM inside nothing, a launch) count */
+static void emu_open(void) { emu_mem_init(); if (emu_depth++ == 0) emu_set_all(PROT_READ | PROT_WRITE); }
+static void emu_close(void) { if (--emu_depth == 0) emu_set_all(PROT_NONE); }
+
 /* ----- runtime API ----- */
 static cudaError_t cudaGetLastError(void) { cudaError_t e = emu.last; emu.last = cudaSuccess; return e; }
 static const char *cudaGetErrorString(cudaError_t e)
@@ -213,14 +274,38 @@ static cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : cudaErro
 static cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
 static cudaError_t cudaMalloc(void **p, size_t n)
 {
-    *p = malloc(n);
-    return *p ? cudaSuccess : (emu.last = cudaErrorMemoryAllocation);
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE), len = (n + page - 1) / page * page;
+    void *m;
+    emu_mem_init();
+    *p = NULL;
+    if (emu_n_alloc >= EMU_MAX_ALLOCS) return emu.last = cudaErrorMemoryAllocation;
+    m = mmap(NULL, len ? len : page, emu_protect && emu_depth == 0 ? PROT_NONE : PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return emu.last = cudaErrorMemoryAllocation;
+    emu_alloc[emu_n_alloc].p = m;
+    emu_alloc[emu_n_alloc].len = len ? len : page;
+    emu_n_alloc++;
+    *p = m;
+    return cudaSuccess;
 }
-static cudaError_t cudaFree(void *p) { free(p); return cudaSuccess; }
+static cudaError_t cudaFree(void *p)
+{
+    int i;
+    emu_mem_init();
+    for (i = 0; i < emu_n_alloc; i++)
+        if (emu_alloc[i].p == p) {
+            munmap(p, emu_alloc[i].len);
+            emu_alloc[i] = emu_alloc[--emu_n_alloc];
+            return cudaSuccess;
+        }
+    return emu.last = cudaErrorInvalidValue;   /* not from cudaMalloc */
+}
 static cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind)
 {
     (void)kind;
+    emu_open();
     memmove(dst, src, n);
+    emu_close();
     return cudaSuccess;
 }
 #endif
