@@ -13,7 +13,11 @@
           counters of the CUDA table: no hidden copies in the per-layer path);
         - one training step of an S-128-sized ViT tokenizer with LPIPS + discriminator ("tiny"
           preset, batch 2): every gradient, generator and discriminator, relative L2 <= 1e-4;
-        - one guided DiT sampling step (DiT-S/2 at 256, cfg 4.0): relative L2 <= 1e-4.
+        - one guided DiT sampling step (DiT-S/2 at 256, cfg 4.0): relative L2 <= 1e-4;
+        - tiny models of the other paths (always tiny): TexTok with text on both sides (VAE:
+          sampled latents, decode, a training step with KL), the T5 encoder (relative bias,
+          padding), MaskGIT ImageBert and UViT (logits, generate, a training step), a DiT
+          training step: outputs and every gradient, relative L2 <= 1e-4.
    Near-tie rule for token ids: the two encoders' pre-quantisation latents must agree to relative
    L2 <= 1e-4, and at most 1 % of the ids (at least 1) may differ: with 4096 l2-normalised codes a
    latent can lie within rounding of two codes, and a 1e-7 change of the latent then flips the
@@ -82,6 +86,51 @@ static void report(const textok_compare_result *r, void *user)
     if (!r->ok) t->bad++;
     printf("  %-4s %-20s %-8s %-32s nmse %9.2e (tol %7.1e) max_abs %9.2e%s%s\n", r->ok ? "ok" : "FAIL", r->kernel,
            r->output, r->shape, r->nmse, r->tol_nmse, r->max_abs, r->why[0] ? "  " : "", r->why);
+}
+
+/* gradients of two trainers */
+typedef int (*grad_get_fn)(void *t, const char *name, float *out, size_t n);
+static int get_titok(void *t, const char *name, float *out, size_t n) { return textok_trainer_get((textok_trainer *)t, name, out, n); }
+static int get_gen(void *t, const char *name, float *out, size_t n) { return textok_gen_trainer_get((textok_gen_trainer *)t, name, out, n); }
+
+/* every "<prefix><name>" of specs from both trainers: relative L2 <= 1e-4, except for gradients
+   that are zero up to rounding (reference RMS < 1e-7, e.g. an attention key bias: adding it shifts
+   a whole score row, which softmax ignores), which must then agree to an RMS of 1e-7 */
+static void compare_grads(const char *what, const char *prefix, grad_get_fn get, void *t0, void *t1,
+                          const textok_tensor_spec *specs, int n)
+{
+    double worst = 0.0;
+    int i, worst_i = -1;
+    for (i = 0; i < n; i++) {
+        char name[128];
+        size_t cnt = 1;
+        int d;
+        float *g0, *g1;
+        double e;
+        for (d = 0; d < specs[i].ndim; d++) cnt *= (size_t)specs[i].shape[d];
+        snprintf(name, sizeof name, "%s%s", prefix, specs[i].name);
+        g0 = (float *)malloc(cnt * sizeof(float));
+        g1 = (float *)malloc(cnt * sizeof(float));
+        if (!g0 || !g1 || get(t0, name, g0, cnt) != TEXTOK_OK || get(t1, name, g1, cnt) != TEXTOK_OK) {
+            CHECK(0, "%s: reading %s: %s", what, name, textok_last_error());
+            free(g0); free(g1);
+            return;
+        }
+        if (sqrt(dot_self(g0, cnt) / (double)cnt) < 1e-7) {
+            double d = 0.0;
+            size_t j;
+            for (j = 0; j < cnt; j++) d += ((double)g1[j] - g0[j]) * ((double)g1[j] - g0[j]);
+            CHECK(sqrt(d / (double)cnt) <= 1e-7, "%s: %s (a zero gradient) differs by RMS %.3e > 1e-7", what, name,
+                  sqrt(d / (double)cnt));
+            free(g0); free(g1);
+            continue;
+        }
+        e = rel_l2(g1, g0, cnt);
+        if (e > worst || worst_i < 0) { worst = e; worst_i = i; }
+        CHECK(e <= 1e-4, "%s: %s relative L2 %.3e > 1e-4", what, name, e);
+        free(g0); free(g1);
+    }
+    printf("%s: %d gradients, worst %s rel L2 %.3e\n", what, n, worst_i >= 0 ? specs[worst_i].name : "-", worst);
 }
 
 /* 3a. TiTok-S-128 as the official checkpoint (legacy: proxy codes + MaskGIT-VQGAN pixel decoder) */
@@ -193,10 +242,9 @@ static void train_checks(const textok_kernels *cpu, const textok_kernels *gpu)
     textok_train_config tc;
     textok_disc_config dcfg = textok_disc_default_config();
     textok_tensor_spec *specs = NULL;
-    float *img = NULL, *g0 = NULL, *g1 = NULL;
+    float *img = NULL;
     textok_rng r;
-    int i, side, n_specs, n_dspecs, worst_i = -1, S;
-    double worst = 0.0;
+    int side, n_specs, n_dspecs, S;
     tabs[0] = cpu; tabs[1] = gpu;
     memset(&cfg, 0, sizeof cfg);
     cfg.image_size = 256; cfg.patch_size = 16; cfg.num_latent_tokens = 128; cfg.token_size = 12;
@@ -236,50 +284,31 @@ static void train_checks(const textok_kernels *cpu, const textok_kernels *gpu)
     if (!specs) { CHECK(0, "out of memory"); goto done; }
     textok_titok_tensor_specs(&cfg, specs, n_specs);
     textok_disc_tensor_specs(&dcfg, specs + n_specs, n_dspecs);
-    for (i = 0; i < n_specs + n_dspecs; i++) {
-        char name[128];
-        size_t n = 1;
-        int d;
-        double e;
-        for (d = 0; d < specs[i].ndim; d++) n *= (size_t)specs[i].shape[d];
-        snprintf(name, sizeof name, "%s%s", i < n_specs ? "grad." : "disc.grad.", specs[i].name);
-        g0 = (float *)malloc(n * sizeof(float));
-        g1 = (float *)malloc(n * sizeof(float));
-        if (!g0 || !g1) { CHECK(0, "out of memory"); goto done; }
-        TRY(textok_trainer_get(t[0], name, g0, n));
-        TRY(textok_trainer_get(t[1], name, g1, n));
-        e = rel_l2(g1, g0, n);
-        if (e > worst || worst_i < 0) { worst = e; worst_i = i; }
-        CHECK(e <= 1e-4, "train step: %s relative L2 %.3e > 1e-4", name, e);
-        free(g0); free(g1); g0 = g1 = NULL;
-    }
-    printf("train step: %d gradients compared, worst %s rel L2 %.3e\n", n_specs + n_dspecs,
-           worst_i >= 0 ? specs[worst_i].name : "-", worst);
+    compare_grads("train step (tokenizer)", "grad.", get_titok, t[0], t[1], specs, n_specs);
+    compare_grads("train step (discriminator)", "disc.grad.", get_titok, t[0], t[1], specs + n_specs, n_dspecs);
 done:
     for (side = 0; side < 2; side++) {
         textok_trainer_free(t[side]); textok_titok_free(m[side]); textok_lpips_free(lp[side]); textok_disc_free(dc[side]);
     }
-    free(specs); free(img); free(g0); free(g1);
+    free(specs); free(img);
 }
 
 /* 3d. one guided DiT sampling step (DiT-S/2, 256 px: 4x32x32 latents), the same rng on both.
    Fresh DiT weights are adaLN-Zero (the blocks' gates and the final layer are 0: the output
    would be 0 on both sides), so every tensor is drawn N(0, 0.05^2) instead, written to a
    temporary file and loaded by both. */
-static int dit_random_file(const char *path, const textok_dit_config *cfg)
+/* a safetensors file at path with every tensor of specs (n) drawn N(0, 0.05^2) from seed */
+static int random_weights_file(const char *path, const textok_tensor_spec *specs, int n, uint64_t seed)
 {
-    textok_tensor_spec *specs = NULL;
     textok_st_entry *e = NULL;
     float **data = NULL;
     textok_rng r;
-    int n = textok_dit_tensor_specs(cfg, NULL, 0), i, st = TEXTOK_ERR_NOMEM;
+    int i, st = TEXTOK_ERR_NOMEM;
     if (n <= 0) return n < 0 ? n : TEXTOK_ERR_ARG;
-    specs = (textok_tensor_spec *)calloc((size_t)n, sizeof *specs);
     e = (textok_st_entry *)calloc((size_t)n, sizeof *e);
     data = (float **)calloc((size_t)n, sizeof *data);
-    if (!specs || !e || !data) goto done;
-    textok_dit_tensor_specs(cfg, specs, n);
-    textok_rng_seed(&r, 5);
+    if (!e || !data) goto done;
+    textok_rng_seed(&r, seed);
     for (i = 0; i < n; i++) {
         size_t cnt = 1;
         int d;
@@ -291,7 +320,24 @@ static int dit_random_file(const char *path, const textok_dit_config *cfg)
     st = textok_st_save(path, e, n, NULL, 0, TEXTOK_DTYPE_F32);
 done:
     for (i = 0; data && i < n; i++) free(data[i]);
-    free(specs); free(e); free(data);
+    free(e); free(data);
+    return st;
+}
+
+static void temp_path(char *path, size_t size, const char *what)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(path, size, "%s/textok_test_cuda_%s.safetensors", tmp && *tmp ? tmp : "/tmp", what);
+}
+
+static int dit_random_file(const char *path, const textok_dit_config *cfg)
+{
+    int n = textok_dit_tensor_specs(cfg, NULL, 0), st;
+    textok_tensor_spec *specs = n > 0 ? (textok_tensor_spec *)calloc((size_t)n, sizeof *specs) : NULL;
+    if (!specs) return n < 0 ? n : TEXTOK_ERR_NOMEM;
+    textok_dit_tensor_specs(cfg, specs, n);
+    st = random_weights_file(path, specs, n, 5);
+    free(specs);
     return st;
 }
 
@@ -304,7 +350,6 @@ static void dit_checks(const textok_kernels *cpu, const textok_kernels *gpu)
     int32_t y[2] = { 3, 207 };
     float *out[2] = { NULL, NULL };
     char path[512];
-    const char *tmp = getenv("TMPDIR");
     textok_safetensors stf;
     size_t n;
     int side, have_file = 0;
@@ -313,7 +358,7 @@ static void dit_checks(const textok_kernels *cpu, const textok_kernels *gpu)
     if (g_small) { cfg.hidden = 64; cfg.depth = 2; cfg.heads = 4; cfg.mlp_hidden = 256; }   /* 4x8x8 latents */
     n = (size_t)B * cfg.in_channels * cfg.input_size * cfg.input_size;
     sc.steps = 1;
-    snprintf(path, sizeof path, "%s/textok_test_cuda_dit.safetensors", tmp && *tmp ? tmp : "/tmp");
+    temp_path(path, sizeof path, "dit");
     TRY(dit_random_file(path, &cfg));
     TRY(textok_st_open(&stf, path));
     have_file = 1;
@@ -335,6 +380,208 @@ static void dit_checks(const textok_kernels *cpu, const textok_kernels *gpu)
 done:
     if (have_file) { textok_st_close(&stf); remove(path); }
     for (side = 0; side < 2; side++) { textok_dit_free(m[side]); free(out[side]); }
+}
+
+/* ----- 3e. more model paths, tiny on every machine: TexTok with text (VAE), T5, MaskGIT, the
+   generator trainer (DiT and MaskGIT). What matters most here is that they RUN on the GPU table
+   unchanged (cuda-emu faults on any host access to device memory); results as above. */
+static void textok_text_checks(const textok_kernels *cpu, const textok_kernels *gpu)
+{
+    enum { B = 2, L = 5, DT = 16 };
+    textok_titok_config cfg;
+    textok_train_config tc;
+    textok_titok *m[2] = { NULL, NULL };
+    textok_trainer *t[2] = { NULL, NULL };
+    textok_train_stats stats[2];
+    textok_tensor_spec *specs = NULL;
+    float emb[B * L * DT], *img = NULL, *lat[2] = { NULL, NULL }, *out[2] = { NULL, NULL };
+    unsigned char mask[B * L] = { 1, 1, 1, 1, 1, 1, 1, 1, 0, 0 };   /* image 1: 3 real tokens */
+    textok_text text;
+    textok_rng r;
+    size_t n_img, n_lat;
+    int side, n_specs;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.arch = TEXTOK_ARCH_TEXTOK;
+    cfg.image_size = 32; cfg.patch_size = 8; cfg.num_latent_tokens = 8; cfg.token_size = 8;
+    cfg.enc_width = cfg.dec_width = 32; cfg.enc_layers = cfg.dec_layers = 2; cfg.enc_heads = cfg.dec_heads = 2;
+    cfg.enc_mlp = cfg.dec_mlp = 64; cfg.quantize_mode = TEXTOK_QUANT_VAE;
+    cfg.text_dim = DT; cfg.text_len = 6; cfg.text_in_encoder = cfg.text_in_decoder = 1;
+    n_img = (size_t)B * 3 * 32 * 32;
+    n_lat = (size_t)B * cfg.token_size * cfg.num_latent_tokens;
+    textok_rng_seed(&r, 7);
+    textok_rng_fill_normal(&r, emb, (size_t)B * L * DT, 0.0f, 1.0f);
+    text.emb = emb; text.mask = mask; text.L = L; text.dim = DT;
+    img = (float *)malloc(n_img * sizeof(float));
+    if (!img) { CHECK(0, "out of memory"); goto done; }
+    textok_rng_fill_uniform(&r, img, n_img, 0.0f, 1.0f);
+    textok_train_preset(&tc, "tiny");
+    tc.batch = B; tc.perceptual_weight = 0.0f; tc.disc_weight = 0.0f; tc.vae_sample = 1;
+    for (side = 0; side < 2; side++) {
+        textok_params p = textok_default_params();
+        textok_rng rs;
+        p.kernels = side ? gpu : cpu; p.max_batch = B;
+        lat[side] = (float *)malloc(n_lat * sizeof(float));
+        out[side] = (float *)malloc(n_img * sizeof(float));
+        if (!lat[side] || !out[side]) { CHECK(0, "out of memory"); goto done; }
+        TRY(textok_titok_create_std(&m[side], &cfg, &p, 1, 0.0f));
+        textok_rng_seed(&rs, 8);
+        TRY(textok_titok_encode(m[side], img, B, &text, NULL, lat[side], NULL, &rs));   /* a posterior sample */
+        TRY(textok_titok_decode_latents(m[side], lat[side], B, &text, out[side]));
+        TRY(textok_trainer_create(&t[side], m[side], NULL, NULL, &tc, 9));
+        TRY(textok_trainer_step(t[side], img, &text, &stats[side]));
+    }
+    printf("textok (VAE, text both sides): latents rel L2 %.3e, decode rel L2 %.3e, train loss %.8g / %.8g (kl %.6g / %.6g)\n",
+           rel_l2(lat[1], lat[0], n_lat), rel_l2(out[1], out[0], n_img), stats[0].total, stats[1].total, stats[0].kl, stats[1].kl);
+    CHECK(rel_l2(lat[1], lat[0], n_lat) <= 1e-4, "textok: latents differ");
+    CHECK(rel_l2(out[1], out[0], n_img) <= 1e-4, "textok: decoded images differ");
+    CHECK(fabs(stats[1].total - stats[0].total) <= 1e-4 * fabs(stats[0].total), "textok: train loss differs");
+    n_specs = textok_titok_tensor_specs(&cfg, NULL, 0);
+    specs = (textok_tensor_spec *)malloc((size_t)n_specs * sizeof *specs);
+    if (!specs) { CHECK(0, "out of memory"); goto done; }
+    textok_titok_tensor_specs(&cfg, specs, n_specs);
+    compare_grads("textok train step", "grad.", get_titok, t[0], t[1], specs, n_specs);
+done:
+    for (side = 0; side < 2; side++) { textok_trainer_free(t[side]); textok_titok_free(m[side]); free(lat[side]); free(out[side]); }
+    free(img); free(specs);
+}
+
+static void t5_checks(const textok_kernels *cpu, const textok_kernels *gpu)
+{
+    enum { B = 2, L = 7 };
+    textok_t5_config cfg;
+    textok_t5 *t5[2] = { NULL, NULL };
+    textok_tensor_spec *specs = NULL;
+    textok_safetensors stf;
+    char path[512];
+    int32_t ids[B * L] = { 5, 9, 3, 60, 1, 0, 0, 7, 8, 2, 33, 4, 19, 1 };
+    unsigned char mask[B * L] = { 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1 };
+    float out[2][B * L * 32];
+    int side, n, have_file = 0;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.vocab = 64; cfg.d_model = 32; cfg.d_kv = 8; cfg.heads = 4; cfg.d_ff = 64; cfg.layers = 2;
+    cfg.num_buckets = 8; cfg.max_distance = 16; cfg.gated = 1; cfg.gelu_tanh = 1; cfg.eps = 1e-6f;
+    n = textok_t5_tensor_specs(&cfg, NULL, 0);
+    specs = n > 0 ? (textok_tensor_spec *)calloc((size_t)n, sizeof *specs) : NULL;
+    if (!specs) { CHECK(0, "t5 specs: %s", textok_last_error()); goto done; }
+    textok_t5_tensor_specs(&cfg, specs, n);
+    temp_path(path, sizeof path, "t5");
+    TRY(random_weights_file(path, specs, n, 10));
+    TRY(textok_st_open(&stf, path));
+    have_file = 1;
+    for (side = 0; side < 2; side++) {
+        textok_params p = textok_default_params();
+        p.kernels = side ? gpu : cpu; p.max_batch = B;
+        TRY(textok_t5_load_st(&t5[side], &stf, &cfg, &p));
+        TRY(textok_t5_encode(t5[side], ids, mask, B, L, out[side]));
+    }
+    printf("t5 (gated tanh-GELU, relative bias, padding): rel L2 %.3e\n", rel_l2(out[1], out[0], (size_t)B * L * 32));
+    CHECK(rel_l2(out[1], out[0], (size_t)B * L * 32) <= 1e-4, "t5: encoder outputs differ");
+done:
+    if (have_file) { textok_st_close(&stf); remove(path); }
+    for (side = 0; side < 2; side++) textok_t5_free(t5[side]);
+    free(specs);
+}
+
+static void maskgit_checks(const textok_kernels *cpu, const textok_kernels *gpu, int arch)
+{
+    enum { B = 2, LEN = 8 };
+    const char *an = arch == TEXTOK_MASKGIT_BERT ? "maskgit ImageBert" : "maskgit UViT";
+    textok_maskgit_config cfg;
+    textok_maskgit_sample_config sc;
+    textok_gen_train_config tc;
+    textok_maskgit *m[2] = { NULL, NULL };
+    textok_gen_trainer *t[2] = { NULL, NULL };
+    textok_gen_train_stats stats[2];
+    textok_tensor_spec *specs = NULL;
+    int32_t in_ids[B * LEN] = { 16, 3, 16, 16, 7, 1, 16, 0, 2, 16, 16, 9, 16, 4, 16, 16 }, cls[B] = { 1, 4 };
+    int32_t tok[B * LEN] = { 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10, 12, 14 }, gen_ids[2][B * LEN];
+    float logits[2][B * LEN * 16];
+    int side, n, i, diff = 0;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.arch = arch; cfg.codebook_size = 16; cfg.num_classes = 5; cfg.seq_len = LEN;
+    cfg.hidden = 32; cfg.depth = arch == TEXTOK_MASKGIT_BERT ? 2 : 4; cfg.heads = 2; cfg.mlp_hidden = 64;
+    textok_maskgit_sample_preset(&sc, "demo");
+    sc.steps = 3;
+    textok_gen_train_preset(&tc, "tiny");
+    tc.batch = B;
+    for (side = 0; side < 2; side++) {
+        textok_params p = textok_default_params();
+        textok_rng r;
+        p.kernels = side ? gpu : cpu; p.max_batch = 2 * B;
+        TRY(textok_maskgit_create(&m[side], &cfg, &p, 11));
+        TRY(textok_maskgit_forward(m[side], in_ids, cls, B, logits[side]));
+        textok_rng_seed(&r, 12);
+        TRY(textok_maskgit_generate(m[side], &sc, cls, B, &r, gen_ids[side]));
+        TRY(textok_gen_trainer_create(&t[side], NULL, m[side], &tc, 13));
+        TRY(textok_gen_trainer_step(t[side], NULL, tok, cls, NULL, &stats[side]));
+    }
+    for (i = 0; i < B * LEN; i++) diff += gen_ids[0][i] != gen_ids[1][i];
+    printf("%s: logits rel L2 %.3e, generated ids differing %d of %d, train loss %.8g / %.8g\n", an,
+           rel_l2(logits[1], logits[0], (size_t)B * LEN * 16), diff, B * LEN, stats[0].loss, stats[1].loss);
+    CHECK(rel_l2(logits[1], logits[0], (size_t)B * LEN * 16) <= 1e-4, "%s: logits differ", an);
+    CHECK(diff == 0, "%s: generated ids differ (%d): a near-tie in the Gumbel argmax, or a bug", an, diff);
+    CHECK(fabs(stats[1].loss - stats[0].loss) <= 1e-4 * fabs(stats[0].loss), "%s: train loss differs", an);
+    n = textok_maskgit_tensor_specs(&cfg, NULL, 0);
+    specs = n > 0 ? (textok_tensor_spec *)calloc((size_t)n, sizeof *specs) : NULL;
+    if (!specs) { CHECK(0, "out of memory"); goto done; }
+    textok_maskgit_tensor_specs(&cfg, specs, n);
+    compare_grads(arch == TEXTOK_MASKGIT_BERT ? "maskgit ImageBert train step" : "maskgit UViT train step", "grad.", get_gen,
+                  t[0], t[1], specs, n);
+done:
+    for (side = 0; side < 2; side++) { textok_gen_trainer_free(t[side]); textok_maskgit_free(m[side]); }
+    free(specs);
+}
+
+static void dit_train_checks(const textok_kernels *cpu, const textok_kernels *gpu)
+{
+    enum { B = 2 };
+    textok_dit_config cfg;
+    textok_gen_train_config tc;
+    textok_dit *m[2] = { NULL, NULL };
+    textok_gen_trainer *t[2] = { NULL, NULL };
+    textok_gen_train_stats stats[2];
+    textok_tensor_spec *specs = NULL;
+    textok_safetensors stf;
+    char path[512];
+    int32_t y[B] = { 4, 1 };
+    float *lat = NULL;
+    size_t n_lat;
+    int side, n = 0, have_file = 0;
+    TRY(textok_dit_preset(&cfg, "S/2", 64));
+    cfg.hidden = 64; cfg.depth = 2; cfg.heads = 4; cfg.mlp_hidden = 256;
+    n_lat = (size_t)B * cfg.in_channels * cfg.input_size * cfg.input_size;
+    lat = (float *)malloc(n_lat * sizeof(float));
+    if (!lat) { CHECK(0, "out of memory"); goto done; }
+    {
+        textok_rng r;
+        textok_rng_seed(&r, 14);
+        textok_rng_fill_normal(&r, lat, n_lat, 0.0f, 1.0f);
+    }
+    temp_path(path, sizeof path, "dit_train");
+    TRY(dit_random_file(path, &cfg));
+    TRY(textok_st_open(&stf, path));
+    have_file = 1;
+    textok_gen_train_preset(&tc, "tiny");
+    tc.batch = B;
+    for (side = 0; side < 2; side++) {
+        textok_params p = textok_default_params();
+        p.kernels = side ? gpu : cpu; p.max_batch = 2 * B;
+        TRY(textok_dit_load_st(&m[side], &stf, &cfg, &p));
+        TRY(textok_gen_trainer_create(&t[side], m[side], NULL, &tc, 15));
+        TRY(textok_gen_trainer_step(t[side], lat, NULL, y, NULL, &stats[side]));
+    }
+    printf("dit train step: loss %.8g / %.8g (mse %.8g / %.8g, vb %.6g / %.6g)\n", stats[0].loss, stats[1].loss,
+           stats[0].mse, stats[1].mse, stats[0].vb, stats[1].vb);
+    CHECK(fabs(stats[1].loss - stats[0].loss) <= 1e-4 * fabs(stats[0].loss), "dit train step: loss differs");
+    n = textok_dit_tensor_specs(&cfg, NULL, 0);
+    specs = n > 0 ? (textok_tensor_spec *)calloc((size_t)n, sizeof *specs) : NULL;
+    if (!specs) { CHECK(0, "out of memory"); goto done; }
+    textok_dit_tensor_specs(&cfg, specs, n);
+    compare_grads("dit train step", "grad.", get_gen, t[0], t[1], specs, n);
+done:
+    if (have_file) { textok_st_close(&stf); remove(path); }
+    for (side = 0; side < 2; side++) { textok_gen_trainer_free(t[side]); textok_dit_free(m[side]); }
+    free(specs); free(lat);
 }
 
 int main(int argc, char **argv)
@@ -369,6 +616,11 @@ int main(int argc, char **argv)
         copy_count_checks(&gpu);
         train_checks(&fast, &gpu);
         dit_checks(&fast, &gpu);
+        textok_text_checks(&fast, &gpu);
+        t5_checks(&fast, &gpu);
+        maskgit_checks(&fast, &gpu, TEXTOK_MASKGIT_BERT);
+        maskgit_checks(&fast, &gpu, TEXTOK_MASKGIT_UVIT);
+        dit_train_checks(&fast, &gpu);
         CHECK(textok_cuda_status(&gpu) == TEXTOK_OK, "CUDA error after the model checks: %s", textok_last_error());
     }
     textok_cuda_release(&gpu);
