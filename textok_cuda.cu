@@ -21,7 +21,8 @@
         are CUDA's, within 1-2 ulp of glibc's.
       - Row statistics (layernorm, rmsnorm, groupnorm, softmax sums, cross-entropy, l2norm, LPIPS)
         are summed in double as on the CPU, in a fixed tree order (a block reduction): the result
-        depends on the shape only, not on timing.
+        depends on the shape only, not on timing. Sums over rows (dbias, the norms' dweight) cut
+        the rows into TEXTOK__CUDA_RED_BLOCKS chunks summed in double, then add the chunks in order.
       - sum_squares, diff_loss and kl split n into TEXTOK__CUDA_RED_BLOCKS contiguous ranges fixed
         by n (the CPU's split), sum each in double, then add the partials in order on one thread.
       - Attention is one warp per query row (forward and dq: online softmax, lse saved) or per key
@@ -48,6 +49,7 @@
 #define TEXTOK__CUDA_RED_BLOCKS 64    /* the CPU's TEXTOK__RED_BLOCKS: same split of n */
 #define TEXTOK__CUDA_HD_MAX     256   /* attention head dim: 8 channels per lane of a warp */
 #define TEXTOK__CUDA_CB_ROWS    64    /* codebook rows per GEMM block (work holds K + 64 K) */
+#define TEXTOK__CUDA_COL_MAX    8192  /* columns per pass of the column sums (scratch: 64 x 8192 doubles) */
 #define TEXTOK__LOGVAR_MIN_F    (-30.0f)
 #define TEXTOK__LOGVAR_MAX_F    20.0f
 #define TEXTOK__LPIPS_EPS_D     1e-10
@@ -58,6 +60,7 @@ typedef struct textok__cuda_state {
     int                  device;
     cublasHandle_t       blas;
     double              *partials;   /* TEXTOK__CUDA_RED_BLOCKS doubles: the reductions' scratch */
+    double              *colpart;    /* TEXTOK__CUDA_RED_BLOCKS x TEXTOK__CUDA_COL_MAX doubles: column sums' */
     int                  status;     /* TEXTOK_OK or the first failure's status */
     char                 msg[400];   /* its message */
     textok_cuda_counters cnt;
@@ -238,14 +241,58 @@ __global__ static void textok__cuda_rows_set_kernel(float *out, const float *bia
     TEXTOK__CUDA_FOR(i, rows * (size_t)N) out[i] = bias[i % (size_t)N];
 }
 
-/* acc (cols) += sum over rows of x (rows, cols); one thread per column, rows in order, double */
-__global__ static void textok__cuda_colsum_add_kernel(float *acc, const float *x, size_t rows, int cols)
+/* Column sums: acc[c] += sum over the rows r of term(r, c), (rows, cols) row-major, in double, in
+   an order fixed by the shape: the rows are cut into TEXTOK__CUDA_RED_BLOCKS contiguous chunks
+   (the reductions' split), a thread sums one column of one chunk in row order, then one thread
+   per column adds the chunks' partials in chunk order. Terms (the CPU's expressions):
+     PLAIN   x[r,c]                              (matmul dbias; layernorm dbias with x = dout)
+     LN_W    dout[r,c] ((x[r,c] - mean[r]) rstd[r])   (layernorm dweight)
+     RMS_W   dout[r,c] x[r,c] rstd[r]                 (rmsnorm dweight) */
+enum { TEXTOK__CUDA_COL_PLAIN, TEXTOK__CUDA_COL_LN_W, TEXTOK__CUDA_COL_RMS_W };
+
+/* part (chunks, TEXTOK__CUDA_COL_MAX): grid (column blocks, chunks), columns [c0, c0 + ncols) */
+__global__ static void textok__cuda_colsum_partial_kernel(double *part, int kind, const float *x, const float *dout,
+                                                          const float *mean, const float *rstd, size_t rows,
+                                                          int cols, int c0, int ncols)
 {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    const size_t nb = TEXTOK__CUDA_RED_BLOCKS, k = blockIdx.y;
+    const size_t lo = rows / nb * k + (rows % nb < k ? rows % nb : k), len = rows / nb + (k < rows % nb);
+    const int cc = blockIdx.x * blockDim.x + threadIdx.x, c = c0 + cc;
     double s = 0.0;
-    if (c >= cols) return;
-    for (size_t r = 0; r < rows; r++) s += x[r * cols + c];
-    acc[c] += (float)s;
+    if (cc >= ncols) return;
+    for (size_t r = lo; r < lo + len; r++) {
+        const size_t i = r * cols + c;
+        if (kind == TEXTOK__CUDA_COL_PLAIN) s += x[i];
+        else if (kind == TEXTOK__CUDA_COL_LN_W) s += (double)dout[i] * ((x[i] - mean[r]) * rstd[r]);
+        else s += (double)dout[i] * x[i] * rstd[r];
+    }
+    part[k * TEXTOK__CUDA_COL_MAX + cc] = s;
+}
+
+/* acc[c0 + cc] += the chunks' partials of column cc, in chunk order */
+__global__ static void textok__cuda_colsum_final_kernel(float *acc, const double *part, int c0, int ncols)
+{
+    const int cc = blockIdx.x * blockDim.x + threadIdx.x;
+    double s = 0.0;
+    if (cc >= ncols) return;
+    for (int k = 0; k < TEXTOK__CUDA_RED_BLOCKS; k++) s += part[(size_t)k * TEXTOK__CUDA_COL_MAX + cc];
+    acc[c0 + cc] += (float)s;
+}
+
+static void textok__cuda_colsum(const textok_kernels *k, float *acc, int kind, const float *x, const float *dout,
+                                const float *mean, const float *rstd, size_t rows, int cols)
+{
+    double *part = textok__cuda_st(k)->colpart;
+    if (textok__cuda_failed(k) || cols <= 0) return;
+    for (int c0 = 0; c0 < cols; c0 += TEXTOK__CUDA_COL_MAX) {
+        const int ncols = cols - c0 < TEXTOK__CUDA_COL_MAX ? cols - c0 : TEXTOK__CUDA_COL_MAX;
+        const unsigned gx = (unsigned)((ncols + TEXTOK__CUDA_THREADS - 1) / TEXTOK__CUDA_THREADS);
+        textok__cuda_colsum_partial_kernel<<<dim3(gx, TEXTOK__CUDA_RED_BLOCKS), TEXTOK__CUDA_THREADS>>>(
+            part, kind, x, dout, mean, rstd, rows, cols, c0, ncols);
+        TEXTOK__CUDA_LAUNCHED(k, "column sums (partials)");
+        textok__cuda_colsum_final_kernel<<<gx, TEXTOK__CUDA_THREADS>>>(acc, part, c0, ncols);
+        TEXTOK__CUDA_LAUNCHED(k, "column sums");
+    }
 }
 
 static void textok__cuda_matmul_forward(const textok_kernels *k, float *out, const float *a, const float *b,
@@ -286,11 +333,7 @@ static void textok__cuda_matmul_backward(const textok_kernels *k, float *da, flo
         else     /* (N,K) = dout^T (N,M) . op(A) (M,K) */
             textok__cuda_gemm(k, 1, ta, N, K, M, 1.0f, dout, N, so, a, lda, sa, 1.0f, db, K, sb, d->batch);
     }
-    if (dbias && N > 0) {
-        textok__cuda_colsum_add_kernel<<<(N + TEXTOK__CUDA_THREADS - 1) / TEXTOK__CUDA_THREADS, TEXTOK__CUDA_THREADS>>>(
-            dbias, dout, (size_t)d->batch * M, N);
-        TEXTOK__CUDA_LAUNCHED(k, "matmul dbias");
-    }
+    if (dbias) textok__cuda_colsum(k, dbias, TEXTOK__CUDA_COL_PLAIN, dout, NULL, NULL, NULL, (size_t)d->batch * M, N);
 }
 
 /* ----- layernorm ---------------------------------------------------------------------------- */
@@ -341,23 +384,6 @@ __global__ static void textok__cuda_layernorm_dinp_kernel(float *dinp, const flo
     }
 }
 
-/* dweight[c] += sum_n dout xhat, dbias[c] += sum_n dout; one thread per column, rows in order */
-__global__ static void textok__cuda_layernorm_dparams_kernel(float *dweight, float *dbias, const float *dout,
-                                                             const float *inp, const float *mean, const float *rstd,
-                                                             int N, int C)
-{
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    double sw = 0.0, sb = 0.0;
-    if (c >= C) return;
-    for (int r = 0; r < N; r++) {
-        const float *x = inp + (size_t)r * C, *dy = dout + (size_t)r * C;
-        sw += (double)dy[c] * ((x[c] - mean[r]) * rstd[r]);
-        sb += dy[c];
-    }
-    if (dweight) dweight[c] += (float)sw;
-    if (dbias) dbias[c] += (float)sb;
-}
-
 static void textok__cuda_layernorm_forward(const textok_kernels *k, float *out, float *mean, float *rstd,
                                            const float *inp, const float *weight, const float *bias,
                                            int N, int C, float eps)
@@ -376,11 +402,8 @@ static void textok__cuda_layernorm_backward(const textok_kernels *k, float *dinp
         textok__cuda_layernorm_dinp_kernel<<<N, TEXTOK__CUDA_THREADS>>>(dinp, dout, inp, weight, mean, rstd, C);
         TEXTOK__CUDA_LAUNCHED(k, "layernorm_backward dinp");
     }
-    if (dweight || dbias) {
-        textok__cuda_layernorm_dparams_kernel<<<(C + TEXTOK__CUDA_THREADS - 1) / TEXTOK__CUDA_THREADS, TEXTOK__CUDA_THREADS>>>(
-            dweight, dbias, dout, inp, mean, rstd, N, C);
-        TEXTOK__CUDA_LAUNCHED(k, "layernorm_backward dweight");
-    }
+    if (dweight) textok__cuda_colsum(k, dweight, TEXTOK__CUDA_COL_LN_W, inp, dout, mean, rstd, (size_t)N, C);
+    if (dbias) textok__cuda_colsum(k, dbias, TEXTOK__CUDA_COL_PLAIN, dout, NULL, NULL, NULL, (size_t)N, C);
 }
 
 /* ----- RMSNorm ------------------------------------------------------------------------------ */
@@ -417,17 +440,6 @@ __global__ static void textok__cuda_rmsnorm_dinp_kernel(float *dinp, const float
     }
 }
 
-/* dweight[c] += sum_n dout x rstd; one thread per column */
-__global__ static void textok__cuda_rmsnorm_dweight_kernel(float *dweight, const float *dout, const float *inp,
-                                                           const float *rstd, int N, int C)
-{
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    double sw = 0.0;
-    if (c >= C) return;
-    for (int r = 0; r < N; r++) sw += (double)dout[(size_t)r * C + c] * inp[(size_t)r * C + c] * rstd[r];
-    dweight[c] += (float)sw;
-}
-
 static void textok__cuda_rmsnorm_forward(const textok_kernels *k, float *out, float *rstd, const float *inp,
                                          const float *weight, int N, int C, float eps)
 {
@@ -444,11 +456,7 @@ static void textok__cuda_rmsnorm_backward(const textok_kernels *k, float *dinp, 
         textok__cuda_rmsnorm_dinp_kernel<<<N, TEXTOK__CUDA_THREADS>>>(dinp, dout, inp, weight, rstd, C);
         TEXTOK__CUDA_LAUNCHED(k, "rmsnorm_backward dinp");
     }
-    if (dweight) {
-        textok__cuda_rmsnorm_dweight_kernel<<<(C + TEXTOK__CUDA_THREADS - 1) / TEXTOK__CUDA_THREADS, TEXTOK__CUDA_THREADS>>>(
-            dweight, dout, inp, rstd, N, C);
-        TEXTOK__CUDA_LAUNCHED(k, "rmsnorm_backward dweight");
-    }
+    if (dweight) textok__cuda_colsum(k, dweight, TEXTOK__CUDA_COL_RMS_W, inp, dout, NULL, rstd, (size_t)N, C);
 }
 
 /* ----- pointwise: GELU, SiLU, tanh, leaky ReLU, add --------------------------------------- */
@@ -999,15 +1007,15 @@ __global__ static void textok__cuda_conv_bias_kernel(float *out, const float *bi
     TEXTOK__CUDA_FOR(i, n) out[i] += bias[i / P % OC];
 }
 
-/* dbias[o] += sum over images and pixels of dout (B,OC,P); one thread per o, in order, double */
+/* dbias[o] += sum over images and pixels of dout (B,OC,P); one block per o, double */
 __global__ static void textok__cuda_conv_dbias_kernel(float *dbias, const float *dout, int B, int OC, int P)
 {
-    int o = blockIdx.x * blockDim.x + threadIdx.x;
+    const int o = blockIdx.x;
     double s = 0.0;
-    if (o >= OC) return;
     for (int b = 0; b < B; b++)
-        for (int p = 0; p < P; p++) s += dout[((size_t)b * OC + o) * P + p];
-    dbias[o] += (float)s;
+        for (int p = threadIdx.x; p < P; p += blockDim.x) s += dout[((size_t)b * OC + o) * P + p];
+    s = textok__cuda_block_sum(s);
+    if (threadIdx.x == 0) dbias[o] += (float)s;
 }
 
 static int textok__cuda_conv_pointwise(const textok_conv2d_dims *d)
@@ -1061,8 +1069,7 @@ static void textok__cuda_conv2d_backward(const textok_kernels *k, float *dinp, f
     const size_t img_in = (size_t)d->C * d->H * d->W, img_out = (size_t)d->OC * P;
     if (textok__cuda_failed(k) || d->B <= 0 || P <= 0 || d->OC <= 0) return;
     if (dbias) {
-        textok__cuda_conv_dbias_kernel<<<(d->OC + TEXTOK__CUDA_THREADS - 1) / TEXTOK__CUDA_THREADS, TEXTOK__CUDA_THREADS>>>(
-            dbias, dout, d->B, d->OC, P);
+        textok__cuda_conv_dbias_kernel<<<d->OC, TEXTOK__CUDA_THREADS>>>(dbias, dout, d->B, d->OC, P);
         TEXTOK__CUDA_LAUNCHED(k, "conv2d_backward dbias");
     }
     if (textok__cuda_conv_pointwise(d)) {
@@ -1733,15 +1740,18 @@ static void textok__cuda_maxpool_backward(const textok_kernels *k, float *dinp, 
 }
 
 /* ----- one LPIPS layer ---------------------------------------------------------------------- */
-/* d[b] = mean_p sum_c w_c (f0/(|f0|+eps) - f1/(|f1|+eps))^2, f (B,C,HW); one block per image,
-   each pixel's sums in double on one thread, the pixel sum a block reduction */
-__global__ static void textok__cuda_lpips_forward_kernel(float *d, const float *f0, const float *f1, const float *w,
+/* d[b] = mean_p sum_c w_c (f0/(|f0|+eps) - f1/(|f1|+eps))^2, f (B,C,HW). Grid (chunks, B): block
+   (k, b) sums chunk k of image b's pixels (the reductions' split of HW), each pixel's sums in
+   double on one thread, into part[b * chunks + k]; then one thread per image adds its chunks in
+   order: the order depends on the shape only */
+__global__ static void textok__cuda_lpips_partial_kernel(double *part, const float *f0, const float *f1, const float *w,
                                                          int C, int HW)
 {
-    const size_t b = blockIdx.x;
+    const size_t nb = TEXTOK__CUDA_RED_BLOCKS, k = blockIdx.x, b = blockIdx.y, n = (size_t)HW;
+    const size_t lo = n / nb * k + (n % nb < k ? n % nb : k), len = n / nb + (k < n % nb);
     const float *x0 = f0 + b * C * HW, *x1 = f1 + b * C * HW;
     double acc = 0.0;
-    for (int p = threadIdx.x; p < HW; p += blockDim.x) {
+    for (size_t p = lo + threadIdx.x; p < lo + len; p += blockDim.x) {
         double s0 = 0.0, s1 = 0.0, r0, r1, dsum = 0.0;
         for (int c = 0; c < C; c++) {
             s0 += (double)x0[(size_t)c * HW + p] * x0[(size_t)c * HW + p];
@@ -1756,7 +1766,17 @@ __global__ static void textok__cuda_lpips_forward_kernel(float *d, const float *
         acc += dsum;
     }
     acc = textok__cuda_block_sum(acc);
-    if (threadIdx.x == 0) d[b] = (float)(acc / HW);
+    if (threadIdx.x == 0) part[b * nb + k] = acc;
+}
+
+/* d (B) = (float)(the chunks of image b in order / HW) */
+__global__ static void textok__cuda_lpips_final_kernel(float *d, const double *part, int B, int HW)
+{
+    const int b = blockIdx.x * blockDim.x + threadIdx.x;
+    double acc = 0.0;
+    if (b >= B) return;
+    for (int k = 0; k < TEXTOK__CUDA_RED_BLOCKS; k++) acc += part[(size_t)b * TEXTOK__CUDA_RED_BLOCKS + k];
+    d[b] = (float)(acc / HW);
 }
 
 /* the CPU reference's per-pixel backward; one thread per (b, pixel) */
@@ -1795,8 +1815,15 @@ __global__ static void textok__cuda_lpips_backward_kernel(float *df0, float *df1
 static void textok__cuda_lpips_layer_forward(const textok_kernels *k, float *d, const float *f0, const float *f1,
                                              const float *w, int B, int C, int HW)
 {
+    double *part = textok__cuda_st(k)->colpart;   /* B x chunks doubles */
     if (textok__cuda_failed(k) || B <= 0) return;
-    textok__cuda_lpips_forward_kernel<<<B, TEXTOK__CUDA_THREADS>>>(d, f0, f1, w, C, HW);
+    if (B > TEXTOK__CUDA_COL_MAX || B > 65535) {
+        textok__cuda_record(k, TEXTOK_ERR_UNSUPPORTED, "lpips_layer_forward", "more than 8192 images in one call");
+        return;
+    }
+    textok__cuda_lpips_partial_kernel<<<dim3(TEXTOK__CUDA_RED_BLOCKS, (unsigned)B), TEXTOK__CUDA_THREADS>>>(part, f0, f1, w, C, HW);
+    TEXTOK__CUDA_LAUNCHED(k, "lpips_layer_forward (partials)");
+    textok__cuda_lpips_final_kernel<<<(B + TEXTOK__CUDA_THREADS - 1) / TEXTOK__CUDA_THREADS, TEXTOK__CUDA_THREADS>>>(d, part, B, HW);
     TEXTOK__CUDA_LAUNCHED(k, "lpips_layer_forward");
 }
 static void textok__cuda_lpips_layer_backward(const textok_kernels *k, float *df0, float *df1, const float *dd,
@@ -1844,8 +1871,11 @@ extern "C" int textok_cuda_kernels(textok_kernels *k, int device, int allow_tf32
     }
     /* strict FP32: no TF32 or reduced-precision reductions unless asked */
     s = cublasSetMathMode(st->blas, allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH);
-    if (s == CUBLAS_STATUS_SUCCESS && (e = cudaMalloc((void **)&st->partials, TEXTOK__CUDA_RED_BLOCKS * sizeof(double))) != cudaSuccess) {
+    if (s == CUBLAS_STATUS_SUCCESS &&
+        ((e = cudaMalloc((void **)&st->partials, TEXTOK__CUDA_RED_BLOCKS * sizeof(double))) != cudaSuccess ||
+         (e = cudaMalloc((void **)&st->colpart, (size_t)TEXTOK__CUDA_RED_BLOCKS * TEXTOK__CUDA_COL_MAX * sizeof(double))) != cudaSuccess)) {
         (void)cudaGetLastError();
+        cudaFree(st->partials);
         cublasDestroy(st->blas);
         free(st);
         return textok_set_error(TEXTOK_ERR_NOMEM, "textok_cuda_kernels: cudaMalloc: %s", cudaGetErrorString(e));
@@ -1927,6 +1957,7 @@ extern "C" void textok_cuda_release(textok_kernels *k)
     textok__cuda_state *st;
     if (!k || !(st = (textok__cuda_state *)k->state)) return;
     cudaFree(st->partials);
+    cudaFree(st->colpart);
     cublasDestroy(st->blas);
     (void)cudaGetLastError();
     free(st);

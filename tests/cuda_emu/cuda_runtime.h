@@ -6,7 +6,7 @@
    What is emulated: every CUDA thread is a fiber (own stack, x86-64 context switch below); the
    threads of a block run cooperatively, one at a time, switching only at __syncthreads and at
    warp shuffles, which are real barriers (block-wide and per warp). Blocks run one after the
-   other. Device memory is host memory (cudaMalloc = malloc); atomicAdd is a plain add (fibers
+   other (1-D blocks, 1-D or 2-D grids). Device memory is host memory (cudaMalloc = malloc); atomicAdd is a plain add (fibers
    are never preempted). It checks what the real runtime checks at a launch (block size 1..1024,
    grid > 0) and what cuBLAS checks of a GEMM's leading dimensions (cublas_v2.h here).
 
@@ -122,10 +122,11 @@ static void emu_close(void);
 
 static void emu_run(dim3 g, dim3 b, std::function<void()> body)
 {
-    unsigned bx;
+    unsigned bx, by;
     int i;
     if (!emu.stacks) emu.stacks = (char *)malloc((size_t)EMU_MAX_THREADS * EMU_STACK);
-    if (g.x == 0 || g.y != 1 || g.z != 1 || b.x == 0 || b.x > EMU_MAX_THREADS || b.y != 1 || b.z != 1 || !emu.stacks) {
+    if (g.x == 0 || g.y == 0 || g.y > 65535 || g.z != 1 || b.x == 0 || b.x > EMU_MAX_THREADS || b.y != 1 || b.z != 1 ||
+        !emu.stacks) {
         emu.last = cudaErrorInvalidConfiguration;
         return;
     }
@@ -138,9 +139,10 @@ static void emu_run(dim3 g, dim3 b, std::function<void()> body)
         int lanes = emu.n - 32 * i;
         emu.w_size[i] = lanes > 32 ? 32 : lanes > 0 ? lanes : 0;
     }
+    for (by = 0; by < g.y; by++)
     for (bx = 0; bx < g.x; bx++) {
         int left = emu.n;
-        emu.block_idx = dim3(bx, 0, 0);
+        emu.block_idx = dim3(bx, by, 0);
         emu.bar_count = emu.bar_gen = 0;
         memset(emu.w_count, 0, sizeof emu.w_count);
         memset(emu.w_gen, 0, sizeof emu.w_gen);
