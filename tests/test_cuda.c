@@ -13,6 +13,8 @@
           counters of the CUDA table: no hidden copies in the per-layer path);
         - one training step of an S-128-sized ViT tokenizer with LPIPS + discriminator ("tiny"
           preset, batch 2): every gradient, generator and discriminator, relative L2 <= 1e-4;
+          then LPIPS distance and discriminator logits alone, and checkpoints across devices
+          (each side loads the other's, one more step: the same loss);
         - one guided DiT sampling step (DiT-S/2 at 256, cfg 4.0): relative L2 <= 1e-4;
         - tiny models of the other paths (always tiny): TexTok with text on both sides (VAE:
           sampled latents, decode, a training step with KL), the T5 encoder (relative bias,
@@ -86,6 +88,50 @@ static void report(const textok_compare_result *r, void *user)
     if (!r->ok) t->bad++;
     printf("  %-4s %-20s %-8s %-32s nmse %9.2e (tol %7.1e) max_abs %9.2e%s%s\n", r->ok ? "ok" : "FAIL", r->kernel,
            r->output, r->shape, r->nmse, r->tol_nmse, r->max_abs, r->why[0] ? "  " : "", r->why);
+}
+
+/* a safetensors file at path with every tensor of specs (n) drawn N(0, 0.05^2) from seed */
+static int random_weights_file(const char *path, const textok_tensor_spec *specs, int n, uint64_t seed)
+{
+    textok_st_entry *e = NULL;
+    float **data = NULL;
+    textok_rng r;
+    int i, st = TEXTOK_ERR_NOMEM;
+    if (n <= 0) return n < 0 ? n : TEXTOK_ERR_ARG;
+    e = (textok_st_entry *)calloc((size_t)n, sizeof *e);
+    data = (float **)calloc((size_t)n, sizeof *data);
+    if (!e || !data) goto done;
+    textok_rng_seed(&r, seed);
+    for (i = 0; i < n; i++) {
+        size_t cnt = 1;
+        int d;
+        for (d = 0; d < specs[i].ndim; d++) { cnt *= (size_t)specs[i].shape[d]; e[i].shape[d] = specs[i].shape[d]; }
+        if (!(data[i] = (float *)malloc(cnt * sizeof(float)))) goto done;
+        textok_rng_fill_normal(&r, data[i], cnt, 0.0f, 0.05f);
+        e[i].name = specs[i].name; e[i].data = data[i]; e[i].ndim = specs[i].ndim;
+    }
+    st = textok_st_save(path, e, n, NULL, 0, TEXTOK_DTYPE_F32);
+done:
+    for (i = 0; data && i < n; i++) free(data[i]);
+    free(e); free(data);
+    return st;
+}
+
+static void temp_path(char *path, size_t size, const char *what)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(path, size, "%s/textok_test_cuda_%s.safetensors", tmp && *tmp ? tmp : "/tmp", what);
+}
+
+static int dit_random_file(const char *path, const textok_dit_config *cfg)
+{
+    int n = textok_dit_tensor_specs(cfg, NULL, 0), st;
+    textok_tensor_spec *specs = n > 0 ? (textok_tensor_spec *)calloc((size_t)n, sizeof *specs) : NULL;
+    if (!specs) return n < 0 ? n : TEXTOK_ERR_NOMEM;
+    textok_dit_tensor_specs(cfg, specs, n);
+    st = random_weights_file(path, specs, n, 5);
+    free(specs);
+    return st;
 }
 
 /* gradients of two trainers */
@@ -286,6 +332,31 @@ static void train_checks(const textok_kernels *cpu, const textok_kernels *gpu)
     textok_disc_tensor_specs(&dcfg, specs + n_specs, n_dspecs);
     compare_grads("train step (tokenizer)", "grad.", get_titok, t[0], t[1], specs, n_specs);
     compare_grads("train step (discriminator)", "disc.grad.", get_titok, t[0], t[1], specs + n_specs, n_dspecs);
+    /* the loss networks on their own, then checkpoints across devices: each side saves, loads the
+       other's, and both take one more step from the same state */
+    {
+        float dist[2][B], logits[2][B * 16 * 16];
+        const int cells = dcfg.pool * dcfg.pool;
+        char path0[512], path1[512];
+        for (side = 0; side < 2; side++) {
+            TRY(textok_lpips_distance(lp[side], img, img + (size_t)3 * S * S, 1, S, S, dist[side]));
+            TRY(textok_disc_logits(dc[side], img, B, logits[side]));
+        }
+        printf("lpips distance cpu %.8g cuda %.8g; disc logits rel L2 %.3e\n", dist[0][0], dist[1][0],
+               rel_l2(logits[1], logits[0], (size_t)B * cells));
+        CHECK(fabs(dist[1][0] - dist[0][0]) <= 1e-4 * fabs(dist[0][0]), "lpips distance differs");
+        CHECK(rel_l2(logits[1], logits[0], (size_t)B * cells) <= 1e-4, "discriminator logits differ");
+        temp_path(path0, sizeof path0, "ckpt_cpu");
+        temp_path(path1, sizeof path1, "ckpt_cuda");
+        TRY(textok_trainer_save(t[0], path0));
+        TRY(textok_trainer_save(t[1], path1));
+        TRY(textok_trainer_load(t[0], path1));
+        TRY(textok_trainer_load(t[1], path0));
+        remove(path0); remove(path1);
+        for (side = 0; side < 2; side++) TRY(textok_trainer_step(t[side], img, NULL, &stats[side]));
+        printf("after swapping checkpoints, one more step: total loss cpu %.8g cuda %.8g\n", stats[0].total, stats[1].total);
+        CHECK(fabs(stats[1].total - stats[0].total) <= 1e-4 * fabs(stats[0].total), "train step after the checkpoint swap differs");
+    }
 done:
     for (side = 0; side < 2; side++) {
         textok_trainer_free(t[side]); textok_titok_free(m[side]); textok_lpips_free(lp[side]); textok_disc_free(dc[side]);
@@ -297,49 +368,6 @@ done:
    Fresh DiT weights are adaLN-Zero (the blocks' gates and the final layer are 0: the output
    would be 0 on both sides), so every tensor is drawn N(0, 0.05^2) instead, written to a
    temporary file and loaded by both. */
-/* a safetensors file at path with every tensor of specs (n) drawn N(0, 0.05^2) from seed */
-static int random_weights_file(const char *path, const textok_tensor_spec *specs, int n, uint64_t seed)
-{
-    textok_st_entry *e = NULL;
-    float **data = NULL;
-    textok_rng r;
-    int i, st = TEXTOK_ERR_NOMEM;
-    if (n <= 0) return n < 0 ? n : TEXTOK_ERR_ARG;
-    e = (textok_st_entry *)calloc((size_t)n, sizeof *e);
-    data = (float **)calloc((size_t)n, sizeof *data);
-    if (!e || !data) goto done;
-    textok_rng_seed(&r, seed);
-    for (i = 0; i < n; i++) {
-        size_t cnt = 1;
-        int d;
-        for (d = 0; d < specs[i].ndim; d++) { cnt *= (size_t)specs[i].shape[d]; e[i].shape[d] = specs[i].shape[d]; }
-        if (!(data[i] = (float *)malloc(cnt * sizeof(float)))) goto done;
-        textok_rng_fill_normal(&r, data[i], cnt, 0.0f, 0.05f);
-        e[i].name = specs[i].name; e[i].data = data[i]; e[i].ndim = specs[i].ndim;
-    }
-    st = textok_st_save(path, e, n, NULL, 0, TEXTOK_DTYPE_F32);
-done:
-    for (i = 0; data && i < n; i++) free(data[i]);
-    free(e); free(data);
-    return st;
-}
-
-static void temp_path(char *path, size_t size, const char *what)
-{
-    const char *tmp = getenv("TMPDIR");
-    snprintf(path, size, "%s/textok_test_cuda_%s.safetensors", tmp && *tmp ? tmp : "/tmp", what);
-}
-
-static int dit_random_file(const char *path, const textok_dit_config *cfg)
-{
-    int n = textok_dit_tensor_specs(cfg, NULL, 0), st;
-    textok_tensor_spec *specs = n > 0 ? (textok_tensor_spec *)calloc((size_t)n, sizeof *specs) : NULL;
-    if (!specs) return n < 0 ? n : TEXTOK_ERR_NOMEM;
-    textok_dit_tensor_specs(cfg, specs, n);
-    st = random_weights_file(path, specs, n, 5);
-    free(specs);
-    return st;
-}
 
 static void dit_checks(const textok_kernels *cpu, const textok_kernels *gpu)
 {
@@ -447,14 +475,14 @@ done:
 
 static void t5_checks(const textok_kernels *cpu, const textok_kernels *gpu)
 {
-    enum { B = 2, L = 7 };
+    enum { B = 3, L = 7 };   /* row 2 is all padding: attention's all-masked rule (zero outputs) */
     textok_t5_config cfg;
     textok_t5 *t5[2] = { NULL, NULL };
     textok_tensor_spec *specs = NULL;
     textok_safetensors stf;
     char path[512];
-    int32_t ids[B * L] = { 5, 9, 3, 60, 1, 0, 0, 7, 8, 2, 33, 4, 19, 1 };
-    unsigned char mask[B * L] = { 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1 };
+    int32_t ids[B * L] = { 5, 9, 3, 60, 1, 0, 0, 7, 8, 2, 33, 4, 19, 1, 0, 0, 0, 0, 0, 0, 0 };
+    unsigned char mask[B * L] = { 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0 };
     float out[2][B * L * 32];
     int side, n, have_file = 0;
     memset(&cfg, 0, sizeof cfg);
@@ -474,7 +502,7 @@ static void t5_checks(const textok_kernels *cpu, const textok_kernels *gpu)
         TRY(textok_t5_load_st(&t5[side], &stf, &cfg, &p));
         TRY(textok_t5_encode(t5[side], ids, mask, B, L, out[side]));
     }
-    printf("t5 (gated tanh-GELU, relative bias, padding): rel L2 %.3e\n", rel_l2(out[1], out[0], (size_t)B * L * 32));
+    printf("t5 (gated tanh-GELU, relative bias, padding, an all-padding row): rel L2 %.3e\n", rel_l2(out[1], out[0], (size_t)B * L * 32));
     CHECK(rel_l2(out[1], out[0], (size_t)B * L * 32) <= 1e-4, "t5: encoder outputs differ");
 done:
     if (have_file) { textok_st_close(&stf); remove(path); }
