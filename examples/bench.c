@@ -926,10 +926,9 @@ static int compare(const char *self, int threads, int mode, int torch, double bu
 }
 
 #ifdef TEXTOK_CUDA
-/* SGEMM GFLOP/s through the CUDA table: 4096^3, best of 3 runs of 10 after a warm-up */
-static double peak_gflops_cuda(const textok_kernels *k)
+/* SGEMM GFLOP/s through the CUDA table: n^3 (4096; --peak-size), best of 3 runs of 10 after a warm-up */
+static double peak_gflops_cuda(const textok_kernels *k, int n)
 {
-    const int n = 4096;
     const size_t cnt = (size_t)n * n;
     float *a = (float *)k->alloc(k, cnt * sizeof(float)), *b = (float *)k->alloc(k, cnt * sizeof(float));
     float *c = (float *)k->alloc(k, cnt * sizeof(float));
@@ -958,7 +957,7 @@ static double peak_gflops_cuda(const textok_kernels *k)
 int main(int argc, char **argv)
 {
     int threads = 0, reps = 5, i, s, bi, titok = 0, train = 0, torch = 0, cmp = 0, mode = 1, no_torch = 0, verbose = 0;
-    int cuda = 0, batches_given = 0;
+    int cuda = 0, batches_given = 0, peak_size = 4096;
     const char *models = NULL, *batches = "1,8", *unit = NULL, *prefix = "";
     double budget = -1.0;
     textok_kernels ref = textok_cpu_ref_kernels(), fast;
@@ -982,12 +981,13 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--budget") && i + 1 < argc) budget = atof(argv[++i]);
         else if (!strcmp(argv[i], "--prefix") && i + 1 < argc) prefix = argv[++i];
         else if (!strcmp(argv[i], "--cuda")) cuda = 1;
+        else if (!strcmp(argv[i], "--peak-size") && i + 1 < argc) peak_size = atoi(argv[++i]) > 16 ? atoi(argv[i]) : 16;
         else {
             fprintf(stderr, "usage: %s [--threads N] [--reps R] | --titok [--models s128,b64,l32] [--batches 1,8] [--torch]\n"
                     "       | --train [--models tiny-vq,tiny-vae,s128-vq,tiny-vq+gan,s128-vq+gan] [--torch]\n"
                     "       | --compare [--quick | --full] [--no-torch] [--budget S] [--prefix CMD] [--verbose]\n"
                     "       | --row UNIT [--budget S]   (one --compare unit in this process)\n"
-                    "       | --cuda [--titok ...] [--train ...] [--torch]   (build/bench_cuda)\n"
+                    "       | --cuda [--titok ...] [--train ...] [--torch] [--peak-size N]   (build/bench_cuda)\n"
                     "unknown or incomplete flag '%s'\n", argv[0], argv[i]);
             return 2;
         }
@@ -999,9 +999,9 @@ int main(int argc, char **argv)
         if (textok_cuda_kernels(&gpu, 0, 0) != TEXTOK_OK) { fprintf(stderr, "bench: %s\n", textok_last_error()); return 1; }
         g_kernels = &gpu;
         g_torch_device = "cuda";
-        peak = peak_gflops_cuda(&gpu);
-        printf("textok %s: table %s (device 0, strict FP32); measured cuBLAS SGEMM peak (4096^3 through the table) %.1f GFLOP/s\n",
-               textok_version(), gpu.name, peak);
+        peak = peak_gflops_cuda(&gpu, peak_size);
+        printf("textok %s: table %s (device 0, strict FP32); measured cuBLAS SGEMM peak (%d^3 through the table) %.1f GFLOP/s\n",
+               textok_version(), gpu.name, peak_size, peak);
         threads = textok_cpu_kernels(threads).n_threads;   /* for torch's CPU side */
         if (!batches_given) batches = "1,64";
         if (!titok && !train) titok = train = 1;
