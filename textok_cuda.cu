@@ -34,7 +34,15 @@
 
    LIMITS
       Attention head dim <= TEXTOK__CUDA_HD_MAX (256). One device per table; one host thread per
-      table at a time (one stream, one scratch buffer). Dims letters as in textok.h. */
+      table at a time (one stream, one scratch buffer). Dims letters as in textok.h.
+
+   CHECKING IT
+      tests/test_cuda.c (make cuda; build/test_cuda on a GPU) compares the table with the CPU
+      reference kernel by kernel (textok_kernels_compare) and whole model by model. Without a GPU,
+      make cuda-emu runs this file's kernels on the CPU (tests/cuda_emu: the launches rewritten,
+      every CUDA thread a fiber, __syncthreads and shuffles real barriers, cuBLAS a checked GEMM,
+      device memory unreadable from host code), so the same test runs anywhere. Each launch must
+      stay on one line, `name<<<grid, block>>>(`, for that rewrite. */
 #include "textok_cuda.h"
 
 #include <cuda_runtime.h>
