@@ -32,6 +32,10 @@
         in conv2d's col2im (the dinput of overlapping windows), the embedding backward (repeated
         ids) and the maxpool backward (overlapping windows). Everything else is deterministic.
 
+   DEBUGGING
+      $TEXTOK_CUDA_SYNC=1 (read when the table is made) synchronises after every launch, so that a
+      fault is reported with the name of the kernel that caused it rather than at the next copy.
+
    LIMITS
       Attention head dim <= TEXTOK__CUDA_HD_MAX (256). One device per table; one host thread per
       table at a time (one stream, one scratch buffer). Dims letters as in textok.h.
@@ -69,6 +73,7 @@ typedef struct textok__cuda_state {
     cublasHandle_t       blas;
     double              *partials;   /* TEXTOK__CUDA_RED_BLOCKS doubles: the reductions' scratch */
     double              *colpart;    /* TEXTOK__CUDA_RED_BLOCKS x TEXTOK__CUDA_COL_MAX doubles: column sums' */
+    int                  sync_each;  /* $TEXTOK_CUDA_SYNC=1: synchronise after every launch (debugging) */
     int                  status;     /* TEXTOK_OK or the first failure's status */
     char                 msg[400];   /* its message */
     textok_cuda_counters cnt;
@@ -103,9 +108,16 @@ static int textok__cublas_ok(const textok_kernels *k, cublasStatus_t s, const ch
 /* Every entry starts with this: nothing runs after a failure. */
 static int textok__cuda_failed(const textok_kernels *k) { return textok__cuda_st(k)->status != TEXTOK_OK; }
 
-/* After every <<<...>>>: a bad launch configuration shows here, a fault at the next copy. */
-#define TEXTOK__CUDA_LAUNCHED(k, name) \
-    (textok__cuda_st(k)->cnt.launches++, textok__cuda_ok((k), cudaGetLastError(), "launching " name))
+/* After every <<<...>>>: a bad launch configuration shows here, a fault at the next copy - or
+   here too, naming the kernel, with $TEXTOK_CUDA_SYNC=1 (a synchronisation after every launch). */
+static int textok__cuda_launched(const textok_kernels *k, const char *what)
+{
+    textok__cuda_state *st = textok__cuda_st(k);
+    st->cnt.launches++;
+    if (!textok__cuda_ok(k, cudaGetLastError(), what)) return 0;
+    return !st->sync_each || textok__cuda_ok(k, cudaDeviceSynchronize(), what);
+}
+#define TEXTOK__CUDA_LAUNCHED(k, name) textok__cuda_launched((k), "launching " name)
 
 /* The recorded failure as a textok error, or TEXTOK_OK. */
 static int textok__cuda_surface(const textok_kernels *k)
@@ -234,12 +246,13 @@ static void textok__cuda_gemm(const textok_kernels *k, int ta, int tb, int M, in
 {
     if (M <= 0 || N <= 0 || batch <= 0 || textok__cuda_failed(k)) return;
     textok__cuda_st(k)->cnt.launches++;
-    textok__cublas_ok(k, cublasSgemmStridedBatched(textok__cuda_st(k)->blas,
+    if (textok__cublas_ok(k, cublasSgemmStridedBatched(textok__cuda_st(k)->blas,
                                                    tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
                                                    N, M, K, &alpha,
                                                    B, ldb > 0 ? ldb : 1, sB, A, lda > 0 ? lda : 1, sA,
                                                    &beta, C, ldc > 0 ? ldc : 1, sC, batch),
-                      "cublasSgemmStridedBatched");
+                          "cublasSgemmStridedBatched") && textok__cuda_st(k)->sync_each)
+        textok__cuda_ok(k, cudaDeviceSynchronize(), "cublasSgemmStridedBatched");
 }
 
 /* ----- matmul ------------------------------------------------------------------------------- */
@@ -1618,7 +1631,7 @@ static void textok__cuda_reduce(const textok_kernels *k, float *out, int kind, c
     textok__cuda_reduce_partial_kernel<<<TEXTOK__CUDA_RED_BLOCKS, TEXTOK__CUDA_THREADS>>>(part, kind, x, y, n);
     TEXTOK__CUDA_LAUNCHED(k, "reduction partials");
     textok__cuda_reduce_final_kernel<<<1, 1>>>(out, part, mul, div);
-    textok__cuda_ok(k, cudaGetLastError(), name);
+    textok__cuda_launched(k, name);
 }
 
 /* dx (n) += g (x - y) (L2, g = 2 scale / n) or g sign(x - y) (L1, g = scale / n, sign(0) = 0) */
@@ -1873,6 +1886,7 @@ extern "C" int textok_cuda_kernels(textok_kernels *k, int device, int allow_tf32
     if (!(st = (textok__cuda_state *)calloc(1, sizeof *st)))
         return textok_set_error(TEXTOK_ERR_NOMEM, "textok_cuda_kernels: out of memory");
     st->device = device;
+    st->sync_each = getenv("TEXTOK_CUDA_SYNC") && getenv("TEXTOK_CUDA_SYNC")[0] == '1';
     if ((s = cublasCreate(&st->blas)) != CUBLAS_STATUS_SUCCESS) {
         free(st);
         return textok_set_error(TEXTOK_ERR_UNSUPPORTED, "textok_cuda_kernels: cublasCreate: %s", cublasGetStatusString(s));

@@ -24,7 +24,8 @@
    L2 <= 1e-4, and at most 1 % of the ids (at least 1) may differ: with 4096 l2-normalised codes a
    latent can lie within rounding of two codes, and a 1e-7 change of the latent then flips the
    argmin (textok_kernels_compare checks the codebook kernel itself exactly, at the distances).
-   --quick: steps 1-2 only. --small: the same model checks on tiny configurations (32x32
+   Then (4) the error path: a kernel's failure comes back from the next copy as a textok error.
+   --quick: steps 1, 2 and 4 only. --small: the same model checks on tiny configurations (32x32
    images, width 32; DiT 8x8 latents, width 64), for the CPU emulation (make cuda-emu), where the
    full sizes would take hours. Exit status 0 = all passed. */
 #define TEXTOK_IMPLEMENTATION
@@ -612,6 +613,31 @@ done:
     free(specs); free(lat);
 }
 
+/* 4. errors: a failure inside a kernel (here an unsupported attention head dim, 600 > 256) is
+   recorded and returned by the next copy as a textok error naming it, on a table of its own
+   (the error is sticky: that table keeps failing) */
+static void error_checks(void)
+{
+    textok_kernels bad;
+    textok_attention_dims d;
+    float *buf, host[4];
+    int st;
+    if (textok_cuda_kernels(&bad, 0, 0) != TEXTOK_OK) { CHECK(0, "error check: %s", textok_last_error()); return; }
+    d.B = 1; d.Tq = d.Tk = 1; d.C = 600; d.H = 1; d.scale = 1.0f;
+    buf = (float *)bad.alloc(&bad, 4 * 600 * sizeof(float));
+    CHECK(buf != NULL, "error check: alloc: %s", textok_last_error());
+    if (buf) {
+        bad.fill(&bad, buf, 4 * 600, 0.0f);
+        bad.attention_forward(&bad, buf, buf + 600, buf + 1200, buf + 1800, buf + 2400, NULL, NULL, &d, NULL);
+        st = bad.to_host(&bad, host, buf, sizeof host);
+        printf("error path: to_host after a failed kernel returns %d: %s\n", st, textok_last_error());
+        CHECK(st == TEXTOK_ERR_UNSUPPORTED && strstr(textok_last_error(), "attention"), "error check: the failure was not returned");
+        CHECK(textok_cuda_status(&bad) != TEXTOK_OK, "error check: textok_cuda_status forgot the failure");
+        bad.free(&bad, buf);
+    }
+    textok_cuda_release(&bad);
+}
+
 int main(int argc, char **argv)
 {
     textok_kernels ref = textok_cpu_ref_kernels(), fast = textok_cpu_kernels(0), gpu;
@@ -638,6 +664,7 @@ int main(int argc, char **argv)
     printf("kernels_compare: %d rows, %d failed (status %d)\n", tally.rows, tally.bad, st);
     CHECK(st == 0, "kernels_compare(cpu-ref, cuda) returned %d: %s", st, st < 0 ? textok_last_error() : "rows failed");
     CHECK(textok_cuda_status(&gpu) == TEXTOK_OK, "CUDA error after the kernel comparison: %s", textok_last_error());
+    error_checks();
 
     if (!quick) {
         titok_checks(&fast, &gpu);
