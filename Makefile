@@ -238,6 +238,7 @@ $(BUILD)/test_cuda_emu: $(BUILD)/emu/textok_cuda_emu.cpp $(BUILD)/cuda/test_cuda
 
 cuda-emu: $(BUILD)/test_cuda_emu
 	$(BUILD)/test_cuda_emu --small
+	TEXTOK_CUDA_SMALL_TILES=1 $(BUILD)/test_cuda_emu --quick
 
 textok.pc: textok.pc.in $(HDR)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/^#define TEXTOK_VERSION_STRING "\(.*\)"/\1/p' $(HDR))|' $< > $@

@@ -35,6 +35,8 @@
    DEBUGGING
       $TEXTOK_CUDA_SYNC=1 (read when the table is made) synchronises after every launch, so that a
       fault is reported with the name of the kernel that caused it rather than at the next copy.
+      $TEXTOK_CUDA_SMALL_TILES=1 makes conv2d's pixel tiles 7 pixels and the column sums 5 columns
+      a pass, so that the compare's small shapes run the multi-tile / multi-pass paths too.
 
    LIMITS
       Attention head dim <= TEXTOK__CUDA_HD_MAX (256). One device per table; one host thread per
@@ -74,6 +76,8 @@ typedef struct textok__cuda_state {
     double              *partials;   /* TEXTOK__CUDA_RED_BLOCKS doubles: the reductions' scratch */
     double              *colpart;    /* TEXTOK__CUDA_RED_BLOCKS x TEXTOK__CUDA_COL_MAX doubles: column sums' */
     int                  sync_each;  /* $TEXTOK_CUDA_SYNC=1: synchronise after every launch (debugging) */
+    int                  small_tiles;/* $TEXTOK_CUDA_SMALL_TILES=1: conv tiles of 7 pixels, column sums 5
+                                        columns per pass (tests: the multi-pass paths on small shapes) */
     int                  status;     /* TEXTOK_OK or the first failure's status */
     char                 msg[400];   /* its message */
     textok_cuda_counters cnt;
@@ -304,9 +308,10 @@ static void textok__cuda_colsum(const textok_kernels *k, float *acc, int kind, c
                                 const float *mean, const float *rstd, size_t rows, int cols)
 {
     double *part = textok__cuda_st(k)->colpart;
+    const int pass = textok__cuda_st(k)->small_tiles ? 5 : TEXTOK__CUDA_COL_MAX;
     if (textok__cuda_failed(k) || cols <= 0) return;
-    for (int c0 = 0; c0 < cols; c0 += TEXTOK__CUDA_COL_MAX) {
-        const int ncols = cols - c0 < TEXTOK__CUDA_COL_MAX ? cols - c0 : TEXTOK__CUDA_COL_MAX;
+    for (int c0 = 0; c0 < cols; c0 += pass) {
+        const int ncols = cols - c0 < pass ? cols - c0 : pass;
         const unsigned gx = (unsigned)((ncols + TEXTOK__CUDA_THREADS - 1) / TEXTOK__CUDA_THREADS);
         textok__cuda_colsum_partial_kernel<<<dim3(gx, TEXTOK__CUDA_RED_BLOCKS), TEXTOK__CUDA_THREADS>>>(
             part, kind, x, dout, mean, rstd, rows, cols, c0, ncols);
@@ -1050,6 +1055,7 @@ static int textok__cuda_conv_tile(const textok_kernels *k, const textok_conv2d_d
     const size_t CKK = (size_t)d->C * d->KH * d->KW, cap = textok_conv2d_work_floats(d);
     size_t np = CKK ? cap / CKK : (size_t)P;
     if (np > (size_t)P) np = (size_t)P;
+    if (textok__cuda_st(k)->small_tiles && np > 7) np = 7;
     if (np == 0) textok__cuda_record(k, TEXTOK_ERR_ARG, "conv2d", "work is smaller than one im2col column");
     return (int)np;
 }
@@ -1887,6 +1893,7 @@ extern "C" int textok_cuda_kernels(textok_kernels *k, int device, int allow_tf32
         return textok_set_error(TEXTOK_ERR_NOMEM, "textok_cuda_kernels: out of memory");
     st->device = device;
     st->sync_each = getenv("TEXTOK_CUDA_SYNC") && getenv("TEXTOK_CUDA_SYNC")[0] == '1';
+    st->small_tiles = getenv("TEXTOK_CUDA_SMALL_TILES") && getenv("TEXTOK_CUDA_SMALL_TILES")[0] == '1';
     if ((s = cublasCreate(&st->blas)) != CUBLAS_STATUS_SUCCESS) {
         free(st);
         return textok_set_error(TEXTOK_ERR_UNSUPPORTED, "textok_cuda_kernels: cublasCreate: %s", cublasGetStatusString(s));
