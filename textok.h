@@ -269,6 +269,14 @@ TEXTOKDEF const char *textok_version(void);
 /* Message for the last failure on this thread ("" if none). Valid until the next failing call. */
 TEXTOKDEF const char *textok_last_error(void);
 TEXTOKDEF void        textok_clear_error(void);
+/* Sets this thread's message (printf format) and returns status: for code outside the
+   implementing file that reports through the same channel, e.g. a GPU kernel table
+   (textok_cuda.cu) turning a CUDA failure into a textok error. */
+TEXTOKDEF int         textok_set_error(int status, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
 
 /* ---------------------------------------------------------------------------------------------
    RNG: explicit state, never seeded from time. MT19937 seeded like torch.manual_seed(seed);
@@ -1407,6 +1415,14 @@ static int textok__fail_wrap(int status, const char *prefix)
 TEXTOKDEF const char *textok_version(void) { return TEXTOK_VERSION_STRING; }
 TEXTOKDEF const char *textok_last_error(void) { return textok__errbuf; }
 TEXTOKDEF void textok_clear_error(void) { textok__errbuf[0] = 0; }
+TEXTOKDEF int textok_set_error(int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(textok__errbuf, sizeof textok__errbuf, fmt, ap);
+    va_end(ap);
+    return status;
+}
 TEXTOKDEF void textok_free(void *p) { TEXTOK_FREE(p); }
 
 /* Overflow-checked size arithmetic for everything that comes from a file. */
@@ -5934,7 +5950,8 @@ static int textok__cmp_build(textok__cmp_case *cs)
         { 1, 1, 1, 1, 0, 0, 1 }, { 2, 33, 17, 65, 0, 1, 1 }, { 1, 133, 257, 129, 1, 0, 1 }, { 3, 7, 5, 3, 1, 1, 0 } };
     static const int ln[][3] = { { 5, 7, 1 }, { 133, 768, 1 }, { 17, 300, 0 } };
     static const int at[][7] = { /* B Tq Tk C H bias mask */
-        { 2, 5, 5, 16, 2, 0, 0 }, { 1, 33, 17, 64, 4, 1, 1 }, { 2, 129, 129, 96, 3, 1, 0 } };
+        { 2, 5, 5, 16, 2, 0, 0 }, { 1, 33, 17, 64, 4, 1, 1 }, { 2, 129, 129, 96, 3, 1, 0 },
+        { 2, 7, 9, 144, 2, 1, 1 } };   /* head dim 72 (DiT-XL's): more than 32 channels a GPU lane */
     static const int cv[][9] = { /* B C H W OC KH KW stride pad */
         { 2, 3, 8, 8, 4, 3, 3, 1, 1 }, { 1, 5, 9, 7, 6, 4, 4, 2, 1 }, { 1, 8, 6, 6, 16, 1, 1, 1, 0 }, { 1, 32, 17, 17, 33, 3, 3, 1, 1 },
         /* several pixel tiles (tiles end mid-row) and dweight channel blocks, in every dinput path */
@@ -6028,7 +6045,7 @@ static int textok__cmp_build(textok__cmp_case *cs)
         textok__cmp_buf(c, "out", TEXTOK__OUT_F32, nc, 0);
         textok__cmp_buf(c, "dx", TEXTOK__OUT_F32, nc, 0);
     }
-    for (i = 0; i < 3; i++) {
+    for (i = 0; i < (int)(sizeof at / sizeof at[0]); i++) {
         const int *s = at[i];
         size_t nq = (size_t)s[0] * s[1] * s[3], nk = (size_t)s[0] * s[2] * s[3], nb = (size_t)s[4] * s[1] * s[2];
         textok_attention_dims d;

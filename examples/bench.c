@@ -23,16 +23,30 @@
    S-128, tiny training (~3 min); the default run ~10 min on 2 cores; --full adds batch 8 rows.
    --budget: seconds of timed calls per measurement (1.5; quick 1). --prefix: put in front of
    every child's command (e.g. 'flock /tmp/bench.lock' on a shared machine, 'taskset -c 0,1').
-   Run it from the repository root (tools/bench_compare_torch.py, /usr/bin/python3). */
+   Run it from the repository root (tools/bench_compare_torch.py, /usr/bin/python3).
+     build/bench_cuda --cuda [--titok ...] [--train ...] [--torch]     (make cuda)
+   --cuda (only in build/bench_cuda, which links textok_cuda.cu) runs --titok and --train on the
+   CUDA table (device 0, strict FP32): ms/image from the wall clock around whole calls (they end
+   with the copy of their outputs to the host, so the GPU work is inside), GFLOP/s and % of the
+   cuBLAS SGEMM peak measured through the table (4096^3); --torch then runs the PyTorch scripts
+   with --device cuda (a CUDA build of torch; TF32 off on both sides) and prints the ratio.
+   --cuda alone: TiTok-S-128 encode/decode at batch 1 and 64, and the s128-vq training step. */
 #define _POSIX_C_SOURCE 200112L   /* clock_gettime, popen, strtok_r */
 #define TEXTOK_IMPLEMENTATION
 #include "textok.h"
+#ifdef TEXTOK_CUDA
+#include "textok_cuda.h"
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <sys/resource.h>   /* getrusage: peak RSS of a --row unit */
 #include <unistd.h>         /* readlink: /proc/self/exe for --compare's children */
+
+/* --cuda: the table --titok and --train run on (NULL: the fast CPU table), and torch's device */
+static const textok_kernels *g_kernels = NULL;
+static const char *g_torch_device = "cpu";
 
 static double now(void)
 {
@@ -165,8 +179,8 @@ static int run_torch_cmd(const char *cmd, const char *show, torch_row *rows)
 static int run_torch(const char *models, const char *batches, int threads, torch_row *rows)
 {
     char cmd[512];
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tools/bench_torch.py --models %s --batches %s --threads %d",
-             models, batches, threads);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tools/bench_torch.py --models %s --batches %s --threads %d --device %s",
+             models, batches, threads, g_torch_device);
     return run_torch_cmd(cmd, cmd, rows);
 }
 
@@ -204,7 +218,7 @@ static int titok_bench(const char *models, const char *batches, int threads, int
         if (!titok_preset(name, &cfg)) { fprintf(stderr, "bench: unknown model '%s' (s128, b64, l32)\n", name); return 2; }
         snprintf(bl, sizeof bl, "%s", batches);
         for (bs = strtok_r(bl, ",", &save2); bs; bs = strtok_r(NULL, ",", &save2)) if (atoi(bs) > maxb) maxb = atoi(bs);
-        p.n_threads = threads; p.max_batch = maxb;
+        p.n_threads = threads; p.max_batch = maxb; p.kernels = g_kernels;
         if (textok_titok_create(&m, &cfg, &p, 1) != TEXTOK_OK) { fprintf(stderr, "bench: %s\n", textok_last_error()); return 1; }
         snprintf(bl, sizeof bl, "%s", batches);
         for (bs = strtok_r(bl, ",", &save2); bs; bs = strtok_r(NULL, ",", &save2)) {
@@ -217,6 +231,25 @@ static int titok_bench(const char *models, const char *batches, int threads, int
             if (!img || !out || !ids || B < 1) { fprintf(stderr, "bench: bad batch or out of memory\n"); return 1; }
             textok_rng_seed(&r, 2);
             textok_rng_fill_uniform(&r, img, n, 0.0f, 1.0f);
+            if (g_kernels) {   /* GPU: wall clock around whole calls (async kernels), warm-up at this batch */
+                double t0, enc_s, dec_s;
+                int st = textok_titok_encode(m, img, B, NULL, ids, NULL, NULL, NULL);
+                if (st == TEXTOK_OK) st = textok_titok_decode_tokens(m, ids, B, NULL, out);
+                t0 = now();
+                if (st == TEXTOK_OK) st = textok_titok_encode(m, img, B, NULL, ids, NULL, NULL, NULL);
+                enc_s = now() - t0;
+                te = textok_titok_last_timing(m);
+                t0 = now();
+                if (st == TEXTOK_OK) st = textok_titok_decode_tokens(m, ids, B, NULL, out);
+                dec_s = now() - t0;
+                td = textok_titok_last_timing(m);
+                if (st != TEXTOK_OK) { fprintf(stderr, "bench: %s: %s\n", name, textok_last_error()); return 1; }
+                titok_row(name, B, "encode", enc_s, te.encoder_flops, peak, torch_ms(rows, n_rows, name, B, "encode"));
+                titok_row(name, B, "decode", dec_s, td.decoder_flops + td.pixel_decoder_flops, peak,
+                          torch_ms(rows, n_rows, name, B, "decode"));
+                free(img); free(out); free(ids);
+                continue;
+            }
             textok_titok_encode(m, img, 1, NULL, ids, NULL, NULL, NULL);           /* warm-up */
             textok_titok_encode(m, img, B, NULL, ids, NULL, NULL, NULL);
             te = textok_titok_last_timing(m);
@@ -374,7 +407,7 @@ static int train_measure(const train_row *r, int threads, double *med_s, double 
     float *img = NULL, *lat = NULL, *out = NULL;
     double *ts = NULL, fwd_flops, params = 0.0;
     int i, j, n_specs, status = 1;
-    p.n_threads = threads; p.max_batch = r->batch;
+    p.n_threads = threads; p.max_batch = r->batch; p.kernels = g_kernels;
     if (textok_titok_create(&m, c, &p, 1) != TEXTOK_OK) goto fail;
     if (r->loss_nets) {
         textok_disc_config dc = textok_disc_default_config();
@@ -456,7 +489,8 @@ static int train_bench(const char *models, int threads, int torch, double peak)
     if (torch) {
         static char cmd[8192];
         char show[128];
-        int len = snprintf(cmd, sizeof cmd, "/usr/bin/python3 tools/bench_train_torch.py --threads %d", threads);
+        int len = snprintf(cmd, sizeof cmd, "/usr/bin/python3 tools/bench_train_torch.py --threads %d --device %s", threads,
+                           g_torch_device);
         for (i = 0; i < n && len > 0 && (size_t)len < sizeof cmd; i++) {
             char spec[1024];
             if (!selected(models, &rows[i])) continue;
@@ -891,9 +925,39 @@ static int compare(const char *self, int threads, int mode, int torch, double bu
     return status;
 }
 
+#ifdef TEXTOK_CUDA
+/* SGEMM GFLOP/s through the CUDA table: n^3 (4096; --peak-size), best of 3 runs of 10 after a warm-up */
+static double peak_gflops_cuda(const textok_kernels *k, int n)
+{
+    const size_t cnt = (size_t)n * n;
+    float *a = (float *)k->alloc(k, cnt * sizeof(float)), *b = (float *)k->alloc(k, cnt * sizeof(float));
+    float *c = (float *)k->alloc(k, cnt * sizeof(float));
+    textok_matmul_dims d;
+    double best = 0.0;
+    int rep, i;
+    d.batch = 1; d.M = d.N = d.K = n; d.trans_a = d.trans_b = 0;
+    if (a && b && c) {
+        k->fill(k, a, cnt, 0.5f);
+        k->fill(k, b, cnt, 0.25f);
+        k->matmul_forward(k, c, a, b, NULL, &d);
+        for (rep = 0; rep < 3 && textok_cuda_status(k) == TEXTOK_OK; rep++) {
+            double t0 = now(), dt;
+            for (i = 0; i < 10; i++) k->matmul_forward(k, c, a, b, NULL, &d);
+            if (textok_cuda_status(k) != TEXTOK_OK) break;
+            dt = now() - t0;
+            if (10.0 * 2.0 * n * (double)n * n / dt * 1e-9 > best) best = 10.0 * 2.0 * n * (double)n * n / dt * 1e-9;
+        }
+    }
+    if (textok_cuda_status(k) != TEXTOK_OK) fprintf(stderr, "bench: %s\n", textok_last_error());
+    k->free(k, a); k->free(k, b); k->free(k, c);
+    return best > 0.0 ? best : 1.0;
+}
+#endif
+
 int main(int argc, char **argv)
 {
     int threads = 0, reps = 5, i, s, bi, titok = 0, train = 0, torch = 0, cmp = 0, mode = 1, no_torch = 0, verbose = 0;
+    int cuda = 0, batches_given = 0, peak_size = 4096;
     const char *models = NULL, *batches = "1,8", *unit = NULL, *prefix = "";
     double budget = -1.0;
     textok_kernels ref = textok_cpu_ref_kernels(), fast;
@@ -907,7 +971,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--train")) train = 1;
         else if (!strcmp(argv[i], "--torch")) torch = 1;
         else if (!strcmp(argv[i], "--models") && i + 1 < argc) models = argv[++i];
-        else if (!strcmp(argv[i], "--batches") && i + 1 < argc) batches = argv[++i];
+        else if (!strcmp(argv[i], "--batches") && i + 1 < argc) batches = argv[++i], batches_given = 1;
         else if (!strcmp(argv[i], "--compare")) cmp = 1;
         else if (!strcmp(argv[i], "--quick")) mode = 0;
         else if (!strcmp(argv[i], "--full")) mode = 2;
@@ -916,14 +980,39 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--row") && i + 1 < argc) unit = argv[++i];
         else if (!strcmp(argv[i], "--budget") && i + 1 < argc) budget = atof(argv[++i]);
         else if (!strcmp(argv[i], "--prefix") && i + 1 < argc) prefix = argv[++i];
+        else if (!strcmp(argv[i], "--cuda")) cuda = 1;
+        else if (!strcmp(argv[i], "--peak-size") && i + 1 < argc) peak_size = atoi(argv[++i]) > 16 ? atoi(argv[i]) : 16;
         else {
             fprintf(stderr, "usage: %s [--threads N] [--reps R] | --titok [--models s128,b64,l32] [--batches 1,8] [--torch]\n"
                     "       | --train [--models tiny-vq,tiny-vae,s128-vq,tiny-vq+gan,s128-vq+gan] [--torch]\n"
                     "       | --compare [--quick | --full] [--no-torch] [--budget S] [--prefix CMD] [--verbose]\n"
                     "       | --row UNIT [--budget S]   (one --compare unit in this process)\n"
+                    "       | --cuda [--titok ...] [--train ...] [--torch] [--peak-size N]   (build/bench_cuda)\n"
                     "unknown or incomplete flag '%s'\n", argv[0], argv[i]);
             return 2;
         }
+    }
+    if (cuda) {
+#ifdef TEXTOK_CUDA
+        static textok_kernels gpu;
+        int st = 0;
+        if (textok_cuda_kernels(&gpu, 0, 0) != TEXTOK_OK) { fprintf(stderr, "bench: %s\n", textok_last_error()); return 1; }
+        g_kernels = &gpu;
+        g_torch_device = "cuda";
+        peak = peak_gflops_cuda(&gpu, peak_size);
+        printf("textok %s: table %s (device 0, strict FP32); measured cuBLAS SGEMM peak (%d^3 through the table) %.1f GFLOP/s\n",
+               textok_version(), gpu.name, peak_size, peak);
+        threads = textok_cpu_kernels(threads).n_threads;   /* for torch's CPU side */
+        if (!batches_given) batches = "1,64";
+        if (!titok && !train) titok = train = 1;
+        if (titok) st = titok_bench(models && !train ? models : "s128", batches, threads, torch, peak);
+        if (train && !st) st = train_bench(models && !titok ? models : "s128-vq", threads, torch, peak);
+        textok_cuda_release(&gpu);
+        return st;
+#else
+        fprintf(stderr, "bench: built without CUDA: make cuda builds build/bench_cuda\n");
+        return 2;
+#endif
     }
     if (unit) return row_unit(unit, threads, budget > 0.0 ? budget : 1.5);
     if (cmp) {

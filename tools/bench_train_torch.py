@@ -1,7 +1,10 @@
 #!/usr/bin/python3
 """Time one PyTorch training step of TiTok (tools/titok_ref.py) on CPU, for build/bench --train.
 
-    /usr/bin/python3 tools/bench_train_torch.py [--threads 2] --row NAME:BATCH:WARMUP:STEPS:MODEL:TRAIN ...
+    /usr/bin/python3 tools/bench_train_torch.py [--threads 2] [--device cpu|cuda] --row NAME:BATCH:WARMUP:STEPS:MODEL:TRAIN ...
+
+--device cuda (build/bench_cuda --train --cuda --torch): everything on the GPU, strict FP32 (TF32 off),
+each timed step ended by torch.cuda.synchronize().
 
 MODEL: key=value,... with the textok_titok_config field names (= TiTokConfig's); TRAIN: key=value,...
 with the textok_train_config field names.  build/bench passes every value, so the two sides train the
@@ -32,6 +35,8 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from titok_ref import TiTok, TiTokConfig, init_weights, count_params  # noqa: E402
 from nets_ref import LPIPS, lpips_init, DiscConfig, NLayerDiscriminator, disc_init  # noqa: E402
+
+DEVICE = torch.device("cpu")
 
 # utils/train_utils.py create_optimizer: no weight decay for 1-D tensors and these names
 NO_DECAY = ("ln", "bias", "latent_tokens", "mask_token", "embedding", "norm", "gamma", "embed")
@@ -82,13 +87,13 @@ class Step:
         if tc.get("perceptual_weight", 0) > 0 or tc.get("disc_weight", 0) > 0:
             if tc.get("perceptual_weight", 0) > 0:
                 ch = [int(c) for c in tc["lpips_channels"].split("/")]
-                self.lpips = lpips_init(LPIPS(ch), seed=4).float().eval()
+                self.lpips = lpips_init(LPIPS(ch), seed=4).float().eval().to(DEVICE)
                 for p in self.lpips.parameters():
                     p.requires_grad_(False)
             if tc.get("disc_weight", 0) > 0:
                 dc = DiscConfig(hidden=int(tc["disc_hidden"]), stages=int(tc["disc_stages"]),
                                 groups=int(tc["disc_groups"]), pool=int(tc["disc_pool"]))
-                self.disc = disc_init(NLayerDiscriminator(dc), seed=5).float()
+                self.disc = disc_init(NLayerDiscriminator(dc), seed=5).float().to(DEVICE)
                 dnamed = list(self.disc.named_parameters())
                 self.dparams = [p for _, p in dnamed]
                 self.dopt = adamw(dnamed, tc, tc["disc_lr"])
@@ -171,14 +176,16 @@ def bench_row(spec):
     tc.setdefault("recon_weight", 1.0)
     torch.manual_seed(3)
     t0 = time.perf_counter()
-    model = init_weights(TiTok(cfg), seed=1).train()
+    model = init_weights(TiTok(cfg), seed=1).train().to(DEVICE)
     step = Step(model, tc)
     print(f"# {name}: {count_params(model):,} params, built in {time.perf_counter() - t0:.1f}s", flush=True)
-    x = torch.rand(B, 3, cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(2))
+    x = torch.rand(B, 3, cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(2)).to(DEVICE)
     ts, loss = [], float("nan")
     for i in range(warmup + steps):
         t0 = time.perf_counter()
         loss = step(x)
+        if DEVICE.type == "cuda":
+            torch.cuda.synchronize()
         if i >= warmup:
             ts.append(time.perf_counter() - t0)
     if not math.isfinite(float(loss)):
@@ -192,7 +199,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--row", action="append", required=True, help="NAME:BATCH:WARMUP:STEPS:MODEL:TRAIN")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = ap.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
+    if args.device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        print(f"# device {torch.cuda.get_device_name(0)}, strict FP32 (TF32 off)", flush=True)
     torch.set_num_threads(args.threads)
     print(f"# torch {torch.__version__}, {args.threads} threads, float32; "
           f"columns: torch <name> <batch> step <ms_per_step>", flush=True)

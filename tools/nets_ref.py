@@ -146,8 +146,8 @@ class LPIPS(nn.Module):
             setattr(self, f"lin{k}", NetLinLayer(c))
 
     def scale(self, x):
-        shift = torch.tensor(LPIPS_SHIFT, dtype=x.dtype).view(1, 3, 1, 1)
-        scale = torch.tensor(LPIPS_SCALE, dtype=x.dtype).view(1, 3, 1, 1)
+        shift = torch.tensor(LPIPS_SHIFT, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        scale = torch.tensor(LPIPS_SCALE, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
         return (x * 2.0 - 1.0 - shift) / scale
 
     @staticmethod
@@ -243,7 +243,7 @@ def blur_downsample(x):
     pt, pb = same_pad(x.shape[-2], 4, 2)
     pl, pr = same_pad(x.shape[-1], 4, 2)
     x = F.pad(x, [pl, pr, pt, pb])
-    return F.conv2d(x, blur_kernel(x.dtype).expand(C, 1, 4, 4), stride=2, groups=C)
+    return F.conv2d(x, blur_kernel(x.dtype).to(x.device).expand(C, 1, 4, 4), stride=2, groups=C)
 
 
 class BlurBlock(nn.Module):
