@@ -61,6 +61,23 @@ EX_STATIC void ex_die(const char *fmt, ...)
     exit(1);
 }
 
+/* The parsers that tests/fuzz/ calls directly (ex_decode_image, ex_parse_data, ex_parse_captions)
+   return -1 / NULL instead of dying; the message is in ex_errbuf, and their ex_load_* wrappers
+   pass it to ex_die. */
+static char ex_errbuf[1024];
+
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 1, 2)))
+#endif
+EX_STATIC int ex_fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ex_errbuf, sizeof ex_errbuf, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
 EX_STATIC void *ex_malloc(size_t n)
 {
     void *p = malloc(n ? n : 1);
@@ -232,35 +249,36 @@ EX_STATIC void ex_resize_bilinear(const float *src, int in, float *dst, int out)
     }
 }
 
-/* Loads any image stb_image reads (PNG, JPEG, BMP, ...; 16-bit PNGs are reduced to 8 bits) and
-   returns a new (1,3,size,size) float array. Grayscale is copied to R, G and B; an alpha channel
-   is dropped (not composited over any background). The longer side is centre-cropped to a square
-   (offset (L-S)/2, rounded down), the pixels are converted to float (/255) and only then resized
-   to size x size: area filter to shrink, bilinear to enlarge (both as torch, see above). */
-EX_STATIC float *ex_load_image(const char *path, int size)
+/* The decoded pixels of an image (stb_image: w x h, n channels, 8 bits) -> a new (1,3,size,size)
+   float array, as ex_load_image describes; NULL and ex_errbuf on failure. */
+EX_STATIC float *ex_image_square(const unsigned char *pix, int w, int h, int n, const char *path, int size)
 {
-    int w, h, n, side, ox, oy, c, y, x;
-    unsigned char *pix = stbi_load(path, &w, &h, &n, 0);
+    int side, ox, oy, c, y, x;
     float *square, *img;
-    if (!pix) ex_die("cannot read image '%s': %s", path, stbi_failure_reason());
     if (n < 1 || n > 4) {
-        stbi_image_free(pix);
-        ex_die("image '%s' has %d channels (expected 1 gray, 2 gray+alpha, 3 RGB or 4 RGBA)", path, n);
+        ex_fail("image '%s' has %d channels (expected 1 gray, 2 gray+alpha, 3 RGB or 4 RGBA)", path, n);
+        return NULL;
     }
-    if (n == 2 || n == 4)
-        fprintf(stderr, "%s: note: '%s' has an alpha channel; it is ignored\n", ex_prog, path);
+    if (size < 1 || size > TEXTOK_MAX_IMAGE_SIDE) {
+        ex_fail("image '%s': the model's image size %d is not in [1, %d]", path, size, TEXTOK_MAX_IMAGE_SIDE);
+        return NULL;
+    }
     side = w < h ? w : h;
     ox = (w - side) / 2;
     oy = (h - side) / 2;
-    square = (float *)ex_malloc((size_t)3 * side * side * sizeof(float));
+    square = (float *)malloc((size_t)3 * side * side * sizeof(float));
+    img = (float *)malloc((size_t)3 * size * size * sizeof(float));
+    if (!square || !img) {
+        free(square); free(img);
+        ex_fail("image '%s' (%dx%d): out of memory", path, w, h);
+        return NULL;
+    }
     for (c = 0; c < 3; c++)
         for (y = 0; y < side; y++)
             for (x = 0; x < side; x++) {
                 const unsigned char *p = pix + ((size_t)(y + oy) * w + (x + ox)) * n;
                 square[((size_t)c * side + y) * side + x] = p[n >= 3 ? c : 0] / 255.0f;
             }
-    stbi_image_free(pix);
-    img = (float *)ex_malloc((size_t)3 * size * size * sizeof(float));
     for (c = 0; c < 3; c++) {
         const float *s = square + (size_t)c * side * side;
         float *d = img + (size_t)c * size * size;
@@ -268,6 +286,63 @@ EX_STATIC float *ex_load_image(const char *path, int size)
         else ex_resize_bilinear(s, side, d, size);
     }
     free(square);
+    return img;
+}
+
+/* Refuses an image whose header claims more than TEXTOK_MAX_IMAGE_SIDE / _PIXELS, before stb_image
+   allocates for it (a few bytes of PNG or BMP header can claim gigapixels). */
+EX_STATIC int ex_image_dims_ok(int w, int h, const char *path)
+{
+    if (w < 1 || h < 1 || w > TEXTOK_MAX_IMAGE_SIDE || h > TEXTOK_MAX_IMAGE_SIDE ||
+        (double)w * h > (double)TEXTOK_MAX_IMAGE_PIXELS)
+        return ex_fail("image '%s' is %dx%d: larger than the limit of %d pixels a side and %ld pixels "
+                       "(TEXTOK_MAX_IMAGE_SIDE, TEXTOK_MAX_IMAGE_PIXELS)", path, w, h, TEXTOK_MAX_IMAGE_SIDE,
+                       (long)TEXTOK_MAX_IMAGE_PIXELS) + 1;
+    return 1;
+}
+
+/* An image file's bytes (PNG, JPEG, BMP, ... as stb_image reads them) -> ex_image_square; NULL and
+   ex_errbuf on failure. *alpha (may be NULL) is set when the image has an alpha channel. */
+EX_STATIC float *ex_decode_image(const unsigned char *bytes, size_t len, const char *path, int size, int *alpha)
+{
+    int w, h, n;
+    unsigned char *pix;
+    float *img;
+    if (len > (size_t)INT32_MAX) { ex_fail("cannot read image '%s': larger than 2 GB", path); return NULL; }
+    if (!stbi_info_from_memory(bytes, (int)len, &w, &h, &n)) {
+        ex_fail("cannot read image '%s': %s", path, stbi_failure_reason());
+        return NULL;
+    }
+    if (!ex_image_dims_ok(w, h, path)) return NULL;
+    if (!(pix = stbi_load_from_memory(bytes, (int)len, &w, &h, &n, 0))) {
+        ex_fail("cannot read image '%s': %s", path, stbi_failure_reason());
+        return NULL;
+    }
+    if (alpha) *alpha = n == 2 || n == 4;
+    img = ex_image_square(pix, w, h, n, path, size);
+    stbi_image_free(pix);
+    return img;
+}
+
+/* Loads any image stb_image reads (PNG, JPEG, BMP, ...; 16-bit PNGs are reduced to 8 bits) and
+   returns a new (1,3,size,size) float array. Grayscale is copied to R, G and B; an alpha channel
+   is dropped (not composited over any background). The longer side is centre-cropped to a square
+   (offset (L-S)/2, rounded down), the pixels are converted to float (/255) and only then resized
+   to size x size: area filter to shrink, bilinear to enlarge (both as torch, see above). Images
+   over TEXTOK_MAX_IMAGE_SIDE / TEXTOK_MAX_IMAGE_PIXELS are refused before decoding. */
+EX_STATIC float *ex_load_image(const char *path, int size)
+{
+    int w, h, n;
+    unsigned char *pix;
+    float *img;
+    if (!stbi_info(path, &w, &h, &n)) ex_die("cannot read image '%s': %s", path, stbi_failure_reason());
+    if (!ex_image_dims_ok(w, h, path)) ex_die("%s", ex_errbuf);
+    if (!(pix = stbi_load(path, &w, &h, &n, 0))) ex_die("cannot read image '%s': %s", path, stbi_failure_reason());
+    if (n == 2 || n == 4)
+        fprintf(stderr, "%s: note: '%s' has an alpha channel; it is ignored\n", ex_prog, path);
+    img = ex_image_square(pix, w, h, n, path, size);
+    stbi_image_free(pix);
+    if (!img) ex_die("%s", ex_errbuf);
     return img;
 }
 
@@ -544,67 +619,196 @@ EX_STATIC void ex_load_images(ex_dataset *ds, const char *dir, int S)
                        ex_prog, alpha);
 }
 
+/* Frees what ex_parse_data / ex_load_images / ex_load_captions filled (any of it may be NULL). */
+EX_STATIC void ex_dataset_free(ex_dataset *ds)
+{
+    int i;
+    for (i = 0; i < ds->n; i++) {
+        if (ds->names) free(ds->names[i]);
+        if (ds->captions) free(ds->captions[i]);
+    }
+    free(ds->names); free(ds->captions); free(ds->pixels);
+    memset(ds, 0, sizeof *ds);
+}
+
 /* A packed dataset file (tools/emoji_dataset.c: safetensors with "textok.model" = "dataset",
    U8 tensors images (N, S, S, 3), split (N) 0 train / 1 val, captions and names: N NUL-ended
    strings each). split: "train", "val" or "all". Every size is checked against the others before
-   anything is copied; names become "<name>" and captions are filled (ds->captions[i] non-NULL). */
-EX_STATIC void ex_load_data(ex_dataset *ds, const char *path, const char *split, int S)
+   anything is copied (textok_st_open has checked every tensor against the file); names become
+   "<name>" and captions are filled (ds->captions[i] non-NULL). ex_parse_data reads an open st and
+   returns 0, or -1 with ex_errbuf set and ds empty; ex_load_data opens the file and dies on error. */
+EX_STATIC int ex_parse_data(ex_dataset *ds, const textok_safetensors *st, const char *path, const char *split, int S)
 {
-    textok_safetensors st;
     const textok_st_tensor *ti, *ts, *tc, *tn;
     const char *model;
     const unsigned char *sp, *cap, *nam;
     size_t plane = (size_t)S * S, i, N, co = 0, no = 0;
     int want = !strcmp(split, "train") ? 0 : !strcmp(split, "val") ? 1 : !strcmp(split, "all") ? 2 : -1, k = 0;
-    if (want < 0) ex_die("--split must be train, val or all, not '%s'", split);
-    if (textok_st_open(&st, path) != TEXTOK_OK) ex_die("%s", textok_last_error());
-    model = textok_st_meta(&st, "textok.model");
+    memset(ds, 0, sizeof *ds);
+    if (want < 0) return ex_fail("--split must be train, val or all, not '%s'", split);
+    if (S < 1 || S > TEXTOK_MAX_IMAGE_SIDE) return ex_fail("'%s': image size %d not in [1, %d]", path, S, TEXTOK_MAX_IMAGE_SIDE);
+    model = textok_st_meta(st, "textok.model");
     if (!model || strcmp(model, "dataset"))
-        ex_die("'%s' is not a dataset file (its textok.model is '%s', expected 'dataset'; tools/get_emoji.sh makes one)",
-               path, model ? model : "(none)");
-    ti = textok_st_find(&st, "images"); ts = textok_st_find(&st, "split");
-    tc = textok_st_find(&st, "captions"); tn = textok_st_find(&st, "names");
-    if (!ti || !ts || !tc || !tn) ex_die("'%s': a dataset needs the tensors images, split, captions and names", path);
-    if (ti->dtype != TEXTOK_DTYPE_U8 || ts->dtype != TEXTOK_DTYPE_U8 || tc->dtype != TEXTOK_DTYPE_U8 || tn->dtype != TEXTOK_DTYPE_U8)
-        ex_die("'%s': every dataset tensor must be U8", path);
+        return ex_fail("'%s' is not a dataset file (its textok.model is '%s', expected 'dataset'; tools/get_emoji.sh makes one)",
+                       path, model ? model : "(none)");
+    ti = textok_st_find(st, "images"); ts = textok_st_find(st, "split");
+    tc = textok_st_find(st, "captions"); tn = textok_st_find(st, "names");
+    if (!ti || !ts || !tc || !tn)
+        return ex_fail("'%s': a dataset needs the tensors images, split, captions and names; %s is missing", path,
+                       !ti ? "images" : !ts ? "split" : !tc ? "captions" : "names");
+    if (ti->dtype != TEXTOK_DTYPE_U8 || ts->dtype != TEXTOK_DTYPE_U8 || tc->dtype != TEXTOK_DTYPE_U8 || tn->dtype != TEXTOK_DTYPE_U8) {
+        const textok_st_tensor *bad = ti->dtype != TEXTOK_DTYPE_U8 ? ti : ts->dtype != TEXTOK_DTYPE_U8 ? ts
+                                    : tc->dtype != TEXTOK_DTYPE_U8 ? tc : tn;
+        static const char *const dtypes[4] = { "F32", "F16", "BF16", "U8" };
+        return ex_fail("'%s': every dataset tensor must be U8; '%s' is %s", path, bad->name,
+                       bad->dtype >= 0 && bad->dtype < 4 ? dtypes[bad->dtype] : "?");
+    }
     if (ti->ndim != 4 || ti->shape[3] != 3 || ti->shape[0] < 1)
-        ex_die("'%s': images must be (N, H, W, 3) with N >= 1", path);
+        return ex_fail("'%s': images must be (N, H, W, 3) with N >= 1; found %d dims%s", path, ti->ndim,
+                       ti->ndim == 4 ? (ti->shape[3] != 3 ? " with a last dim other than 3" : " with N = 0") : "");
     if (ti->shape[1] != S || ti->shape[2] != S)
-        ex_die("'%s': images are %lldx%lld, but the model takes %dx%d", path, (long long)ti->shape[2],
-               (long long)ti->shape[1], S, S);
+        return ex_fail("'%s': images are %lldx%lld, but the model takes %dx%d", path, (long long)ti->shape[2],
+                       (long long)ti->shape[1], S, S);
     N = (size_t)ti->shape[0];
-    if (ts->ndim != 1 || (size_t)ts->shape[0] != N) ex_die("'%s': split must be (%zu), one per image", path, N);
-    if (tc->ndim != 1 || tn->ndim != 1) ex_die("'%s': captions and names must be 1-D byte strings", path);
-    sp = st.buffer + ts->offset; cap = st.buffer + tc->offset; nam = st.buffer + tn->offset;
-    ds->S = S; ds->n = 0;
+    if (ts->ndim != 1 || (size_t)ts->shape[0] != N)
+        return ex_fail("'%s': split must be (%zu), one per image; found %d dims, %lld entries", path, N, ts->ndim,
+                       ts->ndim >= 1 ? (long long)ts->shape[0] : 0LL);
+    if (tc->ndim != 1 || tn->ndim != 1)
+        return ex_fail("'%s': captions and names must be 1-D byte strings; found %d and %d dims", path, tc->ndim, tn->ndim);
+    sp = st->buffer + ts->offset; cap = st->buffer + tc->offset; nam = st->buffer + tn->offset;
+    ds->S = S;
     for (i = 0; i < N; i++) {
-        if (sp[i] > 1) ex_die("'%s': split[%zu] is %d (0 train, 1 val)", path, i, sp[i]);
+        if (sp[i] > 1) { ds->n = 0; return ex_fail("'%s': split[%zu] is %d (0 train, 1 val)", path, i, sp[i]); }
         ds->n += want == 2 || sp[i] == want;
     }
-    if (ds->n == 0) ex_die("'%s': the %s split is empty", path, split);
-    ds->names = (char **)ex_malloc((size_t)ds->n * sizeof(char *));
-    ds->captions = (char **)ex_malloc((size_t)ds->n * sizeof(char *));
-    ds->pixels = (unsigned char *)ex_malloc((size_t)ds->n * 3 * plane);
+    if (ds->n == 0) return ex_fail("'%s': the %s split is empty", path, split);
+    ds->names = (char **)calloc((size_t)ds->n, sizeof(char *));
+    ds->captions = (char **)calloc((size_t)ds->n, sizeof(char *));
+    ds->pixels = (unsigned char *)malloc((size_t)ds->n * 3 * plane);
+    if (!ds->names || !ds->captions || !ds->pixels) {
+        ex_dataset_free(ds);
+        return ex_fail("'%s': out of memory", path);
+    }
     for (i = 0; i < N; i++) {
-        const unsigned char *c0 = cap + co, *n0 = nam + no, *src = st.buffer + ti->offset + i * 3 * plane;
+        const unsigned char *c0 = cap + co, *n0 = nam + no, *src = st->buffer + ti->offset + i * 3 * plane;
         size_t p;
         int c;
         while (co < tc->numel && cap[co]) co++;
         while (no < tn->numel && nam[no]) no++;
-        if (co >= tc->numel || no >= tn->numel)
-            ex_die("'%s': %s ends after %zu of %zu strings", path, co >= tc->numel ? "captions" : "names", i, N);
+        if (co >= tc->numel || no >= tn->numel) {
+            ex_dataset_free(ds);
+            return ex_fail("'%s': %s ends after %zu of %zu strings", path, co >= tc->numel ? "captions" : "names", i, N);
+        }
         co++; no++;
         if (!(want == 2 || sp[i] == want)) continue;
-        ds->captions[k] = ex_strdup((const char *)c0);
-        ds->names[k] = ex_strdup((const char *)n0);
+        ds->captions[k] = (char *)malloc(strlen((const char *)c0) + 1);
+        ds->names[k] = (char *)malloc(strlen((const char *)n0) + 1);
+        if (!ds->captions[k] || !ds->names[k]) {
+            ex_dataset_free(ds);
+            return ex_fail("'%s': out of memory", path);
+        }
+        strcpy(ds->captions[k], (const char *)c0);
+        strcpy(ds->names[k], (const char *)n0);
         for (c = 0; c < 3; c++)
             for (p = 0; p < plane; p++) ds->pixels[((size_t)k * 3 + c) * plane + p] = src[p * 3 + c];
         k++;
     }
-    if (co != tc->numel || no != tn->numel) ex_die("'%s': captions or names hold more than %zu strings", path, N);
+    if (co != tc->numel || no != tn->numel) {
+        ex_dataset_free(ds);
+        return ex_fail("'%s': captions or names hold more than %zu strings", path, N);
+    }
+    return 0;
+}
+
+EX_STATIC void ex_load_data(ex_dataset *ds, const char *path, const char *split, int S)
+{
+    textok_safetensors st;
+    if (textok_st_open(&st, path) != TEXTOK_OK) ex_die("%s", textok_last_error());
+    if (ex_parse_data(ds, &st, path, split, S)) {
+        textok_st_close(&st);
+        ex_die("%s", ex_errbuf);
+    }
     textok_st_close(&st);
     printf("data: %d images (split %s) of %dx%d from %s (%.2f MB in memory)\n", ds->n, split, S, S, path,
-           (double)ds->n * 3 * plane / 1e6);
+           (double)ds->n * 3 * (size_t)S * S / 1e6);
+}
+
+/* "filename<TAB>caption" lines (ending "\n" or "\r\n"); blank lines are skipped. Every filename
+   must be one of the loaded images (ds->names, sorted), at most once. ex_parse_captions reads the
+   text from memory (n bytes; a NUL byte ends a line's text as the C string it becomes) and
+   returns 0 with ds->captions filled (NULL where an image has none), or -1 with ex_errbuf set and
+   ds->captions NULL; ex_load_captions reads the file and dies on error. Limits: lines of at
+   most TEXTOK_MAX_TEXT_BYTES. */
+EX_STATIC int ex_parse_captions(ex_dataset *ds, const char *text, size_t n, const char *path, const char *dir)
+{
+    int *line_of = (int *)calloc((size_t)(ds->n > 0 ? ds->n : 1), sizeof(int));
+    char *line = NULL;
+    size_t pos = 0;
+    int lineno = 0, count = 0, rc = -1, i;
+    ds->captions = (char **)calloc((size_t)(ds->n > 0 ? ds->n : 1), sizeof(char *));
+    if (!line_of || !ds->captions) { ex_fail("out of memory"); goto done; }
+    while (pos < n) {
+        const char *start = text + pos, *nl = (const char *)memchr(start, '\n', n - pos);
+        size_t len = nl ? (size_t)(nl - start) : n - pos;
+        char *tab, *key, **hit;
+        int idx;
+        pos += len + (nl != NULL);
+        lineno++;
+        if (len > 0 && start[len - 1] == '\r') len--;
+        if (len > TEXTOK_MAX_TEXT_BYTES) {
+            ex_fail("%s:%d: a line of %zu bytes (the limit is %d, TEXTOK_MAX_TEXT_BYTES)", path, lineno, len,
+                    TEXTOK_MAX_TEXT_BYTES);
+            goto done;
+        }
+        free(line);
+        if (!(line = (char *)malloc(len + 1))) { ex_fail("out of memory reading '%s'", path); goto done; }
+        memcpy(line, start, len);
+        line[len] = 0;
+        key = line;
+        if (line[strspn(line, " \t")] == 0) continue;
+        if (!(tab = strchr(line, '\t'))) {
+            ex_fail("%s:%d: expected 'filename<TAB>caption', found no tab", path, lineno);
+            goto done;
+        }
+        *tab = 0;
+        hit = ds->n > 0 ? (char **)bsearch(&key, ds->names, (size_t)ds->n, sizeof(char *), ex_cmp_names) : NULL;
+        if (!hit) { ex_fail("%s:%d: '%s' is not one of the %d images in '%s'", path, lineno, line, ds->n, dir); goto done; }
+        idx = (int)(hit - ds->names);
+        if (ds->captions[idx]) {
+            ex_fail("%s:%d: a second caption for '%s' (the first is on line %d)", path, lineno, line, line_of[idx]);
+            goto done;
+        }
+        if (!(ds->captions[idx] = (char *)malloc(strlen(tab + 1) + 1))) { ex_fail("out of memory reading '%s'", path); goto done; }
+        strcpy(ds->captions[idx], tab + 1);
+        line_of[idx] = lineno;
+        count++;
+    }
+    rc = count;
+done:
+    if (rc < 0 && ds->captions) {
+        for (i = 0; i < ds->n; i++) free(ds->captions[i]);
+        free(ds->captions);
+        ds->captions = NULL;
+    }
+    free(line); free(line_of);
+    return rc < 0 ? -1 : 0;
+}
+
+EX_STATIC void ex_load_captions(ex_dataset *ds, const char *path, const char *dir)
+{
+    textok_file f;
+    int i, count = 0;
+    FILE *probe = fopen(path, "rb");
+    if (!probe) ex_die("cannot open captions '%s': %s", path, strerror(errno));
+    fclose(probe);
+    if (textok_file_open(&f, path) != TEXTOK_OK) ex_die("cannot read captions: %s", textok_last_error());
+    if (ex_parse_captions(ds, (const char *)f.data, f.size, path, dir)) {
+        textok_file_close(&f);
+        ex_die("%s", ex_errbuf);
+    }
+    textok_file_close(&f);
+    for (i = 0; i < ds->n; i++) count += ds->captions[i] != NULL;
+    printf("captions: %d of %d images have one (%s)\n", count, ds->n, path);
 }
 
 /* One line of any length into *buf (grown as needed), without the "\n" or "\r\n"; -1 at EOF. */
@@ -624,41 +828,6 @@ EX_STATIC long ex_read_line(FILE *f, char **buf, size_t *cap)
     if (n > 0 && (*buf)[n - 1] == '\r') n--;
     (*buf)[n] = 0;
     return (long)n;
-}
-
-/* "filename<TAB>caption" lines; blank lines are skipped. Every filename must be one of the
-   loaded images, at most once. */
-EX_STATIC void ex_load_captions(ex_dataset *ds, const char *path, const char *dir)
-{
-    FILE *f = fopen(path, "rb");
-    size_t cap = 256;
-    char *line = (char *)ex_malloc(cap);
-    int *line_of = (int *)ex_malloc((size_t)ds->n * sizeof(int));
-    int lineno = 0, count = 0;
-    if (!f) ex_die("cannot open captions '%s': %s", path, strerror(errno));
-    ds->captions = (char **)calloc((size_t)ds->n, sizeof(char *));
-    if (!ds->captions) ex_die("out of memory");
-    while (ex_read_line(f, &line, &cap) >= 0) {
-        char *tab, *key = line, **hit;
-        int idx;
-        lineno++;
-        if (line[strspn(line, " \t")] == 0) continue;
-        if (!(tab = strchr(line, '\t')))
-            ex_die("%s:%d: expected 'filename<TAB>caption', found no tab", path, lineno);
-        *tab = 0;
-        hit = (char **)bsearch(&key, ds->names, (size_t)ds->n, sizeof(char *), ex_cmp_names);
-        if (!hit) ex_die("%s:%d: '%s' is not one of the %d images in '%s'", path, lineno, line, ds->n, dir);
-        idx = (int)(hit - ds->names);
-        if (ds->captions[idx])
-            ex_die("%s:%d: a second caption for '%s' (the first is on line %d)", path, lineno, line, line_of[idx]);
-        ds->captions[idx] = ex_strdup(tab + 1);
-        line_of[idx] = lineno;
-        count++;
-    }
-    if (ferror(f)) ex_die("cannot read captions '%s'", path);
-    fclose(f);
-    free(line); free(line_of);
-    printf("captions: %d of %d images have one (%s)\n", count, ds->n, path);
 }
 
 /* Opens log.csv for appending, header its first line. A fresh run starts it over; a resumed run keeps the rows up to

@@ -285,6 +285,9 @@ static int cv_zip_open(cv_zip *z, const unsigned char *d, size_t n, const char *
     if (n_entries > cd_size / 46)
         return cv_fail("%s: damaged ZIP archive: %llu entries cannot fit a central directory of %llu "
                        "bytes", path, (unsigned long long)n_entries, (unsigned long long)cd_size);
+    if (n_entries > TEXTOK_MAX_ZIP_ENTRIES)
+        return cv_fail("%s: a ZIP archive of %llu entries: more than the limit of %d (TEXTOK_MAX_ZIP_ENTRIES)",
+                       path, (unsigned long long)n_entries, TEXTOK_MAX_ZIP_ENTRIES);
     if (n_entries && !(z->entries = (cv_zip_entry *)calloc((size_t)n_entries, sizeof *z->entries)))
         return cv_fail("%s: out of memory", path);
 
@@ -439,11 +442,11 @@ typedef struct pk_obj {
 
 /* Bounds: far beyond any real state_dict (TiTok-L-32: 692 tensors, ~10k objects), small enough
    that a hostile data.pkl cannot exhaust memory. */
-#define PK_MAX_OBJECTS (1u << 21)
-#define PK_MAX_STACK   (1u << 20)
+#define PK_MAX_OBJECTS TEXTOK_MAX_PICKLE_OBJECTS   /* textok.h, LIMITS */
+#define PK_MAX_STACK   TEXTOK_MAX_PICKLE_STACK
 #define PK_MAX_MARKS   (1u << 16)
-#define PK_MAX_MEMO    (1u << 21)
-#define PK_MAX_ITEMS   (1u << 24)   /* elements of all tuples, lists and dicts together */
+#define PK_MAX_MEMO    TEXTOK_MAX_PICKLE_MEMO
+#define PK_MAX_ITEMS   TEXTOK_MAX_PICKLE_ITEMS     /* elements of all tuples, lists and dicts together */
 #define PK_MAX_LINE    256          /* a GLOBAL's module or name */
 
 typedef struct pk_vm {
@@ -1079,6 +1082,7 @@ typedef struct cv_input {
     cv_tensor         *t;
     int                n;
     int               *by_name;                   /* indices of t sorted by name */
+    int                borrowed;                  /* file.data belongs to the caller */
 } cv_input;
 
 static const cv_input *cv_sort_ctx;   /* qsort has no user pointer in C99 */
@@ -1460,20 +1464,18 @@ static void cv_input_close(cv_input *in)
     textok_st_close(&in->st);
     pk_free(&in->vm);
     cv_zip_close(&in->zip);
-    textok_file_close(&in->file);
+    if (!in->borrowed) textok_file_close(&in->file);
     free(in->t);
     free(in->by_name);
     memset(in, 0, sizeof *in);
 }
 
-/* Opens the input and fills the tensor table; the format comes from the magic bytes. */
-static int cv_input_open(cv_input *in, const char *path)
+/* Fills the tensor table of an input whose bytes are in in->file; the format comes from the magic
+   bytes. */
+static int cv_input_parse(cv_input *in)
 {
-    const unsigned char *d;
-    memset(in, 0, sizeof *in);
-    in->path = path;
-    if (textok_file_open(&in->file, path) != TEXTOK_OK) return cv_fail("%s", textok_last_error());
-    d = in->file.data;
+    const char *path = in->path;
+    const unsigned char *d = in->file.data;
     if (in->file.size == 0) return cv_fail("%s: empty file (0 bytes): not a checkpoint", path);
     if (in->file.size >= 4 && d[0] == 'P' && d[1] == 'K' &&
         ((d[2] == 3 && d[3] == 4) || (d[2] == 5 && d[3] == 6))) {
@@ -1494,7 +1496,42 @@ static int cv_input_open(cv_input *in, const char *path)
                        "(torch.save: 50 4b 03 04 = \"PK\\3\\4\"), a legacy torch.save pickle (80 02) or "
                        "safetensors (8-byte header length, then '{')", path, hex);
     }
+    {   /* a view may repeat its storage's elements (stride 0): bound what reading can allocate */
+        size_t total = 0, cap = in->file.size > SIZE_MAX / 2 ? SIZE_MAX : in->file.size * 2;
+        int i;
+        for (i = 0; i < in->n; i++) {
+            total = in->t[i].numel > SIZE_MAX - total ? SIZE_MAX : total + in->t[i].numel;
+            if (total > cap)
+                return cv_fail("%s: the tensors up to '%s' hold %zu elements, more than 2 per byte of the %zu-byte "
+                               "file: views that repeat their storage's elements (stride 0) are not supported",
+                               path, in->t[i].name, total, in->file.size);
+        }
+    }
     return cv_index(in);
+}
+
+/* Opens the input file and fills the tensor table (cv_input_parse). */
+static int cv_input_open(cv_input *in, const char *path)
+{
+    memset(in, 0, sizeof *in);
+    in->path = path;
+    if (textok_file_open(&in->file, path) != TEXTOK_OK) return cv_fail("%s", textok_last_error());
+    return cv_input_parse(in);
+}
+
+/* The same from bytes the caller keeps alive until cv_input_close (for tests/fuzz/): file.mapped
+   stays 0 and file.data is not freed; name is used in messages. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((unused))
+#endif
+static int cv_input_open_memory(cv_input *in, const unsigned char *data, size_t size, const char *name)
+{
+    memset(in, 0, sizeof *in);
+    in->path = name;
+    in->file.data = data;
+    in->file.size = size;
+    in->borrowed = 1;
+    return cv_input_parse(in);
 }
 
 /* =============================================================================================
@@ -3398,6 +3435,7 @@ done:
     return rc;
 }
 
+#ifndef CV_NO_MAIN   /* tests/fuzz/ includes this file for its readers */
 int main(int argc, char **argv)
 {
     const char *pos[3] = { NULL, NULL, NULL }, *t5_config = NULL;
@@ -3532,3 +3570,4 @@ done:
     for (i = 0; i < n_in; i++) cv_input_close(&in[i]);
     return rc;
 }
+#endif /* CV_NO_MAIN */
