@@ -71,7 +71,7 @@ FUZZ_TARGETS := safetensors torch npy tokenizer dataset captions image
 FUZZ_SRC   := tests/fuzz/fuzz.h $(addprefix tests/fuzz/fuzz_,$(addsuffix .c,$(FUZZ_TARGETS))) tools/convert.c examples/common.h
 TEST_SRC   := tests/test_main.c tests/check.c tests/test_kernels.c tests/test_io.c tests/test_titok.c tests/test_t5.c \
               tests/test_spm.c tests/test_nets.c tests/test_train.c tests/test_textok.c tests/test_dit.c tests/test_maskgit.c \
-              tests/test_gen_train.c tests/test_metrics.c tests/test_shipped.c tests/textok_impl.c
+              tests/test_gen_train.c tests/test_metrics.c tests/test_shipped.c tests/test_hostile.c tests/test_determinism.c tests/textok_impl.c
 TEST_HDR   := tests/check.h
 TOOLS      := $(BUILD)/convert $(BUILD)/emoji_dataset $(BUILD)/word_t5 $(BUILD)/tokenize $(BUILD)/reconstruct $(BUILD)/npycmp $(BUILD)/train_tokenizer \
               $(BUILD)/encode_text $(BUILD)/generate $(BUILD)/train_generator $(BUILD)/evaluate $(BUILD)/demo
@@ -193,8 +193,8 @@ $(BUILD)/asan/fuzz_replay: tests/fuzz/replay.c $(FUZZ_SRC) $(HDR)
 # build/fuzz/crash-<t>-*: copy it to tests/fuzz/regressions/<t>/ once fixed. No clang or no
 # libFuzzer: a message, not a failure.
 FUZZ_SECONDS ?= 60
-FUZZ_FLAGS   := -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -DTEXTOK_NO_MMAP
-$(BUILD)/fuzz/%: tests/fuzz/fuzz_%.c $(FUZZ_SRC) $(HDR)
+FUZZ_FLAGS   := -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fsanitize-ignorelist=tests/fuzz/ubsan_ignore.txt -DTEXTOK_NO_MMAP
+$(BUILD)/fuzz/%: tests/fuzz/fuzz_%.c $(FUZZ_SRC) $(HDR) tests/fuzz/ubsan_ignore.txt
 	@mkdir -p $(@D)
 	clang $(FUZZ_FLAGS) -std=c99 $(WARN) -I. $(STB_CFLAGS) $< -o $@ -lm
 FUZZ_PROBE   := int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n);\nint LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n) { (void)d; (void)n; return 0; }\n

@@ -22,6 +22,19 @@
 
 /* stb compiles warning-free as C99 under -Wall -Wextra -Wpedantic; as C++ it trips
    -Wmissing-field-initializers unless included as a system header (-isystem, as the Makefile does). */
+/* Only the formats the programs take (PNG, JPEG, BMP: ex_is_image_name's list): fewer decoders for
+   hostile files to reach. Debian's stb_image 2.27 has known bugs in others (PNM's size parse
+   overflows an int; TGA has no magic number, so it would be tried on any bytes). */
+#define STBI_ONLY_PNG
+#define STBI_ONLY_JPEG
+#define STBI_ONLY_BMP
+/* Zeroed allocations: stb_image 2.27 reads a JPEG Huffman table that no DHT defined from its
+   uninitialised decoder struct, which ended in an assertion (abort) or not depending on what the
+   heap held before (found by tests/fuzz/fuzz_image.c). Zeroed, such a table decodes garbage
+   deterministically and never reaches that assertion. */
+#define STBI_MALLOC(sz)       calloc(1, (sz) ? (sz) : 1)
+#define STBI_REALLOC(p, newsz) realloc(p, newsz)
+#define STBI_FREE(p)          free(p)
 #define STB_IMAGE_IMPLEMENTATION
 #include <stb_image.h>
 #define STB_IMAGE_WRITE_IMPLEMENTATION
@@ -289,6 +302,37 @@ EX_STATIC float *ex_image_square(const unsigned char *pix, int w, int h, int n, 
     return img;
 }
 
+/* stb_image 2.27 (Debian's libstb) builds a JPEG Huffman table of any size into a 257-entry array:
+   a DHT segment whose 16 code counts add up to more than 256 writes past it (2.28 refuses it).
+   stb only reads a DHT right after the bytes FF C4 (its marker), so every FF C4 of a JPEG is
+   read here as stb would read a DHT there (length, then tables of a class/id byte, 16 counts and
+   the symbols while the length lasts; bytes past the end read as 0, as stb's do), and a table of
+   more than 256 codes refuses the image. Conservative: an FF C4 inside other data (an EXIF
+   thumbnail's tables are real ones) is read too. 1 = fine (or not a JPEG), 0 = refused. */
+EX_STATIC int ex_jpeg_tables_ok(const unsigned char *b, size_t n, const char *path)
+{
+    size_t p = 0;
+    while (p < n && b[p] == 0xFF) p++;   /* stb's SOI test skips fill bytes: FF FF D8 is a JPEG too */
+    if (p == 0 || p >= n || b[p] != 0xD8) return 1;
+    for (; p + 1 < n; p++) {
+        long L;
+        size_t q;
+        if (b[p] != 0xFF || b[p + 1] != 0xC4) continue;
+        q = p + 2;
+        L = (long)((q < n ? b[q] : 0) << 8 | (q + 1 < n ? b[q + 1] : 0)) - 2;
+        q += 2;
+        while (L > 0 && q < n) {
+            unsigned total = 0, i;
+            for (i = 1; i <= 16; i++) total += q + i < n ? b[q + i] : 0;
+            if (total > 256)
+                return ex_fail("cannot read image '%s': a JPEG Huffman table of %u codes (at most 256)", path, total) + 1;
+            q += 17 + total;
+            L -= 17 + (long)total;
+        }
+    }
+    return 1;
+}
+
 /* Refuses an image whose header claims more than TEXTOK_MAX_IMAGE_SIDE / _PIXELS, before stb_image
    allocates for it (a few bytes of PNG or BMP header can claim gigapixels). */
 EX_STATIC int ex_image_dims_ok(int w, int h, const char *path)
@@ -309,6 +353,7 @@ EX_STATIC float *ex_decode_image(const unsigned char *bytes, size_t len, const c
     unsigned char *pix;
     float *img;
     if (len > (size_t)INT32_MAX) { ex_fail("cannot read image '%s': larger than 2 GB", path); return NULL; }
+    if (!ex_jpeg_tables_ok(bytes, len, path)) return NULL;   /* before stbi_info, which reads them too */
     if (!stbi_info_from_memory(bytes, (int)len, &w, &h, &n)) {
         ex_fail("cannot read image '%s': %s", path, stbi_failure_reason());
         return NULL;
@@ -324,7 +369,7 @@ EX_STATIC float *ex_decode_image(const unsigned char *bytes, size_t len, const c
     return img;
 }
 
-/* Loads any image stb_image reads (PNG, JPEG, BMP, ...; 16-bit PNGs are reduced to 8 bits) and
+/* Loads a PNG, JPEG or BMP image (16-bit PNGs are reduced to 8 bits) and
    returns a new (1,3,size,size) float array. Grayscale is copied to R, G and B; an alpha channel
    is dropped (not composited over any background). The longer side is centre-cropped to a square
    (offset (L-S)/2, rounded down), the pixels are converted to float (/255) and only then resized
@@ -332,17 +377,17 @@ EX_STATIC float *ex_decode_image(const unsigned char *bytes, size_t len, const c
    over TEXTOK_MAX_IMAGE_SIDE / TEXTOK_MAX_IMAGE_PIXELS are refused before decoding. */
 EX_STATIC float *ex_load_image(const char *path, int size)
 {
-    int w, h, n;
-    unsigned char *pix;
+    textok_file f;
     float *img;
-    if (!stbi_info(path, &w, &h, &n)) ex_die("cannot read image '%s': %s", path, stbi_failure_reason());
-    if (!ex_image_dims_ok(w, h, path)) ex_die("%s", ex_errbuf);
-    if (!(pix = stbi_load(path, &w, &h, &n, 0))) ex_die("cannot read image '%s': %s", path, stbi_failure_reason());
-    if (n == 2 || n == 4)
-        fprintf(stderr, "%s: note: '%s' has an alpha channel; it is ignored\n", ex_prog, path);
-    img = ex_image_square(pix, w, h, n, path, size);
-    stbi_image_free(pix);
+    int alpha = 0;
+    FILE *probe = fopen(path, "rb");   /* stb_image's own words for a missing file */
+    if (!probe) ex_die("cannot read image '%s': can't fopen", path);
+    fclose(probe);
+    if (textok_file_open(&f, path) != TEXTOK_OK) ex_die("cannot read image: %s", textok_last_error());
+    img = ex_decode_image(f.data, f.size, path, size, &alpha);
+    textok_file_close(&f);
     if (!img) ex_die("%s", ex_errbuf);
+    if (alpha) fprintf(stderr, "%s: note: '%s' has an alpha channel; it is ignored\n", ex_prog, path);
     return img;
 }
 
@@ -597,10 +642,18 @@ EX_STATIC void ex_load_images(ex_dataset *ds, const char *dir, int S)
         char *path = ex_path_join(dir, ds->names[i]);
         int w, h, n, c;
         size_t p;
-        /* 3 channels asked: gray is copied to R, G, B and alpha is dropped, as ex_load_image */
-        unsigned char *pix = stbi_load(path, &w, &h, &n, 3);
-        unsigned char *dst = ds->pixels + i * 3 * plane;
-        if (!pix) ex_die("cannot read image '%s': %s", path, stbi_failure_reason());
+        unsigned char *pix, *dst = ds->pixels + i * 3 * plane;
+        textok_file f;
+        /* the size from the header first (no decoding of an image that cannot fit), the JPEG
+           tables checked (ex_jpeg_tables_ok); 3 channels asked: gray is copied to R, G, B and
+           alpha is dropped, as ex_load_image */
+        if (textok_file_open(&f, path) != TEXTOK_OK) ex_die("cannot read image: %s", textok_last_error());
+        if (f.size > (size_t)INT32_MAX) ex_die("cannot read image '%s': larger than 2 GB", path);
+        if (!ex_jpeg_tables_ok(f.data, f.size, path)) ex_die("%s", ex_errbuf);
+        if (!stbi_info_from_memory(f.data, (int)f.size, &w, &h, &n)) ex_die("cannot read image '%s': %s", path, stbi_failure_reason());
+        pix = w == S && h == S ? stbi_load_from_memory(f.data, (int)f.size, &w, &h, &n, 3) : NULL;
+        textok_file_close(&f);
+        if (w == S && h == S && !pix) ex_die("cannot read image '%s': %s", path, stbi_failure_reason());
         if (w != S || h != S) {
             stbi_image_free(pix);
             ex_die("image '%s' is %dx%d, but the model takes %dx%d images (every image must be "

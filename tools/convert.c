@@ -336,7 +336,7 @@ static int cv_zip_open(cv_zip *z, const unsigned char *d, size_t n, const char *
         }
         p += 46 + nlen + elen + clen;
     }
-    qsort(z->entries, z->n, sizeof *z->entries, cv_cmp_entry);
+    if (z->n) qsort(z->entries, z->n, sizeof *z->entries, cv_cmp_entry);   /* qsort(NULL, 0) is undefined */
     for (i = 1; i < z->n; i++)
         if (!strcmp(z->entries[i - 1].name, z->entries[i].name))
             return cv_fail("%s: duplicate ZIP entry '%s'", path, z->entries[i].name);
