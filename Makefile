@@ -9,6 +9,8 @@
 #   make asan             the test runner under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make fuzz             the libFuzzer targets of tests/fuzz/ (clang), FUZZ_SECONDS (default 60)
 #                         each, seeded from tests/fuzz/corpus/; a crash stops it (build/fuzz/crash-*)
+#   make error-table      rewrites tests/README.md's table of bad inputs and their messages from the
+#                         real programs (tests/error_table.sh; runs the CLI scripts, a few minutes)
 #   make valgrind         the test runner and the fuzz replays under valgrind memcheck (leaks are
 #                         errors); VALGRIND_GROUPS picks test_runner groups (default: all)
 #   make bench            build/bench: GFLOP/s table
@@ -81,7 +83,7 @@ PROGRAMS   := $(BUILD)/selfcheck $(BUILD)/bench $(BUILD)/test_runner $(BUILD)/fu
 STB_CFLAGS := -isystem /usr/include/stb
 CLANG      := $(shell command -v clang 2>/dev/null)
 
-.PHONY: all demo test check check-full asan fuzz valgrind bench bench-compare compile-checks install uninstall clean
+.PHONY: all demo test check check-full asan fuzz valgrind error-table bench bench-compare compile-checks install uninstall clean
 all: $(PROGRAMS)
 
 # The shipped emoji models (weights/emoji/) end to end: reconstructions and generated samples in demo/
@@ -187,6 +189,22 @@ asan: $(BUILD)/asan/test_runner $(BUILD)/asan/fuzz_replay
 $(BUILD)/asan/fuzz_replay: tests/fuzz/replay.c $(FUZZ_SRC) $(HDR)
 	@mkdir -p $(@D)
 	$(CC) -O1 -g $(SAN) -DTEXTOK_NO_MMAP $(TEXTOK_CFLAGS) $(STB_CFLAGS) $< -o $@ $(LDFLAGS) $(TEXTOK_LIBS)
+
+# valgrind memcheck over the portable build (no OpenMP, no BLAS: no thread pools for it to
+# misread); definite and indirect leaks are errors. The whole runner takes hours under valgrind:
+# VALGRIND_GROUPS="io spm hostile" picks groups (default: every group).
+VALGRIND_GROUPS ?=
+VALGRIND := valgrind --tool=memcheck --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=1
+$(BUILD)/plain/fuzz_replay: tests/fuzz/replay.c $(FUZZ_SRC) $(HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -std=c99 $(WARN) -I. $(STB_CFLAGS) $< -o $@ $(LDFLAGS) -lm
+valgrind: $(BUILD)/plain/test_runner $(BUILD)/plain/fuzz_replay
+	@command -v valgrind >/dev/null || { echo "valgrind: not installed (apt-get install valgrind)"; exit 1; }
+	$(VALGRIND) $(BUILD)/plain/fuzz_replay
+	$(VALGRIND) $(BUILD)/plain/test_runner $(VALGRIND_GROUPS)
+
+error-table: $(BUILD)/fuzz_replay $(TOOLS)
+	tests/error_table.sh $(BUILD) >tests/README.md.tmp && mv tests/README.md.tmp tests/README.md
 
 # libFuzzer (clang -fsanitize=fuzzer): each target FUZZ_SECONDS, its working corpus in
 # build/fuzz/corpus-<t>/ seeded from tests/fuzz/corpus/<t>/; a crash stops make, its input is

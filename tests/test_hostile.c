@@ -188,6 +188,44 @@ void test_hostile(tt_stats *s)
              "\"num_classes\":\"16777216\",\"learn_sigma\":\"1\",\"text_dim\":\"0\",\"text_len\":\"0\",\"guide_channels\":\"8\","
              "\"latent_scale\":\"1\"}}",
              "model.safetensors", ho_load_dit);
+    /* the right number of tensors, but 2 bytes each: the file cannot hold the parameters */
+    {
+        textok_dit_config c;
+        int n, i;
+        size_t len = 0, cap;
+        char *json;
+        memset(&c, 0, sizeof c);
+        c.in_channels = 8; c.input_size = 65536; c.seq_1d = 1; c.patch_size = 1; c.hidden = 65536; c.depth = 2;
+        c.heads = 4; c.mlp_hidden = 262144; c.num_classes = 1000; c.learn_sigma = 1; c.guide_channels = 8;
+        c.latent_scale = 1.0f;
+        n = textok_dit_tensor_specs(&c, NULL, 0);
+        cap = 1024 + (size_t)n * 96;
+        json = (char *)malloc(cap);
+        if (json && n > 0) {
+            len += (size_t)snprintf(json + len, cap - len,
+                                    "{\"__metadata__\":{\"textok.model\":\"dit\",\"in_channels\":\"8\",\"input_size\":\"65536\","
+                                    "\"seq_1d\":\"1\",\"patch_size\":\"1\",\"hidden\":\"65536\",\"depth\":\"2\",\"heads\":\"4\","
+                                    "\"mlp_hidden\":\"262144\",\"num_classes\":\"1000\",\"learn_sigma\":\"1\",\"text_dim\":\"0\","
+                                    "\"text_len\":\"0\",\"guide_channels\":\"8\",\"latent_scale\":\"1\"}");
+            for (i = 0; i < n; i++)
+                len += (size_t)snprintf(json + len, cap - len, ",\"t%d\":{\"dtype\":\"F16\",\"shape\":[1],\"data_offsets\":[%d,%d]}",
+                                        i, 2 * i, 2 * i + 2);
+            snprintf(json + len, cap - len, "}");
+            ho_path(path, sizeof path, "model.safetensors");
+            if (ho_write_st(path, json, (size_t)2 * n)) {
+                textok_dit *m = NULL;
+                textok_params p = textok_default_params();
+                p.n_threads = 1;
+                tt_alloc_count(1);
+                rc = textok_dit_load(&m, path, &p);
+                tt_alloc_count(0);
+                ho_expect(s, "DiT: enough tensors, 2 bytes each", rc, "data bytes can hold", HO_BUDGET);
+                if (rc == TEXTOK_OK) textok_dit_free(m);
+                remove(path);
+            }
+        }
+        free(json);
+    }
     ho_model(s, "T5 of 65536 wide, 1024 layers",
              "{\"__metadata__\":{\"textok.model\":\"t5\",\"vocab\":\"16777216\",\"d_model\":\"65536\",\"d_kv\":\"65536\","
              "\"heads\":\"4096\",\"d_ff\":\"262144\",\"layers\":\"1024\",\"num_buckets\":\"32\",\"max_distance\":\"128\","

@@ -33,6 +33,15 @@
     int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) { return f(data, size); }
 #endif
 
+/* The message of the input's first refusal (the replay driver's --messages prints it: the table
+   in tests/README.md). */
+static char fuzz_msg[1024];
+static int fuzz_refused(const char *msg)
+{
+    if (!fuzz_msg[0]) snprintf(fuzz_msg, sizeof fuzz_msg, "%s", msg);
+    return 0;
+}
+
 /* A checksum the optimiser cannot drop: every value read is folded into it. */
 static volatile float fuzz_sink;
 static void fuzz_use(const float *x, size_t n)

@@ -8,7 +8,8 @@ static int fuzz_torch(const uint8_t *data, size_t size)
 {
     cv_input in;
     int i;
-    if (cv_input_open_memory(&in, data, size, "fuzz.bin") == 0) {
+    if (cv_input_open_memory(&in, data, size, "fuzz.bin") != 0) fuzz_refused(cv_errbuf);
+    else {
         for (i = 0; i < in.n; i++) {
             const cv_tensor *t = &in.t[i];
             float *x;
@@ -17,6 +18,7 @@ static int fuzz_torch(const uint8_t *data, size_t size)
             if ((x = (float *)malloc((t->numel ? t->numel : 1) * sizeof(float))) != NULL &&
                 cv_read_f32(&in, t, x) == 0)
                 fuzz_use(x, t->numel);
+            else fuzz_refused(cv_errbuf);
             free(x);
         }
     }

@@ -4,6 +4,10 @@
      build/fuzz_replay                       every target: tests/fuzz/corpus/<t>/ and
                                              tests/fuzz/regressions/<t>/
      build/fuzz_replay TARGET FILE|DIR...    the named inputs through one target
+     build/fuzz_replay --messages TARGET FILE|DIR...
+                                             one line per input instead: "<file>\t<the message of
+                                             its first refusal>" ("accepted" if none); the
+                                             tables of tests/README.md are made with it
    A crash is a crash (or a sanitizer report); otherwise one line per target and directory, then
    "N passed, N failed" (a target that is not one, or a missing directory, fails). Run from the
    repository root. */
@@ -26,6 +30,8 @@ static const struct fuzz_target { const char *name; int (*run)(const uint8_t *, 
 };
 #define N_TARGETS ((int)(sizeof targets / sizeof targets[0]))
 
+static int replay_messages;   /* --messages */
+
 /* One file through the target; -1 if it cannot be read. */
 static int replay_file(const struct fuzz_target *t, const char *path)
 {
@@ -37,8 +43,10 @@ static int replay_file(const struct fuzz_target *t, const char *path)
     if (!(buf = (unsigned char *)malloc((size_t)n + 1))) { fclose(f); return -1; }
     if (fread(buf, 1, (size_t)n, f) != (size_t)n) { free(buf); fclose(f); return -1; }
     fclose(f);
+    fuzz_msg[0] = 0;
     t->run(buf, (size_t)n);
     free(buf);
+    if (replay_messages) printf("%s\t%s\n", path, fuzz_msg[0] ? fuzz_msg : "accepted");
     return 0;
 }
 
@@ -73,6 +81,11 @@ static void report(const char *target, const char *path, int n, int *passed, int
 int main(int argc, char **argv)
 {
     int passed = 0, failed = 0, i, k;
+    if (argc >= 2 && !strcmp(argv[1], "--messages")) {
+        replay_messages = 1;
+        argv++; argc--;
+        if (argc < 2) { fprintf(stderr, "fuzz_replay: --messages TARGET FILE|DIR...\n"); return 2; }
+    }
     if (argc >= 2) {
         for (k = 0; k < N_TARGETS && strcmp(argv[1], targets[k].name); k++) {}
         if (k == N_TARGETS) {
@@ -81,7 +94,12 @@ int main(int argc, char **argv)
             fprintf(stderr, "\n");
             return 2;
         }
-        for (i = 2; i < argc; i++) report(targets[k].name, argv[i], replay_path(&targets[k], argv[i]), &passed, &failed);
+        for (i = 2; i < argc; i++) {
+            int n = replay_path(&targets[k], argv[i]);
+            if (!replay_messages) report(targets[k].name, argv[i], n, &passed, &failed);
+            else if (n < 0) { fprintf(stderr, "fuzz_replay: cannot read %s\n", argv[i]); failed++; }
+        }
+        if (replay_messages) return failed ? 1 : 0;
     } else {
         for (k = 0; k < N_TARGETS; k++) {
             static const char *const kinds[2] = { "corpus", "regressions" };
