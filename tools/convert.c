@@ -1107,7 +1107,7 @@ static const cv_tensor *cv_find(const cv_input *in, const char *name)
 static int cv_index(cv_input *in)
 {
     int i;
-    if (!(in->by_name = (int *)malloc((size_t)(in->n ? in->n : 1) * sizeof *in->by_name)))
+    if (!(in->by_name = (int *)malloc((size_t)(in->n > 0 ? in->n : 1) * sizeof *in->by_name)))
         return cv_fail("%s: out of memory", in->path);
     for (i = 0; i < in->n; i++) in->by_name[i] = i;
     cv_sort_ctx = in;
