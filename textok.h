@@ -154,9 +154,11 @@
       TEXTOK_MAX_PICKLE_OBJECTS 2^21        (tools/convert.c; may be set)
       TEXTOK_MAX_PICKLE_ITEMS  2^24
       A tensor's bytes must lie inside the file, so a tensor can never be larger than the file
-      (a PyTorch view may repeat its storage's elements, so tools/convert.c also caps the
-      elements of all tensors together at 2 per byte of the file). tests/test_io.c's "hostile"
-      checks run the readers under a counting allocator and assert the peak.
+      (PyTorch views may repeat elements, so tools/convert.c caps all tensors' elements at 4 per
+      byte of the input); a model loader refuses a file that cannot hold the parameters its
+      __metadata__ config claims (2 bytes each at least) before allocating for it. The test
+      runner's "hostile" group runs the readers and loaders under a counting allocator and
+      asserts what they request.
 
    ERRORS
       Functions that can fail return an int status: TEXTOK_OK (0) or a negative TEXTOK_ERR_*

@@ -49,8 +49,10 @@
      largest index must lie inside the storage. Float, Half and BFloat16 storages are converted;
      other dtypes are refused, naming the tensor. The stack, the memo, the number of objects and
      of container elements, and every length read from the file are bounded, so no input can
-     crash the reader. An output of more than CV_MAX_PARAMS parameters is refused: a stride-0
-     view can describe a huge tensor with a few bytes, and TiTok-L-32 has 641M.
+     crash the reader (the limits are textok.h's TEXTOK_MAX_PICKLE_* and TEXTOK_MAX_ZIP_ENTRIES). A
+     view may overlap or repeat its storage's elements (stride 0 can describe a huge tensor with
+     a few bytes), so the elements of all tensors together may not exceed 4 per byte of the input
+     (+ 4M), and an output of more than CV_MAX_PARAMS parameters is refused (TiTok-L-32 has 641M).
      A dict {"state_dict": sd} or {"model": sd} around the state_dict is unwrapped; a DiT train.py
      checkpoint {"model", "ema", "opt", "args"} gives its "ema" (as DiT's find_model does), and its
      args, an argparse.Namespace (GLOBAL + NEWOBJ + BUILD), is read as an opaque value.
@@ -1055,6 +1057,9 @@ static int pk_run(pk_vm *vm, pk_obj **result)
 
 enum { CV_FMT_SAFETENSORS, CV_FMT_TORCH_ZIP, CV_FMT_TORCH_LEGACY };
 
+#define CV_MAX_ELEMS_PER_BYTE 4          /* output elements per input byte (cv_input_parse) */
+#define CV_MIN_ELEMS          (1 << 22)   /* ... plus these, whatever the file's size */
+
 typedef struct cv_tensor {
     const char             *name;
     const char             *dtype_name;   /* "F32", "F16", "BF16", "int64 (torch.LongStorage)" */
@@ -1496,15 +1501,19 @@ static int cv_input_parse(cv_input *in)
                        "(torch.save: 50 4b 03 04 = \"PK\\3\\4\"), a legacy torch.save pickle (80 02) or "
                        "safetensors (8-byte header length, then '{')", path, hex);
     }
-    {   /* a view may repeat its storage's elements (stride 0): bound what reading can allocate */
-        size_t total = 0, cap = in->file.size > SIZE_MAX / 2 ? SIZE_MAX : in->file.size * 2;
+    {   /* views may overlap or repeat their storage's elements (stride 0): a few bytes can describe
+           any size, and the output is built in memory, so the elements of all tensors together are
+           bounded by the file: CV_MAX_ELEMS_PER_BYTE per byte (a real checkpoint has at most 1:
+           F16 with every tensor shared once), plus CV_MIN_ELEMS for tiny files */
+        size_t total = 0, cap = in->file.size > (SIZE_MAX - CV_MIN_ELEMS) / CV_MAX_ELEMS_PER_BYTE ? SIZE_MAX
+                              : in->file.size * CV_MAX_ELEMS_PER_BYTE + CV_MIN_ELEMS;
         int i;
         for (i = 0; i < in->n; i++) {
             total = in->t[i].numel > SIZE_MAX - total ? SIZE_MAX : total + in->t[i].numel;
             if (total > cap)
-                return cv_fail("%s: the tensors up to '%s' hold %zu elements, more than 2 per byte of the %zu-byte "
-                               "file: views that repeat their storage's elements (stride 0) are not supported",
-                               path, in->t[i].name, total, in->file.size);
+                return cv_fail("%s: the tensors up to '%s' hold %zu elements, more than %d per byte of the %zu-byte "
+                               "file (+ %d): views that repeat their storage's elements this much are not supported",
+                               path, in->t[i].name, total, CV_MAX_ELEMS_PER_BYTE, in->file.size, CV_MIN_ELEMS);
         }
     }
     return cv_index(in);

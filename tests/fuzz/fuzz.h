@@ -36,6 +36,10 @@
 /* The message of the input's first refusal (the replay driver's --messages prints it: the table
    in tests/README.md). */
 static char fuzz_msg[1024];
+/* The name the parsers put in their messages: the replayed file's path (replay.c sets it), else
+   a fixed one per target. */
+static const char *fuzz_path;
+#define FUZZ_NAME(fixed) (fuzz_path ? fuzz_path : (fixed))
 static int fuzz_refused(const char *msg)
 {
     if (!fuzz_msg[0]) snprintf(fuzz_msg, sizeof fuzz_msg, "%s", msg);

@@ -18,7 +18,7 @@ static int fuzz_captions(const uint8_t *data, size_t size)
         strcpy(copy[i], names[i]);
     }
     ds.names = copy;
-    if (ex_parse_captions(&ds, (const char *)data, size, "fuzz.txt", "fuzz/")) fuzz_refused(ex_errbuf);
+    if (ex_parse_captions(&ds, (const char *)data, size, FUZZ_NAME("fuzz.txt"), "fuzz/")) fuzz_refused(ex_errbuf);
     ex_dataset_free(&ds);   /* names, and captions when the parse succeeded */
     return 0;
 }

@@ -10,10 +10,10 @@ static int fuzz_dataset(const uint8_t *data, size_t size)
     const textok_st_tensor *ti;
     ex_dataset ds;
     int S = 8;
-    if (textok_st_open_memory(&st, data, size, "fuzz.safetensors") != TEXTOK_OK) return fuzz_refused(textok_last_error());
+    if (textok_st_open_memory(&st, data, size, FUZZ_NAME("fuzz.safetensors")) != TEXTOK_OK) return fuzz_refused(textok_last_error());
     ti = textok_st_find(&st, "images");
     if (ti && ti->ndim >= 2 && ti->shape[1] >= 1 && ti->shape[1] <= 512) S = (int)ti->shape[1];
-    if (ex_parse_data(&ds, &st, "fuzz.safetensors", splits[size % 3], S) == 0) ex_dataset_free(&ds);
+    if (ex_parse_data(&ds, &st, FUZZ_NAME("fuzz.safetensors"), splits[size % 3], S) == 0) ex_dataset_free(&ds);
     else fuzz_refused(ex_errbuf);
     textok_st_close(&st);
     return 0;

@@ -7,7 +7,7 @@ static int fuzz_npy(const uint8_t *data, size_t size)
     int ndim = 0, i;
     int64_t shape[TEXTOK_MAX_DIMS];
     size_t n = 1;
-    if (textok_npy_read_memory(data, size, "fuzz.npy", &x, &ndim, shape) != TEXTOK_OK) return fuzz_refused(textok_last_error());
+    if (textok_npy_read_memory(data, size, FUZZ_NAME("fuzz.npy"), &x, &ndim, shape) != TEXTOK_OK) return fuzz_refused(textok_last_error());
     for (i = 0; i < ndim; i++) n *= (size_t)shape[i];
     fuzz_use(x, n);
     textok_free(x);

@@ -6,7 +6,7 @@ static int fuzz_safetensors(const uint8_t *data, size_t size)
 {
     textok_safetensors st;
     int i;
-    if (textok_st_open_memory(&st, data, size, "fuzz.safetensors") != TEXTOK_OK) return fuzz_refused(textok_last_error());
+    if (textok_st_open_memory(&st, data, size, FUZZ_NAME("fuzz.safetensors")) != TEXTOK_OK) return fuzz_refused(textok_last_error());
     for (i = 0; i < st.n_tensors; i++) {
         const textok_st_tensor *t = &st.tensors[i];
         float *x = (float *)malloc((t->numel ? t->numel : 1) * sizeof(float));

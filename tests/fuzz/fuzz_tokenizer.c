@@ -12,7 +12,7 @@ static int fuzz_tokenizer(const uint8_t *data, size_t size)
     char head[65];
     size_t k = size < 64 ? size : 64, i;
     int n, full;
-    if (textok_spm_load_mem(&tok, (const char *)data, size, "fuzz.json") != TEXTOK_OK) return fuzz_refused(textok_last_error());
+    if (textok_spm_load_mem(&tok, (const char *)data, size, FUZZ_NAME("fuzz.json")) != TEXTOK_OK) return fuzz_refused(textok_last_error());
     for (i = 0; i < sizeof texts / sizeof texts[0]; i++) (void)textok_spm_encode(tok, texts[i], ids, 64, &n, &full);
     memcpy(head, data, k);
     head[k] = 0;

@@ -8,7 +8,7 @@ static int fuzz_torch(const uint8_t *data, size_t size)
 {
     cv_input in;
     int i;
-    if (cv_input_open_memory(&in, data, size, "fuzz.bin") != 0) fuzz_refused(cv_errbuf);
+    if (cv_input_open_memory(&in, data, size, FUZZ_NAME("fuzz.bin")) != 0) fuzz_refused(cv_errbuf);
     else {
         for (i = 0; i < in.n; i++) {
             const cv_tensor *t = &in.t[i];

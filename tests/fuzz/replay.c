@@ -44,7 +44,9 @@ static int replay_file(const struct fuzz_target *t, const char *path)
     if (fread(buf, 1, (size_t)n, f) != (size_t)n) { free(buf); fclose(f); return -1; }
     fclose(f);
     fuzz_msg[0] = 0;
+    fuzz_path = path;
     t->run(buf, (size_t)n);
+    fuzz_path = NULL;
     free(buf);
     if (replay_messages) printf("%s\t%s\n", path, fuzz_msg[0] ? fuzz_msg : "accepted");
     return 0;
