@@ -1,7 +1,7 @@
 /* test_determinism.c - the same seed gives bit-identical results for any thread count: a tiny VQ
    tokenizer (random init from a seed) encodes images to tokens and decodes them, then trains a
    few steps with every loss on (L2 + LPIPS + VQ + the GAN from step 2, so the discriminator's
-   step runs too); and a tiny DiT generator trains a few steps and samples. Each run is repeated
+   step runs too); and a tiny DiT generator trains a few steps and samples (DDPM with guidance). Each run is repeated
    with the fast kernel table on 1, 2 and 3 threads; tokens, reconstructions, every loss of every
    step, the parameters after training (an FNV-1a hash of their bytes) and the samples must match
    bit for bit. Reductions that cross threads are done in a fixed order (per-thread partials
@@ -120,6 +120,65 @@ done:
     free(img); free(buf); free(specs);
 }
 
+/* A tiny class-conditional 1D DiT: DT_STEPS generator-trainer steps (losses, parameters after),
+   then 10 DDPM steps with classifier-free guidance from a seeded RNG (the samples). */
+static void dt_generator(dt_result *r, int threads)
+{
+    textok_dit_config c;
+    textok_params p = textok_default_params();
+    textok_kernels k = textok_cpu_kernels(threads);
+    textok_gen_train_config tc;
+    textok_dit_sample_config sc;
+    textok_dit *m = NULL;
+    textok_gen_trainer *t = NULL;
+    textok_tensor_spec *specs = NULL;
+    textok_rng rng;
+    float lat[DT_B * 8 * 16], *buf = NULL, out[DT_B * 8 * 16];
+    int32_t y[DT_B] = { 1, 3 };
+    int i, n_specs, step;
+    r->ok = 0;
+    memset(&c, 0, sizeof c);
+    c.in_channels = 8; c.input_size = 16; c.seq_1d = 1; c.patch_size = 1;
+    c.hidden = 64; c.depth = 2; c.heads = 4; c.mlp_hidden = 128;
+    c.num_classes = 4; c.learn_sigma = 1; c.guide_channels = 8; c.latent_scale = 1.0f;
+    p.n_threads = threads; p.kernels = &k; p.max_batch = 2 * DT_B;
+    textok_gen_train_preset(&tc, "tiny");
+    tc.batch = DT_B; tc.warmup_steps = 1;
+    if (textok_dit_create(&m, &c, &p, 21) != TEXTOK_OK || textok_gen_trainer_create(&t, m, NULL, &tc, 23) != TEXTOK_OK)
+        goto done;
+    for (step = 0; step < DT_STEPS; step++) {
+        textok_gen_train_stats st;
+        textok_rng_seed(&rng, 300u + (unsigned)step);
+        textok_rng_fill_normal(&rng, lat, sizeof lat / sizeof lat[0], 0.0f, 1.0f);
+        if (textok_gen_trainer_step(t, lat, NULL, y, NULL, &st) != TEXTOK_OK) goto done;
+        r->gen_losses[step] = st.loss;
+    }
+    n_specs = textok_dit_tensor_specs(&c, NULL, 0);
+    specs = (textok_tensor_spec *)calloc((size_t)n_specs, sizeof *specs);
+    textok_dit_tensor_specs(&c, specs, n_specs);
+    r->gen_params_hash = 14695981039346656037ull;
+    for (i = 0; i < n_specs; i++) {
+        size_t numel = 1;
+        int d;
+        char name[200];
+        for (d = 0; d < specs[i].ndim; d++) numel *= (size_t)specs[i].shape[d];
+        buf = (float *)realloc(buf, numel * sizeof(float));
+        snprintf(name, sizeof name, "param.%s", specs[i].name);
+        if (textok_gen_trainer_get(t, name, buf, numel) != TEXTOK_OK) goto done;
+        r->gen_params_hash = dt_fnv(r->gen_params_hash, buf, numel * sizeof(float));
+    }
+    sc = textok_dit_sample_default();
+    sc.steps = 10;
+    textok_rng_seed(&rng, 77);
+    if (textok_dit_generate(m, &sc, y, NULL, DT_B, &rng, out) != TEXTOK_OK) goto done;
+    r->gen_sample_hash = dt_fnv(14695981039346656037ull, out, sizeof out);
+    r->ok = 1;
+done:
+    if (!r->ok) printf("determinism: generator on %d threads: %s\n", threads, textok_last_error());
+    textok_gen_trainer_free(t); textok_dit_free(m);
+    free(buf); free(specs);
+}
+
 void test_determinism(tt_stats *s)
 {
     static const int threads[3] = { 1, 2, 3 };
@@ -142,6 +201,18 @@ void test_determinism(tt_stats *s)
                  same_tok ? "same" : "DIFFER", same_rec ? "same" : "DIFFER", DT_STEPS, same_loss ? "same" : "DIFFER",
                  r[0].losses[DT_STEPS - 1][0], r[i].losses[DT_STEPS - 1][0], (unsigned long long)r[0].params_hash,
                  (unsigned long long)r[i].params_hash, !ok && blas ? " (blas level: reported only)" : "");
+    }
+    for (i = 0; i < 3; i++) dt_generator(&r[i], threads[i]);
+    for (i = 1; i < 3; i++) {
+        const int same_loss = r[0].ok && r[i].ok && !memcmp(r[0].gen_losses, r[i].gen_losses, sizeof r[0].gen_losses);
+        const int same_par = r[0].ok && r[i].ok && r[0].gen_params_hash == r[i].gen_params_hash;
+        const int same_smp = r[0].ok && r[i].ok && r[0].gen_sample_hash == r[i].gen_sample_hash;
+        const int ok = same_loss && same_par && same_smp;
+        tt_check(s, ok || blas,
+                 "determinism DiT generator ('%s') 1 vs %d threads: %d steps' losses %s (last %.9g vs %.9g), params hash "
+                 "%016llx vs %016llx, 10-step CFG samples %s%s", k1.name, threads[i], DT_STEPS, same_loss ? "same" : "DIFFER",
+                 r[0].gen_losses[DT_STEPS - 1], r[i].gen_losses[DT_STEPS - 1], (unsigned long long)r[0].gen_params_hash,
+                 (unsigned long long)r[i].gen_params_hash, same_smp ? "same" : "DIFFER", !ok && blas ? " (blas level: reported only)" : "");
     }
     for (i = 0; i < 3; i++) free(r[i].recon);
 }
