@@ -7103,10 +7103,11 @@ static size_t textok__spec_numel(const textok_tensor_spec *s)
 }
 
 /* Before a loader allocates anything that a config read from a file sizes (parameters, the
-   activation arena): the file must be able to hold that config's tensors, n_required of them
-   (extras may be ignorable) of at least 2 bytes per element (F16/BF16; F32 takes 4). So a small
-   file whose __metadata__ claims a huge model is refused without allocating for it. The spec list
-   is only made once the tensor count has been checked against the file's. */
+   activation arena): the file must be able to hold that config's n_required tensors at 2 bytes
+   per element at least (F16/BF16; F32 takes 4). So a small file whose __metadata__ claims a huge
+   model is refused without allocating for it; only the spec list is made, whose length the
+   config checks bound (a few MB at most). Missing or extra tensors are the loader's own checks,
+   which name them. */
 static int textok__st_precheck(const textok_safetensors *st, int n_required, int (*fill)(const void *cfg, textok_tensor_spec *, int),
                                const void *cfg, const char *what)
 {
@@ -7114,9 +7115,6 @@ static int textok__st_precheck(const textok_safetensors *st, int n_required, int
     size_t total = 0, k;
     int i;
     if (n_required < 0) return TEXTOK_OK;   /* an invalid config: the model's own check says why */
-    if (n_required > st->n_tensors)
-        return textok__fail(TEXTOK_ERR_SHAPE, "%s: holds %d tensors, but the %s its __metadata__ describes has %d: "
-                            "a different or damaged file", st->path, st->n_tensors, what, n_required);
     if (!(specs = (textok_tensor_spec *)textok__calloc((size_t)(n_required ? n_required : 1), sizeof *specs)))
         return textok__fail(TEXTOK_ERR_NOMEM, "%s: out of memory", st->path);
     fill(cfg, specs, n_required);
@@ -9116,7 +9114,8 @@ TEXTOKDEF int textok_t5_load_st(textok_t5 **out, const textok_safetensors *st, c
         if ((status = textok_t5_config_from_meta(&file_cfg, st)) != TEXTOK_OK) return status;
         cfg = &file_cfg;
     }
-    if ((status = textok__st_precheck(st, textok_t5_tensor_specs(cfg, NULL, 0), textok__fill_t5, cfg, "T5 encoder")) != TEXTOK_OK) return status;
+    if (cfg == &file_cfg &&   /* a config the file claims; the caller's own is trusted */
+        (status = textok__st_precheck(st, textok_t5_tensor_specs(cfg, NULL, 0), textok__fill_t5, cfg, "T5 encoder")) != TEXTOK_OK) return status;
     if ((status = textok__t5_new(&t, cfg, params, &specs, &n_specs)) != TEXTOK_OK) return status;
     /* an encoder tensor this config does not expect means another model (more layers, umT5's
        per-block position tables, ...): refuse rather than run something else */
@@ -9977,7 +9976,8 @@ TEXTOKDEF int textok_titok_load_st(textok_titok **out, const textok_safetensors 
         if ((status = textok_titok_config_from_meta(&file_cfg, st)) != TEXTOK_OK) return status;
         cfg = &file_cfg;
     }
-    if ((status = textok__st_precheck(st, textok_titok_tensor_specs(cfg, NULL, 0), textok__fill_titok, cfg, "TiTok")) != TEXTOK_OK) return status;
+    if (cfg == &file_cfg &&   /* a config the file claims; the caller's own is trusted */
+        (status = textok__st_precheck(st, textok_titok_tensor_specs(cfg, NULL, 0), textok__fill_titok, cfg, "TiTok")) != TEXTOK_OK) return status;
     if ((status = textok__titok_new(&m, cfg, params, &specs, &n_specs)) != TEXTOK_OK) return status;
     /* the file must hold exactly the expected tensors: an extra one means a different model */
     for (i = 0; i < st->n_tensors; i++) {
@@ -13705,7 +13705,8 @@ TEXTOKDEF int textok_dit_load_st(textok_dit **out, const textok_safetensors *st,
         if ((status = textok_dit_config_from_meta(&file_cfg, st)) != TEXTOK_OK) return status;
         cfg = &file_cfg;
     }
-    if ((status = textok__st_precheck(st, textok_dit_tensor_specs(cfg, NULL, 0), textok__fill_dit, cfg, "DiT")) != TEXTOK_OK) return status;
+    if (cfg == &file_cfg &&   /* a config the file claims; the caller's own is trusted */
+        (status = textok__st_precheck(st, textok_dit_tensor_specs(cfg, NULL, 0), textok__fill_dit, cfg, "DiT")) != TEXTOK_OK) return status;
     if ((status = textok__dit_new(&m, cfg, params)) != TEXTOK_OK) return status;
     /* exactly the expected tensors: an extra one means another model */
     for (i = 0; i < st->n_tensors; i++) {
@@ -14782,7 +14783,8 @@ TEXTOKDEF int textok_maskgit_load_st(textok_maskgit **out, const textok_safetens
         if ((status = textok_maskgit_config_from_meta(&file_cfg, st)) != TEXTOK_OK) return status;
         cfg = &file_cfg;
     }
-    if ((status = textok__st_precheck(st, textok_maskgit_tensor_specs(cfg, NULL, 0), textok__fill_maskgit, cfg, "MaskGIT")) != TEXTOK_OK) return status;
+    if (cfg == &file_cfg &&   /* a config the file claims; the caller's own is trusted */
+        (status = textok__st_precheck(st, textok_maskgit_tensor_specs(cfg, NULL, 0), textok__fill_maskgit, cfg, "MaskGIT")) != TEXTOK_OK) return status;
     if ((status = textok__mg_new(&m, cfg, params)) != TEXTOK_OK) return status;
     /* exactly the expected tensors (plus the ignorable buffer): an extra one is another model */
     for (i = 0; i < st->n_tensors; i++) {
