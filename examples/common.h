@@ -345,6 +345,21 @@ EX_STATIC int ex_image_dims_ok(int w, int h, const char *path)
     return 1;
 }
 
+/* stb_image's reason, and for a file it does not recognise what it starts with. */
+EX_STATIC int ex_image_fail(const unsigned char *bytes, size_t len, const char *path)
+{
+    const char *why = stbi_failure_reason();
+    if (why && !strcmp(why, "unknown image type")) {
+        char hex[40];
+        size_t k, m = 0;
+        hex[0] = 0;
+        for (k = 0; k < 8 && k < len; k++) m += (size_t)snprintf(hex + m, sizeof hex - m, k ? " %02x" : "%02x", bytes[k]);
+        return ex_fail("cannot read image '%s': not a PNG, JPEG or BMP file (%zu bytes%s%s; a PNG starts 89 50 4e 47, "
+                       "a JPEG ff d8, a BMP 42 4d)", path, len, len ? ", starting " : "", hex);
+    }
+    return ex_fail("cannot read image '%s': %s", path, why ? why : "stb_image failed");
+}
+
 /* An image file's bytes (PNG, JPEG, BMP, ... as stb_image reads them) -> ex_image_square; NULL and
    ex_errbuf on failure. *alpha (may be NULL) is set when the image has an alpha channel. */
 EX_STATIC float *ex_decode_image(const unsigned char *bytes, size_t len, const char *path, int size, int *alpha)
@@ -355,7 +370,7 @@ EX_STATIC float *ex_decode_image(const unsigned char *bytes, size_t len, const c
     if (len > (size_t)INT32_MAX) { ex_fail("cannot read image '%s': larger than 2 GB", path); return NULL; }
     if (!ex_jpeg_tables_ok(bytes, len, path)) return NULL;   /* before stbi_info, which reads them too */
     if (!stbi_info_from_memory(bytes, (int)len, &w, &h, &n)) {
-        ex_fail("cannot read image '%s': %s", path, stbi_failure_reason());
+        ex_image_fail(bytes, len, path);
         return NULL;
     }
     if (!ex_image_dims_ok(w, h, path)) return NULL;
@@ -650,7 +665,7 @@ EX_STATIC void ex_load_images(ex_dataset *ds, const char *dir, int S)
         if (textok_file_open(&f, path) != TEXTOK_OK) ex_die("cannot read image: %s", textok_last_error());
         if (f.size > (size_t)INT32_MAX) ex_die("cannot read image '%s': larger than 2 GB", path);
         if (!ex_jpeg_tables_ok(f.data, f.size, path)) ex_die("%s", ex_errbuf);
-        if (!stbi_info_from_memory(f.data, (int)f.size, &w, &h, &n)) ex_die("cannot read image '%s': %s", path, stbi_failure_reason());
+        if (!stbi_info_from_memory(f.data, (int)f.size, &w, &h, &n)) { ex_image_fail(f.data, f.size, path); ex_die("%s", ex_errbuf); }
         pix = w == S && h == S ? stbi_load_from_memory(f.data, (int)f.size, &w, &h, &n, 3) : NULL;
         textok_file_close(&f);
         if (w == S && h == S && !pix) ex_die("cannot read image '%s': %s", path, stbi_failure_reason());

@@ -18,10 +18,15 @@ done
 TABLE=$(mktemp "${TMPDIR:-/tmp}/textok_errors.XXXXXX") || exit 1
 trap 'rm -f "$TABLE"' EXIT
 
-# a markdown cell: pipes escaped, the CLI scripts' temp folders as $TMP, at most 400 characters
+# a markdown cell: pipes escaped, the CLI scripts' temp folders as $TMP, cut at 400 characters
 cell() { sed -e 's/|/\\|/g' -e "s#${TMPDIR:-/tmp}/textok_[a-z_]*\.[A-Za-z0-9]*#\$TMP#g" -e 's/\t/ /g' | cut -c1-400; }
 # rows of "file<TAB>message" as | `file` | message |
-rows() { while IFS=$'\t' read -r f m; do printf '| `%s` | %s |\n' "$f" "$(printf '%s' "$m" | cell)"; done; }
+rows() {
+  while IFS=$'\t' read -r f m; do
+    m=${m%% }
+    printf '| `%s` | %s |\n' "$f" "$(printf '%s' "${m:-(none: a good file, converted)}" | cell)"
+  done
+}
 
 cat <<'HEAD'
 # tests/
@@ -87,7 +92,10 @@ echo
 echo "| script | case | exit | message |"
 echo "|---|---|---|---|"
 : >"$TABLE"
-for t in tests/cli_*.sh; do TEXTOK_ERROR_TABLE=$TABLE bash "$t" "$B" >/dev/null 2>&1; done
+for t in tests/cli_*.sh; do TEXTOK_ERROR_TABLE=$TABLE bash "$t" "$B" 2>&1; done >"$TABLE.log"
+echo "error_table: the CLI scripts: $(grep -c '^PASS ' "$TABLE.log") passed, $(grep -c '^FAIL ' "$TABLE.log") failed" >&2
+grep '^FAIL ' "$TABLE.log" >&2
+rm -f "$TABLE.log"
 while IFS=$'\t' read -r s c rc m; do
   printf '| %s | %s | %s | %s |\n' "$s" "$(printf '%s' "$c" | cell)" "$rc" "$(printf '%s' "$m" | cell)"
 done <"$TABLE"
