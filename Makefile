@@ -7,6 +7,12 @@
 #                         full-size DiT-XL/2 (256, 512), ImageBert-L32, UViT-S128 generators
 #                         through convert/generate --forward, vs PyTorch
 #   make asan             the test runner under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make fuzz             the libFuzzer targets of tests/fuzz/ (clang), FUZZ_SECONDS (default 60)
+#                         each, seeded from tests/fuzz/corpus/; a crash stops it (build/fuzz/crash-*)
+#   make error-table      rewrites tests/README.md's table of bad inputs and their messages from the
+#                         real programs (tests/error_table.sh; runs the CLI scripts, a few minutes)
+#   make valgrind         the test runner and the fuzz replays under valgrind memcheck (leaks are
+#                         errors); VALGRIND_GROUPS picks test_runner groups (default: all)
 #   make bench            build/bench: GFLOP/s table
 #   make bench-compare    build/bench --compare: ours vs PyTorch default and tuned, side by side
 #                         (~10 min; BENCH_FLAGS=--quick for ~3 min, --full adds batch 8)
@@ -67,19 +73,21 @@ endif
 export OMP_WAIT_POLICY ?= passive
 
 HDR        := textok.h
+FUZZ_TARGETS := safetensors torch npy tokenizer dataset captions image
+FUZZ_SRC   := tests/fuzz/fuzz.h $(addprefix tests/fuzz/fuzz_,$(addsuffix .c,$(FUZZ_TARGETS))) tools/convert.c examples/common.h
 TEST_SRC   := tests/test_main.c tests/check.c tests/test_kernels.c tests/test_io.c tests/test_titok.c tests/test_t5.c \
               tests/test_spm.c tests/test_nets.c tests/test_train.c tests/test_textok.c tests/test_dit.c tests/test_maskgit.c \
-              tests/test_gen_train.c tests/test_metrics.c tests/test_shipped.c tests/textok_impl.c
+              tests/test_gen_train.c tests/test_metrics.c tests/test_shipped.c tests/test_hostile.c tests/test_determinism.c tests/textok_impl.c
 TEST_HDR   := tests/check.h
 TOOLS      := $(BUILD)/convert $(BUILD)/emoji_dataset $(BUILD)/word_t5 $(BUILD)/tokenize $(BUILD)/reconstruct $(BUILD)/npycmp $(BUILD)/train_tokenizer \
               $(BUILD)/encode_text $(BUILD)/generate $(BUILD)/train_generator $(BUILD)/evaluate $(BUILD)/demo
-PROGRAMS   := $(BUILD)/selfcheck $(BUILD)/bench $(BUILD)/test_runner $(TOOLS)
+PROGRAMS   := $(BUILD)/selfcheck $(BUILD)/bench $(BUILD)/test_runner $(BUILD)/fuzz_replay $(TOOLS)
 # stb_image / stb_image_write (Debian libstb-dev): examples only, never the library. -isystem
 # keeps stb's own code out of our warning flags.
 STB_CFLAGS := -isystem /usr/include/stb
 CLANG      := $(shell command -v clang 2>/dev/null)
 
-.PHONY: all demo test check check-full asan bench bench-compare compile-checks cuda cuda-emu install uninstall clean
+.PHONY: all demo test check check-full asan fuzz valgrind error-table bench bench-compare compile-checks cuda cuda-emu install uninstall clean
 all: $(PROGRAMS)
 
 # The shipped emoji models (weights/emoji/) end to end: reconstructions and generated samples in demo/
@@ -121,6 +129,11 @@ $(BUILD)/test_runner: $(TEST_SRC) $(TEST_HDR) $(HDR)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(TEXTOK_CFLAGS) $(TEST_SRC) -o $@ $(LDFLAGS) $(TEXTOK_LIBS)
 
+# The fuzz targets' inputs (tests/fuzz/corpus/, tests/fuzz/regressions/) replayed without libFuzzer
+$(BUILD)/fuzz_replay: tests/fuzz/replay.c $(FUZZ_SRC) $(HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(TEXTOK_CFLAGS) $(STB_CFLAGS) $< -o $@ $(LDFLAGS) $(TEXTOK_LIBS)
+
 # The header must compile warning-free in every configuration a user may pick.
 CHECK := tests/compile_check.c
 compile-checks: $(HDR) $(CHECK) tests/link_b.c
@@ -148,8 +161,10 @@ $(BUILD)/plain/test_runner: $(TEST_SRC) $(TEST_HDR) $(HDR)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -std=c99 $(WARN) -I. -Itests $(TEST_SRC) -o $@ $(LDFLAGS) -lm
 
-test check: compile-checks $(BUILD)/test_runner $(BUILD)/plain/test_runner $(BUILD)/selfcheck $(TOOLS)
+test check: compile-checks $(BUILD)/test_runner $(BUILD)/plain/test_runner $(BUILD)/selfcheck $(BUILD)/fuzz_replay $(TOOLS)
 	$(BUILD)/selfcheck
+	@echo "== fuzz corpora and regressions, replayed =="
+	$(BUILD)/fuzz_replay
 	@echo "== command-line tools: convert, tokenize, reconstruct, train_tokenizer, generate, train_generator, evaluate, demo =="
 	tests/test_cli.sh $(BUILD)
 	@echo "== portable build (BLAS=none OPENMP=0) =="
@@ -167,12 +182,57 @@ SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-po
 $(BUILD)/asan/test_runner: $(TEST_SRC) $(TEST_HDR) $(HDR)
 	@mkdir -p $(@D)
 	$(CC) -O1 -g $(SAN) $(TEXTOK_CFLAGS) $(TEST_SRC) -o $@ $(LDFLAGS) $(TEXTOK_LIBS)
-asan: $(BUILD)/asan/test_runner
+asan: $(BUILD)/asan/test_runner $(BUILD)/asan/fuzz_replay
+	ASAN_OPTIONS=detect_leaks=1 $(BUILD)/asan/fuzz_replay
 	ASAN_OPTIONS=detect_leaks=1 $(BUILD)/asan/test_runner
 	@echo "== command-line tools under ASan + UBSan =="
 	$(MAKE) --no-print-directory BUILD=$(BUILD)/asan CFLAGS="-O1 -g $(SAN) -DTEXTOK_NO_MMAP" LDFLAGS="$(SAN)" \
 	    $(addprefix $(BUILD)/asan/,convert emoji_dataset word_t5 tokenize reconstruct npycmp train_tokenizer encode_text generate train_generator evaluate demo)
 	ASAN_OPTIONS=detect_leaks=1 tests/test_cli.sh $(BUILD)/asan
+
+$(BUILD)/asan/fuzz_replay: tests/fuzz/replay.c $(FUZZ_SRC) $(HDR)
+	@mkdir -p $(@D)
+	$(CC) -O1 -g $(SAN) -DTEXTOK_NO_MMAP $(TEXTOK_CFLAGS) $(STB_CFLAGS) $< -o $@ $(LDFLAGS) $(TEXTOK_LIBS)
+
+# valgrind memcheck over the portable build (no OpenMP, no BLAS: no thread pools for it to
+# misread); definite and indirect leaks are errors. The whole runner takes hours under valgrind:
+# VALGRIND_GROUPS="io spm hostile" picks groups (default: every group).
+VALGRIND_GROUPS ?=
+VALGRIND := valgrind --tool=memcheck --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=1
+$(BUILD)/plain/fuzz_replay: tests/fuzz/replay.c $(FUZZ_SRC) $(HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -std=c99 $(WARN) -I. $(STB_CFLAGS) $< -o $@ $(LDFLAGS) -lm
+valgrind: $(BUILD)/plain/test_runner $(BUILD)/plain/fuzz_replay
+	@command -v valgrind >/dev/null || { echo "valgrind: not installed (apt-get install valgrind)"; exit 1; }
+	$(VALGRIND) $(BUILD)/plain/fuzz_replay
+	$(VALGRIND) $(BUILD)/plain/test_runner $(VALGRIND_GROUPS)
+
+error-table: $(BUILD)/fuzz_replay $(TOOLS)
+	tests/error_table.sh $(BUILD) >tests/README.md.tmp && mv tests/README.md.tmp tests/README.md
+
+# libFuzzer (clang -fsanitize=fuzzer): each target FUZZ_SECONDS, its working corpus in
+# build/fuzz/corpus-<t>/ seeded from tests/fuzz/corpus/<t>/; a crash stops make, its input is
+# build/fuzz/crash-<t>-*: copy it to tests/fuzz/regressions/<t>/ once fixed. No clang or no
+# libFuzzer: a message, not a failure.
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS   := -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fsanitize-ignorelist=tests/fuzz/ubsan_ignore.txt -DTEXTOK_NO_MMAP
+$(BUILD)/fuzz/%: tests/fuzz/fuzz_%.c $(FUZZ_SRC) $(HDR) tests/fuzz/ubsan_ignore.txt
+	@mkdir -p $(@D)
+	clang $(FUZZ_FLAGS) -std=c99 $(WARN) -I. $(STB_CFLAGS) $< -o $@ -lm
+FUZZ_PROBE   := int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n);\nint LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n) { (void)d; (void)n; return 0; }\n
+fuzz:
+	@printf '$(FUZZ_PROBE)' | clang -fsanitize=fuzzer -x c - -o /dev/null 2>/dev/null || \
+	    { echo "fuzz: skipped: clang with libFuzzer (-fsanitize=fuzzer) is not available"; exit 0; }; \
+	$(MAKE) --no-print-directory $(addprefix $(BUILD)/fuzz/,$(FUZZ_TARGETS)) && \
+	for t in $(FUZZ_TARGETS); do \
+	    mkdir -p $(BUILD)/fuzz/corpus-$$t; \
+	    echo "== fuzz $$t: $(FUZZ_SECONDS) s =="; \
+	    $(BUILD)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -timeout=20 -rss_limit_mb=2048 -max_len=65536 \
+	        -print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz/crash-$$t- \
+	        $(BUILD)/fuzz/corpus-$$t tests/fuzz/corpus/$$t 2>$(BUILD)/fuzz/$$t.log \
+	        || { tail -n 60 $(BUILD)/fuzz/$$t.log; echo "fuzz: $$t found a crash: $(BUILD)/fuzz/crash-$$t-*"; exit 1; }; \
+	    grep -E "stat::number_of_executed_units|stat::peak_rss_mb" $(BUILD)/fuzz/$$t.log | tr '\n' ' '; echo; \
+	done && echo "fuzz: every target ran $(FUZZ_SECONDS) s without a crash"
 
 bench: $(BUILD)/bench
 	$(BUILD)/bench

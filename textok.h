@@ -135,6 +135,31 @@
                              under NDEBUG. Define it as ((void)0) or your own handler to rule out
                              abort() entirely.
 
+   LIMITS  (what a file may claim; each is checked, against the file's size too, before anything
+           is allocated for it; the ones marked "may be set" can be defined before including)
+      TEXTOK_MAX_DIMS          8            dims of a tensor (safetensors, .npy)
+      TEXTOK_MAX_TENSORS       1000000      tensors in one safetensors file (may be set)
+      TEXTOK_MAX_HEADER_BYTES  100000000    a safetensors JSON header (safetensors' own limit)
+      TEXTOK_MAX_NPY_HEADER    65536        a .npy header (numpy writes < 4096)
+      TEXTOK_MAX_JSON_BYTES    1 GiB        a tokenizer.json (may be set)
+      TEXTOK_MAX_JSON_DEPTH    64           nesting of the JSON reader
+      TEXTOK_MAX_TEXT_BYTES    1 MiB        one text given to textok_spm_encode, one caption line
+                                            (may be set)
+      TEXTOK_MAX_IMAGE_SIDE    16384        an image's width or height (the example programs'
+      TEXTOK_MAX_IMAGE_PIXELS  2^26         loader refuses larger images from their header,
+                                            before decoding; may be set)
+      TEXTOK_MAX_ZIP_ENTRIES   1000000      entries of a PyTorch zip (tools/convert.c; may be set)
+      TEXTOK_MAX_PICKLE_STACK  2^20         the pickle VM's stack, memo and objects, and the
+      TEXTOK_MAX_PICKLE_MEMO   2^21         elements of all its containers together
+      TEXTOK_MAX_PICKLE_OBJECTS 2^21        (tools/convert.c; may be set)
+      TEXTOK_MAX_PICKLE_ITEMS  2^24
+      A tensor's bytes must lie inside the file, so a tensor can never be larger than the file
+      (PyTorch views may repeat elements, so tools/convert.c caps all tensors' elements at 4 per
+      byte of the input); a model loader refuses a file that cannot hold the parameters its
+      __metadata__ config claims (2 bytes each at least) before allocating for it. The test
+      runner's "hostile" group runs the readers and loaders under a counting allocator and
+      asserts what they request.
+
    ERRORS
       Functions that can fail return an int status: TEXTOK_OK (0) or a negative TEXTOK_ERR_*
       code. The message that goes with the last failure on the calling thread, naming the file,
@@ -605,6 +630,40 @@ TEXTOKDEF int textok_image_metrics(const float *x, const float *y, int C, int H,
    the training examples read), never model weights: the model loaders refuse it. */
 enum { TEXTOK_DTYPE_F32 = 0, TEXTOK_DTYPE_F16 = 1, TEXTOK_DTYPE_BF16 = 2, TEXTOK_DTYPE_U8 = 3 };
 #define TEXTOK_MAX_DIMS 8
+/* Limits on what a file may claim: see LIMITS at the top of the file. */
+#ifndef TEXTOK_MAX_TENSORS
+#define TEXTOK_MAX_TENSORS 1000000
+#endif
+#define TEXTOK_MAX_HEADER_BYTES 100000000u
+#define TEXTOK_MAX_NPY_HEADER 65536u
+#ifndef TEXTOK_MAX_JSON_BYTES
+#define TEXTOK_MAX_JSON_BYTES ((size_t)1 << 30)
+#endif
+#define TEXTOK_MAX_JSON_DEPTH 64
+#ifndef TEXTOK_MAX_TEXT_BYTES
+#define TEXTOK_MAX_TEXT_BYTES (1 << 20)
+#endif
+#ifndef TEXTOK_MAX_IMAGE_SIDE
+#define TEXTOK_MAX_IMAGE_SIDE 16384
+#endif
+#ifndef TEXTOK_MAX_IMAGE_PIXELS
+#define TEXTOK_MAX_IMAGE_PIXELS (1L << 26)
+#endif
+#ifndef TEXTOK_MAX_ZIP_ENTRIES
+#define TEXTOK_MAX_ZIP_ENTRIES 1000000
+#endif
+#ifndef TEXTOK_MAX_PICKLE_STACK
+#define TEXTOK_MAX_PICKLE_STACK (1u << 20)
+#endif
+#ifndef TEXTOK_MAX_PICKLE_MEMO
+#define TEXTOK_MAX_PICKLE_MEMO (1u << 21)
+#endif
+#ifndef TEXTOK_MAX_PICKLE_OBJECTS
+#define TEXTOK_MAX_PICKLE_OBJECTS (1u << 21)
+#endif
+#ifndef TEXTOK_MAX_PICKLE_ITEMS
+#define TEXTOK_MAX_PICKLE_ITEMS (1u << 24)
+#endif
 typedef struct textok_st_tensor {
     char    *name;
     int      dtype;                   /* TEXTOK_DTYPE_* */
@@ -1605,7 +1664,6 @@ TEXTOKDEF float textok_bf16_to_f32(uint16_t h)
 /* ---- 3.2 Small helpers shared by both formats ---------------------------------------------- */
 
 #define TEXTOK__SHAPE_STR 192   /* holds "[d0, ..., d7]" with 20-character dims */
-#define TEXTOK__ST_MAX_HEADER 100000000u   /* safetensors' own MAX_HEADER_SIZE */
 
 static const size_t textok__dtype_size[4] = { 4, 2, 2, 1 };
 static const char  *textok__dtype_name[4] = { "F32", "F16", "BF16", "U8" };
@@ -2022,7 +2080,13 @@ static int textok__st_parse_header(textok_safetensors *st, const char *json, siz
                 rc = textok__st_parse_meta(&c, st);
             } else {
                 textok_st_tensor *t;
-                void *p = textok__grow(st->tensors, st->n_tensors, &cap_t, sizeof *st->tensors);
+                void *p;
+                if (st->n_tensors >= TEXTOK_MAX_TENSORS) {
+                    TEXTOK_FREE(key);
+                    return textok__cfail(&c, TEXTOK_ERR_FORMAT, "more than %d tensors (TEXTOK_MAX_TENSORS)",
+                                         TEXTOK_MAX_TENSORS);
+                }
+                p = textok__grow(st->tensors, st->n_tensors, &cap_t, sizeof *st->tensors);
                 if (!p) { TEXTOK_FREE(key); return textok__cfail(&c, TEXTOK_ERR_NOMEM, "out of memory"); }
                 st->tensors = (textok_st_tensor *)p;
                 t = &st->tensors[st->n_tensors++];
@@ -2100,10 +2164,10 @@ static int textok__st_parse(textok_safetensors *st)
                             "%s: file is %zu bytes, too short for the 8-byte header length",
                             st->path, st->size);
     hlen = textok__le(st->data, 8);
-    if (hlen > TEXTOK__ST_MAX_HEADER)
+    if (hlen > TEXTOK_MAX_HEADER_BYTES)
         return textok__fail(TEXTOK_ERR_FORMAT,
                             "%s: header length %llu is over the limit of %u bytes (not a safetensors file?)",
-                            st->path, (unsigned long long)hlen, TEXTOK__ST_MAX_HEADER);
+                            st->path, (unsigned long long)hlen, TEXTOK_MAX_HEADER_BYTES);
     if (hlen > st->size - 8)
         return textok__fail(TEXTOK_ERR_FORMAT,
                             "%s: header length %llu runs past the end of the file (%zu bytes)",
@@ -2666,6 +2730,9 @@ TEXTOKDEF int textok_npy_read_memory(const void *bytes, size_t size, const char 
     if (size < pre)
         return textok__fail(TEXTOK_ERR_FORMAT, "%s: file ends inside the header length", name);
     hlen = (size_t)textok__le(b + 8, (int)pre - 8);
+    if (hlen > TEXTOK_MAX_NPY_HEADER)
+        return textok__fail(TEXTOK_ERR_FORMAT, "%s: header length %zu is over the limit of %u bytes "
+                            "(TEXTOK_MAX_NPY_HEADER; numpy writes less than 4096)", name, hlen, TEXTOK_MAX_NPY_HEADER);
     if (hlen > size - pre)
         return textok__fail(TEXTOK_ERR_FORMAT,
                             "%s: header length %zu runs past the end of the file (%zu bytes)", name, hlen,
@@ -7052,6 +7119,38 @@ static size_t textok__spec_numel(const textok_tensor_spec *s)
     return n;
 }
 
+/* Before a loader allocates anything that a config read from a file sizes (parameters, the
+   activation arena): the file must be able to hold that config's n_required tensors at 2 bytes
+   per element at least (F16/BF16; F32 takes 4). So a small file whose __metadata__ claims a huge
+   model is refused without allocating for it; only the spec list is made, whose length the
+   config checks bound (a few MB at most). Missing or extra tensors are the loader's own checks,
+   which name them. */
+static int textok__st_precheck(const textok_safetensors *st, int n_required, int (*fill)(const void *cfg, textok_tensor_spec *, int),
+                               const void *cfg, const char *what)
+{
+    textok_tensor_spec *specs;
+    size_t total = 0, k;
+    int i;
+    if (n_required < 0) return TEXTOK_OK;   /* an invalid config: the model's own check says why */
+    if (!(specs = (textok_tensor_spec *)textok__calloc((size_t)(n_required ? n_required : 1), sizeof *specs)))
+        return textok__fail(TEXTOK_ERR_NOMEM, "%s: out of memory", st->path);
+    fill(cfg, specs, n_required);
+    for (i = 0; i < n_required; i++) {
+        k = textok__spec_numel(&specs[i]);
+        total = k > SIZE_MAX / 2 - total ? SIZE_MAX / 2 : total + k;
+    }
+    TEXTOK_FREE(specs);
+    if (total > st->buffer_size / 2)
+        return textok__fail(TEXTOK_ERR_SHAPE, "%s: the %s its __metadata__ describes has %zu parameters, more than its "
+                            "%zu data bytes can hold (2 bytes each at least): a different or damaged file",
+                            st->path, what, total, st->buffer_size);
+    return TEXTOK_OK;
+}
+static int textok__fill_titok(const void *c, textok_tensor_spec *s, int n) { return textok_titok_tensor_specs((const textok_titok_config *)c, s, n); }
+static int textok__fill_dit(const void *c, textok_tensor_spec *s, int n) { return textok_dit_tensor_specs((const textok_dit_config *)c, s, n); }
+static int textok__fill_maskgit(const void *c, textok_tensor_spec *s, int n) { return textok_maskgit_tensor_specs((const textok_maskgit_config *)c, s, n); }
+static int textok__fill_t5(const void *c, textok_tensor_spec *s, int n) { return textok_t5_tensor_specs((const textok_t5_config *)c, s, n); }
+
 static int textok__parse_int(const char *s, int *out)
 {
     long v = 0;
@@ -7182,15 +7281,13 @@ static int textok__bytes_put(textok__bytes *b, const char *s, size_t n)
 
    The whole file becomes an array of nodes (one per value) before anything is read from it, so
    the loader can look keys up in any order. It is strict (RFC 8259: no comments, no trailing
-   commas, one value, UTF-8 only) and bounded: nesting at most TEXTOK__JSON_DEPTH deep; every
+   commas, one value, UTF-8 only) and bounded: nesting at most TEXTOK_MAX_JSON_DEPTH deep; every
    node takes at least one byte of input and every decoded string is no longer than its source,
    so memory is linear in the file size, and so is time (keys are looked up by a linear scan of
    one object, which also finds duplicate keys). Numbers are read exactly as serde_json (HF's
    parser, without its float_roundtrip feature) reads them, so a vocab score is the same double
    that HF compares in its Viterbi. */
 
-#define TEXTOK__JSON_DEPTH 64
-#define TEXTOK__SPM_MAX_BYTES ((size_t)1 << 30)   /* larger tokenizer.json files are refused */
 enum { TEXTOK__J_NULL, TEXTOK__J_FALSE, TEXTOK__J_TRUE, TEXTOK__J_NUM, TEXTOK__J_STR, TEXTOK__J_ARR,
        TEXTOK__J_OBJ };
 
@@ -7414,9 +7511,9 @@ static int textok__jvalue(textok__cur *c, textok__jdoc *d, int depth, size_t *ou
     ch = *c->p;
     if (ch == '{' || ch == '[') {
         int obj = ch == '{';
-        if (depth >= TEXTOK__JSON_DEPTH)
+        if (depth >= TEXTOK_MAX_JSON_DEPTH)
             return textok__cfail(c, TEXTOK_ERR_FORMAT, "byte %zu: nested deeper than %d levels",
-                                 textok__pos(c), TEXTOK__JSON_DEPTH);
+                                 textok__pos(c), TEXTOK_MAX_JSON_DEPTH);
         if ((rc = textok__jnew(c, d, obj ? TEXTOK__J_OBJ : TEXTOK__J_ARR, &idx))) return rc;
         close = obj ? '}' : ']';
         c->p++;
@@ -8232,9 +8329,9 @@ TEXTOKDEF int textok_spm_load_mem(textok_spm **out, const char *json, size_t n, 
     if (!json && n) return textok__fail(TEXTOK_ERR_ARG, "textok_spm_load_mem: json is NULL");
     if (!(s = (textok_spm *)textok__calloc(1, sizeof *s))) return textok__fail(TEXTOK_ERR_NOMEM, "textok_spm_load_mem: out of memory");
     textok__short_path(s->name, name ? name : "<memory>");
-    if (n > TEXTOK__SPM_MAX_BYTES) {
+    if (n > TEXTOK_MAX_JSON_BYTES) {
         rc = textok__fail(TEXTOK_ERR_FORMAT, "%s: %zu bytes, larger than a tokenizer.json may be (%zu)", s->name, n,
-                          TEXTOK__SPM_MAX_BYTES);
+                          TEXTOK_MAX_JSON_BYTES);
     } else {
         rc = textok__jparse(&d, json ? json : "", n, s->name);
         if (!rc) rc = textok__spm_build(s, &d);
@@ -8673,6 +8770,9 @@ TEXTOKDEF int textok_spm_encode(const textok_spm *s, const char *text, int32_t *
         return textok__fail(TEXTOK_ERR_ARG, "%s: textok_spm_encode: max_len %d leaves no room (at least 1, and at "
                             "least the template's %d special ids)", s->name, max_len, s->n_prefix + s->n_suffix);
     n = strlen(text);
+    if (n > (size_t)TEXTOK_MAX_TEXT_BYTES)
+        return textok__fail(TEXTOK_ERR_ARG, "%s: textok_spm_encode: the text has %zu bytes; the limit is %d "
+                            "(TEXTOK_MAX_TEXT_BYTES)", s->name, n, TEXTOK_MAX_TEXT_BYTES);
     if ((bad = textok__utf8_check(text, n)) != n)
         return textok__fail(TEXTOK_ERR_ARG, "%s: textok_spm_encode: the text is not valid UTF-8 at byte %zu (0x%02x)",
                             s->name, bad, (unsigned char)text[bad]);
@@ -9031,6 +9131,8 @@ TEXTOKDEF int textok_t5_load_st(textok_t5 **out, const textok_safetensors *st, c
         if ((status = textok_t5_config_from_meta(&file_cfg, st)) != TEXTOK_OK) return status;
         cfg = &file_cfg;
     }
+    if (cfg == &file_cfg &&   /* a config the file claims; the caller's own is trusted */
+        (status = textok__st_precheck(st, textok_t5_tensor_specs(cfg, NULL, 0), textok__fill_t5, cfg, "T5 encoder")) != TEXTOK_OK) return status;
     if ((status = textok__t5_new(&t, cfg, params, &specs, &n_specs)) != TEXTOK_OK) return status;
     /* an encoder tensor this config does not expect means another model (more layers, umT5's
        per-block position tables, ...): refuse rather than run something else */
@@ -9891,6 +9993,8 @@ TEXTOKDEF int textok_titok_load_st(textok_titok **out, const textok_safetensors 
         if ((status = textok_titok_config_from_meta(&file_cfg, st)) != TEXTOK_OK) return status;
         cfg = &file_cfg;
     }
+    if (cfg == &file_cfg &&   /* a config the file claims; the caller's own is trusted */
+        (status = textok__st_precheck(st, textok_titok_tensor_specs(cfg, NULL, 0), textok__fill_titok, cfg, "TiTok")) != TEXTOK_OK) return status;
     if ((status = textok__titok_new(&m, cfg, params, &specs, &n_specs)) != TEXTOK_OK) return status;
     /* the file must hold exactly the expected tensors: an extra one means a different model */
     for (i = 0; i < st->n_tensors; i++) {
@@ -13618,6 +13722,8 @@ TEXTOKDEF int textok_dit_load_st(textok_dit **out, const textok_safetensors *st,
         if ((status = textok_dit_config_from_meta(&file_cfg, st)) != TEXTOK_OK) return status;
         cfg = &file_cfg;
     }
+    if (cfg == &file_cfg &&   /* a config the file claims; the caller's own is trusted */
+        (status = textok__st_precheck(st, textok_dit_tensor_specs(cfg, NULL, 0), textok__fill_dit, cfg, "DiT")) != TEXTOK_OK) return status;
     if ((status = textok__dit_new(&m, cfg, params)) != TEXTOK_OK) return status;
     /* exactly the expected tensors: an extra one means another model */
     for (i = 0; i < st->n_tensors; i++) {
@@ -14694,6 +14800,8 @@ TEXTOKDEF int textok_maskgit_load_st(textok_maskgit **out, const textok_safetens
         if ((status = textok_maskgit_config_from_meta(&file_cfg, st)) != TEXTOK_OK) return status;
         cfg = &file_cfg;
     }
+    if (cfg == &file_cfg &&   /* a config the file claims; the caller's own is trusted */
+        (status = textok__st_precheck(st, textok_maskgit_tensor_specs(cfg, NULL, 0), textok__fill_maskgit, cfg, "MaskGIT")) != TEXTOK_OK) return status;
     if ((status = textok__mg_new(&m, cfg, params)) != TEXTOK_OK) return status;
     /* exactly the expected tensors (plus the ignorable buffer): an extra one is another model */
     for (i = 0; i < st->n_tensors; i++) {

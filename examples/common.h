@@ -22,6 +22,19 @@
 
 /* stb compiles warning-free as C99 under -Wall -Wextra -Wpedantic; as C++ it trips
    -Wmissing-field-initializers unless included as a system header (-isystem, as the Makefile does). */
+/* Only the formats the programs take (PNG, JPEG, BMP: ex_is_image_name's list): fewer decoders for
+   hostile files to reach. Debian's stb_image 2.27 has known bugs in others (PNM's size parse
+   overflows an int; TGA has no magic number, so it would be tried on any bytes). */
+#define STBI_ONLY_PNG
+#define STBI_ONLY_JPEG
+#define STBI_ONLY_BMP
+/* Zeroed allocations: stb_image 2.27 reads a JPEG Huffman table that no DHT defined from its
+   uninitialised decoder struct, which ended in an assertion (abort) or not depending on what the
+   heap held before (found by tests/fuzz/fuzz_image.c). Zeroed, such a table decodes garbage
+   deterministically and never reaches that assertion. */
+#define STBI_MALLOC(sz)       calloc(1, (sz) ? (sz) : 1)
+#define STBI_REALLOC(p, newsz) realloc(p, newsz)
+#define STBI_FREE(p)          free(p)
 #define STB_IMAGE_IMPLEMENTATION
 #include <stb_image.h>
 #define STB_IMAGE_WRITE_IMPLEMENTATION
@@ -59,6 +72,23 @@ EX_STATIC void ex_die(const char *fmt, ...)
     fputc('\n', stderr);
     while (ex_n_written > 0) remove(ex_written[--ex_n_written]);
     exit(1);
+}
+
+/* The parsers that tests/fuzz/ calls directly (ex_decode_image, ex_parse_data, ex_parse_captions)
+   return -1 / NULL instead of dying; the message is in ex_errbuf, and their ex_load_* wrappers
+   pass it to ex_die. */
+static char ex_errbuf[1024];
+
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 1, 2)))
+#endif
+EX_STATIC int ex_fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ex_errbuf, sizeof ex_errbuf, fmt, ap);
+    va_end(ap);
+    return -1;
 }
 
 EX_STATIC void *ex_malloc(size_t n)
@@ -232,35 +262,36 @@ EX_STATIC void ex_resize_bilinear(const float *src, int in, float *dst, int out)
     }
 }
 
-/* Loads any image stb_image reads (PNG, JPEG, BMP, ...; 16-bit PNGs are reduced to 8 bits) and
-   returns a new (1,3,size,size) float array. Grayscale is copied to R, G and B; an alpha channel
-   is dropped (not composited over any background). The longer side is centre-cropped to a square
-   (offset (L-S)/2, rounded down), the pixels are converted to float (/255) and only then resized
-   to size x size: area filter to shrink, bilinear to enlarge (both as torch, see above). */
-EX_STATIC float *ex_load_image(const char *path, int size)
+/* The decoded pixels of an image (stb_image: w x h, n channels, 8 bits) -> a new (1,3,size,size)
+   float array, as ex_load_image describes; NULL and ex_errbuf on failure. */
+EX_STATIC float *ex_image_square(const unsigned char *pix, int w, int h, int n, const char *path, int size)
 {
-    int w, h, n, side, ox, oy, c, y, x;
-    unsigned char *pix = stbi_load(path, &w, &h, &n, 0);
+    int side, ox, oy, c, y, x;
     float *square, *img;
-    if (!pix) ex_die("cannot read image '%s': %s", path, stbi_failure_reason());
     if (n < 1 || n > 4) {
-        stbi_image_free(pix);
-        ex_die("image '%s' has %d channels (expected 1 gray, 2 gray+alpha, 3 RGB or 4 RGBA)", path, n);
+        ex_fail("image '%s' has %d channels (expected 1 gray, 2 gray+alpha, 3 RGB or 4 RGBA)", path, n);
+        return NULL;
     }
-    if (n == 2 || n == 4)
-        fprintf(stderr, "%s: note: '%s' has an alpha channel; it is ignored\n", ex_prog, path);
+    if (size < 1 || size > TEXTOK_MAX_IMAGE_SIDE) {
+        ex_fail("image '%s': the model's image size %d is not in [1, %d]", path, size, TEXTOK_MAX_IMAGE_SIDE);
+        return NULL;
+    }
     side = w < h ? w : h;
     ox = (w - side) / 2;
     oy = (h - side) / 2;
-    square = (float *)ex_malloc((size_t)3 * side * side * sizeof(float));
+    square = (float *)malloc((size_t)3 * side * side * sizeof(float));
+    img = (float *)malloc((size_t)3 * size * size * sizeof(float));
+    if (!square || !img) {
+        free(square); free(img);
+        ex_fail("image '%s' (%dx%d): out of memory", path, w, h);
+        return NULL;
+    }
     for (c = 0; c < 3; c++)
         for (y = 0; y < side; y++)
             for (x = 0; x < side; x++) {
                 const unsigned char *p = pix + ((size_t)(y + oy) * w + (x + ox)) * n;
                 square[((size_t)c * side + y) * side + x] = p[n >= 3 ? c : 0] / 255.0f;
             }
-    stbi_image_free(pix);
-    img = (float *)ex_malloc((size_t)3 * size * size * sizeof(float));
     for (c = 0; c < 3; c++) {
         const float *s = square + (size_t)c * side * side;
         float *d = img + (size_t)c * size * size;
@@ -268,6 +299,110 @@ EX_STATIC float *ex_load_image(const char *path, int size)
         else ex_resize_bilinear(s, side, d, size);
     }
     free(square);
+    return img;
+}
+
+/* stb_image 2.27 (Debian's libstb) builds a JPEG Huffman table of any size into a 257-entry array:
+   a DHT segment whose 16 code counts add up to more than 256 writes past it (2.28 refuses it).
+   stb only reads a DHT right after the bytes FF C4 (its marker), so every FF C4 of a JPEG is
+   read here as stb would read a DHT there (length, then tables of a class/id byte, 16 counts and
+   the symbols while the length lasts; bytes past the end read as 0, as stb's do), and a table of
+   more than 256 codes refuses the image. Conservative: an FF C4 inside other data (an EXIF
+   thumbnail's tables are real ones) is read too. 1 = fine (or not a JPEG), 0 = refused. */
+EX_STATIC int ex_jpeg_tables_ok(const unsigned char *b, size_t n, const char *path)
+{
+    size_t p = 0;
+    while (p < n && b[p] == 0xFF) p++;   /* stb's SOI test skips fill bytes: FF FF D8 is a JPEG too */
+    if (p == 0 || p >= n || b[p] != 0xD8) return 1;
+    for (; p + 1 < n; p++) {
+        long L;
+        size_t q;
+        if (b[p] != 0xFF || b[p + 1] != 0xC4) continue;
+        q = p + 2;
+        L = (long)((q < n ? b[q] : 0) << 8 | (q + 1 < n ? b[q + 1] : 0)) - 2;
+        q += 2;
+        while (L > 0 && q < n) {
+            unsigned total = 0, i;
+            for (i = 1; i <= 16; i++) total += q + i < n ? b[q + i] : 0;
+            if (total > 256)
+                return ex_fail("cannot read image '%s': a JPEG Huffman table of %u codes (at most 256)", path, total) + 1;
+            q += 17 + total;
+            L -= 17 + (long)total;
+        }
+    }
+    return 1;
+}
+
+/* Refuses an image whose header claims more than TEXTOK_MAX_IMAGE_SIDE / _PIXELS, before stb_image
+   allocates for it (a few bytes of PNG or BMP header can claim gigapixels). */
+EX_STATIC int ex_image_dims_ok(int w, int h, const char *path)
+{
+    if (w < 1 || h < 1 || w > TEXTOK_MAX_IMAGE_SIDE || h > TEXTOK_MAX_IMAGE_SIDE ||
+        (double)w * h > (double)TEXTOK_MAX_IMAGE_PIXELS)
+        return ex_fail("image '%s' is %dx%d: larger than the limit of %d pixels a side and %ld pixels "
+                       "(TEXTOK_MAX_IMAGE_SIDE, TEXTOK_MAX_IMAGE_PIXELS)", path, w, h, TEXTOK_MAX_IMAGE_SIDE,
+                       (long)TEXTOK_MAX_IMAGE_PIXELS) + 1;
+    return 1;
+}
+
+/* stb_image's reason, and for a file it does not recognise what it starts with. */
+EX_STATIC int ex_image_fail(const unsigned char *bytes, size_t len, const char *path)
+{
+    const char *why = stbi_failure_reason();
+    if (why && !strcmp(why, "unknown image type")) {
+        char hex[40];
+        size_t k, m = 0;
+        hex[0] = 0;
+        for (k = 0; k < 8 && k < len; k++) m += (size_t)snprintf(hex + m, sizeof hex - m, k ? " %02x" : "%02x", bytes[k]);
+        return ex_fail("cannot read image '%s': not a PNG, JPEG or BMP file (%zu bytes%s%s; a PNG starts 89 50 4e 47, "
+                       "a JPEG ff d8, a BMP 42 4d)", path, len, len ? ", starting " : "", hex);
+    }
+    return ex_fail("cannot read image '%s': %s", path, why ? why : "stb_image failed");
+}
+
+/* An image file's bytes (PNG, JPEG, BMP, ... as stb_image reads them) -> ex_image_square; NULL and
+   ex_errbuf on failure. *alpha (may be NULL) is set when the image has an alpha channel. */
+EX_STATIC float *ex_decode_image(const unsigned char *bytes, size_t len, const char *path, int size, int *alpha)
+{
+    int w, h, n;
+    unsigned char *pix;
+    float *img;
+    if (len > (size_t)INT32_MAX) { ex_fail("cannot read image '%s': larger than 2 GB", path); return NULL; }
+    if (!ex_jpeg_tables_ok(bytes, len, path)) return NULL;   /* before stbi_info, which reads them too */
+    if (!stbi_info_from_memory(bytes, (int)len, &w, &h, &n)) {
+        ex_image_fail(bytes, len, path);
+        return NULL;
+    }
+    if (!ex_image_dims_ok(w, h, path)) return NULL;
+    if (!(pix = stbi_load_from_memory(bytes, (int)len, &w, &h, &n, 0))) {
+        ex_fail("cannot read image '%s': %s", path, stbi_failure_reason());
+        return NULL;
+    }
+    if (alpha) *alpha = n == 2 || n == 4;
+    img = ex_image_square(pix, w, h, n, path, size);
+    stbi_image_free(pix);
+    return img;
+}
+
+/* Loads a PNG, JPEG or BMP image (16-bit PNGs are reduced to 8 bits) and
+   returns a new (1,3,size,size) float array. Grayscale is copied to R, G and B; an alpha channel
+   is dropped (not composited over any background). The longer side is centre-cropped to a square
+   (offset (L-S)/2, rounded down), the pixels are converted to float (/255) and only then resized
+   to size x size: area filter to shrink, bilinear to enlarge (both as torch, see above). Images
+   over TEXTOK_MAX_IMAGE_SIDE / TEXTOK_MAX_IMAGE_PIXELS are refused before decoding. */
+EX_STATIC float *ex_load_image(const char *path, int size)
+{
+    textok_file f;
+    float *img;
+    int alpha = 0;
+    FILE *probe = fopen(path, "rb");   /* stb_image's own words for a missing file */
+    if (!probe) ex_die("cannot read image '%s': can't fopen", path);
+    fclose(probe);
+    if (textok_file_open(&f, path) != TEXTOK_OK) ex_die("cannot read image: %s", textok_last_error());
+    img = ex_decode_image(f.data, f.size, path, size, &alpha);
+    textok_file_close(&f);
+    if (!img) ex_die("%s", ex_errbuf);
+    if (alpha) fprintf(stderr, "%s: note: '%s' has an alpha channel; it is ignored\n", ex_prog, path);
     return img;
 }
 
@@ -522,10 +657,18 @@ EX_STATIC void ex_load_images(ex_dataset *ds, const char *dir, int S)
         char *path = ex_path_join(dir, ds->names[i]);
         int w, h, n, c;
         size_t p;
-        /* 3 channels asked: gray is copied to R, G, B and alpha is dropped, as ex_load_image */
-        unsigned char *pix = stbi_load(path, &w, &h, &n, 3);
-        unsigned char *dst = ds->pixels + i * 3 * plane;
-        if (!pix) ex_die("cannot read image '%s': %s", path, stbi_failure_reason());
+        unsigned char *pix, *dst = ds->pixels + i * 3 * plane;
+        textok_file f;
+        /* the size from the header first (no decoding of an image that cannot fit), the JPEG
+           tables checked (ex_jpeg_tables_ok); 3 channels asked: gray is copied to R, G, B and
+           alpha is dropped, as ex_load_image */
+        if (textok_file_open(&f, path) != TEXTOK_OK) ex_die("cannot read image: %s", textok_last_error());
+        if (f.size > (size_t)INT32_MAX) ex_die("cannot read image '%s': larger than 2 GB", path);
+        if (!ex_jpeg_tables_ok(f.data, f.size, path)) ex_die("%s", ex_errbuf);
+        if (!stbi_info_from_memory(f.data, (int)f.size, &w, &h, &n)) { ex_image_fail(f.data, f.size, path); ex_die("%s", ex_errbuf); }
+        pix = w == S && h == S ? stbi_load_from_memory(f.data, (int)f.size, &w, &h, &n, 3) : NULL;
+        textok_file_close(&f);
+        if (w == S && h == S && !pix) ex_die("cannot read image '%s': %s", path, stbi_failure_reason());
         if (w != S || h != S) {
             stbi_image_free(pix);
             ex_die("image '%s' is %dx%d, but the model takes %dx%d images (every image must be "
@@ -544,67 +687,196 @@ EX_STATIC void ex_load_images(ex_dataset *ds, const char *dir, int S)
                        ex_prog, alpha);
 }
 
+/* Frees what ex_parse_data / ex_load_images / ex_load_captions filled (any of it may be NULL). */
+EX_STATIC void ex_dataset_free(ex_dataset *ds)
+{
+    int i;
+    for (i = 0; i < ds->n; i++) {
+        if (ds->names) free(ds->names[i]);
+        if (ds->captions) free(ds->captions[i]);
+    }
+    free(ds->names); free(ds->captions); free(ds->pixels);
+    memset(ds, 0, sizeof *ds);
+}
+
 /* A packed dataset file (tools/emoji_dataset.c: safetensors with "textok.model" = "dataset",
    U8 tensors images (N, S, S, 3), split (N) 0 train / 1 val, captions and names: N NUL-ended
    strings each). split: "train", "val" or "all". Every size is checked against the others before
-   anything is copied; names become "<name>" and captions are filled (ds->captions[i] non-NULL). */
-EX_STATIC void ex_load_data(ex_dataset *ds, const char *path, const char *split, int S)
+   anything is copied (textok_st_open has checked every tensor against the file); names become
+   "<name>" and captions are filled (ds->captions[i] non-NULL). ex_parse_data reads an open st and
+   returns 0, or -1 with ex_errbuf set and ds empty; ex_load_data opens the file and dies on error. */
+EX_STATIC int ex_parse_data(ex_dataset *ds, const textok_safetensors *st, const char *path, const char *split, int S)
 {
-    textok_safetensors st;
     const textok_st_tensor *ti, *ts, *tc, *tn;
     const char *model;
     const unsigned char *sp, *cap, *nam;
     size_t plane = (size_t)S * S, i, N, co = 0, no = 0;
     int want = !strcmp(split, "train") ? 0 : !strcmp(split, "val") ? 1 : !strcmp(split, "all") ? 2 : -1, k = 0;
-    if (want < 0) ex_die("--split must be train, val or all, not '%s'", split);
-    if (textok_st_open(&st, path) != TEXTOK_OK) ex_die("%s", textok_last_error());
-    model = textok_st_meta(&st, "textok.model");
+    memset(ds, 0, sizeof *ds);
+    if (want < 0) return ex_fail("--split must be train, val or all, not '%s'", split);
+    if (S < 1 || S > TEXTOK_MAX_IMAGE_SIDE) return ex_fail("'%s': image size %d not in [1, %d]", path, S, TEXTOK_MAX_IMAGE_SIDE);
+    model = textok_st_meta(st, "textok.model");
     if (!model || strcmp(model, "dataset"))
-        ex_die("'%s' is not a dataset file (its textok.model is '%s', expected 'dataset'; tools/get_emoji.sh makes one)",
-               path, model ? model : "(none)");
-    ti = textok_st_find(&st, "images"); ts = textok_st_find(&st, "split");
-    tc = textok_st_find(&st, "captions"); tn = textok_st_find(&st, "names");
-    if (!ti || !ts || !tc || !tn) ex_die("'%s': a dataset needs the tensors images, split, captions and names", path);
-    if (ti->dtype != TEXTOK_DTYPE_U8 || ts->dtype != TEXTOK_DTYPE_U8 || tc->dtype != TEXTOK_DTYPE_U8 || tn->dtype != TEXTOK_DTYPE_U8)
-        ex_die("'%s': every dataset tensor must be U8", path);
+        return ex_fail("'%s' is not a dataset file (its textok.model is '%s', expected 'dataset'; tools/get_emoji.sh makes one)",
+                       path, model ? model : "(none)");
+    ti = textok_st_find(st, "images"); ts = textok_st_find(st, "split");
+    tc = textok_st_find(st, "captions"); tn = textok_st_find(st, "names");
+    if (!ti || !ts || !tc || !tn)
+        return ex_fail("'%s': a dataset needs the tensors images, split, captions and names; %s is missing", path,
+                       !ti ? "images" : !ts ? "split" : !tc ? "captions" : "names");
+    if (ti->dtype != TEXTOK_DTYPE_U8 || ts->dtype != TEXTOK_DTYPE_U8 || tc->dtype != TEXTOK_DTYPE_U8 || tn->dtype != TEXTOK_DTYPE_U8) {
+        const textok_st_tensor *bad = ti->dtype != TEXTOK_DTYPE_U8 ? ti : ts->dtype != TEXTOK_DTYPE_U8 ? ts
+                                    : tc->dtype != TEXTOK_DTYPE_U8 ? tc : tn;
+        static const char *const dtypes[4] = { "F32", "F16", "BF16", "U8" };
+        return ex_fail("'%s': every dataset tensor must be U8; '%s' is %s", path, bad->name,
+                       bad->dtype >= 0 && bad->dtype < 4 ? dtypes[bad->dtype] : "?");
+    }
     if (ti->ndim != 4 || ti->shape[3] != 3 || ti->shape[0] < 1)
-        ex_die("'%s': images must be (N, H, W, 3) with N >= 1", path);
+        return ex_fail("'%s': images must be (N, H, W, 3) with N >= 1; found %d dims%s", path, ti->ndim,
+                       ti->ndim == 4 ? (ti->shape[3] != 3 ? " with a last dim other than 3" : " with N = 0") : "");
     if (ti->shape[1] != S || ti->shape[2] != S)
-        ex_die("'%s': images are %lldx%lld, but the model takes %dx%d", path, (long long)ti->shape[2],
-               (long long)ti->shape[1], S, S);
+        return ex_fail("'%s': images are %lldx%lld, but the model takes %dx%d", path, (long long)ti->shape[2],
+                       (long long)ti->shape[1], S, S);
     N = (size_t)ti->shape[0];
-    if (ts->ndim != 1 || (size_t)ts->shape[0] != N) ex_die("'%s': split must be (%zu), one per image", path, N);
-    if (tc->ndim != 1 || tn->ndim != 1) ex_die("'%s': captions and names must be 1-D byte strings", path);
-    sp = st.buffer + ts->offset; cap = st.buffer + tc->offset; nam = st.buffer + tn->offset;
-    ds->S = S; ds->n = 0;
+    if (ts->ndim != 1 || (size_t)ts->shape[0] != N)
+        return ex_fail("'%s': split must be (%zu), one per image; found %d dims, %lld entries", path, N, ts->ndim,
+                       ts->ndim >= 1 ? (long long)ts->shape[0] : 0LL);
+    if (tc->ndim != 1 || tn->ndim != 1)
+        return ex_fail("'%s': captions and names must be 1-D byte strings; found %d and %d dims", path, tc->ndim, tn->ndim);
+    sp = st->buffer + ts->offset; cap = st->buffer + tc->offset; nam = st->buffer + tn->offset;
+    ds->S = S;
     for (i = 0; i < N; i++) {
-        if (sp[i] > 1) ex_die("'%s': split[%zu] is %d (0 train, 1 val)", path, i, sp[i]);
+        if (sp[i] > 1) { ds->n = 0; return ex_fail("'%s': split[%zu] is %d (0 train, 1 val)", path, i, sp[i]); }
         ds->n += want == 2 || sp[i] == want;
     }
-    if (ds->n == 0) ex_die("'%s': the %s split is empty", path, split);
-    ds->names = (char **)ex_malloc((size_t)ds->n * sizeof(char *));
-    ds->captions = (char **)ex_malloc((size_t)ds->n * sizeof(char *));
-    ds->pixels = (unsigned char *)ex_malloc((size_t)ds->n * 3 * plane);
+    if (ds->n == 0) return ex_fail("'%s': the %s split is empty", path, split);
+    ds->names = (char **)calloc((size_t)ds->n, sizeof(char *));
+    ds->captions = (char **)calloc((size_t)ds->n, sizeof(char *));
+    ds->pixels = (unsigned char *)malloc((size_t)ds->n * 3 * plane);
+    if (!ds->names || !ds->captions || !ds->pixels) {
+        ex_dataset_free(ds);
+        return ex_fail("'%s': out of memory", path);
+    }
     for (i = 0; i < N; i++) {
-        const unsigned char *c0 = cap + co, *n0 = nam + no, *src = st.buffer + ti->offset + i * 3 * plane;
+        const unsigned char *c0 = cap + co, *n0 = nam + no, *src = st->buffer + ti->offset + i * 3 * plane;
         size_t p;
         int c;
         while (co < tc->numel && cap[co]) co++;
         while (no < tn->numel && nam[no]) no++;
-        if (co >= tc->numel || no >= tn->numel)
-            ex_die("'%s': %s ends after %zu of %zu strings", path, co >= tc->numel ? "captions" : "names", i, N);
+        if (co >= tc->numel || no >= tn->numel) {
+            ex_dataset_free(ds);
+            return ex_fail("'%s': %s ends after %zu of %zu strings", path, co >= tc->numel ? "captions" : "names", i, N);
+        }
         co++; no++;
         if (!(want == 2 || sp[i] == want)) continue;
-        ds->captions[k] = ex_strdup((const char *)c0);
-        ds->names[k] = ex_strdup((const char *)n0);
+        ds->captions[k] = (char *)malloc(strlen((const char *)c0) + 1);
+        ds->names[k] = (char *)malloc(strlen((const char *)n0) + 1);
+        if (!ds->captions[k] || !ds->names[k]) {
+            ex_dataset_free(ds);
+            return ex_fail("'%s': out of memory", path);
+        }
+        strcpy(ds->captions[k], (const char *)c0);
+        strcpy(ds->names[k], (const char *)n0);
         for (c = 0; c < 3; c++)
             for (p = 0; p < plane; p++) ds->pixels[((size_t)k * 3 + c) * plane + p] = src[p * 3 + c];
         k++;
     }
-    if (co != tc->numel || no != tn->numel) ex_die("'%s': captions or names hold more than %zu strings", path, N);
+    if (co != tc->numel || no != tn->numel) {
+        ex_dataset_free(ds);
+        return ex_fail("'%s': captions or names hold more than %zu strings", path, N);
+    }
+    return 0;
+}
+
+EX_STATIC void ex_load_data(ex_dataset *ds, const char *path, const char *split, int S)
+{
+    textok_safetensors st;
+    if (textok_st_open(&st, path) != TEXTOK_OK) ex_die("%s", textok_last_error());
+    if (ex_parse_data(ds, &st, path, split, S)) {
+        textok_st_close(&st);
+        ex_die("%s", ex_errbuf);
+    }
     textok_st_close(&st);
     printf("data: %d images (split %s) of %dx%d from %s (%.2f MB in memory)\n", ds->n, split, S, S, path,
-           (double)ds->n * 3 * plane / 1e6);
+           (double)ds->n * 3 * (size_t)S * S / 1e6);
+}
+
+/* "filename<TAB>caption" lines (ending "\n" or "\r\n"); blank lines are skipped. Every filename
+   must be one of the loaded images (ds->names, sorted), at most once. ex_parse_captions reads the
+   text from memory (n bytes; a NUL byte ends a line's text as the C string it becomes) and
+   returns 0 with ds->captions filled (NULL where an image has none), or -1 with ex_errbuf set and
+   ds->captions NULL; ex_load_captions reads the file and dies on error. Limits: lines of at
+   most TEXTOK_MAX_TEXT_BYTES. */
+EX_STATIC int ex_parse_captions(ex_dataset *ds, const char *text, size_t n, const char *path, const char *dir)
+{
+    int *line_of = (int *)calloc((size_t)(ds->n > 0 ? ds->n : 1), sizeof(int));
+    char *line = NULL;
+    size_t pos = 0;
+    int lineno = 0, count = 0, rc = -1, i;
+    ds->captions = (char **)calloc((size_t)(ds->n > 0 ? ds->n : 1), sizeof(char *));
+    if (!line_of || !ds->captions) { ex_fail("out of memory"); goto done; }
+    while (pos < n) {
+        const char *start = text + pos, *nl = (const char *)memchr(start, '\n', n - pos);
+        size_t len = nl ? (size_t)(nl - start) : n - pos;
+        char *tab, *key, **hit;
+        int idx;
+        pos += len + (nl != NULL);
+        lineno++;
+        if (len > 0 && start[len - 1] == '\r') len--;
+        if (len > TEXTOK_MAX_TEXT_BYTES) {
+            ex_fail("%s:%d: a line of %zu bytes (the limit is %d, TEXTOK_MAX_TEXT_BYTES)", path, lineno, len,
+                    TEXTOK_MAX_TEXT_BYTES);
+            goto done;
+        }
+        free(line);
+        if (!(line = (char *)malloc(len + 1))) { ex_fail("out of memory reading '%s'", path); goto done; }
+        memcpy(line, start, len);
+        line[len] = 0;
+        key = line;
+        if (line[strspn(line, " \t")] == 0) continue;
+        if (!(tab = strchr(line, '\t'))) {
+            ex_fail("%s:%d: expected 'filename<TAB>caption', found no tab", path, lineno);
+            goto done;
+        }
+        *tab = 0;
+        hit = ds->n > 0 ? (char **)bsearch(&key, ds->names, (size_t)ds->n, sizeof(char *), ex_cmp_names) : NULL;
+        if (!hit) { ex_fail("%s:%d: '%s' is not one of the %d images in '%s'", path, lineno, line, ds->n, dir); goto done; }
+        idx = (int)(hit - ds->names);
+        if (ds->captions[idx]) {
+            ex_fail("%s:%d: a second caption for '%s' (the first is on line %d)", path, lineno, line, line_of[idx]);
+            goto done;
+        }
+        if (!(ds->captions[idx] = (char *)malloc(strlen(tab + 1) + 1))) { ex_fail("out of memory reading '%s'", path); goto done; }
+        strcpy(ds->captions[idx], tab + 1);
+        line_of[idx] = lineno;
+        count++;
+    }
+    rc = count;
+done:
+    if (rc < 0 && ds->captions) {
+        for (i = 0; i < ds->n; i++) free(ds->captions[i]);
+        free(ds->captions);
+        ds->captions = NULL;
+    }
+    free(line); free(line_of);
+    return rc < 0 ? -1 : 0;
+}
+
+EX_STATIC void ex_load_captions(ex_dataset *ds, const char *path, const char *dir)
+{
+    textok_file f;
+    int i, count = 0;
+    FILE *probe = fopen(path, "rb");
+    if (!probe) ex_die("cannot open captions '%s': %s", path, strerror(errno));
+    fclose(probe);
+    if (textok_file_open(&f, path) != TEXTOK_OK) ex_die("cannot read captions: %s", textok_last_error());
+    if (ex_parse_captions(ds, (const char *)f.data, f.size, path, dir)) {
+        textok_file_close(&f);
+        ex_die("%s", ex_errbuf);
+    }
+    textok_file_close(&f);
+    for (i = 0; i < ds->n; i++) count += ds->captions[i] != NULL;
+    printf("captions: %d of %d images have one (%s)\n", count, ds->n, path);
 }
 
 /* One line of any length into *buf (grown as needed), without the "\n" or "\r\n"; -1 at EOF. */
@@ -624,41 +896,6 @@ EX_STATIC long ex_read_line(FILE *f, char **buf, size_t *cap)
     if (n > 0 && (*buf)[n - 1] == '\r') n--;
     (*buf)[n] = 0;
     return (long)n;
-}
-
-/* "filename<TAB>caption" lines; blank lines are skipped. Every filename must be one of the
-   loaded images, at most once. */
-EX_STATIC void ex_load_captions(ex_dataset *ds, const char *path, const char *dir)
-{
-    FILE *f = fopen(path, "rb");
-    size_t cap = 256;
-    char *line = (char *)ex_malloc(cap);
-    int *line_of = (int *)ex_malloc((size_t)ds->n * sizeof(int));
-    int lineno = 0, count = 0;
-    if (!f) ex_die("cannot open captions '%s': %s", path, strerror(errno));
-    ds->captions = (char **)calloc((size_t)ds->n, sizeof(char *));
-    if (!ds->captions) ex_die("out of memory");
-    while (ex_read_line(f, &line, &cap) >= 0) {
-        char *tab, *key = line, **hit;
-        int idx;
-        lineno++;
-        if (line[strspn(line, " \t")] == 0) continue;
-        if (!(tab = strchr(line, '\t')))
-            ex_die("%s:%d: expected 'filename<TAB>caption', found no tab", path, lineno);
-        *tab = 0;
-        hit = (char **)bsearch(&key, ds->names, (size_t)ds->n, sizeof(char *), ex_cmp_names);
-        if (!hit) ex_die("%s:%d: '%s' is not one of the %d images in '%s'", path, lineno, line, ds->n, dir);
-        idx = (int)(hit - ds->names);
-        if (ds->captions[idx])
-            ex_die("%s:%d: a second caption for '%s' (the first is on line %d)", path, lineno, line, line_of[idx]);
-        ds->captions[idx] = ex_strdup(tab + 1);
-        line_of[idx] = lineno;
-        count++;
-    }
-    if (ferror(f)) ex_die("cannot read captions '%s'", path);
-    fclose(f);
-    free(line); free(line_of);
-    printf("captions: %d of %d images have one (%s)\n", count, ds->n, path);
 }
 
 /* Opens log.csv for appending, header its first line. A fresh run starts it over; a resumed run keeps the rows up to

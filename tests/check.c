@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 const char *tt_golden_dir = "tests/golden";
 
@@ -38,3 +39,32 @@ int tt_compare(tt_stats *s, const char *name, const float *got, const float *ref
              name, n, max_abs, max_rel, nmse, rel_l2, tol, finite ? "" : " NON-FINITE");
     return ok;
 }
+
+/* ---- the counting allocator (check.h) ----------------------------------------------------- */
+static int    tt_counting;
+static size_t tt_total, tt_largest;
+
+static void tt_note(size_t n)
+{
+    if (!tt_counting) return;
+#if defined(__GNUC__) || defined(__clang__)
+    __atomic_fetch_add(&tt_total, n, __ATOMIC_RELAXED);
+    {
+        size_t cur = __atomic_load_n(&tt_largest, __ATOMIC_RELAXED);
+        while (n > cur && !__atomic_compare_exchange_n(&tt_largest, &cur, n, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
+    }
+#else
+    tt_total += n;
+    if (n > tt_largest) tt_largest = n;
+#endif
+}
+void *tt_alloc_malloc(size_t n) { tt_note(n); return malloc(n); }
+void *tt_alloc_realloc(void *p, size_t n) { tt_note(n); return realloc(p, n); }
+void  tt_alloc_free(void *p) { free(p); }
+void  tt_alloc_count(int on)
+{
+    if (on) tt_total = tt_largest = 0;
+    tt_counting = on;
+}
+size_t tt_alloc_total(void) { return tt_total; }
+size_t tt_alloc_largest(void) { return tt_largest; }

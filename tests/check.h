@@ -21,6 +21,17 @@ int tt_compare(tt_stats *s, const char *name, const float *got, const float *ref
 /* Path helpers: tests find data relative to the repository root (the runner's cwd). */
 extern const char *tt_golden_dir;   /* "tests/golden" unless $TEXTOK_GOLDEN_DIR */
 
+/* The library's allocator in the test runner (tests/textok_impl.c defines TEXTOK_MALLOC & co. to
+   these): while counting is on, every request is added up, so the total is an upper bound of the
+   peak the library's heap reached (tests/test_hostile.c asserts it). No header: the blocks are
+   plain malloc blocks, free() and textok_free() both take them. */
+void  *tt_alloc_malloc(size_t n);
+void  *tt_alloc_realloc(void *p, size_t n);
+void   tt_alloc_free(void *p);
+void   tt_alloc_count(int on);     /* on: reset the counters and start counting; 0: stop */
+size_t tt_alloc_total(void);       /* bytes requested while counting */
+size_t tt_alloc_largest(void);     /* the largest single request */
+
 void test_kernels_golden(tt_stats *s);
 void test_kernels_fd(tt_stats *s);
 void test_kernels_compare(tt_stats *s);
@@ -37,4 +48,6 @@ void test_maskgit(tt_stats *s);
 void test_gen_train(tt_stats *s);
 void test_metrics(tt_stats *s);
 void test_shipped(tt_stats *s);
+void test_hostile(tt_stats *s);
+void test_determinism(tt_stats *s);
 #endif

@@ -42,10 +42,16 @@ fi
 
 # refuses WHAT STATUS "PATTERN..." ARGS...: convert ARGS must exit with STATUS, its stderr must
 # contain every |-separated fixed string of PATTERN, and neither $OUT nor $OUT.tmp may exist.
+# TEXTOK_ERROR_TABLE=FILE (tests/error_table.sh): every refusal's case, exit status and message
+note_refusal() {
+  [ -n "${TEXTOK_ERROR_TABLE:-}" ] || return 0
+  printf '%s\t%s\t%s\t%s\n' "cli_convert.sh" "$1" "$2" "$(grep -v '^usage:' "$3" | tr '\n' ' ' | sed 's/ *$//')" >>"$TEXTOK_ERROR_TABLE"
+}
 refuses() {
   local what=$1 want=$2 patterns=$3 rc p; shift 3
   rm -f "$OUT" "$OUT.tmp"
   "$CONV" "$@" >"$TMP/stdout" 2>"$TMP/stderr"; rc=$?
+  note_refusal "$what" $rc "$TMP/stderr"
   if [ $rc -ne "$want" ]; then fail "$what" "exit $rc, expected $want ($(last_line "$TMP/stderr"))"; return; fi
   local IFS='|'
   for p in $patterns; do

@@ -16,9 +16,15 @@ pass() { echo "PASS $1"; }
 fail() { echo "FAIL $1: $2"; }
 
 # refuses WHAT STATUS MENTION OUTFILE CMD...: non-zero exit (STATUS), MENTION on stderr, OUTFILE absent
+# TEXTOK_ERROR_TABLE=FILE (tests/error_table.sh): every refusal's case, exit status and message
+note_refusal() {
+  [ -n "${TEXTOK_ERROR_TABLE:-}" ] || return 0
+  printf '%s\t%s\t%s\t%s\n' "cli_data.sh" "$1" "$2" "$(grep -v '^usage:' "$3" | tr '\n' ' ' | sed 's/ *$//')" >>"$TEXTOK_ERROR_TABLE"
+}
 refuses() {
   local what=$1 want=$2 mention=$3 outf=$4 rc; shift 4
   "$@" >"$TMP/out" 2>"$TMP/err"; rc=$?
+  note_refusal "$what" $rc "$TMP/err"
   if [ $rc -ne "$want" ]; then fail "$what" "exit $rc, expected $want ($(tail -n 1 "$TMP/err"))"; return; fi
   if ! grep -qF -- "$mention" "$TMP/err"; then fail "$what" "stderr does not mention '$mention': $(tail -n 1 "$TMP/err")"; return; fi
   if [ -e "$outf" ] || [ -e "$outf.tmp" ]; then fail "$what" "left $outf behind"; return; fi

@@ -22,10 +22,16 @@ fail() { echo "FAIL $1: $2"; }
 last_line() { tail -n 1 "$1" 2>/dev/null | tr -d '\n'; }
 
 # refuses WHAT STATUS MENTION "FILES THAT MUST NOT EXIST" CMD...: as in tests/cli_examples.sh
+# TEXTOK_ERROR_TABLE=FILE (tests/error_table.sh): every refusal's case, exit status and message
+note_refusal() {
+  [ -n "${TEXTOK_ERROR_TABLE:-}" ] || return 0
+  printf '%s\t%s\t%s\t%s\n' "cli_evaluate.sh" "$1" "$2" "$(grep -v '^usage:' "$3" | tr '\n' ' ' | sed 's/ *$//')" >>"$TEXTOK_ERROR_TABLE"
+}
 refuses() {
   local what=$1 want=$2 mention=$3 files=$4 rc f; shift 4
   for f in $files; do rm -f "$f" "$f.tmp"; done
   "$@" >"$TMP/out" 2>"$TMP/err"; rc=$?
+  note_refusal "$what" $rc "$TMP/err"
   if [ $rc -eq 0 ]; then fail "$what" "exit 0, expected a failure"; return; fi
   if [ "$want" != nz ] && [ $rc -ne "$want" ]; then fail "$what" "exit $rc, expected $want ($(last_line "$TMP/err"))"; return; fi
   if [ ! -s "$TMP/err" ]; then fail "$what" "nothing on stderr"; return; fi

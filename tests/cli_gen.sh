@@ -42,10 +42,16 @@ says() {   # WHAT FILE TEXT
   if grep -qF -- "$3" "$2"; then pass "$1"; else fail "$1" "no '$3' in $(basename "$2"): $(last_line "$2")"; fi
 }
 # refuses WHAT STATUS MENTION "FILES" CMD...: exit STATUS, MENTION on stderr, FILES not left
+# TEXTOK_ERROR_TABLE=FILE (tests/error_table.sh): every refusal's case, exit status and message
+note_refusal() {
+  [ -n "${TEXTOK_ERROR_TABLE:-}" ] || return 0
+  printf '%s\t%s\t%s\t%s\n' "cli_gen.sh" "$1" "$2" "$(grep -v '^usage:' "$3" | tr '\n' ' ' | sed 's/ *$//')" >>"$TEXTOK_ERROR_TABLE"
+}
 refuses() {
   local what=$1 want=$2 mention=$3 files=$4 rc f; shift 4
   for f in $files; do rm -f "$f" "$f.tmp"; done
   "$@" >"$TMP/out" 2>"$TMP/err"; rc=$?
+  note_refusal "$what" $rc "$TMP/err"
   if [ $rc -eq 0 ]; then fail "$what" "exit 0, expected a failure"; return; fi
   if [ "$want" != nz ] && [ $rc -ne "$want" ]; then fail "$what" "exit $rc, expected $want ($(last_line "$TMP/err"))"; return; fi
   if ! grep -qF -- "$mention" "$TMP/err"; then fail "$what" "stderr does not mention '$mention': $(last_line "$TMP/err")"; return; fi

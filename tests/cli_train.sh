@@ -95,9 +95,15 @@ ckpt_loads() {
   else fail "$1" "$(last_line "$TMP/lout")"; fi
 }
 # refuses WHAT STATUS "PATTERN|..." CMD...: exit STATUS, and stderr holds every |-separated string
+# TEXTOK_ERROR_TABLE=FILE (tests/error_table.sh): every refusal's case, exit status and message
+note_refusal() {
+  [ -n "${TEXTOK_ERROR_TABLE:-}" ] || return 0
+  printf '%s\t%s\t%s\t%s\n' "cli_train.sh" "$1" "$2" "$(grep -v '^usage:' "$3" | tr '\n' ' ' | sed 's/ *$//')" >>"$TEXTOK_ERROR_TABLE"
+}
 refuses() {
   local what=$1 want=$2 patterns=$3 rc p; shift 3
   "$@" >"$TMP/out" 2>"$TMP/err"; rc=$?
+  note_refusal "$what" $rc "$TMP/err"
   if [ $rc -ne "$want" ]; then fail "$what" "exit $rc, expected $want ($(last_line "$TMP/err"))"; return; fi
   local IFS='|'
   for p in $patterns; do

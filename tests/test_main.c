@@ -25,6 +25,8 @@ static const struct tt_group { const char *name; void (*run)(tt_stats *s); } gro
     { "gen_train", test_gen_train },
     { "metrics", test_metrics },
     { "shipped", test_shipped },
+    { "hostile", test_hostile },
+    { "determinism", test_determinism },
 };
 #define N_GROUPS ((int)(sizeof groups / sizeof groups[0]))
 

@@ -198,7 +198,9 @@ static void tt_bad_meta(tt_stats *s)
         { "quantize_mode", "fsq", "quantize_mode", TEXTOK_ERR_FORMAT },
         { "is_legacy", "1", "pixel_channel_mult", TEXTOK_ERR_FORMAT },      /* legacy without its decoder config */
         { "num_latent_tokens", "99999999999", "num_latent_tokens", TEXTOK_ERR_FORMAT },
-        { "image_size", "8192", "INT_MAX", TEXTOK_ERR_SHAPE },              /* with patch 8: 1M patches... */
+        { "image_size", "8192", "data bytes can hold", TEXTOK_ERR_SHAPE },  /* with patch 8: 1M patches, whose
+                                                                               position table the file cannot hold:
+                                                                               refused before any allocation */
         { NULL, NULL, "enc_mlp", TEXTOK_ERR_FORMAT }                         /* a key missing */
     };
     const char *path = "build/tt_bad_meta.safetensors";

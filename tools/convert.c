@@ -49,8 +49,10 @@
      largest index must lie inside the storage. Float, Half and BFloat16 storages are converted;
      other dtypes are refused, naming the tensor. The stack, the memo, the number of objects and
      of container elements, and every length read from the file are bounded, so no input can
-     crash the reader. An output of more than CV_MAX_PARAMS parameters is refused: a stride-0
-     view can describe a huge tensor with a few bytes, and TiTok-L-32 has 641M.
+     crash the reader (the limits are textok.h's TEXTOK_MAX_PICKLE_* and TEXTOK_MAX_ZIP_ENTRIES). A
+     view may overlap or repeat its storage's elements (stride 0 can describe a huge tensor with
+     a few bytes), so the elements of all tensors together may not exceed 4 per byte of the input
+     (+ 4M), and an output of more than CV_MAX_PARAMS parameters is refused (TiTok-L-32 has 641M).
      A dict {"state_dict": sd} or {"model": sd} around the state_dict is unwrapped; a DiT train.py
      checkpoint {"model", "ema", "opt", "args"} gives its "ema" (as DiT's find_model does), and its
      args, an argparse.Namespace (GLOBAL + NEWOBJ + BUILD), is read as an opaque value.
@@ -285,6 +287,9 @@ static int cv_zip_open(cv_zip *z, const unsigned char *d, size_t n, const char *
     if (n_entries > cd_size / 46)
         return cv_fail("%s: damaged ZIP archive: %llu entries cannot fit a central directory of %llu "
                        "bytes", path, (unsigned long long)n_entries, (unsigned long long)cd_size);
+    if (n_entries > TEXTOK_MAX_ZIP_ENTRIES)
+        return cv_fail("%s: a ZIP archive of %llu entries: more than the limit of %d (TEXTOK_MAX_ZIP_ENTRIES)",
+                       path, (unsigned long long)n_entries, TEXTOK_MAX_ZIP_ENTRIES);
     if (n_entries && !(z->entries = (cv_zip_entry *)calloc((size_t)n_entries, sizeof *z->entries)))
         return cv_fail("%s: out of memory", path);
 
@@ -333,7 +338,7 @@ static int cv_zip_open(cv_zip *z, const unsigned char *d, size_t n, const char *
         }
         p += 46 + nlen + elen + clen;
     }
-    qsort(z->entries, z->n, sizeof *z->entries, cv_cmp_entry);
+    if (z->n) qsort(z->entries, z->n, sizeof *z->entries, cv_cmp_entry);   /* qsort(NULL, 0) is undefined */
     for (i = 1; i < z->n; i++)
         if (!strcmp(z->entries[i - 1].name, z->entries[i].name))
             return cv_fail("%s: duplicate ZIP entry '%s'", path, z->entries[i].name);
@@ -439,11 +444,11 @@ typedef struct pk_obj {
 
 /* Bounds: far beyond any real state_dict (TiTok-L-32: 692 tensors, ~10k objects), small enough
    that a hostile data.pkl cannot exhaust memory. */
-#define PK_MAX_OBJECTS (1u << 21)
-#define PK_MAX_STACK   (1u << 20)
+#define PK_MAX_OBJECTS TEXTOK_MAX_PICKLE_OBJECTS   /* textok.h, LIMITS */
+#define PK_MAX_STACK   TEXTOK_MAX_PICKLE_STACK
 #define PK_MAX_MARKS   (1u << 16)
-#define PK_MAX_MEMO    (1u << 21)
-#define PK_MAX_ITEMS   (1u << 24)   /* elements of all tuples, lists and dicts together */
+#define PK_MAX_MEMO    TEXTOK_MAX_PICKLE_MEMO
+#define PK_MAX_ITEMS   TEXTOK_MAX_PICKLE_ITEMS     /* elements of all tuples, lists and dicts together */
 #define PK_MAX_LINE    256          /* a GLOBAL's module or name */
 
 typedef struct pk_vm {
@@ -1052,6 +1057,9 @@ static int pk_run(pk_vm *vm, pk_obj **result)
 
 enum { CV_FMT_SAFETENSORS, CV_FMT_TORCH_ZIP, CV_FMT_TORCH_LEGACY };
 
+#define CV_MAX_ELEMS_PER_BYTE 4          /* output elements per input byte (cv_input_parse) */
+#define CV_MIN_ELEMS          (1 << 22)   /* ... plus these, whatever the file's size */
+
 typedef struct cv_tensor {
     const char             *name;
     const char             *dtype_name;   /* "F32", "F16", "BF16", "int64 (torch.LongStorage)" */
@@ -1079,6 +1087,7 @@ typedef struct cv_input {
     cv_tensor         *t;
     int                n;
     int               *by_name;                   /* indices of t sorted by name */
+    int                borrowed;                  /* file.data belongs to the caller */
 } cv_input;
 
 static const cv_input *cv_sort_ctx;   /* qsort has no user pointer in C99 */
@@ -1103,7 +1112,7 @@ static const cv_tensor *cv_find(const cv_input *in, const char *name)
 static int cv_index(cv_input *in)
 {
     int i;
-    if (!(in->by_name = (int *)malloc((size_t)(in->n ? in->n : 1) * sizeof *in->by_name)))
+    if (!(in->by_name = (int *)malloc((size_t)(in->n > 0 ? in->n : 1) * sizeof *in->by_name)))
         return cv_fail("%s: out of memory", in->path);
     for (i = 0; i < in->n; i++) in->by_name[i] = i;
     cv_sort_ctx = in;
@@ -1460,20 +1469,18 @@ static void cv_input_close(cv_input *in)
     textok_st_close(&in->st);
     pk_free(&in->vm);
     cv_zip_close(&in->zip);
-    textok_file_close(&in->file);
+    if (!in->borrowed) textok_file_close(&in->file);
     free(in->t);
     free(in->by_name);
     memset(in, 0, sizeof *in);
 }
 
-/* Opens the input and fills the tensor table; the format comes from the magic bytes. */
-static int cv_input_open(cv_input *in, const char *path)
+/* Fills the tensor table of an input whose bytes are in in->file; the format comes from the magic
+   bytes. */
+static int cv_input_parse(cv_input *in)
 {
-    const unsigned char *d;
-    memset(in, 0, sizeof *in);
-    in->path = path;
-    if (textok_file_open(&in->file, path) != TEXTOK_OK) return cv_fail("%s", textok_last_error());
-    d = in->file.data;
+    const char *path = in->path;
+    const unsigned char *d = in->file.data;
     if (in->file.size == 0) return cv_fail("%s: empty file (0 bytes): not a checkpoint", path);
     if (in->file.size >= 4 && d[0] == 'P' && d[1] == 'K' &&
         ((d[2] == 3 && d[3] == 4) || (d[2] == 5 && d[3] == 6))) {
@@ -1494,7 +1501,46 @@ static int cv_input_open(cv_input *in, const char *path)
                        "(torch.save: 50 4b 03 04 = \"PK\\3\\4\"), a legacy torch.save pickle (80 02) or "
                        "safetensors (8-byte header length, then '{')", path, hex);
     }
+    {   /* views may overlap or repeat their storage's elements (stride 0): a few bytes can describe
+           any size, and the output is built in memory, so the elements of all tensors together are
+           bounded by the file: CV_MAX_ELEMS_PER_BYTE per byte (a real checkpoint has at most 1:
+           F16 with every tensor shared once), plus CV_MIN_ELEMS for tiny files */
+        size_t total = 0, cap = in->file.size > (SIZE_MAX - CV_MIN_ELEMS) / CV_MAX_ELEMS_PER_BYTE ? SIZE_MAX
+                              : in->file.size * CV_MAX_ELEMS_PER_BYTE + CV_MIN_ELEMS;
+        int i;
+        for (i = 0; i < in->n; i++) {
+            total = in->t[i].numel > SIZE_MAX - total ? SIZE_MAX : total + in->t[i].numel;
+            if (total > cap)
+                return cv_fail("%s: the tensors up to '%s' hold %zu elements, more than %d per byte of the %zu-byte "
+                               "file (+ %d): views that repeat their storage's elements this much are not supported",
+                               path, in->t[i].name, total, CV_MAX_ELEMS_PER_BYTE, in->file.size, CV_MIN_ELEMS);
+        }
+    }
     return cv_index(in);
+}
+
+/* Opens the input file and fills the tensor table (cv_input_parse). */
+static int cv_input_open(cv_input *in, const char *path)
+{
+    memset(in, 0, sizeof *in);
+    in->path = path;
+    if (textok_file_open(&in->file, path) != TEXTOK_OK) return cv_fail("%s", textok_last_error());
+    return cv_input_parse(in);
+}
+
+/* The same from bytes the caller keeps alive until cv_input_close (for tests/fuzz/): file.mapped
+   stays 0 and file.data is not freed; name is used in messages. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((unused))
+#endif
+static int cv_input_open_memory(cv_input *in, const unsigned char *data, size_t size, const char *name)
+{
+    memset(in, 0, sizeof *in);
+    in->path = name;
+    in->file.data = data;
+    in->file.size = size;
+    in->borrowed = 1;
+    return cv_input_parse(in);
 }
 
 /* =============================================================================================
@@ -3398,6 +3444,7 @@ done:
     return rc;
 }
 
+#ifndef CV_NO_MAIN   /* tests/fuzz/ includes this file for its readers */
 int main(int argc, char **argv)
 {
     const char *pos[3] = { NULL, NULL, NULL }, *t5_config = NULL;
@@ -3532,3 +3579,4 @@ done:
     for (i = 0; i < n_in; i++) cv_input_close(&in[i]);
     return rc;
 }
+#endif /* CV_NO_MAIN */

@@ -200,7 +200,7 @@ int main(int argc, char **argv)
     print_shape(" vs B", &a[1]);
     printf("\n");
     if (a[0].n != a[1].n) {
-        fprintf(stderr, "npycmp: FAIL: element counts differ (%zu vs %zu)\n", a[0].n, a[1].n);
+        fprintf(stderr, "npycmp: FAIL: element counts differ: '%s' holds %zu, '%s' %zu\n", spec[0], a[0].n, spec[1], a[1].n);
         free(a[0].data); free(a[1].data);
         return 1;
     }
