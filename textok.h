@@ -1449,6 +1449,12 @@ TEXTOKDEF int  textok_gen_trainer_save_model(textok_gen_trainer *t, const char *
 #endif
 static TEXTOK__THREAD_LOCAL char textok__errbuf[512];
 
+static int textok__vfail(int status, const char *fmt, va_list ap)
+{
+    vsnprintf(textok__errbuf, sizeof textok__errbuf, fmt, ap);
+    return status;
+}
+
 #if defined(__GNUC__) || defined(__clang__)
 __attribute__((format(printf, 2, 3)))
 #endif
@@ -1456,7 +1462,7 @@ static int textok__fail(int status, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(textok__errbuf, sizeof textok__errbuf, fmt, ap);
+    status = textok__vfail(status, fmt, ap);
     va_end(ap);
     return status;
 }
@@ -1478,7 +1484,7 @@ TEXTOKDEF int textok_set_error(int status, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(textok__errbuf, sizeof textok__errbuf, fmt, ap);
+    status = textok__vfail(status, fmt, ap);
     va_end(ap);
     return status;
 }
