@@ -1,4 +1,4 @@
-/* textok.h - v0.7.0 - language-guided 1D image tokenization (TexTok, TiTok) in plain C
+/* textok.h - v0.8.0 - language-guided 1D image tokenization (TexTok, TiTok) in plain C
                       no warranty implied; use at your own risk. See end of file for license.
 
    Do this:
@@ -224,6 +224,10 @@
          bit for bit) around the models' training hooks
 
    REVISION HISTORY
+      0.8.0 (2026-11-21)  textok_cuda.cu/.h: every kernel of the table on the GPU (built; checked
+                          under a CPU emulation of CUDA, not yet on a GPU); textok_set_error;
+                          TEXTOK_MAX_* limits on everything read from a file, model loaders that
+                          check the file can hold the claimed model before allocating; fuzzed.
       0.7.0 (2026-11-21)  the shipped emoji models (weights/emoji/, make demo): safetensors U8
                           (data files: read as byte values, refused as weights);
                           textok_titok_create_std (1/sqrt(fan_in) init for narrow models);
@@ -258,9 +262,9 @@
 #include <stdint.h>
 
 #define TEXTOK_VERSION_MAJOR 0
-#define TEXTOK_VERSION_MINOR 7
+#define TEXTOK_VERSION_MINOR 8
 #define TEXTOK_VERSION_PATCH 0
-#define TEXTOK_VERSION_STRING "0.7.0"
+#define TEXTOK_VERSION_STRING "0.8.0"
 
 #ifndef TEXTOKDEF
 #ifdef TEXTOK_STATIC
