@@ -194,27 +194,9 @@ fi
 
 # ---- 4. train_generator ------------------------------------------------------------------------
 command -v python3 >/dev/null || { fail "test images" "python3 is needed to write the test PNGs"; exit 0; }
-cat >"$TMP/png.py" <<'EOF'
-import random, struct, sys, zlib
-def png(path, w, h, seed):
-    r = random.Random(seed)
-    rows = bytearray()
-    for y in range(h):
-        rows.append(0)
-        for x in range(w):
-            px = [(x * 8 + seed * 40) % 256, (y * 8 + seed * 70) % 256, (x * y + seed * 13) % 256]
-            rows += bytes(min(255, max(0, v + r.randint(-8, 8))) for v in px)
-    def chunk(t, d):
-        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(rows))) + chunk(b"IEND", b""))
-for i in range(6):
-    png("%s/img%d.png" % (sys.argv[1], i), 32, 32, i)
-EOF
 I=$TMP/images
 mkdir -p "$I"
-python3 "$TMP/png.py" "$I" || { fail "test images" "python3 could not write them"; exit 0; }
+python3 tests/write_pngs.py "$I" 32 32 6 || { fail "test images" "python3 could not write them"; exit 0; }
 printf 'img0.png\t0\nimg1.png\t1\nimg2.png\t2\nimg3.png\t0\nimg4.png\t1\nimg5.png\t2\n' >"$TMP/labels.txt"
 COMMON=(--images "$I" --labels "$TMP/labels.txt" --batch 3 --warmup 1 --schedule-steps 4 --log-every 1 --grid-every 2 --grid-n 2 --grid-steps 3)
 

@@ -31,26 +31,8 @@ ${CC:-cc} -shared -fPIC -O1 tests/kill_shim.c -o "$SHIM" -ldl 2>"$TMP/cc.err" ||
 # an ASan build wants its runtime first; the shim before it is fine for this test
 export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0
 
-cat >"$TMP/png.py" <<'EOF2'
-import random, struct, sys, zlib
-def png(path, w, h, seed):
-    r = random.Random(seed)
-    rows = bytearray()
-    for y in range(h):
-        rows.append(0)
-        for x in range(w):
-            px = [(x * 8 + seed * 40) % 256, (y * 8 + seed * 70) % 256, (x * y + seed * 13) % 256]
-            rows += bytes(min(255, max(0, v + r.randint(-8, 8))) for v in px)
-    def chunk(t, d):
-        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(rows))) + chunk(b"IEND", b""))
-for i in range(int(sys.argv[3])):
-    png("%s/img%d.png" % (sys.argv[1], i), int(sys.argv[2]), int(sys.argv[2]), i)
-EOF2
 mkdir -p "$TMP/img16" "$TMP/img32"
-python3 "$TMP/png.py" "$TMP/img16" 16 4 && python3 "$TMP/png.py" "$TMP/img32" 32 6 ||
+python3 tests/write_pngs.py "$TMP/img16" 16 16 4 && python3 tests/write_pngs.py "$TMP/img32" 32 32 6 ||
   { fail "test images" "python3 could not write them"; exit 0; }
 printf 'img0.png\t0\nimg1.png\t1\nimg2.png\t2\nimg3.png\t0\nimg4.png\t1\nimg5.png\t2\n' >"$TMP/labels.txt"
 

@@ -29,31 +29,11 @@ for t in train_tokenizer tokenize reconstruct; do
 done
 command -v python3 >/dev/null || { fail "test images" "python3 is needed to write the test PNGs"; exit 0; }
 
-# ---- test images: png.py DIR SIZE COUNT [FIRST] writes DIR/imgN.png (RGB; img3 RGBA) ---------
-cat >"$TMP/png.py" <<'EOF'
-import random, struct, sys, zlib
-def png(path, w, h, ch, seed):
-    r = random.Random(seed)
-    rows = bytearray()
-    for y in range(h):
-        rows.append(0)
-        for x in range(w):
-            px = [(x * 16 + seed * 40) % 256, (y * 16 + seed * 70) % 256, (x * y + seed * 13) % 256, 200]
-            rows += bytes(min(255, max(0, v + r.randint(-8, 8))) for v in px[:ch])
-    def chunk(t, d):
-        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, {3: 2, 4: 6}[ch], 0, 0, 0)
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(rows))) + chunk(b"IEND", b""))
-d, w, h, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-first = int(sys.argv[5]) if len(sys.argv) > 5 else 0
-for i in range(first, first + n):
-    png("%s/img%d.png" % (d, i), w, h, 4 if i == 3 else 3, i)
-EOF
+# ---- test images: tests/write_pngs.py (16 grey levels per pixel, img3 RGBA) ----------------------
 I=$TMP/images
 mkdir -p "$I" "$TMP/mixed" "$TMP/empty"
-if ! python3 "$TMP/png.py" "$I" 16 16 8 || ! python3 "$TMP/png.py" "$TMP/mixed" 16 16 3 ||
-   ! python3 "$TMP/png.py" "$TMP/mixed" 20 16 1 3; then
+if ! python3 tests/write_pngs.py "$I" 16 16 8 --step 16 --rgba 3 || ! python3 tests/write_pngs.py "$TMP/mixed" 16 16 3 --step 16 --rgba 3 ||
+   ! python3 tests/write_pngs.py "$TMP/mixed" 20 16 1 3 --step 16 --rgba 3; then
   fail "test images" "python3 could not write them"; exit 0
 fi
 echo "not an image, ignored" >"$I/README.txt"
