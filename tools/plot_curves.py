@@ -6,8 +6,9 @@
 Each RUN_DIR is a build/train_tokenizer --out folder (its log.csv: step, recon, ...) or a
 build/train_generator one (step, loss, ...). Tokenizer runs are drawn as the training batch's
 reconstruction PSNR, 10 log10(1 / recon) (recon is the L2 loss: the mean squared error of images
-in [0, 1]), averaged over windows of 5 logged steps; generator runs as their loss on a second
-panel. Needs Debian's python3-matplotlib; the figure is a documentation artefact, not a test.
+in [0, 1]), averaged over windows of 5 logged steps, dashed when the label says "no text";
+generator runs as their loss on a second panel. Needs Debian's python3-matplotlib; the figure is
+a documentation artefact, not a test.
 """
 import csv
 import math
@@ -36,7 +37,7 @@ def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
     out = sys.argv[1]
-    runs = [a.split("=", 1) for a in sys.argv[2:]]
+    runs = [a.rsplit("=", 1) for a in sys.argv[2:]]  # the last "=": labels may hold one
     tok = [(label, read(d)) for label, d in runs if "recon" in read(d)[0]]
     gen = [(label, read(d)) for label, d in runs if "recon" not in read(d)[0]]
     panels = 1 + (1 if gen else 0)
@@ -45,7 +46,7 @@ def main():
     for label, rows in tok:
         xs = [int(r["step"]) for r in rows]
         ys = [10 * math.log10(1 / max(float(r["recon"]), 1e-10)) for r in rows]
-        ax.plot(*smooth(xs, ys), label=label, linestyle="-" if "text" in label and "no text" not in label else "--")
+        ax.plot(*smooth(xs, ys), label=label, linestyle="--" if "no text" in label else "-")
     ax.set_xlabel("step (batch 32)")
     ax.set_ylabel("training-batch PSNR (dB)")
     ax.set_title("TexTok 64x64 on emoji: reconstruction during training")
