@@ -1453,23 +1453,17 @@ TEXTOKDEF int  textok_gen_trainer_save_model(textok_gen_trainer *t, const char *
 #endif
 static TEXTOK__THREAD_LOCAL char textok__errbuf[512];
 
-static int textok__vfail(int status, const char *fmt, va_list ap)
-{
-    vsnprintf(textok__errbuf, sizeof textok__errbuf, fmt, ap);
-    return status;
-}
-
-#if defined(__GNUC__) || defined(__clang__)
-__attribute__((format(printf, 2, 3)))
-#endif
-static int textok__fail(int status, const char *fmt, ...)
+/* The library's own failures go through the public textok_set_error (declared above with its
+   printf format check): one body writes the message, whoever reports. */
+TEXTOKDEF int textok_set_error(int status, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    status = textok__vfail(status, fmt, ap);
+    vsnprintf(textok__errbuf, sizeof textok__errbuf, fmt, ap);
     va_end(ap);
     return status;
 }
+#define textok__fail textok_set_error
 
 /* Fails with "<prefix>: <the previous failure's message>". The message is copied first: it lives
    in the buffer textok__fail writes. */
@@ -1484,14 +1478,7 @@ static int textok__fail_wrap(int status, const char *prefix)
 TEXTOKDEF const char *textok_version(void) { return TEXTOK_VERSION_STRING; }
 TEXTOKDEF const char *textok_last_error(void) { return textok__errbuf; }
 TEXTOKDEF void textok_clear_error(void) { textok__errbuf[0] = 0; }
-TEXTOKDEF int textok_set_error(int status, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    status = textok__vfail(status, fmt, ap);
-    va_end(ap);
-    return status;
-}
+
 TEXTOKDEF void textok_free(void *p) { TEXTOK_FREE(p); }
 
 /* Overflow-checked size arithmetic for everything that comes from a file. */
